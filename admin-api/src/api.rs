@@ -1,0 +1,168 @@
+//! The JSON documents the admin API returns, shared by the handlers (which build them) and the CLI (which reads them),
+//! so both sides agree on one shape, the one `openapi.yaml` describes.
+
+use std::collections::BTreeMap;
+
+use coffer_kms::{KeyMetadata, KeyState, KmsStatus};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A master key as the API shows it (never its material).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub key_id: String,
+    /// `Enabled`, `Disabled` or `PendingDeletion`.
+    pub state: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub current_version: u32,
+    pub versions: Vec<KeyVersionInfo>,
+    /// When a key pending deletion is destroyed (RFC 3339).
+    pub deletion_date: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersionInfo {
+    pub version: u32,
+    pub created_at: String,
+}
+
+impl From<KeyMetadata> for KeyInfo {
+    fn from(key: KeyMetadata) -> Self {
+        Self {
+            key_id: key.key_id,
+            state: key_state_name(key.state).to_owned(),
+            created_at: rfc3339(key.created_at),
+            current_version: key.current_version,
+            versions: key
+                .versions
+                .into_iter()
+                .map(|version| KeyVersionInfo {
+                    version: version.version,
+                    created_at: rfc3339(version.created_at),
+                })
+                .collect(),
+            deletion_date: key.deletion_date.map(rfc3339),
+            description: key.description,
+        }
+    }
+}
+
+/// One page of `GET keys`; pass `next_marker` as `marker` for the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+    pub next_marker: Option<String>,
+}
+
+/// An entry of MinIO's `GET key/list`, in MinIO's field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinioKeyInfo {
+    pub name: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: String,
+}
+
+/// MinIO's `GET key/status` answer: the key made and opened a data key (failures are error responses instead).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinioKeyStatus {
+    #[serde(rename = "key-id")]
+    pub key_id: String,
+}
+
+pub(crate) fn key_state_name(state: KeyState) -> &'static str {
+    match state {
+        KeyState::Enabled => "Enabled",
+        KeyState::Disabled => "Disabled",
+        KeyState::PendingDeletion => "PendingDeletion",
+    }
+}
+
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .expect("a UTC timestamp always formats as RFC 3339")
+}
+
+/// `GET status` (also the answer of configure, reconfigure, start, stop and clear-cache).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KmsStatusInfo {
+    /// `NotConfigured`, `Configured`, `Running`, `Stopped` or `Error`.
+    pub status: String,
+    pub healthy: bool,
+    /// Why the KMS cannot serve (sealed Vault, unreadable key directory, not started…).
+    pub reason: Option<String>,
+    /// `local` or `vault-transit`, once configured.
+    pub backend_type: Option<String>,
+    pub default_key_id: Option<String>,
+    pub cache: CacheInfo,
+    /// Backend calls since the server started, by operation (`generate_data_key`, `decrypt_data_key`, …).
+    pub kms_calls: BTreeMap<String, u64>,
+    /// Failed backend calls, by operation.
+    pub kms_errors: BTreeMap<String, u64>,
+    /// Backend call latency, by operation.
+    pub latency: BTreeMap<String, LatencyInfo>,
+    /// The last failure of a backend call or a lifecycle step.
+    pub last_error: Option<String>,
+}
+
+/// Data-key cache statistics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheInfo {
+    pub enabled: bool,
+    pub hit_count: u64,
+    pub miss_count: u64,
+    pub entry_count: u64,
+    pub eviction_count: u64,
+}
+
+/// Latency of one backend operation over all its calls, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyInfo {
+    pub total_ms: f64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+}
+
+impl From<KmsStatus> for KmsStatusInfo {
+    fn from(status: KmsStatus) -> Self {
+        let by_name = |counts: BTreeMap<&'static str, u64>| {
+            counts
+                .into_iter()
+                .map(|(name, count)| (name.to_owned(), count))
+                .collect()
+        };
+        let cache = status.cache;
+        Self {
+            status: status.state.name().to_owned(),
+            healthy: status.healthy,
+            reason: status.reason,
+            backend_type: status.backend_type.map(|kind| kind.as_str().to_owned()),
+            default_key_id: status.default_key_id,
+            cache: CacheInfo {
+                enabled: cache.enabled,
+                hit_count: cache.hit_count,
+                miss_count: cache.miss_count,
+                entry_count: cache.entry_count,
+                eviction_count: cache.eviction_count,
+            },
+            kms_calls: by_name(status.calls.kms_calls),
+            kms_errors: by_name(status.calls.kms_errors),
+            latency: status
+                .calls
+                .latency
+                .into_iter()
+                .map(|(name, latency)| {
+                    let info = LatencyInfo {
+                        total_ms: latency.total_ms,
+                        avg_ms: latency.avg_ms,
+                        max_ms: latency.max_ms,
+                    };
+                    (name.to_owned(), info)
+                })
+                .collect(),
+            last_error: status.calls.last_error,
+        }
+    }
+}

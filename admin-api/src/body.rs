@@ -1,0 +1,551 @@
+//! Request bodies: the flat RustFS-style configure document (turned into a [`KmsConfig`]) and the create-key body.
+//!
+//! Bodies are read field by field from a JSON object so that every problem names its field: an unknown field, a
+//! value of the wrong type, a missing required field or a field that does not apply to the chosen backend. Error
+//! messages quote field names only, never submitted values, because values may be tokens or master keys.
+
+use std::path::PathBuf;
+
+use coffer_kms::{BackendConfig, KmsConfig, LocalConfig, Secret, VaultAuth, VaultConfig};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Vault's own conventions for where the transit engine and AppRole auth are mounted when nobody says otherwise.
+const VAULT_TRANSIT_MOUNT: &str = "transit";
+const VAULT_APPROLE_MOUNT: &str = "approle";
+
+const CONFIG_FIELDS: &[&str] = &[
+    "backend_type",
+    "key_dir",
+    "master_key",
+    "address",
+    "auth_method",
+    "namespace",
+    "mount_path",
+    "skip_tls_verify",
+    "ca_cert_path",
+    "default_key_id",
+    "timeout_seconds",
+    "retry_attempts",
+    "enable_cache",
+    "max_cached_keys",
+    "cache_ttl_seconds",
+];
+const TOKEN_FIELDS: &[&str] = &["token"];
+const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id"];
+const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description"];
+const LOCAL_ONLY_FIELDS: [&str; 2] = ["key_dir", "master_key"];
+const VAULT_ONLY_FIELDS: [&str; 6] = [
+    "address",
+    "auth_method",
+    "namespace",
+    "mount_path",
+    "skip_tls_verify",
+    "ca_cert_path",
+];
+
+/// Parses a configure/reconfigure body into a complete configuration, or says which field is wrong.
+pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
+    let mut fields = Fields::from_body(body, CONFIG_FIELDS)?;
+    let backend_type = fields.required::<String>("backend_type", "a string")?;
+    let is_vault = match backend_type.as_str() {
+        "local" | "Local" => false,
+        "vault-transit" | "VaultTransit" | "vault" => true,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "InvalidField",
+                "backend_type",
+                "field `backend_type` must be one of: local, vault-transit (also accepted: Local, VaultTransit, vault)",
+            ));
+        }
+    };
+    let foreign_fields = if is_vault {
+        LOCAL_ONLY_FIELDS.as_slice()
+    } else {
+        VAULT_ONLY_FIELDS.as_slice()
+    };
+    for field in foreign_fields {
+        if fields.take(field).is_some() {
+            let backend = if is_vault { "vault-transit" } else { "local" };
+            return Err(ApiError::invalid_field(
+                "InvalidField",
+                *field,
+                format!("field `{field}` does not apply to backend_type {backend}"),
+            ));
+        }
+    }
+    let backend = if is_vault {
+        vault_backend(&mut fields)?
+    } else {
+        local_backend(&mut fields)?
+    };
+
+    let mut config = KmsConfig::new(backend);
+    if let Some(default_key_id) = fields.optional("default_key_id", "a string")? {
+        config.default_key_id = default_key_id;
+    }
+    if let Some(timeout_seconds) = fields.optional("timeout_seconds", "a non-negative integer")? {
+        config.timeout_seconds = timeout_seconds;
+    }
+    if let Some(retry_attempts) = fields.optional("retry_attempts", "a non-negative integer")? {
+        config.retry_attempts = retry_attempts;
+    }
+    if let Some(enabled) = fields.optional("enable_cache", "a boolean")? {
+        config.cache.enabled = enabled;
+    }
+    if let Some(max_cached_keys) = fields.optional("max_cached_keys", "a non-negative integer")? {
+        config.cache.max_cached_keys = max_cached_keys;
+    }
+    if let Some(ttl_seconds) = fields.optional("cache_ttl_seconds", "a non-negative integer")? {
+        config.cache.ttl_seconds = ttl_seconds;
+    }
+    fields.finish()?;
+    Ok(config)
+}
+
+fn local_backend(fields: &mut Fields) -> Result<BackendConfig, ApiError> {
+    Ok(BackendConfig::Local(LocalConfig {
+        key_dir: fields.optional::<PathBuf>("key_dir", "a string (a directory path)")?,
+        master_key: fields
+            .optional::<String>("master_key", "a string")?
+            .map(Secret::new),
+        master_key_file: None,
+    }))
+}
+
+fn vault_backend(fields: &mut Fields) -> Result<BackendConfig, ApiError> {
+    let address =
+        fields.required_for_vault::<String>("address", "a string (an http:// or https:// URL)")?;
+    let auth = match fields.take("auth_method") {
+        Some(value) => vault_auth(value)?,
+        None => return Err(missing_for_vault("auth_method")),
+    };
+    Ok(BackendConfig::VaultTransit(VaultConfig {
+        address,
+        mount_path: fields
+            .optional("mount_path", "a string")?
+            .unwrap_or_else(|| VAULT_TRANSIT_MOUNT.to_owned()),
+        namespace: fields.optional("namespace", "a string")?,
+        auth,
+        ca_cert_path: fields.optional("ca_cert_path", "a string (a file path)")?,
+        client_cert_path: None,
+        client_key_path: None,
+        skip_tls_verify: fields
+            .optional("skip_tls_verify", "a boolean")?
+            .unwrap_or(false),
+    }))
+}
+
+/// `{"Token":{"token":…}}` or `{"AppRole":{"role_id":…,"secret_id":…}}`.
+fn vault_auth(value: Value) -> Result<VaultAuth, ApiError> {
+    const SHAPE: &str = r#"field `auth_method` must be {"Token":{"token":"…"}} or {"AppRole":{"role_id":"…","secret_id":"…"}}"#;
+    let Value::Object(object) = value else {
+        return Err(ApiError::invalid_field(
+            "InvalidField",
+            "auth_method",
+            SHAPE,
+        ));
+    };
+    let mut methods = object.into_iter();
+    let (Some((method, settings)), None) = (methods.next(), methods.next()) else {
+        return Err(ApiError::invalid_field(
+            "InvalidField",
+            "auth_method",
+            SHAPE,
+        ));
+    };
+    let auth = match method.as_str() {
+        "Token" => {
+            let mut fields = Fields::from_value(settings, "auth_method.Token.", TOKEN_FIELDS)?;
+            let token = fields.required::<String>("token", "a string")?;
+            fields.finish()?;
+            VaultAuth::Token {
+                token: Secret::new(token),
+            }
+        }
+        "AppRole" => {
+            let mut fields = Fields::from_value(settings, "auth_method.AppRole.", APPROLE_FIELDS)?;
+            let role_id = fields.required::<String>("role_id", "a string")?;
+            let secret_id = fields.required::<String>("secret_id", "a string")?;
+            fields.finish()?;
+            VaultAuth::AppRole {
+                role_id,
+                secret_id: Some(Secret::new(secret_id)),
+                secret_id_file: None,
+                mount: VAULT_APPROLE_MOUNT.to_owned(),
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "InvalidField",
+                format!("auth_method.{method}"),
+                SHAPE,
+            ))
+        }
+    };
+    Ok(auth)
+}
+
+fn missing_for_vault(field: &str) -> ApiError {
+    ApiError::invalid_field(
+        "MissingField",
+        field,
+        format!("field `{field}` is required for backend_type vault-transit"),
+    )
+}
+
+/// A key to create: an explicit id or none (the KMS generates one), and an optional description.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CreateKeyRequest {
+    pub key_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Parses the optional `{"key_id":…,"description":…}` body of `POST keys`; an empty body asks for a generated id.
+pub fn parse_create_key(body: &[u8]) -> Result<CreateKeyRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CreateKeyRequest::default());
+    }
+    let mut fields = Fields::from_body(body, CREATE_KEY_FIELDS)?;
+    let request = CreateKeyRequest {
+        key_id: fields.optional("key_id", "a string")?,
+        description: fields.optional("description", "a string")?,
+    };
+    fields.finish()?;
+    Ok(request)
+}
+
+/// The fields of one JSON object, consumed as they are read; whatever is left at the end is unknown.
+struct Fields {
+    object: Map<String, Value>,
+    /// Prefix naming where this object sits in the body (`auth_method.Token.`), for messages.
+    path: &'static str,
+    known: &'static [&'static str],
+}
+
+impl Fields {
+    fn from_body(body: &[u8], known: &'static [&'static str]) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "MissingBody",
+                "the request body must be a JSON object",
+            ));
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|err| {
+            ApiError::bad_request(
+                "MalformedJSON",
+                format!("the request body is not valid JSON: {err}"),
+            )
+        })?;
+        Self::from_value(value, "", known)
+    }
+
+    fn from_value(
+        value: Value,
+        path: &'static str,
+        known: &'static [&'static str],
+    ) -> Result<Self, ApiError> {
+        match value {
+            Value::Object(object) => Ok(Self {
+                object,
+                path,
+                known,
+            }),
+            _ if path.is_empty() => Err(ApiError::bad_request(
+                "MalformedJSON",
+                "the request body must be a JSON object",
+            )),
+            _ => {
+                let field = path.trim_end_matches('.');
+                Err(ApiError::invalid_field(
+                    "InvalidField",
+                    field,
+                    format!("field `{field}` must be a JSON object"),
+                ))
+            }
+        }
+    }
+
+    /// Removes a field; JSON `null` counts as absent.
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.object.remove(name).filter(|value| !value.is_null())
+    }
+
+    fn optional<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+        expected: &str,
+    ) -> Result<Option<T>, ApiError> {
+        let path = self.path;
+        self.take(name)
+            .map(|value| {
+                // The deserializer's own message may quote the value (a secret, perhaps): say what was expected instead.
+                serde_json::from_value(value).map_err(|_| {
+                    ApiError::invalid_field(
+                        "InvalidField",
+                        format!("{path}{name}"),
+                        format!("field `{path}{name}` must be {expected}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn required<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+        expected: &str,
+    ) -> Result<T, ApiError> {
+        let path = self.path;
+        self.optional(name, expected)?.ok_or_else(|| {
+            ApiError::invalid_field(
+                "MissingField",
+                format!("{path}{name}"),
+                format!("field `{path}{name}` is required"),
+            )
+        })
+    }
+
+    fn required_for_vault<T: DeserializeOwned>(
+        &mut self,
+        name: &'static str,
+        expected: &str,
+    ) -> Result<T, ApiError> {
+        self.optional(name, expected)?
+            .ok_or_else(|| missing_for_vault(name))
+    }
+
+    /// Fails on the first field nobody asked for.
+    fn finish(self) -> Result<(), ApiError> {
+        match self.object.keys().next() {
+            None => Ok(()),
+            Some(unknown) => {
+                let field = format!("{}{unknown}", self.path);
+                let message = format!(
+                    "unknown field `{field}`; accepted fields: {}",
+                    self.known.join(", ")
+                );
+                Err(ApiError::invalid_field("UnknownField", field, message))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<KmsConfig, ApiError> {
+        parse_kms_config(json.as_bytes())
+    }
+
+    fn field_error(json: &str) -> (String, String, String) {
+        let err = parse(json).expect_err("the body must be refused");
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        (
+            err.code.to_owned(),
+            err.field.unwrap_or_default(),
+            err.message,
+        )
+    }
+
+    #[test]
+    fn local_body_becomes_a_local_config() {
+        let config = parse(
+            r#"{"backend_type":"local","key_dir":"/var/lib/keys","master_key":"m4st3r","default_key_id":"app",
+                "timeout_seconds":5,"retry_attempts":1,"enable_cache":false,"max_cached_keys":10,"cache_ttl_seconds":60}"#,
+        )
+        .unwrap();
+        let BackendConfig::Local(local) = &config.backend else {
+            panic!("not local: {config:?}")
+        };
+        assert_eq!(
+            local.key_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/keys"))
+        );
+        assert_eq!(
+            local.master_key.as_ref().map(Secret::expose),
+            Some("m4st3r")
+        );
+        assert_eq!(config.default_key_id, "app");
+        assert_eq!((config.timeout_seconds, config.retry_attempts), (5, 1));
+        assert!(!config.cache.enabled);
+        assert_eq!(
+            (config.cache.max_cached_keys, config.cache.ttl_seconds),
+            (10, 60)
+        );
+    }
+
+    #[test]
+    fn backend_type_spellings_from_rustfs_are_accepted() {
+        for spelling in ["local", "Local"] {
+            let config = parse(&format!(
+                r#"{{"backend_type":"{spelling}","key_dir":"/k"}}"#
+            ))
+            .unwrap();
+            assert!(matches!(config.backend, BackendConfig::Local(_)));
+        }
+        for spelling in ["vault-transit", "VaultTransit", "vault"] {
+            let config = parse(&format!(
+                r#"{{"backend_type":"{spelling}","address":"http://127.0.0.1:8200","auth_method":{{"Token":{{"token":"t"}}}}}}"#
+            ))
+            .unwrap();
+            assert!(matches!(config.backend, BackendConfig::VaultTransit(_)));
+        }
+    }
+
+    #[test]
+    fn vault_body_with_approle_becomes_a_vault_config() {
+        let config = parse(
+            r#"{"backend_type":"vault-transit","address":"https://vault:8200","namespace":"team",
+                "mount_path":"kms","skip_tls_verify":true,"ca_cert_path":"/ca.pem",
+                "auth_method":{"AppRole":{"role_id":"r-1","secret_id":"s-1"}}}"#,
+        )
+        .unwrap();
+        let BackendConfig::VaultTransit(vault) = &config.backend else {
+            panic!("not vault: {config:?}")
+        };
+        assert_eq!(vault.address, "https://vault:8200");
+        assert_eq!(vault.mount_path, "kms");
+        assert_eq!(vault.namespace.as_deref(), Some("team"));
+        assert!(vault.skip_tls_verify);
+        let VaultAuth::AppRole {
+            role_id, secret_id, ..
+        } = &vault.auth
+        else {
+            panic!("not approle")
+        };
+        assert_eq!(role_id, "r-1");
+        assert_eq!(secret_id.as_ref().map(Secret::expose), Some("s-1"));
+    }
+
+    #[test]
+    fn vault_mount_defaults_to_transit() {
+        let config =
+            parse(r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":"t"}}}"#).unwrap();
+        let BackendConfig::VaultTransit(vault) = &config.backend else {
+            panic!("not vault")
+        };
+        assert_eq!(vault.mount_path, "transit");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let (code, field, message) =
+            field_error(r#"{"backend_type":"local","key_dir":"/k","cache_size":5}"#);
+        assert_eq!(
+            (code.as_str(), field.as_str()),
+            ("UnknownField", "cache_size")
+        );
+        assert!(
+            message.contains("`cache_size`") && message.contains("key_dir"),
+            "{message}"
+        );
+
+        let (_, field, _) = field_error(
+            r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":"t","ttl":1}}}"#,
+        );
+        assert_eq!(field, "auth_method.Token.ttl");
+    }
+
+    #[test]
+    fn wrong_types_are_named_without_echoing_the_value() {
+        let (code, field, message) =
+            field_error(r#"{"backend_type":"local","key_dir":"/k","timeout_seconds":"soon"}"#);
+        assert_eq!(
+            (code.as_str(), field.as_str()),
+            ("InvalidField", "timeout_seconds")
+        );
+        assert!(!message.contains("soon"), "{message}");
+
+        let (_, field, message) = field_error(
+            r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":98765}}}"#,
+        );
+        assert_eq!(field, "auth_method.Token.token");
+        assert!(!message.contains("98765"), "{message}");
+
+        let (_, field, message) =
+            field_error(r#"{"backend_type":"local","key_dir":"/k","master_key":["hunter2"]}"#);
+        assert_eq!(field, "master_key");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let (code, field, _) = field_error(r#"{"key_dir":"/k"}"#);
+        assert_eq!(
+            (code.as_str(), field.as_str()),
+            ("MissingField", "backend_type")
+        );
+        let (_, field, _) =
+            field_error(r#"{"backend_type":"vault","auth_method":{"Token":{"token":"t"}}}"#);
+        assert_eq!(field, "address");
+        let (_, field, _) = field_error(r#"{"backend_type":"vault","address":"http://v:8200"}"#);
+        assert_eq!(field, "auth_method");
+        let (_, field, _) = field_error(
+            r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"AppRole":{"role_id":"r"}}}"#,
+        );
+        assert_eq!(field, "auth_method.AppRole.secret_id");
+    }
+
+    #[test]
+    fn fields_of_the_other_backend_are_refused() {
+        let (_, field, message) =
+            field_error(r#"{"backend_type":"local","key_dir":"/k","address":"http://v:8200"}"#);
+        assert_eq!(field, "address");
+        assert!(message.contains("does not apply"), "{message}");
+        let (_, field, _) = field_error(
+            r#"{"backend_type":"vault","address":"http://v","auth_method":{"Token":{"token":"t"}},"master_key":"m"}"#,
+        );
+        assert_eq!(field, "master_key");
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        for body in ["", "  ", "not json", "[1,2]", r#"{"backend_type":"local""#] {
+            let err = parse(body).expect_err(body);
+            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{body}");
+        }
+        let (_, field, _) = field_error(r#"{"backend_type":"sqlite"}"#);
+        assert_eq!(field, "backend_type");
+        let (_, field, _) = field_error(
+            r#"{"backend_type":"vault","address":"http://v","auth_method":{"Kerberos":{}}}"#,
+        );
+        assert_eq!(field, "auth_method.Kerberos");
+        let (_, field, _) =
+            field_error(r#"{"backend_type":"vault","address":"http://v","auth_method":"token"}"#);
+        assert_eq!(field, "auth_method");
+    }
+
+    #[test]
+    fn nulls_count_as_absent() {
+        let config =
+            parse(r#"{"backend_type":"local","key_dir":"/k","master_key":null,"address":null}"#)
+                .unwrap();
+        let BackendConfig::Local(local) = config.backend else {
+            panic!("not local")
+        };
+        assert!(local.master_key.is_none());
+    }
+
+    #[test]
+    fn create_key_body_is_optional() {
+        assert_eq!(parse_create_key(b"").unwrap(), CreateKeyRequest::default());
+        assert_eq!(
+            parse_create_key(br#"{"key_id":"app","description":"for app"}"#).unwrap(),
+            CreateKeyRequest {
+                key_id: Some("app".into()),
+                description: Some("for app".into())
+            }
+        );
+        assert_eq!(
+            parse_create_key(br#"{"name":"app"}"#)
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("name")
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! `coffer admin`: the command-line client of the admin API. The `coffer` binary adds [`AdminCommand`] as a
+//! subcommand and calls [`run`]; everything else (credentials, signing, HTTP, output) lives here.
+//!
+//! Every command is one signed request, the same one an operator would make with awscurl, so the CLI can do
+//! exactly what the HTTP API does and nothing more.
+
+mod client;
+mod output;
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use client::{AdminClient, AdminRequest, CliError, SigningKeys};
+
+/// Manage a running Coffer server through its admin API (requests are SigV4-signed like S3 requests).
+#[derive(Args, Debug)]
+pub struct AdminCommand {
+    #[command(flatten)]
+    connection: Connection,
+    /// Print the server's JSON answers (and errors) instead of tables, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    area: AdminArea,
+}
+
+/// Where the server is and who signs.
+#[derive(Args)]
+struct Connection {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "COFFER_ENDPOINT",
+        default_value = "http://127.0.0.1:9000",
+        global = true
+    )]
+    endpoint: String,
+    /// Access key of an admin user (falls back to AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "COFFER_ROOT_USER", global = true)]
+    access_key: Option<String>,
+    /// Secret key of that user (falls back to AWS_SECRET_ACCESS_KEY); prefer the environment to the command line.
+    #[arg(
+        long,
+        env = "COFFER_ROOT_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    secret_key: Option<String>,
+    /// Region the signature is scoped to.
+    #[arg(
+        long,
+        env = "COFFER_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    region: String,
+    /// PEM file with the certificate authority of a server using its own TLS certificates.
+    #[arg(long, env = "COFFER_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("region", &self.region)
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminArea {
+    /// The key management service: lifecycle, configuration and master keys.
+    #[command(subcommand)]
+    Kms(KmsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KmsCommand {
+    /// Show the KMS state, backend, health and cache statistics.
+    Status,
+    /// Show the active configuration (secrets shown as ***).
+    Config,
+    /// Configure a KMS that is not running, from a JSON file (RustFS's configure body; `-` reads stdin).
+    Configure {
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Replace the configuration of a running KMS without stopping it.
+    Reconfigure {
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Start the configured KMS.
+    Start,
+    /// Stop the KMS (encrypted objects cannot be written or read until it starts again).
+    Stop,
+    /// Drop and zeroize every cached data key.
+    ClearCache,
+    /// Manage master keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Create a master key; without KEY_ID the KMS generates one.
+    Create {
+        key_id: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List master keys, a page at a time.
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue after this key id (the `next_marker` of the previous page).
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// Show a key's state, versions, creation and deletion dates.
+    Describe {
+        key_id: String,
+    },
+    /// Add a key version: new data keys use it, existing objects keep decrypting.
+    Rotate {
+        key_id: String,
+    },
+    Enable {
+        key_id: String,
+    },
+    /// Disable a key: it no longer makes or opens data keys until enabled again.
+    Disable {
+        key_id: String,
+    },
+    /// Schedule a key for deletion after a waiting period (cancel it with cancel-deletion).
+    Delete {
+        key_id: String,
+        #[arg(long)]
+        pending_window_days: Option<u32>,
+    },
+    /// Cancel a scheduled deletion.
+    CancelDeletion {
+        key_id: String,
+    },
+}
+
+/// How an answer is shown without `--json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rendering {
+    Status,
+    Config,
+    Key,
+    KeyList,
+}
+
+/// Runs `coffer admin …`: 0 on success, 1 when the server refused or could not be reached, 2 for local problems
+/// (missing credentials, unreadable file, bad endpoint).
+pub async fn run(command: AdminCommand) -> ExitCode {
+    match execute(&command).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            if let (
+                true,
+                CliError::Api {
+                    status,
+                    code,
+                    message,
+                },
+            ) = (command.json, &err)
+            {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": status, "code": code, "message": message})
+                );
+            }
+            eprintln!("coffer admin: {err}");
+            match err {
+                CliError::Api { .. } | CliError::Transport(_) => ExitCode::from(1),
+                CliError::Usage(_) => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+async fn execute(command: &AdminCommand) -> Result<String, CliError> {
+    let AdminArea::Kms(kms) = &command.area;
+    let (request, rendering) = kms.request()?;
+    let client = command.connection.client()?;
+    let answer = client.send(&request).await?;
+    if command.json {
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&answer).expect("JSON values always serialize")
+        ));
+    }
+    Ok(match rendering {
+        Rendering::Status => typed(answer, output::status),
+        Rendering::Config => output::config(&answer),
+        Rendering::Key => typed(answer, output::key),
+        Rendering::KeyList => typed(answer, output::key_list),
+    })
+}
+
+/// Renders a typed answer; an answer of another shape (a newer server, say) is shown as JSON rather than lost.
+fn typed<T: DeserializeOwned>(answer: Value, render: impl Fn(&T) -> String) -> String {
+    match serde_json::from_value::<T>(answer.clone()) {
+        Ok(value) => render(&value),
+        Err(_) => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&answer).expect("JSON values always serialize")
+        ),
+    }
+}
+
+impl Connection {
+    fn client(&self) -> Result<AdminClient, CliError> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let access_key = self
+            .access_key
+            .clone()
+            .or_else(|| from_env("AWS_ACCESS_KEY_ID"));
+        let secret_key = self
+            .secret_key
+            .clone()
+            .or_else(|| from_env("AWS_SECRET_ACCESS_KEY"));
+        let (Some(access_key), Some(secret_key)) = (access_key, secret_key) else {
+            return Err(CliError::Usage(
+                "no credentials: pass --access-key and --secret-key, or set COFFER_ROOT_USER and COFFER_ROOT_PASSWORD \
+                 (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                    .to_owned(),
+            ));
+        };
+        let ca_cert = match &self.ca_cert {
+            Some(path) => Some(std::fs::read(path).map_err(|err| {
+                CliError::Usage(format!(
+                    "cannot read the CA certificate {}: {err}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        AdminClient::new(
+            &self.endpoint,
+            SigningKeys {
+                access_key,
+                secret_key,
+            },
+            self.region.clone(),
+            ca_cert.as_deref(),
+        )
+    }
+}
+
+impl KmsCommand {
+    /// The one admin request this command makes and how its answer is shown.
+    fn request(&self) -> Result<(AdminRequest, Rendering), CliError> {
+        let post = |path: &[&str]| request(Method::POST, path);
+        Ok(match self {
+            Self::Status => (request(Method::GET, &["status"]), Rendering::Status),
+            Self::Config => (request(Method::GET, &["config"]), Rendering::Config),
+            Self::Configure { file } => (
+                with_body(post(&["configure"]), read_body_file(file)?),
+                Rendering::Status,
+            ),
+            Self::Reconfigure { file } => (
+                with_body(post(&["reconfigure"]), read_body_file(file)?),
+                Rendering::Status,
+            ),
+            Self::Start => (post(&["start"]), Rendering::Status),
+            Self::Stop => (post(&["stop"]), Rendering::Status),
+            Self::ClearCache => (post(&["clear-cache"]), Rendering::Status),
+            Self::Key(key) => (
+                key.request(),
+                if matches!(key, KeyCommand::List { .. }) {
+                    Rendering::KeyList
+                } else {
+                    Rendering::Key
+                },
+            ),
+        })
+    }
+}
+
+impl KeyCommand {
+    fn request(&self) -> AdminRequest {
+        let on_key = |method: Method, key_id: &str, action: Option<&str>| {
+            request(
+                method,
+                &[["keys", key_id].as_slice(), action.as_slice()].concat(),
+            )
+        };
+        match self {
+            Self::Create {
+                key_id,
+                description,
+            } => {
+                let mut body = serde_json::Map::new();
+                if let Some(key_id) = key_id {
+                    body.insert("key_id".into(), key_id.as_str().into());
+                }
+                if let Some(description) = description {
+                    body.insert("description".into(), description.as_str().into());
+                }
+                with_body(
+                    request(Method::POST, &["keys"]),
+                    Value::Object(body).to_string().into_bytes(),
+                )
+            }
+            Self::List { limit, marker } => {
+                let mut list = request(Method::GET, &["keys"]);
+                list.query
+                    .extend(limit.map(|limit| ("limit", limit.to_string())));
+                list.query
+                    .extend(marker.clone().map(|marker| ("marker", marker)));
+                list
+            }
+            Self::Describe { key_id } => on_key(Method::GET, key_id, None),
+            Self::Rotate { key_id } => on_key(Method::POST, key_id, Some("rotate")),
+            Self::Enable { key_id } => on_key(Method::POST, key_id, Some("enable")),
+            Self::Disable { key_id } => on_key(Method::POST, key_id, Some("disable")),
+            Self::Delete {
+                key_id,
+                pending_window_days,
+            } => {
+                let mut delete = on_key(Method::DELETE, key_id, None);
+                delete.query.extend(
+                    pending_window_days.map(|days| ("pending_window_days", days.to_string())),
+                );
+                delete
+            }
+            Self::CancelDeletion { key_id } => {
+                on_key(Method::POST, key_id, Some("cancel-deletion"))
+            }
+        }
+    }
+}
+
+fn request(method: Method, segments: &[&str]) -> AdminRequest {
+    AdminRequest {
+        method,
+        segments: segments.iter().map(|s| (*s).to_owned()).collect(),
+        query: Vec::new(),
+        body: None,
+    }
+}
+
+fn with_body(mut request: AdminRequest, body: Vec<u8>) -> AdminRequest {
+    request.body = Some(body);
+    request
+}
+
+/// The configure body from a file, or from stdin for `-`.
+fn read_body_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    let mut body = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut body).map(drop)
+    } else {
+        std::fs::read(path).map(|bytes| body = bytes)
+    };
+    read.map_err(|err| CliError::Usage(format!("cannot read {}: {err}", path.display())))?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::routes::{self, Resolution};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        admin: AdminCommand,
+    }
+
+    fn parse(args: &[&str]) -> AdminCommand {
+        Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))
+            .unwrap()
+            .admin
+    }
+
+    fn kms_request(args: &[&str]) -> AdminRequest {
+        let AdminArea::Kms(kms) = parse(args).area;
+        kms.request().unwrap().0
+    }
+
+    /// Every CLI command must hit a route the server serves.
+    #[test]
+    fn every_command_maps_to_a_served_route() {
+        let commands: &[&[&str]] = &[
+            &["kms", "status"],
+            &["kms", "config"],
+            &["kms", "start"],
+            &["kms", "stop"],
+            &["kms", "clear-cache"],
+            &["kms", "key", "create"],
+            &[
+                "kms",
+                "key",
+                "create",
+                "app",
+                "--description",
+                "for the app",
+            ],
+            &["kms", "key", "list", "--limit", "5", "--marker", "m"],
+            &["kms", "key", "describe", "app"],
+            &["kms", "key", "rotate", "app"],
+            &["kms", "key", "enable", "app"],
+            &["kms", "key", "disable", "app"],
+            &["kms", "key", "delete", "app", "--pending-window-days", "7"],
+            &["kms", "key", "cancel-deletion", "app"],
+        ];
+        for args in commands {
+            let request = kms_request(args);
+            let path = format!(
+                "{}/{}",
+                routes::MOUNT_PREFIXES[0],
+                request.segments.join("/")
+            );
+            assert!(
+                matches!(
+                    routes::resolve(&request.method, &path),
+                    Resolution::Found { .. }
+                ),
+                "{args:?} -> {} {path}",
+                request.method
+            );
+        }
+    }
+
+    #[test]
+    fn key_commands_carry_their_parameters() {
+        let create = kms_request(&[
+            "kms",
+            "key",
+            "create",
+            "app",
+            "--description",
+            "for the app",
+        ]);
+        let body: Value = serde_json::from_slice(create.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"key_id": "app", "description": "for the app"})
+        );
+        let delete = kms_request(&["kms", "key", "delete", "app", "--pending-window-days", "7"]);
+        assert_eq!(delete.query, vec![("pending_window_days", "7".to_owned())]);
+        let list = kms_request(&["kms", "key", "list", "--limit", "5"]);
+        assert_eq!(list.query, vec![("limit", "5".to_owned())]);
+    }
+
+    #[test]
+    fn options_go_anywhere_and_secrets_stay_out_of_debug() {
+        let command = parse(&[
+            "kms",
+            "status",
+            "--json",
+            "--endpoint",
+            "http://h:1",
+            "--secret-key",
+            "hunter2",
+        ]);
+        assert!(command.json);
+        assert_eq!(command.connection.endpoint, "http://h:1");
+        assert!(!format!("{command:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn configure_reads_its_body_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kms.json");
+        std::fs::write(&file, br#"{"backend_type":"local","key_dir":"/k"}"#).unwrap();
+        let request = kms_request(&["kms", "configure", "--file", file.to_str().unwrap()]);
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(
+            request.body.as_deref(),
+            Some(br#"{"backend_type":"local","key_dir":"/k"}"#.as_slice())
+        );
+        let AdminArea::Kms(kms) =
+            parse(&["kms", "configure", "--file", "/nonexistent/kms.json"]).area;
+        assert!(matches!(kms.request(), Err(CliError::Usage(_))));
+    }
+}

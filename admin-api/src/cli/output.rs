@@ -1,0 +1,230 @@
+//! Human-readable renderings of admin API answers for `coffer admin` (the `--json` flag bypasses them).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::api::{KeyInfo, KeyList, KmsStatusInfo};
+
+const NONE: &str = "-";
+
+pub fn status(status: &KmsStatusInfo) -> String {
+    let cache = &status.cache;
+    let cache_line = format!(
+        "{}, {} entries, {} hits, {} misses, {} evictions",
+        if cache.enabled { "enabled" } else { "disabled" },
+        cache.entry_count,
+        cache.hit_count,
+        cache.miss_count,
+        cache.eviction_count
+    );
+    let counts = |counts: &BTreeMap<String, u64>| {
+        let nonzero: Vec<String> = counts
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(name, count)| format!("{name}={count}"))
+            .collect();
+        if nonzero.is_empty() {
+            NONE.to_owned()
+        } else {
+            nonzero.join(" ")
+        }
+    };
+    two_columns(&[
+        ("status", status.status.clone()),
+        ("healthy", status.healthy.to_string()),
+        ("reason", or_none(status.reason.as_deref())),
+        ("backend_type", or_none(status.backend_type.as_deref())),
+        ("default_key_id", or_none(status.default_key_id.as_deref())),
+        ("cache", cache_line),
+        ("kms_calls", counts(&status.kms_calls)),
+        ("kms_errors", counts(&status.kms_errors)),
+        ("last_error", or_none(status.last_error.as_deref())),
+    ])
+}
+
+/// The configuration as `dotted.path  value` lines (it is nested and its shape belongs to the KMS).
+pub fn config(config: &Value) -> String {
+    let mut rows = Vec::new();
+    flatten("", config, &mut rows);
+    let rows: Vec<(&str, String)> = rows
+        .iter()
+        .map(|(path, value)| (path.as_str(), value.clone()))
+        .collect();
+    two_columns(&rows)
+}
+
+pub fn key(key: &KeyInfo) -> String {
+    let versions = key
+        .versions
+        .iter()
+        .map(|v| format!("{} ({})", v.version, v.created_at))
+        .collect::<Vec<_>>()
+        .join(", ");
+    two_columns(&[
+        ("key_id", key.key_id.clone()),
+        ("state", key.state.clone()),
+        ("created_at", key.created_at.clone()),
+        ("current_version", key.current_version.to_string()),
+        ("versions", versions),
+        ("deletion_date", or_none(key.deletion_date.as_deref())),
+        ("description", or_none(key.description.as_deref())),
+    ])
+}
+
+pub fn key_list(list: &KeyList) -> String {
+    let header = ["KEY ID", "STATE", "VERSION", "CREATED", "DELETION DATE"].map(str::to_owned);
+    let rows = list.keys.iter().map(|key| {
+        [
+            key.key_id.clone(),
+            key.state.clone(),
+            key.current_version.to_string(),
+            key.created_at.clone(),
+            or_none(key.deletion_date.as_deref()),
+        ]
+    });
+    let mut text = columns(std::iter::once(header).chain(rows).collect());
+    if let Some(marker) = &list.next_marker {
+        text.push_str(&format!(
+            "more keys follow: list again with --marker {marker}\n"
+        ));
+    }
+    text
+}
+
+fn flatten(path: &str, value: &Value, rows: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(object) => {
+            for (name, inner) in object {
+                let inner_path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                flatten(&inner_path, inner, rows);
+            }
+        }
+        Value::Null => rows.push((path.to_owned(), NONE.to_owned())),
+        Value::String(text) => rows.push((path.to_owned(), text.clone())),
+        other => rows.push((path.to_owned(), other.to_string())),
+    }
+}
+
+fn or_none(value: Option<&str>) -> String {
+    value.unwrap_or(NONE).to_owned()
+}
+
+fn two_columns(rows: &[(&str, String)]) -> String {
+    columns(
+        rows.iter()
+            .map(|(name, value)| [(*name).to_owned(), value.clone()])
+            .collect(),
+    )
+}
+
+/// Left-aligned columns separated by two spaces, one row per line.
+fn columns<const N: usize>(rows: Vec<[String; N]>) -> String {
+    let mut widths = [0; N];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CacheInfo, KeyVersionInfo};
+
+    #[test]
+    fn status_is_a_two_column_table() {
+        let info = KmsStatusInfo {
+            status: "Running".into(),
+            healthy: true,
+            reason: None,
+            backend_type: Some("local".into()),
+            default_key_id: Some("coffer-default".into()),
+            cache: CacheInfo {
+                enabled: true,
+                hit_count: 3,
+                miss_count: 1,
+                entry_count: 1,
+                eviction_count: 0,
+            },
+            kms_calls: [
+                ("generate_data_key".to_owned(), 1),
+                ("health".to_owned(), 0),
+            ]
+            .into(),
+            kms_errors: [("generate_data_key".to_owned(), 0)].into(),
+            latency: BTreeMap::new(),
+            last_error: None,
+        };
+        let text = status(&info);
+        assert!(
+            text.starts_with("status          Running\nhealthy         true\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cache           enabled, 1 entries, 3 hits, 1 misses, 0 evictions\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kms_calls       generate_data_key=1\nkms_errors      -\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_is_flattened_into_dotted_paths() {
+        let text = config(
+            &serde_json::json!({"backend": {"type": "vault-transit", "auth": {"token": "***"}}, "timeout_seconds": 10}),
+        );
+        assert_eq!(
+            text,
+            "backend.auth.token  ***\nbackend.type        vault-transit\ntimeout_seconds     10\n"
+        );
+    }
+
+    #[test]
+    fn key_lists_have_a_header_and_a_continuation_hint() {
+        let key = KeyInfo {
+            key_id: "app".into(),
+            state: "Enabled".into(),
+            created_at: "2025-01-01T00:00:00Z".into(),
+            current_version: 2,
+            versions: vec![KeyVersionInfo {
+                version: 1,
+                created_at: "2025-01-01T00:00:00Z".into(),
+            }],
+            deletion_date: None,
+            description: None,
+        };
+        let text = key_list(&KeyList {
+            keys: vec![key],
+            next_marker: Some("app".into()),
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "KEY ID  STATE    VERSION  CREATED               DELETION DATE"
+        );
+        assert_eq!(
+            lines[1],
+            "app     Enabled  2        2025-01-01T00:00:00Z  -"
+        );
+        assert_eq!(lines[2], "more keys follow: list again with --marker app");
+    }
+}

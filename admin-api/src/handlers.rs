@@ -1,0 +1,275 @@
+//! What each admin endpoint does with the [`KmsManager`]: inputs (body, query, key id) are all checked before the
+//! manager is called, so a refused request changes nothing; answers are the documents of [`crate::api`].
+
+use std::sync::Arc;
+
+use coffer_kms::{EncryptionContext, KmsError, KmsManager};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus};
+use crate::body::{parse_create_key, parse_kms_config};
+use crate::error::ApiError;
+use crate::query::Query;
+use crate::routes::Endpoint;
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+/// AWS KMS's default waiting period before a scheduled key deletion happens (the KMS enforces the allowed range).
+const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
+
+/// Runs admin endpoints against one KMS manager.
+pub(crate) struct Handlers {
+    kms: Arc<KmsManager>,
+}
+
+/// One resolved admin request: the endpoint, the `{key_id}` from the path if the route has one, query and body.
+pub(crate) struct Call<'a> {
+    pub endpoint: Endpoint,
+    pub key_id: Option<String>,
+    pub query: Query,
+    pub body: &'a [u8],
+}
+
+impl Handlers {
+    pub fn new(kms: Arc<KmsManager>) -> Self {
+        Self { kms }
+    }
+
+    /// Runs one call; the JSON answer on success.
+    pub async fn handle(&self, call: Call<'_>) -> Result<Value, ApiError> {
+        let Call {
+            endpoint,
+            key_id,
+            mut query,
+            body,
+        } = call;
+        let takes_body = matches!(
+            endpoint,
+            Endpoint::Configure | Endpoint::Reconfigure | Endpoint::CreateKey
+        );
+        if !takes_body && !body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "UnexpectedBody",
+                "this endpoint takes no request body; its parameters go in the query string",
+            ));
+        }
+        let path_key = || {
+            key_id
+                .clone()
+                .expect("routes with {key_id} always carry one")
+        };
+        match endpoint {
+            Endpoint::Configure => {
+                let config = parse_kms_config(body)?;
+                query.finish()?;
+                self.kms.configure(config).await.map_err(|err| match err {
+                    KmsError::WrongState { .. } => {
+                        let mut api = ApiError::from(err);
+                        api.message.push_str(
+                            "; stop the KMS first, or use reconfigure to change a running KMS",
+                        );
+                        api
+                    }
+                    other => other.into(),
+                })?;
+                self.status().await
+            }
+            Endpoint::Reconfigure => {
+                let config = parse_kms_config(body)?;
+                query.finish()?;
+                self.kms.reconfigure(config).await?;
+                self.status().await
+            }
+            Endpoint::Start => {
+                query.finish()?;
+                self.kms.start().await?;
+                self.status().await
+            }
+            Endpoint::Stop => {
+                query.finish()?;
+                self.kms.stop().await?;
+                self.status().await
+            }
+            Endpoint::Status => {
+                query.finish()?;
+                self.status().await
+            }
+            Endpoint::Config => {
+                query.finish()?;
+                self.kms
+                    .config()
+                    .ok_or_else(|| KmsError::NotConfigured.into())
+            }
+            Endpoint::ClearCache => {
+                query.finish()?;
+                self.kms.clear_cache();
+                self.status().await
+            }
+            Endpoint::CreateKey => {
+                let request = parse_create_key(body)?;
+                query.finish()?;
+                let key = self
+                    .kms
+                    .create_key(request.key_id.as_deref(), request.description.as_deref())
+                    .await?;
+                Ok(json(KeyInfo::from(key)))
+            }
+            Endpoint::ListKeys => {
+                let limit = query
+                    .integer("limit", 1..=MAX_PAGE_SIZE)?
+                    .unwrap_or(DEFAULT_PAGE_SIZE);
+                let marker = query.string("marker");
+                query.finish()?;
+                let page = self
+                    .kms
+                    .list_keys(limit as usize, marker.as_deref())
+                    .await?;
+                let keys = page.keys.into_iter().map(KeyInfo::from).collect();
+                Ok(json(KeyList {
+                    keys,
+                    next_marker: page.next_marker,
+                }))
+            }
+            Endpoint::DescribeKey => {
+                query.finish()?;
+                Ok(json(KeyInfo::from(
+                    self.kms.describe_key(&path_key()).await?,
+                )))
+            }
+            Endpoint::RotateKey => {
+                query.finish()?;
+                Ok(json(KeyInfo::from(self.kms.rotate_key(&path_key()).await?)))
+            }
+            Endpoint::EnableKey => {
+                query.finish()?;
+                Ok(json(KeyInfo::from(self.kms.enable_key(&path_key()).await?)))
+            }
+            Endpoint::DisableKey => {
+                query.finish()?;
+                Ok(json(KeyInfo::from(
+                    self.kms.disable_key(&path_key()).await?,
+                )))
+            }
+            Endpoint::DeleteKey => {
+                let days = query
+                    .integer("pending_window_days", 0..=u32::MAX)?
+                    .unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
+                query.finish()?;
+                Ok(json(KeyInfo::from(
+                    self.kms.schedule_deletion(&path_key(), days).await?,
+                )))
+            }
+            Endpoint::CancelKeyDeletion => {
+                query.finish()?;
+                Ok(json(KeyInfo::from(
+                    self.kms.cancel_deletion(&path_key()).await?,
+                )))
+            }
+            Endpoint::MinioCreateKey => {
+                let key_id = query.required_string("key-id")?;
+                query.finish()?;
+                Ok(json(KeyInfo::from(
+                    self.kms.create_key(Some(&key_id), None).await?,
+                )))
+            }
+            Endpoint::MinioKeyStatus => {
+                let key_id = query.required_string("key-id")?;
+                query.finish()?;
+                self.check_round_trip(&key_id).await?;
+                Ok(json(MinioKeyStatus { key_id }))
+            }
+            Endpoint::MinioListKeys => {
+                let pattern = query.string("pattern").unwrap_or_else(|| "*".to_owned());
+                query.finish()?;
+                Ok(json(self.all_keys_matching(&pattern).await?))
+            }
+        }
+    }
+
+    async fn status(&self) -> Result<Value, ApiError> {
+        Ok(json(KmsStatusInfo::from(self.kms.status().await)))
+    }
+
+    /// MinIO's key status: the key makes a data key and opens it again (AEAD: opening proves it is the same key).
+    /// Straight through the backend, not the cache: the point is to exercise the key now.
+    async fn check_round_trip(&self, key_id: &str) -> Result<(), ApiError> {
+        let backend = self.kms.backend()?;
+        let context = EncryptionContext::new().with("coffer-admin", "key-status");
+        let data_key = backend.generate_data_key(key_id, &context).await?;
+        backend
+            .decrypt_data_key(&data_key.wrapped, &context)
+            .await?;
+        Ok(())
+    }
+
+    async fn all_keys_matching(&self, pattern: &str) -> Result<Vec<MinioKeyInfo>, ApiError> {
+        let mut matching = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .kms
+                .list_keys(MAX_PAGE_SIZE as usize, marker.as_deref())
+                .await?;
+            matching.extend(
+                page.keys
+                    .into_iter()
+                    .filter(|key| glob_match(pattern, &key.key_id))
+                    .map(|key| {
+                        let key = KeyInfo::from(key);
+                        MinioKeyInfo {
+                            name: key.key_id,
+                            created_at: key.created_at,
+                        }
+                    }),
+            );
+            match page.next_marker {
+                Some(next) => marker = Some(next),
+                None => return Ok(matching),
+            }
+        }
+    }
+}
+
+fn json(document: impl Serialize) -> Value {
+    serde_json::to_value(document).expect("API documents always serialize")
+}
+
+/// MinIO's key-list patterns: `*` matches any run of characters, everything else matches itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let middle_and_last: Vec<&str> = parts.collect();
+    let Some((last, middle)) = middle_and_last.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_patterns_match_like_minio() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("app-*", "app-1"));
+        assert!(!glob_match("app-*", "web-1"));
+        assert!(glob_match("*-prod", "db-prod"));
+        assert!(glob_match("a*b*c", "a-x-b-y-c"));
+        assert!(!glob_match("a*b*c", "a-x-c"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+        assert!(!glob_match("ab*ba", "aba"));
+    }
+}

@@ -1,0 +1,23 @@
+//! coffer-admin-api: the KMS admin HTTP API and its command-line client.
+//!
+//! This crate owns the admin endpoints under `/coffer/admin/v3/kms/` (with the RustFS and MinIO aliases), their
+//! request and response documents, `openapi.yaml`, the audit lines of admin actions and the `coffer admin` CLI.
+//! [`AdminRoute`] is an s3s route the server mounts, so the same SigV4 verification guards it; it reaches the KMS
+//! only through `coffer_kms::KmsManager`.
+//!
+//! It must not touch object data or the store, and must not reach into the server: the server hands it a KMS
+//! manager and a function telling admins apart, nothing more. Secrets submitted to it (tokens, secret ids, master
+//! keys) go to the KMS and nowhere else: not into answers, error messages or logs.
+
+pub mod api;
+pub mod audit;
+mod body;
+pub mod cli;
+mod error;
+mod handlers;
+mod query;
+mod route;
+pub mod routes;
+
+pub use error::ApiError;
+pub use route::AdminRoute;

@@ -1,0 +1,291 @@
+//! The admin API's route table, kept as data so the router, the OpenAPI spec check and the docs agree on one list.
+//!
+//! Paths are relative to a mount prefix: the canonical `/coffer/admin/v3/kms` or the RustFS and MinIO aliases, so
+//! scripts written for those servers work unchanged.
+
+use http::Method;
+
+/// The prefixes the admin API answers under (each followed by a route path such as `/status`).
+pub const MOUNT_PREFIXES: [&str; 3] = [
+    "/coffer/admin/v3/kms",
+    "/rustfs/admin/v3/kms",
+    "/minio/admin/v3/kms",
+];
+
+/// One operation of the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Configure,
+    Reconfigure,
+    Start,
+    Stop,
+    Status,
+    Config,
+    ClearCache,
+    CreateKey,
+    ListKeys,
+    DescribeKey,
+    RotateKey,
+    EnableKey,
+    DisableKey,
+    DeleteKey,
+    CancelKeyDeletion,
+    MinioCreateKey,
+    MinioKeyStatus,
+    MinioListKeys,
+}
+
+impl Endpoint {
+    /// The name audit lines use for the action.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Configure => "kms.configure",
+            Self::Reconfigure => "kms.reconfigure",
+            Self::Start => "kms.start",
+            Self::Stop => "kms.stop",
+            Self::Status => "kms.status",
+            Self::Config => "kms.config",
+            Self::ClearCache => "kms.clear-cache",
+            Self::CreateKey | Self::MinioCreateKey => "kms.key.create",
+            Self::ListKeys | Self::MinioListKeys => "kms.key.list",
+            Self::DescribeKey | Self::MinioKeyStatus => "kms.key.describe",
+            Self::RotateKey => "kms.key.rotate",
+            Self::EnableKey => "kms.key.enable",
+            Self::DisableKey => "kms.key.disable",
+            Self::DeleteKey => "kms.key.delete",
+            Self::CancelKeyDeletion => "kms.key.cancel-deletion",
+        }
+    }
+
+    /// Whether the operation changes KMS configuration or keys (and so must leave an audit line).
+    pub fn changes_state(self) -> bool {
+        !matches!(
+            self,
+            Self::Status
+                | Self::Config
+                | Self::ListKeys
+                | Self::DescribeKey
+                | Self::MinioKeyStatus
+                | Self::MinioListKeys
+        )
+    }
+}
+
+/// A method and a path template (`{key_id}` stands for one path segment) served by one endpoint.
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+/// Every route the admin API serves.
+pub static ROUTES: &[Route] = &[
+    route(Method::POST, "/configure", Endpoint::Configure),
+    route(Method::POST, "/reconfigure", Endpoint::Reconfigure),
+    route(Method::POST, "/start", Endpoint::Start),
+    route(Method::POST, "/stop", Endpoint::Stop),
+    route(Method::GET, "/status", Endpoint::Status),
+    route(Method::GET, "/config", Endpoint::Config),
+    route(Method::POST, "/clear-cache", Endpoint::ClearCache),
+    route(Method::POST, "/keys", Endpoint::CreateKey),
+    route(Method::GET, "/keys", Endpoint::ListKeys),
+    route(Method::GET, "/keys/{key_id}", Endpoint::DescribeKey),
+    route(Method::DELETE, "/keys/{key_id}", Endpoint::DeleteKey),
+    route(Method::POST, "/keys/{key_id}/rotate", Endpoint::RotateKey),
+    route(Method::POST, "/keys/{key_id}/enable", Endpoint::EnableKey),
+    route(Method::POST, "/keys/{key_id}/disable", Endpoint::DisableKey),
+    route(
+        Method::POST,
+        "/keys/{key_id}/cancel-deletion",
+        Endpoint::CancelKeyDeletion,
+    ),
+    route(Method::POST, "/key/create", Endpoint::MinioCreateKey),
+    route(Method::GET, "/key/status", Endpoint::MinioKeyStatus),
+    route(Method::GET, "/key/list", Endpoint::MinioListKeys),
+];
+
+const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+const KEY_ID_PARAM: &str = "{key_id}";
+
+/// The outcome of looking a request up in [`ROUTES`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Found {
+        endpoint: Endpoint,
+        key_id: Option<String>,
+    },
+    /// The path exists but not with this method; carries the methods it does take.
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+}
+
+/// Whether a raw request path lies under one of the admin API prefixes.
+pub fn is_admin_path(path: &str) -> bool {
+    route_path(path).is_some()
+}
+
+/// Finds the endpoint for a method and a raw (percent-encoded) request path.
+pub fn resolve(method: &Method, path: &str) -> Resolution {
+    let Some(relative) = route_path(path) else {
+        return Resolution::NotFound;
+    };
+    let segments: Vec<&str> = relative.split('/').skip(1).collect();
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        let Some(key_id) = match_template(route.path, &segments) else {
+            continue;
+        };
+        if route.method == method {
+            return match key_id {
+                Some(raw) => match percent_decode(raw) {
+                    Some(decoded) => Resolution::Found {
+                        endpoint: route.endpoint,
+                        key_id: Some(decoded),
+                    },
+                    None => Resolution::NotFound,
+                },
+                None => Resolution::Found {
+                    endpoint: route.endpoint,
+                    key_id: None,
+                },
+            };
+        }
+        allowed.push(route.method.clone());
+    }
+    if allowed.is_empty() {
+        Resolution::NotFound
+    } else {
+        Resolution::MethodNotAllowed(allowed)
+    }
+}
+
+/// The part of `path` after a mount prefix, starting with `/`.
+fn route_path(path: &str) -> Option<&str> {
+    MOUNT_PREFIXES
+        .iter()
+        .filter_map(|prefix| path.strip_prefix(prefix))
+        .find(|rest| rest.starts_with('/'))
+}
+
+/// Matches path segments against a template; `Some(key_id segment)` on a match.
+fn match_template<'a>(template: &str, segments: &[&'a str]) -> Option<Option<&'a str>> {
+    let parts: Vec<&str> = template.split('/').skip(1).collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut key_id = None;
+    for (part, segment) in parts.iter().zip(segments) {
+        if *part == KEY_ID_PARAM {
+            if segment.is_empty() {
+                return None;
+            }
+            key_id = Some(*segment);
+        } else if part != segment {
+            return None;
+        }
+    }
+    Some(key_id)
+}
+
+/// Decodes `%XX` escapes (as clients send in paths and query strings); `None` for broken escapes or non-UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(endpoint: Endpoint, key_id: Option<&str>) -> Resolution {
+        Resolution::Found {
+            endpoint,
+            key_id: key_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn every_prefix_serves_the_same_routes() {
+        for prefix in MOUNT_PREFIXES {
+            assert_eq!(
+                resolve(&Method::GET, &format!("{prefix}/status")),
+                found(Endpoint::Status, None)
+            );
+            assert_eq!(
+                resolve(&Method::POST, &format!("{prefix}/keys/k1/rotate")),
+                found(Endpoint::RotateKey, Some("k1"))
+            );
+        }
+    }
+
+    #[test]
+    fn key_ids_are_percent_decoded() {
+        assert_eq!(
+            resolve(&Method::GET, "/coffer/admin/v3/kms/keys/app%2Dkey%3A1"),
+            found(Endpoint::DescribeKey, Some("app-key:1"))
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/coffer/admin/v3/kms/keys/bad%zz"),
+            Resolution::NotFound
+        );
+    }
+
+    #[test]
+    fn wrong_method_lists_the_allowed_ones() {
+        assert_eq!(
+            resolve(&Method::PUT, "/coffer/admin/v3/kms/keys/k1"),
+            Resolution::MethodNotAllowed(vec![Method::GET, Method::DELETE])
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/minio/admin/v3/kms/clear-cache"),
+            Resolution::MethodNotAllowed(vec![Method::POST])
+        );
+    }
+
+    #[test]
+    fn only_paths_under_the_kms_prefixes_are_admin_paths() {
+        assert!(is_admin_path("/coffer/admin/v3/kms/anything"));
+        assert!(is_admin_path("/rustfs/admin/v3/kms/status"));
+        assert!(is_admin_path("/coffer/admin/v3/kms/"));
+        assert!(!is_admin_path("/coffer/admin/v3/kms"));
+        assert!(!is_admin_path("/coffer/admin/v3/kmsx/status"));
+        assert!(!is_admin_path("/coffer/admin/v3/config"));
+        assert!(!is_admin_path("/bucket/coffer/admin/v3/kms/status"));
+        assert_eq!(
+            resolve(&Method::GET, "/coffer/admin/v3/kms/"),
+            Resolution::NotFound
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/coffer/admin/v3/kms/unknown"),
+            Resolution::NotFound
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/coffer/admin/v3/kms/keys/"),
+            Resolution::NotFound
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/coffer/admin/v3/kms/status/"),
+            Resolution::NotFound
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! The KMS configuration: which backend, how to reach and authenticate to it, and how the data-key cache behaves.
+//!
+//! The same type is persisted (0600, by the manager) and accepted from the server's flags and the admin API. Secrets
+//! are [`Secret`]s: they serialize for the persisted file only, print as `***`, and [`KmsConfig::redacted`] is the
+//! only view ever shown to a person.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use crate::error::{KmsError, Result};
+
+/// A credential or key in text form: zeroized on drop, `***` when printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn redacted() -> Self {
+        Self::new("***")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
+/// Everything the manager needs to build and run a backend.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsConfig {
+    pub backend: BackendConfig,
+    #[serde(default = "default_key_id")]
+    pub default_key_id: String,
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u64,
+    #[serde(default = "default_retry_attempts")]
+    pub retry_attempts: u32,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The backend and its own settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BackendConfig {
+    Local(LocalConfig),
+    VaultTransit(VaultConfig),
+}
+
+/// A directory of key files encrypted at rest under a key-encryption key derived from a master secret.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub key_dir: Option<PathBuf>,
+    /// The master secret itself (from `COFFER_KMS_LOCAL_MASTER_KEY` or the admin API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<Secret>,
+    /// A file holding the master secret (`--kms-master-key-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// A Vault or OpenBao server with the transit engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    pub address: String,
+    #[serde(default = "default_mount_path")]
+    pub mount_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub auth: VaultAuth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_path: Option<PathBuf>,
+    #[serde(default)]
+    pub skip_tls_verify: bool,
+}
+
+/// How Coffer logs in to Vault.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VaultAuth {
+    Token {
+        token: Secret,
+    },
+    TokenFile {
+        path: PathBuf,
+    },
+    AppRole {
+        role_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_id: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_id_file: Option<PathBuf>,
+        #[serde(default = "default_approle_mount")]
+        mount: String,
+    },
+}
+
+/// The data-key cache: on/off, capacity, lifetime and how many objects one cached bucket key may serve.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_max_cached_keys")]
+    pub max_cached_keys: u64,
+    #[serde(default = "default_ttl_seconds")]
+    pub ttl_seconds: u64,
+    #[serde(default = "default_max_uses")]
+    pub max_uses: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_cached_keys: default_max_cached_keys(),
+            ttl_seconds: default_ttl_seconds(),
+            max_uses: default_max_uses(),
+        }
+    }
+}
+
+impl KmsConfig {
+    /// A configuration with defaults for everything but the backend.
+    pub fn new(backend: BackendConfig) -> Self {
+        Self {
+            backend,
+            default_key_id: default_key_id(),
+            timeout_seconds: default_timeout_seconds(),
+            retry_attempts: default_retry_attempts(),
+            cache: CacheConfig::default(),
+        }
+    }
+
+    /// Checks what can be checked without touching the backend.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, message: &str| {
+            Err(KmsError::InvalidConfig {
+                field: field.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        match &self.backend {
+            BackendConfig::Local(local) => {
+                if local
+                    .key_dir
+                    .as_ref()
+                    .is_none_or(|dir| dir.as_os_str().is_empty())
+                {
+                    return invalid("key_dir", "KMS key directory is required for local backend");
+                }
+                if local.master_key.is_some() && local.master_key_file.is_some() {
+                    return invalid(
+                        "master_key",
+                        "master_key and master_key_file are mutually exclusive",
+                    );
+                }
+            }
+            BackendConfig::VaultTransit(vault) => {
+                if !(vault.address.starts_with("http://") || vault.address.starts_with("https://"))
+                {
+                    return invalid(
+                        "address",
+                        "Vault address must be an http:// or https:// URL",
+                    );
+                }
+                if vault.mount_path.trim_matches('/').is_empty() {
+                    return invalid("mount_path", "Vault transit mount path must not be empty");
+                }
+                if let VaultAuth::AppRole {
+                    role_id,
+                    secret_id,
+                    secret_id_file,
+                    ..
+                } = &vault.auth
+                {
+                    if role_id.is_empty() {
+                        return invalid("role_id", "AppRole role_id must not be empty");
+                    }
+                    if secret_id.is_some() == secret_id_file.is_some() {
+                        return invalid(
+                            "secret_id",
+                            "AppRole needs exactly one of secret_id or secret_id_file",
+                        );
+                    }
+                }
+            }
+        }
+        if self.default_key_id.is_empty() {
+            return invalid("default_key_id", "default_key_id must not be empty");
+        }
+        if self.timeout_seconds == 0 {
+            return invalid("timeout_seconds", "timeout_seconds must be at least 1");
+        }
+        if self.cache.enabled
+            && (self.cache.max_cached_keys == 0
+                || self.cache.ttl_seconds == 0
+                || self.cache.max_uses == 0)
+        {
+            return invalid(
+                "cache",
+                "cache capacity, TTL and max uses must be at least 1 when the cache is enabled",
+            );
+        }
+        Ok(())
+    }
+
+    /// The configuration as shown to operators: every secret replaced by `***`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut shown = self.clone();
+        match &mut shown.backend {
+            BackendConfig::Local(local) => {
+                if local.master_key.is_some() {
+                    local.master_key = Some(Secret::redacted());
+                }
+            }
+            BackendConfig::VaultTransit(vault) => match &mut vault.auth {
+                VaultAuth::Token { token } => *token = Secret::redacted(),
+                VaultAuth::AppRole {
+                    secret_id: Some(secret_id),
+                    ..
+                } => *secret_id = Secret::redacted(),
+                VaultAuth::AppRole {
+                    secret_id: None, ..
+                }
+                | VaultAuth::TokenFile { .. } => {}
+            },
+        }
+        serde_json::to_value(&shown).expect("the configuration always serializes")
+    }
+}
+
+fn default_key_id() -> String {
+    "coffer-default".to_owned()
+}
+fn default_timeout_seconds() -> u64 {
+    10
+}
+fn default_retry_attempts() -> u32 {
+    3
+}
+fn default_mount_path() -> String {
+    "transit".to_owned()
+}
+fn default_approle_mount() -> String {
+    "approle".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_cached_keys() -> u64 {
+    1000
+}
+fn default_ttl_seconds() -> u64 {
+    300
+}
+fn default_max_uses() -> u64 {
+    100_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_backend_requires_a_key_dir() {
+        let config = KmsConfig::new(BackendConfig::Local(LocalConfig::default()));
+        let err = config.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "KMS key directory is required for local backend"
+        );
+    }
+
+    #[test]
+    fn redacted_hides_every_secret() {
+        let config = KmsConfig::new(BackendConfig::VaultTransit(VaultConfig {
+            address: "http://127.0.0.1:8200".into(),
+            mount_path: "transit".into(),
+            namespace: None,
+            auth: VaultAuth::AppRole {
+                role_id: "role".into(),
+                secret_id: Some(Secret::new("s3cr3t-id")),
+                secret_id_file: None,
+                mount: "approle".into(),
+            },
+            ca_cert_path: None,
+            client_cert_path: None,
+            client_key_path: None,
+            skip_tls_verify: false,
+        }));
+        let shown = config.redacted().to_string();
+        assert!(!shown.contains("s3cr3t-id"), "{shown}");
+        assert!(shown.contains("***"));
+        assert!(!format!("{config:?}").contains("s3cr3t-id"));
+    }
+
+    #[test]
+    fn persisted_form_round_trips_secrets() {
+        let mut config = KmsConfig::new(BackendConfig::Local(LocalConfig {
+            key_dir: Some("/keys".into()),
+            master_key: Some(Secret::new("master")),
+            master_key_file: None,
+        }));
+        config.cache.ttl_seconds = 7;
+        let text = serde_json::to_string(&config).unwrap();
+        let back: KmsConfig = serde_json::from_str(&text).unwrap();
+        let BackendConfig::Local(local) = back.backend else {
+            panic!("backend changed")
+        };
+        assert_eq!(local.master_key.unwrap().expose(), "master");
+        assert_eq!(back.cache.ttl_seconds, 7);
+    }
+}

@@ -1,0 +1,96 @@
+//! The one error type of the KMS: every backend and the manager report through it, and its messages are safe to
+//! show to operators (they name keys and files, never key material or credentials).
+
+/// Result alias for KMS operations.
+pub type Result<T, E = KmsError> = std::result::Result<T, E>;
+
+/// What went wrong in a KMS operation.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("KMS is not configured")]
+    NotConfigured,
+    #[error("KMS is not running")]
+    NotRunning,
+    #[error("KMS key not found: {0}")]
+    KeyNotFound(String),
+    #[error("KMS key is disabled: {0}")]
+    KeyDisabled(String),
+    #[error("KMS key is pending deletion: {0}")]
+    KeyPendingDeletion(String),
+    #[error("KMS key already exists: {0}")]
+    KeyExists(String),
+    #[error("invalid key id: {0}")]
+    InvalidKeyId(String),
+    /// A request argument is out of range or malformed; `message` names the argument.
+    #[error("{message}")]
+    InvalidArgument { field: String, message: String },
+    /// The wrapped key does not open: wrong encryption context, tampered bytes or another backend's blob.
+    #[error("wrapped data key could not be decrypted (wrong encryption context, wrong key or corrupted blob)")]
+    InvalidCiphertext,
+    /// A configuration value is missing or wrong; `message` names the field in words an operator can act on.
+    #[error("{message}")]
+    InvalidConfig { field: String, message: String },
+    #[error("cannot {action} while the KMS is {state}")]
+    WrongState { state: String, action: String },
+    /// The backend cannot be reached or cannot serve (sealed, timed out, refused).
+    #[error("KMS backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error that fits no other variant.
+    #[error("KMS backend error: {0}")]
+    Backend(String),
+    #[error("KMS storage error: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl KmsError {
+    /// Wraps an I/O error with what was being done (a path or an operation), never with data.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn invalid_argument(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An equal error for a second receiver (errors are not `Clone`: an I/O error keeps its kind and message).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::NotConfigured => Self::NotConfigured,
+            Self::NotRunning => Self::NotRunning,
+            Self::KeyNotFound(id) => Self::KeyNotFound(id.clone()),
+            Self::KeyDisabled(id) => Self::KeyDisabled(id.clone()),
+            Self::KeyPendingDeletion(id) => Self::KeyPendingDeletion(id.clone()),
+            Self::KeyExists(id) => Self::KeyExists(id.clone()),
+            Self::InvalidKeyId(message) => Self::InvalidKeyId(message.clone()),
+            Self::InvalidArgument { field, message } => Self::InvalidArgument {
+                field: field.clone(),
+                message: message.clone(),
+            },
+            Self::InvalidCiphertext => Self::InvalidCiphertext,
+            Self::InvalidConfig { field, message } => Self::InvalidConfig {
+                field: field.clone(),
+                message: message.clone(),
+            },
+            Self::WrongState { state, action } => Self::WrongState {
+                state: state.clone(),
+                action: action.clone(),
+            },
+            Self::Unavailable(message) => Self::Unavailable(message.clone()),
+            Self::Backend(message) => Self::Backend(message.clone()),
+            Self::Io { context, source } => Self::io(
+                context.clone(),
+                std::io::Error::new(source.kind(), source.to_string()),
+            ),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! coffer-kms: master keys, data keys and the data-key cache.
+//!
+//! This crate owns the KMS backends (a local directory of encrypted key files and a Vault/OpenBao transit engine),
+//! the lifecycle manager that configures, starts, stops and persists them, and the data-key cache the object path
+//! draws from. It hands out data keys and unwraps wrapped ones; it must not know about buckets' objects, S3 headers,
+//! the encryption format of object data or HTTP routing — those belong to `coffer-sse`, the server and `admin-api`.
+//! Plaintext key material never leaves this crate except as [`KeyMaterial`], which zeroizes on drop and cannot be
+//! printed.
+
+mod backend;
+mod cache;
+mod config;
+mod error;
+mod fs;
+mod key_id;
+mod local;
+mod manager;
+mod stats;
+mod types;
+pub mod vault;
+mod wrapped;
+
+pub use backend::{BackendKind, BackendOptions, KmsBackend};
+pub use cache::{CacheSettings, CacheStats, DataKeyCache};
+pub use config::{
+    BackendConfig, CacheConfig, KmsConfig, LocalConfig, Secret, VaultAuth, VaultConfig,
+};
+pub use error::{KmsError, Result};
+pub use key_id::{generate_key_id, validate_key_id, MAX_KEY_ID_LEN};
+pub use local::{LocalBackend, MAX_DESCRIPTION_LEN, MIN_MASTER_KEY_LEN, PENDING_WINDOW_DAYS};
+pub use manager::{KmsManager, KmsStatus, LifecycleState};
+pub use stats::{CallStats, LatencyStats};
+pub use types::{
+    DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion,
+};
+pub use wrapped::{WrappedKey, WrappedKeyHeader};

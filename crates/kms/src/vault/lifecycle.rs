@@ -1,0 +1,182 @@
+//! Key lifecycle that transit has no notion of: enabled/disabled, scheduled deletion and a description, kept per
+//! key in a small local file (0600, replaced atomically through [`crate::fs`]) under the backend's state directory.
+//!
+//! Records are grouped by the Vault they belong to (address, namespace, mount), so pointing Coffer at another
+//! Vault never applies one server's "disabled" to a same-named key on another. A key without a record is enabled:
+//! keys created in transit by an operator are usable as they are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::error::{KmsError, Result};
+use crate::fs;
+use crate::types::KeyState;
+
+const FILE_NAME: &str = "vault-transit-keys.json";
+
+/// What Coffer remembers about one transit key beyond what transit stores.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct KeyRecord {
+    pub state: KeyState,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub deletion_date: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl KeyRecord {
+    pub fn enabled(description: Option<String>) -> Self {
+        Self {
+            state: KeyState::Enabled,
+            deletion_date: None,
+            description,
+        }
+    }
+
+    /// Whether the pending-deletion window has passed, so the key must now really be deleted.
+    pub fn deletion_due(&self, now: OffsetDateTime) -> bool {
+        self.state == KeyState::PendingDeletion
+            && self.deletion_date.is_some_and(|date| date <= now)
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct StateFile {
+    /// scope (address, namespace, mount) → key id → record
+    scopes: BTreeMap<String, BTreeMap<String, KeyRecord>>,
+}
+
+/// The lifecycle records of one Vault transit mount, loaded once and written through on every change.
+pub(super) struct Lifecycle {
+    path: PathBuf,
+    scope: String,
+    file: Mutex<StateFile>,
+}
+
+impl Lifecycle {
+    /// Loads (or starts) the state file in `state_dir`. A corrupt file is an error, never silently reset: losing it
+    /// would re-enable disabled keys.
+    pub async fn open(state_dir: &Path, scope: String) -> Result<Self> {
+        let path = state_dir.join(FILE_NAME);
+        let file = match tokio::fs::read(&path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
+                field: "state_dir".into(),
+                message: format!("Vault key state file {} is corrupt: {err}", path.display()),
+            })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
+            Err(err) => return Err(KmsError::io(format!("reading {}", path.display()), err)),
+        };
+        Ok(Self {
+            path,
+            scope,
+            file: Mutex::new(file),
+        })
+    }
+
+    pub async fn get(&self, key_id: &str) -> Option<KeyRecord> {
+        self.file
+            .lock()
+            .await
+            .scopes
+            .get(&self.scope)
+            .and_then(|keys| keys.get(key_id))
+            .cloned()
+    }
+
+    /// Stores `record` for `key_id` (None forgets the key) and persists the file before returning.
+    pub async fn set(&self, key_id: &str, record: Option<KeyRecord>) -> Result<()> {
+        let mut file = self.file.lock().await;
+        let mut next = file.scopes.clone();
+        let keys = next.entry(self.scope.clone()).or_default();
+        match record {
+            Some(record) => {
+                keys.insert(key_id.to_owned(), record);
+            }
+            None => {
+                keys.remove(key_id);
+            }
+        }
+        if keys.is_empty() {
+            next.remove(&self.scope);
+        }
+        let next = StateFile { scopes: next };
+        let bytes = serde_json::to_vec_pretty(&next).expect("lifecycle state always serializes");
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || fs::write_atomically(&path, &bytes))
+            .await
+            .map_err(|err| {
+                KmsError::Backend(format!("writing the Vault key state file failed: {err}"))
+            })??;
+        *file = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn records_persist_per_scope_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Lifecycle::open(dir.path(), "http://a#-#transit".into())
+            .await
+            .unwrap();
+        let mut record = KeyRecord::enabled(Some("orders".into()));
+        record.state = KeyState::Disabled;
+        one.set("k", Some(record.clone())).await.unwrap();
+
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let reopened = Lifecycle::open(dir.path(), "http://a#-#transit".into())
+            .await
+            .unwrap();
+        assert_eq!(reopened.get("k").await, Some(record));
+        let other_vault = Lifecycle::open(dir.path(), "http://b#-#transit".into())
+            .await
+            .unwrap();
+        assert_eq!(other_vault.get("k").await, None);
+
+        reopened.set("k", None).await.unwrap();
+        let again = Lifecycle::open(dir.path(), "http://a#-#transit".into())
+            .await
+            .unwrap();
+        assert_eq!(again.get("k").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
+        let err = Lifecycle::open(dir.path(), "s".into())
+            .await
+            .err()
+            .expect("corrupt file accepted");
+        assert!(err.to_string().contains(FILE_NAME), "{err}");
+    }
+
+    #[test]
+    fn deletion_is_due_only_after_the_date() {
+        let now = OffsetDateTime::now_utc();
+        let mut record = KeyRecord::enabled(None);
+        record.state = KeyState::PendingDeletion;
+        record.deletion_date = Some(now + Duration::days(1));
+        assert!(!record.deletion_due(now));
+        record.deletion_date = Some(now - Duration::seconds(1));
+        assert!(record.deletion_due(now));
+        record.state = KeyState::Disabled;
+        assert!(!record.deletion_due(now));
+    }
+}

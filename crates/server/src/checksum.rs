@@ -1,0 +1,625 @@
+//! S3 body integrity: Content-MD5 and the `x-amz-checksum-*` algorithms (CRC32, CRC32C, CRC64NVME, SHA1, SHA256).
+//!
+//! A request declares what it expects ([`DeclaredIntegrity`]: a Content-MD5 header, one checksum header, a
+//! checksum trailer of an aws-chunked body, or just an algorithm to compute); [`BodyDigests`] computes MD5 (the
+//! ETag) and that checksum while the body streams; [`DeclaredIntegrity::verify`] compares them afterwards. s3s
+//! parses these headers but verifies none of them. The hashers are s3s's own.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use coffer_store::{Checksum, ChecksumKind};
+use http::HeaderMap;
+use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
+use s3s::{s3_error, S3Result, TrailingHeaders};
+
+use crate::errors::custom_error;
+
+/// The checksum algorithms S3 defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    pub const ALL: [ChecksumAlgorithm; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
+
+    /// The name used in `x-amz-checksum-algorithm` and in stored metadata, e.g. `CRC32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    /// Parses an algorithm name, ignoring case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The header (or trailer) carrying a value of this algorithm, e.g. `x-amz-checksum-crc32`.
+    pub fn header_name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "x-amz-checksum-crc32",
+            Self::Crc32c => "x-amz-checksum-crc32c",
+            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Self::Sha1 => "x-amz-checksum-sha1",
+            Self::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    fn digest_len(self) -> usize {
+        match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+
+    /// A streaming hasher for this algorithm.
+    pub fn hasher(self) -> ChecksumHasher {
+        match self {
+            Self::Crc32 => ChecksumHasher::Crc32(Crc32::new()),
+            Self::Crc32c => ChecksumHasher::Crc32c(Crc32c::new()),
+            Self::Crc64Nvme => ChecksumHasher::Crc64Nvme(Crc64Nvme::new()),
+            Self::Sha1 => ChecksumHasher::Sha1(Sha1::new()),
+            Self::Sha256 => ChecksumHasher::Sha256(Sha256::new()),
+        }
+    }
+
+    /// Decodes a base64 checksum value and checks its length. `None` if malformed.
+    pub fn decode(self, value: &str) -> Option<Vec<u8>> {
+        BASE64
+            .decode(value.trim())
+            .ok()
+            .filter(|bytes| bytes.len() == self.digest_len())
+    }
+
+    fn invalid_value(self) -> s3s::S3Error {
+        s3_error!(
+            InvalidRequest,
+            "Value for {} header is invalid.",
+            self.header_name()
+        )
+    }
+}
+
+/// Incremental checksum computation for one algorithm.
+pub enum ChecksumHasher {
+    Crc32(Crc32),
+    Crc32c(Crc32c),
+    Crc64Nvme(Crc64Nvme),
+    Sha1(Sha1),
+    Sha256(Sha256),
+}
+
+impl ChecksumHasher {
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Crc32(h) => h.update(data),
+            Self::Crc32c(h) => h.update(data),
+            Self::Crc64Nvme(h) => h.update(data),
+            Self::Sha1(h) => h.update(data),
+            Self::Sha256(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(self) -> ChecksumValue {
+        let (algorithm, bytes) = match self {
+            Self::Crc32(h) => (ChecksumAlgorithm::Crc32, h.finalize().to_vec()),
+            Self::Crc32c(h) => (ChecksumAlgorithm::Crc32c, h.finalize().to_vec()),
+            Self::Crc64Nvme(h) => (ChecksumAlgorithm::Crc64Nvme, h.finalize().to_vec()),
+            Self::Sha1(h) => (ChecksumAlgorithm::Sha1, h.finalize().to_vec()),
+            Self::Sha256(h) => (ChecksumAlgorithm::Sha256, h.finalize().to_vec()),
+        };
+        ChecksumValue { algorithm, bytes }
+    }
+}
+
+/// A computed checksum of a whole body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksumValue {
+    pub algorithm: ChecksumAlgorithm,
+    pub bytes: Vec<u8>,
+}
+
+impl ChecksumValue {
+    pub fn base64(&self) -> String {
+        BASE64.encode(&self.bytes)
+    }
+
+    /// The full-object form kept in object and part metadata.
+    pub fn to_stored(&self) -> Checksum {
+        Checksum {
+            algorithm: self.algorithm.name().to_owned(),
+            value: self.base64(),
+            kind: ChecksumKind::FullObject,
+        }
+    }
+
+    /// Reads back a full-object checksum from part metadata; `None` for a composite value or unknown algorithm.
+    pub fn from_stored(stored: &Checksum) -> Option<Self> {
+        if stored.kind != ChecksumKind::FullObject {
+            return None;
+        }
+        let algorithm = ChecksumAlgorithm::from_name(&stored.algorithm)?;
+        Some(ChecksumValue {
+            algorithm,
+            bytes: algorithm.decode(&stored.value)?,
+        })
+    }
+}
+
+/// S3's composite multipart checksum: the checksum of the concatenated part checksums, suffixed `-N`.
+pub fn composite_checksum(algorithm: ChecksumAlgorithm, parts: &[ChecksumValue]) -> Checksum {
+    let mut hasher = algorithm.hasher();
+    for part in parts {
+        hasher.update(&part.bytes);
+    }
+    Checksum {
+        algorithm: algorithm.name().to_owned(),
+        value: format!("{}-{}", hasher.finish().base64(), parts.len()),
+        kind: ChecksumKind::Composite,
+    }
+}
+
+/// The five `x-amz-checksum-*` fields that S3 DTOs carry, one per algorithm.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChecksumFields {
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+}
+
+impl ChecksumFields {
+    /// The stored checksum in the field of its algorithm.
+    pub fn from_stored(stored: Option<&Checksum>) -> Self {
+        let mut fields = ChecksumFields::default();
+        if let Some(stored) = stored {
+            if let Some(algorithm) = ChecksumAlgorithm::from_name(&stored.algorithm) {
+                *fields.slot(algorithm) = Some(stored.value.clone());
+            }
+        }
+        fields
+    }
+
+    fn slot(&mut self, algorithm: ChecksumAlgorithm) -> &mut Option<String> {
+        match algorithm {
+            ChecksumAlgorithm::Crc32 => &mut self.crc32,
+            ChecksumAlgorithm::Crc32c => &mut self.crc32c,
+            ChecksumAlgorithm::Crc64Nvme => &mut self.crc64nvme,
+            ChecksumAlgorithm::Sha1 => &mut self.sha1,
+            ChecksumAlgorithm::Sha256 => &mut self.sha256,
+        }
+    }
+
+    /// The one value present, if any. More than one is an error, as in S3.
+    pub fn single(&self) -> S3Result<Option<(ChecksumAlgorithm, &str)>> {
+        let present: Vec<(ChecksumAlgorithm, &str)> = [
+            (ChecksumAlgorithm::Crc32, &self.crc32),
+            (ChecksumAlgorithm::Crc32c, &self.crc32c),
+            (ChecksumAlgorithm::Crc64Nvme, &self.crc64nvme),
+            (ChecksumAlgorithm::Sha1, &self.sha1),
+            (ChecksumAlgorithm::Sha256, &self.sha256),
+        ]
+        .into_iter()
+        .filter_map(|(algorithm, value)| value.as_deref().map(|value| (algorithm, value)))
+        .collect();
+        match present.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            _ => Err(s3_error!(
+                InvalidRequest,
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+            )),
+        }
+    }
+}
+
+/// Moves the five checksum fields of a DTO into a [`ChecksumFields`].
+macro_rules! take_checksum_fields {
+    ($dto:expr) => {
+        $crate::checksum::ChecksumFields {
+            crc32: $dto.checksum_crc32.take(),
+            crc32c: $dto.checksum_crc32c.take(),
+            crc64nvme: $dto.checksum_crc64nvme.take(),
+            sha1: $dto.checksum_sha1.take(),
+            sha256: $dto.checksum_sha256.take(),
+        }
+    };
+}
+
+/// Sets the five checksum fields of a DTO from a [`ChecksumFields`].
+macro_rules! set_checksum_fields {
+    ($dto:expr, $fields:expr) => {{
+        let fields: $crate::checksum::ChecksumFields = $fields;
+        $dto.checksum_crc32 = fields.crc32;
+        $dto.checksum_crc32c = fields.crc32c;
+        $dto.checksum_crc64nvme = fields.crc64nvme;
+        $dto.checksum_sha1 = fields.sha1;
+        $dto.checksum_sha256 = fields.sha256;
+    }};
+}
+pub(crate) use {set_checksum_fields, take_checksum_fields};
+
+/// Where the expected checksum value comes from.
+enum Expected {
+    /// The client only named the algorithm: compute and store it.
+    Nothing,
+    /// A header value, already decoded.
+    Value(Vec<u8>),
+    /// A trailer of the aws-chunked body, readable once the body has been consumed.
+    Trailer(TrailingHeaders),
+}
+
+/// What a request declares about its body.
+pub struct DeclaredIntegrity {
+    content_md5: Option<[u8; 16]>,
+    checksum: Option<(ChecksumAlgorithm, Expected)>,
+}
+
+/// The checksum-related parts of a request that carries a body.
+pub struct IntegrityHeaders<'a> {
+    pub content_md5: Option<&'a str>,
+    pub checksums: &'a ChecksumFields,
+    /// `x-amz-checksum-algorithm` as s3s parsed it.
+    pub algorithm: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub trailing: Option<TrailingHeaders>,
+}
+
+impl DeclaredIntegrity {
+    /// Reads the declarations. `fallback` is computed when the request names no algorithm (a multipart upload's
+    /// algorithm, so that every part has a checksum for the composite).
+    pub fn from_request(
+        request: IntegrityHeaders<'_>,
+        fallback: Option<ChecksumAlgorithm>,
+    ) -> S3Result<Self> {
+        let content_md5 = request.content_md5.map(parse_content_md5).transpose()?;
+        let named = match request.algorithm {
+            Some(name) => Some(ChecksumAlgorithm::from_name(name).ok_or_else(|| {
+                s3_error!(InvalidRequest, "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
+            })?),
+            None => None,
+        };
+        let checksum = match request.checksums.single()? {
+            Some((algorithm, value)) => {
+                if named.is_some_and(|named| named != algorithm) {
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        "Value for x-amz-checksum-algorithm does not match the x-amz-checksum- header sent."
+                    ));
+                }
+                let bytes = algorithm
+                    .decode(value)
+                    .ok_or_else(|| algorithm.invalid_value())?;
+                Some((algorithm, Expected::Value(bytes)))
+            }
+            None => {
+                match trailer_algorithm(request.headers)? {
+                    Some(algorithm) => {
+                        let trailing = request.trailing.ok_or_else(|| {
+                        s3_error!(InvalidRequest, "x-amz-trailer is only supported with an aws-chunked streaming body.")
+                    })?;
+                        Some((algorithm, Expected::Trailer(trailing)))
+                    }
+                    None => named
+                        .or(fallback)
+                        .map(|algorithm| (algorithm, Expected::Nothing)),
+                }
+            }
+        };
+        Ok(DeclaredIntegrity {
+            content_md5,
+            checksum,
+        })
+    }
+
+    /// Declares nothing: used when copying data the server already verified.
+    pub fn compute(algorithm: Option<ChecksumAlgorithm>) -> Self {
+        DeclaredIntegrity {
+            content_md5: None,
+            checksum: algorithm.map(|algorithm| (algorithm, Expected::Nothing)),
+        }
+    }
+
+    /// The checksum algorithm that will be computed, if any.
+    pub fn algorithm(&self) -> Option<ChecksumAlgorithm> {
+        self.checksum.as_ref().map(|(algorithm, _)| *algorithm)
+    }
+
+    /// Fresh digests for the body.
+    pub fn digests(&self) -> BodyDigests {
+        BodyDigests {
+            md5: Md5::new(),
+            checksum: self.algorithm().map(ChecksumAlgorithm::hasher),
+        }
+    }
+
+    /// Compares the computed digests with the declarations: `BadDigest` on a mismatch.
+    pub fn verify(self, computed: &ComputedDigests) -> S3Result<()> {
+        if let Some(expected) = self.content_md5 {
+            if expected != computed.md5 {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The Content-MD5 you specified did not match what we received."
+                ));
+            }
+        }
+        let (Some((algorithm, expected)), Some(actual)) =
+            (self.checksum, computed.checksum.as_ref())
+        else {
+            return Ok(());
+        };
+        let expected = match expected {
+            Expected::Nothing => return Ok(()),
+            Expected::Value(bytes) => bytes,
+            Expected::Trailer(trailing) => read_trailer(algorithm, &trailing)?,
+        };
+        if expected != actual.bytes {
+            return Err(s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum.",
+                algorithm.name()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_content_md5(value: &str) -> S3Result<[u8; 16]> {
+    BASE64
+        .decode(value.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+        .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))
+}
+
+/// The checksum algorithm named by `x-amz-trailer`, if it names one.
+fn trailer_algorithm(headers: &HeaderMap) -> S3Result<Option<ChecksumAlgorithm>> {
+    let Some(trailer) = headers.get("x-amz-trailer") else {
+        return Ok(None);
+    };
+    let trailer = trailer
+        .to_str()
+        .map_err(|_| s3_error!(InvalidRequest, "Invalid x-amz-trailer header."))?;
+    Ok(trailer.split(',').map(str::trim).find_map(|name| {
+        ChecksumAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.header_name().eq_ignore_ascii_case(name))
+    }))
+}
+
+fn read_trailer(algorithm: ChecksumAlgorithm, trailing: &TrailingHeaders) -> S3Result<Vec<u8>> {
+    let malformed = || {
+        custom_error(
+            "MalformedTrailerError",
+            http::StatusCode::BAD_REQUEST,
+            format!(
+                "The request declared the trailer {} but did not send it.",
+                algorithm.header_name()
+            ),
+        )
+    };
+    let value = trailing
+        .read(|headers| {
+            headers
+                .get(algorithm.header_name())
+                .map(|value| value.to_str().map(str::to_owned))
+        })
+        .flatten()
+        .ok_or_else(malformed)?
+        .map_err(|_| algorithm.invalid_value())?;
+    algorithm
+        .decode(&value)
+        .ok_or_else(|| algorithm.invalid_value())
+}
+
+/// MD5 and the declared checksum, computed while the body streams.
+pub struct BodyDigests {
+    md5: Md5,
+    checksum: Option<ChecksumHasher>,
+}
+
+/// The result of [`BodyDigests`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputedDigests {
+    pub md5: [u8; 16],
+    pub checksum: Option<ChecksumValue>,
+}
+
+impl BodyDigests {
+    pub fn update(&mut self, data: &[u8]) {
+        self.md5.update(data);
+        if let Some(checksum) = &mut self.checksum {
+            checksum.update(data);
+        }
+    }
+
+    pub fn finish(self) -> ComputedDigests {
+        ComputedDigests {
+            md5: self.md5.finalize(),
+            checksum: self.checksum.map(ChecksumHasher::finish),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(algorithm: ChecksumAlgorithm, data: &[u8]) -> ChecksumValue {
+        let mut hasher = algorithm.hasher();
+        hasher.update(data);
+        hasher.finish()
+    }
+
+    #[test]
+    fn known_values() {
+        // Reference values from AWS's documentation and the standard check inputs.
+        assert_eq!(
+            digest(ChecksumAlgorithm::Crc32, b"123456789").bytes,
+            0xCBF4_3926u32.to_be_bytes()
+        );
+        assert_eq!(
+            digest(ChecksumAlgorithm::Crc32c, b"123456789").bytes,
+            0xE306_9283u32.to_be_bytes()
+        );
+        assert_eq!(
+            digest(ChecksumAlgorithm::Crc64Nvme, b"123456789").bytes,
+            0xAE8B_1486_0A79_9888u64.to_be_bytes()
+        );
+        assert_eq!(
+            digest(ChecksumAlgorithm::Sha256, b"").base64(),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert_eq!(
+            digest(ChecksumAlgorithm::Sha1, b"").base64(),
+            "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
+        );
+    }
+
+    #[test]
+    fn names_and_headers_round_trip() {
+        for algorithm in ChecksumAlgorithm::ALL {
+            assert_eq!(
+                ChecksumAlgorithm::from_name(&algorithm.name().to_lowercase()),
+                Some(algorithm)
+            );
+            assert!(algorithm
+                .header_name()
+                .ends_with(&algorithm.name().to_lowercase()));
+        }
+        assert_eq!(ChecksumAlgorithm::from_name("md5"), None);
+    }
+
+    #[test]
+    fn decode_checks_length() {
+        assert!(ChecksumAlgorithm::Crc32.decode("AAAAAA==").is_some());
+        assert!(ChecksumAlgorithm::Crc32.decode("AAAAAAAAAAA=").is_none());
+        assert!(ChecksumAlgorithm::Crc32.decode("not base64!").is_none());
+    }
+
+    #[test]
+    fn composite_is_checksum_of_part_checksums() {
+        let parts = [
+            digest(ChecksumAlgorithm::Crc32, b"hello "),
+            digest(ChecksumAlgorithm::Crc32, b"world"),
+        ];
+        let mut concatenated = parts[0].bytes.clone();
+        concatenated.extend_from_slice(&parts[1].bytes);
+        let expected = format!(
+            "{}-2",
+            digest(ChecksumAlgorithm::Crc32, &concatenated).base64()
+        );
+        let composite = composite_checksum(ChecksumAlgorithm::Crc32, &parts);
+        assert_eq!(composite.value, expected);
+        assert_eq!(composite.kind, ChecksumKind::Composite);
+    }
+
+    fn declared(
+        fields: &ChecksumFields,
+        md5: Option<&str>,
+        algorithm: Option<&str>,
+    ) -> S3Result<DeclaredIntegrity> {
+        DeclaredIntegrity::from_request(
+            IntegrityHeaders {
+                content_md5: md5,
+                checksums: fields,
+                algorithm,
+                headers: &HeaderMap::new(),
+                trailing: None,
+            },
+            None,
+        )
+    }
+
+    fn computed_for(declared: &DeclaredIntegrity, data: &[u8]) -> ComputedDigests {
+        let mut digests = declared.digests();
+        digests.update(data);
+        digests.finish()
+    }
+
+    #[test]
+    fn header_checksum_is_verified() {
+        let good = digest(ChecksumAlgorithm::Sha256, b"data").base64();
+        let fields = ChecksumFields {
+            sha256: Some(good),
+            ..ChecksumFields::default()
+        };
+        let ok = declared(&fields, None, None).unwrap();
+        let computed = computed_for(&ok, b"data");
+        ok.verify(&computed).unwrap();
+
+        let bad = declared(&fields, None, None).unwrap();
+        let computed = computed_for(&bad, b"datA");
+        let err = bad.verify(&computed).unwrap_err();
+        assert_eq!(err.code(), &s3s::S3ErrorCode::BadDigest);
+    }
+
+    #[test]
+    fn malformed_declarations_are_rejected() {
+        let two = ChecksumFields {
+            crc32: Some("AAAAAA==".into()),
+            crc32c: Some("AAAAAA==".into()),
+            ..ChecksumFields::default()
+        };
+        assert_eq!(
+            declared(&two, None, None).err().unwrap().code(),
+            &s3s::S3ErrorCode::InvalidRequest
+        );
+        let short = ChecksumFields {
+            crc32: Some("AAA=".into()),
+            ..ChecksumFields::default()
+        };
+        assert_eq!(
+            declared(&short, None, None).err().unwrap().code(),
+            &s3s::S3ErrorCode::InvalidRequest
+        );
+        let none = ChecksumFields::default();
+        assert_eq!(
+            declared(&none, Some("abc"), None).err().unwrap().code(),
+            &s3s::S3ErrorCode::InvalidDigest
+        );
+        let crc = ChecksumFields {
+            crc32: Some("AAAAAA==".into()),
+            ..ChecksumFields::default()
+        };
+        assert_eq!(
+            declared(&crc, None, Some("SHA256")).err().unwrap().code(),
+            &s3s::S3ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn content_md5_mismatch_is_bad_digest() {
+        let none = ChecksumFields::default();
+        let md5 = BASE64.encode(Md5::checksum(b"data"));
+        let ok = declared(&none, Some(&md5), None).unwrap();
+        let computed = computed_for(&ok, b"data");
+        ok.verify(&computed).unwrap();
+        let bad = declared(&none, Some(&md5), None).unwrap();
+        let computed = computed_for(&bad, b"other");
+        assert_eq!(
+            bad.verify(&computed).unwrap_err().code(),
+            &s3s::S3ErrorCode::BadDigest
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! `coffer server` configuration: command-line flags, `COFFER_*` environment variables and an optional TOML file.
+//!
+//! Precedence is flags > environment > file > built-in defaults. Clap resolves the first two; the file fills what
+//! is still unset. File keys are the long flag names (`min-part-size = 8388608`), so one table documents all three
+//! sources. Secrets never come from flags or the file: see [`crate::users`] for `COFFER_ROOT_USER` /
+//! `COFFER_ROOT_PASSWORD`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// Listen address when none is configured.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9000";
+/// Data directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Region reported to clients when none is configured.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// S3's minimum size of every multipart part but the last (5 MiB).
+pub const DEFAULT_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+const AFTER_HELP: &str = "\
+Every flag can also be given as an environment variable (shown as [env: …]) or as a key in the TOML file named by \
+--config; the key is the long flag name, e.g. `address = \"0.0.0.0:9000\"`, `min-part-size = 8388608`, \
+`kms-cache = false`. Precedence: flags > environment > file > defaults.
+
+Credentials (environment only, never flags or the config file):
+  COFFER_ROOT_USER, COFFER_ROOT_PASSWORD   the admin user's access key and secret key. When neither is set and the
+                                           address is a loopback address, admin/admin is used (with a warning);
+                                           on any other address the server refuses to start.
+  --users-file FILE                        more users, TOML: [[user]] access_key = \"…\" secret_key = \"…\" admin = false
+
+Logging: RUST_LOG with per-crate filters, e.g. RUST_LOG=info,coffer_store=debug (default: info).";
+
+/// Flags of `coffer server`. Every value is optional here so that unset flags can fall back to the file.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[command(after_help = AFTER_HELP)]
+pub struct ServerArgs {
+    /// TOML configuration file (keys are the long flag names).
+    #[arg(long, env = "COFFER_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:9000].
+    #[arg(long, env = "COFFER_ADDRESS", value_name = "IP:PORT")]
+    pub address: Option<SocketAddr>,
+
+    /// Data directory (created if missing) [default: ./data].
+    #[arg(long, env = "COFFER_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// PEM certificate chain; together with --tls-key the server speaks HTTPS (HTTP/1.1 and h2).
+    #[arg(
+        long,
+        env = "COFFER_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(
+        long,
+        env = "COFFER_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// TOML file with additional users: [[user]] access_key, secret_key, admin (default false).
+    #[arg(long, env = "COFFER_USERS_FILE", value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// Region reported by GetBucketLocation and HeadBucket [default: us-east-1].
+    #[arg(long, env = "COFFER_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Minimum size in bytes of every multipart part except the last, checked at CompleteMultipartUpload
+    /// [default: 5242880].
+    #[arg(long, env = "COFFER_MIN_PART_SIZE", value_name = "BYTES")]
+    pub min_part_size: Option<u64>,
+
+    /// Accept SSE-C keys over plain HTTP from non-loopback clients (they are always accepted over HTTPS and from
+    /// loopback) [default: false].
+    #[arg(long, env = "COFFER_ALLOW_INSECURE_SSE_C", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true")]
+    pub allow_insecure_sse_c: Option<bool>,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kms: KmsArgs,
+}
+
+/// KMS backend selectable with `--kms-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KmsBackendKind {
+    /// Keys in a local directory, wrapped with a master secret.
+    Local,
+    /// HashiCorp Vault / OpenBao transit engine.
+    Vault,
+}
+
+/// KMS settings. They are parsed and merged like every other setting; the KMS subsystem interprets them.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KmsArgs {
+    /// KMS backend: local or vault [default: an embedded local backend under DATA/.coffer/kms].
+    #[arg(long, env = "COFFER_KMS_BACKEND", value_name = "BACKEND")]
+    pub kms_backend: Option<KmsBackendKind>,
+
+    /// Key directory of the local backend.
+    #[arg(long, env = "COFFER_KMS_KEY_DIR", value_name = "DIR")]
+    pub kms_key_dir: Option<PathBuf>,
+
+    /// File holding the local backend's master secret (alternatively env COFFER_KMS_LOCAL_MASTER_KEY).
+    #[arg(long, env = "COFFER_KMS_MASTER_KEY_FILE", value_name = "FILE")]
+    pub kms_master_key_file: Option<PathBuf>,
+
+    /// Key used when a request asks for SSE-KMS without naming a key [default: coffer-default].
+    #[arg(long, env = "COFFER_KMS_DEFAULT_KEY_ID", value_name = "KEY_ID")]
+    pub kms_default_key_id: Option<String>,
+
+    /// Vault/OpenBao address, e.g. https://vault.example:8200.
+    #[arg(long, env = "COFFER_KMS_VAULT_ADDRESS", value_name = "URL")]
+    pub kms_vault_address: Option<String>,
+
+    /// Mount path of the transit engine [default: transit].
+    #[arg(long, env = "COFFER_KMS_VAULT_MOUNT", value_name = "PATH")]
+    pub kms_vault_mount: Option<String>,
+
+    /// Vault namespace (Enterprise / OpenBao namespaces).
+    #[arg(long, env = "COFFER_KMS_VAULT_NAMESPACE", value_name = "NS")]
+    pub kms_vault_namespace: Option<String>,
+
+    /// File holding a Vault token (alternatively env COFFER_KMS_VAULT_TOKEN).
+    #[arg(long, env = "COFFER_KMS_VAULT_TOKEN_FILE", value_name = "FILE")]
+    pub kms_vault_token_file: Option<PathBuf>,
+
+    /// AppRole role id (AppRole auth instead of a token).
+    #[arg(long, env = "COFFER_KMS_VAULT_ROLE_ID", value_name = "ROLE_ID")]
+    pub kms_vault_role_id: Option<String>,
+
+    /// File holding the AppRole secret id (alternatively env COFFER_KMS_VAULT_SECRET_ID).
+    #[arg(long, env = "COFFER_KMS_VAULT_SECRET_ID_FILE", value_name = "FILE")]
+    pub kms_vault_secret_id_file: Option<PathBuf>,
+
+    /// PEM CA certificate to verify the Vault server.
+    #[arg(long, env = "COFFER_KMS_VAULT_CA_CERT", value_name = "FILE")]
+    pub kms_vault_ca_cert: Option<PathBuf>,
+
+    /// Do not verify Vault's TLS certificate (testing only) [default: false].
+    #[arg(long, env = "COFFER_KMS_VAULT_SKIP_TLS_VERIFY", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true")]
+    pub kms_vault_skip_tls_verify: Option<bool>,
+
+    /// Cache data keys (bucket keys and unwrapped keys) [default: true].
+    #[arg(long, env = "COFFER_KMS_CACHE", value_name = "BOOL")]
+    pub kms_cache: Option<bool>,
+
+    /// Lifetime of a cached data key in seconds [default: 300].
+    #[arg(long, env = "COFFER_KMS_CACHE_TTL_SECONDS", value_name = "SECONDS")]
+    pub kms_cache_ttl_seconds: Option<u64>,
+
+    /// Maximum number of cached data keys [default: 1000].
+    #[arg(long, env = "COFFER_KMS_CACHE_CAPACITY", value_name = "N")]
+    pub kms_cache_capacity: Option<u64>,
+}
+
+/// Why the configuration could not be loaded. Messages name files and keys, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML for coffer: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: unknown key `{key}` (keys are the long flag names of `coffer server --help`)")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("--tls-cert and --tls-key must be given together")]
+    TlsIncomplete,
+}
+
+/// Certificate and key files for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The effective configuration after merging all sources and applying defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub users_file: Option<PathBuf>,
+    pub region: String,
+    pub min_part_size: u64,
+    pub allow_insecure_sse_c: bool,
+    pub kms: KmsArgs,
+}
+
+impl ServerConfig {
+    /// Merges `args` (flags and env, as parsed by clap) over the file named by `--config`, then applies defaults.
+    pub fn load(args: ServerArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_config_file(path)?,
+            None => ServerArgs::default(),
+        };
+        Self::resolve(args.or(file))
+    }
+
+    /// Applies defaults to fully merged arguments.
+    pub fn resolve(args: ServerArgs) -> Result<Self, ConfigError> {
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsIncomplete),
+        };
+        Ok(ServerConfig {
+            address: args
+                .address
+                .unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default address")),
+            data_dir: args.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tls,
+            users_file: args.users_file,
+            region: args.region.unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+            min_part_size: args.min_part_size.unwrap_or(DEFAULT_MIN_PART_SIZE),
+            allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false),
+            kms: args.kms,
+        })
+    }
+}
+
+impl ServerArgs {
+    /// Field-wise `self.or(lower)`: values set here win.
+    fn or(self, lower: ServerArgs) -> ServerArgs {
+        ServerArgs {
+            config: self.config.or(lower.config),
+            address: self.address.or(lower.address),
+            data: self.data.or(lower.data),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            users_file: self.users_file.or(lower.users_file),
+            region: self.region.or(lower.region),
+            min_part_size: self.min_part_size.or(lower.min_part_size),
+            allow_insecure_sse_c: self.allow_insecure_sse_c.or(lower.allow_insecure_sse_c),
+            kms: self.kms.or(lower.kms),
+        }
+    }
+}
+
+impl KmsArgs {
+    fn or(self, lower: KmsArgs) -> KmsArgs {
+        KmsArgs {
+            kms_backend: self.kms_backend.or(lower.kms_backend),
+            kms_key_dir: self.kms_key_dir.or(lower.kms_key_dir),
+            kms_master_key_file: self.kms_master_key_file.or(lower.kms_master_key_file),
+            kms_default_key_id: self.kms_default_key_id.or(lower.kms_default_key_id),
+            kms_vault_address: self.kms_vault_address.or(lower.kms_vault_address),
+            kms_vault_mount: self.kms_vault_mount.or(lower.kms_vault_mount),
+            kms_vault_namespace: self.kms_vault_namespace.or(lower.kms_vault_namespace),
+            kms_vault_token_file: self.kms_vault_token_file.or(lower.kms_vault_token_file),
+            kms_vault_role_id: self.kms_vault_role_id.or(lower.kms_vault_role_id),
+            kms_vault_secret_id_file: self
+                .kms_vault_secret_id_file
+                .or(lower.kms_vault_secret_id_file),
+            kms_vault_ca_cert: self.kms_vault_ca_cert.or(lower.kms_vault_ca_cert),
+            kms_vault_skip_tls_verify: self
+                .kms_vault_skip_tls_verify
+                .or(lower.kms_vault_skip_tls_verify),
+            kms_cache: self.kms_cache.or(lower.kms_cache),
+            kms_cache_ttl_seconds: self.kms_cache_ttl_seconds.or(lower.kms_cache_ttl_seconds),
+            kms_cache_capacity: self.kms_cache_capacity.or(lower.kms_cache_capacity),
+        }
+    }
+}
+
+/// Reads a config file. Unknown keys are errors: a typo must not silently fall back to a default.
+pub fn read_config_file(path: &Path) -> Result<ServerArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_config(path, &text)
+}
+
+fn parse_config(path: &Path, text: &str) -> Result<ServerArgs, ConfigError> {
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_error(e.message().to_owned()))?;
+    let known = file_keys();
+    if let Some(key) = table.keys().find(|key| !known.contains(key.as_str())) {
+        return Err(ConfigError::UnknownKey {
+            path: path.to_owned(),
+            key: key.clone(),
+        });
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| parse_error(e.message().to_owned()))
+}
+
+/// The keys a config file may hold: every long flag of `coffer server` except `--config` itself.
+fn file_keys() -> BTreeSet<String> {
+    let command = ServerArgs::augment_args(clap::Command::new("server"));
+    command
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| *long != "config")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    fn parse_flags(flags: &[&str]) -> ServerArgs {
+        Cli::try_parse_from(std::iter::once("coffer").chain(flags.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = ServerConfig::resolve(ServerArgs::default()).unwrap();
+        assert_eq!(config.address, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.region, "us-east-1");
+        assert_eq!(config.min_part_size, 5 * 1024 * 1024);
+        assert!(!config.allow_insecure_sse_c);
+        assert!(config.tls.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = parse_config(
+            Path::new("c.toml"),
+            "address = \"0.0.0.0:9100\"\nregion = \"eu-west-1\"\nmin-part-size = 1024\nkms-cache = false\n\
+             kms-backend = \"vault\"\nallow-insecure-sse-c = true\n",
+        )
+        .unwrap();
+        let flags = parse_flags(&[
+            "--address",
+            "127.0.0.1:9200",
+            "--kms-cache-ttl-seconds",
+            "7",
+        ]);
+        let config = ServerConfig::resolve(flags.or(file)).unwrap();
+        assert_eq!(config.address, "127.0.0.1:9200".parse().unwrap());
+        assert_eq!(config.region, "eu-west-1");
+        assert_eq!(config.min_part_size, 1024);
+        assert!(config.allow_insecure_sse_c);
+        assert_eq!(config.kms.kms_cache, Some(false));
+        assert_eq!(config.kms.kms_backend, Some(KmsBackendKind::Vault));
+        assert_eq!(config.kms.kms_cache_ttl_seconds, Some(7));
+    }
+
+    #[test]
+    fn boolean_flags_take_an_optional_value() {
+        assert_eq!(
+            parse_flags(&["--allow-insecure-sse-c"]).allow_insecure_sse_c,
+            Some(true)
+        );
+        assert_eq!(
+            parse_flags(&["--allow-insecure-sse-c=false"]).allow_insecure_sse_c,
+            Some(false)
+        );
+        assert_eq!(parse_flags(&[]).allow_insecure_sse_c, None);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let err = parse_config(Path::new("c.toml"), "min_part_size = 1\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "min_part_size"),
+            "{err}"
+        );
+        let err = parse_config(Path::new("c.toml"), "config = \"x\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn wrong_value_types_in_the_file_are_rejected() {
+        let err = parse_config(Path::new("c.toml"), "min-part-size = \"big\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let args = ServerArgs {
+            tls_cert: Some("c.pem".into()),
+            ..ServerArgs::default()
+        };
+        assert!(matches!(
+            ServerConfig::resolve(args),
+            Err(ConfigError::TlsIncomplete)
+        ));
+        assert!(Cli::try_parse_from(["coffer", "--tls-cert", "c.pem"]).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! The listener: accepts TCP (optionally TLS) connections, serves HTTP/1.1 and h2 with hyper-util, gives every
+//! request an id (`x-amz-request-id`) and one log line, and drains in-flight requests on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use s3s::service::S3Service;
+use s3s::{Body, HttpError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// A TLS handshake that takes longer than this is dropped (it would otherwise hold up shutdown).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The id of one request, also stored in the request's extensions for handlers that want to log it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Hands out request ids: the process start time and a counter, unique within the process and across restarts.
+#[derive(Debug)]
+struct RequestIds {
+    epoch: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        RequestIds {
+            epoch,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> RequestId {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        RequestId(format!("{:X}{:08X}", self.epoch, n))
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and waits for in-flight
+/// requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let ids = Arc::new(RequestIds::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE or a connection reset before accept; back off briefly instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.clone(),
+            ids: ids.clone(),
+            tls: tls.clone(),
+            peer,
+        };
+        tokio::spawn(connection.run(stream, graceful.watcher()));
+    }
+    drop(listener);
+    info!(
+        connections = graceful.count(),
+        "shutting down: no new connections, finishing in-flight requests"
+    );
+    graceful.shutdown().await;
+    info!("shutdown complete");
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => info!("received SIGINT"),
+        () = terminate => info!("received SIGTERM"),
+    }
+}
+
+/// Everything one accepted connection needs.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    service: S3Service,
+    ids: Arc<RequestIds>,
+    tls: Option<TlsAcceptor>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, watcher: Watcher) {
+        let Connection {
+            builder,
+            service,
+            ids,
+            tls,
+            peer,
+        } = self;
+        let handler =
+            service_fn(move |request| handle(service.clone(), ids.clone(), peer, request));
+        let result =
+            match tls {
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), handler)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => return debug!(%peer, %error, "TLS handshake failed"),
+                            Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                        };
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), handler)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+        if let Err(error) = result {
+            debug!(%peer, error = %error, "connection ended with an error");
+        }
+    }
+}
+
+/// Runs one request through s3s, adds `x-amz-request-id` and logs one line. The query string is not logged:
+/// presigned URLs carry their signature there.
+async fn handle(
+    service: S3Service,
+    ids: Arc<RequestIds>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
+    let started = Instant::now();
+    let id = ids.next();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut request = request.map(Body::from);
+    request.extensions_mut().insert(id.clone());
+    let result = service.call(request).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(mut response) => {
+            if let Ok(value) = HeaderValue::from_str(&id.0) {
+                response.headers_mut().insert("x-amz-request-id", value);
+            }
+            let status = response.status().as_u16();
+            info!(target: "coffer_server::request", request_id = %id.0, %peer, %method, %path, status,
+                  ms = format_args!("{elapsed_ms:.1}"), "request");
+            Ok(response)
+        }
+        Err(error) => {
+            warn!(target: "coffer_server::request", request_id = %id.0, %peer, %method, %path,
+                  ms = format_args!("{elapsed_ms:.1}"), ?error, "request aborted");
+            Err(error)
+        }
+    }
+}

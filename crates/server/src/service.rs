@@ -1,0 +1,122 @@
+//! Wiring: the shared [`AppState`], the s3s service built from it ([`build_service`], the one place where extra
+//! routes such as the admin API are mounted), and [`run`], which starts `coffer server` from its configuration.
+
+use std::sync::Arc;
+
+use coffer_store::{Store, StoreError};
+use s3s::route::S3Route;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{Body, S3Request, S3Response, S3Result};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{ConfigError, ServerArgs, ServerConfig};
+use crate::http_server::{serve, shutdown_signal};
+use crate::s3::CofferS3;
+use crate::tls::TlsError;
+use crate::users::{RootCredentials, UserRegistry, UsersError};
+
+/// What every request handler shares. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub users: UserRegistry,
+    /// Region reported by GetBucketLocation / HeadBucket.
+    pub region: Arc<str>,
+    /// Minimum size of every multipart part but the last, checked at CompleteMultipartUpload.
+    pub min_part_size: u64,
+}
+
+/// Builds the S3 service: Coffer's operations, SigV4 auth against `state.users`, and `route` (requests it matches
+/// never reach the S3 operations; they are still authenticated first).
+pub fn build_service(state: &AppState, route: Option<Box<dyn S3Route>>) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(CofferS3::new(state.clone()));
+    builder.set_auth(state.users.clone());
+    if let Some(route) = route {
+        builder.set_route(BoxedRoute(route));
+    }
+    builder.build()
+}
+
+/// Lets [`build_service`] take any route as a trait object.
+struct BoxedRoute(Box<dyn S3Route>);
+
+#[async_trait::async_trait]
+impl S3Route for BoxedRoute {
+    fn is_match(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> bool {
+        self.0.is_match(method, uri, headers, extensions)
+    }
+
+    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        self.0.check_access(req).await
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        self.0.call(req).await
+    }
+}
+
+/// Why `coffer server` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot open the data directory {path}: {source}")]
+    Store {
+        path: std::path::PathBuf,
+        source: StoreError,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns.
+pub async fn run(args: ServerArgs) -> Result<(), StartError> {
+    let config = ServerConfig::load(args)?;
+    let root = RootCredentials::from_env(config.address)?;
+    if root.is_default() {
+        warn!(
+            "no credentials configured: using access key `admin` / secret key `admin` (loopback only); set \
+             COFFER_ROOT_USER and COFFER_ROOT_PASSWORD for anything but local testing"
+        );
+    }
+    let users = UserRegistry::load(root, config.users_file.as_deref())?;
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let store = Store::open(config.data_dir.clone())
+        .await
+        .map_err(|source| StartError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    let listener = TcpListener::bind(config.address)
+        .await
+        .map_err(|source| StartError::Bind {
+            address: config.address,
+            source,
+        })?;
+    let state = AppState {
+        store,
+        users,
+        region: Arc::from(config.region.as_str()),
+        min_part_size: config.min_part_size,
+    };
+    let service = build_service(&state, None);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let address = listener.local_addr().unwrap_or(config.address);
+    info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
+    serve(listener, service, tls, shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! What the store keeps for an encrypted object, and what a response may show of it.
+//!
+//! [`ObjectEncryption`] is the object-level (and multipart-upload-level) `encryption` JSON: mode, sealed object key
+//! and what is needed to get the outer key back. [`PartEncryption`] is the part-level JSON: the part's salt and
+//! number. Both are versioned (`"v": 1`). [`SseResponse`] is the only view of them that reaches a client: the
+//! sealed key, wrapped key and salts never leave this crate's metadata.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SseError};
+use crate::keys::{SealedKey, PART_SALT_LEN};
+
+const FORMAT_VERSION: u32 = 1;
+
+/// The three server-side encryption modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SseMode {
+    SseS3,
+    SseKms,
+    SseC,
+}
+
+impl SseMode {
+    /// The name used in metadata and in the seal's associated data.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SseS3 => "sse-s3",
+            Self::SseKms => "sse-kms",
+            Self::SseC => "sse-c",
+        }
+    }
+
+    /// Whether the ETag of a single PUT in this mode is the plaintext MD5 (SSE-S3), or the package-tag digest
+    /// returned by [`crate::PartEncryptor::finish`] (SSE-KMS, SSE-C).
+    pub fn etag_is_plaintext_md5(self) -> bool {
+        self == Self::SseS3
+    }
+}
+
+/// The object-level `encryption` JSON of an object or a multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEncryption {
+    v: u32,
+    #[serde(flatten)]
+    scheme: Scheme,
+    /// The object key sealed under the KEK (`seal salt || ciphertext || tag`, base64).
+    #[serde(with = "base64_sealed")]
+    sealed_key: SealedKey,
+}
+
+/// How the outer key of an object is obtained, per mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub(crate) enum Scheme {
+    /// Bucket key of the server's default KMS key, wrapped (base64 of the KMS's wrapped-key blob).
+    SseS3 { wrapped_key: String },
+    /// Bucket key of `key_id` (as the client named it, or the default key id when it named none).
+    SseKms {
+        key_id: String,
+        wrapped_key: String,
+        /// The client's `x-amz-server-side-encryption-context`, exactly as sent (base64 JSON).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+        #[serde(default)]
+        bucket_key_enabled: bool,
+    },
+    /// Customer key: only its MD5 is kept, to tell a wrong key from a missing one.
+    SseC {
+        #[serde(with = "base64_array")]
+        key_md5: [u8; 16],
+    },
+}
+
+impl Scheme {
+    pub(crate) fn mode(&self) -> SseMode {
+        match self {
+            Self::SseS3 { .. } => SseMode::SseS3,
+            Self::SseKms { .. } => SseMode::SseKms,
+            Self::SseC { .. } => SseMode::SseC,
+        }
+    }
+}
+
+impl ObjectEncryption {
+    pub(crate) fn new(scheme: Scheme, sealed_key: SealedKey) -> Self {
+        Self {
+            v: FORMAT_VERSION,
+            scheme,
+            sealed_key,
+        }
+    }
+
+    /// Reads the JSON the store kept; fails with a 500 on anything this version cannot read.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
+        let parsed = Self::deserialize(value).map_err(|_| {
+            SseError::internal("The object's stored encryption metadata is invalid")
+        })?;
+        if parsed.v != FORMAT_VERSION {
+            return Err(SseError::internal(
+                "The object's stored encryption metadata has an unsupported version",
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// The JSON to hand to the store (`ObjectMeta::encryption` / `UploadMeta::encryption`).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("encryption metadata always serializes")
+    }
+
+    pub fn mode(&self) -> SseMode {
+        self.scheme.mode()
+    }
+
+    pub(crate) fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    pub(crate) fn sealed_key(&self) -> &SealedKey {
+        &self.sealed_key
+    }
+
+    /// The MD5 of the customer key of an SSE-C object.
+    pub(crate) fn customer_key_md5(&self) -> Option<&[u8; 16]> {
+        match &self.scheme {
+            Scheme::SseC { key_md5 } => Some(key_md5),
+            _ => None,
+        }
+    }
+
+    /// The SSE response headers for this object (PUT, GET, HEAD, copy, multipart create/part/complete).
+    pub fn response(&self) -> SseResponse {
+        match &self.scheme {
+            Scheme::SseS3 { .. } => SseResponse {
+                server_side_encryption: Some("AES256"),
+                ..SseResponse::default()
+            },
+            Scheme::SseKms {
+                key_id,
+                context,
+                bucket_key_enabled,
+                ..
+            } => SseResponse {
+                server_side_encryption: Some("aws:kms"),
+                kms_key_id: Some(key_id.clone()),
+                context: context.clone(),
+                bucket_key_enabled: bucket_key_enabled.then_some(true),
+                ..SseResponse::default()
+            },
+            Scheme::SseC { key_md5 } => SseResponse {
+                customer_algorithm: Some("AES256"),
+                customer_key_md5: Some(STANDARD.encode(key_md5)),
+                ..SseResponse::default()
+            },
+        }
+    }
+}
+
+/// The part-level `encryption` JSON: which salt and part number the part's key was derived with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartEncryption {
+    v: u32,
+    part: u32,
+    #[serde(with = "base64_array")]
+    salt: [u8; PART_SALT_LEN],
+}
+
+impl PartEncryption {
+    pub(crate) fn new(part: u32, salt: [u8; PART_SALT_LEN]) -> Self {
+        Self {
+            v: FORMAT_VERSION,
+            part,
+            salt,
+        }
+    }
+
+    /// Reads the JSON the store kept on a part (`PartMeta::encryption`).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
+        let parsed = Self::deserialize(value)
+            .map_err(|_| SseError::internal("The part's stored encryption metadata is invalid"))?;
+        if parsed.v != FORMAT_VERSION {
+            return Err(SseError::internal(
+                "The part's stored encryption metadata has an unsupported version",
+            ));
+        }
+        Ok(parsed)
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("part encryption metadata always serializes")
+    }
+
+    pub(crate) fn part_number(&self) -> u32 {
+        self.part
+    }
+
+    pub(crate) fn salt(&self) -> &[u8; PART_SALT_LEN] {
+        &self.salt
+    }
+}
+
+/// SSE response header values. `None` means "do not send the header".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SseResponse {
+    /// `x-amz-server-side-encryption`: `AES256` (SSE-S3) or `aws:kms`.
+    pub server_side_encryption: Option<&'static str>,
+    /// `x-amz-server-side-encryption-aws-kms-key-id`, exactly as the client named it.
+    pub kms_key_id: Option<String>,
+    /// `x-amz-server-side-encryption-context`, exactly as the client sent it.
+    pub context: Option<String>,
+    /// `x-amz-server-side-encryption-bucket-key-enabled` (only ever `true`).
+    pub bucket_key_enabled: Option<bool>,
+    /// `x-amz-server-side-encryption-customer-algorithm` (`AES256`).
+    pub customer_algorithm: Option<&'static str>,
+    /// `x-amz-server-side-encryption-customer-key-MD5` (base64).
+    pub customer_key_md5: Option<String>,
+}
+
+mod base64_array {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer, const N: usize>(
+        bytes: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("wrong length"))
+    }
+}
+
+mod base64_sealed {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(sealed: &SealedKey, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&sealed.to_base64())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SealedKey, D::Error> {
+        let text = String::deserialize(d)?;
+        SealedKey::from_base64(&text).ok_or_else(|| serde::de::Error::custom("invalid sealed key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sealed() -> SealedKey {
+        SealedKey::from_base64(&STANDARD.encode([7u8; 80])).unwrap()
+    }
+
+    #[test]
+    fn object_json_shape_per_mode() {
+        let kms = ObjectEncryption::new(
+            Scheme::SseKms {
+                key_id: "my-key".into(),
+                wrapped_key: "d3JhcHBlZA==".into(),
+                context: Some("eyJhIjoiYiJ9".into()),
+                bucket_key_enabled: true,
+            },
+            sealed(),
+        );
+        let value = kms.to_value();
+        assert_eq!(
+            value,
+            json!({"v": 1, "mode": "sse-kms", "key_id": "my-key", "wrapped_key": "d3JhcHBlZA==",
+                   "context": "eyJhIjoiYiJ9", "bucket_key_enabled": true, "sealed_key": STANDARD.encode([7u8; 80])})
+        );
+        assert_eq!(ObjectEncryption::from_value(&value).unwrap(), kms);
+
+        let s3 = ObjectEncryption::new(
+            Scheme::SseS3 {
+                wrapped_key: "d3JhcHBlZA==".into(),
+            },
+            sealed(),
+        );
+        assert_eq!(s3.to_value()["mode"], "sse-s3");
+        assert_eq!(ObjectEncryption::from_value(&s3.to_value()).unwrap(), s3);
+
+        let c = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed());
+        assert_eq!(c.to_value()["mode"], "sse-c");
+        assert_eq!(c.to_value()["key_md5"], STANDARD.encode([9u8; 16]));
+        assert_eq!(ObjectEncryption::from_value(&c.to_value()).unwrap(), c);
+    }
+
+    #[test]
+    fn unreadable_metadata_is_a_500() {
+        let c = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed()).to_value();
+        let mut future = c.clone();
+        future["v"] = json!(2);
+        let mut unknown_mode = c.clone();
+        unknown_mode["mode"] = json!("sse-x");
+        let mut bad_seal = c.clone();
+        bad_seal["sealed_key"] = json!("AAAA");
+        for value in [future, unknown_mode, bad_seal, json!("text"), json!({})] {
+            let e = ObjectEncryption::from_value(&value).unwrap_err();
+            assert_eq!((e.code(), e.status()), ("InternalError", 500), "{value}");
+        }
+    }
+
+    #[test]
+    fn part_json_round_trips() {
+        let part = PartEncryption::new(3, [1; 16]);
+        let value = part.to_value();
+        assert_eq!(
+            value,
+            json!({"v": 1, "part": 3, "salt": STANDARD.encode([1u8; 16])})
+        );
+        assert_eq!(PartEncryption::from_value(&value).unwrap(), part);
+        assert_eq!(
+            PartEncryption::from_value(&json!({"v": 1, "part": 3}))
+                .unwrap_err()
+                .status(),
+            500
+        );
+    }
+
+    #[test]
+    fn responses_show_only_public_values() {
+        let kms = ObjectEncryption::new(
+            Scheme::SseKms {
+                key_id: "arn:aws:kms:us-east-1:1:key/k".into(),
+                wrapped_key: "d3JhcHBlZA==".into(),
+                context: None,
+                bucket_key_enabled: false,
+            },
+            sealed(),
+        );
+        assert_eq!(
+            kms.response(),
+            SseResponse {
+                server_side_encryption: Some("aws:kms"),
+                kms_key_id: Some("arn:aws:kms:us-east-1:1:key/k".into()),
+                ..SseResponse::default()
+            }
+        );
+        let s3 = ObjectEncryption::new(
+            Scheme::SseS3 {
+                wrapped_key: "d3JhcHBlZA==".into(),
+            },
+            sealed(),
+        );
+        assert_eq!(
+            s3.response(),
+            SseResponse {
+                server_side_encryption: Some("AES256"),
+                ..SseResponse::default()
+            }
+        );
+        let c = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed());
+        assert_eq!(
+            c.response(),
+            SseResponse {
+                customer_algorithm: Some("AES256"),
+                customer_key_md5: Some(STANDARD.encode([9u8; 16])),
+                ..SseResponse::default()
+            }
+        );
+    }
+
+    #[test]
+    fn etag_rule_per_mode() {
+        assert!(SseMode::SseS3.etag_is_plaintext_md5());
+        assert!(!SseMode::SseKms.etag_is_plaintext_md5());
+        assert!(!SseMode::SseC.etag_is_plaintext_md5());
+    }
+}

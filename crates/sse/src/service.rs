@@ -1,0 +1,291 @@
+//! The object path's entry point: the server holds one [`SseService`] and asks it for object keys.
+//!
+//! Writes: [`SseService::start_object`] makes a fresh object key and seals it under the outer key of the decision
+//! (KMS bucket key or customer key); the result is the metadata to store and the [`ObjectCipher`] to encrypt parts
+//! with. Reads and UploadPart: [`SseService::open_object`] / [`SseService::open_upload`] check the customer key
+//! and unseal the object key. Self-copy with a new key: [`SseService::reseal`] seals the same object key under a new
+//! outer key, so only metadata changes.
+//!
+//! KMS bucket keys are requested per (key, bucket, encryption context) and cached by the KMS manager; the context
+//! always carries `coffer:bucket`, so a bucket key (and every object key sealed under it) is bound to its bucket.
+
+use std::sync::Arc;
+
+use coffer_kms::{EncryptionContext, KeyMaterial, KmsError, KmsManager, WrappedKey};
+
+use crate::error::{Result, SseError};
+use crate::headers::{
+    authorize_read, authorize_upload_part, kms_lookup_id, CustomerKey, KmsContext, KmsRequest,
+    WriteEncryption, RESERVED_CONTEXT_PREFIX,
+};
+use crate::keys::{ObjectKey, SealBinding, KEY_LEN};
+use crate::metadata::{ObjectEncryption, Scheme, SseMode};
+use crate::package::ObjectCipher;
+
+/// Encrypts and opens objects with keys from the KMS (SSE-S3, SSE-KMS) or the client (SSE-C).
+pub struct SseService {
+    kms: Arc<KmsManager>,
+}
+
+/// A new object (or multipart upload): the metadata to store and the cipher to encrypt its parts with.
+#[derive(Debug)]
+pub struct NewObject {
+    pub encryption: ObjectEncryption,
+    pub cipher: ObjectCipher,
+}
+
+impl SseService {
+    pub fn new(kms: Arc<KmsManager>) -> Self {
+        Self { kms }
+    }
+
+    /// PutObject, CreateMultipartUpload, CopyObject to another object: a fresh object key sealed as `encryption`
+    /// says. `None` when the decision is to store plaintext. KMS errors come back as their S3 answers
+    /// (`KMS.NotFoundException`, `KMS.DisabledException`, 503 when the KMS is down).
+    pub async fn start_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        encryption: &WriteEncryption,
+    ) -> Result<Option<NewObject>> {
+        let object_key = ObjectKey::generate();
+        let Some(encryption) = self.seal(bucket, key, &object_key, encryption).await? else {
+            return Ok(None);
+        };
+        Ok(Some(NewObject {
+            cipher: ObjectCipher::new(object_key, encryption.mode()),
+            encryption,
+        }))
+    }
+
+    /// GetObject, copy source, UploadPartCopy source: checks the customer key against the object
+    /// ([`authorize_read`]) and opens the object key.
+    pub async fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored: &ObjectEncryption,
+        customer_key: Option<&CustomerKey>,
+    ) -> Result<ObjectCipher> {
+        authorize_read(Some(stored), customer_key)?;
+        self.unseal(bucket, key, stored, customer_key).await
+    }
+
+    /// UploadPart, UploadPartCopy destination: checks the customer key against the upload
+    /// ([`authorize_upload_part`]) and opens the upload's object key.
+    pub async fn open_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &ObjectEncryption,
+        customer_key: Option<&CustomerKey>,
+    ) -> Result<ObjectCipher> {
+        authorize_upload_part(Some(upload), customer_key)?;
+        self.unseal(bucket, key, upload, customer_key).await
+    }
+
+    /// CopyObject onto itself with new encryption (new SSE-C key, another KMS key or mode), or a rewrap after KMS
+    /// key rotation: the same object key under a new outer key. Only the object-level metadata changes; the data,
+    /// the part metadata and the ETag stay. Both sides must be encrypted: copying between plaintext and encrypted
+    /// rewrites the data through `start_object` instead.
+    pub async fn reseal(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored: &ObjectEncryption,
+        customer_key: Option<&CustomerKey>,
+        new: &WriteEncryption,
+    ) -> Result<ObjectEncryption> {
+        let cipher = self.open_object(bucket, key, stored, customer_key).await?;
+        self.seal(bucket, key, cipher.object_key(), new)
+            .await?
+            .ok_or_else(|| {
+                SseError::internal("A metadata-only re-encryption needs an encrypted destination")
+            })
+    }
+
+    async fn seal(
+        &self,
+        bucket: &str,
+        key: &str,
+        object_key: &ObjectKey,
+        encryption: &WriteEncryption,
+    ) -> Result<Option<ObjectEncryption>> {
+        let binding = |mode| SealBinding { bucket, key, mode };
+        let sealed = match encryption {
+            WriteEncryption::None => return Ok(None),
+            WriteEncryption::SseS3 => {
+                let default_key = self.default_key_id()?;
+                let data_key = self
+                    .kms
+                    .bucket_key(&default_key, bucket, &sse_s3_context(bucket))
+                    .await?;
+                let sealed =
+                    object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseS3));
+                ObjectEncryption::new(
+                    Scheme::SseS3 {
+                        wrapped_key: data_key.wrapped.to_base64(),
+                    },
+                    sealed,
+                )
+            }
+            WriteEncryption::SseKms(KmsRequest {
+                key_id,
+                context,
+                bucket_key_enabled,
+            }) => {
+                let key_id = match key_id {
+                    Some(named) => named.clone(),
+                    None => self.default_key_id()?,
+                };
+                let kms_context = sse_kms_context(bucket, context.as_ref());
+                let data_key = self
+                    .kms
+                    .bucket_key(kms_lookup_id(&key_id), bucket, &kms_context)
+                    .await?;
+                let sealed =
+                    object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseKms));
+                let scheme = Scheme::SseKms {
+                    key_id,
+                    wrapped_key: data_key.wrapped.to_base64(),
+                    context: context.as_ref().map(|c| c.header().to_owned()),
+                    bucket_key_enabled: *bucket_key_enabled,
+                };
+                ObjectEncryption::new(scheme, sealed)
+            }
+            WriteEncryption::SseC(customer) => {
+                let sealed = object_key.seal(customer.key(), binding(SseMode::SseC));
+                ObjectEncryption::new(
+                    Scheme::SseC {
+                        key_md5: *customer.md5(),
+                    },
+                    sealed,
+                )
+            }
+        };
+        Ok(Some(sealed))
+    }
+
+    async fn unseal(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored: &ObjectEncryption,
+        customer_key: Option<&CustomerKey>,
+    ) -> Result<ObjectCipher> {
+        let mode = stored.mode();
+        let outer: OuterKey =
+            match stored.scheme() {
+                Scheme::SseS3 { wrapped_key } => {
+                    OuterKey::Kms(self.unwrap(wrapped_key, &sse_s3_context(bucket)).await?)
+                }
+                Scheme::SseKms {
+                    wrapped_key,
+                    context,
+                    ..
+                } => {
+                    let context = context
+                        .as_deref()
+                        .map(KmsContext::parse)
+                        .transpose()
+                        .map_err(|_| corrupted())?;
+                    OuterKey::Kms(
+                        self.unwrap(wrapped_key, &sse_kms_context(bucket, context.as_ref()))
+                            .await?,
+                    )
+                }
+                // Callers authorized the key first, so it is present and its MD5 matches.
+                Scheme::SseC { .. } => OuterKey::Customer(customer_key.ok_or_else(|| {
+                    SseError::internal("An SSE-C object was opened without its key")
+                })?),
+            };
+        let object_key = ObjectKey::unseal(
+            outer.bytes(),
+            stored.sealed_key(),
+            SealBinding { bucket, key, mode },
+        )
+        .ok_or_else(corrupted)?;
+        Ok(ObjectCipher::new(object_key, mode))
+    }
+
+    async fn unwrap(
+        &self,
+        wrapped_key: &str,
+        context: &EncryptionContext,
+    ) -> Result<Arc<KeyMaterial>> {
+        let wrapped = WrappedKey::from_base64(wrapped_key).map_err(|_| corrupted())?;
+        Ok(self.kms.unwrap_key(&wrapped, context).await?)
+    }
+
+    fn default_key_id(&self) -> Result<String> {
+        self.kms
+            .default_key_id()
+            .ok_or_else(|| SseError::from(KmsError::NotConfigured))
+    }
+}
+
+/// The key an object key is sealed under.
+enum OuterKey<'a> {
+    Kms(Arc<KeyMaterial>),
+    Customer(&'a CustomerKey),
+}
+
+impl OuterKey<'_> {
+    fn bytes(&self) -> &[u8; KEY_LEN] {
+        match self {
+            Self::Kms(material) => material.as_bytes(),
+            Self::Customer(customer) => customer.key(),
+        }
+    }
+}
+
+fn corrupted() -> SseError {
+    SseError::internal(
+        "The object's key could not be opened: its encryption metadata is corrupted or was moved",
+    )
+}
+
+fn bucket_context_key() -> String {
+    format!("{RESERVED_CONTEXT_PREFIX}bucket")
+}
+
+/// `{"coffer:bucket": B, "coffer:mode": "sse-s3"}`: SSE-S3 bucket keys are never SSE-KMS bucket keys.
+fn sse_s3_context(bucket: &str) -> EncryptionContext {
+    EncryptionContext::new()
+        .with(bucket_context_key(), bucket)
+        .with(
+            format!("{RESERVED_CONTEXT_PREFIX}mode"),
+            SseMode::SseS3.as_str(),
+        )
+}
+
+/// The client's pairs plus `{"coffer:bucket": B}` (clients cannot set `coffer:` keys).
+fn sse_kms_context(bucket: &str, client: Option<&KmsContext>) -> EncryptionContext {
+    let pairs = client.map(|c| c.pairs().clone()).unwrap_or_default();
+    EncryptionContext(pairs).with(bucket_context_key(), bucket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_bind_the_bucket_and_keep_modes_apart() {
+        let s3 = sse_s3_context("b1");
+        assert_eq!(
+            String::from_utf8(s3.canonical_bytes()).unwrap(),
+            r#"{"coffer:bucket":"b1","coffer:mode":"sse-s3"}"#
+        );
+        let kms = sse_kms_context("b1", None);
+        assert_eq!(
+            String::from_utf8(kms.canonical_bytes()).unwrap(),
+            r#"{"coffer:bucket":"b1"}"#
+        );
+        let client = KmsContext::parse("eyJwcm9qZWN0IjoieCJ9").unwrap(); // {"project":"x"}
+        let kms = sse_kms_context("b1", Some(&client));
+        assert_eq!(
+            String::from_utf8(kms.canonical_bytes()).unwrap(),
+            r#"{"coffer:bucket":"b1","project":"x"}"#
+        );
+    }
+}

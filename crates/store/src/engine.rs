@@ -1,0 +1,299 @@
+//! The blocking core behind [`crate::Store`]: paths, locks, bucket operations and the per-bucket key index.
+//! Object and multipart operations extend [`Engine`] in `objects.rs` and `multipart.rs`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use time::OffsetDateTime;
+
+use crate::error::{Result, StoreError};
+use crate::fsio::{
+    create_private_dir, create_private_dir_all, fsync_dir, remove_any, write_json_atomic, TempPath,
+};
+use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
+use crate::listing::{list_page, KeyIndex, ListPage, ListQuery, ObjectSummary};
+use crate::locks::LockStripes;
+use crate::meta::BucketInfo;
+use crate::names::{object_dir_name, validate_bucket_name};
+
+const OBJECTS_DIR: &str = "objects";
+const UPLOADS_DIR: &str = "uploads";
+
+/// A bucket's key index; `None` until the first listing loads it from disk.
+type SharedIndex = Arc<RwLock<Option<KeyIndex>>>;
+
+/// Lock order, outermost first: `namespace`, an object stripe, an upload stripe, an index.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    buckets_dir: PathBuf,
+    tmp_dir: PathBuf,
+    /// Written by bucket create/delete/config changes; read by every operation that changes a bucket's contents,
+    /// so a bucket cannot vanish between "it exists" and the commit into it.
+    namespace: RwLock<()>,
+    object_locks: LockStripes,
+    upload_locks: LockStripes,
+    indexes: Mutex<HashMap<String, SharedIndex>>,
+}
+
+impl Engine {
+    /// Creates the layout under `root` and empties the temp directory (nothing can be in flight at open).
+    pub(crate) fn open(root: &Path) -> Result<Engine> {
+        let buckets_dir = root.join("buckets");
+        let tmp_dir = root.join(".coffer").join("tmp");
+        create_private_dir_all(&buckets_dir)?;
+        create_private_dir_all(&tmp_dir)?;
+        let mut swept = 0usize;
+        for entry in fs::read_dir(&tmp_dir)? {
+            remove_any(&entry?.path());
+            swept += 1;
+        }
+        if swept > 0 {
+            tracing::info!(count = swept, "removed leftover store temp files");
+        }
+        Ok(Engine {
+            buckets_dir,
+            tmp_dir,
+            namespace: RwLock::new(()),
+            object_locks: LockStripes::new(),
+            upload_locks: LockStripes::new(),
+            indexes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn tmp_dir(&self) -> &Path {
+        &self.tmp_dir
+    }
+
+    /// A fresh path in the temp directory, deleted on drop unless persisted.
+    pub(crate) fn temp_path(&self, kind: &str) -> io::Result<TempPath> {
+        TempPath::new(&self.tmp_dir, kind)
+    }
+
+    // ---- locks -------------------------------------------------------------------------------------------------
+
+    /// Shared namespace lock for operations that change a bucket's contents.
+    pub(crate) fn namespace_read(&self) -> RwLockReadGuard<'_, ()> {
+        self.namespace
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn namespace_write(&self) -> RwLockWriteGuard<'_, ()> {
+        self.namespace
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Serializes commits to one object, identified by its directory.
+    pub(crate) fn lock_object(&self, object_dir: &Path) -> MutexGuard<'_, ()> {
+        self.object_locks.lock(&object_dir.to_string_lossy())
+    }
+
+    /// Serializes commits to one upload.
+    pub(crate) fn lock_upload(&self, bucket: &str, upload_id: &str) -> MutexGuard<'_, ()> {
+        self.upload_locks.lock(&format!("{bucket}/{upload_id}"))
+    }
+
+    // ---- paths -------------------------------------------------------------------------------------------------
+
+    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.buckets_dir.join(bucket)
+    }
+
+    pub(crate) fn objects_dir(&self, bucket: &str) -> PathBuf {
+        self.bucket_dir(bucket).join(OBJECTS_DIR)
+    }
+
+    pub(crate) fn uploads_dir(&self, bucket: &str) -> PathBuf {
+        self.bucket_dir(bucket).join(UPLOADS_DIR)
+    }
+
+    /// The directory of object `key` (the key must be validated).
+    pub(crate) fn object_dir(&self, bucket: &str, key: &str) -> PathBuf {
+        self.objects_dir(bucket).join(object_dir_name(key))
+    }
+
+    // ---- buckets -----------------------------------------------------------------------------------------------
+
+    /// The record of an existing bucket. Names that can never be buckets are `NoSuchBucket`, so they never reach
+    /// a path.
+    pub(crate) fn bucket_record(&self, bucket: &str) -> Result<BucketRecord> {
+        validate_bucket_name(bucket).map_err(|_| StoreError::NoSuchBucket)?;
+        load::<BucketRecord>(&self.bucket_dir(bucket).join(BUCKET_FILE))?
+            .ok_or(StoreError::NoSuchBucket)
+    }
+
+    pub(crate) fn create_bucket(&self, name: &str) -> Result<()> {
+        validate_bucket_name(name)?;
+        let _namespace = self.namespace_write();
+        let dest = self.bucket_dir(name);
+        if dest.exists() {
+            return Err(StoreError::BucketAlreadyOwnedByYou);
+        }
+        // Build the whole bucket in the temp dir and rename it in: it appears complete or not at all.
+        let staging = self.temp_path("bucket")?;
+        create_private_dir(staging.path())?;
+        create_private_dir(&staging.path().join(OBJECTS_DIR))?;
+        create_private_dir(&staging.path().join(UPLOADS_DIR))?;
+        let record = BucketRecord {
+            format_version: FORMAT_VERSION,
+            name: name.to_owned(),
+            created: OffsetDateTime::now_utc(),
+            encryption: None,
+        };
+        write_json_atomic(&self.tmp_dir, &staging.path().join(BUCKET_FILE), &record)?;
+        staging.persist(&dest)?;
+        fsync_dir(&self.buckets_dir)?;
+        self.indexes_map().insert(
+            name.to_owned(),
+            Arc::new(RwLock::new(Some(KeyIndex::new()))),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn delete_bucket(&self, name: &str) -> Result<()> {
+        let _namespace = self.namespace_write();
+        self.bucket_record(name)?;
+        if self.has_objects(name)? {
+            return Err(StoreError::BucketNotEmpty);
+        }
+        let trash = self.temp_path("trash")?;
+        fs::rename(self.bucket_dir(name), trash.path())?;
+        fsync_dir(&self.buckets_dir)?;
+        self.indexes_map().remove(name);
+        drop(trash);
+        Ok(())
+    }
+
+    /// True if any object of the bucket is committed (an object directory with a `meta.json`).
+    fn has_objects(&self, bucket: &str) -> Result<bool> {
+        for entry in fs::read_dir(self.objects_dir(bucket))? {
+            if entry?.path().join(OBJECT_FILE).exists() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
+        let record = self.bucket_record(name)?;
+        Ok(BucketInfo {
+            name: record.name,
+            created: record.created,
+        })
+    }
+
+    pub(crate) fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let mut buckets = Vec::new();
+        for entry in fs::read_dir(&self.buckets_dir)? {
+            let Ok(name) = entry?.file_name().into_string() else {
+                continue;
+            };
+            match self.head_bucket(&name) {
+                Ok(info) => buckets.push(info),
+                Err(StoreError::NoSuchBucket) => {}
+                // One damaged bucket record must not hide every other bucket.
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable bucket record"),
+            }
+        }
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(buckets)
+    }
+
+    pub(crate) fn bucket_encryption(&self, name: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self.bucket_record(name)?.encryption)
+    }
+
+    pub(crate) fn set_bucket_encryption(
+        &self,
+        name: &str,
+        config: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let _namespace = self.namespace_write();
+        let mut record = self.bucket_record(name)?;
+        record.encryption = config;
+        write_json_atomic(
+            &self.tmp_dir,
+            &self.bucket_dir(name).join(BUCKET_FILE),
+            &record,
+        )?;
+        Ok(())
+    }
+
+    // ---- key index ---------------------------------------------------------------------------------------------
+
+    fn indexes_map(&self) -> MutexGuard<'_, HashMap<String, SharedIndex>> {
+        self.indexes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn index(&self, bucket: &str) -> SharedIndex {
+        self.indexes_map()
+            .entry(bucket.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Applies a committed change to the bucket's index if it is loaded (an unloaded index reads the change from
+    /// disk when it loads). Callers hold the object's lock, so changes to one key apply in commit order.
+    pub(crate) fn index_update(&self, bucket: &str, change: impl FnOnce(&mut KeyIndex)) {
+        let index = self.index(bucket);
+        let mut guard = index.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(keys) = guard.as_mut() {
+            change(keys);
+        }
+    }
+
+    pub(crate) fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
+        let _namespace = self.namespace_read();
+        self.bucket_record(bucket)?;
+        let index = self.index(bucket);
+        if let Some(keys) = index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(list_page(keys, query));
+        }
+        let mut guard = index.write().unwrap_or_else(PoisonError::into_inner);
+        let keys = match &mut *guard {
+            Some(keys) => keys,
+            unloaded @ None => unloaded.insert(self.scan_objects(bucket)?),
+        };
+        Ok(list_page(keys, query))
+    }
+
+    /// Builds a bucket's index from its object records. Unreadable records are logged and left out rather than
+    /// making the whole bucket unlistable.
+    fn scan_objects(&self, bucket: &str) -> Result<KeyIndex> {
+        let mut keys = KeyIndex::new();
+        for entry in fs::read_dir(self.objects_dir(bucket))? {
+            let dir = entry?.path();
+            match load::<ObjectRecord>(&dir.join(OBJECT_FILE)) {
+                Ok(Some(record))
+                    if dir.file_name() == Some(object_dir_name(&record.meta.key).as_ref()) =>
+                {
+                    keys.insert(record.meta.key.clone(), summary(&record));
+                }
+                Ok(Some(_)) => {
+                    tracing::warn!(path = %dir.display(), "object record does not match its directory")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable object record"),
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The listing entry of an object record.
+pub(crate) fn summary(record: &ObjectRecord) -> ObjectSummary {
+    ObjectSummary {
+        key: record.meta.key.clone(),
+        size: record.meta.size,
+        etag: record.meta.etag.clone(),
+        last_modified: record.meta.last_modified,
+    }
+}

@@ -1,0 +1,35 @@
+//! Coffer's local object store.
+//!
+//! Owns buckets, objects, multipart uploads and their metadata on a local directory: atomic writes (temp file,
+//! fsync, rename, directory fsync), a safe key → path mapping (keys are hashed, never used as path components),
+//! version-pinned reads and S3-ordered listing. The on-disk layout and JSON format are documented in [`layout`].
+//!
+//! It must not speak HTTP or S3 XML, make encryption decisions or talk to a KMS: `encryption` fields are opaque
+//! `serde_json::Value`s it stores and returns, and ETags, checksums and sizes are computed by its callers.
+//!
+//! Writing an object: [`Store::stage`] a [`StagedWrite`], stream the body into it, [`StagedWrite::finish`] it into
+//! a [`StagedFile`], verify what must be verified, then [`Store::put_object`] (or [`Store::put_part`]). Dropping
+//! the staged value instead discards the data. Reading: [`Store::open_object`] pins a version;
+//! [`ObjectReader::read_part`] streams stored bytes of one part.
+
+mod engine;
+mod error;
+mod fsio;
+pub mod layout;
+mod listing;
+mod locks;
+mod meta;
+mod multipart;
+mod names;
+mod objects;
+mod reader;
+mod staging;
+mod store;
+
+pub use error::{Result, StoreError};
+pub use listing::{ListPage, ListQuery, ObjectSummary};
+pub use meta::{BucketInfo, Checksum, ChecksumKind, ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
+pub use reader::{ObjectReader, PartStream, READ_CHUNK};
+pub use staging::{StagedFile, StagedWrite};
+pub use store::Store;

@@ -1,0 +1,149 @@
+//! Metadata types exchanged with the store's callers: buckets, objects, parts and multipart uploads.
+//!
+//! The store persists these values as given (see [`crate::layout`] for the on-disk JSON) and interprets only what
+//! it needs to find data: keys, part numbers and stored sizes. ETags, checksums, headers and the `encryption` values
+//! are the caller's business; `encryption` in particular is an opaque JSON value owned by the SSE layer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A bucket as reported by `head_bucket` / `list_buckets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+}
+
+/// How a stored checksum covers the object (S3 `x-amz-checksum-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChecksumKind {
+    /// The checksum of the whole body (single PUTs, and full-object multipart checksums).
+    FullObject,
+    /// A checksum of the part checksums, suffixed `-N` by S3 (multipart uploads).
+    Composite,
+}
+
+/// A checksum value the server verified while receiving the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// The value as S3 prints it (base64, with the `-N` suffix for composite checksums).
+    pub value: String,
+    pub kind: ChecksumKind,
+}
+
+/// One stored part of an object or of a multipart upload. A single PUT is stored as part 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartMeta {
+    /// Part number, 1..=10000.
+    pub number: u32,
+    /// Client-visible (plaintext) bytes of the part.
+    pub size: u64,
+    /// Bytes on disk; the store sets it from the data it received (differs from `size` when encrypted).
+    pub stored_size: u64,
+    /// The part's ETag, unquoted.
+    pub etag: String,
+    pub checksum: Option<Checksum>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_modified: OffsetDateTime,
+    /// Per-part encryption metadata, opaque to the store.
+    pub encryption: Option<serde_json::Value>,
+}
+
+/// An object's metadata: what HEAD returns plus the parts the data is stored in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    /// Client-visible (plaintext) size of the whole object.
+    pub size: u64,
+    /// Unquoted ETag: hex MD5, or `hex-N` for multipart objects.
+    pub etag: String,
+    /// Set by the store when the object is committed (`put_object`, `complete_upload`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_modified: OffsetDateTime,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    /// The `Expires` header exactly as the client sent it.
+    pub expires: Option<String>,
+    /// `x-amz-meta-*` pairs, names without the prefix.
+    pub user_metadata: BTreeMap<String, String>,
+    pub checksum: Option<Checksum>,
+    /// The stored parts in object order. Filled by the store on commit.
+    pub parts: Vec<PartMeta>,
+    /// Object-level encryption metadata, opaque to the store.
+    pub encryption: Option<serde_json::Value>,
+}
+
+impl ObjectMeta {
+    /// Metadata for `key` with every optional field empty; callers fill in what they have.
+    pub fn new(key: impl Into<String>, size: u64, etag: impl Into<String>) -> Self {
+        ObjectMeta {
+            key: key.into(),
+            size,
+            etag: etag.into(),
+            last_modified: OffsetDateTime::UNIX_EPOCH,
+            content_type: None,
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            expires: None,
+            user_metadata: BTreeMap::new(),
+            checksum: None,
+            parts: Vec::new(),
+            encryption: None,
+        }
+    }
+}
+
+/// What `create_upload` records about a multipart upload; the server copies it into the final [`ObjectMeta`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadMeta {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+    pub user_metadata: BTreeMap<String, String>,
+    /// Set by the store in `create_upload`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub initiated: OffsetDateTime,
+    /// `x-amz-checksum-algorithm` given at creation, if any.
+    pub checksum_algorithm: Option<String>,
+    /// Upload-level encryption metadata, opaque to the store.
+    pub encryption: Option<serde_json::Value>,
+}
+
+impl Default for UploadMeta {
+    fn default() -> Self {
+        UploadMeta {
+            content_type: None,
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            expires: None,
+            user_metadata: BTreeMap::new(),
+            initiated: OffsetDateTime::UNIX_EPOCH,
+            checksum_algorithm: None,
+            encryption: None,
+        }
+    }
+}
+
+/// An in-progress multipart upload as listed by `list_uploads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: OffsetDateTime,
+}

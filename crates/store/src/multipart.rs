@@ -1,0 +1,244 @@
+//! Multipart operations of [`Engine`]: uploads live in `uploads/<id>/` until completed or aborted. Completion
+//! hard-links the chosen part files into the object directory (O(parts), no data copied) and then commits the
+//! object like a PUT; the upload stays intact until the object is committed, so a crash midway loses nothing.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::engine::Engine;
+use crate::error::{Result, StoreError};
+use crate::fsio::{
+    create_private_dir, fsync_dir, remove_file_if_exists, unique_id, write_json_atomic,
+};
+use crate::layout::{
+    load, part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE,
+};
+use crate::meta::{ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+use crate::names::{is_upload_id, validate_key, validate_part_number};
+use crate::objects::{ensure_object_dir, new_data_file_name};
+use crate::staging::StagedFile;
+
+impl Engine {
+    pub(crate) fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut upload: UploadMeta,
+    ) -> Result<String> {
+        validate_key(key)?;
+        upload.initiated = OffsetDateTime::now_utc();
+        let _namespace = self.namespace_read();
+        self.bucket_record(bucket)?;
+        let upload_id = unique_id()?;
+        let record = UploadRecord {
+            format_version: FORMAT_VERSION,
+            key: key.to_owned(),
+            upload_id,
+            meta: upload,
+        };
+        let staging = self.temp_path("upload")?;
+        create_private_dir(staging.path())?;
+        write_json_atomic(self.tmp_dir(), &staging.path().join(UPLOAD_FILE), &record)?;
+        let uploads = self.uploads_dir(bucket);
+        staging.persist(&uploads.join(&record.upload_id))?;
+        fsync_dir(&uploads)?;
+        Ok(record.upload_id)
+    }
+
+    /// The directory and record of an upload of `key`. Ids that `create_upload` cannot have made are
+    /// `NoSuchUpload` before they reach a path.
+    fn find_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(PathBuf, UploadRecord)> {
+        self.bucket_record(bucket)?;
+        if !is_upload_id(upload_id) {
+            return Err(StoreError::NoSuchUpload);
+        }
+        let dir = self.uploads_dir(bucket).join(upload_id);
+        match load::<UploadRecord>(&dir.join(UPLOAD_FILE))? {
+            Some(record) if record.key == key => Ok((dir, record)),
+            _ => Err(StoreError::NoSuchUpload),
+        }
+    }
+
+    pub(crate) fn upload_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadMeta> {
+        Ok(self.find_upload(bucket, key, upload_id)?.1.meta)
+    }
+
+    pub(crate) fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        mut part: PartMeta,
+        data: StagedFile,
+    ) -> Result<PartMeta> {
+        validate_part_number(part.number)?;
+        part.stored_size = data.len();
+        part.last_modified = OffsetDateTime::now_utc();
+        let _namespace = self.namespace_read();
+        let _upload = self.lock_upload(bucket, upload_id);
+        let (dir, _) = self.find_upload(bucket, key, upload_id)?;
+        let data_file = new_data_file_name()?;
+        data.persist(&dir.join(&data_file))?;
+        fsync_dir(&dir)?;
+        let record_path = dir.join(part_file_name(part.number));
+        let replaced = load::<PartRecord>(&record_path)?;
+        let record = PartRecord {
+            format_version: FORMAT_VERSION,
+            meta: part,
+            data_file,
+        };
+        write_json_atomic(self.tmp_dir(), &record_path, &record)?;
+        if let Some(old) = replaced {
+            remove_file_if_exists(&dir.join(old.data_file))?;
+        }
+        Ok(record.meta)
+    }
+
+    pub(crate) fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartMeta>> {
+        let (dir, _) = self.find_upload(bucket, key, upload_id)?;
+        let mut parts = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let is_part = name
+                .to_str()
+                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".json"));
+            if let Some(record) = is_part
+                .then(|| load::<PartRecord>(&dir.join(&name)))
+                .transpose()?
+                .flatten()
+            {
+                parts.push(record.meta);
+            }
+        }
+        parts.sort_by_key(|part| part.number);
+        Ok(parts)
+    }
+
+    pub(crate) fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: &[u32],
+        mut meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        validate_key(key)?;
+        if chosen.is_empty() {
+            return Err(StoreError::InvalidMeta(
+                "a multipart upload completes with at least one part",
+            ));
+        }
+        let _namespace = self.namespace_read();
+        self.bucket_record(bucket)?;
+        let object_dir = self.object_dir(bucket, key);
+        let _object = self.lock_object(&object_dir);
+        let _upload = self.lock_upload(bucket, upload_id);
+        let (upload_dir, _) = self.find_upload(bucket, key, upload_id)?;
+
+        let mut seen = HashSet::new();
+        let mut parts = Vec::with_capacity(chosen.len());
+        for &number in chosen {
+            validate_part_number(number)?;
+            if !seen.insert(number) {
+                return Err(StoreError::InvalidPart(number));
+            }
+            let record = load::<PartRecord>(&upload_dir.join(part_file_name(number)))?;
+            parts.push(record.ok_or(StoreError::InvalidPart(number))?);
+        }
+
+        ensure_object_dir(&object_dir)?;
+        for part in &parts {
+            link_or_move(
+                &upload_dir.join(&part.data_file),
+                &object_dir.join(&part.data_file),
+            )?;
+        }
+        fsync_dir(&object_dir)?;
+        meta.key = key.to_owned();
+        meta.last_modified = OffsetDateTime::now_utc();
+        let (metas, data_files) = parts
+            .into_iter()
+            .map(|part| (part.meta, part.data_file))
+            .unzip();
+        meta.parts = metas;
+        let committed = self.commit_object(
+            bucket,
+            &object_dir,
+            ObjectRecord {
+                format_version: FORMAT_VERSION,
+                meta,
+                data_files,
+            },
+        )?;
+        self.remove_upload(bucket, &upload_dir)?;
+        Ok(committed)
+    }
+
+    pub(crate) fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let _namespace = self.namespace_read();
+        let _upload = self.lock_upload(bucket, upload_id);
+        let (dir, _) = self.find_upload(bucket, key, upload_id)?;
+        self.remove_upload(bucket, &dir)
+    }
+
+    /// Renames the upload directory away (one atomic step), then deletes it.
+    fn remove_upload(&self, bucket: &str, dir: &Path) -> Result<()> {
+        let trash = self.temp_path("trash")?;
+        fs::rename(dir, trash.path())?;
+        fsync_dir(&self.uploads_dir(bucket))?;
+        drop(trash);
+        Ok(())
+    }
+
+    pub(crate) fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+        self.bucket_record(bucket)?;
+        let mut uploads = Vec::new();
+        for entry in fs::read_dir(self.uploads_dir(bucket))? {
+            let path = entry?.path().join(UPLOAD_FILE);
+            match load::<UploadRecord>(&path) {
+                Ok(Some(record)) if record.key.starts_with(prefix) => uploads.push(UploadInfo {
+                    key: record.key,
+                    upload_id: record.upload_id,
+                    initiated: record.meta.initiated,
+                }),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable upload record"),
+            }
+        }
+        uploads.sort_by(|a, b| {
+            (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
+        });
+        Ok(uploads)
+    }
+}
+
+/// Gives the part file a second name in the object directory. A hard link leaves the upload intact until the
+/// object is committed; `AlreadyExists` means a retried completion already linked it (names are unique). On
+/// filesystems without hard links the file is moved instead.
+fn link_or_move(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+        Err(_) => fs::rename(from, to),
+    }
+}

@@ -1,0 +1,235 @@
+//! The async [`Store`] API. Each call runs its blocking filesystem work on tokio's blocking pool, so a caller that
+//! drops the future (client disconnect) never interrupts a commit halfway.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::error::{Result, StoreError};
+use crate::listing::{ListPage, ListQuery};
+use crate::meta::{BucketInfo, ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+use crate::reader::ObjectReader;
+use crate::staging::{StagedFile, StagedWrite};
+
+/// Handle to a data directory. Cheap to clone; all clones share locks and indexes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    engine: Arc<Engine>,
+}
+
+/// Runs `op` on the blocking pool. It runs to completion even if the awaiting future is dropped.
+async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(op)
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(format!("store task failed: {e}"))))?
+}
+
+impl Store {
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let engine = self.engine.clone();
+        blocking(move || op(&engine)).await
+    }
+
+    /// Opens (creating if needed) the store under `root` and sweeps temp files left by a previous run. Only one
+    /// `Store` (and its clones) may use a directory at a time.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        let engine = blocking(move || Engine::open(&root)).await?;
+        Ok(Store {
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// Creates a bucket. `InvalidBucketName` for names breaking S3 rules or reserved (`coffer`, `rustfs`, `minio`);
+    /// `BucketAlreadyOwnedByYou` if it exists.
+    pub async fn create_bucket(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |e| e.create_bucket(&name)).await
+    }
+
+    /// Deletes an empty bucket together with its in-progress uploads. `BucketNotEmpty` if it holds objects.
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |e| e.delete_bucket(&name)).await
+    }
+
+    /// The bucket's info, or `NoSuchBucket`.
+    pub async fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
+        let name = name.to_owned();
+        self.run(move |e| e.head_bucket(&name)).await
+    }
+
+    /// All buckets, sorted by name.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.run(|e| e.list_buckets()).await
+    }
+
+    /// The bucket's default-encryption configuration (opaque, owned by the server/SSE layer).
+    pub async fn bucket_encryption(&self, name: &str) -> Result<Option<serde_json::Value>> {
+        let name = name.to_owned();
+        self.run(move |e| e.bucket_encryption(&name)).await
+    }
+
+    /// Sets (`Some`) or deletes (`None`) the bucket's default-encryption configuration.
+    pub async fn set_bucket_encryption(
+        &self,
+        name: &str,
+        config: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |e| e.set_bucket_encryption(&name, config))
+            .await
+    }
+
+    /// Starts receiving data for `put_object` / `put_part` into a temp file. `NoSuchBucket` if missing.
+    pub async fn stage(&self, bucket: &str) -> Result<StagedWrite> {
+        let bucket = bucket.to_owned();
+        self.run(move |e| e.stage(&bucket)).await
+    }
+
+    /// Commits `data` as the object `key`, replacing any previous version, and returns the stored metadata.
+    ///
+    /// The data becomes part 1: `meta.parts` may be empty (the store builds the part from `meta`: size, etag,
+    /// checksum) or hold exactly one part (kept, e.g. for per-part encryption metadata). The store sets
+    /// `last_modified` and the part's `number`, `stored_size` and `last_modified`.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: StagedFile,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.put_object(&bucket, &key, data, meta))
+            .await
+    }
+
+    /// Rewrites an object's metadata without touching its data. `meta.parts` must list the same parts (numbers and
+    /// stored sizes, in order) as the stored version, else `InvalidMeta`; everything else, including
+    /// `last_modified` and each part's `encryption`, is stored as given.
+    pub async fn update_object_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.update_object_meta(&bucket, &key, meta))
+            .await
+    }
+
+    /// The object's metadata. `NoSuchKey` / `NoSuchBucket`.
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.head_object(&bucket, &key)).await
+    }
+
+    /// Opens the current version for reading; later overwrites or deletes do not affect the returned reader.
+    pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.open_object(&bucket, &key)).await
+    }
+
+    /// Deletes the object. A missing key is not an error (S3 semantics); a missing bucket is.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.delete_object(&bucket, &key)).await
+    }
+
+    /// One page of the bucket's objects in UTF-8 byte order.
+    pub async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
+        let (bucket, query) = (bucket.to_owned(), query.clone());
+        self.run(move |e| e.list_objects(&bucket, &query)).await
+    }
+
+    /// Starts a multipart upload for `key` and returns its id (32 hex characters). The store sets
+    /// `upload.initiated`.
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: UploadMeta,
+    ) -> Result<String> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.create_upload(&bucket, &key, upload))
+            .await
+    }
+
+    /// The metadata recorded by `create_upload`. `NoSuchUpload` if unknown or for another key.
+    pub async fn upload_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadMeta> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |e| e.upload_meta(&bucket, &key, &upload_id))
+            .await
+    }
+
+    /// Commits `data` as part `part.number` (1..=10000, else `InvalidPart`) of the upload, replacing a previous
+    /// part with that number. The store sets `stored_size` and `last_modified`.
+    pub async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: PartMeta,
+        data: StagedFile,
+    ) -> Result<PartMeta> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |e| e.put_part(&bucket, &key, &upload_id, part, data))
+            .await
+    }
+
+    /// The upload's parts, sorted by number.
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartMeta>> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |e| e.list_parts(&bucket, &key, &upload_id))
+            .await
+    }
+
+    /// Completes the upload: the chosen parts (in the given order) become the object's data without copying,
+    /// `meta.parts` is filled from the stored parts, the store sets `last_modified`, and the upload with its unused
+    /// parts is deleted. `InvalidPart(n)` if `n` was never uploaded or is listed twice. ETag, size and part-size
+    /// validation is the caller's job (via `list_parts`).
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[u32],
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        let (bucket, key, upload_id, parts) = (
+            bucket.to_owned(),
+            key.to_owned(),
+            upload_id.to_owned(),
+            parts.to_vec(),
+        );
+        self.run(move |e| e.complete_upload(&bucket, &key, &upload_id, &parts, meta))
+            .await
+    }
+
+    /// Deletes the upload and its parts. `NoSuchUpload` if unknown.
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |e| e.abort_upload(&bucket, &key, &upload_id))
+            .await
+    }
+
+    /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.
+    pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        self.run(move |e| e.list_uploads(&bucket, &prefix)).await
+    }
+}

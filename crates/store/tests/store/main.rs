@@ -1,0 +1,7 @@
+//! Integration tests of the public `Store` API against a real temp directory.
+
+mod buckets;
+mod common;
+mod listing;
+mod multipart;
+mod objects;

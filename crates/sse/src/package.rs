@@ -89,7 +89,7 @@ impl ObjectCipher {
             key: self.key.part_key(&salt, part_number),
             metadata: PartEncryption::new(part_number, salt),
             mode: self.mode,
-            pending: Vec::new(),
+            pending: Vec::with_capacity(PACKAGE_SIZE),
             packages: 0,
             plaintext_size: 0,
             tags: etag_digest(),
@@ -280,7 +280,7 @@ impl PartDecryptor {
         if self.failed {
             return Err(SseError::corrupted_data());
         }
-        out.reserve(stored.len());
+        out.reserve(self.pending.len() + stored.len());
         while !stored.is_empty() {
             if self.next_index > self.last_index {
                 self.failed = true;
@@ -293,6 +293,9 @@ impl PartDecryptor {
                 self.open(package, out)?;
                 stored = rest;
                 continue;
+            }
+            if self.pending.capacity() == 0 {
+                self.pending.reserve_exact(STORED_PACKAGE as usize);
             }
             let take = (package_len - self.pending.len()).min(stored.len());
             self.pending.extend_from_slice(&stored[..take]);
@@ -499,6 +502,39 @@ mod tests {
             .unwrap(),
             expected
         );
+    }
+
+    #[test]
+    fn buffering_is_bounded_by_one_package() {
+        let cipher = cipher(SseMode::SseKms);
+        let data = plaintext(1 << 20);
+        let mut encryptor = cipher.encrypt_part(1);
+        let part = encryptor.metadata().clone();
+        let mut stored = Vec::new();
+        for piece in data.chunks(40_000) {
+            encryptor.push(piece, &mut stored).unwrap();
+            assert!(encryptor.pending.len() <= PACKAGE_SIZE);
+            assert_eq!(encryptor.pending.capacity(), PACKAGE_SIZE);
+        }
+        encryptor.finish(&mut stored).unwrap();
+        let size = data.len() as u64;
+        let mut decryptor = cipher.decrypt_part(&part, size, 0..size).unwrap();
+        let mut out = Vec::new();
+        for piece in stored.chunks(100_000) {
+            decryptor.push(piece, &mut out).unwrap();
+            assert_eq!(decryptor.pending.capacity(), STORED_PACKAGE as usize);
+        }
+        decryptor.finish().unwrap();
+        assert!(out == data);
+    }
+
+    #[test]
+    fn ciphers_cross_threads() {
+        fn send<T: Send>() {}
+        fn shared<T: Send + Sync>() {}
+        shared::<ObjectCipher>();
+        send::<PartEncryptor>();
+        send::<PartDecryptor>();
     }
 
     #[test]

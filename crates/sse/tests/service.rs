@@ -63,6 +63,9 @@ fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 256) as u8).collect()
 }
 
+/// The server awaits these futures inside s3s handlers, which must be `Send`.
+fn assert_send<T: Send>(_: &T) {}
+
 /// What the store would hold for one part: its metadata JSON and stored bytes.
 struct StoredPart {
     number: u32,
@@ -135,12 +138,10 @@ fn assert_code(
 #[tokio::test]
 async fn sse_s3_put_and_get() {
     let f = fixture().await;
-    let new = f
-        .sse
-        .start_object("bucket", "a.txt", &write_decision(sse("AES256")))
-        .await
-        .unwrap()
-        .unwrap();
+    let decision = write_decision(sse("AES256"));
+    let start = f.sse.start_object("bucket", "a.txt", &decision);
+    assert_send(&start);
+    let new = start.await.unwrap().unwrap();
     assert_eq!(new.encryption.mode(), SseMode::SseS3);
     assert_eq!(
         new.encryption.response().server_side_encryption,
@@ -153,11 +154,9 @@ async fn sse_s3_put_and_get() {
         "SSE-S3 ETags are the plaintext MD5 the server computes"
     );
     let stored = reload(&new.encryption);
-    let cipher = f
-        .sse
-        .open_object("bucket", "a.txt", &stored, None)
-        .await
-        .unwrap();
+    let open = f.sse.open_object("bucket", "a.txt", &stored, None);
+    assert_send(&open);
+    let cipher = open.await.unwrap();
     assert_eq!(decrypt(&cipher, &part, 0..200_000).unwrap(), plaintext);
     assert_eq!(
         decrypt(&cipher, &part, 65_535..131_073).unwrap(),

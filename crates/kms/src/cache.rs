@@ -135,10 +135,6 @@ impl DataKeyCache {
         }
     }
 
-    pub fn settings(&self) -> &CacheSettings {
-        &self.settings
-    }
-
     /// The bucket key for writes under `key_id` in `bucket` with `context`: cached, or made by one backend call.
     pub async fn bucket_key(
         &self,

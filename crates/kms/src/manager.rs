@@ -355,7 +355,7 @@ impl KmsManager {
         self.snapshot().config.map(|config| config.default_key_id)
     }
 
-    /// The cached bucket key for writes under `key_id` in `bucket` with `context` (see [`crate::cache`]).
+    /// The cached bucket key for writes under `key_id` in `bucket` with `context` (see [`DataKeyCache`]).
     pub async fn bucket_key(
         &self,
         key_id: &str,

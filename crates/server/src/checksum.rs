@@ -25,13 +25,7 @@ pub enum ChecksumAlgorithm {
 }
 
 impl ChecksumAlgorithm {
-    pub const ALL: [ChecksumAlgorithm; 5] = [
-        Self::Crc32,
-        Self::Crc32c,
-        Self::Crc64Nvme,
-        Self::Sha1,
-        Self::Sha256,
-    ];
+    pub const ALL: [ChecksumAlgorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
 
     /// The name used in `x-amz-checksum-algorithm` and in stored metadata, e.g. `CRC32`.
     pub fn name(self) -> &'static str {
@@ -46,9 +40,7 @@ impl ChecksumAlgorithm {
 
     /// Parses an algorithm name, ignoring case.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|algorithm| algorithm.name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|algorithm| algorithm.name().eq_ignore_ascii_case(name))
     }
 
     /// The header (or trailer) carrying a value of this algorithm, e.g. `x-amz-checksum-crc32`.
@@ -84,18 +76,11 @@ impl ChecksumAlgorithm {
 
     /// Decodes a base64 checksum value and checks its length. `None` if malformed.
     pub fn decode(self, value: &str) -> Option<Vec<u8>> {
-        BASE64
-            .decode(value.trim())
-            .ok()
-            .filter(|bytes| bytes.len() == self.digest_len())
+        BASE64.decode(value.trim()).ok().filter(|bytes| bytes.len() == self.digest_len())
     }
 
     fn invalid_value(self) -> s3s::S3Error {
-        s3_error!(
-            InvalidRequest,
-            "Value for {} header is invalid.",
-            self.header_name()
-        )
+        s3_error!(InvalidRequest, "Value for {} header is invalid.", self.header_name())
     }
 }
 
@@ -145,11 +130,7 @@ impl ChecksumValue {
 
     /// The full-object form kept in object and part metadata.
     pub fn to_stored(&self) -> Checksum {
-        Checksum {
-            algorithm: self.algorithm.name().to_owned(),
-            value: self.base64(),
-            kind: ChecksumKind::FullObject,
-        }
+        Checksum { algorithm: self.algorithm.name().to_owned(), value: self.base64(), kind: ChecksumKind::FullObject }
     }
 
     /// Reads back a full-object checksum from part metadata; `None` for a composite value or unknown algorithm.
@@ -158,10 +139,7 @@ impl ChecksumValue {
             return None;
         }
         let algorithm = ChecksumAlgorithm::from_name(&stored.algorithm)?;
-        Some(ChecksumValue {
-            algorithm,
-            bytes: algorithm.decode(&stored.value)?,
-        })
+        Some(ChecksumValue { algorithm, bytes: algorithm.decode(&stored.value)? })
     }
 }
 
@@ -288,10 +266,7 @@ pub struct IntegrityHeaders<'a> {
 impl DeclaredIntegrity {
     /// Reads the declarations. `fallback` is computed when the request names no algorithm (a multipart upload's
     /// algorithm, so that every part has a checksum for the composite).
-    pub fn from_request(
-        request: IntegrityHeaders<'_>,
-        fallback: Option<ChecksumAlgorithm>,
-    ) -> S3Result<Self> {
+    pub fn from_request(request: IntegrityHeaders<'_>, fallback: Option<ChecksumAlgorithm>) -> S3Result<Self> {
         let content_md5 = request.content_md5.map(parse_content_md5).transpose()?;
         let named = match request.algorithm {
             Some(name) => Some(ChecksumAlgorithm::from_name(name).ok_or_else(|| {
@@ -301,43 +276,33 @@ impl DeclaredIntegrity {
         };
         let checksum = match request.checksums.single()? {
             Some((algorithm, value)) => {
-                if named.is_some_and(|named| named != algorithm) {
-                    return Err(s3_error!(
-                        InvalidRequest,
-                        "Value for x-amz-checksum-algorithm does not match the x-amz-checksum- header sent."
-                    ));
-                }
-                let bytes = algorithm
-                    .decode(value)
-                    .ok_or_else(|| algorithm.invalid_value())?;
+                let bytes = algorithm.decode(value).ok_or_else(|| algorithm.invalid_value())?;
                 Some((algorithm, Expected::Value(bytes)))
             }
-            None => {
-                match trailer_algorithm(request.headers)? {
-                    Some(algorithm) => {
-                        let trailing = request.trailing.ok_or_else(|| {
+            None => match trailer_algorithm(request.headers)? {
+                Some(algorithm) => {
+                    let trailing = request.trailing.ok_or_else(|| {
                         s3_error!(InvalidRequest, "x-amz-trailer is only supported with an aws-chunked streaming body.")
                     })?;
-                        Some((algorithm, Expected::Trailer(trailing)))
-                    }
-                    None => named
-                        .or(fallback)
-                        .map(|algorithm| (algorithm, Expected::Nothing)),
+                    Some((algorithm, Expected::Trailer(trailing)))
                 }
-            }
+                None => named.or(fallback).map(|algorithm| (algorithm, Expected::Nothing)),
+            },
         };
-        Ok(DeclaredIntegrity {
-            content_md5,
-            checksum,
-        })
+        if let (Some(named), Some((algorithm, _))) = (named, &checksum) {
+            if named != *algorithm {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Value for x-amz-checksum-algorithm does not match the checksum that was sent."
+                ));
+            }
+        }
+        Ok(DeclaredIntegrity { content_md5, checksum })
     }
 
     /// Declares nothing: used when copying data the server already verified.
     pub fn compute(algorithm: Option<ChecksumAlgorithm>) -> Self {
-        DeclaredIntegrity {
-            content_md5: None,
-            checksum: algorithm.map(|algorithm| (algorithm, Expected::Nothing)),
-        }
+        DeclaredIntegrity { content_md5: None, checksum: algorithm.map(|algorithm| (algorithm, Expected::Nothing)) }
     }
 
     /// The checksum algorithm that will be computed, if any.
@@ -347,25 +312,17 @@ impl DeclaredIntegrity {
 
     /// Fresh digests for the body.
     pub fn digests(&self) -> BodyDigests {
-        BodyDigests {
-            md5: Md5::new(),
-            checksum: self.algorithm().map(ChecksumAlgorithm::hasher),
-        }
+        BodyDigests { md5: Md5::new(), checksum: self.algorithm().map(ChecksumAlgorithm::hasher) }
     }
 
     /// Compares the computed digests with the declarations: `BadDigest` on a mismatch.
     pub fn verify(self, computed: &ComputedDigests) -> S3Result<()> {
         if let Some(expected) = self.content_md5 {
             if expected != computed.md5 {
-                return Err(s3_error!(
-                    BadDigest,
-                    "The Content-MD5 you specified did not match what we received."
-                ));
+                return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
             }
         }
-        let (Some((algorithm, expected)), Some(actual)) =
-            (self.checksum, computed.checksum.as_ref())
-        else {
+        let (Some((algorithm, expected)), Some(actual)) = (self.checksum, computed.checksum.as_ref()) else {
             return Ok(());
         };
         let expected = match expected {
@@ -397,14 +354,11 @@ fn trailer_algorithm(headers: &HeaderMap) -> S3Result<Option<ChecksumAlgorithm>>
     let Some(trailer) = headers.get("x-amz-trailer") else {
         return Ok(None);
     };
-    let trailer = trailer
-        .to_str()
-        .map_err(|_| s3_error!(InvalidRequest, "Invalid x-amz-trailer header."))?;
-    Ok(trailer.split(',').map(str::trim).find_map(|name| {
-        ChecksumAlgorithm::ALL
-            .into_iter()
-            .find(|a| a.header_name().eq_ignore_ascii_case(name))
-    }))
+    let trailer = trailer.to_str().map_err(|_| s3_error!(InvalidRequest, "Invalid x-amz-trailer header."))?;
+    Ok(trailer
+        .split(',')
+        .map(str::trim)
+        .find_map(|name| ChecksumAlgorithm::ALL.into_iter().find(|a| a.header_name().eq_ignore_ascii_case(name))))
 }
 
 fn read_trailer(algorithm: ChecksumAlgorithm, trailing: &TrailingHeaders) -> S3Result<Vec<u8>> {
@@ -412,24 +366,15 @@ fn read_trailer(algorithm: ChecksumAlgorithm, trailing: &TrailingHeaders) -> S3R
         custom_error(
             "MalformedTrailerError",
             http::StatusCode::BAD_REQUEST,
-            format!(
-                "The request declared the trailer {} but did not send it.",
-                algorithm.header_name()
-            ),
+            format!("The request declared the trailer {} but did not send it.", algorithm.header_name()),
         )
     };
     let value = trailing
-        .read(|headers| {
-            headers
-                .get(algorithm.header_name())
-                .map(|value| value.to_str().map(str::to_owned))
-        })
+        .read(|headers| headers.get(algorithm.header_name()).map(|value| value.to_str().map(str::to_owned)))
         .flatten()
         .ok_or_else(malformed)?
         .map_err(|_| algorithm.invalid_value())?;
-    algorithm
-        .decode(&value)
-        .ok_or_else(|| algorithm.invalid_value())
+    algorithm.decode(&value).ok_or_else(|| algorithm.invalid_value())
 }
 
 /// MD5 and the declared checksum, computed while the body streams.
@@ -454,10 +399,7 @@ impl BodyDigests {
     }
 
     pub fn finish(self) -> ComputedDigests {
-        ComputedDigests {
-            md5: self.md5.finalize(),
-            checksum: self.checksum.map(ChecksumHasher::finish),
-        }
+        ComputedDigests { md5: self.md5.finalize(), checksum: self.checksum.map(ChecksumHasher::finish) }
     }
 }
 
@@ -474,38 +416,18 @@ mod tests {
     #[test]
     fn known_values() {
         // Reference values from AWS's documentation and the standard check inputs.
-        assert_eq!(
-            digest(ChecksumAlgorithm::Crc32, b"123456789").bytes,
-            0xCBF4_3926u32.to_be_bytes()
-        );
-        assert_eq!(
-            digest(ChecksumAlgorithm::Crc32c, b"123456789").bytes,
-            0xE306_9283u32.to_be_bytes()
-        );
-        assert_eq!(
-            digest(ChecksumAlgorithm::Crc64Nvme, b"123456789").bytes,
-            0xAE8B_1486_0A79_9888u64.to_be_bytes()
-        );
-        assert_eq!(
-            digest(ChecksumAlgorithm::Sha256, b"").base64(),
-            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-        );
-        assert_eq!(
-            digest(ChecksumAlgorithm::Sha1, b"").base64(),
-            "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
-        );
+        assert_eq!(digest(ChecksumAlgorithm::Crc32, b"123456789").bytes, 0xCBF4_3926u32.to_be_bytes());
+        assert_eq!(digest(ChecksumAlgorithm::Crc32c, b"123456789").bytes, 0xE306_9283u32.to_be_bytes());
+        assert_eq!(digest(ChecksumAlgorithm::Crc64Nvme, b"123456789").bytes, 0xAE8B_1486_0A79_9888u64.to_be_bytes());
+        assert_eq!(digest(ChecksumAlgorithm::Sha256, b"").base64(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(digest(ChecksumAlgorithm::Sha1, b"").base64(), "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
     }
 
     #[test]
     fn names_and_headers_round_trip() {
         for algorithm in ChecksumAlgorithm::ALL {
-            assert_eq!(
-                ChecksumAlgorithm::from_name(&algorithm.name().to_lowercase()),
-                Some(algorithm)
-            );
-            assert!(algorithm
-                .header_name()
-                .ends_with(&algorithm.name().to_lowercase()));
+            assert_eq!(ChecksumAlgorithm::from_name(&algorithm.name().to_lowercase()), Some(algorithm));
+            assert!(algorithm.header_name().ends_with(&algorithm.name().to_lowercase()));
         }
         assert_eq!(ChecksumAlgorithm::from_name("md5"), None);
     }
@@ -519,26 +441,16 @@ mod tests {
 
     #[test]
     fn composite_is_checksum_of_part_checksums() {
-        let parts = [
-            digest(ChecksumAlgorithm::Crc32, b"hello "),
-            digest(ChecksumAlgorithm::Crc32, b"world"),
-        ];
+        let parts = [digest(ChecksumAlgorithm::Crc32, b"hello "), digest(ChecksumAlgorithm::Crc32, b"world")];
         let mut concatenated = parts[0].bytes.clone();
         concatenated.extend_from_slice(&parts[1].bytes);
-        let expected = format!(
-            "{}-2",
-            digest(ChecksumAlgorithm::Crc32, &concatenated).base64()
-        );
+        let expected = format!("{}-2", digest(ChecksumAlgorithm::Crc32, &concatenated).base64());
         let composite = composite_checksum(ChecksumAlgorithm::Crc32, &parts);
         assert_eq!(composite.value, expected);
         assert_eq!(composite.kind, ChecksumKind::Composite);
     }
 
-    fn declared(
-        fields: &ChecksumFields,
-        md5: Option<&str>,
-        algorithm: Option<&str>,
-    ) -> S3Result<DeclaredIntegrity> {
+    fn declared(fields: &ChecksumFields, md5: Option<&str>, algorithm: Option<&str>) -> S3Result<DeclaredIntegrity> {
         DeclaredIntegrity::from_request(
             IntegrityHeaders {
                 content_md5: md5,
@@ -560,10 +472,7 @@ mod tests {
     #[test]
     fn header_checksum_is_verified() {
         let good = digest(ChecksumAlgorithm::Sha256, b"data").base64();
-        let fields = ChecksumFields {
-            sha256: Some(good),
-            ..ChecksumFields::default()
-        };
+        let fields = ChecksumFields { sha256: Some(good), ..ChecksumFields::default() };
         let ok = declared(&fields, None, None).unwrap();
         let computed = computed_for(&ok, b"data");
         ok.verify(&computed).unwrap();
@@ -581,31 +490,13 @@ mod tests {
             crc32c: Some("AAAAAA==".into()),
             ..ChecksumFields::default()
         };
-        assert_eq!(
-            declared(&two, None, None).err().unwrap().code(),
-            &s3s::S3ErrorCode::InvalidRequest
-        );
-        let short = ChecksumFields {
-            crc32: Some("AAA=".into()),
-            ..ChecksumFields::default()
-        };
-        assert_eq!(
-            declared(&short, None, None).err().unwrap().code(),
-            &s3s::S3ErrorCode::InvalidRequest
-        );
+        assert_eq!(declared(&two, None, None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
+        let short = ChecksumFields { crc32: Some("AAA=".into()), ..ChecksumFields::default() };
+        assert_eq!(declared(&short, None, None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
         let none = ChecksumFields::default();
-        assert_eq!(
-            declared(&none, Some("abc"), None).err().unwrap().code(),
-            &s3s::S3ErrorCode::InvalidDigest
-        );
-        let crc = ChecksumFields {
-            crc32: Some("AAAAAA==".into()),
-            ..ChecksumFields::default()
-        };
-        assert_eq!(
-            declared(&crc, None, Some("SHA256")).err().unwrap().code(),
-            &s3s::S3ErrorCode::InvalidRequest
-        );
+        assert_eq!(declared(&none, Some("abc"), None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidDigest);
+        let crc = ChecksumFields { crc32: Some("AAAAAA==".into()), ..ChecksumFields::default() };
+        assert_eq!(declared(&crc, None, Some("SHA256")).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
     }
 
     #[test]
@@ -617,9 +508,6 @@ mod tests {
         ok.verify(&computed).unwrap();
         let bad = declared(&none, Some(&md5), None).unwrap();
         let computed = computed_for(&bad, b"other");
-        assert_eq!(
-            bad.verify(&computed).unwrap_err().code(),
-            &s3s::S3ErrorCode::BadDigest
-        );
+        assert_eq!(bad.verify(&computed).unwrap_err().code(), &s3s::S3ErrorCode::BadDigest);
     }
 }

@@ -105,10 +105,7 @@ fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
 }
 
 fn precondition_failed() -> S3Error {
-    s3_error!(
-        PreconditionFailed,
-        "At least one of the pre-conditions you specified did not hold"
-    )
+    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
 }
 
 /// `ETag` and `Last-Modified`, which a 304 still carries.
@@ -118,10 +115,7 @@ fn validator_headers(meta: &ObjectMeta) -> HeaderMap {
         headers.insert(http::header::ETAG, value);
     }
     let mut date = Vec::new();
-    if Timestamp::from(meta.last_modified)
-        .format(s3s::dto::TimestampFormat::HttpDate, &mut date)
-        .is_ok()
-    {
+    if Timestamp::from(meta.last_modified).format(s3s::dto::TimestampFormat::HttpDate, &mut date).is_ok() {
         if let Ok(value) = HeaderValue::from_bytes(&date) {
             headers.insert(http::header::LAST_MODIFIED, value);
         }
@@ -147,74 +141,42 @@ mod tests {
 
     #[test]
     fn if_match_and_unmodified_since() {
-        let c = ReadConditions {
-            if_match: etag("abc"),
-            ..Default::default()
-        };
+        let c = ReadConditions { if_match: etag("abc"), ..Default::default() };
         assert_eq!(c.evaluate("abc", MODIFIED), Verdict::Proceed);
         assert_eq!(c.evaluate("abd", MODIFIED), Verdict::PreconditionFailed);
-        let any = ReadConditions {
-            if_match: Some(ETagCondition::Any),
-            ..Default::default()
-        };
+        let any = ReadConditions { if_match: Some(ETagCondition::Any), ..Default::default() };
         assert_eq!(any.evaluate("x", MODIFIED), Verdict::Proceed);
 
-        let before = ReadConditions {
-            if_unmodified_since: at(datetime!(2024-05-01 11:59:59 UTC)),
-            ..Default::default()
-        };
-        assert_eq!(
-            before.evaluate("abc", MODIFIED),
-            Verdict::PreconditionFailed
-        );
+        let before =
+            ReadConditions { if_unmodified_since: at(datetime!(2024-05-01 11:59:59 UTC)), ..Default::default() };
+        assert_eq!(before.evaluate("abc", MODIFIED), Verdict::PreconditionFailed);
         // Same second: sub-second precision is not visible over HTTP, so this is "not modified since".
-        let same = ReadConditions {
-            if_unmodified_since: at(datetime!(2024-05-01 12:00:00 UTC)),
-            ..Default::default()
-        };
+        let same = ReadConditions { if_unmodified_since: at(datetime!(2024-05-01 12:00:00 UTC)), ..Default::default() };
         assert_eq!(same.evaluate("abc", MODIFIED), Verdict::Proceed);
         // If-Match wins over If-Unmodified-Since.
-        let both = ReadConditions {
-            if_match: etag("abc"),
-            ..before
-        };
+        let both = ReadConditions { if_match: etag("abc"), ..before };
         assert_eq!(both.evaluate("abc", MODIFIED), Verdict::Proceed);
     }
 
     #[test]
     fn if_none_match_and_modified_since() {
-        let c = ReadConditions {
-            if_none_match: etag("abc"),
-            ..Default::default()
-        };
+        let c = ReadConditions { if_none_match: etag("abc"), ..Default::default() };
         assert_eq!(c.evaluate("abc", MODIFIED), Verdict::NotModified);
         assert_eq!(c.evaluate("xyz", MODIFIED), Verdict::Proceed);
 
-        let same = ReadConditions {
-            if_modified_since: at(datetime!(2024-05-01 12:00:00 UTC)),
-            ..Default::default()
-        };
+        let same = ReadConditions { if_modified_since: at(datetime!(2024-05-01 12:00:00 UTC)), ..Default::default() };
         assert_eq!(same.evaluate("abc", MODIFIED), Verdict::NotModified);
-        let earlier = ReadConditions {
-            if_modified_since: at(datetime!(2024-05-01 11:00:00 UTC)),
-            ..Default::default()
-        };
+        let earlier =
+            ReadConditions { if_modified_since: at(datetime!(2024-05-01 11:00:00 UTC)), ..Default::default() };
         assert_eq!(earlier.evaluate("abc", MODIFIED), Verdict::Proceed);
         // If-None-Match wins over If-Modified-Since (an ETag change means modified).
-        let both = ReadConditions {
-            if_none_match: etag("old"),
-            ..same
-        };
+        let both = ReadConditions { if_none_match: etag("old"), ..same };
         assert_eq!(both.evaluate("abc", MODIFIED), Verdict::Proceed);
     }
 
     #[test]
     fn failed_if_match_beats_not_modified() {
-        let c = ReadConditions {
-            if_match: etag("zzz"),
-            if_none_match: etag("abc"),
-            ..Default::default()
-        };
+        let c = ReadConditions { if_match: etag("zzz"), if_none_match: etag("abc"), ..Default::default() };
         assert_eq!(c.evaluate("abc", MODIFIED), Verdict::PreconditionFailed);
     }
 
@@ -228,22 +190,15 @@ mod tests {
         let any = ETagCondition::Any;
         assert!(check_write(None, Some(&any), None).is_ok());
         assert_eq!(
-            check_write(None, Some(&any), Some(&meta))
-                .unwrap_err()
-                .code(),
+            check_write(None, Some(&any), Some(&meta)).unwrap_err().code(),
             &s3s::S3ErrorCode::PreconditionFailed
         );
         let abc = etag("abc").unwrap();
         assert!(check_write(Some(&abc), None, Some(&meta)).is_ok());
-        assert_eq!(
-            check_write(Some(&abc), None, None).unwrap_err().code(),
-            &s3s::S3ErrorCode::NoSuchKey
-        );
+        assert_eq!(check_write(Some(&abc), None, None).unwrap_err().code(), &s3s::S3ErrorCode::NoSuchKey);
         let other = etag("other").unwrap();
         assert_eq!(
-            check_write(Some(&other), None, Some(&meta))
-                .unwrap_err()
-                .code(),
+            check_write(Some(&other), None, Some(&meta)).unwrap_err().code(),
             &s3s::S3ErrorCode::PreconditionFailed
         );
     }

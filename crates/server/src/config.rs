@@ -53,21 +53,11 @@ pub struct ServerArgs {
     pub data: Option<PathBuf>,
 
     /// PEM certificate chain; together with --tls-key the server speaks HTTPS (HTTP/1.1 and h2).
-    #[arg(
-        long,
-        env = "COFFER_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
+    #[arg(long, env = "COFFER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
-    #[arg(
-        long,
-        env = "COFFER_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
+    #[arg(long, env = "COFFER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// TOML file with additional users: [[user]] access_key, secret_key, admin (default false).
@@ -174,10 +164,7 @@ pub struct KmsArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML for coffer: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: unknown key `{key}` (keys are the long flag names of `coffer server --help`)")]
@@ -224,9 +211,7 @@ impl ServerConfig {
             _ => return Err(ConfigError::TlsIncomplete),
         };
         Ok(ServerConfig {
-            address: args
-                .address
-                .unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default address")),
+            address: args.address.unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default address")),
             data_dir: args.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             tls,
             users_file: args.users_file,
@@ -268,13 +253,9 @@ impl KmsArgs {
             kms_vault_namespace: self.kms_vault_namespace.or(lower.kms_vault_namespace),
             kms_vault_token_file: self.kms_vault_token_file.or(lower.kms_vault_token_file),
             kms_vault_role_id: self.kms_vault_role_id.or(lower.kms_vault_role_id),
-            kms_vault_secret_id_file: self
-                .kms_vault_secret_id_file
-                .or(lower.kms_vault_secret_id_file),
+            kms_vault_secret_id_file: self.kms_vault_secret_id_file.or(lower.kms_vault_secret_id_file),
             kms_vault_ca_cert: self.kms_vault_ca_cert.or(lower.kms_vault_ca_cert),
-            kms_vault_skip_tls_verify: self
-                .kms_vault_skip_tls_verify
-                .or(lower.kms_vault_skip_tls_verify),
+            kms_vault_skip_tls_verify: self.kms_vault_skip_tls_verify.or(lower.kms_vault_skip_tls_verify),
             kms_cache: self.kms_cache.or(lower.kms_cache),
             kms_cache_ttl_seconds: self.kms_cache_ttl_seconds.or(lower.kms_cache_ttl_seconds),
             kms_cache_capacity: self.kms_cache_capacity.or(lower.kms_cache_capacity),
@@ -284,31 +265,18 @@ impl KmsArgs {
 
 /// Reads a config file. Unknown keys are errors: a typo must not silently fall back to a default.
 pub fn read_config_file(path: &Path) -> Result<ServerArgs, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     parse_config(path, &text)
 }
 
 fn parse_config(path: &Path, text: &str) -> Result<ServerArgs, ConfigError> {
-    let parse_error = |message: String| ConfigError::Parse {
-        path: path.to_owned(),
-        message,
-    };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| parse_error(e.message().to_owned()))?;
+    let parse_error = |message: String| ConfigError::Parse { path: path.to_owned(), message };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_error(e.message().to_owned()))?;
     let known = file_keys();
     if let Some(key) = table.keys().find(|key| !known.contains(key.as_str())) {
-        return Err(ConfigError::UnknownKey {
-            path: path.to_owned(),
-            key: key.clone(),
-        });
+        return Err(ConfigError::UnknownKey { path: path.to_owned(), key: key.clone() });
     }
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| parse_error(e.message().to_owned()))
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_error(e.message().to_owned()))
 }
 
 /// The keys a config file may hold: every long flag of `coffer server` except `--config` itself.
@@ -334,9 +302,7 @@ mod tests {
     }
 
     fn parse_flags(flags: &[&str]) -> ServerArgs {
-        Cli::try_parse_from(std::iter::once("coffer").chain(flags.iter().copied()))
-            .unwrap()
-            .args
+        Cli::try_parse_from(std::iter::once("coffer").chain(flags.iter().copied())).unwrap().args
     }
 
     #[test]
@@ -358,12 +324,7 @@ mod tests {
              kms-backend = \"vault\"\nallow-insecure-sse-c = true\n",
         )
         .unwrap();
-        let flags = parse_flags(&[
-            "--address",
-            "127.0.0.1:9200",
-            "--kms-cache-ttl-seconds",
-            "7",
-        ]);
+        let flags = parse_flags(&["--address", "127.0.0.1:9200", "--kms-cache-ttl-seconds", "7"]);
         let config = ServerConfig::resolve(flags.or(file)).unwrap();
         assert_eq!(config.address, "127.0.0.1:9200".parse().unwrap());
         assert_eq!(config.region, "eu-west-1");
@@ -376,24 +337,15 @@ mod tests {
 
     #[test]
     fn boolean_flags_take_an_optional_value() {
-        assert_eq!(
-            parse_flags(&["--allow-insecure-sse-c"]).allow_insecure_sse_c,
-            Some(true)
-        );
-        assert_eq!(
-            parse_flags(&["--allow-insecure-sse-c=false"]).allow_insecure_sse_c,
-            Some(false)
-        );
+        assert_eq!(parse_flags(&["--allow-insecure-sse-c"]).allow_insecure_sse_c, Some(true));
+        assert_eq!(parse_flags(&["--allow-insecure-sse-c=false"]).allow_insecure_sse_c, Some(false));
         assert_eq!(parse_flags(&[]).allow_insecure_sse_c, None);
     }
 
     #[test]
     fn unknown_file_keys_are_rejected() {
         let err = parse_config(Path::new("c.toml"), "min_part_size = 1\n").unwrap_err();
-        assert!(
-            matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "min_part_size"),
-            "{err}"
-        );
+        assert!(matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "min_part_size"), "{err}");
         let err = parse_config(Path::new("c.toml"), "config = \"x\"\n").unwrap_err();
         assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err}");
     }
@@ -406,14 +358,8 @@ mod tests {
 
     #[test]
     fn tls_needs_both_files() {
-        let args = ServerArgs {
-            tls_cert: Some("c.pem".into()),
-            ..ServerArgs::default()
-        };
-        assert!(matches!(
-            ServerConfig::resolve(args),
-            Err(ConfigError::TlsIncomplete)
-        ));
+        let args = ServerArgs { tls_cert: Some("c.pem".into()), ..ServerArgs::default() };
+        assert!(matches!(ServerConfig::resolve(args), Err(ConfigError::TlsIncomplete)));
         assert!(Cli::try_parse_from(["coffer", "--tls-cert", "c.pem"]).is_err());
     }
 }

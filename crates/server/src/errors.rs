@@ -21,9 +21,10 @@ pub fn store_error(err: StoreError) -> S3Error {
             "Your previous request to create the named bucket succeeded and you already own it."
         ),
         StoreError::BucketNotEmpty => s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty."),
-        StoreError::InvalidBucketName(reason) => {
-            S3Error::with_message(S3ErrorCode::InvalidBucketName, format!("The specified bucket is not valid: {reason}"))
-        }
+        StoreError::InvalidBucketName(reason) => S3Error::with_message(
+            S3ErrorCode::InvalidBucketName,
+            format!("The specified bucket is not valid: {reason}"),
+        ),
         StoreError::KeyTooLong => s3_error!(KeyTooLongError, "Your key is too long."),
         StoreError::InvalidKey => s3_error!(InvalidArgument, "The object key must not be empty."),
         StoreError::InvalidPart(number) => s3_error!(
@@ -38,10 +39,7 @@ pub fn store_error(err: StoreError) -> S3Error {
 /// An `InternalError` for a failure that is the server's fault; the cause is logged, not returned.
 pub fn internal(cause: &dyn std::fmt::Display) -> S3Error {
     error!(error = %cause, "internal error");
-    s3_error!(
-        InternalError,
-        "We encountered an internal error. Please try again."
-    )
+    s3_error!(InternalError, "We encountered an internal error. Please try again.")
 }
 
 /// The S3 error for a request body that could not be read to its end.
@@ -57,12 +55,8 @@ pub fn body_error(err: &StdError) -> S3Error {
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
     } else if text.contains("SignatureMismatch") {
-        s3_error!(
-            SignatureDoesNotMatch,
-            "The chunk signature does not match the data that was sent."
-        )
-    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany")
-    {
+        s3_error!(SignatureDoesNotMatch, "The chunk signature does not match the data that was sent.")
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany") {
         s3_error!(IncompleteBody, "The aws-chunked request body is malformed.")
     } else {
         s3_error!(
@@ -73,11 +67,7 @@ pub fn body_error(err: &StdError) -> S3Error {
 }
 
 /// A `Custom` S3 error code with an explicit status (for codes s3s does not know).
-pub fn custom_error(
-    code: &'static str,
-    status: http::StatusCode,
-    message: impl Into<String>,
-) -> S3Error {
+pub fn custom_error(code: &'static str, status: http::StatusCode, message: impl Into<String>) -> S3Error {
     let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), message.into());
     err.set_status_code(status);
     err

@@ -22,10 +22,6 @@ use tracing::{debug, info, warn};
 /// A TLS handshake that takes longer than this is dropped (it would otherwise hold up shutdown).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The id of one request, also stored in the request's extensions for handlers that want to log it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
 /// Hands out request ids: the process start time and a counter, unique within the process and across restarts.
 #[derive(Debug)]
 struct RequestIds {
@@ -35,18 +31,13 @@ struct RequestIds {
 
 impl RequestIds {
     fn new() -> Self {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        RequestIds {
-            epoch,
-            next: AtomicU64::new(1),
-        }
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        RequestIds { epoch, next: AtomicU64::new(1) }
     }
 
-    fn next(&self) -> RequestId {
+    fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        RequestId(format!("{:X}{:08X}", self.epoch, n))
+        format!("{:X}{:08X}", self.epoch, n)
     }
 }
 
@@ -77,20 +68,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let connection = Connection {
-            builder: builder.clone(),
-            service: service.clone(),
-            ids: ids.clone(),
-            tls: tls.clone(),
-            peer,
-        };
+        let connection =
+            Connection { builder: builder.clone(), service: service.clone(), ids: ids.clone(), tls: tls.clone(), peer };
         tokio::spawn(connection.run(stream, graceful.watcher()));
     }
     drop(listener);
-    info!(
-        connections = graceful.count(),
-        "shutting down: no new connections, finishing in-flight requests"
-    );
+    info!(connections = graceful.count(), "shutting down: no new connections, finishing in-flight requests");
     graceful.shutdown().await;
     info!("shutdown complete");
 }
@@ -131,44 +114,19 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: Watcher) {
-        let Connection {
-            builder,
-            service,
-            ids,
-            tls,
-            peer,
-        } = self;
-        let handler =
-            service_fn(move |request| handle(service.clone(), ids.clone(), peer, request));
-        let result =
-            match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), handler)
-                                .into_owned(),
-                        )
-                        .await
-                }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => return debug!(%peer, %error, "TLS handshake failed"),
-                            Err(_) => return debug!(%peer, "TLS handshake timed out"),
-                        };
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), handler)
-                                .into_owned(),
-                        )
-                        .await
-                }
-            };
+        let Connection { builder, service, ids, tls, peer } = self;
+        let handler = service_fn(move |request| handle(service.clone(), ids.clone(), peer, request));
+        let result = match tls {
+            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), handler).into_owned()).await,
+            Some(acceptor) => {
+                let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => return debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                };
+                watcher.watch(builder.serve_connection(TokioIo::new(stream), handler).into_owned()).await
+            }
+        };
         if let Err(error) = result {
             debug!(%peer, error = %error, "connection ended with an error");
         }
@@ -187,22 +145,20 @@ async fn handle(
     let id = ids.next();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut request = request.map(Body::from);
-    request.extensions_mut().insert(id.clone());
-    let result = service.call(request).await;
+    let result = service.call(request.map(Body::from)).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {
-            if let Ok(value) = HeaderValue::from_str(&id.0) {
+            if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert("x-amz-request-id", value);
             }
             let status = response.status().as_u16();
-            info!(target: "coffer_server::request", request_id = %id.0, %peer, %method, %path, status,
+            info!(target: "coffer_server::request", request_id = %id, %peer, %method, %path, status,
                   ms = format_args!("{elapsed_ms:.1}"), "request");
             Ok(response)
         }
         Err(error) => {
-            warn!(target: "coffer_server::request", request_id = %id.0, %peer, %method, %path,
+            warn!(target: "coffer_server::request", request_id = %id, %peer, %method, %path,
                   ms = format_args!("{elapsed_ms:.1}"), ?error, "request aborted");
             Err(error)
         }

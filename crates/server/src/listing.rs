@@ -13,10 +13,7 @@ pub const MAX_PAGE: usize = 1000;
 pub fn page_size(requested: Option<i32>, parameter: &str) -> S3Result<usize> {
     match requested {
         None => Ok(MAX_PAGE),
-        Some(n) if n < 0 => Err(s3_error!(
-            InvalidArgument,
-            "{parameter} must be a non-negative integer."
-        )),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "{parameter} must be a non-negative integer.")),
         Some(n) => Ok(usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE)),
     }
 }
@@ -32,12 +29,7 @@ pub fn parse_continuation_token(token: &str) -> S3Result<String> {
         .decode(token.as_bytes())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "The continuation token provided is incorrect."
-            )
-        })
+        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect."))
 }
 
 /// How names in a listing are written: as they are, or URL-encoded (`encoding-type=url`).
@@ -53,10 +45,7 @@ impl NameEncoding {
         match encoding.map(EncodingType::as_str) {
             None => Ok(NameEncoding::Plain),
             Some(value) if value.eq_ignore_ascii_case("url") => Ok(NameEncoding::Url),
-            Some(_) => Err(s3_error!(
-                InvalidArgument,
-                "Invalid Encoding Method specified in Request"
-            )),
+            Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
         }
     }
 
@@ -113,24 +102,15 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
         let key = "dir/ü key+1";
-        assert_eq!(
-            parse_continuation_token(&continuation_token(key)).unwrap(),
-            key
-        );
+        assert_eq!(parse_continuation_token(&continuation_token(key)).unwrap(), key);
         assert!(parse_continuation_token("***").is_err());
     }
 
     #[test]
     fn encoding_type_is_validated() {
-        assert_eq!(
-            NameEncoding::from_request(None).unwrap(),
-            NameEncoding::Plain
-        );
+        assert_eq!(NameEncoding::from_request(None).unwrap(), NameEncoding::Plain);
         let url = EncodingType::from_static(EncodingType::URL);
-        assert_eq!(
-            NameEncoding::from_request(Some(&url)).unwrap(),
-            NameEncoding::Url
-        );
+        assert_eq!(NameEncoding::from_request(Some(&url)).unwrap(), NameEncoding::Url);
         let bad = EncodingType::from("base64".to_owned());
         assert!(NameEncoding::from_request(Some(&bad)).is_err());
     }

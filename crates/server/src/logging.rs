@@ -29,18 +29,14 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter);
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(FilterFn::new(is_safe_to_emit)))
-        .init();
+    tracing_subscriber::registry().with(fmt.with_filter(FilterFn::new(is_safe_to_emit))).init();
 }
 
 /// False for debug/trace events of the crates in [`CAPPED_CRATES`].
 fn is_safe_to_emit(metadata: &Metadata<'_>) -> bool {
     let target = metadata.target();
-    let capped = CAPPED_CRATES.iter().any(|krate| {
-        target
-            .strip_prefix(krate)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    });
+    let capped = CAPPED_CRATES
+        .iter()
+        .any(|krate| target.strip_prefix(krate).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
     !capped || *metadata.level() <= Level::INFO
 }

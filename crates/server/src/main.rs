@@ -7,7 +7,7 @@ use coffer_server::config::ServerArgs;
 
 /// Coffer: an S3-compatible object store with server-side encryption.
 #[derive(Debug, Parser)]
-#[command(name = "coffer", version, about)]
+#[command(name = "coffer", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,10 +22,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     coffer_server::logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("coffer: cannot start the async runtime: {error}");

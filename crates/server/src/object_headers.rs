@@ -31,17 +31,15 @@ pub struct ObjectHeaders {
 /// CopyObject), moving the values out.
 macro_rules! object_headers_from {
     ($input:expr) => {
-        $crate::object_headers::ObjectHeaders::from_request(
-            $crate::object_headers::RequestHeaders {
-                content_type: $input.content_type.take(),
-                content_encoding: $input.content_encoding.take(),
-                content_disposition: $input.content_disposition.take(),
-                content_language: $input.content_language.take(),
-                cache_control: $input.cache_control.take(),
-                expires: $input.expires.take(),
-                metadata: $input.metadata.take(),
-            },
-        )
+        $crate::object_headers::ObjectHeaders::from_request($crate::object_headers::RequestHeaders {
+            content_type: $input.content_type.take(),
+            content_encoding: $input.content_encoding.take(),
+            content_disposition: $input.content_disposition.take(),
+            content_language: $input.content_language.take(),
+            cache_control: $input.cache_control.take(),
+            expires: $input.expires.take(),
+            metadata: $input.metadata.take(),
+        })
     };
 }
 pub(crate) use object_headers_from;
@@ -62,12 +60,8 @@ impl ObjectHeaders {
     /// Content-Encoding, a missing Content-Type becomes `binary/octet-stream`, and user metadata over 2 KiB is
     /// `MetadataTooLarge`.
     pub fn from_request(request: RequestHeaders) -> S3Result<Self> {
-        let user_metadata: BTreeMap<String, String> =
-            request.metadata.unwrap_or_default().into_iter().collect();
-        let metadata_bytes: usize = user_metadata
-            .iter()
-            .map(|(name, value)| name.len() + value.len())
-            .sum();
+        let user_metadata: BTreeMap<String, String> = request.metadata.unwrap_or_default().into_iter().collect();
+        let metadata_bytes: usize = user_metadata.iter().map(|(name, value)| name.len() + value.len()).sum();
         if metadata_bytes > MAX_USER_METADATA_BYTES {
             return Err(s3_error!(
                 MetadataTooLarge,
@@ -75,15 +69,8 @@ impl ObjectHeaders {
             ));
         }
         Ok(ObjectHeaders {
-            content_type: Some(
-                request
-                    .content_type
-                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-            ),
-            content_encoding: request
-                .content_encoding
-                .as_deref()
-                .and_then(without_aws_chunked),
+            content_type: Some(request.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned())),
+            content_encoding: request.content_encoding.as_deref().and_then(without_aws_chunked),
             content_disposition: request.content_disposition,
             content_language: request.content_language,
             cache_control: request.cache_control,
@@ -142,9 +129,7 @@ impl ObjectHeaders {
 
     /// The stored Expires date for a response DTO.
     pub fn expires_timestamp(&self) -> Option<Timestamp> {
-        self.expires
-            .as_deref()
-            .and_then(|date| Timestamp::parse(TimestampFormat::HttpDate, date).ok())
+        self.expires.as_deref().and_then(|date| Timestamp::parse(TimestampFormat::HttpDate, date).ok())
     }
 
     /// User metadata for a response DTO (`None` when empty, so no header is written).
@@ -188,53 +173,28 @@ mod tests {
     #[test]
     fn aws_chunked_is_not_stored() {
         assert_eq!(without_aws_chunked("aws-chunked"), None);
-        assert_eq!(
-            without_aws_chunked("aws-chunked,gzip").as_deref(),
-            Some("gzip")
-        );
-        assert_eq!(
-            without_aws_chunked("gzip, aws-chunked").as_deref(),
-            Some("gzip")
-        );
+        assert_eq!(without_aws_chunked("aws-chunked,gzip").as_deref(), Some("gzip"));
+        assert_eq!(without_aws_chunked("gzip, aws-chunked").as_deref(), Some("gzip"));
         assert_eq!(without_aws_chunked("br").as_deref(), Some("br"));
     }
 
     #[test]
     fn defaults_and_expires_round_trip() {
-        let expires =
-            Timestamp::parse(TimestampFormat::HttpDate, "Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
-        let headers = ObjectHeaders::from_request(RequestHeaders {
-            expires: Some(expires.clone()),
-            ..request()
-        })
-        .unwrap();
+        let expires = Timestamp::parse(TimestampFormat::HttpDate, "Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let headers =
+            ObjectHeaders::from_request(RequestHeaders { expires: Some(expires.clone()), ..request() }).unwrap();
         assert_eq!(headers.content_type.as_deref(), Some(DEFAULT_CONTENT_TYPE));
-        assert_eq!(
-            headers.expires.as_deref(),
-            Some("Wed, 21 Oct 2015 07:28:00 GMT")
-        );
+        assert_eq!(headers.expires.as_deref(), Some("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(headers.expires_timestamp(), Some(expires));
         assert_eq!(headers.metadata(), None);
     }
 
     #[test]
     fn user_metadata_is_limited_to_2_kib() {
-        let fits: Metadata = [("a".to_owned(), "x".repeat(MAX_USER_METADATA_BYTES - 1))]
-            .into_iter()
-            .collect();
-        assert!(ObjectHeaders::from_request(RequestHeaders {
-            metadata: Some(fits),
-            ..request()
-        })
-        .is_ok());
-        let too_big: Metadata = [("ab".to_owned(), "x".repeat(MAX_USER_METADATA_BYTES - 1))]
-            .into_iter()
-            .collect();
-        let err = ObjectHeaders::from_request(RequestHeaders {
-            metadata: Some(too_big),
-            ..request()
-        })
-        .unwrap_err();
+        let fits: Metadata = [("a".to_owned(), "x".repeat(MAX_USER_METADATA_BYTES - 1))].into_iter().collect();
+        assert!(ObjectHeaders::from_request(RequestHeaders { metadata: Some(fits), ..request() }).is_ok());
+        let too_big: Metadata = [("ab".to_owned(), "x".repeat(MAX_USER_METADATA_BYTES - 1))].into_iter().collect();
+        let err = ObjectHeaders::from_request(RequestHeaders { metadata: Some(too_big), ..request() }).unwrap_err();
         assert_eq!(err.code(), &s3s::S3ErrorCode::MetadataTooLarge);
     }
 }

@@ -18,9 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use coffer_store::{
-    ObjectMeta, ObjectReader, PartMeta, PartStream, StagedFile, StagedWrite, Store,
-};
+use coffer_store::{ObjectMeta, ObjectReader, PartMeta, PartStream, StagedFile, StagedWrite, Store};
 use futures::{Stream, StreamExt};
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
@@ -50,9 +48,7 @@ impl Received {
 
 /// A request body as a stream of S3 results (read errors mapped to S3 errors); an absent body is empty.
 pub fn request_body(body: Option<StreamingBlob>) -> impl Stream<Item = S3Result<Bytes>> + Send {
-    futures::stream::iter(body)
-        .flatten()
-        .map(|chunk| chunk.map_err(|err| body_error(&err)))
+    futures::stream::iter(body).flatten().map(|chunk| chunk.map_err(|err| body_error(&err)))
 }
 
 /// Streams `body` into a new staged file of `bucket`, checking `declared_len` (Content-Length) and the
@@ -89,18 +85,11 @@ pub async fn receive(
     let digests = digests.finish();
     integrity.verify(&digests)?;
     let file = staged.finish().await.map_err(store_error)?;
-    Ok(Received {
-        file,
-        size,
-        digests,
-    })
+    Ok(Received { file, size, digests })
 }
 
 fn entity_too_large() -> s3s::S3Error {
-    s3_error!(
-        EntityTooLarge,
-        "Your proposed upload exceeds the maximum allowed size of 5 GiB."
-    )
+    s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of 5 GiB.")
 }
 
 /// The plaintext byte range of part `part_number` (1-based position in the object's part list), if it exists.
@@ -127,11 +116,7 @@ fn plan_slices(parts: &[PartMeta], range: &Range<u64>) -> VecDeque<PartSliceRang
         let from = range.start.max(part_start);
         let to = range.end.min(part_end);
         if from < to {
-            slices.push_back(PartSliceRange {
-                index,
-                offset: from - part_start,
-                len: to - from,
-            });
+            slices.push_back(PartSliceRange { index, offset: from - part_start, len: to - from });
         }
         part_start = part_end;
     }
@@ -155,12 +140,7 @@ impl ObjectBody {
     /// Streams `range` (validated by the caller against `reader.meta().size`).
     pub fn new(reader: ObjectReader, range: Range<u64>) -> Self {
         let slices = plan_slices(&reader.meta().parts, &range);
-        ObjectBody {
-            reader,
-            slices,
-            current: None,
-            remaining: range.end - range.start,
-        }
+        ObjectBody { reader, slices, current: None, remaining: range.end - range.start }
     }
 
     /// As an s3s response body.
@@ -206,8 +186,7 @@ impl Stream for ObjectBody {
 
 impl ByteStream for ObjectBody {
     fn remaining_length(&self) -> RemainingLength {
-        usize::try_from(self.remaining)
-            .map_or_else(|_| RemainingLength::unknown(), RemainingLength::new_exact)
+        usize::try_from(self.remaining).map_or_else(|_| RemainingLength::unknown(), RemainingLength::new_exact)
     }
 }
 
@@ -238,32 +217,17 @@ mod tests {
     #[test]
     fn slices_cover_ranges_across_parts() {
         let parts = parts(&[10, 10, 5]);
-        assert_eq!(
-            Vec::from(plan_slices(&parts, &(0..25))),
-            vec![slice(0, 0, 10), slice(1, 0, 10), slice(2, 0, 5)]
-        );
-        assert_eq!(
-            Vec::from(plan_slices(&parts, &(5..15))),
-            vec![slice(0, 5, 5), slice(1, 0, 5)]
-        );
-        assert_eq!(
-            Vec::from(plan_slices(&parts, &(10..20))),
-            vec![slice(1, 0, 10)]
-        );
-        assert_eq!(
-            Vec::from(plan_slices(&parts, &(24..25))),
-            vec![slice(2, 4, 1)]
-        );
+        assert_eq!(Vec::from(plan_slices(&parts, &(0..25))), vec![slice(0, 0, 10), slice(1, 0, 10), slice(2, 0, 5)]);
+        assert_eq!(Vec::from(plan_slices(&parts, &(5..15))), vec![slice(0, 5, 5), slice(1, 0, 5)]);
+        assert_eq!(Vec::from(plan_slices(&parts, &(10..20))), vec![slice(1, 0, 10)]);
+        assert_eq!(Vec::from(plan_slices(&parts, &(24..25))), vec![slice(2, 4, 1)]);
         assert!(plan_slices(&parts, &(3..3)).is_empty());
     }
 
     #[test]
     fn empty_parts_are_skipped() {
         let parts = parts(&[0, 4]);
-        assert_eq!(
-            Vec::from(plan_slices(&parts, &(0..4))),
-            vec![slice(1, 0, 4)]
-        );
+        assert_eq!(Vec::from(plan_slices(&parts, &(0..4))), vec![slice(1, 0, 4)]);
     }
 
     #[test]

@@ -72,15 +72,9 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot open the data directory {path}: {source}")]
-    Store {
-        path: std::path::PathBuf,
-        source: StoreError,
-    },
+    Store { path: std::path::PathBuf, source: StoreError },
     #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { address: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns.
@@ -97,22 +91,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let store = Store::open(config.data_dir.clone())
         .await
-        .map_err(|source| StartError::Store {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
     let listener = TcpListener::bind(config.address)
         .await
-        .map_err(|source| StartError::Bind {
-            address: config.address,
-            source,
-        })?;
-    let state = AppState {
-        store,
-        users,
-        region: Arc::from(config.region.as_str()),
-        min_part_size: config.min_part_size,
-    };
+        .map_err(|source| StartError::Bind { address: config.address, source })?;
+    let state =
+        AppState { store, users, region: Arc::from(config.region.as_str()), min_part_size: config.min_part_size };
     let service = build_service(&state, None);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);

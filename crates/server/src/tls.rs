@@ -26,9 +26,7 @@ pub enum TlsError {
 /// Builds the acceptor for `files`.
 pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     let certs = load_certificates(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|_| TlsError::PrivateKey {
-        path: files.key.clone(),
-    })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|_| TlsError::PrivateKey { path: files.key.clone() })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -41,18 +39,13 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
 }
 
 fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let error = |message: String| TlsError::Certificates {
-        path: path.to_owned(),
-        message,
-    };
+    let error = |message: String| TlsError::Certificates { path: path.to_owned(), message };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| error(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| error(e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
     Ok(certs)
 }

@@ -34,10 +34,7 @@ pub enum UsersError {
     #[error("{ROOT_USER_ENV} and {ROOT_PASSWORD_ENV} must not be empty")]
     EmptyRoot,
     #[error("cannot read users file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("users file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("users file {path}: access key `{access_key}` is defined more than once (or is the root user)")]
@@ -73,11 +70,7 @@ impl RootCredentials {
 
     /// Root credentials from explicit values: both set → those; neither set → `admin`/`admin` on a loopback
     /// address, an error elsewhere.
-    pub fn resolve(
-        user: Option<String>,
-        password: Option<String>,
-        address: SocketAddr,
-    ) -> Result<Self, UsersError> {
+    pub fn resolve(user: Option<String>, password: Option<String>, address: SocketAddr) -> Result<Self, UsersError> {
         match (user, password) {
             (Some(user), Some(mut password)) => {
                 if user.is_empty() || password.is_empty() {
@@ -86,11 +79,7 @@ impl RootCredentials {
                 }
                 let secret_key = SecretKey::from(password.as_str());
                 password.zeroize();
-                Ok(RootCredentials {
-                    access_key: user,
-                    secret_key,
-                    is_default: false,
-                })
+                Ok(RootCredentials { access_key: user, secret_key, is_default: false })
             }
             (None, None) if address.ip().is_loopback() => Ok(RootCredentials {
                 access_key: DEFAULT_ROOT.to_owned(),
@@ -154,9 +143,7 @@ impl std::fmt::Debug for UserRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut keys: Vec<&String> = self.users.keys().collect();
         keys.sort();
-        f.debug_struct("UserRegistry")
-            .field("access_keys", &keys)
-            .finish()
+        f.debug_struct("UserRegistry").field("access_keys", &keys).finish()
     }
 }
 
@@ -164,53 +151,31 @@ impl UserRegistry {
     /// The root user (admin) plus the users of `users_file`, if given.
     pub fn load(root: RootCredentials, users_file: Option<&Path>) -> Result<Self, UsersError> {
         let mut users = HashMap::new();
-        users.insert(
-            root.access_key,
-            User {
-                secret_key: root.secret_key,
-                admin: true,
-            },
-        );
+        users.insert(root.access_key, User { secret_key: root.secret_key, admin: true });
         if let Some(path) = users_file {
-            let mut text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            let mut text =
+                std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: path.to_owned(), source })?;
             let parsed = toml::from_str::<UsersFile>(&text);
             text.zeroize();
-            let file = parsed.map_err(|e| UsersError::Parse {
-                path: path.to_owned(),
-                message: describe_parse_error(&e),
-            })?;
+            let file =
+                parsed.map_err(|e| UsersError::Parse { path: path.to_owned(), message: describe_parse_error(&e) })?;
             for entry in &file.user {
                 if entry.access_key.is_empty() || entry.secret_key.is_empty() {
-                    return Err(UsersError::Empty {
-                        path: path.to_owned(),
-                    });
+                    return Err(UsersError::Empty { path: path.to_owned() });
                 }
                 if users.contains_key(&entry.access_key) {
-                    return Err(UsersError::Duplicate {
-                        path: path.to_owned(),
-                        access_key: entry.access_key.clone(),
-                    });
+                    return Err(UsersError::Duplicate { path: path.to_owned(), access_key: entry.access_key.clone() });
                 }
-                let user = User {
-                    secret_key: SecretKey::from(entry.secret_key.as_str()),
-                    admin: entry.admin,
-                };
+                let user = User { secret_key: SecretKey::from(entry.secret_key.as_str()), admin: entry.admin };
                 users.insert(entry.access_key.clone(), user);
             }
         }
-        Ok(UserRegistry {
-            users: Arc::new(users),
-        })
+        Ok(UserRegistry { users: Arc::new(users) })
     }
 
     /// The secret key of `access_key`, if such a user exists.
     pub fn secret_for(&self, access_key: &str) -> Option<SecretKey> {
-        self.users
-            .get(access_key)
-            .map(|user| user.secret_key.clone())
+        self.users.get(access_key).map(|user| user.secret_key.clone())
     }
 
     /// True if `access_key` belongs to an admin (the root user, or a users-file entry with `admin = true`).
@@ -232,8 +197,7 @@ fn describe_parse_error(error: &toml::de::Error) -> String {
 #[async_trait::async_trait]
 impl S3Auth for UserRegistry {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        self.secret_for(access_key)
-            .ok_or_else(|| s3_error!(InvalidAccessKeyId))
+        self.secret_for(access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))
     }
 }
 
@@ -252,23 +216,16 @@ mod tests {
         assert_eq!(root.access_key(), "admin");
         let ipv6 = RootCredentials::resolve(None, None, "[::1]:9000".parse().unwrap()).unwrap();
         assert!(ipv6.is_default());
-        let err =
-            RootCredentials::resolve(None, None, "0.0.0.0:9000".parse().unwrap()).unwrap_err();
-        assert!(matches!(
-            err,
-            UsersError::DefaultCredentialsOnPublicAddress { .. }
-        ));
+        let err = RootCredentials::resolve(None, None, "0.0.0.0:9000".parse().unwrap()).unwrap_err();
+        assert!(matches!(err, UsersError::DefaultCredentialsOnPublicAddress { .. }));
         assert!(err.to_string().contains("COFFER_ROOT_USER"));
     }
 
     #[test]
     fn explicit_root_is_used_anywhere_and_must_be_complete() {
-        let root = RootCredentials::resolve(
-            Some("boss".into()),
-            Some("s3cret-pass".into()),
-            "0.0.0.0:1".parse().unwrap(),
-        )
-        .unwrap();
+        let root =
+            RootCredentials::resolve(Some("boss".into()), Some("s3cret-pass".into()), "0.0.0.0:1".parse().unwrap())
+                .unwrap();
         assert!(!root.is_default());
         assert!(!format!("{root:?}").contains("s3cret-pass"));
         assert!(matches!(
@@ -291,14 +248,9 @@ mod tests {
              [[user]]\naccess_key = \"ops\"\nsecret_key = \"ops-secret\"\nadmin = true\n",
         )
         .unwrap();
-        let root =
-            RootCredentials::resolve(Some("root".into()), Some("root-secret".into()), loopback())
-                .unwrap();
+        let root = RootCredentials::resolve(Some("root".into()), Some("root-secret".into()), loopback()).unwrap();
         let users = UserRegistry::load(root, Some(&path)).unwrap();
-        assert_eq!(
-            users.secret_for("reader").unwrap().expose(),
-            "reader-secret"
-        );
+        assert_eq!(users.secret_for("reader").unwrap().expose(), "reader-secret");
         assert!(!users.is_admin("reader"));
         assert!(users.is_admin("ops"));
         assert!(users.is_admin("root"));
@@ -313,26 +265,15 @@ mod tests {
         let path = dir.path().join("users.toml");
         let root = || RootCredentials::resolve(None, None, loopback()).unwrap();
 
-        std::fs::write(
-            &path,
-            "[[user]]\naccess_key = \"admin\"\nsecret_key = \"x\"\n",
-        )
-        .unwrap();
-        assert!(matches!(
-            UserRegistry::load(root(), Some(&path)),
-            Err(UsersError::Duplicate { .. })
-        ));
+        std::fs::write(&path, "[[user]]\naccess_key = \"admin\"\nsecret_key = \"x\"\n").unwrap();
+        assert!(matches!(UserRegistry::load(root(), Some(&path)), Err(UsersError::Duplicate { .. })));
 
         std::fs::write(&path, "[[user]]\naccess_key = \"a\"\nsecret = \"x\"\n").unwrap();
         let err = UserRegistry::load(root(), Some(&path)).unwrap_err();
         assert!(matches!(err, UsersError::Parse { .. }), "{err}");
         assert!(err.to_string().contains("unknown field `secret`"), "{err}");
 
-        std::fs::write(
-            &path,
-            "[[user]]\naccess_key = \"a\"\nsecret_key = 918273645\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[[user]]\naccess_key = \"a\"\nsecret_key = 918273645\n").unwrap();
         let err = UserRegistry::load(root(), Some(&path)).unwrap_err();
         assert!(!err.to_string().contains("918273645"), "{err}");
     }

@@ -280,7 +280,10 @@ async fn conditional_reads() {
     let path = "/conditions/k";
 
     client.get(path, &[("if-match", &etag)]).await.expect(200, None);
-    client.get(path, &[("if-match", "\"00000000000000000000000000000000\"")]).await.expect(412, Some("PreconditionFailed"));
+    client
+        .get(path, &[("if-match", "\"00000000000000000000000000000000\"")])
+        .await
+        .expect(412, Some("PreconditionFailed"));
     client.head(path, &[("if-match", "\"00000000000000000000000000000000\"")]).await.expect(412, None);
 
     let not_modified = client.get(path, &[("if-none-match", &etag)]).await;
@@ -511,7 +514,8 @@ async fn copy_object_directives_and_self_copy() {
 
     // Copying onto itself needs a change.
     client.put("/copies/src", &[("x-amz-copy-source", "/copies/src")], b"").await.expect(400, Some("InvalidRequest"));
-    let headers = [("x-amz-copy-source", "/copies/src"), ("x-amz-metadata-directive", "REPLACE"), ("x-amz-meta-c", "3")];
+    let headers =
+        [("x-amz-copy-source", "/copies/src"), ("x-amz-metadata-directive", "REPLACE"), ("x-amz-meta-c", "3")];
     client.put("/copies/src", &headers, b"").await.expect(200, None);
     let updated = client.get("/copies/src", &[]).await;
     assert_eq!(updated.body, body);
@@ -698,4 +702,34 @@ async fn authentication_failures() {
     let tampered = Payload::Tampered { signed: b"abc", sent: b"abd" };
     user.send("PUT", "/auth/tampered", &[], tampered).await.expect(400, Some("XAmzContentSHA256Mismatch"));
     user.head("/auth/tampered", &[]).await.expect(404, None);
+}
+
+// ---------------------------------------------------------------- shutdown
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_then_stops_accepting() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut server, client) = server_with_bucket("drain").await;
+    let body = data(100_000, 13);
+    let request = client.signed("PUT", "/drain/in-flight", &[("expect", "100-continue")], Payload::Signed(&body));
+    let mut stream = tokio::net::TcpStream::connect(server.address).await.unwrap();
+    stream.write_all(common::request_head(&request).as_bytes()).await.unwrap();
+    // "100 Continue" means the handler is running and waiting for the body: the request is in flight.
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&interim));
+
+    let stopped = server.shut_down();
+    stream.write_all(&body[..50_000]).await.unwrap();
+    stream.write_all(&body[50_000..]).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let reply = common::parse_response(&raw, false);
+    reply.expect(200, None);
+
+    stopped.await.unwrap();
+    assert!(tokio::net::TcpStream::connect(server.address).await.is_err(), "still accepting after shutdown");
+    // The data directory holds the completed upload.
+    let store = coffer_store::Store::open(server.data_dir.clone()).await.unwrap();
+    assert_eq!(store.head_object("drain", "in-flight").await.unwrap().size, body.len() as u64);
 }

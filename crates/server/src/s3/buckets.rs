@@ -8,10 +8,7 @@ use crate::service::AppState;
 
 /// The single owner every bucket belongs to.
 fn owner() -> Owner {
-    Owner {
-        display_name: Some("coffer".to_owned()),
-        id: Some("coffer".to_owned()),
-    }
+    Owner { display_name: Some("coffer".to_owned()), id: Some("coffer".to_owned()) }
 }
 
 pub async fn create_bucket(
@@ -19,41 +16,21 @@ pub async fn create_bucket(
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let bucket = req.input.bucket;
-    state
-        .store
-        .create_bucket(&bucket)
-        .await
-        .map_err(store_error)?;
-    Ok(S3Response::new(CreateBucketOutput {
-        location: Some(format!("/{bucket}")),
-    }))
+    state.store.create_bucket(&bucket).await.map_err(store_error)?;
+    Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")) }))
 }
 
 pub async fn delete_bucket(
     state: &AppState,
     req: S3Request<DeleteBucketInput>,
 ) -> S3Result<S3Response<DeleteBucketOutput>> {
-    state
-        .store
-        .delete_bucket(&req.input.bucket)
-        .await
-        .map_err(store_error)?;
+    state.store.delete_bucket(&req.input.bucket).await.map_err(store_error)?;
     Ok(S3Response::new(DeleteBucketOutput::default()))
 }
 
-pub async fn head_bucket(
-    state: &AppState,
-    req: S3Request<HeadBucketInput>,
-) -> S3Result<S3Response<HeadBucketOutput>> {
-    state
-        .store
-        .head_bucket(&req.input.bucket)
-        .await
-        .map_err(store_error)?;
-    Ok(S3Response::new(HeadBucketOutput {
-        bucket_region: Some(state.region.to_string()),
-        ..Default::default()
-    }))
+pub async fn head_bucket(state: &AppState, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    state.store.head_bucket(&req.input.bucket).await.map_err(store_error)?;
+    Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(state.region.to_string()), ..Default::default() }))
 }
 
 pub async fn list_buckets(
@@ -69,26 +46,16 @@ pub async fn list_buckets(
             bucket_region: Some(state.region.to_string()),
         })
         .collect();
-    Ok(S3Response::new(ListBucketsOutput {
-        buckets: Some(buckets),
-        owner: Some(owner()),
-        ..Default::default()
-    }))
+    Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner()), ..Default::default() }))
 }
 
 pub async fn get_bucket_location(
     state: &AppState,
     req: S3Request<GetBucketLocationInput>,
 ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-    state
-        .store
-        .head_bucket(&req.input.bucket)
-        .await
-        .map_err(store_error)?;
+    state.store.head_bucket(&req.input.bucket).await.map_err(store_error)?;
     // S3 reports us-east-1 as an empty location constraint.
-    let location_constraint = (&*state.region != "us-east-1")
-        .then(|| BucketLocationConstraint::from(state.region.to_string()));
-    Ok(S3Response::new(GetBucketLocationOutput {
-        location_constraint,
-    }))
+    let location_constraint =
+        (&*state.region != "us-east-1").then(|| BucketLocationConstraint::from(state.region.to_string()));
+    Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))
 }

@@ -15,20 +15,13 @@ fn object_entry(summary: ObjectSummary, encoding: NameEncoding) -> Object {
         size: i64::try_from(summary.size).ok(),
         e_tag: Some(etag(&summary.etag)),
         last_modified: Some(Timestamp::from(summary.last_modified)),
-        storage_class: Some(ObjectStorageClass::from_static(
-            ObjectStorageClass::STANDARD,
-        )),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         ..Default::default()
     }
 }
 
 fn common_prefixes(page: &mut ListPage, encoding: NameEncoding) -> Vec<CommonPrefix> {
-    page.common_prefixes
-        .drain(..)
-        .map(|prefix| CommonPrefix {
-            prefix: Some(encoding.apply(&prefix)),
-        })
-        .collect()
+    page.common_prefixes.drain(..).map(|prefix| CommonPrefix { prefix: Some(encoding.apply(&prefix)) }).collect()
 }
 
 pub async fn list_objects_v2(
@@ -48,17 +41,9 @@ pub async fn list_objects_v2(
         start_after,
         max_keys,
     };
-    let mut page = state
-        .store
-        .list_objects(&input.bucket, &query)
-        .await
-        .map_err(store_error)?;
+    let mut page = state.store.list_objects(&input.bucket, &query).await.map_err(store_error)?;
     let prefixes = common_prefixes(&mut page, encoding);
-    let contents: Vec<Object> = page
-        .objects
-        .into_iter()
-        .map(|summary| object_entry(summary, encoding))
-        .collect();
+    let contents: Vec<Object> = page.objects.into_iter().map(|summary| object_entry(summary, encoding)).collect();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(encoding.apply(&query.prefix)),
@@ -89,26 +74,15 @@ pub async fn list_objects(
         start_after: input.marker.clone().filter(|marker| !marker.is_empty()),
         max_keys,
     };
-    let mut page = state
-        .store
-        .list_objects(&input.bucket, &query)
-        .await
-        .map_err(store_error)?;
+    let mut page = state.store.list_objects(&input.bucket, &query).await.map_err(store_error)?;
     let prefixes = common_prefixes(&mut page, encoding);
-    let contents: Vec<Object> = page
-        .objects
-        .into_iter()
-        .map(|summary| object_entry(summary, encoding))
-        .collect();
+    let contents: Vec<Object> = page.objects.into_iter().map(|summary| object_entry(summary, encoding)).collect();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(encoding.apply(&query.prefix)),
         delimiter: encoding.apply_opt(input.delimiter.as_deref()),
         marker: Some(encoding.apply(input.marker.as_deref().unwrap_or_default())),
-        next_marker: page
-            .next_start_after
-            .as_deref()
-            .map(|next| encoding.apply(next)),
+        next_marker: page.next_start_after.as_deref().map(|next| encoding.apply(next)),
         max_keys: i32::try_from(max_keys).ok(),
         is_truncated: Some(page.is_truncated),
         encoding_type: encoding.response_value(),

@@ -15,8 +15,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::objects::{declared_length, existing_object};
 use super::{etag, now};
 use crate::checksum::{
-    composite_checksum, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm,
-    ChecksumFields, ChecksumValue, DeclaredIntegrity, IntegrityHeaders,
+    composite_checksum, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue,
+    DeclaredIntegrity, IntegrityHeaders,
 };
 use crate::conditions::check_write;
 use crate::errors::store_error;
@@ -30,20 +30,12 @@ pub(super) fn part_number(number: i32) -> S3Result<u32> {
     u32::try_from(number)
         .ok()
         .filter(|n| (1..=10_000).contains(n))
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive"
-            )
-        })
+        .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
 }
 
 /// The checksum algorithm chosen at CreateMultipartUpload, if any.
 pub(super) fn upload_algorithm(upload: &UploadMeta) -> Option<ChecksumAlgorithm> {
-    upload
-        .checksum_algorithm
-        .as_deref()
-        .and_then(ChecksumAlgorithm::from_name)
+    upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name)
 }
 
 /// Stores received data as part `number` of the upload.
@@ -60,19 +52,11 @@ pub(super) async fn commit_part(
         size: received.size,
         stored_size: received.file.len(),
         etag: received.etag(),
-        checksum: received
-            .digests
-            .checksum
-            .as_ref()
-            .map(ChecksumValue::to_stored),
+        checksum: received.digests.checksum.as_ref().map(ChecksumValue::to_stored),
         last_modified: now(),
         encryption: None,
     };
-    state
-        .store
-        .put_part(bucket, key, upload_id, part, received.file)
-        .await
-        .map_err(store_error)
+    state.store.put_part(bucket, key, upload_id, part, received.file).await.map_err(store_error)
 }
 
 pub async fn create_multipart_upload(
@@ -85,12 +69,8 @@ pub async fn create_multipart_upload(
         .checksum_algorithm
         .as_ref()
         .map(|name| {
-            ChecksumAlgorithm::from_name(name.as_str()).ok_or_else(|| {
-                s3_error!(
-                    InvalidRequest,
-                    "Checksum algorithm provided is unsupported."
-                )
-            })
+            ChecksumAlgorithm::from_name(name.as_str())
+                .ok_or_else(|| s3_error!(InvalidRequest, "Checksum algorithm provided is unsupported."))
         })
         .transpose()?;
     if let Some(kind) = &input.checksum_type {
@@ -110,17 +90,12 @@ pub async fn create_multipart_upload(
     }
     let mut upload = headers.into_upload();
     upload.checksum_algorithm = algorithm.map(|a| a.name().to_owned());
-    let upload_id = state
-        .store
-        .create_upload(&input.bucket, &input.key, upload)
-        .await
-        .map_err(store_error)?;
+    let upload_id = state.store.create_upload(&input.bucket, &input.key, upload).await.map_err(store_error)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        checksum_algorithm: algorithm
-            .map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
+        checksum_algorithm: algorithm.map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
         checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         ..Default::default()
     }))
@@ -132,21 +107,14 @@ pub async fn upload_part(
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let input = &mut req.input;
     let number = part_number(input.part_number)?;
-    let upload = state
-        .store
-        .upload_meta(&input.bucket, &input.key, &input.upload_id)
-        .await
-        .map_err(store_error)?;
+    let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     let expected_algorithm = upload_algorithm(&upload);
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
             content_md5: input.content_md5.as_deref(),
             checksums: &checksums,
-            algorithm: input
-                .checksum_algorithm
-                .as_ref()
-                .map(s3s::dto::ChecksumAlgorithm::as_str),
+            algorithm: input.checksum_algorithm.as_ref().map(s3s::dto::ChecksumAlgorithm::as_str),
             headers: &req.headers,
             trailing: req.trailing_headers.take(),
         },
@@ -163,28 +131,11 @@ pub async fn upload_part(
         }
     }
     let declared_len = declared_length(input.content_length)?;
-    let received = receive(
-        &state.store,
-        &input.bucket,
-        request_body(input.body.take()),
-        declared_len,
-        integrity,
-    )
-    .await?;
-    let part = commit_part(
-        state,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-        number,
-        received,
-    )
-    .await?;
+    let received =
+        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity).await?;
+    let part = commit_part(state, &input.bucket, &input.key, &input.upload_id, number, received).await?;
 
-    let mut output = UploadPartOutput {
-        e_tag: Some(etag(&part.etag)),
-        ..Default::default()
-    };
+    let mut output = UploadPartOutput { e_tag: Some(etag(&part.etag)), ..Default::default() };
     set_checksum_fields!(output, ChecksumFields::from_stored(part.checksum.as_ref()));
     Ok(S3Response::new(output))
 }
@@ -196,21 +147,13 @@ fn chosen_parts(
     min_part_size: u64,
 ) -> S3Result<Vec<PartMeta>> {
     if requested.is_empty() {
-        return Err(s3_error!(
-            MalformedXML,
-            "You must specify at least one part."
-        ));
+        return Err(s3_error!(MalformedXML, "You must specify at least one part."));
     }
     let mut chosen: Vec<PartMeta> = Vec::with_capacity(requested.len());
     for completed in requested {
-        let number = completed
-            .part_number
-            .ok_or_else(|| s3_error!(MalformedXML, "Every part needs a PartNumber."))?;
+        let number = completed.part_number.ok_or_else(|| s3_error!(MalformedXML, "Every part needs a PartNumber."))?;
         let number = part_number(number)?;
-        if chosen
-            .last()
-            .is_some_and(|previous| previous.number >= number)
-        {
+        if chosen.last().is_some_and(|previous| previous.number >= number) {
             return Err(s3_error!(
                 InvalidPartOrder,
                 "The list of parts was not in ascending order. Parts must be ordered by part number."
@@ -224,10 +167,7 @@ fn chosen_parts(
             )
         };
         let part = stored.get(&number).ok_or_else(invalid_part)?;
-        let requested_etag = completed
-            .e_tag
-            .as_ref()
-            .map(|etag| etag.value().trim_matches('"'));
+        let requested_etag = completed.e_tag.as_ref().map(|etag| etag.value().trim_matches('"'));
         if requested_etag.is_some_and(|requested| requested != part.etag) {
             return Err(invalid_part());
         }
@@ -241,10 +181,7 @@ fn chosen_parts(
         if let Some((algorithm, value)) = requested_checksum.single()? {
             let stored_value = part.checksum.as_ref().and_then(ChecksumValue::from_stored);
             let matches = stored_value.is_some_and(|stored| {
-                stored.algorithm == algorithm
-                    && algorithm
-                        .decode(value)
-                        .is_some_and(|bytes| bytes == stored.bytes)
+                stored.algorithm == algorithm && algorithm.decode(value).is_some_and(|bytes| bytes == stored.bytes)
             });
             if !matches {
                 return Err(invalid_part());
@@ -270,8 +207,8 @@ fn chosen_parts(
 fn multipart_etag(parts: &[PartMeta]) -> S3Result<String> {
     let mut md5 = Md5::new();
     for part in parts {
-        let digest = hex::decode(&part.etag)
-            .map_err(|_| crate::errors::internal(&"a stored part has a non-hex ETag"))?;
+        let digest =
+            hex::decode(&part.etag).map_err(|_| crate::errors::internal(&"a stored part has a non-hex ETag"))?;
         md5.update(&digest);
     }
     Ok(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
@@ -282,11 +219,7 @@ pub async fn complete_multipart_upload(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let mut input = req.input;
-    let upload = state
-        .store
-        .upload_meta(&input.bucket, &input.key, &input.upload_id)
-        .await
-        .map_err(store_error)?;
+    let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     let stored: HashMap<u32, PartMeta> = state
         .store
         .list_parts(&input.bucket, &input.key, &input.upload_id)
@@ -295,11 +228,7 @@ pub async fn complete_multipart_upload(
         .into_iter()
         .map(|part| (part.number, part))
         .collect();
-    let requested = input
-        .multipart_upload
-        .take()
-        .and_then(|upload| upload.parts)
-        .unwrap_or_default();
+    let requested = input.multipart_upload.take().and_then(|upload| upload.parts).unwrap_or_default();
     let parts = chosen_parts(&requested, &stored, state.min_part_size)?;
 
     let size: u64 = parts.iter().map(|part| part.size).sum();
@@ -316,18 +245,11 @@ pub async fn complete_multipart_upload(
             let values: Option<Vec<ChecksumValue>> = parts
                 .iter()
                 .map(|part| {
-                    part.checksum
-                        .as_ref()
-                        .and_then(ChecksumValue::from_stored)
-                        .filter(|v| v.algorithm == algorithm)
+                    part.checksum.as_ref().and_then(ChecksumValue::from_stored).filter(|v| v.algorithm == algorithm)
                 })
                 .collect();
             let values = values.ok_or_else(|| {
-                s3_error!(
-                    InvalidRequest,
-                    "A part of this upload has no {} checksum.",
-                    algorithm.name()
-                )
+                s3_error!(InvalidRequest, "A part of this upload has no {} checksum.", algorithm.name())
             })?;
             Some(composite_checksum(algorithm, &values))
         }
@@ -337,11 +259,7 @@ pub async fn complete_multipart_upload(
     if let Some((algorithm, value)) = declared.single()? {
         let matches = checksum.as_ref().is_some_and(|computed| {
             computed.algorithm == algorithm.name()
-                && (computed.value == value
-                    || computed
-                        .value
-                        .split_once('-')
-                        .is_some_and(|(base, _)| base == value))
+                && (computed.value == value || computed.value.split_once('-').is_some_and(|(base, _)| base == value))
         });
         if !matches {
             return Err(s3_error!(
@@ -353,11 +271,7 @@ pub async fn complete_multipart_upload(
     }
     if input.if_match.is_some() || input.if_none_match.is_some() {
         let existing = existing_object(state, &input.bucket, &input.key).await?;
-        check_write(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            existing.as_ref(),
-        )?;
+        check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
 
     let mut meta = ObjectMeta::new(input.key.clone(), size, multipart_etag(&parts)?);
@@ -375,16 +289,10 @@ pub async fn complete_multipart_upload(
         bucket: Some(input.bucket),
         key: Some(input.key),
         e_tag: Some(etag(&object.etag)),
-        checksum_type: object
-            .checksum
-            .as_ref()
-            .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_type: object.checksum.as_ref().map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         ..Default::default()
     };
-    set_checksum_fields!(
-        output,
-        ChecksumFields::from_stored(object.checksum.as_ref())
-    );
+    set_checksum_fields!(output, ChecksumFields::from_stored(object.checksum.as_ref()));
     Ok(S3Response::new(output))
 }
 
@@ -393,51 +301,26 @@ pub async fn abort_multipart_upload(
     req: S3Request<AbortMultipartUploadInput>,
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
     let input = req.input;
-    state
-        .store
-        .abort_upload(&input.bucket, &input.key, &input.upload_id)
-        .await
-        .map_err(store_error)?;
+    state.store.abort_upload(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
-pub async fn list_parts(
-    state: &AppState,
-    req: S3Request<ListPartsInput>,
-) -> S3Result<S3Response<ListPartsOutput>> {
+pub async fn list_parts(state: &AppState, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
-    let upload = state
-        .store
-        .upload_meta(&input.bucket, &input.key, &input.upload_id)
-        .await
-        .map_err(store_error)?;
+    let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     let max_parts = page_size(input.max_parts, "max-parts")?;
     let marker = match input.part_number_marker {
         Some(marker) if marker < 0 => {
-            return Err(s3_error!(
-                InvalidArgument,
-                "part-number-marker must be a non-negative integer."
-            ))
+            return Err(s3_error!(InvalidArgument, "part-number-marker must be a non-negative integer."))
         }
         Some(marker) => u32::try_from(marker).unwrap_or(0),
         None => 0,
     };
-    let stored = state
-        .store
-        .list_parts(&input.bucket, &input.key, &input.upload_id)
-        .await
-        .map_err(store_error)?;
-    let mut remaining = stored
-        .into_iter()
-        .filter(|part| part.number > marker)
-        .peekable();
+    let stored = state.store.list_parts(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
+    let mut remaining = stored.into_iter().filter(|part| part.number > marker).peekable();
     let page: Vec<PartMeta> = remaining.by_ref().take(max_parts).collect();
     let is_truncated = remaining.peek().is_some();
-    let next_marker = if is_truncated {
-        page.last().map(|part| part.number)
-    } else {
-        None
-    };
+    let next_marker = if is_truncated { page.last().map(|part| part.number) } else { None };
     let parts = page
         .into_iter()
         .map(|part| {
@@ -462,8 +345,7 @@ pub async fn list_parts(
         next_part_number_marker: next_marker.and_then(|n| i32::try_from(n).ok()),
         is_truncated: Some(is_truncated),
         parts: Some(parts),
-        checksum_algorithm: algorithm
-            .map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
+        checksum_algorithm: algorithm.map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
         checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
         ..Default::default()
@@ -479,11 +361,7 @@ pub async fn list_multipart_uploads(
     let max_uploads = page_size(input.max_uploads, "max-uploads")?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
-    let uploads = state
-        .store
-        .list_uploads(&input.bucket, &prefix)
-        .await
-        .map_err(store_error)?;
+    let uploads = state.store.list_uploads(&input.bucket, &prefix).await.map_err(store_error)?;
 
     // Resume after (key-marker, upload-id-marker): S3 orders uploads by key, then initiation time.
     let start = match (&input.key_marker, &input.upload_id_marker) {
@@ -501,9 +379,7 @@ pub async fn list_multipart_uploads(
     let mut is_truncated = false;
     for (position, upload) in uploads.iter().enumerate().skip(start) {
         let rolled_up = delimiter.as_deref().and_then(|d| {
-            upload.key[prefix.len()..]
-                .find(d)
-                .map(|at| upload.key[..prefix.len() + at + d.len()].to_owned())
+            upload.key[prefix.len()..].find(d).map(|at| upload.key[..prefix.len() + at + d.len()].to_owned())
         });
         if let Some(common) = &rolled_up {
             if common_prefixes.last() == Some(common) {
@@ -521,11 +397,7 @@ pub async fn list_multipart_uploads(
         }
         last_position = Some(position);
     }
-    let next = if is_truncated {
-        last_position.map(|at| &uploads[at])
-    } else {
-        None
-    };
+    let next = if is_truncated { last_position.map(|at| &uploads[at]) } else { None };
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(input.bucket),
         prefix: Some(encoding.apply(&prefix)),
@@ -550,12 +422,7 @@ pub async fn list_multipart_uploads(
                 .collect(),
         ),
         common_prefixes: Some(
-            common_prefixes
-                .into_iter()
-                .map(|p| CommonPrefix {
-                    prefix: Some(encoding.apply(&p)),
-                })
-                .collect(),
+            common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(encoding.apply(&p)) }).collect(),
         ),
         ..Default::default()
     }))
@@ -578,46 +445,27 @@ mod tests {
     }
 
     fn completed(number: i32, etag: &str) -> CompletedPart {
-        CompletedPart {
-            part_number: Some(number),
-            e_tag: Some(ETag::Strong(etag.to_owned())),
-            ..Default::default()
-        }
+        CompletedPart { part_number: Some(number), e_tag: Some(ETag::Strong(etag.to_owned())), ..Default::default() }
     }
 
     fn stored() -> HashMap<u32, PartMeta> {
-        [
-            stored_part(1, 100, "aa"),
-            stored_part(2, 100, "bb"),
-            stored_part(3, 10, "cc"),
-        ]
-        .into_iter()
-        .map(|p| (p.number, p))
-        .collect()
+        [stored_part(1, 100, "aa"), stored_part(2, 100, "bb"), stored_part(3, 10, "cc")]
+            .into_iter()
+            .map(|p| (p.number, p))
+            .collect()
     }
 
     #[test]
     fn a_valid_list_is_accepted() {
-        let parts =
-            chosen_parts(&[completed(1, "aa"), completed(3, "cc")], &stored(), 100).unwrap();
-        assert_eq!(
-            parts.iter().map(|p| p.number).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
+        let parts = chosen_parts(&[completed(1, "aa"), completed(3, "cc")], &stored(), 100).unwrap();
+        assert_eq!(parts.iter().map(|p| p.number).collect::<Vec<_>>(), vec![1, 3]);
     }
 
     #[test]
     fn order_etag_and_presence_are_checked() {
-        let code =
-            |list: &[CompletedPart]| chosen_parts(list, &stored(), 1).unwrap_err().code().clone();
-        assert_eq!(
-            code(&[completed(2, "bb"), completed(1, "aa")]),
-            s3s::S3ErrorCode::InvalidPartOrder
-        );
-        assert_eq!(
-            code(&[completed(1, "aa"), completed(1, "aa")]),
-            s3s::S3ErrorCode::InvalidPartOrder
-        );
+        let code = |list: &[CompletedPart]| chosen_parts(list, &stored(), 1).unwrap_err().code().clone();
+        assert_eq!(code(&[completed(2, "bb"), completed(1, "aa")]), s3s::S3ErrorCode::InvalidPartOrder);
+        assert_eq!(code(&[completed(1, "aa"), completed(1, "aa")]), s3s::S3ErrorCode::InvalidPartOrder);
         assert_eq!(code(&[completed(1, "xx")]), s3s::S3ErrorCode::InvalidPart);
         assert_eq!(code(&[completed(4, "dd")]), s3s::S3ErrorCode::InvalidPart);
         assert_eq!(code(&[]), s3s::S3ErrorCode::MalformedXML);
@@ -625,8 +473,7 @@ mod tests {
 
     #[test]
     fn only_the_last_part_may_be_small() {
-        let err =
-            chosen_parts(&[completed(1, "aa"), completed(2, "bb")], &stored(), 101).unwrap_err();
+        let err = chosen_parts(&[completed(1, "aa"), completed(2, "bb")], &stored(), 101).unwrap_err();
         assert_eq!(err.code(), &s3s::S3ErrorCode::EntityTooSmall);
         assert!(chosen_parts(&[completed(3, "cc")], &stored(), 101).is_ok());
     }
@@ -635,15 +482,9 @@ mod tests {
     fn multipart_etag_is_md5_of_part_md5s() {
         let a = Md5::checksum(b"a");
         let b = Md5::checksum(b"b");
-        let parts = [
-            stored_part(1, 1, &hex::encode(a)),
-            stored_part(2, 1, &hex::encode(b)),
-        ];
+        let parts = [stored_part(1, 1, &hex::encode(a)), stored_part(2, 1, &hex::encode(b))];
         let mut concatenated = a.to_vec();
         concatenated.extend_from_slice(&b);
-        assert_eq!(
-            multipart_etag(&parts).unwrap(),
-            format!("{}-2", hex::encode(Md5::checksum(&concatenated)))
-        );
+        assert_eq!(multipart_etag(&parts).unwrap(), format!("{}-2", hex::encode(Md5::checksum(&concatenated))));
     }
 }

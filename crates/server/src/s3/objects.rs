@@ -9,8 +9,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
 use crate::checksum::{
-    set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity,
-    IntegrityHeaders,
+    set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity, IntegrityHeaders,
 };
 use crate::conditions::{check_write, ReadConditions};
 use crate::errors::{custom_error, store_error};
@@ -21,10 +20,7 @@ use crate::service::AppState;
 /// DeleteObjects accepts at most this many keys (S3's limit).
 const MAX_DELETE_KEYS: usize = 1000;
 
-pub async fn put_object(
-    state: &AppState,
-    mut req: S3Request<PutObjectInput>,
-) -> S3Result<S3Response<PutObjectOutput>> {
+pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let input = &mut req.input;
     let headers = object_headers_from!(input)?;
     let checksums = take_checksum_fields!(input);
@@ -32,10 +28,7 @@ pub async fn put_object(
         IntegrityHeaders {
             content_md5: input.content_md5.as_deref(),
             checksums: &checksums,
-            algorithm: input
-                .checksum_algorithm
-                .as_ref()
-                .map(ChecksumAlgorithm::as_str),
+            algorithm: input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str),
             headers: &req.headers,
             trailing: req.trailing_headers.take(),
         },
@@ -43,52 +36,24 @@ pub async fn put_object(
     )?;
     if input.if_match.is_some() || input.if_none_match.is_some() {
         let existing = existing_object(state, &input.bucket, &input.key).await?;
-        check_write(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            existing.as_ref(),
-        )?;
+        check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
     let declared_len = declared_length(input.content_length)?;
-    let received = receive(
-        &state.store,
-        &input.bucket,
-        request_body(input.body.take()),
-        declared_len,
-        integrity,
-    )
-    .await?;
+    let received =
+        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity).await?;
 
     let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag());
     headers.apply_to(&mut meta);
-    meta.checksum = received
-        .digests
-        .checksum
-        .as_ref()
-        .map(ChecksumValue::to_stored);
-    let stored = state
-        .store
-        .put_object(&input.bucket, &input.key, received.file, meta)
-        .await
-        .map_err(store_error)?;
+    meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
+    let stored = state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
 
-    let mut output = PutObjectOutput {
-        e_tag: Some(etag(&stored.etag)),
-        ..Default::default()
-    };
-    set_checksum_fields!(
-        output,
-        ChecksumFields::from_stored(stored.checksum.as_ref())
-    );
+    let mut output = PutObjectOutput { e_tag: Some(etag(&stored.etag)), ..Default::default() };
+    set_checksum_fields!(output, ChecksumFields::from_stored(stored.checksum.as_ref()));
     Ok(S3Response::new(output))
 }
 
 /// The object's metadata, or `None` if the key does not exist (the bucket must).
-pub(super) async fn existing_object(
-    state: &AppState,
-    bucket: &str,
-    key: &str,
-) -> S3Result<Option<ObjectMeta>> {
+pub(super) async fn existing_object(state: &AppState, bucket: &str, key: &str) -> S3Result<Option<ObjectMeta>> {
     match state.store.head_object(bucket, key).await {
         Ok(meta) => Ok(Some(meta)),
         Err(StoreError::NoSuchKey) => Ok(None),
@@ -99,10 +64,7 @@ pub(super) async fn existing_object(
 /// The request's Content-Length as bytes.
 pub(super) fn declared_length(content_length: Option<i64>) -> S3Result<Option<u64>> {
     content_length
-        .map(|len| {
-            u64::try_from(len)
-                .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative."))
-        })
+        .map(|len| u64::try_from(len).map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative.")))
         .transpose()
 }
 
@@ -126,29 +88,15 @@ fn plan_read(meta: &ObjectMeta, request: &ReadRequest) -> S3Result<ReadPlan> {
     request.conditions.check_read(meta)?;
     let size = meta.size;
     let is_multipart = meta.etag.contains('-');
-    let mut plan = ReadPlan {
-        range: 0..size,
-        content_range: None,
-        parts_count: None,
-        checksum: None,
-    };
+    let mut plan = ReadPlan { range: 0..size, content_range: None, parts_count: None, checksum: None };
     match (request.part_number, request.range) {
         (Some(_), Some(_)) => {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Cannot specify both Range header and partNumber query parameter"
-            ))
+            return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"))
         }
         (Some(number), None) => {
-            let number = usize::try_from(number)
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| {
-                    s3_error!(
-                        InvalidArgument,
-                        "Part number must be an integer between 1 and 10000, inclusive"
-                    )
-                })?;
+            let number = usize::try_from(number).ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+                s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")
+            })?;
             plan.range = part_range(meta, number).ok_or_else(|| {
                 custom_error(
                     "InvalidPartNumber",
@@ -160,8 +108,8 @@ fn plan_read(meta: &ObjectMeta, request: &ReadRequest) -> S3Result<ReadPlan> {
                 plan.parts_count = i32::try_from(meta.parts.len()).ok();
                 if request.checksum_mode {
                     let part_checksum = meta.parts[number - 1].checksum.as_ref();
-                    plan.checksum = part_checksum
-                        .map(|c| (ChecksumFields::from_stored(Some(c)), checksum_type(c.kind)));
+                    plan.checksum =
+                        part_checksum.map(|c| (ChecksumFields::from_stored(Some(c)), checksum_type(c.kind)));
                 }
             }
         }
@@ -172,17 +120,10 @@ fn plan_read(meta: &ObjectMeta, request: &ReadRequest) -> S3Result<ReadPlan> {
     }
     let partial = request.range.is_some() || request.part_number.is_some();
     if partial && !plan.range.is_empty() {
-        plan.content_range = Some(format!(
-            "bytes {}-{}/{size}",
-            plan.range.start,
-            plan.range.end - 1
-        ));
+        plan.content_range = Some(format!("bytes {}-{}/{size}", plan.range.start, plan.range.end - 1));
     }
     if request.checksum_mode && !partial {
-        plan.checksum = meta
-            .checksum
-            .as_ref()
-            .map(|c| (ChecksumFields::from_stored(Some(c)), checksum_type(c.kind)));
+        plan.checksum = meta.checksum.as_ref().map(|c| (ChecksumFields::from_stored(Some(c)), checksum_type(c.kind)));
     }
     Ok(plan)
 }
@@ -208,110 +149,75 @@ fn checksum_mode_enabled(mode: Option<&ChecksumMode>) -> bool {
     mode.is_some_and(|mode| mode.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
 }
 
-pub async fn get_object(
-    state: &AppState,
-    req: S3Request<GetObjectInput>,
-) -> S3Result<S3Response<GetObjectOutput>> {
-    let input = req.input;
-    reject_versions(input.version_id.as_deref())?;
-    let reader = state
-        .store
-        .open_object(&input.bucket, &input.key)
-        .await
-        .map_err(store_error)?;
-    let request = ReadRequest {
-        conditions: ReadConditions {
-            if_match: input.if_match,
-            if_none_match: input.if_none_match,
-            if_modified_since: input.if_modified_since,
-            if_unmodified_since: input.if_unmodified_since,
-        },
-        range: input.range,
-        part_number: input.part_number,
-        checksum_mode: checksum_mode_enabled(input.checksum_mode.as_ref()),
+/// The read parameters shared by GetObjectInput and HeadObjectInput.
+macro_rules! read_request {
+    ($input:expr) => {
+        ReadRequest {
+            conditions: ReadConditions {
+                if_match: $input.if_match,
+                if_none_match: $input.if_none_match,
+                if_modified_since: $input.if_modified_since,
+                if_unmodified_since: $input.if_unmodified_since,
+            },
+            range: $input.range,
+            part_number: $input.part_number,
+            checksum_mode: checksum_mode_enabled($input.checksum_mode.as_ref()),
+        }
     };
-    let meta = reader.meta().clone();
-    let plan = plan_read(&meta, &request)?;
-    let headers = ObjectHeaders::from_meta(&meta);
-    let mut output = GetObjectOutput {
-        accept_ranges: Some("bytes".to_owned()),
-        content_length: i64::try_from(plan.range.end - plan.range.start).ok(),
-        content_range: plan.content_range,
-        parts_count: plan.parts_count,
-        e_tag: Some(etag(&meta.etag)),
-        last_modified: Some(Timestamp::from(meta.last_modified)),
-        expires: headers.expires_timestamp(),
-        metadata: headers.metadata(),
-        content_type: headers.content_type,
-        content_encoding: headers.content_encoding,
-        content_disposition: headers.content_disposition,
-        content_language: headers.content_language,
-        cache_control: headers.cache_control,
-        body: Some(ObjectBody::new(reader, plan.range).into_blob()),
-        ..Default::default()
-    };
-    if let Some((fields, kind)) = plan.checksum {
-        set_checksum_fields!(output, fields);
-        output.checksum_type = Some(kind);
-    }
-    Ok(S3Response::new(output))
 }
 
-pub async fn head_object(
-    state: &AppState,
-    req: S3Request<HeadObjectInput>,
-) -> S3Result<S3Response<HeadObjectOutput>> {
+/// GetObjectOutput / HeadObjectOutput fields describing the object and the planned response.
+macro_rules! read_output {
+    ($output:ident, $meta:expr, $plan:expr, $($body:tt)*) => {{
+        let headers = ObjectHeaders::from_meta(&$meta);
+        let mut output = $output {
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: i64::try_from($plan.range.end - $plan.range.start).ok(),
+            content_range: $plan.content_range,
+            parts_count: $plan.parts_count,
+            e_tag: Some(etag(&$meta.etag)),
+            last_modified: Some(Timestamp::from($meta.last_modified)),
+            expires: headers.expires_timestamp(),
+            metadata: headers.metadata(),
+            content_type: headers.content_type,
+            content_encoding: headers.content_encoding,
+            content_disposition: headers.content_disposition,
+            content_language: headers.content_language,
+            cache_control: headers.cache_control,
+            $($body)*
+            ..Default::default()
+        };
+        if let Some((fields, kind)) = $plan.checksum {
+            set_checksum_fields!(output, fields);
+            output.checksum_type = Some(kind);
+        }
+        output
+    }};
+}
+
+pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     reject_versions(input.version_id.as_deref())?;
-    let meta = state
-        .store
-        .head_object(&input.bucket, &input.key)
-        .await
-        .map_err(store_error)?;
-    let request = ReadRequest {
-        conditions: ReadConditions {
-            if_match: input.if_match,
-            if_none_match: input.if_none_match,
-            if_modified_since: input.if_modified_since,
-            if_unmodified_since: input.if_unmodified_since,
-        },
-        range: input.range,
-        part_number: input.part_number,
-        checksum_mode: checksum_mode_enabled(input.checksum_mode.as_ref()),
-    };
-    let plan = plan_read(&meta, &request)?;
-    let headers = ObjectHeaders::from_meta(&meta);
-    let mut output = HeadObjectOutput {
-        accept_ranges: Some("bytes".to_owned()),
-        content_length: i64::try_from(plan.range.end - plan.range.start).ok(),
-        content_range: plan.content_range,
-        parts_count: plan.parts_count,
-        e_tag: Some(etag(&meta.etag)),
-        last_modified: Some(Timestamp::from(meta.last_modified)),
-        expires: headers.expires_timestamp(),
-        metadata: headers.metadata(),
-        content_type: headers.content_type,
-        content_encoding: headers.content_encoding,
-        content_disposition: headers.content_disposition,
-        content_language: headers.content_language,
-        cache_control: headers.cache_control,
-        ..Default::default()
-    };
-    if let Some((fields, kind)) = plan.checksum {
-        set_checksum_fields!(output, fields);
-        output.checksum_type = Some(kind);
-    }
-    Ok(S3Response::new(output))
+    let reader = state.store.open_object(&input.bucket, &input.key).await.map_err(store_error)?;
+    let meta = reader.meta().clone();
+    let plan = plan_read(&meta, &read_request!(input))?;
+    let body = ObjectBody::new(reader, plan.range.clone()).into_blob();
+    Ok(S3Response::new(read_output!(GetObjectOutput, meta, plan, body: Some(body),)))
+}
+
+pub async fn head_object(state: &AppState, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    reject_versions(input.version_id.as_deref())?;
+    let meta = state.store.head_object(&input.bucket, &input.key).await.map_err(store_error)?;
+    let plan = plan_read(&meta, &read_request!(input))?;
+    Ok(S3Response::new(read_output!(HeadObjectOutput, meta, plan,)))
 }
 
 /// Coffer keeps one version per key; `versionId=null` (S3's name for the unversioned object) is accepted.
 pub(super) fn reject_versions(version_id: Option<&str>) -> S3Result<()> {
     match version_id {
         None | Some("null") => Ok(()),
-        Some(_) => Err(s3_error!(
-            InvalidArgument,
-            "Object versions are not supported; omit versionId."
-        )),
+        Some(_) => Err(s3_error!(InvalidArgument, "Object versions are not supported; omit versionId.")),
     }
 }
 
@@ -320,11 +226,7 @@ pub async fn delete_object(
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     reject_versions(req.input.version_id.as_deref())?;
-    state
-        .store
-        .delete_object(&req.input.bucket, &req.input.key)
-        .await
-        .map_err(store_error)?;
+    state.store.delete_object(&req.input.bucket, &req.input.key).await.map_err(store_error)?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
@@ -334,34 +236,20 @@ pub async fn delete_objects(
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let input = req.input;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
-        return Err(s3_error!(
-            MalformedXML,
-            "A DeleteObjects request may name at most {MAX_DELETE_KEYS} keys."
-        ));
+        return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most {MAX_DELETE_KEYS} keys."));
     }
-    state
-        .store
-        .head_bucket(&input.bucket)
-        .await
-        .map_err(store_error)?;
+    state.store.head_bucket(&input.bucket).await.map_err(store_error)?;
     let quiet = input.delete.quiet.unwrap_or(false);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for object in input.delete.objects {
         let result = match reject_versions(object.version_id.as_deref()) {
-            Ok(()) => state
-                .store
-                .delete_object(&input.bucket, &object.key)
-                .await
-                .map_err(store_error),
+            Ok(()) => state.store.delete_object(&input.bucket, &object.key).await.map_err(store_error),
             Err(err) => Err(err),
         };
         match result {
             Ok(()) if quiet => {}
-            Ok(()) => deleted.push(DeletedObject {
-                key: Some(object.key),
-                ..Default::default()
-            }),
+            Ok(()) => deleted.push(DeletedObject { key: Some(object.key), ..Default::default() }),
             Err(err) => errors.push(Error {
                 code: Some(err.code().as_str().to_owned()),
                 key: Some(object.key),

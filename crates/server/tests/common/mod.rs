@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -28,9 +28,11 @@ pub const USER_SECRET: &str = "plain-user-secret";
 /// A running server with its own data directory; stops when dropped.
 pub struct TestServer {
     pub endpoint: String,
+    pub address: std::net::SocketAddr,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -52,10 +54,24 @@ impl TestServer {
         let state = AppState { store, users, region: Arc::from("us-east-1"), min_part_size };
         let service = build_service(&state, None);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(coffer_server::http_server::serve(listener, service, None, async {
+        let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, None, async {
             let _ = stopped.await;
         }));
-        TestServer { endpoint: format!("http://{address}"), data_dir, _dir: dir, stop: Some(stop) }
+        TestServer {
+            endpoint: format!("http://{address}"),
+            address,
+            data_dir,
+            _dir: dir,
+            stop: Some(stop),
+            serving: Some(serving),
+        }
+    }
+
+    /// Triggers the graceful shutdown (as SIGTERM does) and returns the task that finishes once in-flight requests
+    /// are done.
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.take().expect("not shut down yet").send(());
+        self.serving.take().expect("still serving")
     }
 
     /// A client signing as the root user.
@@ -64,16 +80,14 @@ impl TestServer {
     }
 
     pub fn client_as(&self, access_key: &str, secret_key: &str) -> Client {
-        Client {
-            endpoint: self.endpoint.clone(),
-            access_key: access_key.to_owned(),
-            secret_key: secret_key.to_owned(),
-        }
+        Client { endpoint: self.endpoint.clone(), access_key: access_key.to_owned(), secret_key: secret_key.to_owned() }
     }
 
     /// Files currently staged in the store's temp directory (should be none between requests).
     pub fn staged_files(&self) -> Vec<PathBuf> {
-        list_files(&self.data_dir.join(".coffer").join("tmp"))
+        let tmp = self.data_dir.join(".coffer").join("tmp");
+        assert!(tmp.is_dir(), "the store's temp directory moved: {}", tmp.display());
+        std::fs::read_dir(tmp).unwrap().filter_map(Result::ok).map(|entry| entry.path()).collect()
     }
 }
 
@@ -83,11 +97,6 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
-}
-
-fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries.filter_map(Result::ok).map(|entry| entry.path()).collect()
 }
 
 /// How the payload hash of a request is declared.
@@ -155,7 +164,24 @@ pub struct Client {
 
 impl Client {
     /// Sends a SigV4-signed request. `path_and_query` is already percent-encoded.
-    pub async fn send(&self, method: &str, path_and_query: &str, headers: &[(&str, &str)], payload: Payload<'_>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Reply {
+        execute(self.signed(method, path_and_query, headers, payload)).await
+    }
+
+    /// Builds a SigV4-signed request. `path_and_query` is already percent-encoded.
+    pub fn signed(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> http::Request<Vec<u8>> {
         let url = format!("{}{}", self.endpoint, path_and_query);
         let mut request = http::Request::builder().method(method).uri(&url);
         for (name, value) in headers {
@@ -196,7 +222,7 @@ impl Client {
         .unwrap();
         let (instructions, _signature) = sign(signable, &params).unwrap().into_parts();
         instructions.apply_to_request_http1x(&mut request);
-        execute(request).await
+        request
     }
 
     /// Sends a request without any signature.
@@ -246,23 +272,29 @@ impl Client {
 /// such as `../x` reach the server unchanged (general-purpose clients resolve dot segments first).
 async fn execute(request: http::Request<Vec<u8>>) -> Reply {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (parts, body) = request.into_parts();
-    let authority = parts.uri.authority().unwrap().to_string();
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = format!("{} {target} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n", parts.method);
-    for (name, value) in &parts.headers {
-        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let authority = request.uri().authority().unwrap().to_string();
     let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body).await.unwrap();
+    stream.write_all(request_head(&request).as_bytes()).await.unwrap();
+    stream.write_all(request.body()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
-    parse_response(&raw, parts.method == http::Method::HEAD)
+    parse_response(&raw, request.method() == http::Method::HEAD)
 }
 
-fn parse_response(raw: &[u8], is_head: bool) -> Reply {
+/// The HTTP/1.1 request line and headers (with `connection: close` and the body's content-length).
+pub fn request_head(request: &http::Request<Vec<u8>>) -> String {
+    let authority = request.uri().authority().unwrap();
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut head = format!("{} {target} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n", request.method());
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", request.body().len()));
+    head
+}
+
+/// Parses a complete HTTP/1.1 response read until the server closed the connection.
+pub fn parse_response(raw: &[u8], is_head: bool) -> Reply {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response head");
     let head = std::str::from_utf8(&raw[..split]).unwrap();
     let mut lines = head.split("\r\n");

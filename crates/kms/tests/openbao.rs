@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use coffer_kms::vault::VaultTransitBackend;
 use coffer_kms::{
-    BackendConfig, BackendOptions, EncryptionContext, KeyState, KmsBackend, KmsConfig, KmsError,
-    KmsManager, Secret, VaultAuth, VaultConfig, WrappedKey,
+    BackendConfig, BackendOptions, EncryptionContext, KeyState, KmsBackend, KmsConfig, KmsError, KmsManager, Secret,
+    VaultAuth, VaultConfig, WrappedKey,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -45,16 +45,11 @@ const HANG_GUARD: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------------------------
 
 fn bao_binary() -> PathBuf {
-    let install =
-        "run scripts/setup.sh (it installs OpenBao's `bao` into .venv/) or set COFFER_BAO_BIN; \
+    let install = "run scripts/setup.sh (it installs OpenBao's `bao` into .venv/) or set COFFER_BAO_BIN; \
                    these tests need a real OpenBao server";
     if let Some(path) = std::env::var_os("COFFER_BAO_BIN") {
         let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "COFFER_BAO_BIN={} is not a file: {install}",
-            path.display()
-        );
+        assert!(path.is_file(), "COFFER_BAO_BIN={} is not a file: {install}", path.display());
         return path;
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/bao");
@@ -62,11 +57,7 @@ fn bao_binary() -> PathBuf {
         return venv;
     }
     std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("bao"))
-                .find(|bao| bao.is_file())
-        })
+        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join("bao")).find(|bao| bao.is_file()))
         .unwrap_or_else(|| panic!("OpenBao (`bao`) was not found: {install}"))
 }
 
@@ -77,11 +68,7 @@ fn new_root_token() -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running `bao server -dev` with an audit log, transit enabled at `transit/`.
@@ -117,10 +104,7 @@ impl OpenBao {
         let audit = dir.path().join("audit.log");
         std::fs::write(
             &config,
-            format!(
-                "audit \"file\" \"a\" {{\n  options {{ file_path = \"{}\" }}\n}}\n",
-                audit.display()
-            ),
+            format!("audit \"file\" \"a\" {{\n  options {{ file_path = \"{}\" }}\n}}\n", audit.display()),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
@@ -128,10 +112,7 @@ impl OpenBao {
         command.arg("server").arg("-dev");
         if tls {
             std::fs::create_dir(dir.path().join("tls")).unwrap();
-            command.arg("-dev-tls").arg(format!(
-                "-dev-tls-cert-dir={}",
-                dir.path().join("tls").display()
-            ));
+            command.arg("-dev-tls").arg(format!("-dev-tls-cert-dir={}", dir.path().join("tls").display()));
         }
         let child = command
             .arg(format!("-dev-root-token-id={root_token}"))
@@ -146,25 +127,10 @@ impl OpenBao {
             .spawn()
             .expect("starting bao");
         // The harness trusts whatever it started; the backend under test verifies certificates itself.
-        let http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .build()
-            .unwrap();
-        let mut bao = Self {
-            child: Some(child),
-            port,
-            tls,
-            root_token,
-            dir,
-            http,
-        };
+        let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        let mut bao = Self { child: Some(child), port, tls, root_token, dir, http };
         bao.wait_ready().await;
-        bao.api(
-            "POST",
-            "sys/mounts/transit",
-            Some(json!({"type": "transit"})),
-        )
-        .await;
+        bao.api("POST", "sys/mounts/transit", Some(json!({"type": "transit"}))).await;
         bao
     }
 
@@ -173,11 +139,7 @@ impl OpenBao {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("bao exited with {status}: {}", self.server_log());
             }
-            let health = self
-                .http
-                .get(format!("{}/v1/sys/health", self.address()))
-                .send()
-                .await;
+            let health = self.http.get(format!("{}/v1/sys/health", self.address())).send().await;
             if health.is_ok_and(|response| response.status() == 200) {
                 return;
             }
@@ -202,31 +164,36 @@ impl OpenBao {
 
     /// Calls the HTTP API with the root token; panics on errors. Returns the JSON body (Null when empty).
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, body) = self.try_api(method, path, body).await;
+        self.api_in(None, method, path, body).await
+    }
+
+    /// [`Self::api`] inside a namespace.
+    async fn api_in(&self, namespace: Option<&str>, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, body) = self.try_api_in(namespace, method, path, body).await;
         assert!(status < 300, "{method} {path} answered {status}: {body}");
         body
     }
 
     async fn try_api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.try_api_in(None, method, path, body).await
+    }
+
+    async fn try_api_in(&self, namespace: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
             .http
             .request(method, format!("{}/v1/{path}", self.address()))
             .header("X-Vault-Token", &self.root_token);
+        if let Some(namespace) = namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (
-            status,
-            if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap()
-            },
-        )
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
     }
 
     /// Requests OpenBao received for `path` (e.g. `transit/encrypt/KEY`), from its audit log.
@@ -252,16 +219,35 @@ impl OpenBao {
             .env("HOME", self.dir.path())
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "bao {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "bao {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
 
     /// Sends `signal` to the server's whole process group (the PyPI `bao` is a wrapper around the real binary).
     fn signal(&self, signal: &str) {
         assert!(self.send(signal), "kill {signal} failed");
+    }
+
+    /// Freezes the whole server (SIGSTOP) and waits until the kernel reports every process of it stopped: from
+    /// then on connections are accepted by the kernel but never answered.
+    async fn freeze(&self) {
+        self.signal("-STOP");
+        let group = self.child.as_ref().unwrap().id().to_string();
+        for _ in 0..100 {
+            // /proc/PID/stat: "pid (comm) state ppid pgrp …"; comm may contain spaces, so split after ')'.
+            let states: Vec<String> = std::fs::read_dir("/proc")
+                .unwrap()
+                .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+                .filter_map(|stat| {
+                    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                    (fields.get(2) == Some(&group.as_str())).then(|| fields[0].to_owned())
+                })
+                .collect();
+            if !states.is_empty() && states.iter().all(|state| state == "T") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("OpenBao did not stop on SIGSTOP");
     }
 
     fn send(&self, signal: &str) -> bool {
@@ -301,11 +287,7 @@ impl Drop for OpenBao {
 // ---------------------------------------------------------------------------------------------------------------
 
 fn options(state_dir: &Path) -> BackendOptions {
-    BackendOptions {
-        timeout: Duration::from_secs(5),
-        retry_attempts: 3,
-        state_dir: state_dir.to_owned(),
-    }
+    BackendOptions { timeout: Duration::from_secs(5), retry_attempts: 3, state_dir: state_dir.to_owned() }
 }
 
 fn vault_config(bao: &OpenBao, auth: VaultAuth) -> VaultConfig {
@@ -322,42 +304,25 @@ fn vault_config(bao: &OpenBao, auth: VaultAuth) -> VaultConfig {
 }
 
 fn root_auth(bao: &OpenBao) -> VaultAuth {
-    VaultAuth::Token {
-        token: Secret::new(bao.root_token.clone()),
-    }
+    VaultAuth::Token { token: Secret::new(bao.root_token.clone()) }
 }
 
 async fn root_backend(bao: &OpenBao, state_dir: &Path) -> VaultTransitBackend {
-    VaultTransitBackend::connect(&vault_config(bao, root_auth(bao)), &options(state_dir))
-        .await
-        .unwrap()
+    VaultTransitBackend::connect(&vault_config(bao, root_auth(bao)), &options(state_dir)).await.unwrap()
 }
 
 fn context(object: &str) -> EncryptionContext {
-    EncryptionContext::new()
-        .with("aws:s3:arn", format!("arn:aws:s3:::bucket/{object}"))
-        .with("bucket", "bucket")
+    EncryptionContext::new().with("aws:s3:arn", format!("arn:aws:s3:::bucket/{object}")).with("bucket", "bucket")
 }
 
 /// Installs the documented policy as `coffer`.
 async fn install_policy(bao: &OpenBao) {
-    bao.api(
-        "PUT",
-        "sys/policies/acl/coffer",
-        Some(json!({ "policy": COFFER_POLICY })),
-    )
-    .await;
+    bao.api("PUT", "sys/policies/acl/coffer", Some(json!({ "policy": COFFER_POLICY }))).await;
 }
 
 /// A token with the documented policy.
 async fn policy_token(bao: &OpenBao) -> String {
-    let created = bao
-        .api(
-            "POST",
-            "auth/token/create",
-            Some(json!({"policies": ["coffer"], "ttl": "1h"})),
-        )
-        .await;
+    let created = bao.api("POST", "auth/token/create", Some(json!({"policies": ["coffer"], "ttl": "1h"}))).await;
     created["auth"]["client_token"].as_str().unwrap().to_owned()
 }
 
@@ -371,10 +336,7 @@ async fn key_lifecycle_create_describe_list_rotate_enable_disable_delete() {
     let state = tempfile::tempdir().unwrap();
     let backend = root_backend(&bao, state.path()).await;
 
-    let created = backend
-        .create_key(Some("orders"), Some("orders bucket"))
-        .await
-        .unwrap();
+    let created = backend.create_key(Some("orders"), Some("orders bucket")).await.unwrap();
     assert_eq!(created.key_id, "orders");
     assert_eq!(created.state, KeyState::Enabled);
     assert_eq!(created.current_version, 1);
@@ -384,22 +346,11 @@ async fn key_lifecycle_create_describe_list_rotate_enable_disable_delete() {
     assert_eq!(transit_key["data"]["type"], "aes256-gcm96");
     assert_eq!(transit_key["data"]["derived"], true);
 
-    assert!(
-        matches!(backend.create_key(Some("orders"), None).await, Err(KmsError::KeyExists(id)) if id == "orders")
-    );
-    assert!(matches!(
-        backend.create_key(Some("../sys"), None).await,
-        Err(KmsError::InvalidKeyId(_))
-    ));
-    assert!(
-        matches!(backend.describe_key("missing").await, Err(KmsError::KeyNotFound(id)) if id == "missing")
-    );
+    assert!(matches!(backend.create_key(Some("orders"), None).await, Err(KmsError::KeyExists(id)) if id == "orders"));
+    assert!(matches!(backend.create_key(Some("../sys"), None).await, Err(KmsError::InvalidKeyId(_))));
+    assert!(matches!(backend.describe_key("missing").await, Err(KmsError::KeyNotFound(id)) if id == "missing"));
     let generated = backend.create_key(None, None).await.unwrap();
-    assert!(
-        generated.key_id.starts_with("coffer-"),
-        "{}",
-        generated.key_id
-    );
+    assert!(generated.key_id.starts_with("coffer-"), "{}", generated.key_id);
 
     let described = backend.describe_key("orders").await.unwrap();
     assert_eq!(described, created);
@@ -407,14 +358,7 @@ async fn key_lifecycle_create_describe_list_rotate_enable_disable_delete() {
     // Rotation adds a version with its creation time.
     let rotated = backend.rotate_key("orders").await.unwrap();
     assert_eq!(rotated.current_version, 2);
-    assert_eq!(
-        rotated
-            .versions
-            .iter()
-            .map(|v| v.version)
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(rotated.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(rotated.created_at, created.created_at);
 
     // Paged listing in id order.
@@ -432,50 +376,26 @@ async fn key_lifecycle_create_describe_list_rotate_enable_disable_delete() {
             None => break,
         }
     }
-    let mut expected = vec![
-        generated.key_id.clone(),
-        "k-a".into(),
-        "k-b".into(),
-        "k-c".into(),
-        "orders".into(),
-    ];
+    let mut expected = vec![generated.key_id.clone(), "k-a".into(), "k-b".into(), "k-c".into(), "orders".into()];
     expected.sort();
     assert_eq!(seen, expected);
 
     // Disable / enable.
     let disabled = backend.disable_key("orders").await.unwrap();
     assert_eq!(disabled.state, KeyState::Disabled);
-    assert!(matches!(
-        backend.rotate_key("orders").await,
-        Err(KmsError::KeyDisabled(_))
-    ));
-    assert_eq!(
-        backend.enable_key("orders").await.unwrap().state,
-        KeyState::Enabled
-    );
+    assert!(matches!(backend.rotate_key("orders").await, Err(KmsError::KeyDisabled(_))));
+    assert_eq!(backend.enable_key("orders").await.unwrap().state, KeyState::Enabled);
 
     // Scheduled deletion and its cancellation (which leaves the key disabled, as in AWS KMS).
-    assert!(matches!(
-        backend.schedule_deletion("orders", 3).await,
-        Err(KmsError::InvalidArgument { .. })
-    ));
+    assert!(matches!(backend.schedule_deletion("orders", 3).await, Err(KmsError::InvalidArgument { .. })));
     let pending = backend.schedule_deletion("orders", 7).await.unwrap();
     assert_eq!(pending.state, KeyState::PendingDeletion);
     let days = (pending.deletion_date.unwrap() - time::OffsetDateTime::now_utc()).whole_hours();
     assert!((7 * 24 - 1..=7 * 24).contains(&days), "{days}");
-    assert!(matches!(
-        backend.enable_key("orders").await,
-        Err(KmsError::KeyPendingDeletion(_))
-    ));
-    assert!(matches!(
-        backend.schedule_deletion("orders", 7).await,
-        Err(KmsError::KeyPendingDeletion(_))
-    ));
+    assert!(matches!(backend.enable_key("orders").await, Err(KmsError::KeyPendingDeletion(_))));
+    assert!(matches!(backend.schedule_deletion("orders", 7).await, Err(KmsError::KeyPendingDeletion(_))));
     let cancelled = backend.cancel_deletion("orders").await.unwrap();
-    assert_eq!(
-        (cancelled.state, cancelled.deletion_date),
-        (KeyState::Disabled, None)
-    );
+    assert_eq!((cancelled.state, cancelled.deletion_date), (KeyState::Disabled, None));
 
     // The lifecycle survives a new backend over the same state directory.
     drop(backend);
@@ -505,134 +425,50 @@ async fn data_keys_round_trip_survive_rotation_and_rewrap_and_bind_the_context()
     assert_ne!(other.plaintext.as_bytes(), old.plaintext.as_bytes());
 
     // The context is bound: another context, an extra pair or an empty context do not open the blob.
-    for wrong in [
-        context("b.txt"),
-        context("a.txt").with("extra", "1"),
-        EncryptionContext::new(),
-    ] {
-        assert!(matches!(
-            backend.decrypt_data_key(&old.wrapped, &wrong).await,
-            Err(KmsError::InvalidCiphertext)
-        ));
+    for wrong in [context("b.txt"), context("a.txt").with("extra", "1"), EncryptionContext::new()] {
+        assert!(matches!(backend.decrypt_data_key(&old.wrapped, &wrong).await, Err(KmsError::InvalidCiphertext)));
     }
     // Tampering with the ciphertext or the header's version is detected.
     let mut payload = header.payload.to_vec();
     let last = payload.len() - 2;
     payload[last] = if payload[last] == b'A' { b'B' } else { b'A' };
-    let tampered =
-        WrappedKey::new(coffer_kms::BackendKind::VaultTransit, "data", 1, &payload).unwrap();
-    assert!(matches!(
-        backend.decrypt_data_key(&tampered, &ctx).await,
-        Err(KmsError::InvalidCiphertext)
-    ));
-    let relabelled = WrappedKey::new(
-        coffer_kms::BackendKind::VaultTransit,
-        "data",
-        2,
-        header.payload,
-    )
-    .unwrap();
-    assert!(matches!(
-        backend.decrypt_data_key(&relabelled, &ctx).await,
-        Err(KmsError::InvalidCiphertext)
-    ));
-    let foreign =
-        WrappedKey::new(coffer_kms::BackendKind::Local, "data", 1, header.payload).unwrap();
-    assert!(matches!(
-        backend.decrypt_data_key(&foreign, &ctx).await,
-        Err(KmsError::InvalidCiphertext)
-    ));
+    let tampered = WrappedKey::new(coffer_kms::BackendKind::VaultTransit, "data", 1, &payload).unwrap();
+    assert!(matches!(backend.decrypt_data_key(&tampered, &ctx).await, Err(KmsError::InvalidCiphertext)));
+    let relabelled = WrappedKey::new(coffer_kms::BackendKind::VaultTransit, "data", 2, header.payload).unwrap();
+    assert!(matches!(backend.decrypt_data_key(&relabelled, &ctx).await, Err(KmsError::InvalidCiphertext)));
+    let foreign = WrappedKey::new(coffer_kms::BackendKind::Local, "data", 1, header.payload).unwrap();
+    assert!(matches!(backend.decrypt_data_key(&foreign, &ctx).await, Err(KmsError::InvalidCiphertext)));
     // A blob naming another key does not open either.
     backend.create_key(Some("other"), None).await.unwrap();
-    let moved = WrappedKey::new(
-        coffer_kms::BackendKind::VaultTransit,
-        "other",
-        1,
-        header.payload,
-    )
-    .unwrap();
-    assert!(matches!(
-        backend.decrypt_data_key(&moved, &ctx).await,
-        Err(KmsError::InvalidCiphertext)
-    ));
+    let moved = WrappedKey::new(coffer_kms::BackendKind::VaultTransit, "other", 1, header.payload).unwrap();
+    assert!(matches!(backend.decrypt_data_key(&moved, &ctx).await, Err(KmsError::InvalidCiphertext)));
 
     // Rotation: new data keys use version 2, the old blob still opens.
     backend.rotate_key("data").await.unwrap();
     let new = backend.generate_data_key("data", &ctx).await.unwrap();
     assert_eq!(new.key_version, 2);
-    assert_eq!(
-        backend
-            .decrypt_data_key(&old.wrapped, &ctx)
-            .await
-            .unwrap()
-            .as_bytes(),
-        old.plaintext.as_bytes()
-    );
-    assert_eq!(
-        backend
-            .decrypt_data_key(&new.wrapped, &ctx)
-            .await
-            .unwrap()
-            .as_bytes(),
-        new.plaintext.as_bytes()
-    );
+    assert_eq!(backend.decrypt_data_key(&old.wrapped, &ctx).await.unwrap().as_bytes(), old.plaintext.as_bytes());
+    assert_eq!(backend.decrypt_data_key(&new.wrapped, &ctx).await.unwrap().as_bytes(), new.plaintext.as_bytes());
 
     // Rewrap moves the old blob to version 2 inside Vault; same data key, same context binding.
     let rewrapped = backend.rewrap(&old.wrapped, &ctx).await.unwrap();
     assert_eq!(rewrapped.header().unwrap().key_version, 2);
-    assert_eq!(
-        backend
-            .decrypt_data_key(&rewrapped, &ctx)
-            .await
-            .unwrap()
-            .as_bytes(),
-        old.plaintext.as_bytes()
-    );
-    assert!(matches!(
-        backend
-            .decrypt_data_key(&rewrapped, &context("b.txt"))
-            .await,
-        Err(KmsError::InvalidCiphertext)
-    ));
-    assert!(matches!(
-        backend.rewrap(&old.wrapped, &context("b.txt")).await,
-        Err(KmsError::InvalidCiphertext)
-    ));
+    assert_eq!(backend.decrypt_data_key(&rewrapped, &ctx).await.unwrap().as_bytes(), old.plaintext.as_bytes());
+    assert!(matches!(backend.decrypt_data_key(&rewrapped, &context("b.txt")).await, Err(KmsError::InvalidCiphertext)));
+    assert!(matches!(backend.rewrap(&old.wrapped, &context("b.txt")).await, Err(KmsError::InvalidCiphertext)));
 
     // Disabled keys refuse both directions; keys pending deletion still decrypt but make no new data keys.
     backend.disable_key("data").await.unwrap();
-    assert!(matches!(
-        backend.generate_data_key("data", &ctx).await,
-        Err(KmsError::KeyDisabled(_))
-    ));
-    assert!(matches!(
-        backend.decrypt_data_key(&old.wrapped, &ctx).await,
-        Err(KmsError::KeyDisabled(_))
-    ));
-    assert!(matches!(
-        backend.rewrap(&old.wrapped, &ctx).await,
-        Err(KmsError::KeyDisabled(_))
-    ));
+    assert!(matches!(backend.generate_data_key("data", &ctx).await, Err(KmsError::KeyDisabled(_))));
+    assert!(matches!(backend.decrypt_data_key(&old.wrapped, &ctx).await, Err(KmsError::KeyDisabled(_))));
+    assert!(matches!(backend.rewrap(&old.wrapped, &ctx).await, Err(KmsError::KeyDisabled(_))));
     backend.enable_key("data").await.unwrap();
     backend.schedule_deletion("data", 7).await.unwrap();
-    assert!(matches!(
-        backend.generate_data_key("data", &ctx).await,
-        Err(KmsError::KeyPendingDeletion(_))
-    ));
-    assert_eq!(
-        backend
-            .decrypt_data_key(&old.wrapped, &ctx)
-            .await
-            .unwrap()
-            .as_bytes(),
-        old.plaintext.as_bytes()
-    );
+    assert!(matches!(backend.generate_data_key("data", &ctx).await, Err(KmsError::KeyPendingDeletion(_))));
+    assert_eq!(backend.decrypt_data_key(&old.wrapped, &ctx).await.unwrap().as_bytes(), old.plaintext.as_bytes());
 
     // Data keys for a key that does not exist are refused; transit does not quietly create it.
-    assert!(matches!(
-        backend.generate_data_key("nope", &ctx).await,
-        Err(KmsError::KeyNotFound(_))
-    ));
+    assert!(matches!(backend.generate_data_key("nope", &ctx).await, Err(KmsError::KeyNotFound(_))));
     assert_eq!(bao.try_api("GET", "transit/keys/nope", None).await.0, 404);
 }
 
@@ -642,47 +478,18 @@ async fn transit_keys_coffer_cannot_bind_a_context_with_are_refused() {
     let state = tempfile::tempdir().unwrap();
     let backend = root_backend(&bao, state.path()).await;
     // Not derived: transit would silently ignore the context.
-    bao.api(
-        "POST",
-        "transit/keys/plain",
-        Some(json!({"type": "aes256-gcm96"})),
-    )
-    .await;
+    bao.api("POST", "transit/keys/plain", Some(json!({"type": "aes256-gcm96"}))).await;
     // Created by an operator as Coffer needs it: usable as it is.
-    bao.api(
-        "POST",
-        "transit/keys/operator-made",
-        Some(json!({"type": "aes256-gcm96", "derived": true})),
-    )
-    .await;
+    bao.api("POST", "transit/keys/operator-made", Some(json!({"type": "aes256-gcm96", "derived": true}))).await;
 
-    let err = backend
-        .generate_data_key("plain", &context("x"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, KmsError::Backend(message) if message.contains("derived=true")),
-        "{err}"
-    );
+    let err = backend.generate_data_key("plain", &context("x")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::Backend(message) if message.contains("derived=true")), "{err}");
     assert_eq!(bao.encrypt_calls("plain"), 0);
     let page = backend.list_keys(100, None).await.unwrap();
+    assert_eq!(page.keys.iter().map(|key| key.key_id.as_str()).collect::<Vec<_>>(), ["operator-made"]);
+    let data_key = backend.generate_data_key("operator-made", &context("x")).await.unwrap();
     assert_eq!(
-        page.keys
-            .iter()
-            .map(|key| key.key_id.as_str())
-            .collect::<Vec<_>>(),
-        ["operator-made"]
-    );
-    let data_key = backend
-        .generate_data_key("operator-made", &context("x"))
-        .await
-        .unwrap();
-    assert_eq!(
-        backend
-            .decrypt_data_key(&data_key.wrapped, &context("x"))
-            .await
-            .unwrap()
-            .as_bytes(),
+        backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap().as_bytes(),
         data_key.plaintext.as_bytes()
     );
 }
@@ -713,35 +520,13 @@ async fn a_key_past_its_deletion_date_is_deleted_from_transit_on_next_touch() {
     std::fs::write(&file, serde_json::to_vec(&recorded).unwrap()).unwrap();
 
     let backend = root_backend(&bao, state.path()).await;
-    assert!(matches!(
-        backend.describe_key("doomed").await,
-        Err(KmsError::KeyNotFound(_))
-    ));
+    assert!(matches!(backend.describe_key("doomed").await, Err(KmsError::KeyNotFound(_))));
     assert_eq!(bao.try_api("GET", "transit/keys/doomed", None).await.0, 404);
     let listed = backend.list_keys(10, None).await.unwrap();
-    assert_eq!(
-        listed
-            .keys
-            .iter()
-            .map(|key| key.key_id.as_str())
-            .collect::<Vec<_>>(),
-        ["kept"]
-    );
-    assert_eq!(
-        bao.try_api("GET", "transit/keys/listed-doomed", None)
-            .await
-            .0,
-        404
-    );
+    assert_eq!(listed.keys.iter().map(|key| key.key_id.as_str()).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(bao.try_api("GET", "transit/keys/listed-doomed", None).await.0, 404);
     // The id is free again.
-    assert_eq!(
-        backend
-            .create_key(Some("doomed"), None)
-            .await
-            .unwrap()
-            .state,
-        KeyState::Enabled
-    );
+    assert_eq!(backend.create_key(Some("doomed"), None).await.unwrap().state, KeyState::Enabled);
 }
 
 #[tokio::test]
@@ -753,55 +538,29 @@ async fn token_file_auth_follows_a_replaced_token_and_never_shows_it() {
     let first = policy_token(&bao).await;
     std::fs::write(&token_file, format!("{first}\n")).unwrap();
 
-    let config = vault_config(
-        &bao,
-        VaultAuth::TokenFile {
-            path: token_file.clone(),
-        },
-    );
-    let backend = VaultTransitBackend::connect(&config, &options(state.path()))
-        .await
-        .unwrap();
+    let config = vault_config(&bao, VaultAuth::TokenFile { path: token_file.clone() });
+    let backend = VaultTransitBackend::connect(&config, &options(state.path())).await.unwrap();
     assert!(backend.health().await.healthy);
     backend.create_key(Some("tf"), None).await.unwrap();
-    let data_key = backend
-        .generate_data_key("tf", &context("x"))
-        .await
-        .unwrap();
+    let data_key = backend.generate_data_key("tf", &context("x")).await.unwrap();
 
     // Vault Agent style rotation: a new token lands in the file and the old one is revoked.
     let second = policy_token(&bao).await;
     std::fs::write(&token_file, &second).unwrap();
-    bao.api("POST", "auth/token/revoke", Some(json!({ "token": first })))
-        .await;
-    let opened = backend
-        .decrypt_data_key(&data_key.wrapped, &context("x"))
-        .await
-        .unwrap();
+    bao.api("POST", "auth/token/revoke", Some(json!({ "token": first }))).await;
+    let opened = backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap();
     assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
 
     // A token Vault does not know: a clear error that does not contain it.
     let bogus = "s.bogus-token-that-must-not-leak";
     std::fs::write(&token_file, bogus).unwrap();
-    bao.api(
-        "POST",
-        "auth/token/revoke",
-        Some(json!({ "token": second })),
-    )
-    .await;
-    let err = backend
-        .generate_data_key("tf", &context("x"))
-        .await
-        .unwrap_err();
+    bao.api("POST", "auth/token/revoke", Some(json!({ "token": second }))).await;
+    let err = backend.generate_data_key("tf", &context("x")).await.unwrap_err();
     let health = backend.health().await;
     assert!(!health.healthy);
-    for shown in [
-        err.to_string(),
-        format!("{err:?}"),
-        format!("{health:?}"),
-        format!("{backend:?}"),
-        format!("{config:?}"),
-    ] {
+    for shown in
+        [err.to_string(), format!("{err:?}"), format!("{health:?}"), format!("{backend:?}"), format!("{config:?}")]
+    {
         for secret in [bogus, first.as_str(), second.as_str()] {
             assert!(!shown.contains(secret), "secret leaked into {shown}");
         }
@@ -813,23 +572,16 @@ async fn token_file_auth_follows_a_replaced_token_and_never_shows_it() {
 async fn approle_auth_logs_in_again_after_expiry_and_revocation() {
     let bao = OpenBao::start().await;
     install_policy(&bao).await;
-    bao.api("POST", "sys/auth/approle", Some(json!({"type": "approle"})))
-        .await;
+    bao.api("POST", "sys/auth/approle", Some(json!({"type": "approle"}))).await;
     bao.api(
         "POST",
         "auth/approle/role/coffer",
         Some(json!({"token_policies": ["coffer"], "token_ttl": "3s", "token_max_ttl": "3s"})),
     )
     .await;
-    let role_id = bao
-        .api("GET", "auth/approle/role/coffer/role-id", None)
-        .await["data"]["role_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let secret_id = bao
-        .api("POST", "auth/approle/role/coffer/secret-id", None)
-        .await["data"]["secret_id"]
+    let role_id =
+        bao.api("GET", "auth/approle/role/coffer/role-id", None).await["data"]["role_id"].as_str().unwrap().to_owned();
+    let secret_id = bao.api("POST", "auth/approle/role/coffer/secret-id", None).await["data"]["secret_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -847,33 +599,21 @@ async fn approle_auth_logs_in_again_after_expiry_and_revocation() {
             mount: "approle".into(),
         },
     );
-    let backend = VaultTransitBackend::connect(&config, &options(state.path()))
-        .await
-        .unwrap();
+    let backend = VaultTransitBackend::connect(&config, &options(state.path())).await.unwrap();
     assert_eq!(logins(), 0, "connect must not need Vault");
     backend.create_key(Some("ar"), None).await.unwrap();
-    let data_key = backend
-        .generate_data_key("ar", &context("x"))
-        .await
-        .unwrap();
+    let data_key = backend.generate_data_key("ar", &context("x")).await.unwrap();
     assert_eq!(logins(), 1);
 
     // The 3 s token expires while Coffer is idle; the next call logs in again and succeeds.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let opened = backend
-        .decrypt_data_key(&data_key.wrapped, &context("x"))
-        .await
-        .unwrap();
+    let opened = backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap();
     assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
     assert_eq!(logins(), 2);
 
     // A revoked token: Vault answers 403, Coffer logs in again once and the call succeeds.
-    bao.api("PUT", "sys/leases/revoke-prefix/auth/approle/login", None)
-        .await;
-    backend
-        .generate_data_key("ar", &context("x"))
-        .await
-        .unwrap();
+    bao.api("PUT", "sys/leases/revoke-prefix/auth/approle/login", None).await;
+    backend.generate_data_key("ar", &context("x")).await.unwrap();
     assert_eq!(logins(), 3);
 
     // The same role with the secret id given as a value, and a wrong one refused cleanly.
@@ -887,9 +627,7 @@ async fn approle_auth_logs_in_again_after_expiry_and_revocation() {
         },
     );
     let other_state = tempfile::tempdir().unwrap();
-    let backend = VaultTransitBackend::connect(&by_value, &options(other_state.path()))
-        .await
-        .unwrap();
+    let backend = VaultTransitBackend::connect(&by_value, &options(other_state.path())).await.unwrap();
     assert!(backend.health().await.healthy);
     let wrong = vault_config(
         &bao,
@@ -900,21 +638,13 @@ async fn approle_auth_logs_in_again_after_expiry_and_revocation() {
             mount: "approle".into(),
         },
     );
-    let backend = VaultTransitBackend::connect(&wrong, &options(other_state.path()))
-        .await
-        .unwrap();
+    let backend = VaultTransitBackend::connect(&wrong, &options(other_state.path())).await.unwrap();
     let err = backend.describe_key("ar").await.unwrap_err();
     assert!(err.to_string().contains("AppRole login failed"), "{err}");
-    for shown in [
-        err.to_string(),
-        format!("{:?}", backend.health().await),
-        format!("{wrong:?}"),
-        format!("{backend:?}"),
-    ] {
-        assert!(
-            !shown.contains("wrong-secret-id") && !shown.contains(&secret_id),
-            "secret leaked into {shown}"
-        );
+    for shown in
+        [err.to_string(), format!("{:?}", backend.health().await), format!("{wrong:?}"), format!("{backend:?}")]
+    {
+        assert!(!shown.contains("wrong-secret-id") && !shown.contains(&secret_id), "secret leaked into {shown}");
     }
 }
 
@@ -928,93 +658,47 @@ async fn health_reports_sealed_openbao_a_bad_login_and_a_missing_mount() {
 
     let mut missing_mount = vault_config(&bao, root_auth(&bao));
     missing_mount.mount_path = "not-mounted".into();
-    let health = VaultTransitBackend::connect(&missing_mount, &options(state.path()))
-        .await
-        .unwrap()
-        .health()
-        .await;
+    let health = VaultTransitBackend::connect(&missing_mount, &options(state.path())).await.unwrap().health().await;
     assert!(!health.healthy);
-    assert!(
-        health
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("no transit engine is mounted at not-mounted"),
-        "{health:?}"
-    );
+    assert!(health.reason.as_deref().unwrap().contains("no transit engine is mounted at not-mounted"), "{health:?}");
 
-    let bad_token = vault_config(
-        &bao,
-        VaultAuth::Token {
-            token: Secret::new("s.not-a-real-token"),
-        },
-    );
-    let health = VaultTransitBackend::connect(&bad_token, &options(state.path()))
-        .await
-        .unwrap()
-        .health()
-        .await;
+    let bad_token = vault_config(&bao, VaultAuth::Token { token: Secret::new("s.not-a-real-token") });
+    let health = VaultTransitBackend::connect(&bad_token, &options(state.path())).await.unwrap().health().await;
     assert!(!health.healthy);
-    assert!(
-        health.reason.as_deref().unwrap().contains("login"),
-        "{health:?}"
-    );
+    assert!(health.reason.as_deref().unwrap().contains("login"), "{health:?}");
     assert!(!format!("{health:?}").contains("not-a-real-token"));
 
     bao.cli(&["operator", "seal"]);
     let health = backend.health().await;
     assert!(!health.healthy);
-    assert!(
-        health.reason.as_deref().unwrap().contains("sealed"),
-        "{health:?}"
-    );
-    let err = tokio::time::timeout(HANG_GUARD, backend.generate_data_key("h", &context("x")))
-        .await
-        .unwrap();
-    assert!(
-        matches!(&err, Err(KmsError::Unavailable(message)) if message.contains("sealed")),
-        "{err:?}"
-    );
+    assert!(health.reason.as_deref().unwrap().contains("sealed"), "{health:?}");
+    let err = tokio::time::timeout(HANG_GUARD, backend.generate_data_key("h", &context("x"))).await.unwrap();
+    assert!(matches!(&err, Err(KmsError::Unavailable(message)) if message.contains("sealed")), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_dead_or_frozen_openbao_fails_cleanly_and_the_backend_recovers() {
     let bao = OpenBao::start().await;
     let state = tempfile::tempdir().unwrap();
-    let quick = BackendOptions {
-        timeout: Duration::from_secs(2),
-        ..options(state.path())
-    };
-    let backend = VaultTransitBackend::connect(&vault_config(&bao, root_auth(&bao)), &quick)
-        .await
-        .unwrap();
+    let quick = BackendOptions { timeout: Duration::from_secs(2), ..options(state.path()) };
+    let backend = VaultTransitBackend::connect(&vault_config(&bao, root_auth(&bao)), &quick).await.unwrap();
     backend.create_key(Some("r"), None).await.unwrap();
     let before = backend.generate_data_key("r", &context("x")).await.unwrap();
 
     // Frozen (SIGSTOP): connections are accepted but never answered. The call gives up on its own.
-    bao.signal("-STOP");
-    let frozen =
-        tokio::time::timeout(HANG_GUARD, backend.generate_data_key("r", &context("x"))).await;
+    bao.freeze().await;
+    let frozen = tokio::time::timeout(HANG_GUARD, backend.generate_data_key("r", &context("x"))).await;
     let frozen = frozen.expect("a frozen Vault hung the call");
-    assert!(
-        matches!(&frozen, Err(KmsError::Unavailable(message)) if message.contains("did not answer")),
-        "{frozen:?}"
-    );
-    let health = tokio::time::timeout(HANG_GUARD, backend.health())
-        .await
-        .expect("health hung");
+    assert!(matches!(&frozen, Err(KmsError::Unavailable(message)) if message.contains("did not answer")), "{frozen:?}");
+    let health = tokio::time::timeout(HANG_GUARD, backend.health()).await.expect("health hung");
     assert!(!health.healthy);
     bao.signal("-CONT");
-    let opened = backend
-        .decrypt_data_key(&before.wrapped, &context("x"))
-        .await
-        .unwrap();
+    let opened = backend.decrypt_data_key(&before.wrapped, &context("x")).await.unwrap();
     assert_eq!(opened.as_bytes(), before.plaintext.as_bytes());
 
     // Killed: connections are refused; retries run out and the call fails cleanly.
     let (port, root_token) = bao.kill();
-    let dead =
-        tokio::time::timeout(HANG_GUARD, backend.generate_data_key("r", &context("x"))).await;
+    let dead = tokio::time::timeout(HANG_GUARD, backend.generate_data_key("r", &context("x"))).await;
     let dead = dead.expect("a dead Vault hung the call");
     assert!(matches!(&dead, Err(KmsError::Unavailable(_))), "{dead:?}");
     let health = backend.health().await;
@@ -1023,18 +707,11 @@ async fn a_dead_or_frozen_openbao_fails_cleanly_and_the_backend_recovers() {
     // Back on the same port (a dev server starts empty): recreate the key and carry on with the same backend.
     let bao = OpenBao::restart(port, root_token).await;
     assert!(backend.health().await.healthy);
-    assert!(matches!(
-        backend.generate_data_key("r", &context("x")).await,
-        Err(KmsError::KeyNotFound(_))
-    ));
+    assert!(matches!(backend.generate_data_key("r", &context("x")).await, Err(KmsError::KeyNotFound(_))));
     backend.create_key(Some("r"), None).await.unwrap();
     let after = backend.generate_data_key("r", &context("x")).await.unwrap();
     assert_eq!(
-        backend
-            .decrypt_data_key(&after.wrapped, &context("x"))
-            .await
-            .unwrap()
-            .as_bytes(),
+        backend.decrypt_data_key(&after.wrapped, &context("x")).await.unwrap().as_bytes(),
         after.plaintext.as_bytes()
     );
     assert_eq!(bao.encrypt_calls("r"), 1);
@@ -1045,19 +722,13 @@ async fn concurrent_cache_misses_through_the_manager_make_one_call_to_openbao() 
     let bao = OpenBao::start().await;
     let state = tempfile::tempdir().unwrap();
     let manager = KmsManager::open(state.path().join("kms")).unwrap();
-    let mut config = KmsConfig::new(BackendConfig::VaultTransit(vault_config(
-        &bao,
-        root_auth(&bao),
-    )));
+    let mut config = KmsConfig::new(BackendConfig::VaultTransit(vault_config(&bao, root_auth(&bao))));
     config.default_key_id = "coalesced".into();
     manager.configure(config).await.unwrap();
     manager.start().await.unwrap();
     assert!(manager.status().await.healthy);
     // Starting created the default key in transit, and no data key yet.
-    assert_eq!(
-        bao.try_api("GET", "transit/keys/coalesced", None).await.0,
-        200
-    );
+    assert_eq!(bao.try_api("GET", "transit/keys/coalesced", None).await.0, 200);
     assert_eq!(bao.encrypt_calls("coalesced"), 0);
 
     // 100 writers miss the same (key, bucket, context) entry at once.
@@ -1076,15 +747,8 @@ async fn concurrent_cache_misses_through_the_manager_make_one_call_to_openbao() 
         wrapped.push(joined.unwrap().unwrap().wrapped.clone());
     }
     assert_eq!(wrapped.len(), 100);
-    assert!(
-        wrapped.iter().all(|blob| blob == &wrapped[0]),
-        "the writers got different bucket keys"
-    );
-    assert_eq!(
-        bao.encrypt_calls("coalesced"),
-        1,
-        "100 concurrent misses must make one transit/encrypt call"
-    );
+    assert!(wrapped.iter().all(|blob| blob == &wrapped[0]), "the writers got different bucket keys");
+    assert_eq!(bao.encrypt_calls("coalesced"), 1, "100 concurrent misses must make one transit/encrypt call");
 
     // 100 readers of that blob: at most one transit/decrypt call, and the key they get opens the blob.
     let mut readers = tokio::task::JoinSet::new();
@@ -1092,24 +756,15 @@ async fn concurrent_cache_misses_through_the_manager_make_one_call_to_openbao() 
         let (manager, ctx, blob) = (manager.clone(), ctx.clone(), wrapped[0].clone());
         readers.spawn(async move { manager.unwrap_key(&blob, &ctx).await });
     }
-    let bucket_key = manager
-        .bucket_key("coalesced", "photos", &ctx)
-        .await
-        .unwrap();
+    let bucket_key = manager.bucket_key("coalesced", "photos", &ctx).await.unwrap();
     while let Some(joined) = readers.join_next().await {
-        assert_eq!(
-            joined.unwrap().unwrap().as_bytes(),
-            bucket_key.plaintext.as_bytes()
-        );
+        assert_eq!(joined.unwrap().unwrap().as_bytes(), bucket_key.plaintext.as_bytes());
     }
     assert!(bao.audited_requests("transit/decrypt/coalesced") <= 1);
 
     // Clearing the cache makes the next write ask OpenBao again.
     manager.clear_cache();
-    manager
-        .bucket_key("coalesced", "photos", &ctx)
-        .await
-        .unwrap();
+    manager.bucket_key("coalesced", "photos", &ctx).await.unwrap();
     assert_eq!(bao.encrypt_calls("coalesced"), 2);
 }
 
@@ -1119,21 +774,14 @@ async fn tls_with_a_ca_bundle_a_client_certificate_or_explicitly_unverified() {
     let state = tempfile::tempdir().unwrap();
     let connect = |config: VaultConfig| {
         let state = state.path().to_owned();
-        async move {
-            VaultTransitBackend::connect(&config, &options(&state))
-                .await
-                .unwrap()
-        }
+        async move { VaultTransitBackend::connect(&config, &options(&state)).await.unwrap() }
     };
 
     // OpenBao's generated CA is not among the system roots: refused.
     let unverified = vault_config(&bao, root_auth(&bao));
     let health = connect(unverified.clone()).await.health().await;
     assert!(!health.healthy);
-    assert!(
-        health.reason.as_deref().unwrap().contains("certificate"),
-        "{health:?}"
-    );
+    assert!(health.reason.as_deref().unwrap().contains("certificate"), "{health:?}");
 
     // With the CA bundle: everything works over HTTPS.
     let mut with_ca = unverified.clone();
@@ -1141,14 +789,8 @@ async fn tls_with_a_ca_bundle_a_client_certificate_or_explicitly_unverified() {
     let backend = connect(with_ca.clone()).await;
     assert_eq!(backend.health().await, coffer_kms::Health::ok());
     backend.create_key(Some("tls"), None).await.unwrap();
-    let data_key = backend
-        .generate_data_key("tls", &context("x"))
-        .await
-        .unwrap();
-    let opened = backend
-        .decrypt_data_key(&data_key.wrapped, &context("x"))
-        .await
-        .unwrap();
+    let data_key = backend.generate_data_key("tls", &context("x")).await.unwrap();
+    let opened = backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap();
     assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
 
     // A client certificate and key are loaded and presented.
@@ -1159,13 +801,86 @@ async fn tls_with_a_ca_bundle_a_client_certificate_or_explicitly_unverified() {
     let mut swapped = with_ca.clone();
     swapped.client_cert_path = Some(bao.tls_file("vault-key.pem"));
     swapped.client_key_path = Some(bao.tls_file("vault-key.pem"));
-    let err = VaultTransitBackend::connect(&swapped, &options(state.path()))
-        .await
-        .unwrap_err();
+    let err = VaultTransitBackend::connect(&swapped, &options(state.path())).await.unwrap_err();
     assert!(matches!(err, KmsError::InvalidConfig { .. }), "{err}");
 
     // Skipping verification is explicit, and then works without the CA.
     let mut skip = unverified;
     skip.skip_tls_verify = true;
     assert!(connect(skip).await.health().await.healthy);
+}
+
+#[tokio::test]
+async fn a_namespace_scopes_keys_and_their_lifecycle() {
+    let bao = OpenBao::start().await;
+    bao.api("POST", "sys/namespaces/team", Some(json!({}))).await;
+    bao.api_in(Some("team"), "POST", "sys/mounts/transit", Some(json!({"type": "transit"}))).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut in_team = vault_config(&bao, root_auth(&bao));
+    in_team.namespace = Some("team".into());
+    let team = VaultTransitBackend::connect(&in_team, &options(state.path())).await.unwrap();
+    let root = root_backend(&bao, state.path()).await;
+
+    assert!(team.health().await.healthy);
+    team.create_key(Some("shared-name"), None).await.unwrap();
+    let data_key = team.generate_data_key("shared-name", &context("x")).await.unwrap();
+    assert_eq!(
+        team.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap().as_bytes(),
+        data_key.plaintext.as_bytes()
+    );
+    // The key lives in the namespace only.
+    assert_eq!(bao.try_api_in(Some("team"), "GET", "transit/keys/shared-name", None).await.0, 200);
+    assert_eq!(bao.try_api("GET", "transit/keys/shared-name", None).await.0, 404);
+    assert!(matches!(root.describe_key("shared-name").await, Err(KmsError::KeyNotFound(_))));
+
+    // Same key id in both places, one state file: disabling one leaves the other enabled, and neither backend's
+    // writes undo the other's.
+    team.disable_key("shared-name").await.unwrap();
+    root.create_key(Some("shared-name"), Some("root copy")).await.unwrap();
+    assert_eq!(team.describe_key("shared-name").await.unwrap().state, KeyState::Disabled);
+    let root_key = root.describe_key("shared-name").await.unwrap();
+    assert_eq!((root_key.state, root_key.description.as_deref()), (KeyState::Enabled, Some("root copy")));
+    assert!(matches!(team.generate_data_key("shared-name", &context("x")).await, Err(KmsError::KeyDisabled(_))));
+    root.generate_data_key("shared-name", &context("x")).await.unwrap();
+}
+
+/// Pins the fact the design rests on (see docs/kms-vault.md): transit binds `associated_data` on encrypt/decrypt but
+/// rewrap cannot carry it, while a derivation `context` works for all three.
+#[tokio::test]
+async fn openbao_rewrap_cannot_carry_associated_data_but_can_carry_a_derivation_context() {
+    let bao = OpenBao::start().await;
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let (plaintext, aad, other) = (b64(&[7u8; 32]), b64(br#"{"a":"b"}"#), b64(br#"{"a":"c"}"#));
+    let ciphertext = |reply: Value| reply["data"]["ciphertext"].as_str().unwrap().to_owned();
+
+    bao.api("POST", "transit/keys/plain", Some(json!({"type": "aes256-gcm96"}))).await;
+    let with_aad = ciphertext(
+        bao.api("POST", "transit/encrypt/plain", Some(json!({"plaintext": plaintext, "associated_data": aad}))).await,
+    );
+    let opened =
+        bao.api("POST", "transit/decrypt/plain", Some(json!({"ciphertext": with_aad, "associated_data": aad}))).await;
+    assert_eq!(opened["data"]["plaintext"], plaintext.as_str());
+    let wrong = json!({"ciphertext": with_aad, "associated_data": other});
+    assert_eq!(bao.try_api("POST", "transit/decrypt/plain", Some(wrong)).await.0, 400);
+    bao.api("POST", "transit/keys/plain/rotate", None).await;
+    for attempt in [json!({"ciphertext": with_aad}), json!({"ciphertext": with_aad, "associated_data": aad})] {
+        assert_eq!(bao.try_api("POST", "transit/rewrap/plain", Some(attempt)).await.0, 400);
+    }
+
+    bao.api("POST", "transit/keys/derived", Some(json!({"type": "aes256-gcm96", "derived": true}))).await;
+    let bound = ciphertext(
+        bao.api("POST", "transit/encrypt/derived", Some(json!({"plaintext": plaintext, "context": aad}))).await,
+    );
+    let wrong = json!({"ciphertext": bound, "context": other});
+    assert_eq!(bao.try_api("POST", "transit/decrypt/derived", Some(wrong)).await.0, 400);
+    bao.api("POST", "transit/keys/derived/rotate", None).await;
+    let rewrapped =
+        ciphertext(bao.api("POST", "transit/rewrap/derived", Some(json!({"ciphertext": bound, "context": aad}))).await);
+    assert!(rewrapped.starts_with("vault:v2:"));
+    let opened =
+        bao.api("POST", "transit/decrypt/derived", Some(json!({"ciphertext": rewrapped, "context": aad}))).await;
+    assert_eq!(opened["data"]["plaintext"], plaintext.as_str());
 }

@@ -35,16 +35,10 @@ impl SecretSource {
         match self {
             Self::Value(secret) => Ok(Secret::new(secret.expose().trim())),
             Self::File(path) => {
-                let text =
-                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|err| {
-                        Failure::Config {
-                            field: what,
-                            message: format!(
-                                "cannot read the Vault {what} file {}: {err}",
-                                path.display()
-                            ),
-                        }
-                    })?);
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|err| Failure::Config {
+                    field: what,
+                    message: format!("cannot read the Vault {what} file {}: {err}", path.display()),
+                })?);
                 let secret = text.trim();
                 if secret.is_empty() {
                     return Err(Failure::Config {
@@ -61,11 +55,7 @@ impl SecretSource {
 /// How Coffer proves itself to Vault.
 enum Method {
     Token(SecretSource),
-    AppRole {
-        mount: String,
-        role_id: String,
-        secret_id: SecretSource,
-    },
+    AppRole { mount: String, role_id: String, secret_id: SecretSource },
 }
 
 /// A logged-in client and when to refresh it.
@@ -89,51 +79,30 @@ impl fmt::Debug for Authenticator {
             Method::Token(SecretSource::File(_)) => "token-file",
             Method::AppRole { .. } => "approle",
         };
-        f.debug_struct("Authenticator")
-            .field("method", &method)
-            .finish_non_exhaustive()
+        f.debug_struct("Authenticator").field("method", &method).finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
     pub fn new(auth: &VaultAuth) -> KmsResult<Self> {
-        let invalid = |field: &str, message: &str| KmsError::InvalidConfig {
-            field: field.into(),
-            message: message.into(),
-        };
+        let invalid =
+            |field: &str, message: &str| KmsError::InvalidConfig { field: field.into(), message: message.into() };
         let method = match auth {
             VaultAuth::Token { token } => Method::Token(SecretSource::Value(token.clone())),
             VaultAuth::TokenFile { path } => Method::Token(SecretSource::File(path.clone())),
-            VaultAuth::AppRole {
-                role_id,
-                secret_id,
-                secret_id_file,
-                mount,
-            } => {
+            VaultAuth::AppRole { role_id, secret_id, secret_id_file, mount } => {
                 if role_id.is_empty() {
                     return Err(invalid("role_id", "AppRole role_id must not be empty"));
                 }
                 let secret_id = match (secret_id, secret_id_file) {
                     (Some(secret), None) => SecretSource::Value(secret.clone()),
                     (None, Some(path)) => SecretSource::File(path.clone()),
-                    _ => {
-                        return Err(invalid(
-                            "secret_id",
-                            "AppRole needs exactly one of secret_id or secret_id_file",
-                        ))
-                    }
+                    _ => return Err(invalid("secret_id", "AppRole needs exactly one of secret_id or secret_id_file")),
                 };
-                Method::AppRole {
-                    mount: mount.trim_matches('/').to_owned(),
-                    role_id: role_id.clone(),
-                    secret_id,
-                }
+                Method::AppRole { mount: mount.trim_matches('/').to_owned(), role_id: role_id.clone(), secret_id }
             }
         };
-        Ok(Self {
-            method,
-            session: Mutex::new(None),
-        })
+        Ok(Self { method, session: Mutex::new(None) })
     }
 
     /// Whether logging in again can fix a 403 (a fixed token stays what it is).
@@ -144,9 +113,7 @@ impl Authenticator {
     /// A client with a live token, logging in or refreshing first when due.
     pub async fn client(&self, http: &Http) -> Result<Arc<VaultClient>, Failure> {
         let mut session = self.session.lock().await;
-        let due = session
-            .as_ref()
-            .is_none_or(|s| s.refresh_at.is_some_and(|at| Instant::now() >= at));
+        let due = session.as_ref().is_none_or(|s| s.refresh_at.is_some_and(|at| Instant::now() >= at));
         if due {
             // On failure the session stays dropped: the next call starts with a fresh login.
             let next = match session.take() {
@@ -155,20 +122,13 @@ impl Authenticator {
             };
             *session = Some(next);
         }
-        Ok(session
-            .as_ref()
-            .expect("a session was just made")
-            .client
-            .clone())
+        Ok(session.as_ref().expect("a session was just made").client.clone())
     }
 
     /// Forgets the session `client` belongs to after Vault refused its token, unless a newer one replaced it.
     pub async fn reject(&self, client: &Arc<VaultClient>) {
         let mut session = self.session.lock().await;
-        if session
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(&s.client, client))
-        {
+        if session.as_ref().is_some_and(|s| Arc::ptr_eq(&s.client, client)) {
             *session = None;
         }
     }
@@ -179,19 +139,9 @@ impl Authenticator {
                 let token = source.read("token")?;
                 Self::adopt(http, token).await
             }
-            Method::AppRole {
-                mount,
-                role_id,
-                secret_id,
-            } => {
+            Method::AppRole { mount, role_id, secret_id } => {
                 let secret_id = secret_id.read("secret_id")?;
-                let auth = vaultrs::auth::approle::login(
-                    http.anonymous(),
-                    mount,
-                    role_id,
-                    secret_id.expose(),
-                )
-                .await;
+                let auth = vaultrs::auth::approle::login(http.anonymous(), mount, role_id, secret_id.expose()).await;
                 drop(secret_id);
                 let auth = auth.map_err(|err| match Failure::from(err) {
                     // AppRole answers a wrong role id or secret id with 400 "invalid role or secret ID".
@@ -202,12 +152,7 @@ impl Authenticator {
                 })?;
                 let token = Secret::new(auth.client_token);
                 let client = Arc::new(http.with_token(&token)?);
-                Ok(Session {
-                    client,
-                    token,
-                    renewable: auth.renewable,
-                    refresh_at: refresh_point(auth.lease_duration),
-                })
+                Ok(Session { client, token, renewable: auth.renewable, refresh_at: refresh_point(auth.lease_duration) })
             }
         }
     }
@@ -217,12 +162,7 @@ impl Authenticator {
         let client = Arc::new(http.with_token(&token)?);
         let info = vaultrs::token::lookup_self(client.as_ref()).await?;
         let renewable = info.renewable.unwrap_or(false);
-        Ok(Session {
-            client,
-            token,
-            renewable,
-            refresh_at: refresh_point(info.ttl),
-        })
+        Ok(Session { client, token, renewable, refresh_at: refresh_point(info.ttl) })
     }
 
     async fn refresh(&self, http: &Http, current: Session) -> Result<Session, Failure> {
@@ -241,11 +181,7 @@ impl Authenticator {
                     return Self::adopt(http, current.token).await;
                 }
                 let auth = vaultrs::token::renew_self(current.client.as_ref(), None).await?;
-                Ok(Session {
-                    refresh_at: refresh_point(auth.lease_duration),
-                    renewable: auth.renewable,
-                    ..current
-                })
+                Ok(Session { refresh_at: refresh_point(auth.lease_duration), renewable: auth.renewable, ..current })
             }
         }
     }
@@ -253,9 +189,7 @@ impl Authenticator {
 
 /// Two thirds into a TTL of `ttl_seconds` (0 = never expires), but not sooner than [`MIN_REFRESH_INTERVAL`].
 fn refresh_point(ttl_seconds: u64) -> Option<Instant> {
-    (ttl_seconds > 0).then(|| {
-        Instant::now() + Duration::from_secs(ttl_seconds * 2 / 3).max(MIN_REFRESH_INTERVAL)
-    })
+    (ttl_seconds > 0).then(|| Instant::now() + Duration::from_secs(ttl_seconds * 2 / 3).max(MIN_REFRESH_INTERVAL))
 }
 
 #[cfg(test)]
@@ -271,14 +205,10 @@ mod tests {
         assert_eq!(token.expose(), "s.hunter2");
 
         std::fs::write(&path, "\n").unwrap();
-        let err = SecretSource::File(path)
-            .read("token")
-            .expect_err("empty token file accepted");
+        let err = SecretSource::File(path).read("token").expect_err("empty token file accepted");
         assert!(matches!(err, Failure::Config { field: "token", .. }));
 
-        let missing = SecretSource::File(dir.path().join("missing"))
-            .read("secret_id")
-            .expect_err("missing file");
+        let missing = SecretSource::File(dir.path().join("missing")).read("secret_id").expect_err("missing file");
         assert!(missing.into_kms(None).to_string().contains("secret_id"));
     }
 
@@ -292,16 +222,9 @@ mod tests {
         })
         .unwrap();
         let shown = format!("{auth:?}");
-        assert!(
-            shown.contains("approle") && !shown.contains("s3cr3t"),
-            "{shown}"
-        );
+        assert!(shown.contains("approle") && !shown.contains("s3cr3t"), "{shown}");
         assert!(auth.can_log_in_again());
-        assert!(!Authenticator::new(&VaultAuth::Token {
-            token: Secret::new("t")
-        })
-        .unwrap()
-        .can_log_in_again());
+        assert!(!Authenticator::new(&VaultAuth::Token { token: Secret::new("t") }).unwrap().can_log_in_again());
     }
 
     #[test]

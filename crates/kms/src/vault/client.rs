@@ -22,10 +22,7 @@ pub(super) enum Failure {
     /// No answer at all: refused, reset, TLS failure. Worth retrying.
     Unreachable(String),
     /// Vault answered but cannot serve right now (5xx, 429: sealed, standby, overloaded). Worth retrying.
-    Unavailable {
-        status: Option<u16>,
-        message: String,
-    },
+    Unavailable { status: Option<u16>, message: String },
     /// The whole call, retries included, ran out of time.
     TimedOut(Duration),
     /// 403: the token is missing, expired or revoked, or its policy lacks the path.
@@ -39,10 +36,7 @@ pub(super) enum Failure {
     /// An answer or a local input Coffer cannot use.
     Invalid(String),
     /// A configured file or value is unusable (token file, secret id file).
-    Config {
-        field: &'static str,
-        message: String,
-    },
+    Config { field: &'static str, message: String },
 }
 
 impl Failure {
@@ -58,23 +52,14 @@ impl Failure {
 
     /// Sorts a status code and Vault's error strings.
     fn from_status(status: u16, errors: &[String]) -> Self {
-        let message = if errors.is_empty() {
-            "no details".to_owned()
-        } else {
-            errors.join("; ")
-        };
+        let message = if errors.is_empty() { "no details".to_owned() } else { errors.join("; ") };
         let mentions = |needle: &str| errors.iter().any(|e| e.contains(needle));
         match status {
             403 => Self::Denied(message),
             404 => Self::NotFound,
-            429 | 500..=599 => Self::Unavailable {
-                status: Some(status),
-                message,
-            },
+            429 | 500..=599 => Self::Unavailable { status: Some(status), message },
             _ if mentions("key not found") => Self::NotFound,
-            _ if mentions("message authentication failed") || mentions("invalid ciphertext") => {
-                Self::BadCiphertext
-            }
+            _ if mentions("message authentication failed") || mentions("invalid ciphertext") => Self::BadCiphertext,
             _ => Self::Rejected { status, message },
         }
     }
@@ -83,20 +68,16 @@ impl Failure {
     pub fn into_kms(self, key_id: Option<&str>) -> KmsError {
         match self {
             Self::Unreachable(message) => KmsError::Unavailable(message),
-            Self::Unavailable {
-                status: Some(status),
-                message,
-            } => KmsError::Unavailable(format!("Vault answered {status}: {message}")),
-            Self::Unavailable {
-                status: None,
-                message,
-            } => KmsError::Unavailable(message),
+            Self::Unavailable { status: Some(status), message } => {
+                KmsError::Unavailable(format!("Vault answered {status}: {message}"))
+            }
+            Self::Unavailable { status: None, message } => KmsError::Unavailable(message),
             Self::TimedOut(budget) => {
                 KmsError::Unavailable(format!("Vault did not answer within {}", humanize(budget)))
             }
-            Self::Denied(message) => KmsError::Backend(format!(
-                "Vault denied the request ({message}); check the token and its policy"
-            )),
+            Self::Denied(message) => {
+                KmsError::Backend(format!("Vault denied the request ({message}); check the token and its policy"))
+            }
             Self::NotFound => match key_id {
                 Some(key_id) => KmsError::KeyNotFound(key_id.to_owned()),
                 None => KmsError::Backend("Vault path not found".to_owned()),
@@ -106,10 +87,7 @@ impl Failure {
                 KmsError::Backend(format!("Vault refused the request ({status}): {message}"))
             }
             Self::Invalid(message) => KmsError::Backend(message),
-            Self::Config { field, message } => KmsError::InvalidConfig {
-                field: field.to_owned(),
-                message,
-            },
+            Self::Config { field, message } => KmsError::InvalidConfig { field: field.to_owned(), message },
         }
     }
 }
@@ -132,10 +110,12 @@ impl From<ClientError> for Failure {
                         message: "Vault answered with an error but no error details".into(),
                     }
                 } else {
-                    Self::Invalid(format!("unexpected reply from Vault: {}", describe(source)))
+                    // Only the fixed top-level message: the causes of a parse error may quote the reply, and a
+                    // decrypt reply holds key material.
+                    Self::Invalid(format!("unexpected reply from Vault: {rest}"))
                 }
             }
-            other => Self::Invalid(format!("unexpected reply from Vault: {}", describe(other))),
+            other => Self::Invalid(format!("unexpected reply from Vault: {other}")),
         }
     }
 }
@@ -172,9 +152,7 @@ pub(super) struct Http {
 
 impl fmt::Debug for Http {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Http")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
+        f.debug_struct("Http").field("address", &self.address).finish_non_exhaustive()
     }
 }
 
@@ -185,57 +163,43 @@ impl Http {
         let url = reqwest::Url::parse(&address)
             .map_err(|err| invalid("address", format!("Vault address is not a URL: {err}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid(
-                "address",
-                "Vault address must be an http:// or https:// URL with a host".into(),
-            ));
+            return Err(invalid("address", "Vault address must be an http:// or https:// URL with a host".into()));
         }
         if let Some(namespace) = &config.namespace {
             if namespace.is_empty() || !is_header_safe(namespace) {
-                return Err(invalid(
-                    "namespace",
-                    "Vault namespace must be non-empty printable ASCII".into(),
-                ));
+                return Err(invalid("namespace", "Vault namespace must be non-empty printable ASCII".into()));
             }
         }
 
         let mut ca_certs = Vec::new();
         if let Some(path) = &config.ca_cert_path {
             std::fs::metadata(path).map_err(|err| {
-                invalid(
-                    "ca_cert_path",
-                    format!("cannot read Vault CA bundle {}: {err}", path.display()),
-                )
+                invalid("ca_cert_path", format!("cannot read Vault CA bundle {}: {err}", path.display()))
             })?;
-            let path = path.to_str().ok_or_else(|| {
-                invalid("ca_cert_path", "Vault CA bundle path must be UTF-8".into())
-            })?;
+            let path =
+                path.to_str().ok_or_else(|| invalid("ca_cert_path", "Vault CA bundle path must be UTF-8".into()))?;
             ca_certs.push(path.to_owned());
         }
         let identity = match (&config.client_cert_path, &config.client_key_path) {
             (None, None) => None,
             (Some(cert), Some(key)) => {
                 let read = |path: &std::path::Path, field: &str| {
-                    std::fs::read(path).map(Zeroizing::new).map_err(|err| {
-                        invalid(field, format!("cannot read {}: {err}", path.display()))
-                    })
+                    std::fs::read(path)
+                        .map(Zeroizing::new)
+                        .map_err(|err| invalid(field, format!("cannot read {}: {err}", path.display())))
                 };
                 let mut pem = read(cert, "client_cert_path")?;
                 pem.push(b'\n');
                 pem.extend_from_slice(&read(key, "client_key_path")?);
                 let identity = Identity::from_pem(&pem).map_err(|_| {
-                    invalid(
-                        "client_cert_path",
-                        "Vault client certificate and key are not a valid PEM pair".into(),
-                    )
+                    invalid("client_cert_path", "Vault client certificate and key are not a valid PEM pair".into())
                 })?;
                 Some(identity)
             }
             _ => {
                 return Err(invalid(
                     "client_cert_path",
-                    "a Vault client certificate needs both client_cert_path and client_key_path"
-                        .into(),
+                    "a Vault client certificate needs both client_cert_path and client_key_path".into(),
                 ));
             }
         };
@@ -254,17 +218,9 @@ impl Http {
             .wrapping(false)
             .build()
             .map_err(|err| invalid("address", format!("invalid Vault client settings: {err}")))?;
-        let anonymous = VaultClient::new(settings.clone()).map_err(|err| {
-            invalid(
-                "ca_cert_path",
-                format!("cannot set up the Vault client: {}", describe(&err)),
-            )
-        })?;
-        Ok(Self {
-            address,
-            settings,
-            anonymous,
-        })
+        let anonymous = VaultClient::new(settings.clone())
+            .map_err(|err| invalid("ca_cert_path", format!("cannot set up the Vault client: {}", describe(&err))))?;
+        Ok(Self { address, settings, anonymous })
     }
 
     pub fn address(&self) -> &str {
@@ -281,32 +237,20 @@ impl Http {
         if token.expose().is_empty() || !is_header_safe(token.expose()) {
             return Err(Failure::Config {
                 field: "token",
-                message:
-                    "the Vault token is empty or contains characters not allowed in an HTTP header"
-                        .into(),
+                message: "the Vault token is empty or contains characters not allowed in an HTTP header".into(),
             });
         }
         let mut settings = self.settings.clone();
         settings.token = token.expose().to_owned();
-        VaultClient::new(settings).map_err(|err| {
-            Failure::Invalid(format!(
-                "cannot set up the Vault client: {}",
-                describe(&err)
-            ))
-        })
+        VaultClient::new(settings)
+            .map_err(|err| Failure::Invalid(format!("cannot set up the Vault client: {}", describe(&err))))
     }
 
     /// `GET /v1/sys/health` (unauthenticated, outside any namespace): the HTTP status tells the server's state.
     pub async fn sys_health(&self) -> Result<u16, Failure> {
         let url = format!("{}/v1/sys/health", self.address);
-        let response = self
-            .anonymous
-            .http
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| Failure::Unreachable(describe(&err)))?;
+        let response =
+            self.anonymous.http.http.get(url).send().await.map_err(|err| Failure::Unreachable(describe(&err)))?;
         Ok(response.status().as_u16())
     }
 }
@@ -317,10 +261,7 @@ fn is_header_safe(value: &str) -> bool {
 }
 
 fn invalid(field: &str, message: String) -> KmsError {
-    KmsError::InvalidConfig {
-        field: field.to_owned(),
-        message,
-    }
+    KmsError::InvalidConfig { field: field.to_owned(), message }
 }
 
 #[cfg(test)]
@@ -333,9 +274,7 @@ mod tests {
             address: address.into(),
             mount_path: "transit".into(),
             namespace: None,
-            auth: VaultAuth::Token {
-                token: Secret::new("t"),
-            },
+            auth: VaultAuth::Token { token: Secret::new("t") },
             ca_cert_path: None,
             client_cert_path: None,
             client_key_path: None,
@@ -346,15 +285,9 @@ mod tests {
     #[test]
     fn statuses_sort_into_failures() {
         let errs = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(matches!(
-            Failure::from_status(403, &errs(&["permission denied"])),
-            Failure::Denied(_)
-        ));
+        assert!(matches!(Failure::from_status(403, &errs(&["permission denied"])), Failure::Denied(_)));
         assert!(matches!(Failure::from_status(404, &[]), Failure::NotFound));
-        assert!(matches!(
-            Failure::from_status(400, &errs(&["encryption key not found"])),
-            Failure::NotFound
-        ));
+        assert!(matches!(Failure::from_status(400, &errs(&["encryption key not found"])), Failure::NotFound));
         assert!(matches!(
             Failure::from_status(400, &errs(&["cipher: message authentication failed"])),
             Failure::BadCiphertext
@@ -365,10 +298,7 @@ mod tests {
         ));
         let sealed = Failure::from_status(503, &errs(&["Vault is sealed"]));
         assert!(sealed.is_transient());
-        assert_eq!(
-            sealed.into_kms(None).to_string(),
-            "KMS backend unavailable: Vault answered 503: Vault is sealed"
-        );
+        assert_eq!(sealed.into_kms(None).to_string(), "KMS backend unavailable: Vault answered 503: Vault is sealed");
         let bad = Failure::from_status(400, &errs(&["invalid key type"]));
         assert!(!bad.is_transient());
         assert!(matches!(bad, Failure::Rejected { status: 400, .. }));
@@ -376,21 +306,13 @@ mod tests {
 
     #[test]
     fn not_found_names_the_key() {
-        assert!(
-            matches!(Failure::NotFound.into_kms(Some("k")), KmsError::KeyNotFound(id) if id == "k")
-        );
+        assert!(matches!(Failure::NotFound.into_kms(Some("k")), KmsError::KeyNotFound(id) if id == "k"));
     }
 
     #[test]
     fn bad_settings_are_config_errors() {
         for address in ["not a url", "ftp://vault:8200", "http://"] {
-            assert!(
-                matches!(
-                    Http::new(&config(address)),
-                    Err(KmsError::InvalidConfig { .. })
-                ),
-                "{address}"
-            );
+            assert!(matches!(Http::new(&config(address)), Err(KmsError::InvalidConfig { .. })), "{address}");
         }
         let mut missing_ca = config("https://127.0.0.1:8200");
         missing_ca.ca_cert_path = Some("/nonexistent/ca.pem".into());
@@ -408,10 +330,7 @@ mod tests {
     #[test]
     fn tokens_that_cannot_be_a_header_are_refused_without_echoing_them() {
         let http = Http::new(&config("http://127.0.0.1:8200")).unwrap();
-        let err = http
-            .with_token(&Secret::new("s.abc\ndef"))
-            .err()
-            .expect("token with a newline accepted");
+        let err = http.with_token(&Secret::new("s.abc\ndef")).err().expect("token with a newline accepted");
         let text = err.into_kms(None).to_string();
         assert!(!text.contains("s.abc"), "{text}");
     }
@@ -422,15 +341,10 @@ mod tests {
         let address = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
         let http = Http::new(&config(&address)).unwrap();
-        let err = vaultrs::token::lookup_self(http.anonymous())
-            .await
-            .expect_err("closed port answered");
+        let err = vaultrs::token::lookup_self(http.anonymous()).await.expect_err("closed port answered");
         let failure = Failure::from(err);
         assert!(matches!(failure, Failure::Unreachable(_)), "{failure:?}");
         assert!(failure.is_transient());
-        assert!(matches!(
-            http.sys_health().await,
-            Err(Failure::Unreachable(_))
-        ));
+        assert!(matches!(http.sys_health().await, Err(Failure::Unreachable(_))));
     }
 }

@@ -30,17 +30,12 @@ pub(super) struct KeyRecord {
 
 impl KeyRecord {
     pub fn enabled(description: Option<String>) -> Self {
-        Self {
-            state: KeyState::Enabled,
-            deletion_date: None,
-            description,
-        }
+        Self { state: KeyState::Enabled, deletion_date: None, description }
     }
 
     /// Whether the pending-deletion window has passed, so the key must now really be deleted.
     pub fn deletion_due(&self, now: OffsetDateTime) -> bool {
-        self.state == KeyState::PendingDeletion
-            && self.deletion_date.is_some_and(|date| date <= now)
+        self.state == KeyState::PendingDeletion && self.deletion_date.is_some_and(|date| date <= now)
     }
 }
 
@@ -50,48 +45,34 @@ struct StateFile {
     scopes: BTreeMap<String, BTreeMap<String, KeyRecord>>,
 }
 
-/// The lifecycle records of one Vault transit mount, loaded once and written through on every change.
+/// Serializes every read-modify-write of state files in this process. Backends are rebuilt on reconfigure and
+/// briefly overlap, and several mounts share one file, so no instance may write from a copy it read earlier.
+static WRITES: Mutex<()> = Mutex::const_new(());
+
+/// The lifecycle records of one Vault transit mount. Nothing is cached: every read sees the file as it is.
 pub(super) struct Lifecycle {
     path: PathBuf,
     scope: String,
-    file: Mutex<StateFile>,
 }
 
 impl Lifecycle {
-    /// Loads (or starts) the state file in `state_dir`. A corrupt file is an error, never silently reset: losing it
-    /// would re-enable disabled keys.
+    /// Opens (without creating) the state file in `state_dir`, failing early if it is unreadable or corrupt.
     pub async fn open(state_dir: &Path, scope: String) -> Result<Self> {
-        let path = state_dir.join(FILE_NAME);
-        let file = match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
-                field: "state_dir".into(),
-                message: format!("Vault key state file {} is corrupt: {err}", path.display()),
-            })?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
-            Err(err) => return Err(KmsError::io(format!("reading {}", path.display()), err)),
-        };
-        Ok(Self {
-            path,
-            scope,
-            file: Mutex::new(file),
-        })
+        let lifecycle = Self { path: state_dir.join(FILE_NAME), scope };
+        lifecycle.load().await?;
+        Ok(lifecycle)
     }
 
-    pub async fn get(&self, key_id: &str) -> Option<KeyRecord> {
-        self.file
-            .lock()
-            .await
-            .scopes
-            .get(&self.scope)
-            .and_then(|keys| keys.get(key_id))
-            .cloned()
+    pub async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>> {
+        let mut file = self.load().await?;
+        Ok(file.scopes.get_mut(&self.scope).and_then(|keys| keys.remove(key_id)))
     }
 
     /// Stores `record` for `key_id` (None forgets the key) and persists the file before returning.
     pub async fn set(&self, key_id: &str, record: Option<KeyRecord>) -> Result<()> {
-        let mut file = self.file.lock().await;
-        let mut next = file.scopes.clone();
-        let keys = next.entry(self.scope.clone()).or_default();
+        let _writing = WRITES.lock().await;
+        let mut file = self.load().await?;
+        let keys = file.scopes.entry(self.scope.clone()).or_default();
         match record {
             Some(record) => {
                 keys.insert(key_id.to_owned(), record);
@@ -101,18 +82,26 @@ impl Lifecycle {
             }
         }
         if keys.is_empty() {
-            next.remove(&self.scope);
+            file.scopes.remove(&self.scope);
         }
-        let next = StateFile { scopes: next };
-        let bytes = serde_json::to_vec_pretty(&next).expect("lifecycle state always serializes");
+        let bytes = serde_json::to_vec_pretty(&file).expect("lifecycle state always serializes");
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || fs::write_atomically(&path, &bytes))
             .await
-            .map_err(|err| {
-                KmsError::Backend(format!("writing the Vault key state file failed: {err}"))
-            })??;
-        *file = next;
-        Ok(())
+            .map_err(|err| KmsError::Backend(format!("writing the Vault key state file failed: {err}")))?
+    }
+
+    /// The file's contents; a missing file is empty. A corrupt file is an error, never silently reset: losing it
+    /// would re-enable disabled keys.
+    async fn load(&self) -> Result<StateFile> {
+        match tokio::fs::read(&self.path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
+                field: "state_dir".into(),
+                message: format!("Vault key state file {} is corrupt: {err}", self.path.display()),
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
+            Err(err) => Err(KmsError::io(format!("reading {}", self.path.display()), err)),
+        }
     }
 }
 
@@ -127,43 +116,33 @@ mod tests {
     #[tokio::test]
     async fn records_persist_per_scope_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
-        let one = Lifecycle::open(dir.path(), "http://a#-#transit".into())
-            .await
-            .unwrap();
+        let one = Lifecycle::open(dir.path(), "http://a#-#transit".into()).await.unwrap();
         let mut record = KeyRecord::enabled(Some("orders".into()));
         record.state = KeyState::Disabled;
         one.set("k", Some(record.clone())).await.unwrap();
 
-        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
 
-        let reopened = Lifecycle::open(dir.path(), "http://a#-#transit".into())
-            .await
-            .unwrap();
-        assert_eq!(reopened.get("k").await, Some(record));
-        let other_vault = Lifecycle::open(dir.path(), "http://b#-#transit".into())
-            .await
-            .unwrap();
-        assert_eq!(other_vault.get("k").await, None);
+        let reopened = Lifecycle::open(dir.path(), "http://a#-#transit".into()).await.unwrap();
+        assert_eq!(reopened.get("k").await.unwrap(), Some(record.clone()));
+        let other_vault = Lifecycle::open(dir.path(), "http://b#-#transit".into()).await.unwrap();
+        assert_eq!(other_vault.get("k").await.unwrap(), None);
 
+        // Instances opened earlier never write back stale contents.
+        other_vault.set("k", Some(KeyRecord::enabled(None))).await.unwrap();
+        assert_eq!(one.get("k").await.unwrap(), Some(record));
         reopened.set("k", None).await.unwrap();
-        let again = Lifecycle::open(dir.path(), "http://a#-#transit".into())
-            .await
-            .unwrap();
-        assert_eq!(again.get("k").await, None);
+        assert_eq!(one.get("k").await.unwrap(), None);
+        assert_eq!(other_vault.get("k").await.unwrap(), Some(KeyRecord::enabled(None)));
     }
 
     #[tokio::test]
     async fn a_corrupt_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let err = Lifecycle::open(dir.path(), "s".into())
-            .await
-            .err()
-            .expect("corrupt file accepted");
+        let err = Lifecycle::open(dir.path(), "s".into()).await.err().expect("corrupt file accepted");
+        assert!(matches!(err, KmsError::InvalidConfig { .. }), "{err}");
         assert!(err.to_string().contains(FILE_NAME), "{err}");
     }
 

@@ -38,9 +38,7 @@ use crate::config::VaultConfig;
 use crate::error::{KmsError, Result};
 use crate::key_id::{generate_key_id, validate_key_id};
 use crate::local::{MAX_DESCRIPTION_LEN, PENDING_WINDOW_DAYS};
-use crate::types::{
-    DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion,
-};
+use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 use crate::wrapped::WrappedKey;
 
 /// A [`KmsBackend`] over a Vault or OpenBao transit mount.
@@ -65,10 +63,7 @@ impl fmt::Debug for VaultTransitBackend {
 impl VaultTransitBackend {
     /// Checks the configuration, reads the local lifecycle state and prepares the client. Vault itself is first
     /// contacted by the first call (or health probe), so a Vault that is down at start-up does not stop Coffer.
-    pub async fn connect(
-        config: &VaultConfig,
-        options: &BackendOptions,
-    ) -> Result<VaultTransitBackend> {
+    pub async fn connect(config: &VaultConfig, options: &BackendOptions) -> Result<VaultTransitBackend> {
         let mount = config.mount_path.trim_matches('/').to_owned();
         if mount.is_empty() || !mount.split('/').all(is_path_segment) {
             return Err(KmsError::InvalidConfig {
@@ -78,28 +73,15 @@ impl VaultTransitBackend {
         }
         let http = Http::new(config)?;
         let auth = Authenticator::new(&config.auth)?;
-        let scope = format!(
-            "{}#{}#{}",
-            http.address(),
-            config.namespace.as_deref().unwrap_or(""),
-            mount
-        );
+        let scope = format!("{}#{}#{}", http.address(), config.namespace.as_deref().unwrap_or(""), mount);
         let lifecycle = Lifecycle::open(&options.state_dir, scope).await?;
         let transit = Transit::new(http, auth, mount, options.timeout, options.retry_attempts);
-        Ok(Self {
-            transit,
-            lifecycle,
-            verified: Mutex::new(HashSet::new()),
-        })
+        Ok(Self { transit, lifecycle, verified: Mutex::new(HashSet::new()) })
     }
 
     /// Re-encrypts a wrapped data key under the key's latest version with `transit/rewrap`; the data key itself
     /// never leaves Vault. Needs the context it was made with; the key must be enabled.
-    pub async fn rewrap(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<WrappedKey> {
+    pub async fn rewrap(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<WrappedKey> {
         let (key_id, ciphertext) = parse_blob(wrapped)?;
         let record = self.live_record(key_id).await?;
         refuse_unless_enabled(key_id, &record)?;
@@ -114,7 +96,7 @@ impl VaultTransitBackend {
 
     /// The key's lifecycle record (enabled when Coffer has none), finishing its deletion first when it is due.
     async fn live_record(&self, key_id: &str) -> Result<KeyRecord> {
-        match self.lifecycle.get(key_id).await {
+        match self.lifecycle.get(key_id).await? {
             Some(record) if record.deletion_due(OffsetDateTime::now_utc()) => {
                 self.finish_deletion(key_id).await?;
                 Err(KmsError::KeyNotFound(key_id.to_owned()))
@@ -131,46 +113,29 @@ impl VaultTransitBackend {
         }
         self.forget(key_id);
         self.lifecycle.set(key_id, None).await?;
-        tracing::info!(
-            key_id,
-            "deleted Vault transit key after its pending deletion window"
-        );
+        tracing::info!(key_id, "deleted Vault transit key after its pending deletion window");
         Ok(())
     }
 
     /// Reads the key from transit and merges Coffer's record into its metadata.
     async fn metadata(&self, key_id: &str, record: &KeyRecord) -> Result<KeyMetadata> {
-        let key = self
-            .transit
-            .read_key(key_id)
-            .await
-            .map_err(|failure| self.key_failure(key_id, failure))?;
+        let key = self.transit.read_key(key_id).await.map_err(|failure| self.key_failure(key_id, failure))?;
         let versions = usable_versions(&key).ok_or_else(|| {
             KmsError::Backend(format!(
                 "transit key {key_id} is not usable by Coffer: it must be an aes256-gcm96 key created with derived=true"
             ))
         })?;
         let metadata = to_metadata(key_id, versions, record)?;
-        self.verified
-            .lock()
-            .expect("verified set poisoned")
-            .insert(key_id.to_owned());
+        self.verified.lock().expect("verified set poisoned").insert(key_id.to_owned());
         Ok(metadata)
     }
 
     /// Confirms once per key that it is a derived `aes256-gcm96` transit key.
     async fn ensure_usable(&self, key_id: &str) -> Result<()> {
-        if self
-            .verified
-            .lock()
-            .expect("verified set poisoned")
-            .contains(key_id)
-        {
+        if self.verified.lock().expect("verified set poisoned").contains(key_id) {
             return Ok(());
         }
-        self.metadata(key_id, &KeyRecord::enabled(None))
-            .await
-            .map(drop)
+        self.metadata(key_id, &KeyRecord::enabled(None)).await.map(drop)
     }
 
     /// Maps a transit failure about `key_id`, forgetting verifications that may no longer hold: the key's when
@@ -186,10 +151,7 @@ impl VaultTransitBackend {
     }
 
     fn forget(&self, key_id: &str) {
-        self.verified
-            .lock()
-            .expect("verified set poisoned")
-            .remove(key_id);
+        self.verified.lock().expect("verified set poisoned").remove(key_id);
     }
 
     /// Changes the record of an existing key and returns the key's metadata with it.
@@ -206,11 +168,7 @@ impl KmsBackend for VaultTransitBackend {
         BackendKind::VaultTransit
     }
 
-    async fn create_key(
-        &self,
-        key_id: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<KeyMetadata> {
+    async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
         let key_id = match key_id {
             Some(key_id) => {
                 validate_key_id(key_id)?;
@@ -230,10 +188,7 @@ impl KmsBackend for VaultTransitBackend {
             Err(Failure::NotFound) => {}
             Err(failure) => return Err(failure.into_kms(Some(&key_id))),
         }
-        self.transit
-            .create_key(&key_id)
-            .await
-            .map_err(|failure| failure.into_kms(Some(&key_id)))?;
+        self.transit.create_key(&key_id).await.map_err(|failure| failure.into_kms(Some(&key_id)))?;
         let record = KeyRecord::enabled(description.map(str::to_owned));
         self.lifecycle.set(&key_id, Some(record.clone())).await?;
         self.metadata(&key_id, &record).await
@@ -247,23 +202,14 @@ impl KmsBackend for VaultTransitBackend {
 
     async fn list_keys(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
         let limit = limit.max(1);
-        let mut names = self
-            .transit
-            .list_keys()
-            .await
-            .map_err(|failure| match failure {
-                Failure::NotFound => KmsError::Backend(format!(
-                    "no transit engine is mounted at {}",
-                    self.transit.mount()
-                )),
-                other => other.into_kms(None),
-            })?;
+        let mut names = self.transit.list_keys().await.map_err(|failure| match failure {
+            Failure::NotFound => KmsError::Backend(format!("no transit engine is mounted at {}", self.transit.mount())),
+            other => other.into_kms(None),
+        })?;
         names.sort();
         let mut remaining = names
             .into_iter()
-            .filter(|name| {
-                marker.is_none_or(|marker| name.as_str() > marker) && validate_key_id(name).is_ok()
-            })
+            .filter(|name| marker.is_none_or(|marker| name.as_str() > marker) && validate_key_id(name).is_ok())
             .peekable();
         let mut keys = Vec::new();
         while keys.len() < limit {
@@ -296,14 +242,7 @@ impl KmsBackend for VaultTransitBackend {
         if record.state == KeyState::PendingDeletion {
             return Err(KmsError::KeyPendingDeletion(key_id.to_owned()));
         }
-        self.set_record(
-            key_id,
-            KeyRecord {
-                state: KeyState::Enabled,
-                ..record
-            },
-        )
-        .await
+        self.set_record(key_id, KeyRecord { state: KeyState::Enabled, ..record }).await
     }
 
     async fn disable_key(&self, key_id: &str) -> Result<KeyMetadata> {
@@ -312,21 +251,10 @@ impl KmsBackend for VaultTransitBackend {
         if record.state == KeyState::PendingDeletion {
             return Err(KmsError::KeyPendingDeletion(key_id.to_owned()));
         }
-        self.set_record(
-            key_id,
-            KeyRecord {
-                state: KeyState::Disabled,
-                ..record
-            },
-        )
-        .await
+        self.set_record(key_id, KeyRecord { state: KeyState::Disabled, ..record }).await
     }
 
-    async fn schedule_deletion(
-        &self,
-        key_id: &str,
-        pending_window_days: u32,
-    ) -> Result<KeyMetadata> {
+    async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
         validate_key_id(key_id)?;
         if !PENDING_WINDOW_DAYS.contains(&pending_window_days) {
             return Err(KmsError::invalid_argument(
@@ -342,15 +270,10 @@ impl KmsBackend for VaultTransitBackend {
         if record.state == KeyState::PendingDeletion {
             return Err(KmsError::KeyPendingDeletion(key_id.to_owned()));
         }
-        let deletion_date =
-            OffsetDateTime::now_utc() + time::Duration::days(i64::from(pending_window_days));
+        let deletion_date = OffsetDateTime::now_utc() + time::Duration::days(i64::from(pending_window_days));
         self.set_record(
             key_id,
-            KeyRecord {
-                state: KeyState::PendingDeletion,
-                deletion_date: Some(deletion_date),
-                ..record
-            },
+            KeyRecord { state: KeyState::PendingDeletion, deletion_date: Some(deletion_date), ..record },
         )
         .await
     }
@@ -363,15 +286,7 @@ impl KmsBackend for VaultTransitBackend {
         if record.state != KeyState::PendingDeletion {
             return self.metadata(key_id, &record).await;
         }
-        self.set_record(
-            key_id,
-            KeyRecord {
-                state: KeyState::Disabled,
-                deletion_date: None,
-                ..record
-            },
-        )
-        .await
+        self.set_record(key_id, KeyRecord { state: KeyState::Disabled, deletion_date: None, ..record }).await
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
@@ -379,18 +294,11 @@ impl KmsBackend for VaultTransitBackend {
         let record = self.live_record(key_id).await?;
         refuse_unless_enabled(key_id, &record)?;
         self.ensure_usable(key_id).await?;
-        self.transit
-            .rotate_key(key_id)
-            .await
-            .map_err(|failure| self.key_failure(key_id, failure))?;
+        self.transit.rotate_key(key_id).await.map_err(|failure| self.key_failure(key_id, failure))?;
         self.metadata(key_id, &record).await
     }
 
-    async fn generate_data_key(
-        &self,
-        key_id: &str,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         validate_key_id(key_id)?;
         let record = self.live_record(key_id).await?;
         refuse_unless_enabled(key_id, &record)?;
@@ -404,19 +312,10 @@ impl KmsBackend for VaultTransitBackend {
             .map_err(|failure| self.key_failure(key_id, failure))?;
         let wrapped = wrap_blob(key_id, &ciphertext)?;
         let key_version = wrapped.header()?.key_version;
-        Ok(DataKey {
-            key_id: key_id.to_owned(),
-            key_version,
-            plaintext,
-            wrapped,
-        })
+        Ok(DataKey { key_id: key_id.to_owned(), key_version, plaintext, wrapped })
     }
 
-    async fn decrypt_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<KeyMaterial> {
+    async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
         let (key_id, ciphertext) = parse_blob(wrapped)?;
         // Disabled keys refuse decryption too (as in AWS KMS); keys pending deletion still decrypt.
         let record = self.live_record(key_id).await?;
@@ -429,11 +328,7 @@ impl KmsBackend for VaultTransitBackend {
             .decrypt(key_id, ciphertext, &encode_context(context))
             .await
             .map_err(|failure| self.key_failure(key_id, failure))?;
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(encoded.as_bytes())
-                .map_err(|_| KmsError::InvalidCiphertext)?,
-        );
+        let bytes = Zeroizing::new(STANDARD.decode(encoded.as_bytes()).map_err(|_| KmsError::InvalidCiphertext)?);
         KeyMaterial::from_slice(&bytes).ok_or(KmsError::InvalidCiphertext)
     }
 
@@ -443,32 +338,24 @@ impl KmsBackend for VaultTransitBackend {
         let reason = match self.transit.server_status(deadline).await {
             Ok(200) => None,
             Ok(429) => Some(format!("Vault at {address} is a standby node")),
-            Ok(472) => Some(format!(
-                "Vault at {address} is a disaster-recovery secondary"
-            )),
+            Ok(472) => Some(format!("Vault at {address} is a disaster-recovery secondary")),
             Ok(473) => Some(format!("Vault at {address} is a performance standby")),
             Ok(501) => Some(format!("Vault at {address} is not initialized")),
             Ok(503) => Some(format!("Vault at {address} is sealed")),
-            Ok(status) => Some(format!(
-                "Vault at {address} answered its health check with status {status}"
-            )),
+            Ok(status) => Some(format!("Vault at {address} answered its health check with status {status}")),
             Err(failure) => Some(failure.into_kms(None).to_string()),
         };
         if let Some(reason) = reason {
             return Health::failing(reason);
         }
         if let Err(failure) = self.transit.check_token(deadline).await {
-            return Health::failing(format!(
-                "Vault login is not valid: {}",
-                failure.into_kms(None)
-            ));
+            return Health::failing(format!("Vault login is not valid: {}", failure.into_kms(None)));
         }
         match self.transit.check_mount(deadline).await {
             Ok(()) => Health::ok(),
-            Err(Failure::NotFound) => Health::failing(format!(
-                "no transit engine is mounted at {} on {address}",
-                self.transit.mount()
-            )),
+            Err(Failure::NotFound) => {
+                Health::failing(format!("no transit engine is mounted at {} on {address}", self.transit.mount()))
+            }
             Err(failure) => Health::failing(format!(
                 "transit mount {} is not usable: {}",
                 self.transit.mount(),
@@ -482,9 +369,7 @@ fn is_path_segment(segment: &str) -> bool {
     !segment.is_empty()
         && segment != "."
         && segment != ".."
-        && segment
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && segment.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// The derivation context transit gets: the canonical context bytes, base64.
@@ -503,22 +388,15 @@ fn refuse_unless_enabled(key_id: &str, record: &KeyRecord) -> Result<()> {
 /// The key version in a transit ciphertext `vault:vN:…` (N canonical: no sign, no leading zero).
 fn ciphertext_version(ciphertext: &str) -> Option<u32> {
     let (digits, body) = ciphertext.strip_prefix("vault:v")?.split_once(':')?;
-    let canonical =
-        !body.is_empty() && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit());
+    let canonical = !body.is_empty() && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit());
     canonical.then(|| digits.parse().ok()).flatten()
 }
 
 /// Packs a transit ciphertext into Coffer's self-describing blob.
 fn wrap_blob(key_id: &str, ciphertext: &str) -> Result<WrappedKey> {
-    let version = ciphertext_version(ciphertext).ok_or_else(|| {
-        KmsError::Backend("Vault returned a ciphertext in an unexpected format".into())
-    })?;
-    WrappedKey::new(
-        BackendKind::VaultTransit,
-        key_id,
-        version,
-        ciphertext.as_bytes(),
-    )
+    let version = ciphertext_version(ciphertext)
+        .ok_or_else(|| KmsError::Backend("Vault returned a ciphertext in an unexpected format".into()))?;
+    WrappedKey::new(BackendKind::VaultTransit, key_id, version, ciphertext.as_bytes())
 }
 
 /// The key id and transit ciphertext of a blob made by this backend; anything else is `InvalidCiphertext`.
@@ -527,8 +405,7 @@ fn parse_blob(wrapped: &WrappedKey) -> Result<(&str, &str)> {
     if header.backend != BackendKind::VaultTransit || validate_key_id(header.key_id).is_err() {
         return Err(KmsError::InvalidCiphertext);
     }
-    let ciphertext =
-        std::str::from_utf8(header.payload).map_err(|_| KmsError::InvalidCiphertext)?;
+    let ciphertext = std::str::from_utf8(header.payload).map_err(|_| KmsError::InvalidCiphertext)?;
     // The header's version must be the one transit will use, or the blob was altered.
     if ciphertext_version(ciphertext) != Some(header.key_version) {
         return Err(KmsError::InvalidCiphertext);
@@ -540,42 +417,26 @@ fn parse_blob(wrapped: &WrappedKey) -> Result<(&str, &str)> {
 /// any other, transit would ignore the encryption context.
 fn usable_versions(key: &ReadKeyResponse) -> Option<&HashMap<String, u64>> {
     match &key.keys {
-        ReadKeyData::Symmetric(versions)
-            if matches!(key.key_type, KeyType::Aes256Gcm96) && key.derived =>
-        {
+        ReadKeyData::Symmetric(versions) if matches!(key.key_type, KeyType::Aes256Gcm96) && key.derived => {
             Some(versions)
         }
         _ => None,
     }
 }
 
-fn to_metadata(
-    key_id: &str,
-    versions: &HashMap<String, u64>,
-    record: &KeyRecord,
-) -> Result<KeyMetadata> {
+fn to_metadata(key_id: &str, versions: &HashMap<String, u64>, record: &KeyRecord) -> Result<KeyMetadata> {
     let mut versions = versions
         .iter()
         .map(|(version, created)| {
             let version = version.parse::<u32>().ok()?;
-            let created_at =
-                OffsetDateTime::from_unix_timestamp(i64::try_from(*created).ok()?).ok()?;
-            Some(KeyVersion {
-                version,
-                created_at,
-            })
+            let created_at = OffsetDateTime::from_unix_timestamp(i64::try_from(*created).ok()?).ok()?;
+            Some(KeyVersion { version, created_at })
         })
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| {
-            KmsError::Backend(format!(
-                "Vault returned unreadable versions for key {key_id}"
-            ))
-        })?;
+        .ok_or_else(|| KmsError::Backend(format!("Vault returned unreadable versions for key {key_id}")))?;
     versions.sort_by_key(|version| version.version);
     let (Some(first), Some(latest)) = (versions.first(), versions.last()) else {
-        return Err(KmsError::Backend(format!(
-            "Vault returned no versions for key {key_id}"
-        )));
+        return Err(KmsError::Backend(format!("Vault returned no versions for key {key_id}")));
     };
     Ok(KeyMetadata {
         key_id: key_id.to_owned(),
@@ -604,15 +465,9 @@ mod tests {
     fn ciphertext_versions_are_parsed_strictly() {
         assert_eq!(ciphertext_version("vault:v1:abc"), Some(1));
         assert_eq!(ciphertext_version("vault:v42:abc"), Some(42));
-        for bad in [
-            "vault:v0:abc",
-            "vault:v01:abc",
-            "vault:v+1:abc",
-            "vault:v1:",
-            "vault:1:abc",
-            "vault:vx:abc",
-            "v1:abc",
-        ] {
+        for bad in
+            ["vault:v0:abc", "vault:v01:abc", "vault:v+1:abc", "vault:v1:", "vault:1:abc", "vault:vx:abc", "v1:abc"]
+        {
             assert_eq!(ciphertext_version(bad), None, "{bad}");
         }
     }
@@ -622,49 +477,27 @@ mod tests {
         let good = WrappedKey::new(BackendKind::VaultTransit, "k", 3, b"vault:v3:abc").unwrap();
         assert_eq!(parse_blob(&good).unwrap(), ("k", "vault:v3:abc"));
         let local = WrappedKey::new(BackendKind::Local, "k", 3, b"vault:v3:abc").unwrap();
-        assert!(matches!(
-            parse_blob(&local),
-            Err(KmsError::InvalidCiphertext)
-        ));
-        let version_moved =
-            WrappedKey::new(BackendKind::VaultTransit, "k", 2, b"vault:v3:abc").unwrap();
-        assert!(matches!(
-            parse_blob(&version_moved),
-            Err(KmsError::InvalidCiphertext)
-        ));
-        let path_escape =
-            WrappedKey::new(BackendKind::VaultTransit, "../sys", 3, b"vault:v3:abc").unwrap();
-        assert!(matches!(
-            parse_blob(&path_escape),
-            Err(KmsError::InvalidCiphertext)
-        ));
+        assert!(matches!(parse_blob(&local), Err(KmsError::InvalidCiphertext)));
+        let version_moved = WrappedKey::new(BackendKind::VaultTransit, "k", 2, b"vault:v3:abc").unwrap();
+        assert!(matches!(parse_blob(&version_moved), Err(KmsError::InvalidCiphertext)));
+        let path_escape = WrappedKey::new(BackendKind::VaultTransit, "../sys", 3, b"vault:v3:abc").unwrap();
+        assert!(matches!(parse_blob(&path_escape), Err(KmsError::InvalidCiphertext)));
         let binary = WrappedKey::new(BackendKind::VaultTransit, "k", 3, &[0xff, 0xfe]).unwrap();
-        assert!(matches!(
-            parse_blob(&binary),
-            Err(KmsError::InvalidCiphertext)
-        ));
+        assert!(matches!(parse_blob(&binary), Err(KmsError::InvalidCiphertext)));
     }
 
     #[test]
     fn wrapping_takes_the_version_from_the_ciphertext() {
         let wrapped = wrap_blob("k", "vault:v7:Zm9v").unwrap();
         let header = wrapped.header().unwrap();
-        assert_eq!(
-            (header.backend, header.key_id, header.key_version),
-            (BackendKind::VaultTransit, "k", 7)
-        );
+        assert_eq!((header.backend, header.key_id, header.key_version), (BackendKind::VaultTransit, "k", 7));
         assert_eq!(header.payload, b"vault:v7:Zm9v");
-        assert!(matches!(
-            wrap_blob("k", "garbage"),
-            Err(KmsError::Backend(_))
-        ));
+        assert!(matches!(wrap_blob("k", "garbage"), Err(KmsError::Backend(_))));
     }
 
     #[test]
     fn the_context_is_sent_as_its_canonical_bytes() {
-        let context = EncryptionContext::new()
-            .with("bucket", "b")
-            .with("aws:s3:arn", "arn:aws:s3:::b/k");
+        let context = EncryptionContext::new().with("bucket", "b").with("aws:s3:arn", "arn:aws:s3:::b/k");
         let sent = STANDARD.decode(encode_context(&context)).unwrap();
         assert_eq!(sent, br#"{"aws:s3:arn":"arn:aws:s3:::b/k","bucket":"b"}"#);
     }
@@ -674,35 +507,19 @@ mod tests {
         let mut record = KeyRecord::enabled(None);
         assert!(refuse_unless_enabled("k", &record).is_ok());
         record.state = KeyState::Disabled;
-        assert!(matches!(
-            refuse_unless_enabled("k", &record),
-            Err(KmsError::KeyDisabled(_))
-        ));
+        assert!(matches!(refuse_unless_enabled("k", &record), Err(KmsError::KeyDisabled(_))));
         record.state = KeyState::PendingDeletion;
-        assert!(matches!(
-            refuse_unless_enabled("k", &record),
-            Err(KmsError::KeyPendingDeletion(_))
-        ));
+        assert!(matches!(refuse_unless_enabled("k", &record), Err(KmsError::KeyPendingDeletion(_))));
     }
 
     #[test]
     fn metadata_lists_versions_in_order_with_the_record() {
-        let versions = HashMap::from([
-            ("2".to_owned(), 1_700_000_100),
-            ("1".to_owned(), 1_700_000_000),
-        ]);
+        let versions = HashMap::from([("2".to_owned(), 1_700_000_100), ("1".to_owned(), 1_700_000_000)]);
         let mut record = KeyRecord::enabled(Some("orders".into()));
         record.state = KeyState::Disabled;
         let metadata = to_metadata("k", &versions, &record).unwrap();
         assert_eq!(metadata.current_version, 2);
-        assert_eq!(
-            metadata
-                .versions
-                .iter()
-                .map(|v| v.version)
-                .collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(metadata.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(metadata.created_at.unix_timestamp(), 1_700_000_000);
         assert_eq!(metadata.state, KeyState::Disabled);
         assert_eq!(metadata.description.as_deref(), Some("orders"));
@@ -721,30 +538,18 @@ mod tests {
             address: "http://127.0.0.1:1".into(),
             mount_path: "/transit/".into(),
             namespace: Some("team-a".into()),
-            auth: crate::config::VaultAuth::Token {
-                token: crate::config::Secret::new("s.very-secret-token"),
-            },
+            auth: crate::config::VaultAuth::Token { token: crate::config::Secret::new("s.very-secret-token") },
             ca_cert_path: None,
             client_cert_path: None,
             client_key_path: None,
             skip_tls_verify: false,
         };
-        let backend = VaultTransitBackend::connect(&config, &options)
-            .await
-            .unwrap();
+        let backend = VaultTransitBackend::connect(&config, &options).await.unwrap();
         let shown = format!("{backend:?}");
-        assert!(
-            shown.contains("transit") && !shown.contains("very-secret"),
-            "{shown}"
-        );
+        assert!(shown.contains("transit") && !shown.contains("very-secret"), "{shown}");
 
         config.mount_path = "transit/../sys".into();
-        let err = VaultTransitBackend::connect(&config, &options)
-            .await
-            .expect_err("bad mount accepted");
-        assert!(
-            matches!(err, KmsError::InvalidConfig { ref field, .. } if field == "mount_path"),
-            "{err}"
-        );
+        let err = VaultTransitBackend::connect(&config, &options).await.expect_err("bad mount accepted");
+        assert!(matches!(err, KmsError::InvalidConfig { ref field, .. } if field == "mount_path"), "{err}");
     }
 }

@@ -1,7 +1,8 @@
 //! The transit engine's operations as typed calls, each bounded by one deadline and retried with backoff.
 //!
-//! Every operation gets `timeout` end to end — logging in, every attempt and every pause between attempts — so a
-//! slow or dead Vault makes it fail cleanly within that budget instead of hanging the request that waits on it.
+//! Every call gets `timeout` end to end — logging in, every attempt and every pause between attempts — and a call
+//! that runs out fails the backend operation, so a hung or dead Vault makes the operation fail cleanly within that
+//! budget instead of hanging the request that waits on it.
 //! Connection errors and 5xx answers are retried up to `retry_attempts` times with exponential backoff and jitter;
 //! 4xx answers are not (asking again gets the same answer), except that one 403 triggers a fresh login first.
 
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vaultrs::api::transit::requests::{
-    CreateKeyRequest, DecryptDataRequest, EncryptDataRequest, RewrapDataRequest,
-    UpdateKeyConfigurationRequest,
+    CreateKeyRequest, DecryptDataRequest, EncryptDataRequest, RewrapDataRequest, UpdateKeyConfigurationRequest,
 };
 use vaultrs::api::transit::responses::ReadKeyResponse;
 use vaultrs::api::transit::KeyType;
@@ -37,20 +37,8 @@ pub(super) struct Transit {
 }
 
 impl Transit {
-    pub fn new(
-        http: Http,
-        auth: Authenticator,
-        mount: String,
-        timeout: Duration,
-        retry_attempts: u32,
-    ) -> Self {
-        Self {
-            http,
-            auth,
-            mount,
-            timeout,
-            retry_attempts,
-        }
+    pub fn new(http: Http, auth: Authenticator, mount: String, timeout: Duration, retry_attempts: u32) -> Self {
+        Self { http, auth, mount, timeout, retry_attempts }
     }
 
     pub fn mount(&self) -> &str {
@@ -85,21 +73,14 @@ impl Transit {
                 Err(_) => return Err(Failure::TimedOut(self.timeout)),
             };
             match failure {
-                Failure::Denied(_) if !logged_in_again && self.auth.can_log_in_again() => {
-                    logged_in_again = true
-                }
+                Failure::Denied(_) if !logged_in_again && self.auth.can_log_in_again() => logged_in_again = true,
                 failure if failure.is_transient() && retries < self.retry_attempts => {
                     let pause = backoff(retries);
                     if Instant::now() + pause >= deadline {
                         return Err(failure);
                     }
                     retries += 1;
-                    tracing::debug!(
-                        retry = retries,
-                        ?pause,
-                        ?failure,
-                        "Vault call failed, retrying"
-                    );
+                    tracing::debug!(retry = retries, ?pause, ?failure, "Vault call failed, retrying");
                     tokio::time::sleep(pause).await;
                 }
                 failure => return Err(failure),
@@ -108,19 +89,12 @@ impl Transit {
     }
 
     /// The deadline-bounded, single-attempt form used by health probes, which report the state as it is now.
-    async fn probe<T>(
-        &self,
-        deadline: Instant,
-        op: impl Future<Output = Result<T, Failure>>,
-    ) -> Result<T, Failure> {
-        tokio::time::timeout_at(deadline, op)
-            .await
-            .unwrap_or(Err(Failure::TimedOut(self.timeout)))
+    async fn probe<T>(&self, deadline: Instant, op: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+        tokio::time::timeout_at(deadline, op).await.unwrap_or(Err(Failure::TimedOut(self.timeout)))
     }
 
     pub async fn read_key(&self, name: &str) -> Result<ReadKeyResponse, Failure> {
-        self.call(|c| async move { vaultrs::transit::key::read(&*c, &self.mount, name).await })
-            .await
+        self.call(|c| async move { vaultrs::transit::key::read(&*c, &self.mount, name).await }).await
     }
 
     /// Key names in the mount; an empty mount answers 404 without errors, a missing mount 404 with one.
@@ -128,9 +102,7 @@ impl Transit {
         self.call(|c| async move {
             match vaultrs::transit::key::list(&*c, &self.mount).await {
                 Ok(list) => Ok(list.keys),
-                Err(ClientError::APIError { code: 404, errors }) if errors.is_empty() => {
-                    Ok(Vec::new())
-                }
+                Err(ClientError::APIError { code: 404, errors }) if errors.is_empty() => Ok(Vec::new()),
                 Err(err) => Err(err),
             }
         })
@@ -148,8 +120,7 @@ impl Transit {
     }
 
     pub async fn rotate_key(&self, name: &str) -> Result<(), Failure> {
-        self.call(|c| async move { vaultrs::transit::key::rotate(&*c, &self.mount, name).await })
-            .await
+        self.call(|c| async move { vaultrs::transit::key::rotate(&*c, &self.mount, name).await }).await
     }
 
     /// Really deletes a key: transit refuses until `deletion_allowed` is set on it.
@@ -160,56 +131,37 @@ impl Transit {
             vaultrs::transit::key::update(&*c, &self.mount, name, Some(&mut options)).await
         })
         .await?;
-        self.call(|c| async move { vaultrs::transit::key::delete(&*c, &self.mount, name).await })
-            .await
+        self.call(|c| async move { vaultrs::transit::key::delete(&*c, &self.mount, name).await }).await
     }
 
     /// Encrypts base64 `plaintext` under the key derived for base64 `context`; returns `vault:vN:…`.
-    pub async fn encrypt(
-        &self,
-        name: &str,
-        plaintext: &str,
-        context: &str,
-    ) -> Result<String, Failure> {
+    pub async fn encrypt(&self, name: &str, plaintext: &str, context: &str) -> Result<String, Failure> {
         self.call(|c| async move {
             let mut options = EncryptDataRequest::builder();
             options.context(context);
-            vaultrs::transit::data::encrypt(&*c, &self.mount, name, plaintext, Some(&mut options))
-                .await
+            vaultrs::transit::data::encrypt(&*c, &self.mount, name, plaintext, Some(&mut options)).await
         })
         .await
         .map(|reply| reply.ciphertext)
     }
 
     /// Decrypts `ciphertext` under the key derived for `context`; returns the base64 plaintext.
-    pub async fn decrypt(
-        &self,
-        name: &str,
-        ciphertext: &str,
-        context: &str,
-    ) -> Result<Zeroizing<String>, Failure> {
+    pub async fn decrypt(&self, name: &str, ciphertext: &str, context: &str) -> Result<Zeroizing<String>, Failure> {
         self.call(|c| async move {
             let mut options = DecryptDataRequest::builder();
             options.context(context);
-            vaultrs::transit::data::decrypt(&*c, &self.mount, name, ciphertext, Some(&mut options))
-                .await
+            vaultrs::transit::data::decrypt(&*c, &self.mount, name, ciphertext, Some(&mut options)).await
         })
         .await
         .map(|reply| Zeroizing::new(reply.plaintext))
     }
 
     /// Re-encrypts `ciphertext` under the key's latest version inside Vault; the plaintext never leaves it.
-    pub async fn rewrap(
-        &self,
-        name: &str,
-        ciphertext: &str,
-        context: &str,
-    ) -> Result<String, Failure> {
+    pub async fn rewrap(&self, name: &str, ciphertext: &str, context: &str) -> Result<String, Failure> {
         self.call(|c| async move {
             let mut options = RewrapDataRequest::builder();
             options.context(context);
-            vaultrs::transit::data::rewrap(&*c, &self.mount, name, ciphertext, Some(&mut options))
-                .await
+            vaultrs::transit::data::rewrap(&*c, &self.mount, name, ciphertext, Some(&mut options)).await
         })
         .await
         .map(|reply| reply.ciphertext)
@@ -224,10 +176,7 @@ impl Transit {
     pub async fn check_token(&self, deadline: Instant) -> Result<(), Failure> {
         self.probe(deadline, async {
             let client = self.auth.client(&self.http).await?;
-            vaultrs::token::lookup_self(client.as_ref())
-                .await
-                .map(drop)
-                .map_err(Failure::from)
+            vaultrs::token::lookup_self(client.as_ref()).await.map(drop).map_err(Failure::from)
         })
         .await
     }
@@ -253,9 +202,7 @@ impl Transit {
 /// 100 ms, 200 ms, 400 ms … capped at 2 s, each scaled by a random factor in [0.5, 1) so many Coffer nodes
 /// retrying at once do not hit Vault in lockstep.
 fn backoff(retry: u32) -> Duration {
-    let base = FIRST_BACKOFF
-        .saturating_mul(1 << retry.min(16))
-        .min(MAX_BACKOFF);
+    let base = FIRST_BACKOFF.saturating_mul(1 << retry.min(16)).min(MAX_BACKOFF);
     let jitter = f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
     base.mul_f64(0.5 + jitter / 2.0)
 }
@@ -268,13 +215,8 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         for retry in 0..20 {
             let pause = backoff(retry);
-            let base = FIRST_BACKOFF
-                .saturating_mul(1 << retry.min(16))
-                .min(MAX_BACKOFF);
-            assert!(
-                pause >= base / 2 && pause <= base,
-                "retry {retry}: {pause:?}"
-            );
+            let base = FIRST_BACKOFF.saturating_mul(1 << retry.min(16)).min(MAX_BACKOFF);
+            assert!(pause >= base / 2 && pause <= base, "retry {retry}: {pause:?}");
         }
         assert!(backoff(30) <= MAX_BACKOFF);
     }

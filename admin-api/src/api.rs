@@ -39,10 +39,7 @@ impl From<KeyMetadata> for KeyInfo {
             versions: key
                 .versions
                 .into_iter()
-                .map(|version| KeyVersionInfo {
-                    version: version.version,
-                    created_at: rfc3339(version.created_at),
-                })
+                .map(|version| KeyVersionInfo { version: version.version, created_at: rfc3339(version.created_at) })
                 .collect(),
             deletion_date: key.deletion_date.map(rfc3339),
             description: key.description,
@@ -81,8 +78,7 @@ pub(crate) fn key_state_name(state: KeyState) -> &'static str {
 }
 
 pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339)
-        .expect("a UTC timestamp always formats as RFC 3339")
+    at.format(&Rfc3339).expect("a UTC timestamp always formats as RFC 3339")
 }
 
 /// `GET status` (also the answer of configure, reconfigure, start, stop and clear-cache).
@@ -128,10 +124,7 @@ pub struct LatencyInfo {
 impl From<KmsStatus> for KmsStatusInfo {
     fn from(status: KmsStatus) -> Self {
         let by_name = |counts: BTreeMap<&'static str, u64>| {
-            counts
-                .into_iter()
-                .map(|(name, count)| (name.to_owned(), count))
-                .collect()
+            counts.into_iter().map(|(name, count)| (name.to_owned(), count)).collect()
         };
         let cache = status.cache;
         Self {
@@ -154,11 +147,8 @@ impl From<KmsStatus> for KmsStatusInfo {
                 .latency
                 .into_iter()
                 .map(|(name, latency)| {
-                    let info = LatencyInfo {
-                        total_ms: latency.total_ms,
-                        avg_ms: latency.avg_ms,
-                        max_ms: latency.max_ms,
-                    };
+                    let info =
+                        LatencyInfo { total_ms: latency.total_ms, avg_ms: latency.avg_ms, max_ms: latency.max_ms };
                     (name.to_owned(), info)
                 })
                 .collect(),

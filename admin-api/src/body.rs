@@ -37,14 +37,8 @@ const TOKEN_FIELDS: &[&str] = &["token"];
 const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id"];
 const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description"];
 const LOCAL_ONLY_FIELDS: [&str; 2] = ["key_dir", "master_key"];
-const VAULT_ONLY_FIELDS: [&str; 6] = [
-    "address",
-    "auth_method",
-    "namespace",
-    "mount_path",
-    "skip_tls_verify",
-    "ca_cert_path",
-];
+const VAULT_ONLY_FIELDS: [&str; 6] =
+    ["address", "auth_method", "namespace", "mount_path", "skip_tls_verify", "ca_cert_path"];
 
 /// Parses a configure/reconfigure body into a complete configuration, or says which field is wrong.
 pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
@@ -61,11 +55,7 @@ pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
             ));
         }
     };
-    let foreign_fields = if is_vault {
-        LOCAL_ONLY_FIELDS.as_slice()
-    } else {
-        VAULT_ONLY_FIELDS.as_slice()
-    };
+    let foreign_fields = if is_vault { LOCAL_ONLY_FIELDS.as_slice() } else { VAULT_ONLY_FIELDS.as_slice() };
     for field in foreign_fields {
         if fields.take(field).is_some() {
             let backend = if is_vault { "vault-transit" } else { "local" };
@@ -76,11 +66,7 @@ pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
             ));
         }
     }
-    let backend = if is_vault {
-        vault_backend(&mut fields)?
-    } else {
-        local_backend(&mut fields)?
-    };
+    let backend = if is_vault { vault_backend(&mut fields)? } else { local_backend(&mut fields)? };
 
     let mut config = KmsConfig::new(backend);
     if let Some(default_key_id) = fields.optional("default_key_id", "a string")? {
@@ -108,62 +94,46 @@ pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
 fn local_backend(fields: &mut Fields) -> Result<BackendConfig, ApiError> {
     Ok(BackendConfig::Local(LocalConfig {
         key_dir: fields.optional::<PathBuf>("key_dir", "a string (a directory path)")?,
-        master_key: fields
-            .optional::<String>("master_key", "a string")?
-            .map(Secret::new),
+        master_key: fields.optional::<String>("master_key", "a string")?.map(Secret::new),
         master_key_file: None,
     }))
 }
 
 fn vault_backend(fields: &mut Fields) -> Result<BackendConfig, ApiError> {
-    let address =
-        fields.required_for_vault::<String>("address", "a string (an http:// or https:// URL)")?;
+    let address = fields.required_for_vault::<String>("address", "a string (an http:// or https:// URL)")?;
     let auth = match fields.take("auth_method") {
         Some(value) => vault_auth(value)?,
         None => return Err(missing_for_vault("auth_method")),
     };
     Ok(BackendConfig::VaultTransit(VaultConfig {
         address,
-        mount_path: fields
-            .optional("mount_path", "a string")?
-            .unwrap_or_else(|| VAULT_TRANSIT_MOUNT.to_owned()),
+        mount_path: fields.optional("mount_path", "a string")?.unwrap_or_else(|| VAULT_TRANSIT_MOUNT.to_owned()),
         namespace: fields.optional("namespace", "a string")?,
         auth,
         ca_cert_path: fields.optional("ca_cert_path", "a string (a file path)")?,
         client_cert_path: None,
         client_key_path: None,
-        skip_tls_verify: fields
-            .optional("skip_tls_verify", "a boolean")?
-            .unwrap_or(false),
+        skip_tls_verify: fields.optional("skip_tls_verify", "a boolean")?.unwrap_or(false),
     }))
 }
 
 /// `{"Token":{"token":…}}` or `{"AppRole":{"role_id":…,"secret_id":…}}`.
 fn vault_auth(value: Value) -> Result<VaultAuth, ApiError> {
-    const SHAPE: &str = r#"field `auth_method` must be {"Token":{"token":"…"}} or {"AppRole":{"role_id":"…","secret_id":"…"}}"#;
+    const SHAPE: &str =
+        r#"field `auth_method` must be {"Token":{"token":"…"}} or {"AppRole":{"role_id":"…","secret_id":"…"}}"#;
     let Value::Object(object) = value else {
-        return Err(ApiError::invalid_field(
-            "InvalidField",
-            "auth_method",
-            SHAPE,
-        ));
+        return Err(ApiError::invalid_field("InvalidField", "auth_method", SHAPE));
     };
     let mut methods = object.into_iter();
     let (Some((method, settings)), None) = (methods.next(), methods.next()) else {
-        return Err(ApiError::invalid_field(
-            "InvalidField",
-            "auth_method",
-            SHAPE,
-        ));
+        return Err(ApiError::invalid_field("InvalidField", "auth_method", SHAPE));
     };
     let auth = match method.as_str() {
         "Token" => {
             let mut fields = Fields::from_value(settings, "auth_method.Token.", TOKEN_FIELDS)?;
             let token = fields.required::<String>("token", "a string")?;
             fields.finish()?;
-            VaultAuth::Token {
-                token: Secret::new(token),
-            }
+            VaultAuth::Token { token: Secret::new(token) }
         }
         "AppRole" => {
             let mut fields = Fields::from_value(settings, "auth_method.AppRole.", APPROLE_FIELDS)?;
@@ -177,13 +147,7 @@ fn vault_auth(value: Value) -> Result<VaultAuth, ApiError> {
                 mount: VAULT_APPROLE_MOUNT.to_owned(),
             }
         }
-        _ => {
-            return Err(ApiError::invalid_field(
-                "InvalidField",
-                format!("auth_method.{method}"),
-                SHAPE,
-            ))
-        }
+        _ => return Err(ApiError::invalid_field("InvalidField", format!("auth_method.{method}"), SHAPE)),
     };
     Ok(auth)
 }
@@ -228,42 +192,23 @@ struct Fields {
 impl Fields {
     fn from_body(body: &[u8], known: &'static [&'static str]) -> Result<Self, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
-                "MissingBody",
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("MissingBody", "the request body must be a JSON object"));
         }
         let value: Value = serde_json::from_slice(body).map_err(|err| {
-            ApiError::bad_request(
-                "MalformedJSON",
-                format!("the request body is not valid JSON: {err}"),
-            )
+            ApiError::bad_request("MalformedJSON", format!("the request body is not valid JSON: {err}"))
         })?;
         Self::from_value(value, "", known)
     }
 
-    fn from_value(
-        value: Value,
-        path: &'static str,
-        known: &'static [&'static str],
-    ) -> Result<Self, ApiError> {
+    fn from_value(value: Value, path: &'static str, known: &'static [&'static str]) -> Result<Self, ApiError> {
         match value {
-            Value::Object(object) => Ok(Self {
-                object,
-                path,
-                known,
-            }),
-            _ if path.is_empty() => Err(ApiError::bad_request(
-                "MalformedJSON",
-                "the request body must be a JSON object",
-            )),
+            Value::Object(object) => Ok(Self { object, path, known }),
+            _ if path.is_empty() => {
+                Err(ApiError::bad_request("MalformedJSON", "the request body must be a JSON object"))
+            }
             _ => {
                 let field = path.trim_end_matches('.');
-                Err(ApiError::invalid_field(
-                    "InvalidField",
-                    field,
-                    format!("field `{field}` must be a JSON object"),
-                ))
+                Err(ApiError::invalid_field("InvalidField", field, format!("field `{field}` must be a JSON object")))
             }
         }
     }
@@ -273,11 +218,7 @@ impl Fields {
         self.object.remove(name).filter(|value| !value.is_null())
     }
 
-    fn optional<T: DeserializeOwned>(
-        &mut self,
-        name: &'static str,
-        expected: &str,
-    ) -> Result<Option<T>, ApiError> {
+    fn optional<T: DeserializeOwned>(&mut self, name: &'static str, expected: &str) -> Result<Option<T>, ApiError> {
         let path = self.path;
         self.take(name)
             .map(|value| {
@@ -293,11 +234,7 @@ impl Fields {
             .transpose()
     }
 
-    fn required<T: DeserializeOwned>(
-        &mut self,
-        name: &'static str,
-        expected: &str,
-    ) -> Result<T, ApiError> {
+    fn required<T: DeserializeOwned>(&mut self, name: &'static str, expected: &str) -> Result<T, ApiError> {
         let path = self.path;
         self.optional(name, expected)?.ok_or_else(|| {
             ApiError::invalid_field(
@@ -308,13 +245,8 @@ impl Fields {
         })
     }
 
-    fn required_for_vault<T: DeserializeOwned>(
-        &mut self,
-        name: &'static str,
-        expected: &str,
-    ) -> Result<T, ApiError> {
-        self.optional(name, expected)?
-            .ok_or_else(|| missing_for_vault(name))
+    fn required_for_vault<T: DeserializeOwned>(&mut self, name: &'static str, expected: &str) -> Result<T, ApiError> {
+        self.optional(name, expected)?.ok_or_else(|| missing_for_vault(name))
     }
 
     /// Fails on the first field nobody asked for.
@@ -323,10 +255,7 @@ impl Fields {
             None => Ok(()),
             Some(unknown) => {
                 let field = format!("{}{unknown}", self.path);
-                let message = format!(
-                    "unknown field `{field}`; accepted fields: {}",
-                    self.known.join(", ")
-                );
+                let message = format!("unknown field `{field}`; accepted fields: {}", self.known.join(", "));
                 Err(ApiError::invalid_field("UnknownField", field, message))
             }
         }
@@ -344,11 +273,7 @@ mod tests {
     fn field_error(json: &str) -> (String, String, String) {
         let err = parse(json).expect_err("the body must be refused");
         assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
-        (
-            err.code.to_owned(),
-            err.field.unwrap_or_default(),
-            err.message,
-        )
+        (err.code.to_owned(), err.field.unwrap_or_default(), err.message)
     }
 
     #[test]
@@ -358,33 +283,19 @@ mod tests {
                 "timeout_seconds":5,"retry_attempts":1,"enable_cache":false,"max_cached_keys":10,"cache_ttl_seconds":60}"#,
         )
         .unwrap();
-        let BackendConfig::Local(local) = &config.backend else {
-            panic!("not local: {config:?}")
-        };
-        assert_eq!(
-            local.key_dir.as_deref(),
-            Some(std::path::Path::new("/var/lib/keys"))
-        );
-        assert_eq!(
-            local.master_key.as_ref().map(Secret::expose),
-            Some("m4st3r")
-        );
+        let BackendConfig::Local(local) = &config.backend else { panic!("not local: {config:?}") };
+        assert_eq!(local.key_dir.as_deref(), Some(std::path::Path::new("/var/lib/keys")));
+        assert_eq!(local.master_key.as_ref().map(Secret::expose), Some("m4st3r"));
         assert_eq!(config.default_key_id, "app");
         assert_eq!((config.timeout_seconds, config.retry_attempts), (5, 1));
         assert!(!config.cache.enabled);
-        assert_eq!(
-            (config.cache.max_cached_keys, config.cache.ttl_seconds),
-            (10, 60)
-        );
+        assert_eq!((config.cache.max_cached_keys, config.cache.ttl_seconds), (10, 60));
     }
 
     #[test]
     fn backend_type_spellings_from_rustfs_are_accepted() {
         for spelling in ["local", "Local"] {
-            let config = parse(&format!(
-                r#"{{"backend_type":"{spelling}","key_dir":"/k"}}"#
-            ))
-            .unwrap();
+            let config = parse(&format!(r#"{{"backend_type":"{spelling}","key_dir":"/k"}}"#)).unwrap();
             assert!(matches!(config.backend, BackendConfig::Local(_)));
         }
         for spelling in ["vault-transit", "VaultTransit", "vault"] {
@@ -404,19 +315,12 @@ mod tests {
                 "auth_method":{"AppRole":{"role_id":"r-1","secret_id":"s-1"}}}"#,
         )
         .unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else {
-            panic!("not vault: {config:?}")
-        };
+        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault: {config:?}") };
         assert_eq!(vault.address, "https://vault:8200");
         assert_eq!(vault.mount_path, "kms");
         assert_eq!(vault.namespace.as_deref(), Some("team"));
         assert!(vault.skip_tls_verify);
-        let VaultAuth::AppRole {
-            role_id, secret_id, ..
-        } = &vault.auth
-        else {
-            panic!("not approle")
-        };
+        let VaultAuth::AppRole { role_id, secret_id, .. } = &vault.auth else { panic!("not approle") };
         assert_eq!(role_id, "r-1");
         assert_eq!(secret_id.as_ref().map(Secret::expose), Some("s-1"));
     }
@@ -424,25 +328,17 @@ mod tests {
     #[test]
     fn vault_mount_defaults_to_transit() {
         let config =
-            parse(r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":"t"}}}"#).unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else {
-            panic!("not vault")
-        };
+            parse(r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":"t"}}}"#)
+                .unwrap();
+        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
         assert_eq!(vault.mount_path, "transit");
     }
 
     #[test]
     fn unknown_fields_are_named() {
-        let (code, field, message) =
-            field_error(r#"{"backend_type":"local","key_dir":"/k","cache_size":5}"#);
-        assert_eq!(
-            (code.as_str(), field.as_str()),
-            ("UnknownField", "cache_size")
-        );
-        assert!(
-            message.contains("`cache_size`") && message.contains("key_dir"),
-            "{message}"
-        );
+        let (code, field, message) = field_error(r#"{"backend_type":"local","key_dir":"/k","cache_size":5}"#);
+        assert_eq!((code.as_str(), field.as_str()), ("UnknownField", "cache_size"));
+        assert!(message.contains("`cache_size`") && message.contains("key_dir"), "{message}");
 
         let (_, field, _) = field_error(
             r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":"t","ttl":1}}}"#,
@@ -452,12 +348,8 @@ mod tests {
 
     #[test]
     fn wrong_types_are_named_without_echoing_the_value() {
-        let (code, field, message) =
-            field_error(r#"{"backend_type":"local","key_dir":"/k","timeout_seconds":"soon"}"#);
-        assert_eq!(
-            (code.as_str(), field.as_str()),
-            ("InvalidField", "timeout_seconds")
-        );
+        let (code, field, message) = field_error(r#"{"backend_type":"local","key_dir":"/k","timeout_seconds":"soon"}"#);
+        assert_eq!((code.as_str(), field.as_str()), ("InvalidField", "timeout_seconds"));
         assert!(!message.contains("soon"), "{message}");
 
         let (_, field, message) = field_error(
@@ -466,8 +358,7 @@ mod tests {
         assert_eq!(field, "auth_method.Token.token");
         assert!(!message.contains("98765"), "{message}");
 
-        let (_, field, message) =
-            field_error(r#"{"backend_type":"local","key_dir":"/k","master_key":["hunter2"]}"#);
+        let (_, field, message) = field_error(r#"{"backend_type":"local","key_dir":"/k","master_key":["hunter2"]}"#);
         assert_eq!(field, "master_key");
         assert!(!message.contains("hunter2"), "{message}");
     }
@@ -475,12 +366,8 @@ mod tests {
     #[test]
     fn missing_required_fields_are_named() {
         let (code, field, _) = field_error(r#"{"key_dir":"/k"}"#);
-        assert_eq!(
-            (code.as_str(), field.as_str()),
-            ("MissingField", "backend_type")
-        );
-        let (_, field, _) =
-            field_error(r#"{"backend_type":"vault","auth_method":{"Token":{"token":"t"}}}"#);
+        assert_eq!((code.as_str(), field.as_str()), ("MissingField", "backend_type"));
+        let (_, field, _) = field_error(r#"{"backend_type":"vault","auth_method":{"Token":{"token":"t"}}}"#);
         assert_eq!(field, "address");
         let (_, field, _) = field_error(r#"{"backend_type":"vault","address":"http://v:8200"}"#);
         assert_eq!(field, "auth_method");
@@ -492,8 +379,7 @@ mod tests {
 
     #[test]
     fn fields_of_the_other_backend_are_refused() {
-        let (_, field, message) =
-            field_error(r#"{"backend_type":"local","key_dir":"/k","address":"http://v:8200"}"#);
+        let (_, field, message) = field_error(r#"{"backend_type":"local","key_dir":"/k","address":"http://v:8200"}"#);
         assert_eq!(field, "address");
         assert!(message.contains("does not apply"), "{message}");
         let (_, field, _) = field_error(
@@ -510,23 +396,17 @@ mod tests {
         }
         let (_, field, _) = field_error(r#"{"backend_type":"sqlite"}"#);
         assert_eq!(field, "backend_type");
-        let (_, field, _) = field_error(
-            r#"{"backend_type":"vault","address":"http://v","auth_method":{"Kerberos":{}}}"#,
-        );
-        assert_eq!(field, "auth_method.Kerberos");
         let (_, field, _) =
-            field_error(r#"{"backend_type":"vault","address":"http://v","auth_method":"token"}"#);
+            field_error(r#"{"backend_type":"vault","address":"http://v","auth_method":{"Kerberos":{}}}"#);
+        assert_eq!(field, "auth_method.Kerberos");
+        let (_, field, _) = field_error(r#"{"backend_type":"vault","address":"http://v","auth_method":"token"}"#);
         assert_eq!(field, "auth_method");
     }
 
     #[test]
     fn nulls_count_as_absent() {
-        let config =
-            parse(r#"{"backend_type":"local","key_dir":"/k","master_key":null,"address":null}"#)
-                .unwrap();
-        let BackendConfig::Local(local) = config.backend else {
-            panic!("not local")
-        };
+        let config = parse(r#"{"backend_type":"local","key_dir":"/k","master_key":null,"address":null}"#).unwrap();
+        let BackendConfig::Local(local) = config.backend else { panic!("not local") };
         assert!(local.master_key.is_none());
     }
 
@@ -535,17 +415,8 @@ mod tests {
         assert_eq!(parse_create_key(b"").unwrap(), CreateKeyRequest::default());
         assert_eq!(
             parse_create_key(br#"{"key_id":"app","description":"for app"}"#).unwrap(),
-            CreateKeyRequest {
-                key_id: Some("app".into()),
-                description: Some("for app".into())
-            }
+            CreateKeyRequest { key_id: Some("app".into()), description: Some("for app".into()) }
         );
-        assert_eq!(
-            parse_create_key(br#"{"name":"app"}"#)
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("name")
-        );
+        assert_eq!(parse_create_key(br#"{"name":"app"}"#).unwrap_err().field.as_deref(), Some("name"));
     }
 }

@@ -21,24 +21,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
+        Self { status, code, message: message.into(), field: None }
     }
 
     /// 400 about one named field of the request.
-    pub fn invalid_field(
-        code: &'static str,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            field: Some(field.into()),
-            ..Self::new(StatusCode::BAD_REQUEST, code, message)
-        }
+    pub fn invalid_field(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: Some(field.into()), ..Self::new(StatusCode::BAD_REQUEST, code, message) }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -49,9 +37,9 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "AccessDenied", message)
     }
 
-    /// The JSON body sent to the client.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("an error body always serializes")
+    /// The JSON body sent to the client: `{"code":…,"message":…,"field":…}`.
+    pub fn to_body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an error body always serializes")
     }
 }
 
@@ -91,21 +79,9 @@ mod tests {
     fn kms_errors_map_to_their_statuses() {
         let cases = [
             (KmsError::KeyNotFound("k".into()), StatusCode::NOT_FOUND),
-            (
-                KmsError::WrongState {
-                    state: "running".into(),
-                    action: "configure".into(),
-                },
-                StatusCode::CONFLICT,
-            ),
-            (
-                KmsError::Unavailable("Vault is sealed".into()),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (
-                KmsError::Backend("permission denied".into()),
-                StatusCode::BAD_GATEWAY,
-            ),
+            (KmsError::WrongState { state: "running".into(), action: "configure".into() }, StatusCode::CONFLICT),
+            (KmsError::Unavailable("Vault is sealed".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (KmsError::Backend("permission denied".into()), StatusCode::BAD_GATEWAY),
             (KmsError::NotRunning, StatusCode::CONFLICT),
         ];
         for (err, status) in cases {
@@ -123,7 +99,7 @@ mod tests {
         });
         assert_eq!(api.status, StatusCode::BAD_REQUEST);
         assert_eq!(
-            api.to_json(),
+            serde_json::from_slice::<serde_json::Value>(&api.to_body()).unwrap(),
             serde_json::json!({
                 "code": "InvalidConfig",
                 "message": "KMS key directory is required for local backend",

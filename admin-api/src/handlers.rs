@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use coffer_kms::{EncryptionContext, KmsError, KmsManager};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::api::{KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus};
 use crate::body::{parse_create_key, parse_kms_config};
@@ -23,9 +22,11 @@ pub(crate) struct Handlers {
     kms: Arc<KmsManager>,
 }
 
-/// One resolved admin request: the endpoint, the `{key_id}` from the path if the route has one, query and body.
+/// One resolved admin request: the endpoint, the key it is about, query and body.
 pub(crate) struct Call<'a> {
     pub endpoint: Endpoint,
+    /// The `{key_id}` of the path; after [`Handlers::handle`], the key the call was about (also a created key's id,
+    /// whether given in the body or the query or generated), for the audit line.
     pub key_id: Option<String>,
     pub query: Query,
     pub body: &'a [u8],
@@ -36,29 +37,18 @@ impl Handlers {
         Self { kms }
     }
 
-    /// Runs one call; the JSON answer on success.
-    pub async fn handle(&self, call: Call<'_>) -> Result<Value, ApiError> {
-        let Call {
-            endpoint,
-            key_id,
-            mut query,
-            body,
-        } = call;
-        let takes_body = matches!(
-            endpoint,
-            Endpoint::Configure | Endpoint::Reconfigure | Endpoint::CreateKey
-        );
+    /// Runs one call; the serialized JSON answer on success.
+    pub async fn handle(&self, call: &mut Call<'_>) -> Result<Vec<u8>, ApiError> {
+        let (endpoint, body) = (call.endpoint, call.body);
+        let mut query = std::mem::take(&mut call.query);
+        let takes_body = matches!(endpoint, Endpoint::Configure | Endpoint::Reconfigure | Endpoint::CreateKey);
         if !takes_body && !body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "UnexpectedBody",
                 "this endpoint takes no request body; its parameters go in the query string",
             ));
         }
-        let path_key = || {
-            key_id
-                .clone()
-                .expect("routes with {key_id} always carry one")
-        };
+        let path_key = call.key_id.clone().unwrap_or_default();
         match endpoint {
             Endpoint::Configure => {
                 let config = parse_kms_config(body)?;
@@ -66,9 +56,7 @@ impl Handlers {
                 self.kms.configure(config).await.map_err(|err| match err {
                     KmsError::WrongState { .. } => {
                         let mut api = ApiError::from(err);
-                        api.message.push_str(
-                            "; stop the KMS first, or use reconfigure to change a running KMS",
-                        );
+                        api.message.push_str("; stop the KMS first, or use reconfigure to change a running KMS");
                         api
                     }
                     other => other.into(),
@@ -97,9 +85,7 @@ impl Handlers {
             }
             Endpoint::Config => {
                 query.finish()?;
-                self.kms
-                    .config()
-                    .ok_or_else(|| KmsError::NotConfigured.into())
+                Ok(json(self.kms.config().ok_or(KmsError::NotConfigured)?))
             }
             Endpoint::ClearCache => {
                 query.finish()?;
@@ -109,73 +95,54 @@ impl Handlers {
             Endpoint::CreateKey => {
                 let request = parse_create_key(body)?;
                 query.finish()?;
-                let key = self
-                    .kms
-                    .create_key(request.key_id.as_deref(), request.description.as_deref())
-                    .await?;
+                call.key_id.clone_from(&request.key_id);
+                let key = self.kms.create_key(request.key_id.as_deref(), request.description.as_deref()).await?;
+                call.key_id = Some(key.key_id.clone());
                 Ok(json(KeyInfo::from(key)))
             }
             Endpoint::ListKeys => {
-                let limit = query
-                    .integer("limit", 1..=MAX_PAGE_SIZE)?
-                    .unwrap_or(DEFAULT_PAGE_SIZE);
+                let limit = query.integer("limit", 1..=MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE);
                 let marker = query.string("marker");
                 query.finish()?;
-                let page = self
-                    .kms
-                    .list_keys(limit as usize, marker.as_deref())
-                    .await?;
+                let page = self.kms.list_keys(limit as usize, marker.as_deref()).await?;
                 let keys = page.keys.into_iter().map(KeyInfo::from).collect();
-                Ok(json(KeyList {
-                    keys,
-                    next_marker: page.next_marker,
-                }))
+                Ok(json(KeyList { keys, next_marker: page.next_marker }))
             }
             Endpoint::DescribeKey => {
                 query.finish()?;
-                Ok(json(KeyInfo::from(
-                    self.kms.describe_key(&path_key()).await?,
-                )))
+                Ok(json(KeyInfo::from(self.kms.describe_key(&path_key).await?)))
             }
             Endpoint::RotateKey => {
                 query.finish()?;
-                Ok(json(KeyInfo::from(self.kms.rotate_key(&path_key()).await?)))
+                Ok(json(KeyInfo::from(self.kms.rotate_key(&path_key).await?)))
             }
             Endpoint::EnableKey => {
                 query.finish()?;
-                Ok(json(KeyInfo::from(self.kms.enable_key(&path_key()).await?)))
+                Ok(json(KeyInfo::from(self.kms.enable_key(&path_key).await?)))
             }
             Endpoint::DisableKey => {
                 query.finish()?;
-                Ok(json(KeyInfo::from(
-                    self.kms.disable_key(&path_key()).await?,
-                )))
+                Ok(json(KeyInfo::from(self.kms.disable_key(&path_key).await?)))
             }
             Endpoint::DeleteKey => {
-                let days = query
-                    .integer("pending_window_days", 0..=u32::MAX)?
-                    .unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
+                let days = query.integer("pending_window_days", 0..=u32::MAX)?.unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
                 query.finish()?;
-                Ok(json(KeyInfo::from(
-                    self.kms.schedule_deletion(&path_key(), days).await?,
-                )))
+                Ok(json(KeyInfo::from(self.kms.schedule_deletion(&path_key, days).await?)))
             }
             Endpoint::CancelKeyDeletion => {
                 query.finish()?;
-                Ok(json(KeyInfo::from(
-                    self.kms.cancel_deletion(&path_key()).await?,
-                )))
+                Ok(json(KeyInfo::from(self.kms.cancel_deletion(&path_key).await?)))
             }
             Endpoint::MinioCreateKey => {
                 let key_id = query.required_string("key-id")?;
                 query.finish()?;
-                Ok(json(KeyInfo::from(
-                    self.kms.create_key(Some(&key_id), None).await?,
-                )))
+                call.key_id = Some(key_id.clone());
+                Ok(json(KeyInfo::from(self.kms.create_key(Some(&key_id), None).await?)))
             }
             Endpoint::MinioKeyStatus => {
                 let key_id = query.required_string("key-id")?;
                 query.finish()?;
+                call.key_id = Some(key_id.clone());
                 self.check_round_trip(&key_id).await?;
                 Ok(json(MinioKeyStatus { key_id }))
             }
@@ -187,7 +154,7 @@ impl Handlers {
         }
     }
 
-    async fn status(&self) -> Result<Value, ApiError> {
+    async fn status(&self) -> Result<Vec<u8>, ApiError> {
         Ok(json(KmsStatusInfo::from(self.kms.status().await)))
     }
 
@@ -197,9 +164,7 @@ impl Handlers {
         let backend = self.kms.backend()?;
         let context = EncryptionContext::new().with("coffer-admin", "key-status");
         let data_key = backend.generate_data_key(key_id, &context).await?;
-        backend
-            .decrypt_data_key(&data_key.wrapped, &context)
-            .await?;
+        backend.decrypt_data_key(&data_key.wrapped, &context).await?;
         Ok(())
     }
 
@@ -207,22 +172,11 @@ impl Handlers {
         let mut matching = Vec::new();
         let mut marker = None;
         loop {
-            let page = self
-                .kms
-                .list_keys(MAX_PAGE_SIZE as usize, marker.as_deref())
-                .await?;
-            matching.extend(
-                page.keys
-                    .into_iter()
-                    .filter(|key| glob_match(pattern, &key.key_id))
-                    .map(|key| {
-                        let key = KeyInfo::from(key);
-                        MinioKeyInfo {
-                            name: key.key_id,
-                            created_at: key.created_at,
-                        }
-                    }),
-            );
+            let page = self.kms.list_keys(MAX_PAGE_SIZE as usize, marker.as_deref()).await?;
+            matching.extend(page.keys.into_iter().filter(|key| glob_match(pattern, &key.key_id)).map(|key| {
+                let key = KeyInfo::from(key);
+                MinioKeyInfo { name: key.key_id, created_at: key.created_at }
+            }));
             match page.next_marker {
                 Some(next) => marker = Some(next),
                 None => return Ok(matching),
@@ -231,8 +185,9 @@ impl Handlers {
     }
 }
 
-fn json(document: impl Serialize) -> Value {
-    serde_json::to_value(document).expect("API documents always serialize")
+/// Serialized straight from the typed document, so fields keep their declared order (`status` first, …).
+fn json(document: impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(&document).expect("API documents always serialize")
 }
 
 /// MinIO's key-list patterns: `*` matches any run of characters, everything else matches itself.

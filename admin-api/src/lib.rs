@@ -10,7 +10,7 @@
 //! keys) go to the KMS and nowhere else: not into answers, error messages or logs.
 
 pub mod api;
-pub mod audit;
+mod audit;
 mod body;
 pub mod cli;
 mod error;
@@ -19,5 +19,5 @@ mod query;
 mod route;
 pub mod routes;
 
-pub use error::ApiError;
+pub use audit::AUDIT_TARGET;
 pub use route::AdminRoute;

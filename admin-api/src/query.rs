@@ -15,18 +15,11 @@ impl Query {
     /// Parses `a=1&b=x%20y` (form encoding: `+` is a space). A repeated or undecodable parameter is refused.
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut params = BTreeMap::new();
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-        {
+        for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let decode = |text: &str| percent_decode(&text.replace('+', " "));
             let (Some(name), Some(value)) = (decode(name), decode(value)) else {
-                return Err(ApiError::bad_request(
-                    "InvalidQuery",
-                    "the query string has a broken percent-escape",
-                ));
+                return Err(ApiError::bad_request("InvalidQuery", "the query string has a broken percent-escape"));
             };
             if params.contains_key(&name) {
                 return Err(ApiError::invalid_field(
@@ -45,23 +38,13 @@ impl Query {
     }
 
     pub fn required_string(&mut self, name: &str) -> Result<String, ApiError> {
-        self.string(name)
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| {
-                ApiError::invalid_field(
-                    "MissingParameter",
-                    name,
-                    format!("query parameter `{name}` is required"),
-                )
-            })
+        self.string(name).filter(|value| !value.is_empty()).ok_or_else(|| {
+            ApiError::invalid_field("MissingParameter", name, format!("query parameter `{name}` is required"))
+        })
     }
 
     /// An integer within `range`, if given.
-    pub fn integer(
-        &mut self,
-        name: &str,
-        range: std::ops::RangeInclusive<u32>,
-    ) -> Result<Option<u32>, ApiError> {
+    pub fn integer(&mut self, name: &str, range: std::ops::RangeInclusive<u32>) -> Result<Option<u32>, ApiError> {
         let Some(text) = self.string(name) else {
             return Ok(None);
         };
@@ -70,11 +53,7 @@ impl Query {
             _ => Err(ApiError::invalid_field(
                 "InvalidQuery",
                 name,
-                format!(
-                    "query parameter `{name}` must be an integer from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
+                format!("query parameter `{name}` must be an integer from {} to {}", range.start(), range.end()),
             )),
         }
     }
@@ -108,36 +87,11 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         let mut query = Query::parse(Some("limit=0")).unwrap();
-        assert_eq!(
-            query
-                .integer("limit", 1..=1000)
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("limit")
-        );
+        assert_eq!(query.integer("limit", 1..=1000).unwrap_err().field.as_deref(), Some("limit"));
         let mut query = Query::parse(Some("limit=x")).unwrap();
         assert!(query.integer("limit", 1..=1000).is_err());
-        assert_eq!(
-            Query::parse(Some("a=1&a=2")).unwrap_err().field.as_deref(),
-            Some("a")
-        );
-        assert_eq!(
-            Query::parse(Some("colour=red"))
-                .unwrap()
-                .finish()
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("colour")
-        );
-        assert_eq!(
-            Query::parse(None)
-                .unwrap()
-                .required_string("key-id")
-                .unwrap_err()
-                .code,
-            "MissingParameter"
-        );
+        assert_eq!(Query::parse(Some("a=1&a=2")).unwrap_err().field.as_deref(), Some("a"));
+        assert_eq!(Query::parse(Some("colour=red")).unwrap().finish().unwrap_err().field.as_deref(), Some("colour"));
+        assert_eq!(Query::parse(None).unwrap().required_string("key-id").unwrap_err().code, "MissingParameter");
     }
 }

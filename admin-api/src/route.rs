@@ -12,7 +12,6 @@ use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use s3s::route::S3Route;
 use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
-use serde_json::Value;
 
 use crate::audit::{self, Outcome};
 use crate::error::ApiError;
@@ -31,87 +30,61 @@ pub struct AdminRoute {
 
 impl AdminRoute {
     /// `is_admin` tells whether an authenticated access key may use the admin API.
-    pub fn new(
-        kms: Arc<KmsManager>,
-        is_admin: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            handlers: Handlers::new(kms),
-            is_admin: Box::new(is_admin),
-        }
+    pub fn new(kms: Arc<KmsManager>, is_admin: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self { handlers: Handlers::new(kms), is_admin: Box::new(is_admin) }
     }
 
     async fn respond(&self, mut req: S3Request<Body>, who: &str) -> S3Result<S3Response<Body>> {
         if !(self.is_admin)(who) {
-            audit::record(
-                who,
-                &attempted_action(&req.method, &req.uri),
-                None,
-                Outcome::Denied,
-            );
-            return Ok(error_response(&ApiError::access_denied(
-                "the admin API is only open to admin users",
-            )));
+            audit::record(who, &attempted_action(&req.method, &req.uri), None, Outcome::Denied);
+            return Ok(error_response(&ApiError::access_denied("the admin API is only open to admin users")));
         }
         let (endpoint, key_id) = match routes::resolve(&req.method, req.uri.path()) {
             Resolution::Found { endpoint, key_id } => (endpoint, key_id),
-            Resolution::MethodNotAllowed(allowed) => {
-                return Ok(method_not_allowed(&req.method, &allowed))
-            }
+            Resolution::MethodNotAllowed(allowed) => return Ok(method_not_allowed(&req.method, &allowed)),
             Resolution::NotFound => {
-                let message = format!(
-                    "no admin endpoint at {}; see admin-api/openapi.yaml",
-                    req.uri.path()
-                );
-                return Ok(error_response(&ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "UnknownEndpoint",
-                    message,
-                )));
+                let message = format!("no admin endpoint at {}; see admin-api/openapi.yaml", req.uri.path());
+                return Ok(error_response(&ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", message)));
             }
         };
-        let result = self.run(endpoint, key_id.clone(), &mut req).await;
+        let (result, subject) = self.run(endpoint, key_id, &mut req).await;
         if endpoint.changes_state() {
             let outcome = match &result {
                 Ok(_) => Outcome::Success,
                 Err(err) => Outcome::Failed(err.code),
             };
-            audit::record(who, endpoint.action(), key_id.as_deref(), outcome);
+            audit::record(who, endpoint.action(), subject.as_deref(), outcome);
         }
         Ok(match result {
-            Ok(document) => json_response(StatusCode::OK, &document),
+            Ok(document) => json_response(StatusCode::OK, document),
             Err(err) => error_response(&err),
         })
     }
 
+    /// Runs the endpoint; also returns the key the call was about, for the audit line.
     async fn run(
         &self,
         endpoint: Endpoint,
         key_id: Option<String>,
         req: &mut S3Request<Body>,
-    ) -> Result<Value, ApiError> {
-        let body = read_body(req).await?;
-        let query = Query::parse(req.uri.query())?;
-        self.handlers
-            .handle(Call {
-                endpoint,
-                key_id,
-                query,
-                body: &body,
-            })
-            .await
+    ) -> (Result<Vec<u8>, ApiError>, Option<String>) {
+        let body = match read_body(req).await {
+            Ok(body) => body,
+            Err(err) => return (Err(err), key_id),
+        };
+        let query = match Query::parse(req.uri.query()) {
+            Ok(query) => query,
+            Err(err) => return (Err(err), key_id),
+        };
+        let mut call = Call { endpoint, key_id, query, body: &body };
+        let result = self.handlers.handle(&mut call).await;
+        (result, call.key_id)
     }
 }
 
 #[async_trait::async_trait]
 impl S3Route for AdminRoute {
-    fn is_match(
-        &self,
-        _method: &Method,
-        uri: &Uri,
-        _headers: &HeaderMap,
-        _extensions: &mut Extensions,
-    ) -> bool {
+    fn is_match(&self, _method: &Method, uri: &Uri, _headers: &HeaderMap, _extensions: &mut Extensions) -> bool {
         routes::is_admin_path(uri.path())
     }
 
@@ -119,24 +92,12 @@ impl S3Route for AdminRoute {
         if req.credentials.is_some() {
             return Ok(());
         }
-        audit::record(
-            "anonymous",
-            &attempted_action(&req.method, &req.uri),
-            None,
-            Outcome::Denied,
-        );
-        Err(s3_error!(
-            AccessDenied,
-            "admin API requests must be signed with SigV4 (service s3) by an admin user"
-        ))
+        audit::record("anonymous", &attempted_action(&req.method, &req.uri), None, Outcome::Denied);
+        Err(s3_error!(AccessDenied, "admin API requests must be signed with SigV4 (service s3) by an admin user"))
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let Some(who) = req
-            .credentials
-            .as_ref()
-            .map(|credentials| credentials.access_key.clone())
-        else {
+        let Some(who) = req.credentials.as_ref().map(|credentials| credentials.access_key.clone()) else {
             return Err(s3_error!(AccessDenied, "admin API requests must be signed"));
         };
         self.respond(req, &who).await
@@ -158,33 +119,20 @@ async fn read_body(req: &mut S3Request<Body>) -> Result<bytes::Bytes, ApiError> 
         let message = format!("the request body is larger than {MAX_BODY_BYTES} bytes");
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLarge", message)
     };
-    let declared = req
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = req.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    req.input
-        .store_all_limited(MAX_BODY_BYTES)
-        .await
-        .map_err(|err| {
-            let message = format!(
-                "the request body could not be read or does not match its signed SHA-256: {err}"
-            );
-            ApiError::bad_request("IncompleteBody", message)
-        })
+    req.input.store_all_limited(MAX_BODY_BYTES).await.map_err(|err| {
+        let message = format!("the request body could not be read or does not match its signed SHA-256: {err}");
+        ApiError::bad_request("IncompleteBody", message)
+    })
 }
 
 fn method_not_allowed(method: &Method, allowed: &[Method]) -> S3Response<Body> {
     let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
     let message = format!("{method} is not allowed here; use {}", names.join(" or "));
-    let mut response = error_response(&ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        message,
-    ));
+    let mut response = error_response(&ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message));
     if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
         response.headers.insert(ALLOW, value);
     }
@@ -192,14 +140,11 @@ fn method_not_allowed(method: &Method, allowed: &[Method]) -> S3Response<Body> {
 }
 
 fn error_response(err: &ApiError) -> S3Response<Body> {
-    json_response(err.status, &err.to_json())
+    json_response(err.status, err.to_body())
 }
 
-fn json_response(status: StatusCode, document: &Value) -> S3Response<Body> {
-    let bytes = serde_json::to_vec(document).expect("JSON values always serialize");
-    let mut response = S3Response::with_status(Body::from(bytes), status);
-    response
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+fn json_response(status: StatusCode, body: Vec<u8>) -> S3Response<Body> {
+    let mut response = S3Response::with_status(Body::from(body), status);
+    response.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

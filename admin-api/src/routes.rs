@@ -6,11 +6,7 @@
 use http::Method;
 
 /// The prefixes the admin API answers under (each followed by a route path such as `/status`).
-pub const MOUNT_PREFIXES: [&str; 3] = [
-    "/coffer/admin/v3/kms",
-    "/rustfs/admin/v3/kms",
-    "/minio/admin/v3/kms",
-];
+pub const MOUNT_PREFIXES: [&str; 3] = ["/coffer/admin/v3/kms", "/rustfs/admin/v3/kms", "/minio/admin/v3/kms"];
 
 /// One operation of the admin API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,22 +91,14 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/keys/{key_id}/rotate", Endpoint::RotateKey),
     route(Method::POST, "/keys/{key_id}/enable", Endpoint::EnableKey),
     route(Method::POST, "/keys/{key_id}/disable", Endpoint::DisableKey),
-    route(
-        Method::POST,
-        "/keys/{key_id}/cancel-deletion",
-        Endpoint::CancelKeyDeletion,
-    ),
+    route(Method::POST, "/keys/{key_id}/cancel-deletion", Endpoint::CancelKeyDeletion),
     route(Method::POST, "/key/create", Endpoint::MinioCreateKey),
     route(Method::GET, "/key/status", Endpoint::MinioKeyStatus),
     route(Method::GET, "/key/list", Endpoint::MinioListKeys),
 ];
 
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
-    Route {
-        method,
-        path,
-        endpoint,
-    }
+    Route { method, path, endpoint }
 }
 
 const KEY_ID_PARAM: &str = "{key_id}";
@@ -146,16 +134,10 @@ pub fn resolve(method: &Method, path: &str) -> Resolution {
         if route.method == method {
             return match key_id {
                 Some(raw) => match percent_decode(raw) {
-                    Some(decoded) => Resolution::Found {
-                        endpoint: route.endpoint,
-                        key_id: Some(decoded),
-                    },
+                    Some(decoded) => Resolution::Found { endpoint: route.endpoint, key_id: Some(decoded) },
                     None => Resolution::NotFound,
                 },
-                None => Resolution::Found {
-                    endpoint: route.endpoint,
-                    key_id: None,
-                },
+                None => Resolution::Found { endpoint: route.endpoint, key_id: None },
             };
         }
         allowed.push(route.method.clone());
@@ -169,10 +151,7 @@ pub fn resolve(method: &Method, path: &str) -> Resolution {
 
 /// The part of `path` after a mount prefix, starting with `/`.
 fn route_path(path: &str) -> Option<&str> {
-    MOUNT_PREFIXES
-        .iter()
-        .filter_map(|prefix| path.strip_prefix(prefix))
-        .find(|rest| rest.starts_with('/'))
+    MOUNT_PREFIXES.iter().filter_map(|prefix| path.strip_prefix(prefix)).find(|rest| rest.starts_with('/'))
 }
 
 /// Matches path segments against a template; `Some(key_id segment)` on a match.
@@ -218,19 +197,13 @@ mod tests {
     use super::*;
 
     fn found(endpoint: Endpoint, key_id: Option<&str>) -> Resolution {
-        Resolution::Found {
-            endpoint,
-            key_id: key_id.map(str::to_owned),
-        }
+        Resolution::Found { endpoint, key_id: key_id.map(str::to_owned) }
     }
 
     #[test]
     fn every_prefix_serves_the_same_routes() {
         for prefix in MOUNT_PREFIXES {
-            assert_eq!(
-                resolve(&Method::GET, &format!("{prefix}/status")),
-                found(Endpoint::Status, None)
-            );
+            assert_eq!(resolve(&Method::GET, &format!("{prefix}/status")), found(Endpoint::Status, None));
             assert_eq!(
                 resolve(&Method::POST, &format!("{prefix}/keys/k1/rotate")),
                 found(Endpoint::RotateKey, Some("k1"))
@@ -244,10 +217,7 @@ mod tests {
             resolve(&Method::GET, "/coffer/admin/v3/kms/keys/app%2Dkey%3A1"),
             found(Endpoint::DescribeKey, Some("app-key:1"))
         );
-        assert_eq!(
-            resolve(&Method::GET, "/coffer/admin/v3/kms/keys/bad%zz"),
-            Resolution::NotFound
-        );
+        assert_eq!(resolve(&Method::GET, "/coffer/admin/v3/kms/keys/bad%zz"), Resolution::NotFound);
     }
 
     #[test]
@@ -271,21 +241,9 @@ mod tests {
         assert!(!is_admin_path("/coffer/admin/v3/kmsx/status"));
         assert!(!is_admin_path("/coffer/admin/v3/config"));
         assert!(!is_admin_path("/bucket/coffer/admin/v3/kms/status"));
-        assert_eq!(
-            resolve(&Method::GET, "/coffer/admin/v3/kms/"),
-            Resolution::NotFound
-        );
-        assert_eq!(
-            resolve(&Method::GET, "/coffer/admin/v3/kms/unknown"),
-            Resolution::NotFound
-        );
-        assert_eq!(
-            resolve(&Method::GET, "/coffer/admin/v3/kms/keys/"),
-            Resolution::NotFound
-        );
-        assert_eq!(
-            resolve(&Method::GET, "/coffer/admin/v3/kms/status/"),
-            Resolution::NotFound
-        );
+        assert_eq!(resolve(&Method::GET, "/coffer/admin/v3/kms/"), Resolution::NotFound);
+        assert_eq!(resolve(&Method::GET, "/coffer/admin/v3/kms/unknown"), Resolution::NotFound);
+        assert_eq!(resolve(&Method::GET, "/coffer/admin/v3/kms/keys/"), Resolution::NotFound);
+        assert_eq!(resolve(&Method::GET, "/coffer/admin/v3/kms/status/"), Resolution::NotFound);
     }
 }

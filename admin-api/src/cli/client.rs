@@ -25,11 +25,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum CliError {
     /// The server answered with an error.
     #[error("{status} {code}: {message}")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     /// The server could not be reached or its answer could not be read.
     #[error("{0}")]
     Transport(String),
@@ -47,10 +43,7 @@ pub struct SigningKeys {
 
 impl fmt::Debug for SigningKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKeys")
-            .field("access_key", &self.access_key)
-            .field("secret_key", &"***")
-            .finish()
+        f.debug_struct("SigningKeys").field("access_key", &self.access_key).field("secret_key", &"***").finish()
     }
 }
 
@@ -84,27 +77,15 @@ impl AdminClient {
         let endpoint = Url::parse(endpoint)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "endpoint {endpoint:?} is not an http:// or https:// URL"
-                ))
-            })?;
+            .ok_or_else(|| CliError::Usage(format!("endpoint {endpoint:?} is not an http:// or https:// URL")))?;
         let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
         if let Some(pem) = ca_cert_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|err| {
-                CliError::Usage(format!("the CA certificate is not valid PEM: {err}"))
-            })?;
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|err| CliError::Usage(format!("the CA certificate is not valid PEM: {err}")))?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder
-            .build()
-            .map_err(|err| CliError::Usage(format!("cannot set up the HTTP client: {err}")))?;
-        Ok(Self {
-            http,
-            endpoint,
-            keys,
-            region,
-        })
+        let http = builder.build().map_err(|err| CliError::Usage(format!("cannot set up the HTTP client: {err}")))?;
+        Ok(Self { http, endpoint, keys, region })
     }
 
     /// The full URL of an admin request.
@@ -134,20 +115,16 @@ impl AdminClient {
         if request.body.is_some() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
         }
-        let response = builder.body(body).send().await.map_err(|err| {
-            CliError::Transport(format!(
-                "cannot reach {}: {}",
-                self.endpoint,
-                error_chain(&err)
-            ))
-        })?;
+        let response = builder
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| CliError::Transport(format!("cannot reach {}: {}", self.endpoint, error_chain(&err))))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|err| {
-            CliError::Transport(format!(
-                "cannot read the answer from {}: {err}",
-                self.endpoint
-            ))
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| CliError::Transport(format!("cannot read the answer from {}: {err}", self.endpoint)))?;
         if !status.is_success() {
             return Err(api_error(status.as_u16(), &bytes));
         }
@@ -169,16 +146,9 @@ impl AdminClient {
         url: &Url,
         body: &[u8],
     ) -> Result<Vec<(String, String)>, CliError> {
-        let signing_failed =
-            |err: &dyn fmt::Display| CliError::Usage(format!("cannot sign the request: {err}"));
-        let identity = Credentials::new(
-            &self.keys.access_key,
-            &self.keys.secret_key,
-            None,
-            None,
-            "coffer-admin-cli",
-        )
-        .into();
+        let signing_failed = |err: &dyn fmt::Display| CliError::Usage(format!("cannot sign the request: {err}"));
+        let identity =
+            Credentials::new(&self.keys.access_key, &self.keys.secret_key, None, None, "coffer-admin-cli").into();
         let mut settings = SigningSettings::default();
         // S3 signing rules, as s3s verifies them: payload hash header, path encoded once and not normalized.
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -193,20 +163,11 @@ impl AdminClient {
             .build()
             .map_err(|err| signing_failed(&err))?
             .into();
-        let signable = SignableRequest::new(
-            method.as_str(),
-            url.as_str(),
-            std::iter::empty(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|err| signing_failed(&err))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|err| signing_failed(&err))?
-            .into_parts();
-        Ok(instructions
-            .headers()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect())
+        let signable =
+            SignableRequest::new(method.as_str(), url.as_str(), std::iter::empty(), SignableBody::Bytes(body))
+                .map_err(|err| signing_failed(&err))?;
+        let (instructions, _signature) = sign(signable, &params).map_err(|err| signing_failed(&err))?.into_parts();
+        Ok(instructions.headers().map(|(name, value)| (name.to_owned(), value.to_owned())).collect())
     }
 }
 
@@ -215,31 +176,14 @@ impl AdminClient {
 fn api_error(status: u16, body: &[u8]) -> CliError {
     let text = String::from_utf8_lossy(body);
     let (code, message) = if let Ok(json) = serde_json::from_slice::<Value>(body) {
-        let field = |name: &str| {
-            json.get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let field = |name: &str| json.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         (field("code"), field("message"))
     } else {
         (xml_element(&text, "Code"), xml_element(&text, "Message"))
     };
-    let code = if code.is_empty() {
-        "HttpError".to_owned()
-    } else {
-        code
-    };
-    let message = if message.is_empty() {
-        format!("the server answered HTTP {status}")
-    } else {
-        message
-    };
-    CliError::Api {
-        status,
-        code,
-        message,
-    }
+    let code = if code.is_empty() { "HttpError".to_owned() } else { code };
+    let message = if message.is_empty() { format!("the server answered HTTP {status}") } else { message };
+    CliError::Api { status, code, message }
 }
 
 fn xml_element(xml: &str, name: &str) -> String {
@@ -268,10 +212,7 @@ mod tests {
     use super::*;
 
     fn client(endpoint: &str) -> AdminClient {
-        let keys = SigningKeys {
-            access_key: "admin".into(),
-            secret_key: "s3cret".into(),
-        };
+        let keys = SigningKeys { access_key: "admin".into(), secret_key: "s3cret".into() };
         AdminClient::new(endpoint, keys, "us-east-1".into(), None).unwrap()
     }
 
@@ -287,21 +228,14 @@ mod tests {
             client("http://127.0.0.1:9000/").url(&request).as_str(),
             "http://127.0.0.1:9000/coffer/admin/v3/kms/keys/my%20key%2F1?pending_window_days=7"
         );
-        assert_eq!(
-            client("https://s3.example.com").url(&request).path(),
-            "/coffer/admin/v3/kms/keys/my%20key%2F1"
-        );
+        assert_eq!(client("https://s3.example.com").url(&request).path(), "/coffer/admin/v3/kms/keys/my%20key%2F1");
     }
 
     #[test]
     fn bad_endpoints_are_usage_errors() {
-        let keys = SigningKeys {
-            access_key: "a".into(),
-            secret_key: "b".into(),
-        };
+        let keys = SigningKeys { access_key: "a".into(), secret_key: "b".into() };
         for endpoint in ["127.0.0.1:9000", "ftp://host", "not a url"] {
-            let err =
-                AdminClient::new(endpoint, keys.clone(), "us-east-1".into(), None).unwrap_err();
+            let err = AdminClient::new(endpoint, keys.clone(), "us-east-1".into(), None).unwrap_err();
             assert!(matches!(err, CliError::Usage(_)), "{endpoint}: {err}");
         }
     }
@@ -311,51 +245,24 @@ mod tests {
         let client = client("http://127.0.0.1:9000");
         let url = Url::parse("http://127.0.0.1:9000/coffer/admin/v3/kms/status").unwrap();
         let headers = client.signature_headers(&Method::GET, &url, b"").unwrap();
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap()
-        };
-        assert!(
-            get("authorization").contains("/us-east-1/s3/aws4_request"),
-            "{}",
-            get("authorization")
-        );
-        assert_eq!(
-            get("x-amz-content-sha256"),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap();
+        assert!(get("authorization").contains("/us-east-1/s3/aws4_request"), "{}", get("authorization"));
+        assert_eq!(get("x-amz-content-sha256"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert!(!format!("{:?}", client.keys).contains("s3cret"));
     }
 
     #[test]
     fn error_answers_are_read_from_json_and_from_s3_xml() {
-        let CliError::Api { code, message, .. } = api_error(
-            409,
-            br#"{"code":"InvalidKMSState","message":"cannot configure while the KMS is running"}"#,
-        ) else {
+        let CliError::Api { code, message, .. } =
+            api_error(409, br#"{"code":"InvalidKMSState","message":"cannot configure while the KMS is running"}"#)
+        else {
             panic!("not an API error")
         };
-        assert_eq!(
-            (code.as_str(), message.as_str()),
-            (
-                "InvalidKMSState",
-                "cannot configure while the KMS is running"
-            )
-        );
+        assert_eq!((code.as_str(), message.as_str()), ("InvalidKMSState", "cannot configure while the KMS is running"));
         let xml = b"<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>bad</Message></Error>";
-        let CliError::Api { status, code, .. } = api_error(403, xml) else {
-            panic!("not an API error")
-        };
+        let CliError::Api { status, code, .. } = api_error(403, xml) else { panic!("not an API error") };
         assert_eq!((status, code.as_str()), (403, "SignatureDoesNotMatch"));
-        let CliError::Api { code, message, .. } = api_error(502, b"") else {
-            panic!("not an API error")
-        };
-        assert_eq!(
-            (code.as_str(), message.as_str()),
-            ("HttpError", "the server answered HTTP 502")
-        );
+        let CliError::Api { code, message, .. } = api_error(502, b"") else { panic!("not an API error") };
+        assert_eq!((code.as_str(), message.as_str()), ("HttpError", "the server answered HTTP 502"));
     }
 }

@@ -35,31 +35,16 @@ pub struct AdminCommand {
 #[derive(Args)]
 struct Connection {
     /// Server URL.
-    #[arg(
-        long,
-        env = "COFFER_ENDPOINT",
-        default_value = "http://127.0.0.1:9000",
-        global = true
-    )]
+    #[arg(long, env = "COFFER_ENDPOINT", default_value = "http://127.0.0.1:9000", global = true)]
     endpoint: String,
     /// Access key of an admin user (falls back to AWS_ACCESS_KEY_ID).
     #[arg(long, env = "COFFER_ROOT_USER", global = true)]
     access_key: Option<String>,
     /// Secret key of that user (falls back to AWS_SECRET_ACCESS_KEY); prefer the environment to the command line.
-    #[arg(
-        long,
-        env = "COFFER_ROOT_PASSWORD",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "COFFER_ROOT_PASSWORD", hide_env_values = true, global = true)]
     secret_key: Option<String>,
     /// Region the signature is scoped to.
-    #[arg(
-        long,
-        env = "COFFER_REGION",
-        default_value = "us-east-1",
-        global = true
-    )]
+    #[arg(long, env = "COFFER_REGION", default_value = "us-east-1", global = true)]
     region: String,
     /// PEM file with the certificate authority of a server using its own TLS certificates.
     #[arg(long, env = "COFFER_CA_CERT", global = true)]
@@ -116,12 +101,15 @@ enum KmsCommand {
 enum KeyCommand {
     /// Create a master key; without KEY_ID the KMS generates one.
     Create {
+        /// 1 to 128 letters, digits, '-', '_' or '.', starting with a letter or digit.
         key_id: Option<String>,
+        /// What the key is for.
         #[arg(long)]
         description: Option<String>,
     },
     /// List master keys, a page at a time.
     List {
+        /// Keys per page, 1 to 1000 (server default 100).
         #[arg(long)]
         limit: Option<u32>,
         /// Continue after this key id (the `next_marker` of the previous page).
@@ -129,30 +117,22 @@ enum KeyCommand {
         marker: Option<String>,
     },
     /// Show a key's state, versions, creation and deletion dates.
-    Describe {
-        key_id: String,
-    },
+    Describe { key_id: String },
     /// Add a key version: new data keys use it, existing objects keep decrypting.
-    Rotate {
-        key_id: String,
-    },
-    Enable {
-        key_id: String,
-    },
+    Rotate { key_id: String },
+    /// Enable a disabled key again.
+    Enable { key_id: String },
     /// Disable a key: it no longer makes or opens data keys until enabled again.
-    Disable {
-        key_id: String,
-    },
+    Disable { key_id: String },
     /// Schedule a key for deletion after a waiting period (cancel it with cancel-deletion).
     Delete {
         key_id: String,
+        /// Days before the key is destroyed, 7 to 30 (server default 30).
         #[arg(long)]
         pending_window_days: Option<u32>,
     },
     /// Cancel a scheduled deletion.
-    CancelDeletion {
-        key_id: String,
-    },
+    CancelDeletion { key_id: String },
 }
 
 /// How an answer is shown without `--json`.
@@ -173,19 +153,8 @@ pub async fn run(command: AdminCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            if let (
-                true,
-                CliError::Api {
-                    status,
-                    code,
-                    message,
-                },
-            ) = (command.json, &err)
-            {
-                println!(
-                    "{}",
-                    serde_json::json!({"status": status, "code": code, "message": message})
-                );
+            if let (true, CliError::Api { status, code, message }) = (command.json, &err) {
+                println!("{}", serde_json::json!({"status": status, "code": code, "message": message}));
             }
             eprintln!("coffer admin: {err}");
             match err {
@@ -202,10 +171,7 @@ async fn execute(command: &AdminCommand) -> Result<String, CliError> {
     let client = command.connection.client()?;
     let answer = client.send(&request).await?;
     if command.json {
-        return Ok(format!(
-            "{}\n",
-            serde_json::to_string_pretty(&answer).expect("JSON values always serialize")
-        ));
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&answer).expect("JSON values always serialize")));
     }
     Ok(match rendering {
         Rendering::Status => typed(answer, output::status),
@@ -219,24 +185,15 @@ async fn execute(command: &AdminCommand) -> Result<String, CliError> {
 fn typed<T: DeserializeOwned>(answer: Value, render: impl Fn(&T) -> String) -> String {
     match serde_json::from_value::<T>(answer.clone()) {
         Ok(value) => render(&value),
-        Err(_) => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&answer).expect("JSON values always serialize")
-        ),
+        Err(_) => format!("{}\n", serde_json::to_string_pretty(&answer).expect("JSON values always serialize")),
     }
 }
 
 impl Connection {
     fn client(&self) -> Result<AdminClient, CliError> {
         let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let access_key = self
-            .access_key
-            .clone()
-            .or_else(|| from_env("AWS_ACCESS_KEY_ID"));
-        let secret_key = self
-            .secret_key
-            .clone()
-            .or_else(|| from_env("AWS_SECRET_ACCESS_KEY"));
+        let access_key = self.access_key.clone().or_else(|| from_env("AWS_ACCESS_KEY_ID"));
+        let secret_key = self.secret_key.clone().or_else(|| from_env("AWS_SECRET_ACCESS_KEY"));
         let (Some(access_key), Some(secret_key)) = (access_key, secret_key) else {
             return Err(CliError::Usage(
                 "no credentials: pass --access-key and --secret-key, or set COFFER_ROOT_USER and COFFER_ROOT_PASSWORD \
@@ -244,21 +201,16 @@ impl Connection {
                     .to_owned(),
             ));
         };
-        let ca_cert = match &self.ca_cert {
-            Some(path) => Some(std::fs::read(path).map_err(|err| {
-                CliError::Usage(format!(
-                    "cannot read the CA certificate {}: {err}",
-                    path.display()
-                ))
-            })?),
-            None => None,
-        };
+        let ca_cert =
+            match &self.ca_cert {
+                Some(path) => Some(std::fs::read(path).map_err(|err| {
+                    CliError::Usage(format!("cannot read the CA certificate {}: {err}", path.display()))
+                })?),
+                None => None,
+            };
         AdminClient::new(
             &self.endpoint,
-            SigningKeys {
-                access_key,
-                secret_key,
-            },
+            SigningKeys { access_key, secret_key },
             self.region.clone(),
             ca_cert.as_deref(),
         )
@@ -272,24 +224,14 @@ impl KmsCommand {
         Ok(match self {
             Self::Status => (request(Method::GET, &["status"]), Rendering::Status),
             Self::Config => (request(Method::GET, &["config"]), Rendering::Config),
-            Self::Configure { file } => (
-                with_body(post(&["configure"]), read_body_file(file)?),
-                Rendering::Status,
-            ),
-            Self::Reconfigure { file } => (
-                with_body(post(&["reconfigure"]), read_body_file(file)?),
-                Rendering::Status,
-            ),
+            Self::Configure { file } => (with_body(post(&["configure"]), read_body_file(file)?), Rendering::Status),
+            Self::Reconfigure { file } => (with_body(post(&["reconfigure"]), read_body_file(file)?), Rendering::Status),
             Self::Start => (post(&["start"]), Rendering::Status),
             Self::Stop => (post(&["stop"]), Rendering::Status),
             Self::ClearCache => (post(&["clear-cache"]), Rendering::Status),
             Self::Key(key) => (
                 key.request(),
-                if matches!(key, KeyCommand::List { .. }) {
-                    Rendering::KeyList
-                } else {
-                    Rendering::Key
-                },
+                if matches!(key, KeyCommand::List { .. }) { Rendering::KeyList } else { Rendering::Key },
             ),
         })
     }
@@ -298,16 +240,10 @@ impl KmsCommand {
 impl KeyCommand {
     fn request(&self) -> AdminRequest {
         let on_key = |method: Method, key_id: &str, action: Option<&str>| {
-            request(
-                method,
-                &[["keys", key_id].as_slice(), action.as_slice()].concat(),
-            )
+            request(method, &[["keys", key_id].as_slice(), action.as_slice()].concat())
         };
         match self {
-            Self::Create {
-                key_id,
-                description,
-            } => {
+            Self::Create { key_id, description } => {
                 let mut body = serde_json::Map::new();
                 if let Some(key_id) = key_id {
                     body.insert("key_id".into(), key_id.as_str().into());
@@ -315,47 +251,30 @@ impl KeyCommand {
                 if let Some(description) = description {
                     body.insert("description".into(), description.as_str().into());
                 }
-                with_body(
-                    request(Method::POST, &["keys"]),
-                    Value::Object(body).to_string().into_bytes(),
-                )
+                with_body(request(Method::POST, &["keys"]), Value::Object(body).to_string().into_bytes())
             }
             Self::List { limit, marker } => {
                 let mut list = request(Method::GET, &["keys"]);
-                list.query
-                    .extend(limit.map(|limit| ("limit", limit.to_string())));
-                list.query
-                    .extend(marker.clone().map(|marker| ("marker", marker)));
+                list.query.extend(limit.map(|limit| ("limit", limit.to_string())));
+                list.query.extend(marker.clone().map(|marker| ("marker", marker)));
                 list
             }
             Self::Describe { key_id } => on_key(Method::GET, key_id, None),
             Self::Rotate { key_id } => on_key(Method::POST, key_id, Some("rotate")),
             Self::Enable { key_id } => on_key(Method::POST, key_id, Some("enable")),
             Self::Disable { key_id } => on_key(Method::POST, key_id, Some("disable")),
-            Self::Delete {
-                key_id,
-                pending_window_days,
-            } => {
+            Self::Delete { key_id, pending_window_days } => {
                 let mut delete = on_key(Method::DELETE, key_id, None);
-                delete.query.extend(
-                    pending_window_days.map(|days| ("pending_window_days", days.to_string())),
-                );
+                delete.query.extend(pending_window_days.map(|days| ("pending_window_days", days.to_string())));
                 delete
             }
-            Self::CancelDeletion { key_id } => {
-                on_key(Method::POST, key_id, Some("cancel-deletion"))
-            }
+            Self::CancelDeletion { key_id } => on_key(Method::POST, key_id, Some("cancel-deletion")),
         }
     }
 }
 
 fn request(method: Method, segments: &[&str]) -> AdminRequest {
-    AdminRequest {
-        method,
-        segments: segments.iter().map(|s| (*s).to_owned()).collect(),
-        query: Vec::new(),
-        body: None,
-    }
+    AdminRequest { method, segments: segments.iter().map(|s| (*s).to_owned()).collect(), query: Vec::new(), body: None }
 }
 
 fn with_body(mut request: AdminRequest, body: Vec<u8>) -> AdminRequest {
@@ -389,9 +308,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> AdminCommand {
-        Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))
-            .unwrap()
-            .admin
+        Cli::try_parse_from(std::iter::once("admin").chain(args.iter().copied())).unwrap().admin
     }
 
     fn kms_request(args: &[&str]) -> AdminRequest {
@@ -409,14 +326,7 @@ mod tests {
             &["kms", "stop"],
             &["kms", "clear-cache"],
             &["kms", "key", "create"],
-            &[
-                "kms",
-                "key",
-                "create",
-                "app",
-                "--description",
-                "for the app",
-            ],
+            &["kms", "key", "create", "app", "--description", "for the app"],
             &["kms", "key", "list", "--limit", "5", "--marker", "m"],
             &["kms", "key", "describe", "app"],
             &["kms", "key", "rotate", "app"],
@@ -427,16 +337,9 @@ mod tests {
         ];
         for args in commands {
             let request = kms_request(args);
-            let path = format!(
-                "{}/{}",
-                routes::MOUNT_PREFIXES[0],
-                request.segments.join("/")
-            );
+            let path = format!("{}/{}", routes::MOUNT_PREFIXES[0], request.segments.join("/"));
             assert!(
-                matches!(
-                    routes::resolve(&request.method, &path),
-                    Resolution::Found { .. }
-                ),
+                matches!(routes::resolve(&request.method, &path), Resolution::Found { .. }),
                 "{args:?} -> {} {path}",
                 request.method
             );
@@ -445,19 +348,9 @@ mod tests {
 
     #[test]
     fn key_commands_carry_their_parameters() {
-        let create = kms_request(&[
-            "kms",
-            "key",
-            "create",
-            "app",
-            "--description",
-            "for the app",
-        ]);
+        let create = kms_request(&["kms", "key", "create", "app", "--description", "for the app"]);
         let body: Value = serde_json::from_slice(create.body.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"key_id": "app", "description": "for the app"})
-        );
+        assert_eq!(body, serde_json::json!({"key_id": "app", "description": "for the app"}));
         let delete = kms_request(&["kms", "key", "delete", "app", "--pending-window-days", "7"]);
         assert_eq!(delete.query, vec![("pending_window_days", "7".to_owned())]);
         let list = kms_request(&["kms", "key", "list", "--limit", "5"]);
@@ -466,15 +359,7 @@ mod tests {
 
     #[test]
     fn options_go_anywhere_and_secrets_stay_out_of_debug() {
-        let command = parse(&[
-            "kms",
-            "status",
-            "--json",
-            "--endpoint",
-            "http://h:1",
-            "--secret-key",
-            "hunter2",
-        ]);
+        let command = parse(&["kms", "status", "--json", "--endpoint", "http://h:1", "--secret-key", "hunter2"]);
         assert!(command.json);
         assert_eq!(command.connection.endpoint, "http://h:1");
         assert!(!format!("{command:?}").contains("hunter2"));
@@ -487,12 +372,8 @@ mod tests {
         std::fs::write(&file, br#"{"backend_type":"local","key_dir":"/k"}"#).unwrap();
         let request = kms_request(&["kms", "configure", "--file", file.to_str().unwrap()]);
         assert_eq!(request.method, Method::POST);
-        assert_eq!(
-            request.body.as_deref(),
-            Some(br#"{"backend_type":"local","key_dir":"/k"}"#.as_slice())
-        );
-        let AdminArea::Kms(kms) =
-            parse(&["kms", "configure", "--file", "/nonexistent/kms.json"]).area;
+        assert_eq!(request.body.as_deref(), Some(br#"{"backend_type":"local","key_dir":"/k"}"#.as_slice()));
+        let AdminArea::Kms(kms) = parse(&["kms", "configure", "--file", "/nonexistent/kms.json"]).area;
         assert!(matches!(kms.request(), Err(CliError::Usage(_))));
     }
 }

@@ -19,11 +19,8 @@ pub fn status(status: &KmsStatusInfo) -> String {
         cache.eviction_count
     );
     let counts = |counts: &BTreeMap<String, u64>| {
-        let nonzero: Vec<String> = counts
-            .iter()
-            .filter(|(_, count)| **count > 0)
-            .map(|(name, count)| format!("{name}={count}"))
-            .collect();
+        let nonzero: Vec<String> =
+            counts.iter().filter(|(_, count)| **count > 0).map(|(name, count)| format!("{name}={count}")).collect();
         if nonzero.is_empty() {
             NONE.to_owned()
         } else {
@@ -47,20 +44,13 @@ pub fn status(status: &KmsStatusInfo) -> String {
 pub fn config(config: &Value) -> String {
     let mut rows = Vec::new();
     flatten("", config, &mut rows);
-    let rows: Vec<(&str, String)> = rows
-        .iter()
-        .map(|(path, value)| (path.as_str(), value.clone()))
-        .collect();
+    let rows: Vec<(&str, String)> = rows.iter().map(|(path, value)| (path.as_str(), value.clone())).collect();
     two_columns(&rows)
 }
 
 pub fn key(key: &KeyInfo) -> String {
-    let versions = key
-        .versions
-        .iter()
-        .map(|v| format!("{} ({})", v.version, v.created_at))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let versions =
+        key.versions.iter().map(|v| format!("{} ({})", v.version, v.created_at)).collect::<Vec<_>>().join(", ");
     two_columns(&[
         ("key_id", key.key_id.clone()),
         ("state", key.state.clone()),
@@ -85,9 +75,7 @@ pub fn key_list(list: &KeyList) -> String {
     });
     let mut text = columns(std::iter::once(header).chain(rows).collect());
     if let Some(marker) = &list.next_marker {
-        text.push_str(&format!(
-            "more keys follow: list again with --marker {marker}\n"
-        ));
+        text.push_str(&format!("more keys follow: list again with --marker {marker}\n"));
     }
     text
 }
@@ -96,11 +84,7 @@ fn flatten(path: &str, value: &Value, rows: &mut Vec<(String, String)>) {
     match value {
         Value::Object(object) => {
             for (name, inner) in object {
-                let inner_path = if path.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{path}.{name}")
-                };
+                let inner_path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
                 flatten(&inner_path, inner, rows);
             }
         }
@@ -115,11 +99,7 @@ fn or_none(value: Option<&str>) -> String {
 }
 
 fn two_columns(rows: &[(&str, String)]) -> String {
-    columns(
-        rows.iter()
-            .map(|(name, value)| [(*name).to_owned(), value.clone()])
-            .collect(),
-    )
+    columns(rows.iter().map(|(name, value)| [(*name).to_owned(), value.clone()]).collect())
 }
 
 /// Left-aligned columns separated by two spaces, one row per line.
@@ -132,11 +112,7 @@ fn columns<const N: usize>(rows: Vec<[String; N]>) -> String {
     }
     let mut text = String::new();
     for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
     }
@@ -156,35 +132,16 @@ mod tests {
             reason: None,
             backend_type: Some("local".into()),
             default_key_id: Some("coffer-default".into()),
-            cache: CacheInfo {
-                enabled: true,
-                hit_count: 3,
-                miss_count: 1,
-                entry_count: 1,
-                eviction_count: 0,
-            },
-            kms_calls: [
-                ("generate_data_key".to_owned(), 1),
-                ("health".to_owned(), 0),
-            ]
-            .into(),
+            cache: CacheInfo { enabled: true, hit_count: 3, miss_count: 1, entry_count: 1, eviction_count: 0 },
+            kms_calls: [("generate_data_key".to_owned(), 1), ("health".to_owned(), 0)].into(),
             kms_errors: [("generate_data_key".to_owned(), 0)].into(),
             latency: BTreeMap::new(),
             last_error: None,
         };
         let text = status(&info);
-        assert!(
-            text.starts_with("status          Running\nhealthy         true\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cache           enabled, 1 entries, 3 hits, 1 misses, 0 evictions\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kms_calls       generate_data_key=1\nkms_errors      -\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("status          Running\nhealthy         true\n"), "{text}");
+        assert!(text.contains("cache           enabled, 1 entries, 3 hits, 1 misses, 0 evictions\n"), "{text}");
+        assert!(text.contains("kms_calls       generate_data_key=1\nkms_errors      -\n"), "{text}");
     }
 
     #[test]
@@ -192,10 +149,7 @@ mod tests {
         let text = config(
             &serde_json::json!({"backend": {"type": "vault-transit", "auth": {"token": "***"}}, "timeout_seconds": 10}),
         );
-        assert_eq!(
-            text,
-            "backend.auth.token  ***\nbackend.type        vault-transit\ntimeout_seconds     10\n"
-        );
+        assert_eq!(text, "backend.auth.token  ***\nbackend.type        vault-transit\ntimeout_seconds     10\n");
     }
 
     #[test]
@@ -205,26 +159,14 @@ mod tests {
             state: "Enabled".into(),
             created_at: "2025-01-01T00:00:00Z".into(),
             current_version: 2,
-            versions: vec![KeyVersionInfo {
-                version: 1,
-                created_at: "2025-01-01T00:00:00Z".into(),
-            }],
+            versions: vec![KeyVersionInfo { version: 1, created_at: "2025-01-01T00:00:00Z".into() }],
             deletion_date: None,
             description: None,
         };
-        let text = key_list(&KeyList {
-            keys: vec![key],
-            next_marker: Some("app".into()),
-        });
+        let text = key_list(&KeyList { keys: vec![key], next_marker: Some("app".into()) });
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "KEY ID  STATE    VERSION  CREATED               DELETION DATE"
-        );
-        assert_eq!(
-            lines[1],
-            "app     Enabled  2        2025-01-01T00:00:00Z  -"
-        );
+        assert_eq!(lines[0], "KEY ID  STATE    VERSION  CREATED               DELETION DATE");
+        assert_eq!(lines[1], "app     Enabled  2        2025-01-01T00:00:00Z  -");
         assert_eq!(lines[2], "more keys follow: list again with --marker app");
     }
 }

@@ -33,32 +33,19 @@ impl BackendKind {
 pub trait KmsBackend: Send + Sync {
     fn kind(&self) -> BackendKind;
     /// Creates a master key; `key_id` None lets the backend generate one.
-    async fn create_key(
-        &self,
-        key_id: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<KeyMetadata>;
+    async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata>;
     async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata>;
     /// Keys in id order, at most `limit`, starting after `marker`.
     async fn list_keys(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage>;
     async fn enable_key(&self, key_id: &str) -> Result<KeyMetadata>;
     async fn disable_key(&self, key_id: &str) -> Result<KeyMetadata>;
     /// Marks the key for deletion after `pending_window_days`; until then it can be cancelled and only decrypts.
-    async fn schedule_deletion(
-        &self,
-        key_id: &str,
-        pending_window_days: u32,
-    ) -> Result<KeyMetadata>;
+    async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata>;
     async fn cancel_deletion(&self, key_id: &str) -> Result<KeyMetadata>;
     /// Adds a key version; new data keys use it, old wrapped keys still open.
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata>;
-    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext)
-        -> Result<DataKey>;
-    async fn decrypt_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<KeyMaterial>;
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey>;
+    async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial>;
     async fn health(&self) -> Health;
 }
 

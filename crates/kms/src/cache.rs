@@ -112,9 +112,7 @@ struct BucketKey {
 
 impl std::fmt::Debug for DataKeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKeyCache")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        f.debug_struct("DataKeyCache").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -125,14 +123,8 @@ impl DataKeyCache {
 
     /// A cache counting into `stats`, which outlive it (the manager rebuilds caches, the counters stay).
     pub(crate) fn with_stats(settings: CacheSettings, stats: Arc<Stats>) -> Self {
-        let caches = settings
-            .enabled
-            .then(|| RwLock::new(Arc::new(Caches::build(&settings, &stats))));
-        Self {
-            settings,
-            stats,
-            caches,
-        }
+        let caches = settings.enabled.then(|| RwLock::new(Arc::new(Caches::build(&settings, &stats))));
+        Self { settings, stats, caches }
     }
 
     /// The bucket key for writes under `key_id` in `bucket` with `context`: cached, or made by one backend call.
@@ -144,26 +136,16 @@ impl DataKeyCache {
         context: &EncryptionContext,
     ) -> Result<Arc<DataKey>> {
         let Some(caches) = self.current() else {
-            return backend
-                .generate_data_key(key_id, context)
-                .await
-                .map(Arc::new);
+            return backend.generate_data_key(key_id, context).await.map(Arc::new);
         };
-        let id = BucketKeyId {
-            key_id: key_id.to_owned(),
-            bucket: bucket.to_owned(),
-            context: context.clone(),
-        };
+        let id = BucketKeyId { key_id: key_id.to_owned(), bucket: bucket.to_owned(), context: context.clone() };
         loop {
             let entry = caches
                 .bucket_keys
                 .entry(id.clone())
                 .or_try_insert_with(async {
                     let data_key = backend.generate_data_key(key_id, context).await?;
-                    Ok::<_, KmsError>(Arc::new(BucketKey {
-                        data_key: Arc::new(data_key),
-                        uses: AtomicU64::new(0),
-                    }))
+                    Ok::<_, KmsError>(Arc::new(BucketKey { data_key: Arc::new(data_key), uses: AtomicU64::new(0) }))
                 })
                 .await
                 .map_err(|err| self.missed(&err))?;
@@ -171,9 +153,7 @@ impl DataKeyCache {
             let bucket_key = entry.into_value();
             if fresh {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                caches
-                    .remember_unwrapped(&bucket_key.data_key, context)
-                    .await;
+                caches.remember_unwrapped(&bucket_key.data_key, context).await;
             }
             if bucket_key.uses.fetch_add(1, Ordering::Relaxed) < self.settings.max_uses {
                 if !fresh {
@@ -193,33 +173,17 @@ impl DataKeyCache {
         context: &EncryptionContext,
     ) -> Result<Arc<KeyMaterial>> {
         let Some(caches) = self.current() else {
-            return backend
-                .decrypt_data_key(wrapped, context)
-                .await
-                .map(Arc::new);
+            return backend.decrypt_data_key(wrapped, context).await.map(Arc::new);
         };
         let key_id = wrapped.header()?.key_id.to_owned();
-        let id = UnwrappedId {
-            key_id,
-            wrapped: wrapped.clone(),
-            context: context.clone(),
-        };
+        let id = UnwrappedId { key_id, wrapped: wrapped.clone(), context: context.clone() };
         let entry = caches
             .unwrapped
             .entry(id)
-            .or_try_insert_with(async {
-                backend
-                    .decrypt_data_key(wrapped, context)
-                    .await
-                    .map(Arc::new)
-            })
+            .or_try_insert_with(async { backend.decrypt_data_key(wrapped, context).await.map(Arc::new) })
             .await
             .map_err(|err| self.missed(&err))?;
-        let counter = if entry.is_fresh() {
-            &self.stats.misses
-        } else {
-            &self.stats.hits
-        };
+        let counter = if entry.is_fresh() { &self.stats.misses } else { &self.stats.hits };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(entry.into_value())
     }
@@ -229,12 +193,7 @@ impl DataKeyCache {
     pub fn clear(&self) {
         if let Some(caches) = &self.caches {
             let empty = Arc::new(Caches::build(&self.settings, &self.stats));
-            let old = std::mem::replace(
-                &mut *caches
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-                empty,
-            );
+            let old = std::mem::replace(&mut *caches.write().unwrap_or_else(|poisoned| poisoned.into_inner()), empty);
             drop(old);
         }
     }
@@ -275,11 +234,7 @@ impl DataKeyCache {
 
     fn current(&self) -> Option<Arc<Caches>> {
         let caches = self.caches.as_ref()?;
-        Some(Arc::clone(
-            &caches
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        ))
+        Some(Arc::clone(&caches.read().unwrap_or_else(|poisoned| poisoned.into_inner())))
     }
 }
 
@@ -306,9 +261,7 @@ impl Caches {
             wrapped: data_key.wrapped.clone(),
             context: context.clone(),
         };
-        self.unwrapped
-            .insert(id, Arc::new(data_key.plaintext.clone()))
-            .await;
+        self.unwrapped.insert(id, Arc::new(data_key.plaintext.clone())).await;
     }
 
     /// Removes a used-up bucket key unless another request already replaced it.
@@ -326,12 +279,7 @@ impl Caches {
     }
 
     async fn invalidate_bucket_keys(&self, key_id: &str) {
-        let ids: Vec<_> = self
-            .bucket_keys
-            .iter()
-            .filter(|(id, _)| id.key_id == key_id)
-            .map(|(id, _)| id)
-            .collect();
+        let ids: Vec<_> = self.bucket_keys.iter().filter(|(id, _)| id.key_id == key_id).map(|(id, _)| id).collect();
         for id in ids {
             self.bucket_keys.invalidate(id.as_ref()).await;
         }
@@ -340,12 +288,7 @@ impl Caches {
     }
 
     async fn invalidate_unwrapped(&self, key_id: &str) {
-        let ids: Vec<_> = self
-            .unwrapped
-            .iter()
-            .filter(|(id, _)| id.key_id == key_id)
-            .map(|(id, _)| id)
-            .collect();
+        let ids: Vec<_> = self.unwrapped.iter().filter(|(id, _)| id.key_id == key_id).map(|(id, _)| id).collect();
         for id in ids {
             self.unwrapped.invalidate(id.as_ref()).await;
         }
@@ -353,9 +296,7 @@ impl Caches {
     }
 }
 
-fn count_evictions<K, V>(
-    stats: &Arc<Stats>,
-) -> impl Fn(Arc<K>, V, RemovalCause) + Send + Sync + 'static {
+fn count_evictions<K, V>(stats: &Arc<Stats>) -> impl Fn(Arc<K>, V, RemovalCause) + Send + Sync + 'static {
     let stats = Arc::clone(stats);
     move |_, _, cause| {
         if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {

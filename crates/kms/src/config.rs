@@ -165,53 +165,30 @@ impl KmsConfig {
     /// Checks what can be checked without touching the backend.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field: &str, message: &str| {
-            Err(KmsError::InvalidConfig {
-                field: field.to_owned(),
-                message: message.to_owned(),
-            })
+            Err(KmsError::InvalidConfig { field: field.to_owned(), message: message.to_owned() })
         };
         match &self.backend {
             BackendConfig::Local(local) => {
-                if local
-                    .key_dir
-                    .as_ref()
-                    .is_none_or(|dir| dir.as_os_str().is_empty())
-                {
+                if local.key_dir.as_ref().is_none_or(|dir| dir.as_os_str().is_empty()) {
                     return invalid("key_dir", "KMS key directory is required for local backend");
                 }
                 if local.master_key.is_some() && local.master_key_file.is_some() {
-                    return invalid(
-                        "master_key",
-                        "master_key and master_key_file are mutually exclusive",
-                    );
+                    return invalid("master_key", "master_key and master_key_file are mutually exclusive");
                 }
             }
             BackendConfig::VaultTransit(vault) => {
-                if !(vault.address.starts_with("http://") || vault.address.starts_with("https://"))
-                {
-                    return invalid(
-                        "address",
-                        "Vault address must be an http:// or https:// URL",
-                    );
+                if !(vault.address.starts_with("http://") || vault.address.starts_with("https://")) {
+                    return invalid("address", "Vault address must be an http:// or https:// URL");
                 }
                 if vault.mount_path.trim_matches('/').is_empty() {
                     return invalid("mount_path", "Vault transit mount path must not be empty");
                 }
-                if let VaultAuth::AppRole {
-                    role_id,
-                    secret_id,
-                    secret_id_file,
-                    ..
-                } = &vault.auth
-                {
+                if let VaultAuth::AppRole { role_id, secret_id, secret_id_file, .. } = &vault.auth {
                     if role_id.is_empty() {
                         return invalid("role_id", "AppRole role_id must not be empty");
                     }
                     if secret_id.is_some() == secret_id_file.is_some() {
-                        return invalid(
-                            "secret_id",
-                            "AppRole needs exactly one of secret_id or secret_id_file",
-                        );
+                        return invalid("secret_id", "AppRole needs exactly one of secret_id or secret_id_file");
                     }
                 }
             }
@@ -223,14 +200,9 @@ impl KmsConfig {
             return invalid("timeout_seconds", "timeout_seconds must be at least 1");
         }
         if self.cache.enabled
-            && (self.cache.max_cached_keys == 0
-                || self.cache.ttl_seconds == 0
-                || self.cache.max_uses == 0)
+            && (self.cache.max_cached_keys == 0 || self.cache.ttl_seconds == 0 || self.cache.max_uses == 0)
         {
-            return invalid(
-                "cache",
-                "cache capacity, TTL and max uses must be at least 1 when the cache is enabled",
-            );
+            return invalid("cache", "cache capacity, TTL and max uses must be at least 1 when the cache is enabled");
         }
         Ok(())
     }
@@ -246,14 +218,8 @@ impl KmsConfig {
             }
             BackendConfig::VaultTransit(vault) => match &mut vault.auth {
                 VaultAuth::Token { token } => *token = Secret::redacted(),
-                VaultAuth::AppRole {
-                    secret_id: Some(secret_id),
-                    ..
-                } => *secret_id = Secret::redacted(),
-                VaultAuth::AppRole {
-                    secret_id: None, ..
-                }
-                | VaultAuth::TokenFile { .. } => {}
+                VaultAuth::AppRole { secret_id: Some(secret_id), .. } => *secret_id = Secret::redacted(),
+                VaultAuth::AppRole { secret_id: None, .. } | VaultAuth::TokenFile { .. } => {}
             },
         }
         serde_json::to_value(&shown).expect("the configuration always serializes")
@@ -296,10 +262,7 @@ mod tests {
     fn local_backend_requires_a_key_dir() {
         let config = KmsConfig::new(BackendConfig::Local(LocalConfig::default()));
         let err = config.validate().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "KMS key directory is required for local backend"
-        );
+        assert_eq!(err.to_string(), "KMS key directory is required for local backend");
     }
 
     #[test]
@@ -335,9 +298,7 @@ mod tests {
         config.cache.ttl_seconds = 7;
         let text = serde_json::to_string(&config).unwrap();
         let back: KmsConfig = serde_json::from_str(&text).unwrap();
-        let BackendConfig::Local(local) = back.backend else {
-            panic!("backend changed")
-        };
+        let BackendConfig::Local(local) = back.backend else { panic!("backend changed") };
         assert_eq!(local.master_key.unwrap().expose(), "master");
         assert_eq!(back.cache.ttl_seconds, 7);
     }

@@ -49,17 +49,11 @@ pub enum KmsError {
 impl KmsError {
     /// Wraps an I/O error with what was being done (a path or an operation), never with data.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            context: context.into(),
-            source,
-        }
+        Self::Io { context: context.into(), source }
     }
 
     pub fn invalid_argument(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::InvalidArgument { field: field.into(), message: message.into() }
     }
 
     /// An equal error for a second receiver (errors are not `Clone`: an I/O error keeps its kind and message).
@@ -72,25 +66,19 @@ impl KmsError {
             Self::KeyPendingDeletion(id) => Self::KeyPendingDeletion(id.clone()),
             Self::KeyExists(id) => Self::KeyExists(id.clone()),
             Self::InvalidKeyId(message) => Self::InvalidKeyId(message.clone()),
-            Self::InvalidArgument { field, message } => Self::InvalidArgument {
-                field: field.clone(),
-                message: message.clone(),
-            },
+            Self::InvalidArgument { field, message } => {
+                Self::InvalidArgument { field: field.clone(), message: message.clone() }
+            }
             Self::InvalidCiphertext => Self::InvalidCiphertext,
-            Self::InvalidConfig { field, message } => Self::InvalidConfig {
-                field: field.clone(),
-                message: message.clone(),
-            },
-            Self::WrongState { state, action } => Self::WrongState {
-                state: state.clone(),
-                action: action.clone(),
-            },
+            Self::InvalidConfig { field, message } => {
+                Self::InvalidConfig { field: field.clone(), message: message.clone() }
+            }
+            Self::WrongState { state, action } => Self::WrongState { state: state.clone(), action: action.clone() },
             Self::Unavailable(message) => Self::Unavailable(message.clone()),
             Self::Backend(message) => Self::Backend(message.clone()),
-            Self::Io { context, source } => Self::io(
-                context.clone(),
-                std::io::Error::new(source.kind(), source.to_string()),
-            ),
+            Self::Io { context, source } => {
+                Self::io(context.clone(), std::io::Error::new(source.kind(), source.to_string()))
+            }
         }
     }
 }

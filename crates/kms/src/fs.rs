@@ -31,17 +31,11 @@ pub(crate) fn is_shared(path: &Path) -> Result<bool> {
 
 /// Replaces `path` with `bytes` atomically and durably; the file is created with mode 0600.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| KmsError::io(path.display().to_string(), no_parent()))?;
+    let dir = path.parent().ok_or_else(|| KmsError::io(path.display().to_string(), no_parent()))?;
     create_private_dir(dir)?;
     let temp = temp_path(path);
     let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
@@ -61,9 +55,7 @@ pub(crate) fn remove_durably(path: &Path) -> Result<()> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(KmsError::io(format!("removing {}", path.display()), err)),
     }
-    let dir = path
-        .parent()
-        .ok_or_else(|| KmsError::io(path.display().to_string(), no_parent()))?;
+    let dir = path.parent().ok_or_else(|| KmsError::io(path.display().to_string(), no_parent()))?;
     File::open(dir)
         .and_then(|dir| dir.sync_all())
         .map_err(|err| KmsError::io(format!("syncing directory {}", dir.display()), err))
@@ -71,15 +63,11 @@ pub(crate) fn remove_durably(path: &Path) -> Result<()> {
 
 /// Deletes temp files left in `dir` by writes a crash interrupted.
 pub(crate) fn sweep_temp_files(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|err| KmsError::io(format!("reading {}", dir.display()), err))?;
+    let entries = std::fs::read_dir(dir).map_err(|err| KmsError::io(format!("reading {}", dir.display()), err))?;
     for entry in entries {
         let entry = entry.map_err(|err| KmsError::io(format!("reading {}", dir.display()), err))?;
         let name = entry.file_name();
-        if name
-            .to_str()
-            .is_some_and(|name| name.starts_with('.') && name.contains(TEMP_MARKER))
-        {
+        if name.to_str().is_some_and(|name| name.starts_with('.') && name.contains(TEMP_MARKER)) {
             remove_durably(&entry.path())?;
         }
     }
@@ -88,8 +76,7 @@ pub(crate) fn sweep_temp_files(dir: &Path) -> Result<()> {
 
 /// Checks that `dir` can be listed and written by creating and removing a probe file in it.
 pub(crate) fn probe_writable(dir: &Path) -> Result<()> {
-    std::fs::read_dir(dir)
-        .map_err(|err| KmsError::io(format!("directory {} is not readable", dir.display()), err))?;
+    std::fs::read_dir(dir).map_err(|err| KmsError::io(format!("directory {} is not readable", dir.display()), err))?;
     let probe = temp_path(&dir.join("probe"));
     OpenOptions::new()
         .write(true)
@@ -104,18 +91,12 @@ pub(crate) fn probe_writable(dir: &Path) -> Result<()> {
 fn temp_path(path: &Path) -> PathBuf {
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).expect("the OS random number generator failed");
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}{TEMP_MARKER}{}", hex::encode(suffix)))
 }
 
 fn no_parent() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        "path has no parent directory",
-    )
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no parent directory")
 }
 
 #[cfg(test)]
@@ -147,10 +128,7 @@ mod tests {
         std::fs::write(&keep, b"x").unwrap();
         std::fs::write(temp_path(&keep), b"partial").unwrap();
         sweep_temp_files(dir.path()).unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["k.key"]);
     }
 

@@ -12,9 +12,7 @@ pub const MAX_KEY_ID_LEN: usize = 128;
 pub fn validate_key_id(key_id: &str) -> Result<()> {
     let valid = key_id.len() <= MAX_KEY_ID_LEN
         && key_id.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && key_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && key_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if valid {
         Ok(())
     } else {
@@ -37,24 +35,13 @@ mod tests {
 
     #[test]
     fn key_ids_are_safe_file_names_and_path_segments() {
-        for good in [
-            "k",
-            "coffer-default",
-            "Orders_2024.v1",
-            "0",
-            &"a".repeat(MAX_KEY_ID_LEN),
-        ] {
+        for good in ["k", "coffer-default", "Orders_2024.v1", "0", &"a".repeat(MAX_KEY_ID_LEN)] {
             assert!(validate_key_id(good).is_ok(), "{good}");
         }
         let too_long = "a".repeat(MAX_KEY_ID_LEN + 1);
-        for bad in [
-            "", ".", "..", ".hidden", "-k", "_k", "a/b", "a\\b", "a b", "k?x", "k%2F", "ключ",
-            "k\0", &too_long,
-        ] {
-            assert!(
-                matches!(validate_key_id(bad), Err(KmsError::InvalidKeyId(_))),
-                "{bad:?}"
-            );
+        for bad in ["", ".", "..", ".hidden", "-k", "_k", "a/b", "a\\b", "a b", "k?x", "k%2F", "ключ", "k\0", &too_long]
+        {
+            assert!(matches!(validate_key_id(bad), Err(KmsError::InvalidKeyId(_))), "{bad:?}");
         }
     }
 

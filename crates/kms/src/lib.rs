@@ -22,15 +22,11 @@ mod wrapped;
 
 pub use backend::{BackendKind, BackendOptions, KmsBackend};
 pub use cache::{CacheSettings, CacheStats, DataKeyCache};
-pub use config::{
-    BackendConfig, CacheConfig, KmsConfig, LocalConfig, Secret, VaultAuth, VaultConfig,
-};
+pub use config::{BackendConfig, CacheConfig, KmsConfig, LocalConfig, Secret, VaultAuth, VaultConfig};
 pub use error::{KmsError, Result};
 pub use key_id::{generate_key_id, validate_key_id, MAX_KEY_ID_LEN};
 pub use local::{LocalBackend, MAX_DESCRIPTION_LEN, MIN_MASTER_KEY_LEN, PENDING_WINDOW_DAYS};
 pub use manager::{KmsManager, KmsStatus, LifecycleState};
 pub use stats::{CallStats, LatencyStats};
-pub use types::{
-    DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion,
-};
+pub use types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 pub use wrapped::{WrappedKey, WrappedKeyHeader};

@@ -156,34 +156,19 @@ impl KmsManager {
             Ok(None) => Current::not_configured(),
             Ok(Some(persisted)) => {
                 let state = match persisted.state {
-                    PersistedState::Configured | PersistedState::Running => {
-                        LifecycleState::Configured
-                    }
+                    PersistedState::Configured | PersistedState::Running => LifecycleState::Configured,
                     PersistedState::Stopped => LifecycleState::Stopped,
                 };
-                Current {
-                    state,
-                    config: Some(persisted.config),
-                    persisted: Some(persisted.state),
-                    active: None,
-                }
+                Current { state, config: Some(persisted.config), persisted: Some(persisted.state), active: None }
             }
             Err(err) => {
                 let reason = err.to_string();
                 tracing::error!("{reason}");
                 stats.record_error(reason.clone());
-                Current {
-                    state: LifecycleState::Error(reason),
-                    ..Current::not_configured()
-                }
+                Current { state: LifecycleState::Error(reason), ..Current::not_configured() }
             }
         };
-        Ok(Arc::new(Self {
-            state_dir,
-            transitions: tokio::sync::Mutex::new(()),
-            current: RwLock::new(current),
-            stats,
-        }))
+        Ok(Arc::new(Self { state_dir, transitions: tokio::sync::Mutex::new(()), current: RwLock::new(current), stats }))
     }
 
     /// Comes back to the persisted state: starts the KMS again if it was running (or failed to start) when the
@@ -192,9 +177,7 @@ impl KmsManager {
     pub async fn restore(&self) -> Result<()> {
         let _transition = self.transitions.lock().await;
         let current = self.snapshot();
-        if current.persisted == Some(PersistedState::Running)
-            && current.state != LifecycleState::Running
-        {
+        if current.persisted == Some(PersistedState::Running) && current.state != LifecycleState::Running {
             self.start_locked().await?;
         }
         Ok(())
@@ -222,10 +205,7 @@ impl KmsManager {
         let _transition = self.transitions.lock().await;
         let state = self.snapshot().state;
         if state == LifecycleState::Running {
-            return Err(KmsError::WrongState {
-                state: state.name().into(),
-                action: "configure".into(),
-            });
+            return Err(KmsError::WrongState { state: state.name().into(), action: "configure".into() });
         }
         self.configure_locked(config).await
     }
@@ -239,10 +219,7 @@ impl KmsManager {
             return self.configure_locked(config).await;
         }
         let config = self.prepare(config).await?;
-        let active = self
-            .build(&config)
-            .await
-            .inspect_err(|err| self.note_failure("reconfigure", err))?;
+        let active = self.build(&config).await.inspect_err(|err| self.note_failure("reconfigure", err))?;
         self.persist(PersistedState::Running, &config).await?;
         self.set_current(Current {
             state: LifecycleState::Running,
@@ -279,13 +256,8 @@ impl KmsManager {
                 tracing::info!("KMS stopped");
                 Ok(())
             }
-            (LifecycleState::NotConfigured | LifecycleState::Error(_), _) => {
-                Err(KmsError::NotConfigured)
-            }
-            (state, _) => Err(KmsError::WrongState {
-                state: state.name().into(),
-                action: "stop".into(),
-            }),
+            (LifecycleState::NotConfigured | LifecycleState::Error(_), _) => Err(KmsError::NotConfigured),
+            (state, _) => Err(KmsError::WrongState { state: state.name().into(), action: "stop".into() }),
         }
     }
 
@@ -298,23 +270,14 @@ impl KmsManager {
                 (health.healthy, health.reason)
             }
             (LifecycleState::Error(reason), _) => (false, Some(reason.clone())),
-            (LifecycleState::NotConfigured, _) => {
-                (false, Some(KmsError::NotConfigured.to_string()))
-            }
-            (LifecycleState::Configured, _) => {
-                (false, Some("KMS is configured but not started".into()))
-            }
-            (LifecycleState::Stopped | LifecycleState::Running, _) => {
-                (false, Some(KmsError::NotRunning.to_string()))
-            }
+            (LifecycleState::NotConfigured, _) => (false, Some(KmsError::NotConfigured.to_string())),
+            (LifecycleState::Configured, _) => (false, Some("KMS is configured but not started".into())),
+            (LifecycleState::Stopped | LifecycleState::Running, _) => (false, Some(KmsError::NotRunning.to_string())),
         };
         let cache = match &current.active {
             Some(active) => active.cache.stats().await,
             None => {
-                let enabled = current
-                    .config
-                    .as_ref()
-                    .is_some_and(|config| config.cache.enabled);
+                let enabled = current.config.as_ref().is_some_and(|config| config.cache.enabled);
                 CacheStats::from_counters(&self.stats, enabled, 0)
             }
         };
@@ -322,10 +285,7 @@ impl KmsManager {
             state: current.state,
             healthy,
             reason,
-            backend_type: current
-                .config
-                .as_ref()
-                .map(|config| backend_kind(&config.backend)),
+            backend_type: current.config.as_ref().map(|config| backend_kind(&config.backend)),
             default_key_id: current.config.map(|config| config.default_key_id),
             cache,
             calls: self.stats.calls(),
@@ -356,37 +316,18 @@ impl KmsManager {
     }
 
     /// The cached bucket key for writes under `key_id` in `bucket` with `context` (see [`DataKeyCache`]).
-    pub async fn bucket_key(
-        &self,
-        key_id: &str,
-        bucket: &str,
-        context: &EncryptionContext,
-    ) -> Result<Arc<DataKey>> {
+    pub async fn bucket_key(&self, key_id: &str, bucket: &str, context: &EncryptionContext) -> Result<Arc<DataKey>> {
         let active = self.active()?;
-        active
-            .cache
-            .bucket_key(active.backend.as_ref(), key_id, bucket, context)
-            .await
+        active.cache.bucket_key(active.backend.as_ref(), key_id, bucket, context).await
     }
 
     /// The plaintext of a stored wrapped key, cached by blob and context.
-    pub async fn unwrap_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<Arc<KeyMaterial>> {
+    pub async fn unwrap_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<Arc<KeyMaterial>> {
         let active = self.active()?;
-        active
-            .cache
-            .unwrap_key(active.backend.as_ref(), wrapped, context)
-            .await
+        active.cache.unwrap_key(active.backend.as_ref(), wrapped, context).await
     }
 
-    pub async fn create_key(
-        &self,
-        key_id: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<KeyMetadata> {
+    pub async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
         self.active()?.backend.create_key(key_id, description).await
     }
 
@@ -411,16 +352,9 @@ impl KmsManager {
     }
 
     /// Schedules the key's deletion and drops its cached keys: writes under it stop at once.
-    pub async fn schedule_deletion(
-        &self,
-        key_id: &str,
-        pending_window_days: u32,
-    ) -> Result<KeyMetadata> {
+    pub async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
         let active = self.active()?;
-        let metadata = active
-            .backend
-            .schedule_deletion(key_id, pending_window_days)
-            .await?;
+        let metadata = active.backend.schedule_deletion(key_id, pending_window_days).await?;
         active.cache.invalidate_key(key_id).await;
         Ok(metadata)
     }
@@ -438,26 +372,17 @@ impl KmsManager {
     }
 
     fn snapshot(&self) -> Current {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn set_current(&self, next: Current) {
-        let previous = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
-            next,
-        );
+        let previous = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), next);
         // The previous backend and cache go once requests holding them finish.
         drop(previous);
     }
 
     fn active(&self) -> Result<Arc<Active>> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         match (&current.active, &current.state) {
             (Some(active), _) => Ok(Arc::clone(active)),
             (None, LifecycleState::NotConfigured) => Err(KmsError::NotConfigured),
@@ -468,10 +393,7 @@ impl KmsManager {
     async fn configure_locked(&self, config: KmsConfig) -> Result<()> {
         let config = self.prepare(config).await?;
         self.persist(PersistedState::Configured, &config).await?;
-        tracing::info!(
-            backend = backend_kind(&config.backend).as_str(),
-            "KMS configured"
-        );
+        tracing::info!(backend = backend_kind(&config.backend).as_str(), "KMS configured");
         self.set_current(Current {
             state: LifecycleState::Configured,
             config: Some(config),
@@ -493,27 +415,15 @@ impl KmsManager {
         self.persist(PersistedState::Running, &config).await?;
         let (state, active, result) = match built {
             Ok(active) => {
-                tracing::info!(
-                    backend = backend_kind(&config.backend).as_str(),
-                    "KMS started"
-                );
+                tracing::info!(backend = backend_kind(&config.backend).as_str(), "KMS started");
                 (LifecycleState::Running, Some(active), Ok(()))
             }
             Err(err) => {
                 self.note_failure("start", &err);
-                (
-                    LifecycleState::Error(format!("KMS failed to start: {err}")),
-                    None,
-                    Err(err),
-                )
+                (LifecycleState::Error(format!("KMS failed to start: {err}")), None, Err(err))
             }
         };
-        self.set_current(Current {
-            state,
-            config: Some(config),
-            persisted: Some(PersistedState::Running),
-            active,
-        });
+        self.set_current(Current { state, config: Some(config), persisted: Some(PersistedState::Running), active });
         result
     }
 
@@ -545,21 +455,17 @@ impl KmsManager {
                 self.warn_if_embedded(local);
                 Arc::new(LocalBackend::open(local).await?)
             }
-            BackendConfig::VaultTransit(vault) => {
-                Arc::new(VaultTransitBackend::connect(vault, &options).await?)
-            }
+            BackendConfig::VaultTransit(vault) => Arc::new(VaultTransitBackend::connect(vault, &options).await?),
         };
-        let backend: Arc<dyn KmsBackend> = Arc::new(Metered::new(backend, Arc::clone(&self.stats)));
+        // Probing and ensuring the default key happen before metering: start-up checks are not KMS traffic.
         let health = backend.health().await;
         if !health.healthy {
-            let reason = health
-                .reason
-                .unwrap_or_else(|| "the health probe failed".into());
+            let reason = health.reason.unwrap_or_else(|| "the health probe failed".into());
             return Err(KmsError::Unavailable(reason));
         }
         ensure_key(backend.as_ref(), &config.default_key_id).await?;
-        let cache =
-            DataKeyCache::with_stats(CacheSettings::from(&config.cache), Arc::clone(&self.stats));
+        let backend: Arc<dyn KmsBackend> = Arc::new(Metered::new(backend, Arc::clone(&self.stats)));
+        let cache = DataKeyCache::with_stats(CacheSettings::from(&config.cache), Arc::clone(&self.stats));
         Ok(Arc::new(Active { backend, cache }))
     }
 
@@ -586,14 +492,8 @@ impl KmsManager {
     }
 
     async fn persist(&self, state: PersistedState, config: &KmsConfig) -> Result<()> {
-        let persisted = PersistedConfig {
-            format: CONFIG_FORMAT,
-            state,
-            config: config.clone(),
-        };
-        let bytes = Zeroizing::new(
-            serde_json::to_vec_pretty(&persisted).expect("the configuration always serializes"),
-        );
+        let persisted = PersistedConfig { format: CONFIG_FORMAT, state, config: config.clone() };
+        let bytes = Zeroizing::new(serde_json::to_vec_pretty(&persisted).expect("the configuration always serializes"));
         let path = self.state_dir.join(CONFIG_FILE);
         blocking(move || fs::write_atomically(&path, &bytes)).await
     }
@@ -601,12 +501,7 @@ impl KmsManager {
 
 impl Current {
     fn not_configured() -> Self {
-        Self {
-            state: LifecycleState::NotConfigured,
-            config: None,
-            persisted: None,
-            active: None,
-        }
+        Self { state: LifecycleState::NotConfigured, config: None, persisted: None, active: None }
     }
 }
 
@@ -614,10 +509,7 @@ impl Current {
 async fn ensure_key(backend: &dyn KmsBackend, key_id: &str) -> Result<()> {
     match backend.describe_key(key_id).await {
         Ok(_) => Ok(()),
-        Err(KmsError::KeyNotFound(_)) => match backend
-            .create_key(Some(key_id), Some(DEFAULT_KEY_DESCRIPTION))
-            .await
-        {
+        Err(KmsError::KeyNotFound(_)) => match backend.create_key(Some(key_id), Some(DEFAULT_KEY_DESCRIPTION)).await {
             Ok(_) | Err(KmsError::KeyExists(_)) => {
                 tracing::info!(key_id, "created the default KMS key");
                 Ok(())
@@ -632,12 +524,7 @@ fn load_persisted(path: &Path) -> Result<Option<PersistedConfig>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => Zeroizing::new(bytes),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => {
-            return Err(KmsError::io(
-                format!("reading KMS configuration file {}", path.display()),
-                err,
-            ))
-        }
+        Err(err) => return Err(KmsError::io(format!("reading KMS configuration file {}", path.display()), err)),
     };
     let persisted: PersistedConfig = serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
         field: "config".into(),
@@ -652,11 +539,7 @@ fn load_persisted(path: &Path) -> Result<Option<PersistedConfig>> {
     if persisted.format != CONFIG_FORMAT {
         return Err(KmsError::InvalidConfig {
             field: "config".into(),
-            message: format!(
-                "KMS configuration file {} has unsupported format {}",
-                path.display(),
-                persisted.format
-            ),
+            message: format!("KMS configuration file {} has unsupported format {}", path.display(), persisted.format),
         });
     }
     Ok(Some(persisted))
@@ -669,12 +552,8 @@ fn backend_kind(backend: &BackendConfig) -> BackendKind {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| KmsError::Backend(format!("KMS file task failed: {err}")))?
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| KmsError::Backend(format!("KMS file task failed: {err}")))?
 }
 
 #[cfg(test)]

@@ -105,10 +105,7 @@ pub(crate) struct Stats {
 
 impl Stats {
     fn counters(&self, operation: Operation) -> &OperationCounters {
-        let index = Operation::ALL
-            .iter()
-            .position(|&op| op == operation)
-            .expect("every operation is listed");
+        let index = Operation::ALL.iter().position(|&op| op == operation).expect("every operation is listed");
         &self.operations[index]
     }
 
@@ -126,10 +123,7 @@ impl Stats {
 
     /// Remembers a failure for the status report.
     pub fn record_error(&self, message: String) {
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(message);
+        *self.last_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(message);
     }
 
     pub fn calls(&self) -> CallStats {
@@ -137,11 +131,7 @@ impl Stats {
             kms_calls: BTreeMap::new(),
             kms_errors: BTreeMap::new(),
             latency: BTreeMap::new(),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone(),
+            last_error: self.last_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
         };
         for operation in Operation::ALL {
             let counters = self.counters(operation);
@@ -149,17 +139,11 @@ impl Stats {
             let total_ms = counters.total_micros.load(Ordering::Relaxed) as f64 / 1000.0;
             let latency = LatencyStats {
                 total_ms,
-                avg_ms: if calls == 0 {
-                    0.0
-                } else {
-                    total_ms / calls as f64
-                },
+                avg_ms: if calls == 0 { 0.0 } else { total_ms / calls as f64 },
                 max_ms: counters.max_micros.load(Ordering::Relaxed) as f64 / 1000.0,
             };
             stats.kms_calls.insert(operation.name(), calls);
-            stats
-                .kms_errors
-                .insert(operation.name(), counters.errors.load(Ordering::Relaxed));
+            stats.kms_errors.insert(operation.name(), counters.errors.load(Ordering::Relaxed));
             stats.latency.insert(operation.name(), latency);
         }
         stats
@@ -177,16 +161,11 @@ impl Metered {
         Self { inner, stats }
     }
 
-    async fn timed<T>(
-        &self,
-        operation: Operation,
-        call: impl Future<Output = Result<T>> + Send,
-    ) -> Result<T> {
+    async fn timed<T>(&self, operation: Operation, call: impl Future<Output = Result<T>> + Send) -> Result<T> {
         let started = Instant::now();
         let result = call.await;
         let error = result.as_ref().err().map(KmsError::to_string);
-        self.stats
-            .record_call(operation, started.elapsed(), error.as_deref());
+        self.stats.record_call(operation, started.elapsed(), error.as_deref());
         result
     }
 }
@@ -197,85 +176,44 @@ impl KmsBackend for Metered {
         self.inner.kind()
     }
 
-    async fn create_key(
-        &self,
-        key_id: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<KeyMetadata> {
-        self.timed(
-            Operation::CreateKey,
-            self.inner.create_key(key_id, description),
-        )
-        .await
+    async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
+        self.timed(Operation::CreateKey, self.inner.create_key(key_id, description)).await
     }
 
     async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.timed(Operation::DescribeKey, self.inner.describe_key(key_id))
-            .await
+        self.timed(Operation::DescribeKey, self.inner.describe_key(key_id)).await
     }
 
     async fn list_keys(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
-        self.timed(Operation::ListKeys, self.inner.list_keys(limit, marker))
-            .await
+        self.timed(Operation::ListKeys, self.inner.list_keys(limit, marker)).await
     }
 
     async fn enable_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.timed(Operation::EnableKey, self.inner.enable_key(key_id))
-            .await
+        self.timed(Operation::EnableKey, self.inner.enable_key(key_id)).await
     }
 
     async fn disable_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.timed(Operation::DisableKey, self.inner.disable_key(key_id))
-            .await
+        self.timed(Operation::DisableKey, self.inner.disable_key(key_id)).await
     }
 
-    async fn schedule_deletion(
-        &self,
-        key_id: &str,
-        pending_window_days: u32,
-    ) -> Result<KeyMetadata> {
-        self.timed(
-            Operation::ScheduleDeletion,
-            self.inner.schedule_deletion(key_id, pending_window_days),
-        )
-        .await
+    async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
+        self.timed(Operation::ScheduleDeletion, self.inner.schedule_deletion(key_id, pending_window_days)).await
     }
 
     async fn cancel_deletion(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.timed(
-            Operation::CancelDeletion,
-            self.inner.cancel_deletion(key_id),
-        )
-        .await
+        self.timed(Operation::CancelDeletion, self.inner.cancel_deletion(key_id)).await
     }
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.timed(Operation::RotateKey, self.inner.rotate_key(key_id))
-            .await
+        self.timed(Operation::RotateKey, self.inner.rotate_key(key_id)).await
     }
 
-    async fn generate_data_key(
-        &self,
-        key_id: &str,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
-        self.timed(
-            Operation::GenerateDataKey,
-            self.inner.generate_data_key(key_id, context),
-        )
-        .await
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
+        self.timed(Operation::GenerateDataKey, self.inner.generate_data_key(key_id, context)).await
     }
 
-    async fn decrypt_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<KeyMaterial> {
-        self.timed(
-            Operation::DecryptDataKey,
-            self.inner.decrypt_data_key(wrapped, context),
-        )
-        .await
+    async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
+        self.timed(Operation::DecryptDataKey, self.inner.decrypt_data_key(wrapped, context)).await
     }
 
     async fn health(&self) -> Health {

@@ -36,9 +36,7 @@ impl KeyMaterial {
     }
 
     /// Key material written in place by `fill` (a KDF, a decryption), so no unzeroized copy is left behind.
-    pub(crate) fn filled_by<E>(
-        fill: impl FnOnce(&mut [u8; 32]) -> Result<(), E>,
-    ) -> Result<Self, E> {
+    pub(crate) fn filled_by<E>(fill: impl FnOnce(&mut [u8; 32]) -> Result<(), E>) -> Result<Self, E> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         fill(&mut bytes)?;
         Ok(Self(bytes))
@@ -126,16 +124,10 @@ pub struct Health {
 
 impl Health {
     pub fn ok() -> Self {
-        Self {
-            healthy: true,
-            reason: None,
-        }
+        Self { healthy: true, reason: None }
     }
 
     pub fn failing(reason: impl Into<String>) -> Self {
-        Self {
-            healthy: false,
-            reason: Some(reason.into()),
-        }
+        Self { healthy: false, reason: Some(reason.into()) }
     }
 }

@@ -31,14 +31,8 @@ pub struct WrappedKeyHeader<'a> {
 }
 
 impl WrappedKey {
-    pub fn new(
-        backend: BackendKind,
-        key_id: &str,
-        key_version: u32,
-        payload: &[u8],
-    ) -> Result<Self> {
-        let id_len = u16::try_from(key_id.len())
-            .map_err(|_| KmsError::InvalidKeyId("key id too long".into()))?;
+    pub fn new(backend: BackendKind, key_id: &str, key_version: u32, payload: &[u8]) -> Result<Self> {
+        let id_len = u16::try_from(key_id.len()).map_err(|_| KmsError::InvalidKeyId("key id too long".into()))?;
         let mut bytes = Vec::with_capacity(3 + 1 + 1 + 2 + key_id.len() + 4 + payload.len());
         bytes.extend_from_slice(MAGIC);
         bytes.push(FORMAT_VERSION);
@@ -65,9 +59,7 @@ impl WrappedKey {
     }
 
     pub fn from_base64(text: &str) -> Result<Self> {
-        let bytes = STANDARD
-            .decode(text)
-            .map_err(|_| KmsError::InvalidCiphertext)?;
+        let bytes = STANDARD.decode(text).map_err(|_| KmsError::InvalidCiphertext)?;
         Self::from_bytes(bytes)
     }
 
@@ -90,30 +82,15 @@ impl WrappedKey {
             return Err(malformed());
         }
         let key_id = std::str::from_utf8(&bytes[7..id_end]).map_err(|_| malformed())?;
-        let key_version = u32::from_be_bytes(
-            bytes[id_end..version_end]
-                .try_into()
-                .map_err(|_| malformed())?,
-        );
-        Ok(WrappedKeyHeader {
-            backend,
-            key_id,
-            key_version,
-            payload: &bytes[version_end..],
-        })
+        let key_version = u32::from_be_bytes(bytes[id_end..version_end].try_into().map_err(|_| malformed())?);
+        Ok(WrappedKeyHeader { backend, key_id, key_version, payload: &bytes[version_end..] })
     }
 }
 
 impl std::fmt::Debug for WrappedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.header() {
-            Ok(h) => write!(
-                f,
-                "WrappedKey({} {} v{})",
-                h.backend.as_str(),
-                h.key_id,
-                h.key_version
-            ),
+            Ok(h) => write!(f, "WrappedKey({} {} v{})", h.backend.as_str(), h.key_id, h.key_version),
             Err(_) => f.write_str("WrappedKey(<malformed>)"),
         }
     }

@@ -22,11 +22,7 @@ impl KmsBackend for Counting {
     fn kind(&self) -> BackendKind {
         self.inner.kind()
     }
-    async fn create_key(
-        &self,
-        key_id: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<KeyMetadata> {
+    async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
         self.inner.create_key(key_id, description).await
     }
     async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata> {
@@ -41,14 +37,8 @@ impl KmsBackend for Counting {
     async fn disable_key(&self, key_id: &str) -> Result<KeyMetadata> {
         self.inner.disable_key(key_id).await
     }
-    async fn schedule_deletion(
-        &self,
-        key_id: &str,
-        pending_window_days: u32,
-    ) -> Result<KeyMetadata> {
-        self.inner
-            .schedule_deletion(key_id, pending_window_days)
-            .await
+    async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
+        self.inner.schedule_deletion(key_id, pending_window_days).await
     }
     async fn cancel_deletion(&self, key_id: &str) -> Result<KeyMetadata> {
         self.inner.cancel_deletion(key_id).await
@@ -56,22 +46,14 @@ impl KmsBackend for Counting {
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
         self.inner.rotate_key(key_id).await
     }
-    async fn generate_data_key(
-        &self,
-        key_id: &str,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         self.generates.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
             drop(gate.acquire().await.expect("the gate is never closed"));
         }
         self.inner.generate_data_key(key_id, context).await
     }
-    async fn decrypt_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<KeyMaterial> {
+    async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
         self.decrypts.fetch_add(1, Ordering::SeqCst);
         self.inner.decrypt_data_key(wrapped, context).await
     }
@@ -105,22 +87,12 @@ async fn fixture(gated: bool) -> Fixture {
     inner.create_key(Some("k"), None).await.unwrap();
     inner.create_key(Some("k2"), None).await.unwrap();
     let gate = gated.then(|| Semaphore::new(0));
-    let backend = Arc::new(Counting {
-        inner,
-        generates: AtomicUsize::new(0),
-        decrypts: AtomicUsize::new(0),
-        gate,
-    });
+    let backend = Arc::new(Counting { inner, generates: AtomicUsize::new(0), decrypts: AtomicUsize::new(0), gate });
     Fixture { _dir: dir, backend }
 }
 
 fn settings(ttl: Duration, max_uses: u64) -> CacheSettings {
-    CacheSettings {
-        enabled: true,
-        capacity: 100,
-        ttl,
-        max_uses,
-    }
+    CacheSettings { enabled: true, capacity: 100, ttl, max_uses }
 }
 
 fn long() -> CacheSettings {
@@ -138,17 +110,10 @@ async fn concurrent_misses_for_one_entry_make_exactly_one_backend_call() {
     let entered = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..100)
         .map(|_| {
-            let (cache, backend, entered) = (
-                Arc::clone(&cache),
-                Arc::clone(&fx.backend),
-                Arc::clone(&entered),
-            );
+            let (cache, backend, entered) = (Arc::clone(&cache), Arc::clone(&fx.backend), Arc::clone(&entered));
             tokio::spawn(async move {
                 entered.fetch_add(1, Ordering::SeqCst);
-                cache
-                    .bucket_key(backend.as_ref(), "k", "photos", &context("photos"))
-                    .await
-                    .unwrap()
+                cache.bucket_key(backend.as_ref(), "k", "photos", &context("photos")).await.unwrap()
             })
         })
         .collect();
@@ -164,10 +129,7 @@ async fn concurrent_misses_for_one_entry_make_exactly_one_backend_call() {
         keys.push(task.await.unwrap());
     }
     assert_eq!(fx.backend.generates(), 1);
-    assert!(
-        keys.iter().all(|key| Arc::ptr_eq(key, &keys[0])),
-        "every request got the one bucket key"
-    );
+    assert!(keys.iter().all(|key| Arc::ptr_eq(key, &keys[0])), "every request got the one bucket key");
     let stats = cache.stats().await;
     assert_eq!((stats.miss_count, stats.hit_count), (1, 99));
 }
@@ -177,46 +139,22 @@ async fn entries_are_per_key_bucket_and_context_and_counted() {
     let fx = fixture(false).await;
     let cache = DataKeyCache::new(long());
     let backend = fx.backend.as_ref();
-    let first = cache
-        .bucket_key(backend, "k", "photos", &context("photos"))
-        .await
-        .unwrap();
-    let again = cache
-        .bucket_key(backend, "k", "photos", &context("photos"))
-        .await
-        .unwrap();
+    let first = cache.bucket_key(backend, "k", "photos", &context("photos")).await.unwrap();
+    let again = cache.bucket_key(backend, "k", "photos", &context("photos")).await.unwrap();
     assert!(Arc::ptr_eq(&first, &again));
-    cache
-        .bucket_key(backend, "k", "photos", &context("photos"))
-        .await
-        .unwrap();
+    cache.bucket_key(backend, "k", "photos", &context("photos")).await.unwrap();
     assert_eq!(fx.backend.generates(), 1);
 
-    let other_bucket = cache
-        .bucket_key(backend, "k", "videos", &context("photos"))
-        .await
-        .unwrap();
-    let other_context = cache
-        .bucket_key(backend, "k", "photos", &context("photos").with("x", "y"))
-        .await
-        .unwrap();
-    let other_key = cache
-        .bucket_key(backend, "k2", "photos", &context("photos"))
-        .await
-        .unwrap();
+    let other_bucket = cache.bucket_key(backend, "k", "videos", &context("photos")).await.unwrap();
+    let other_context = cache.bucket_key(backend, "k", "photos", &context("photos").with("x", "y")).await.unwrap();
+    let other_key = cache.bucket_key(backend, "k2", "photos", &context("photos")).await.unwrap();
     assert_eq!(fx.backend.generates(), 4);
     for other in [&other_bucket, &other_context, &other_key] {
         assert_ne!(other.plaintext.as_bytes(), first.plaintext.as_bytes());
     }
     let stats = cache.stats().await;
-    assert_eq!(
-        (stats.miss_count, stats.hit_count, stats.enabled),
-        (4, 2, true)
-    );
-    assert_eq!(
-        stats.entry_count, 8,
-        "4 bucket keys, each also on the read side"
-    );
+    assert_eq!((stats.miss_count, stats.hit_count, stats.enabled), (4, 2, true));
+    assert_eq!(stats.entry_count, 8, "4 bucket keys, each also on the read side");
 }
 
 #[tokio::test]
@@ -224,44 +162,24 @@ async fn reads_are_cached_by_blob_and_context() {
     let fx = fixture(false).await;
     let cache = DataKeyCache::new(long());
     let backend = fx.backend.as_ref();
-    let written = fx
-        .backend
-        .inner
-        .generate_data_key("k", &context("b"))
-        .await
-        .unwrap();
+    let written = fx.backend.inner.generate_data_key("k", &context("b")).await.unwrap();
 
-    let opened = cache
-        .unwrap_key(backend, &written.wrapped, &context("b"))
-        .await
-        .unwrap();
+    let opened = cache.unwrap_key(backend, &written.wrapped, &context("b")).await.unwrap();
     assert_eq!(opened.as_bytes(), written.plaintext.as_bytes());
-    let again = cache
-        .unwrap_key(backend, &written.wrapped, &context("b"))
-        .await
-        .unwrap();
+    let again = cache.unwrap_key(backend, &written.wrapped, &context("b")).await.unwrap();
     assert!(Arc::ptr_eq(&opened, &again));
     assert_eq!(fx.backend.decrypts(), 1);
 
     // A wrong context is the backend's to refuse, every time: failures are never cached.
     for _ in 0..2 {
-        let err = cache
-            .unwrap_key(backend, &written.wrapped, &context("other"))
-            .await
-            .unwrap_err();
+        let err = cache.unwrap_key(backend, &written.wrapped, &context("other")).await.unwrap_err();
         assert!(matches!(err, KmsError::InvalidCiphertext), "{err}");
     }
     assert_eq!(fx.backend.decrypts(), 3);
 
     // What the cache itself generated opens without a backend call.
-    let bucket_key = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
-    let read_back = cache
-        .unwrap_key(backend, &bucket_key.wrapped, &context("b"))
-        .await
-        .unwrap();
+    let bucket_key = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
+    let read_back = cache.unwrap_key(backend, &bucket_key.wrapped, &context("b")).await.unwrap();
     assert_eq!(read_back.as_bytes(), bucket_key.plaintext.as_bytes());
     assert_eq!(fx.backend.decrypts(), 3);
     let stats = cache.stats().await;
@@ -273,27 +191,15 @@ async fn entries_expire_after_the_ttl() {
     let fx = fixture(false).await;
     let cache = DataKeyCache::new(settings(Duration::from_millis(100), 1000));
     let backend = fx.backend.as_ref();
-    let first = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
-    let opened = cache
-        .unwrap_key(backend, &first.wrapped, &context("b"))
-        .await
-        .unwrap();
+    let first = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
+    let opened = cache.unwrap_key(backend, &first.wrapped, &context("b")).await.unwrap();
     assert_eq!((fx.backend.generates(), fx.backend.decrypts()), (1, 0));
     drop(opened);
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let second = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
+    let second = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
     assert_ne!(second.plaintext.as_bytes(), first.plaintext.as_bytes());
-    cache
-        .unwrap_key(backend, &first.wrapped, &context("b"))
-        .await
-        .unwrap();
+    cache.unwrap_key(backend, &first.wrapped, &context("b")).await.unwrap();
     assert_eq!((fx.backend.generates(), fx.backend.decrypts()), (2, 1));
     let stats = cache.stats().await;
     assert!(stats.eviction_count >= 2, "{stats:?}");
@@ -305,27 +211,16 @@ async fn a_bucket_key_serves_at_most_max_uses_requests() {
     let cache = DataKeyCache::new(settings(Duration::from_secs(300), 3));
     let mut keys = Vec::new();
     for _ in 0..7 {
-        keys.push(
-            cache
-                .bucket_key(fx.backend.as_ref(), "k", "b", &context("b"))
-                .await
-                .unwrap(),
-        );
+        keys.push(cache.bucket_key(fx.backend.as_ref(), "k", "b", &context("b")).await.unwrap());
     }
     assert_eq!(fx.backend.generates(), 3);
     let batches: Vec<_> = keys.chunks(3).collect();
     for batch in &batches {
         assert!(batch.iter().all(|key| Arc::ptr_eq(key, &batch[0])));
     }
-    assert!(
-        !Arc::ptr_eq(&batches[0][0], &batches[1][0])
-            && !Arc::ptr_eq(&batches[1][0], &batches[2][0])
-    );
+    assert!(!Arc::ptr_eq(&batches[0][0], &batches[1][0]) && !Arc::ptr_eq(&batches[1][0], &batches[2][0]));
     let stats = cache.stats().await;
-    assert_eq!(
-        (stats.miss_count, stats.hit_count, stats.eviction_count),
-        (3, 4, 0)
-    );
+    assert_eq!((stats.miss_count, stats.hit_count, stats.eviction_count), (3, 4, 0));
 }
 
 #[tokio::test]
@@ -333,52 +228,21 @@ async fn clearing_drops_every_key_and_nothing_else_holds_them() {
     let fx = fixture(false).await;
     let cache = DataKeyCache::new(long());
     let backend = fx.backend.as_ref();
-    let bucket_key = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
-    let written = fx
-        .backend
-        .inner
-        .generate_data_key("k", &context("b"))
-        .await
-        .unwrap();
-    let unwrapped = cache
-        .unwrap_key(backend, &written.wrapped, &context("b"))
-        .await
-        .unwrap();
-    let (bucket_key_weak, unwrapped_weak) =
-        (Arc::downgrade(&bucket_key), Arc::downgrade(&unwrapped));
+    let bucket_key = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
+    let written = fx.backend.inner.generate_data_key("k", &context("b")).await.unwrap();
+    let unwrapped = cache.unwrap_key(backend, &written.wrapped, &context("b")).await.unwrap();
+    let (bucket_key_weak, unwrapped_weak) = (Arc::downgrade(&bucket_key), Arc::downgrade(&unwrapped));
     drop((bucket_key, unwrapped));
-    assert!(
-        bucket_key_weak.upgrade().is_some() && unwrapped_weak.upgrade().is_some(),
-        "cached"
-    );
+    assert!(bucket_key_weak.upgrade().is_some() && unwrapped_weak.upgrade().is_some(), "cached");
 
     cache.clear();
-    assert!(
-        bucket_key_weak.upgrade().is_none(),
-        "the bucket key was dropped (and so zeroized)"
-    );
-    assert!(
-        unwrapped_weak.upgrade().is_none(),
-        "the unwrapped key was dropped (and so zeroized)"
-    );
+    assert!(bucket_key_weak.upgrade().is_none(), "the bucket key was dropped (and so zeroized)");
+    assert!(unwrapped_weak.upgrade().is_none(), "the unwrapped key was dropped (and so zeroized)");
     assert_eq!(cache.stats().await.entry_count, 0);
 
-    cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
-    cache
-        .unwrap_key(backend, &written.wrapped, &context("b"))
-        .await
-        .unwrap();
-    assert_eq!(
-        (fx.backend.generates(), fx.backend.decrypts()),
-        (2, 2),
-        "the next requests call the backend"
-    );
+    cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
+    cache.unwrap_key(backend, &written.wrapped, &context("b")).await.unwrap();
+    assert_eq!((fx.backend.generates(), fx.backend.decrypts()), (2, 2), "the next requests call the backend");
 }
 
 #[tokio::test]
@@ -386,31 +250,16 @@ async fn invalidating_a_key_stops_its_writes_and_reads_at_once() {
     let fx = fixture(false).await;
     let cache = DataKeyCache::new(long());
     let backend = fx.backend.as_ref();
-    let bucket_key = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
-    let kept = cache
-        .bucket_key(backend, "k2", "b", &context("b"))
-        .await
-        .unwrap();
+    let bucket_key = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
+    let kept = cache.bucket_key(backend, "k2", "b", &context("b")).await.unwrap();
     backend.disable_key("k").await.unwrap();
     cache.invalidate_key("k").await;
 
-    let err = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap_err();
+    let err = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap_err();
     assert!(matches!(err, KmsError::KeyDisabled(_)), "{err}");
-    let err = cache
-        .unwrap_key(backend, &bucket_key.wrapped, &context("b"))
-        .await
-        .unwrap_err();
+    let err = cache.unwrap_key(backend, &bucket_key.wrapped, &context("b")).await.unwrap_err();
     assert!(matches!(err, KmsError::KeyDisabled(_)), "{err}");
-    let still = cache
-        .bucket_key(backend, "k2", "b", &context("b"))
-        .await
-        .unwrap();
+    let still = cache.bucket_key(backend, "k2", "b", &context("b")).await.unwrap();
     assert!(Arc::ptr_eq(&still, &kept), "other keys stay cached");
 }
 
@@ -419,26 +268,13 @@ async fn invalidating_bucket_keys_after_rotation_moves_writes_to_the_new_version
     let fx = fixture(false).await;
     let cache = DataKeyCache::new(long());
     let backend = fx.backend.as_ref();
-    let old = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
+    let old = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
     backend.rotate_key("k").await.unwrap();
     cache.invalidate_bucket_keys("k").await;
-    let new = cache
-        .bucket_key(backend, "k", "b", &context("b"))
-        .await
-        .unwrap();
+    let new = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
     assert_eq!((old.key_version, new.key_version), (1, 2));
-    cache
-        .unwrap_key(backend, &old.wrapped, &context("b"))
-        .await
-        .unwrap();
-    assert_eq!(
-        fx.backend.decrypts(),
-        0,
-        "the old version's key is still cached for reads"
-    );
+    cache.unwrap_key(backend, &old.wrapped, &context("b")).await.unwrap();
+    assert_eq!(fx.backend.decrypts(), 0, "the old version's key is still cached for reads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -448,11 +284,7 @@ async fn failures_reach_every_waiter_and_are_not_cached() {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (cache, backend) = (Arc::clone(&cache), Arc::clone(&fx.backend));
-            tokio::spawn(async move {
-                cache
-                    .bucket_key(backend.as_ref(), "missing", "b", &context("b"))
-                    .await
-            })
+            tokio::spawn(async move { cache.bucket_key(backend.as_ref(), "missing", "b", &context("b")).await })
         })
         .collect();
     for task in tasks {
@@ -460,15 +292,8 @@ async fn failures_reach_every_waiter_and_are_not_cached() {
     }
     let calls = fx.backend.generates();
     assert!((1..=20).contains(&calls));
-    assert_eq!(
-        cache.stats().await.miss_count,
-        20,
-        "a request that got no key is a miss"
-    );
-    assert!(cache
-        .bucket_key(fx.backend.as_ref(), "missing", "b", &context("b"))
-        .await
-        .is_err());
+    assert_eq!(cache.stats().await.miss_count, 20, "a request that got no key is a miss");
+    assert!(cache.bucket_key(fx.backend.as_ref(), "missing", "b", &context("b")).await.is_err());
     assert_eq!(fx.backend.generates(), calls + 1);
     assert_eq!(cache.stats().await.entry_count, 0);
 }
@@ -476,56 +301,26 @@ async fn failures_reach_every_waiter_and_are_not_cached() {
 #[tokio::test]
 async fn with_the_cache_off_every_request_calls_the_backend() {
     let fx = fixture(false).await;
-    let cache = DataKeyCache::new(CacheSettings {
-        enabled: false,
-        ..long()
-    });
+    let cache = DataKeyCache::new(CacheSettings { enabled: false, ..long() });
     let backend = fx.backend.as_ref();
     let mut plaintexts = Vec::new();
     for _ in 0..3 {
-        let key = cache
-            .bucket_key(backend, "k", "b", &context("b"))
-            .await
-            .unwrap();
-        cache
-            .unwrap_key(backend, &key.wrapped, &context("b"))
-            .await
-            .unwrap();
+        let key = cache.bucket_key(backend, "k", "b", &context("b")).await.unwrap();
+        cache.unwrap_key(backend, &key.wrapped, &context("b")).await.unwrap();
         plaintexts.push(*key.plaintext.as_bytes());
     }
     assert_eq!((fx.backend.generates(), fx.backend.decrypts()), (3, 3));
     assert!(plaintexts[0] != plaintexts[1] && plaintexts[1] != plaintexts[2]);
     let stats = cache.stats().await;
-    assert_eq!(
-        (
-            stats.enabled,
-            stats.hit_count,
-            stats.miss_count,
-            stats.entry_count
-        ),
-        (false, 0, 0, 0)
-    );
+    assert_eq!((stats.enabled, stats.hit_count, stats.miss_count, stats.entry_count), (false, 0, 0, 0));
     cache.clear();
 }
 
 #[test]
 fn settings_follow_the_configuration_and_debug_shows_no_keys() {
-    let config = CacheConfig {
-        enabled: true,
-        max_cached_keys: 7,
-        ttl_seconds: 9,
-        max_uses: 11,
-    };
+    let config = CacheConfig { enabled: true, max_cached_keys: 7, ttl_seconds: 9, max_uses: 11 };
     let settings = CacheSettings::from(&config);
-    assert_eq!(
-        settings,
-        CacheSettings {
-            enabled: true,
-            capacity: 7,
-            ttl: Duration::from_secs(9),
-            max_uses: 11
-        }
-    );
+    assert_eq!(settings, CacheSettings { enabled: true, capacity: 7, ttl: Duration::from_secs(9), max_uses: 11 });
     let shown = format!("{:?}", DataKeyCache::new(settings));
     assert!(shown.starts_with("DataKeyCache"), "{shown}");
 }

@@ -90,31 +90,19 @@ impl StoredKey {
             deletion_date: None,
             description,
             kek_salt,
-            versions: vec![Version {
-                number: 1,
-                created_at: now,
-                material: KeyMaterial::generate(),
-            }],
+            versions: vec![Version { number: 1, created_at: now, material: KeyMaterial::generate() }],
         }
     }
 
     /// Parses and unseals a key file. The error is a short reason (no file contents) for the caller to put beside
     /// the file's path.
-    pub fn decode(
-        bytes: &[u8],
-        expected_id: &str,
-        master: &MasterSecret,
-    ) -> std::result::Result<Self, String> {
-        let file: KeyFile =
-            serde_json::from_slice(bytes).map_err(|err| describe_json_error(&err))?;
+    pub fn decode(bytes: &[u8], expected_id: &str, master: &MasterSecret) -> std::result::Result<Self, String> {
+        let file: KeyFile = serde_json::from_slice(bytes).map_err(|err| describe_json_error(&err))?;
         if file.format != FORMAT {
             return Err(format!("unsupported key file format {}", file.format));
         }
         if file.key_id != expected_id {
-            return Err(format!(
-                "it holds key {:?}, not {expected_id:?}",
-                file.key_id
-            ));
+            return Err(format!("it holds key {:?}, not {expected_id:?}", file.key_id));
         }
         let kek_salt: [u8; SALT_LEN] = STANDARD
             .decode(&file.kek_salt)
@@ -127,11 +115,7 @@ impl StoredKey {
         let kek = master.key_encryption_key(&kek_salt);
         let mut versions = Vec::with_capacity(file.versions.len());
         for sealed in &file.versions {
-            if versions
-                .last()
-                .is_some_and(|last: &Version| last.number >= sealed.version)
-                || sealed.version == 0
-            {
+            if versions.last().is_some_and(|last: &Version| last.number >= sealed.version) || sealed.version == 0 {
                 return Err("its versions are not numbered in ascending order".into());
             }
             let material = STANDARD
@@ -146,11 +130,7 @@ impl StoredKey {
                         sealed.version
                     )
                 })?;
-            versions.push(Version {
-                number: sealed.version,
-                created_at: sealed.created_at,
-                material,
-            });
+            versions.push(Version { number: sealed.version, created_at: sealed.created_at, material });
         }
         if versions.is_empty() {
             return Err("it has no key versions".into());
@@ -203,10 +183,7 @@ impl StoredKey {
             versions: self
                 .versions
                 .iter()
-                .map(|version| KeyVersion {
-                    version: version.number,
-                    created_at: version.created_at,
-                })
+                .map(|version| KeyVersion { version: version.number, created_at: version.created_at })
                 .collect(),
             deletion_date: self.deletion_date,
             description: self.description.clone(),
@@ -215,20 +192,17 @@ impl StoredKey {
 
     /// Whether the pending-deletion window has passed, so the key must now really be deleted.
     pub fn deletion_due(&self, now: OffsetDateTime) -> bool {
-        self.state == KeyState::PendingDeletion
-            && self.deletion_date.is_some_and(|date| date <= now)
+        self.state == KeyState::PendingDeletion && self.deletion_date.is_some_and(|date| date <= now)
     }
 
     /// Adds a version with fresh material; it becomes the one new data keys are made with.
     pub fn rotate(&mut self, now: OffsetDateTime) -> Result<()> {
-        let number = self.current().number.checked_add(1).ok_or_else(|| {
-            KmsError::Backend(format!("key {} has no version numbers left", self.key_id))
-        })?;
-        self.versions.push(Version {
-            number,
-            created_at: now,
-            material: KeyMaterial::generate(),
-        });
+        let number = self
+            .current()
+            .number
+            .checked_add(1)
+            .ok_or_else(|| KmsError::Backend(format!("key {} has no version numbers left", self.key_id)))?;
+        self.versions.push(Version { number, created_at: now, material: KeyMaterial::generate() });
         Ok(())
     }
 
@@ -241,21 +215,11 @@ impl StoredKey {
     }
 
     /// Opens a data key wrapped under `version`; any mismatch (context, version, tampering) is `InvalidCiphertext`.
-    pub fn unwrap(
-        &self,
-        version: u32,
-        payload: &[u8],
-        context: &EncryptionContext,
-    ) -> Result<KeyMaterial> {
-        let version = self
-            .versions
-            .iter()
-            .find(|v| v.number == version)
-            .ok_or(KmsError::InvalidCiphertext)?;
+    pub fn unwrap(&self, version: u32, payload: &[u8], context: &EncryptionContext) -> Result<KeyMaterial> {
+        let version = self.versions.iter().find(|v| v.number == version).ok_or(KmsError::InvalidCiphertext)?;
         let aad = data_key_aad(&self.key_id, version.number, context);
         let plain = open(&version.material, &aad, payload).ok_or(KmsError::InvalidCiphertext)?;
-        KeyMaterial::filled_by(|out| copy_key(&plain, out))
-            .map_err(|()| KmsError::InvalidCiphertext)
+        KeyMaterial::filled_by(|out| copy_key(&plain, out)).map_err(|()| KmsError::InvalidCiphertext)
     }
 
     pub fn current_version(&self) -> u32 {
@@ -263,9 +227,7 @@ impl StoredKey {
     }
 
     fn current(&self) -> &Version {
-        self.versions
-            .last()
-            .expect("a stored key always has a version")
+        self.versions.last().expect("a stored key always has a version")
     }
 }
 
@@ -287,11 +249,7 @@ fn seal(key: &KeyMaterial, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = aead_key(key)
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[NONCE_LEN..],
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_LEN..])
         .expect("AES-256-GCM sealing of a short message cannot fail");
     out.extend_from_slice(tag.as_ref());
     out
@@ -305,18 +263,13 @@ fn open(key: &KeyMaterial, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8
     let (nonce, body) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buffer = Zeroizing::new(body.to_vec());
-    let plain_len = aead_key(key)
-        .open_in_place(nonce, Aad::from(aad), &mut buffer)
-        .ok()?
-        .len();
+    let plain_len = aead_key(key).open_in_place(nonce, Aad::from(aad), &mut buffer).ok()?.len();
     buffer.truncate(plain_len);
     Some(buffer)
 }
 
 fn aead_key(key: &KeyMaterial) -> LessSafeKey {
-    LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, key.as_bytes()).expect("32 bytes is an AES-256 key"),
-    )
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_bytes()).expect("32 bytes is an AES-256 key"))
 }
 
 fn copy_key(plain: &[u8], out: &mut [u8; 32]) -> std::result::Result<(), ()> {
@@ -371,11 +324,7 @@ mod tests {
     #[test]
     fn a_key_round_trips_through_its_file_and_the_file_holds_no_plaintext_material() {
         let master = master(&"m".repeat(32));
-        let mut key = StoredKey::new(
-            "orders".into(),
-            Some("for orders".into()),
-            OffsetDateTime::now_utc(),
-        );
+        let mut key = StoredKey::new("orders".into(), Some("for orders".into()), OffsetDateTime::now_utc());
         key.rotate(OffsetDateTime::now_utc()).unwrap();
         let bytes = key.encode(&master);
         let text = String::from_utf8(bytes.clone()).unwrap();
@@ -385,23 +334,16 @@ mod tests {
         }
         let back = StoredKey::decode(&bytes, "orders", &master).unwrap();
         assert_eq!(back.metadata(), key.metadata());
-        assert_eq!(
-            back.versions[1].material.as_bytes(),
-            key.versions[1].material.as_bytes()
-        );
+        assert_eq!(back.versions[1].material.as_bytes(), key.versions[1].material.as_bytes());
     }
 
     #[test]
     fn another_master_secret_or_another_file_name_does_not_open_the_file() {
         let key = StoredKey::new("orders".into(), None, OffsetDateTime::now_utc());
         let bytes = key.encode(&master(&"a".repeat(32)));
-        let err = StoredKey::decode(&bytes, "orders", &master(&"b".repeat(32)))
-            .err()
-            .unwrap();
+        let err = StoredKey::decode(&bytes, "orders", &master(&"b".repeat(32))).err().unwrap();
         assert!(err.contains("master key"), "{err}");
-        let err = StoredKey::decode(&bytes, "billing", &master(&"a".repeat(32)))
-            .err()
-            .unwrap();
+        let err = StoredKey::decode(&bytes, "billing", &master(&"a".repeat(32))).err().unwrap();
         assert!(err.contains("billing"), "{err}");
     }
 
@@ -413,9 +355,7 @@ mod tests {
         let mut file: KeyFile = serde_json::from_slice(&key.encode(&master)).unwrap();
         file.versions.swap(0, 1);
         (file.versions[0].version, file.versions[1].version) = (1, 2);
-        let err = StoredKey::decode(&serde_json::to_vec(&file).unwrap(), "k", &master)
-            .err()
-            .unwrap();
+        let err = StoredKey::decode(&serde_json::to_vec(&file).unwrap(), "k", &master).err().unwrap();
         assert!(err.contains("version 1"), "{err}");
     }
 
@@ -423,19 +363,13 @@ mod tests {
     fn truncated_and_malformed_files_are_described_without_quoting_them() {
         let master = master(&"m".repeat(32));
         let bytes = StoredKey::new("k".into(), None, OffsetDateTime::now_utc()).encode(&master);
-        let err = StoredKey::decode(&bytes[..bytes.len() / 2], "k", &master)
-            .err()
-            .unwrap();
+        let err = StoredKey::decode(&bytes[..bytes.len() / 2], "k", &master).err().unwrap();
         assert!(err.starts_with("it is truncated"), "{err}");
-        let err = StoredKey::decode(b"\x00garbage", "k", &master)
-            .err()
-            .unwrap();
+        let err = StoredKey::decode(b"\x00garbage", "k", &master).err().unwrap();
         assert!(err.starts_with("it is not valid JSON"), "{err}");
         let mut file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         file["versions"] = serde_json::json!([]);
-        let err = StoredKey::decode(&serde_json::to_vec(&file).unwrap(), "k", &master)
-            .err()
-            .unwrap();
+        let err = StoredKey::decode(&serde_json::to_vec(&file).unwrap(), "k", &master).err().unwrap();
         assert!(err.contains("no key versions"), "{err}");
     }
 
@@ -446,31 +380,16 @@ mod tests {
         let plaintext = KeyMaterial::generate();
         let wrapped = key.wrap(&plaintext, &context).unwrap();
         let header = wrapped.header().unwrap();
-        assert_eq!(
-            (header.backend, header.key_id, header.key_version),
-            (BackendKind::Local, "k", 1)
-        );
+        assert_eq!((header.backend, header.key_id, header.key_version), (BackendKind::Local, "k", 1));
         let opened = key.unwrap(1, header.payload, &context).unwrap();
         assert_eq!(opened.as_bytes(), plaintext.as_bytes());
 
         let other_context = EncryptionContext::new().with("bucket", "videos");
-        assert!(matches!(
-            key.unwrap(1, header.payload, &other_context),
-            Err(KmsError::InvalidCiphertext)
-        ));
-        assert!(matches!(
-            key.unwrap(2, header.payload, &context),
-            Err(KmsError::InvalidCiphertext)
-        ));
+        assert!(matches!(key.unwrap(1, header.payload, &other_context), Err(KmsError::InvalidCiphertext)));
+        assert!(matches!(key.unwrap(2, header.payload, &context), Err(KmsError::InvalidCiphertext)));
         let mut tampered = header.payload.to_vec();
         tampered[20] ^= 1;
-        assert!(matches!(
-            key.unwrap(1, &tampered, &context),
-            Err(KmsError::InvalidCiphertext)
-        ));
-        assert!(matches!(
-            key.unwrap(1, &tampered[..10], &context),
-            Err(KmsError::InvalidCiphertext)
-        ));
+        assert!(matches!(key.unwrap(1, &tampered, &context), Err(KmsError::InvalidCiphertext)));
+        assert!(matches!(key.unwrap(1, &tampered[..10], &context), Err(KmsError::InvalidCiphertext)));
     }
 }

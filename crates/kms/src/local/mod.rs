@@ -24,9 +24,7 @@ use crate::config::LocalConfig;
 use crate::error::{KmsError, Result};
 use crate::fs;
 use crate::key_id::{generate_key_id, validate_key_id};
-use crate::types::{
-    DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState,
-};
+use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState};
 use crate::wrapped::WrappedKey;
 
 /// The pending-deletion window AWS KMS allows, in days.
@@ -54,9 +52,7 @@ pub(crate) struct MasterSecret(Zeroizing<Vec<u8>>);
 
 impl fmt::Debug for LocalBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalBackend")
-            .field("key_dir", &self.store.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("LocalBackend").field("key_dir", &self.store.dir).finish_non_exhaustive()
     }
 }
 
@@ -87,12 +83,10 @@ impl MasterSecret {
         match (&config.master_key, &config.master_key_file) {
             (Some(secret), None) => Self::from_text(secret.expose()),
             (None, Some(path)) => {
-                let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|err| {
-                    KmsError::io(
-                        format!("reading KMS master key file {}", path.display()),
-                        err,
-                    )
-                })?);
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|err| KmsError::io(format!("reading KMS master key file {}", path.display()), err))?,
+                );
                 if fs::is_shared(path)? {
                     tracing::warn!(path = %path.display(), "KMS master key file is readable by other users; chmod 600 it");
                 }
@@ -106,8 +100,7 @@ impl MasterSecret {
             }
             (None, None) => Err(KmsError::InvalidConfig {
                 field: "master_key".into(),
-                message: "the local KMS backend needs a master key (master_key or master_key_file)"
-                    .into(),
+                message: "the local KMS backend needs a master key (master_key or master_key_file)".into(),
             }),
             (Some(_), Some(_)) => Err(KmsError::InvalidConfig {
                 field: "master_key".into(),
@@ -138,12 +131,8 @@ impl LocalBackend {
         let config = config.clone();
         let store = tokio::task::spawn_blocking(move || KeyStore::open(&config))
             .await
-            .map_err(|err| {
-                KmsError::Backend(format!("opening the local key store failed: {err}"))
-            })??;
-        Ok(Self {
-            store: Arc::new(store),
-        })
+            .map_err(|err| KmsError::Backend(format!("opening the local key store failed: {err}")))??;
+        Ok(Self { store: Arc::new(store) })
     }
 
     /// Runs `operation` on the blocking pool (file I/O and fsync must not stall the async workers).
@@ -165,11 +154,7 @@ impl KmsBackend for LocalBackend {
         BackendKind::Local
     }
 
-    async fn create_key(
-        &self,
-        key_id: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<KeyMetadata> {
+    async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
         let key_id = match key_id {
             Some(key_id) => {
                 validate_key_id(key_id)?;
@@ -184,21 +169,18 @@ impl KmsBackend for LocalBackend {
             ));
         }
         let description = description.map(str::to_owned);
-        self.blocking(move |store| store.create(key_id, description))
-            .await
+        self.blocking(move |store| store.create(key_id, description)).await
     }
 
     async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata> {
         validate_key_id(key_id)?;
         let key_id = key_id.to_owned();
-        self.blocking(move |store| Ok(store.read(&key_id)?.metadata()))
-            .await
+        self.blocking(move |store| Ok(store.read(&key_id)?.metadata())).await
     }
 
     async fn list_keys(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
         let marker = marker.map(str::to_owned);
-        self.blocking(move |store| store.list(limit.max(1), marker.as_deref()))
-            .await
+        self.blocking(move |store| store.list(limit.max(1), marker.as_deref())).await
     }
 
     async fn enable_key(&self, key_id: &str) -> Result<KeyMetadata> {
@@ -219,11 +201,7 @@ impl KmsBackend for LocalBackend {
         .await
     }
 
-    async fn schedule_deletion(
-        &self,
-        key_id: &str,
-        pending_window_days: u32,
-    ) -> Result<KeyMetadata> {
+    async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
         if !PENDING_WINDOW_DAYS.contains(&pending_window_days) {
             return Err(KmsError::invalid_argument(
                 "pending_window_days",
@@ -237,9 +215,7 @@ impl KmsBackend for LocalBackend {
         self.update(key_id, move |key| {
             refuse_pending_deletion(key)?;
             key.state = KeyState::PendingDeletion;
-            key.deletion_date = Some(
-                OffsetDateTime::now_utc() + time::Duration::days(i64::from(pending_window_days)),
-            );
+            key.deletion_date = Some(OffsetDateTime::now_utc() + time::Duration::days(i64::from(pending_window_days)));
             Ok(())
         })
         .await
@@ -266,11 +242,7 @@ impl KmsBackend for LocalBackend {
         .await
     }
 
-    async fn generate_data_key(
-        &self,
-        key_id: &str,
-        context: &EncryptionContext,
-    ) -> Result<DataKey> {
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         validate_key_id(key_id)?;
         let key_id = key_id.to_owned();
         let context = context.clone();
@@ -279,21 +251,12 @@ impl KmsBackend for LocalBackend {
             refuse_unless_enabled(&key)?;
             let plaintext = KeyMaterial::generate();
             let wrapped = key.wrap(&plaintext, &context)?;
-            Ok(DataKey {
-                key_version: key.current_version(),
-                key_id,
-                plaintext,
-                wrapped,
-            })
+            Ok(DataKey { key_version: key.current_version(), key_id, plaintext, wrapped })
         })
         .await
     }
 
-    async fn decrypt_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &EncryptionContext,
-    ) -> Result<KeyMaterial> {
+    async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
         let header = wrapped.header()?;
         // The key id becomes a file name: anything but a valid id is a foreign or forged blob.
         if header.backend != BackendKind::Local || validate_key_id(header.key_id).is_err() {
@@ -341,13 +304,10 @@ impl LocalBackend {
 
 impl KeyStore {
     fn open(config: &LocalConfig) -> Result<Self> {
-        let dir = config
-            .key_dir
-            .clone()
-            .ok_or_else(|| KmsError::InvalidConfig {
-                field: "key_dir".into(),
-                message: "KMS key directory is required for local backend".into(),
-            })?;
+        let dir = config.key_dir.clone().ok_or_else(|| KmsError::InvalidConfig {
+            field: "key_dir".into(),
+            message: "KMS key directory is required for local backend".into(),
+        })?;
         let master = MasterSecret::resolve(config)?;
         fs::create_private_dir(&dir)?;
         if !dir.is_dir() {
@@ -360,18 +320,12 @@ impl KeyStore {
             tracing::warn!(dir = %dir.display(), "KMS key directory is accessible to other users; chmod 700 it");
         }
         fs::sweep_temp_files(&dir)?;
-        Ok(Self {
-            dir,
-            master,
-            writes: Mutex::new(()),
-        })
+        Ok(Self { dir, master, writes: Mutex::new(()) })
     }
 
     fn lock_writes(&self) -> MutexGuard<'_, ()> {
         // The guarded data is `()`: a panic while holding it leaves nothing inconsistent behind.
-        self.writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn path(&self, key_id: &str) -> PathBuf {
@@ -386,16 +340,10 @@ impl KeyStore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(KmsError::KeyNotFound(key_id.to_owned()));
             }
-            Err(err) => {
-                return Err(KmsError::io(
-                    format!("reading key file {}", path.display()),
-                    err,
-                ))
-            }
+            Err(err) => return Err(KmsError::io(format!("reading key file {}", path.display()), err)),
         };
-        let key = StoredKey::decode(&bytes, key_id, &self.master).map_err(|reason| {
-            KmsError::Backend(format!("key file {} is unusable: {reason}", path.display()))
-        })?;
+        let key = StoredKey::decode(&bytes, key_id, &self.master)
+            .map_err(|reason| KmsError::Backend(format!("key file {} is unusable: {reason}", path.display())))?;
         Ok((!key.deletion_due(OffsetDateTime::now_utc())).then_some(key))
     }
 
@@ -427,10 +375,7 @@ impl KeyStore {
 
     fn delete(&self, key_id: &str) -> Result<()> {
         fs::remove_durably(&self.path(key_id))?;
-        tracing::info!(
-            key_id,
-            "deleted local KMS key after its pending deletion window"
-        );
+        tracing::info!(key_id, "deleted local KMS key after its pending deletion window");
         Ok(())
     }
 
@@ -448,16 +393,12 @@ impl KeyStore {
     /// hides the others.
     fn list(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
         let mut ids = Vec::new();
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|err| KmsError::io(format!("listing {}", self.dir.display()), err))?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|err| KmsError::io(format!("listing {}", self.dir.display()), err))?;
         for entry in entries {
-            let entry = entry
-                .map_err(|err| KmsError::io(format!("listing {}", self.dir.display()), err))?;
+            let entry = entry.map_err(|err| KmsError::io(format!("listing {}", self.dir.display()), err))?;
             let name = entry.file_name();
-            let Some(key_id) = name
-                .to_str()
-                .and_then(|name| name.strip_suffix(KEY_FILE_SUFFIX))
-            else {
+            let Some(key_id) = name.to_str().and_then(|name| name.strip_suffix(KEY_FILE_SUFFIX)) else {
                 continue;
             };
             if validate_key_id(key_id).is_ok() && marker.is_none_or(|marker| key_id > marker) {

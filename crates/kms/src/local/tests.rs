@@ -6,11 +6,7 @@ use crate::config::Secret;
 const MASTER: &str = "0123456789abcdef0123456789abcdef-test-master";
 
 fn config(dir: &Path, master: &str) -> LocalConfig {
-    LocalConfig {
-        key_dir: Some(dir.to_owned()),
-        master_key: Some(Secret::new(master)),
-        master_key_file: None,
-    }
+    LocalConfig { key_dir: Some(dir.to_owned()), master_key: Some(Secret::new(master)), master_key_file: None }
 }
 
 async fn backend(dir: &Path) -> LocalBackend {
@@ -29,24 +25,14 @@ fn context(bucket: &str) -> EncryptionContext {
 async fn keys_are_created_described_and_listed() {
     let root = tempfile::tempdir().unwrap();
     let backend = backend(root.path()).await;
-    let made = backend
-        .create_key(Some("orders"), Some("order data"))
-        .await
-        .unwrap();
-    assert_eq!(
-        (made.key_id.as_str(), made.state, made.current_version),
-        ("orders", KeyState::Enabled, 1)
-    );
+    let made = backend.create_key(Some("orders"), Some("order data")).await.unwrap();
+    assert_eq!((made.key_id.as_str(), made.state, made.current_version), ("orders", KeyState::Enabled, 1));
     assert_eq!(made.versions.len(), 1);
     assert_eq!(made.description.as_deref(), Some("order data"));
     assert_eq!(backend.describe_key("orders").await.unwrap(), made);
 
     let generated = backend.create_key(None, None).await.unwrap();
-    assert!(
-        generated.key_id.starts_with("coffer-"),
-        "{}",
-        generated.key_id
-    );
+    assert!(generated.key_id.starts_with("coffer-"), "{}", generated.key_id);
 
     let page = backend.list_keys(100, None).await.unwrap();
     let ids: Vec<_> = page.keys.iter().map(|key| key.key_id.as_str()).collect();
@@ -59,42 +45,16 @@ async fn creation_refuses_duplicates_bad_ids_and_long_descriptions() {
     let root = tempfile::tempdir().unwrap();
     let backend = backend(root.path()).await;
     backend.create_key(Some("k"), None).await.unwrap();
-    assert!(
-        matches!(backend.create_key(Some("k"), None).await, Err(KmsError::KeyExists(id)) if id == "k")
-    );
+    assert!(matches!(backend.create_key(Some("k"), None).await, Err(KmsError::KeyExists(id)) if id == "k"));
     for bad in ["../escape", "a/b", "", ".hidden"] {
-        assert!(
-            matches!(
-                backend.create_key(Some(bad), None).await,
-                Err(KmsError::InvalidKeyId(_))
-            ),
-            "{bad}"
-        );
-        assert!(
-            matches!(
-                backend.describe_key(bad).await,
-                Err(KmsError::InvalidKeyId(_))
-            ),
-            "{bad}"
-        );
+        assert!(matches!(backend.create_key(Some(bad), None).await, Err(KmsError::InvalidKeyId(_))), "{bad}");
+        assert!(matches!(backend.describe_key(bad).await, Err(KmsError::InvalidKeyId(_))), "{bad}");
     }
     let long = "x".repeat(MAX_DESCRIPTION_LEN + 1);
-    let err = backend
-        .create_key(Some("long"), Some(&long))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, KmsError::InvalidArgument { field, .. } if field == "description"),
-        "{err}"
-    );
-    assert!(
-        matches!(backend.describe_key("missing").await, Err(KmsError::KeyNotFound(id)) if id == "missing")
-    );
-    assert_eq!(
-        std::fs::read_dir(root.path()).unwrap().count(),
-        1,
-        "only k.key exists"
-    );
+    let err = backend.create_key(Some("long"), Some(&long)).await.unwrap_err();
+    assert!(matches!(&err, KmsError::InvalidArgument { field, .. } if field == "description"), "{err}");
+    assert!(matches!(backend.describe_key("missing").await, Err(KmsError::KeyNotFound(id)) if id == "missing"));
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1, "only k.key exists");
 }
 
 #[tokio::test]
@@ -108,17 +68,11 @@ async fn key_files_and_directory_are_private() {
     assert_eq!(mode(&file), 0o600);
     backend.rotate_key("k").await.unwrap();
     assert_eq!(mode(&file), 0o600, "rewrites keep the mode");
-    let names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["k.key"], "no temp files are left behind");
 
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(
-        text.contains("\"key_id\": \"k\"") && text.contains("kek_salt"),
-        "{text}"
-    );
+    assert!(text.contains("\"key_id\": \"k\"") && text.contains("kek_salt"), "{text}");
     assert!(!text.contains(MASTER));
 }
 
@@ -127,41 +81,18 @@ async fn data_keys_round_trip_and_are_bound_to_their_context() {
     let root = tempfile::tempdir().unwrap();
     let backend = backend(root.path()).await;
     backend.create_key(Some("k"), None).await.unwrap();
-    let data_key = backend
-        .generate_data_key("k", &context("photos"))
-        .await
-        .unwrap();
+    let data_key = backend.generate_data_key("k", &context("photos")).await.unwrap();
     assert_eq!((data_key.key_id.as_str(), data_key.key_version), ("k", 1));
     let header = data_key.wrapped.header().unwrap();
-    assert_eq!(
-        (header.backend, header.key_id, header.key_version),
-        (BackendKind::Local, "k", 1)
-    );
+    assert_eq!((header.backend, header.key_id, header.key_version), (BackendKind::Local, "k", 1));
 
-    let opened = backend
-        .decrypt_data_key(&data_key.wrapped, &context("photos"))
-        .await
-        .unwrap();
+    let opened = backend.decrypt_data_key(&data_key.wrapped, &context("photos")).await.unwrap();
     assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
-    let other = backend
-        .generate_data_key("k", &context("photos"))
-        .await
-        .unwrap();
-    assert_ne!(
-        other.plaintext.as_bytes(),
-        data_key.plaintext.as_bytes(),
-        "every data key is fresh"
-    );
+    let other = backend.generate_data_key("k", &context("photos")).await.unwrap();
+    assert_ne!(other.plaintext.as_bytes(), data_key.plaintext.as_bytes(), "every data key is fresh");
 
-    for wrong in [
-        context("videos"),
-        EncryptionContext::new(),
-        context("photos").with("extra", "x"),
-    ] {
-        let err = backend
-            .decrypt_data_key(&data_key.wrapped, &wrong)
-            .await
-            .unwrap_err();
+    for wrong in [context("videos"), EncryptionContext::new(), context("photos").with("extra", "x")] {
+        let err = backend.decrypt_data_key(&data_key.wrapped, &wrong).await.unwrap_err();
         assert!(matches!(err, KmsError::InvalidCiphertext), "{err}");
     }
 }
@@ -183,14 +114,8 @@ async fn foreign_forged_and_tampered_blobs_are_invalid() {
     flipped[15] ^= 0x40;
     let tampered = WrappedKey::new(BackendKind::Local, "k", 1, &flipped).unwrap();
     for blob in [vault, moved, escaping, wrong_version, tampered] {
-        let err = backend
-            .decrypt_data_key(&blob, &context("b"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, KmsError::InvalidCiphertext),
-            "{blob:?}: {err}"
-        );
+        let err = backend.decrypt_data_key(&blob, &context("b")).await.unwrap_err();
+        assert!(matches!(err, KmsError::InvalidCiphertext), "{blob:?}: {err}");
     }
 }
 
@@ -202,28 +127,13 @@ async fn rotation_adds_a_version_and_old_blobs_still_open() {
     let old = backend.generate_data_key("k", &context("b")).await.unwrap();
     let rotated = backend.rotate_key("k").await.unwrap();
     assert_eq!(rotated.current_version, 2);
-    assert_eq!(
-        rotated
-            .versions
-            .iter()
-            .map(|v| v.version)
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(rotated.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
 
     let new = backend.generate_data_key("k", &context("b")).await.unwrap();
-    assert_eq!(
-        (new.key_version, new.wrapped.header().unwrap().key_version),
-        (2, 2)
-    );
-    let reopened = LocalBackend::open(&config(root.path(), MASTER))
-        .await
-        .unwrap();
+    assert_eq!((new.key_version, new.wrapped.header().unwrap().key_version), (2, 2));
+    let reopened = LocalBackend::open(&config(root.path(), MASTER)).await.unwrap();
     for data_key in [&old, &new] {
-        let opened = reopened
-            .decrypt_data_key(&data_key.wrapped, &context("b"))
-            .await
-            .unwrap();
+        let opened = reopened.decrypt_data_key(&data_key.wrapped, &context("b")).await.unwrap();
         assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
     }
 }
@@ -254,37 +164,15 @@ async fn a_disabled_key_neither_makes_nor_opens_data_keys() {
     backend.create_key(Some("k"), None).await.unwrap();
     let data_key = backend.generate_data_key("k", &context("b")).await.unwrap();
 
-    assert_eq!(
-        backend.disable_key("k").await.unwrap().state,
-        KeyState::Disabled
-    );
-    assert!(
-        matches!(backend.generate_data_key("k", &context("b")).await, Err(KmsError::KeyDisabled(id)) if id == "k")
-    );
-    assert!(matches!(
-        backend
-            .decrypt_data_key(&data_key.wrapped, &context("b"))
-            .await,
-        Err(KmsError::KeyDisabled(_))
-    ));
-    assert!(matches!(
-        backend.rotate_key("k").await,
-        Err(KmsError::KeyDisabled(_))
-    ));
-    assert_eq!(
-        backend.describe_key("k").await.unwrap().state,
-        KeyState::Disabled
-    );
+    assert_eq!(backend.disable_key("k").await.unwrap().state, KeyState::Disabled);
+    assert!(matches!(backend.generate_data_key("k", &context("b")).await, Err(KmsError::KeyDisabled(id)) if id == "k"));
+    assert!(matches!(backend.decrypt_data_key(&data_key.wrapped, &context("b")).await, Err(KmsError::KeyDisabled(_))));
+    assert!(matches!(backend.rotate_key("k").await, Err(KmsError::KeyDisabled(_))));
+    assert_eq!(backend.describe_key("k").await.unwrap().state, KeyState::Disabled);
 
-    assert_eq!(
-        backend.enable_key("k").await.unwrap().state,
-        KeyState::Enabled
-    );
+    assert_eq!(backend.enable_key("k").await.unwrap().state, KeyState::Enabled);
     backend.generate_data_key("k", &context("b")).await.unwrap();
-    backend
-        .decrypt_data_key(&data_key.wrapped, &context("b"))
-        .await
-        .unwrap();
+    backend.decrypt_data_key(&data_key.wrapped, &context("b")).await.unwrap();
 }
 
 #[tokio::test]
@@ -296,33 +184,17 @@ async fn scheduled_deletion_refuses_new_data_keys_and_cancels_to_disabled() {
 
     for days in [0, 6, 31] {
         let err = backend.schedule_deletion("k", days).await.unwrap_err();
-        assert!(
-            matches!(&err, KmsError::InvalidArgument { field, .. } if field == "pending_window_days"),
-            "{err}"
-        );
+        assert!(matches!(&err, KmsError::InvalidArgument { field, .. } if field == "pending_window_days"), "{err}");
     }
     let before = OffsetDateTime::now_utc();
     let pending = backend.schedule_deletion("k", 7).await.unwrap();
     assert_eq!(pending.state, KeyState::PendingDeletion);
     let date = pending.deletion_date.expect("a deletion date");
-    assert!(
-        date >= before + time::Duration::days(7)
-            && date <= OffsetDateTime::now_utc() + time::Duration::days(7)
-    );
+    assert!(date >= before + time::Duration::days(7) && date <= OffsetDateTime::now_utc() + time::Duration::days(7));
 
-    assert!(matches!(
-        backend.generate_data_key("k", &context("b")).await,
-        Err(KmsError::KeyPendingDeletion(_))
-    ));
-    let opened = backend
-        .decrypt_data_key(&data_key.wrapped, &context("b"))
-        .await
-        .unwrap();
-    assert_eq!(
-        opened.as_bytes(),
-        data_key.plaintext.as_bytes(),
-        "a key pending deletion still decrypts"
-    );
+    assert!(matches!(backend.generate_data_key("k", &context("b")).await, Err(KmsError::KeyPendingDeletion(_))));
+    let opened = backend.decrypt_data_key(&data_key.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes(), "a key pending deletion still decrypts");
     for refused in [
         backend.enable_key("k").await,
         backend.disable_key("k").await,
@@ -333,15 +205,8 @@ async fn scheduled_deletion_refuses_new_data_keys_and_cancels_to_disabled() {
     }
 
     let cancelled = backend.cancel_deletion("k").await.unwrap();
-    assert_eq!(
-        (cancelled.state, cancelled.deletion_date),
-        (KeyState::Disabled, None)
-    );
-    assert_eq!(
-        backend.cancel_deletion("k").await.unwrap(),
-        cancelled,
-        "cancelling again changes nothing"
-    );
+    assert_eq!((cancelled.state, cancelled.deletion_date), (KeyState::Disabled, None));
+    assert_eq!(backend.cancel_deletion("k").await.unwrap(), cancelled, "cancelling again changes nothing");
     backend.enable_key("k").await.unwrap();
     backend.generate_data_key("k", &context("b")).await.unwrap();
 }
@@ -358,25 +223,10 @@ async fn a_key_past_its_deletion_date_is_deleted_when_touched() {
     backend.store.save(&key).unwrap();
 
     let page = backend.list_keys(10, None).await.unwrap();
-    assert_eq!(
-        page.keys
-            .iter()
-            .map(|k| k.key_id.as_str())
-            .collect::<Vec<_>>(),
-        ["kept"]
-    );
-    assert!(
-        !root.path().join("gone.key").exists(),
-        "the file is removed"
-    );
-    assert!(matches!(
-        backend.describe_key("gone").await,
-        Err(KmsError::KeyNotFound(_))
-    ));
-    assert!(matches!(
-        backend.cancel_deletion("gone").await,
-        Err(KmsError::KeyNotFound(_))
-    ));
+    assert_eq!(page.keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["kept"]);
+    assert!(!root.path().join("gone.key").exists(), "the file is removed");
+    assert!(matches!(backend.describe_key("gone").await, Err(KmsError::KeyNotFound(_))));
+    assert!(matches!(backend.cancel_deletion("gone").await, Err(KmsError::KeyNotFound(_))));
 }
 
 #[tokio::test]
@@ -394,48 +244,23 @@ async fn a_corrupt_key_file_fails_only_its_own_key_and_names_the_file() {
     std::fs::write(&garbage, b"\x00\x01 not a key file").unwrap();
 
     let page = backend.list_keys(10, None).await.unwrap();
-    assert_eq!(
-        page.keys
-            .iter()
-            .map(|k| k.key_id.as_str())
-            .collect::<Vec<_>>(),
-        ["a", "d"]
-    );
-    for (id, path, reason) in [
-        ("b", &truncated, "truncated"),
-        ("c", &garbage, "not valid JSON"),
-    ] {
+    assert_eq!(page.keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["a", "d"]);
+    for (id, path, reason) in [("b", &truncated, "truncated"), ("c", &garbage, "not valid JSON")] {
         let err = backend.describe_key(id).await.unwrap_err().to_string();
-        assert!(
-            err.contains(&path.display().to_string()) && err.contains(reason),
-            "{err}"
-        );
+        assert!(err.contains(&path.display().to_string()) && err.contains(reason), "{err}");
     }
-    let err = backend
-        .decrypt_data_key(&data_key.wrapped, &context("x"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap_err().to_string();
     assert!(err.contains("b.key"), "{err}");
     backend.generate_data_key("a", &context("x")).await.unwrap();
     backend.rotate_key("d").await.unwrap();
-    assert!(
-        backend.health().await.healthy,
-        "one bad key does not make the backend unhealthy"
-    );
+    assert!(backend.health().await.healthy, "one bad key does not make the backend unhealthy");
 }
 
 #[tokio::test]
 async fn another_master_key_opens_no_key_and_says_so() {
     let root = tempfile::tempdir().unwrap();
-    backend(root.path())
-        .await
-        .create_key(Some("k"), None)
-        .await
-        .unwrap();
-    let other = LocalBackend::open(&config(root.path(), &"z".repeat(40)))
-        .await
-        .unwrap();
+    backend(root.path()).await.create_key(Some("k"), None).await.unwrap();
+    let other = LocalBackend::open(&config(root.path(), &"z".repeat(40))).await.unwrap();
     let err = other.describe_key("k").await.unwrap_err().to_string();
     assert!(err.contains("k.key") && err.contains("master key"), "{err}");
 }
@@ -459,67 +284,31 @@ async fn listing_pages_with_markers() {
         }
     }
     assert_eq!(seen, ["a", "b", "c", "d", "e"]);
-    assert_eq!(
-        backend.list_keys(0, None).await.unwrap().keys.len(),
-        1,
-        "a zero limit lists one key"
-    );
+    assert_eq!(backend.list_keys(0, None).await.unwrap().keys.len(), 1, "a zero limit lists one key");
 }
 
 #[tokio::test]
 async fn master_secrets_are_resolved_and_checked() {
     let root = tempfile::tempdir().unwrap();
-    let err = LocalBackend::open(&LocalConfig::default())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "KMS key directory is required for local backend"
-    );
+    let err = LocalBackend::open(&LocalConfig::default()).await.unwrap_err();
+    assert_eq!(err.to_string(), "KMS key directory is required for local backend");
 
-    let short = LocalBackend::open(&config(root.path(), "too short"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&short, KmsError::InvalidConfig { field, .. } if field == "master_key"),
-        "{short}"
-    );
+    let short = LocalBackend::open(&config(root.path(), "too short")).await.unwrap_err();
+    assert!(matches!(&short, KmsError::InvalidConfig { field, .. } if field == "master_key"), "{short}");
     assert!(!short.to_string().contains("too short"));
 
-    let none = LocalConfig {
-        key_dir: Some(root.path().to_owned()),
-        master_key: None,
-        master_key_file: None,
-    };
-    assert!(matches!(
-        LocalBackend::open(&none).await,
-        Err(KmsError::InvalidConfig { .. })
-    ));
+    let none = LocalConfig { key_dir: Some(root.path().to_owned()), master_key: None, master_key_file: None };
+    assert!(matches!(LocalBackend::open(&none).await, Err(KmsError::InvalidConfig { .. })));
 
     // The same secret from a file (with its trailing newline) opens what the configured secret made.
-    backend(root.path())
-        .await
-        .create_key(Some("k"), None)
-        .await
-        .unwrap();
+    backend(root.path()).await.create_key(Some("k"), None).await.unwrap();
     let file = root.path().join("master.txt");
     std::fs::write(&file, format!("{MASTER}\n")).unwrap();
-    let from_file = LocalConfig {
-        key_dir: Some(root.path().to_owned()),
-        master_key: None,
-        master_key_file: Some(file),
-    };
-    LocalBackend::open(&from_file)
-        .await
-        .unwrap()
-        .describe_key("k")
-        .await
-        .unwrap();
+    let from_file =
+        LocalConfig { key_dir: Some(root.path().to_owned()), master_key: None, master_key_file: Some(file) };
+    LocalBackend::open(&from_file).await.unwrap().describe_key("k").await.unwrap();
 
-    let missing = LocalConfig {
-        master_key_file: Some(root.path().join("absent")),
-        ..from_file
-    };
+    let missing = LocalConfig { master_key_file: Some(root.path().join("absent")), ..from_file };
     let err = LocalBackend::open(&missing).await.unwrap_err().to_string();
     assert!(err.contains("absent"), "{err}");
 }
@@ -533,11 +322,7 @@ async fn the_embedded_master_key_file_is_generated_once_and_private() {
     assert_eq!(first.trim().len(), 64);
     assert_eq!(mode(&path), 0o600);
     create_master_key_file(&path).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        first,
-        "an existing master key is never replaced"
-    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "an existing master key is never replaced");
 }
 
 #[tokio::test]
@@ -564,13 +349,7 @@ async fn debug_output_never_shows_secrets() {
     let data_key = backend.generate_data_key("k", &context("b")).await.unwrap();
     let shown = format!("{backend:?} {data_key:?} {:?}", backend.store.master);
     assert!(!shown.contains(MASTER), "{shown}");
-    assert!(
-        !shown.contains(&hex::encode(data_key.plaintext.as_bytes())),
-        "{shown}"
-    );
-    assert!(
-        !shown.contains(&format!("{:?}", data_key.plaintext.as_bytes())),
-        "{shown}"
-    );
+    assert!(!shown.contains(&hex::encode(data_key.plaintext.as_bytes())), "{shown}");
+    assert!(!shown.contains(&format!("{:?}", data_key.plaintext.as_bytes())), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
 }

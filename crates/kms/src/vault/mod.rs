@@ -343,7 +343,10 @@ impl KmsBackend for VaultTransitBackend {
             Ok(501) => Some(format!("Vault at {address} is not initialized")),
             Ok(503) => Some(format!("Vault at {address} is sealed")),
             Ok(status) => Some(format!("Vault at {address} answered its health check with status {status}")),
-            Err(failure) => Some(failure.into_kms(None).to_string()),
+            Err(failure) => Some(match failure.into_kms(None) {
+                KmsError::Unavailable(reason) => reason,
+                other => other.to_string(),
+            }),
         };
         if let Some(reason) = reason {
             return Health::failing(reason);

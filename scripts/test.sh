@@ -22,7 +22,7 @@ section "setup: Python tools into .venv"
 bash scripts/setup.sh
 
 section "cargo fmt --check"
-cargo fmt --all --check
+cargo fmt --all --check -- --color never
 
 section "cargo clippy (release profile, all targets, warnings are errors)"
 cargo clippy --locked --workspace --all-targets --release -- -D warnings

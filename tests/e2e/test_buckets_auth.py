@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from harness import Credentials, awscurl_status, unique_name
@@ -120,25 +123,55 @@ def test_anonymous_request_refused(coffer, bucket):
     assert status == 403
 
 
-def test_presigned_get_and_put(coffer, bucket):
-    s3 = coffer.s3
+def tamper_signature(url: str) -> str:
+    """Flip one character of the presigned URL's signature (SigV4 X-Amz-Signature or SigV2 Signature)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    changed = []
+    for name, value in query:
+        if name in ("X-Amz-Signature", "Signature"):
+            value = ("0" if value[0] != "0" else "1") + value[1:]
+        changed.append((name, value))
+    assert changed != query, f"no signature in {url}"
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(changed)))
+
+
+@pytest.mark.parametrize("signature_version", [None, "s3v4"], ids=["boto3-default", "s3v4"])
+def test_presigned_get_and_put(coffer, bucket, signature_version):
+    """boto3 presigns with its default (query-string SigV2 for S3 today) unless s3v4 is configured; both work."""
+    s3 = coffer.s3_client(signature_version=signature_version) if signature_version else coffer.s3
     s3.put_object(Bucket=bucket, Key="shared", Body=b"presigned body")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=300)
+    if signature_version == "s3v4":
+        assert "X-Amz-Signature=" in url
     assert http_get(url) == (200, b"presigned body")
 
-    tampered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
-    status, body = http_get(tampered)
+    status, body = http_get(tamper_signature(url))
     assert status == 403 and b"SignatureDoesNotMatch" in body
 
-    other_key = url.replace("/shared?", "/other?")
-    status, _ = http_get(other_key)
+    status, _ = http_get(url.replace("/shared?", "/other?"))
     assert status == 403
 
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "uploaded"}, ExpiresIn=300)
-    request = urllib.request.Request(put_url, data=b"via presigned put", method="PUT")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
-    assert s3.get_object(Bucket=bucket, Key="uploaded")["Body"].read() == b"via presigned put"
+    # requests adds no Content-Type (SigV2 signs it; urllib would add one)
+    assert requests.put(put_url, data=b"via presigned put", timeout=30).status_code == 200
+    assert coffer.s3.get_object(Bucket=bucket, Key="uploaded")["Body"].read() == b"via presigned put"
+
+
+def test_expired_presigned_url(coffer, bucket, monkeypatch):
+    """A URL signed a day ago for 60 seconds is refused (signing time is moved back instead of waiting)."""
+    import botocore.auth
+    import botocore.crt.auth  # botocore signs with awscrt when it is installed (awscli pulls it in)
+
+    coffer.s3.put_object(Bucket=bucket, Key="old", Body=b"x")
+    day_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    for module in (botocore.auth, botocore.crt.auth):
+        monkeypatch.setattr(module, "get_current_datetime",
+                            lambda remove_tzinfo=True: day_ago.replace(tzinfo=None) if remove_tzinfo else day_ago)
+    s3 = coffer.s3_client(signature_version="s3v4")
+    expired = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "old"}, ExpiresIn=60)
+    status, body = http_get(expired)
+    assert status == 403 and b"AccessDenied" in body, body
 
 
 def test_awscurl_signed_requests(coffer, bucket):

@@ -130,7 +130,9 @@ def test_log_carries_no_secrets(coffer_factory):
         server.s3_client(Credentials(server.root.access_key, "a-wrong-secret-value")).list_buckets()
     server.stop_and_check()
     log = server.log()
-    assert log.strip(), "the server logs its requests"
+    request_lines = [line for line in log.splitlines() if "request_id=" in line and "status=" in line]
+    assert len(request_lines) >= 3, f"one line per request, with a request id and the status:\n{log[-2000:]}"
+    assert any("status=403" in line for line in request_lines)
     assert server.root.secret_key not in log
     assert "a-wrong-secret-value" not in log
     assert "Signature=" not in log
@@ -176,6 +178,13 @@ def test_client_disconnect_mid_put_stores_nothing(coffer_factory):
     assert leftovers == [], f"a torn upload left data behind: {leftovers}"
     restarted = coffer_factory(data_dir=server.data_dir)
     assert restarted.s3.list_objects_v2(Bucket=name)["KeyCount"] == 0
+
+
+def test_sigint_is_a_graceful_stop_too(coffer_factory):
+    server = coffer_factory()
+    server.s3.create_bucket(Bucket=unique_name())
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=60) == 0, server.log()[-2000:]
 
 
 def test_restart_keeps_objects(coffer_factory, tmp_path):

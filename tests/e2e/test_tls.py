@@ -30,7 +30,7 @@ def test_boto3_put_uses_unsigned_trailer_and_round_trips(tls_server):
     seen = {}
 
     def capture(request, **_):
-        seen.update({k.lower(): v for k, v in request.headers.items()})
+        seen.update({k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
 
     s3.meta.events.register("before-send.s3.PutObject", capture)
     body = b"over https, checksummed in a trailer " * 1000

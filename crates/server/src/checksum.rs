@@ -310,15 +310,19 @@ impl DeclaredIntegrity {
         self.checksum.as_ref().map(|(algorithm, _)| *algorithm)
     }
 
-    /// Fresh digests for the body.
-    pub fn digests(&self) -> BodyDigests {
-        BodyDigests { md5: Md5::new(), checksum: self.algorithm().map(ChecksumAlgorithm::hasher) }
+    /// Fresh digests for the body. MD5 is computed when the caller needs it for the ETag (`etag_md5`) or the
+    /// request sent Content-MD5: SSE-KMS and SSE-C ETags are not MD5s, and skipping it saves a pass over the data.
+    pub fn digests(&self, etag_md5: bool) -> BodyDigests {
+        BodyDigests {
+            md5: (etag_md5 || self.content_md5.is_some()).then(Md5::new),
+            checksum: self.algorithm().map(ChecksumAlgorithm::hasher),
+        }
     }
 
     /// Compares the computed digests with the declarations: `BadDigest` on a mismatch.
     pub fn verify(self, computed: &ComputedDigests) -> S3Result<()> {
         if let Some(expected) = self.content_md5 {
-            if expected != computed.md5 {
+            if Some(expected) != computed.md5 {
                 return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
             }
         }
@@ -377,29 +381,32 @@ fn read_trailer(algorithm: ChecksumAlgorithm, trailing: &TrailingHeaders) -> S3R
     algorithm.decode(&value).ok_or_else(|| algorithm.invalid_value())
 }
 
-/// MD5 and the declared checksum, computed while the body streams.
+/// MD5 (when needed) and the declared checksum, computed while the body streams.
 pub struct BodyDigests {
-    md5: Md5,
+    md5: Option<Md5>,
     checksum: Option<ChecksumHasher>,
 }
 
 /// The result of [`BodyDigests`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComputedDigests {
-    pub md5: [u8; 16],
+    /// `None` when MD5 was not needed (see [`DeclaredIntegrity::digests`]).
+    pub md5: Option<[u8; 16]>,
     pub checksum: Option<ChecksumValue>,
 }
 
 impl BodyDigests {
     pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(data);
+        }
         if let Some(checksum) = &mut self.checksum {
             checksum.update(data);
         }
     }
 
     pub fn finish(self) -> ComputedDigests {
-        ComputedDigests { md5: self.md5.finalize(), checksum: self.checksum.map(ChecksumHasher::finish) }
+        ComputedDigests { md5: self.md5.map(Md5::finalize), checksum: self.checksum.map(ChecksumHasher::finish) }
     }
 }
 
@@ -464,7 +471,7 @@ mod tests {
     }
 
     fn computed_for(declared: &DeclaredIntegrity, data: &[u8]) -> ComputedDigests {
-        let mut digests = declared.digests();
+        let mut digests = declared.digests(false);
         digests.update(data);
         digests.finish()
     }

@@ -94,7 +94,8 @@ pub enum KmsBackendKind {
     Vault,
 }
 
-/// KMS settings. They are parsed and merged like every other setting; the KMS subsystem interprets them.
+/// KMS settings, parsed and merged like every other setting. When any is given the KMS is configured from them at
+/// start (see [`crate::kms::kms_config`]); otherwise the persisted KMS state, or the embedded default, applies.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct KmsArgs {
@@ -102,7 +103,8 @@ pub struct KmsArgs {
     #[arg(long, env = "COFFER_KMS_BACKEND", value_name = "BACKEND")]
     pub kms_backend: Option<KmsBackendKind>,
 
-    /// Key directory of the local backend.
+    /// Key directory of the local backend (required with --kms-backend local; without --kms-backend, other KMS
+    /// settings apply to the embedded key directory under DATA/.coffer/kms).
     #[arg(long, env = "COFFER_KMS_KEY_DIR", value_name = "DIR")]
     pub kms_key_dir: Option<PathBuf>,
 
@@ -242,6 +244,42 @@ impl ServerArgs {
 }
 
 impl KmsArgs {
+    /// Whether any KMS setting was given (flag, environment or file).
+    pub fn any_given(&self) -> bool {
+        let KmsArgs {
+            kms_backend,
+            kms_key_dir,
+            kms_master_key_file,
+            kms_default_key_id,
+            kms_vault_address,
+            kms_vault_mount,
+            kms_vault_namespace,
+            kms_vault_token_file,
+            kms_vault_role_id,
+            kms_vault_secret_id_file,
+            kms_vault_ca_cert,
+            kms_vault_skip_tls_verify,
+            kms_cache,
+            kms_cache_ttl_seconds,
+            kms_cache_capacity,
+        } = self;
+        kms_backend.is_some()
+            || kms_key_dir.is_some()
+            || kms_master_key_file.is_some()
+            || kms_default_key_id.is_some()
+            || kms_vault_address.is_some()
+            || kms_vault_mount.is_some()
+            || kms_vault_namespace.is_some()
+            || kms_vault_token_file.is_some()
+            || kms_vault_role_id.is_some()
+            || kms_vault_secret_id_file.is_some()
+            || kms_vault_ca_cert.is_some()
+            || kms_vault_skip_tls_verify.is_some()
+            || kms_cache.is_some()
+            || kms_cache_ttl_seconds.is_some()
+            || kms_cache_capacity.is_some()
+    }
+
     fn or(self, lower: KmsArgs) -> KmsArgs {
         KmsArgs {
             kms_backend: self.kms_backend.or(lower.kms_backend),

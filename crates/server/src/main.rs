@@ -16,7 +16,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the S3 server.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
+    /// Manage a running server through its admin API (KMS status, configuration, keys).
+    Admin(coffer_admin_api::cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -30,7 +32,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(coffer_server::service::run(args)),
+        Command::Server(args) => runtime.block_on(coffer_server::service::run(*args)),
+        Command::Admin(command) => return runtime.block_on(coffer_admin_api::cli::run(command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

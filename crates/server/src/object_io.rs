@@ -1,16 +1,15 @@
 //! The object data path: the one place where object bytes move between clients and the store.
 //!
 //! Write ([`receive`]): a plaintext body — a request body or a copy source — streams through [`BodyDigests`]
-//! (MD5 for the ETag and the declared checksum) into a store [`StagedWrite`] chunk by chunk; then the length and
-//! digests are checked and the staged data is fsynced. Nothing is committed here: the caller commits the returned
+//! (MD5 for the ETag and the declared checksum, always over plaintext), then through the part's [`PartEncryptor`]
+//! when the object is encrypted, into a store [`StagedWrite`] chunk by chunk; then the length and digests are
+//! checked and the staged data is fsynced. Nothing is committed here: the caller commits the returned
 //! [`StagedFile`] (`put_object` / `put_part`), and dropping it on any error leaves nothing behind.
 //!
-//! Read ([`ObjectBody`]): a plaintext byte range of an object streams part by part; [`part_slice`] yields the
-//! plaintext bytes of a range of one part.
-//!
-//! Server-side encryption plugs in at exactly these two points: in [`receive`] between the digests (which always
-//! see plaintext) and `StagedWrite::write` (which stores whatever it is given), and in [`part_slice`], which maps a
-//! plaintext range of a part onto that part's stored bytes.
+//! Read ([`ObjectBody`]): a plaintext byte range of an object streams part by part. For an encrypted object each
+//! part's slice is mapped onto the stored packages that cover it and decrypted through a [`PartDecryptor`]; a
+//! package that fails authentication, or stored data that ends early, ends the stream with an error, never with a
+//! short body that looks complete.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -18,6 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use coffer_sse::{ObjectCipher, PartDecryptor, PartEncryption, PartEncryptor};
 use coffer_store::{ObjectMeta, ObjectReader, PartMeta, PartStream, StagedFile, StagedWrite, Store};
 use futures::{Stream, StreamExt};
 use s3s::dto::StreamingBlob;
@@ -25,6 +25,7 @@ use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{s3_error, S3Result, StdError};
 
 use crate::checksum::{BodyDigests, ComputedDigests, DeclaredIntegrity};
+use crate::encryption::sse_error;
 use crate::errors::{body_error, internal, store_error};
 
 /// Largest object a single PutObject, UploadPart or CopyObject may write (S3's limit).
@@ -36,13 +37,25 @@ pub struct Received {
     pub file: StagedFile,
     /// Plaintext bytes received.
     pub size: u64,
+    /// The part's ETag: hex MD5 of the plaintext, or the encryptor's digest for SSE-KMS and SSE-C.
+    pub etag: String,
     pub digests: ComputedDigests,
+    /// The part-level encryption metadata (`PartMeta::encryption`) when the data was encrypted.
+    pub encryption: Option<serde_json::Value>,
 }
 
 impl Received {
-    /// The ETag of a single-part write: hex MD5 of the plaintext.
-    pub fn etag(&self) -> String {
-        hex::encode(self.digests.md5)
+    /// The metadata of this data stored as part `number` (a single PUT is part 1).
+    pub fn part(&self, number: u32) -> PartMeta {
+        PartMeta {
+            number,
+            size: self.size,
+            stored_size: self.file.len(),
+            etag: self.etag.clone(),
+            checksum: self.digests.checksum.as_ref().map(crate::checksum::ChecksumValue::to_stored),
+            last_modified: time::OffsetDateTime::now_utc(),
+            encryption: self.encryption.clone(),
+        }
     }
 }
 
@@ -52,19 +65,22 @@ pub fn request_body(body: Option<StreamingBlob>) -> impl Stream<Item = S3Result<
 }
 
 /// Streams `body` into a new staged file of `bucket`, checking `declared_len` (Content-Length) and the
-/// declared digests. See the module docs for where encryption goes.
+/// declared digests, encrypting it with `encryptor` when the object is encrypted.
 pub async fn receive(
     store: &Store,
     bucket: &str,
     body: impl Stream<Item = S3Result<Bytes>> + Send,
     declared_len: Option<u64>,
     integrity: DeclaredIntegrity,
+    mut encryptor: Option<PartEncryptor>,
 ) -> S3Result<Received> {
     if declared_len.is_some_and(|len| len > MAX_SINGLE_WRITE) {
         return Err(entity_too_large());
     }
+    let etag_md5 = encryptor.as_ref().is_none_or(PartEncryptor::etag_is_plaintext_md5);
     let mut staged: StagedWrite = store.stage(bucket).await.map_err(store_error)?;
-    let mut digests: BodyDigests = integrity.digests();
+    let mut digests: BodyDigests = integrity.digests(etag_md5);
+    let mut sealed = Vec::new();
     let mut size = 0u64;
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
@@ -74,7 +90,15 @@ pub async fn receive(
             return Err(entity_too_large());
         }
         digests.update(&chunk);
-        staged.write(&chunk).await.map_err(|err| internal(&err))?;
+        let stored = match &mut encryptor {
+            Some(encryptor) => {
+                sealed.clear();
+                encryptor.push(&chunk, &mut sealed).map_err(sse_error)?;
+                &sealed[..]
+            }
+            None => &chunk[..],
+        };
+        staged.write(stored).await.map_err(|err| internal(&err))?;
     }
     if declared_len.is_some_and(|len| len != size) {
         return Err(s3_error!(
@@ -84,8 +108,19 @@ pub async fn receive(
     }
     let digests = digests.finish();
     integrity.verify(&digests)?;
+    let md5_etag = || digests.md5.map(hex::encode).ok_or_else(|| internal(&"the ETag's MD5 was not computed"));
+    let (etag, encryption) = match encryptor {
+        Some(encryptor) => {
+            let metadata = encryptor.metadata().to_value();
+            sealed.clear();
+            let part = encryptor.finish(&mut sealed).map_err(sse_error)?;
+            staged.write(&sealed).await.map_err(|err| internal(&err))?;
+            (part.etag.map_or_else(md5_etag, Ok)?, Some(metadata))
+        }
+        None => (md5_etag()?, None),
+    };
     let file = staged.finish().await.map_err(store_error)?;
-    Ok(Received { file, size, digests })
+    Ok(Received { file, size, etag, digests, encryption })
 }
 
 fn entity_too_large() -> s3s::S3Error {
@@ -123,24 +158,68 @@ fn plan_slices(parts: &[PartMeta], range: &Range<u64>) -> VecDeque<PartSliceRang
     slices
 }
 
-/// The plaintext bytes `[offset, offset + len)` of part `index`.
-fn part_slice(reader: &ObjectReader, slice: PartSliceRange) -> PartStream {
-    reader.read_part(slice.index, slice.offset, slice.len)
+/// A slice to stream, with the part's encryption metadata when the object is encrypted.
+struct PlannedSlice {
+    range: PartSliceRange,
+    encryption: Option<PartEncryption>,
+}
+
+/// The stored bytes of one slice being streamed, and the decryptor they go through when encrypted.
+struct SliceStream {
+    stored: PartStream,
+    decryptor: Option<PartDecryptor>,
 }
 
 /// A plaintext byte range of an object, streamed part by part in bounded chunks. Knows its exact length.
 pub struct ObjectBody {
     reader: ObjectReader,
-    slices: VecDeque<PartSliceRange>,
-    current: Option<PartStream>,
+    cipher: Option<ObjectCipher>,
+    slices: VecDeque<PlannedSlice>,
+    current: Option<SliceStream>,
+    /// A chunk read ahead by [`ObjectBody::first_chunk_checked`], yielded first.
+    ready: Option<Bytes>,
+    /// Bytes not yet yielded.
     remaining: u64,
 }
 
 impl ObjectBody {
-    /// Streams `range` (validated by the caller against `reader.meta().size`).
-    pub fn new(reader: ObjectReader, range: Range<u64>) -> Self {
-        let slices = plan_slices(&reader.meta().parts, &range);
-        ObjectBody { reader, slices, current: None, remaining: range.end - range.start }
+    /// Streams `range` (validated by the caller against `reader.meta().size`), decrypting with `cipher` (the
+    /// object's, opened by the caller) when the object is encrypted. Fails if a part's encryption metadata is
+    /// missing or unreadable.
+    pub fn new(reader: ObjectReader, range: Range<u64>, cipher: Option<ObjectCipher>) -> S3Result<Self> {
+        let parts = &reader.meta().parts;
+        let slices = plan_slices(parts, &range)
+            .into_iter()
+            .map(|range| {
+                let encryption = match &cipher {
+                    None => None,
+                    Some(_) => {
+                        let value = parts[range.index]
+                            .encryption
+                            .as_ref()
+                            .ok_or_else(|| internal(&"a part of an encrypted object has no encryption metadata"))?;
+                        Some(PartEncryption::from_value(value).map_err(sse_error)?)
+                    }
+                };
+                Ok(PlannedSlice { range, encryption })
+            })
+            .collect::<S3Result<_>>()?;
+        Ok(ObjectBody { reader, cipher, slices, current: None, ready: None, remaining: range.end - range.start })
+    }
+
+    /// Reads (and so, for an encrypted object, authenticates) the first chunk before the response starts, so data
+    /// that fails at its first package answers with an error status instead of a response cut off after its
+    /// headers.
+    pub async fn first_chunk_checked(mut self) -> S3Result<Self> {
+        match self.next().await {
+            Some(Ok(chunk)) => {
+                self.remaining += chunk.len() as u64;
+                self.ready = Some(chunk);
+                Ok(self)
+            }
+            Some(Err(err)) => Err(read_error(&err)),
+            None => Ok(self),
+        }
     }
 
     /// As an s3s response body.
@@ -148,9 +227,41 @@ impl ObjectBody {
         StreamingBlob::new(self)
     }
 
-    /// As the source of a copy: read errors are the server's fault.
+    /// As the source of a copy: read and decryption errors are the server's fault.
     pub fn into_copy_source(self) -> impl Stream<Item = S3Result<Bytes>> + Send {
-        self.map(|chunk| chunk.map_err(|err| internal(&err)))
+        self.map(|chunk| chunk.map_err(|err| read_error(&err)))
+    }
+
+    /// Starts streaming `slice`: its plaintext bytes, or the stored packages covering them.
+    fn open_slice(&self, slice: PlannedSlice) -> std::io::Result<SliceStream> {
+        let PartSliceRange { index, offset, len } = slice.range;
+        let (Some(cipher), Some(encryption)) = (&self.cipher, slice.encryption) else {
+            return Ok(SliceStream { stored: self.reader.read_part(index, offset, len), decryptor: None });
+        };
+        let part_size = self.reader.meta().parts[index].size;
+        let decryptor = cipher.decrypt_part(&encryption, part_size, offset..offset + len)?;
+        let stored = decryptor.stored_range();
+        Ok(SliceStream {
+            stored: self.reader.read_part(index, stored.start, stored.end - stored.start),
+            decryptor: Some(decryptor),
+        })
+    }
+
+    /// Ends the body with `err`: nothing more is streamed.
+    fn fail(&mut self, err: std::io::Error) -> Poll<Option<Result<Bytes, StdError>>> {
+        self.slices.clear();
+        self.current = None;
+        Poll::Ready(Some(Err(Box::new(err))))
+    }
+}
+
+/// The S3 error for a failed read of stored data: coffer-sse's answer when decryption failed (e.g. the data failed
+/// authentication), else an internal error.
+fn read_error(err: &StdError) -> s3s::S3Error {
+    let sse = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref());
+    match sse {
+        Some(sse) => sse_error(coffer_sse::SseError::clone(sse)),
+        None => internal(err),
     }
 }
 
@@ -159,26 +270,49 @@ impl Stream for ObjectBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(chunk) = this.ready.take() {
+            this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
+            return Poll::Ready(Some(Ok(chunk)));
+        }
         loop {
             if this.current.is_none() {
-                match this.slices.pop_front() {
-                    Some(slice) => this.current = Some(part_slice(&this.reader, slice)),
-                    None => return Poll::Ready(None),
+                let Some(slice) = this.slices.pop_front() else {
+                    return Poll::Ready(None);
+                };
+                match this.open_slice(slice) {
+                    Ok(stream) => this.current = Some(stream),
+                    Err(err) => return this.fail(err),
                 }
             }
             let current = this.current.as_mut().expect("a part stream is current");
-            match Pin::new(current).poll_next(cx) {
+            match Pin::new(&mut current.stored).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => this.current = None,
+                Poll::Ready(None) => {
+                    if let Some(decryptor) = current.decryptor.take() {
+                        if let Err(err) = decryptor.finish() {
+                            return this.fail(err.into());
+                        }
+                    }
+                    this.current = None;
+                }
                 Poll::Ready(Some(Ok(chunk))) => {
+                    let chunk = match &mut current.decryptor {
+                        None => chunk,
+                        Some(decryptor) => {
+                            let mut plaintext = Vec::new();
+                            if let Err(err) = decryptor.push(&chunk, &mut plaintext) {
+                                return this.fail(err.into());
+                            }
+                            if plaintext.is_empty() {
+                                continue;
+                            }
+                            Bytes::from(plaintext)
+                        }
+                    };
                     this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
                     return Poll::Ready(Some(Ok(chunk)));
                 }
-                Poll::Ready(Some(Err(err))) => {
-                    this.slices.clear();
-                    this.current = None;
-                    return Poll::Ready(Some(Err(Box::new(err))));
-                }
+                Poll::Ready(Some(Err(err))) => return this.fail(err),
             }
         }
     }

@@ -1,8 +1,11 @@
 //! Wiring: the shared [`AppState`], the s3s service built from it ([`build_service`], the one place where extra
 //! routes such as the admin API are mounted), and [`run`], which starts `coffer server` from its configuration.
 
+use std::fmt;
 use std::sync::Arc;
 
+use coffer_kms::{KmsError, KmsManager};
+use coffer_sse::SseService;
 use coffer_store::{Store, StoreError};
 use s3s::route::S3Route;
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -12,19 +15,38 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigError, ServerArgs, ServerConfig};
 use crate::http_server::{serve, shutdown_signal};
+use crate::kms::{kms_config, kms_state_dir, start_kms, KmsSecrets};
 use crate::s3::CofferS3;
 use crate::tls::TlsError;
 use crate::users::{RootCredentials, UserRegistry, UsersError};
 
 /// What every request handler shares. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub users: UserRegistry,
+    /// The KMS (shared with the admin API).
+    pub kms: Arc<KmsManager>,
+    /// Server-side encryption, drawing keys from `kms`.
+    pub sse: Arc<SseService>,
     /// Region reported by GetBucketLocation / HeadBucket.
     pub region: Arc<str>,
     /// Minimum size of every multipart part but the last, checked at CompleteMultipartUpload.
     pub min_part_size: u64,
+    /// Accept SSE-C keys over plain HTTP from non-loopback clients (`--allow-insecure-sse-c`).
+    pub allow_insecure_sse_c: bool,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("kms", &self.kms)
+            .field("region", &self.region)
+            .field("min_part_size", &self.min_part_size)
+            .field("allow_insecure_sse_c", &self.allow_insecure_sse_c)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds the S3 service: Coffer's operations, SigV4 auth against `state.users`, and `route` (requests it matches
@@ -75,6 +97,9 @@ pub enum StartError {
     Store { path: std::path::PathBuf, source: StoreError },
     #[error("cannot listen on {address}: {source}")]
     Bind { address: std::net::SocketAddr, source: std::io::Error },
+    /// The KMS settings cannot work, or its state directory cannot be opened.
+    #[error(transparent)]
+    Kms(#[from] KmsError),
 }
 
 /// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns.
@@ -89,15 +114,28 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     }
     let users = UserRegistry::load(root, config.users_file.as_deref())?;
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let kms_dir = kms_state_dir(&config.data_dir);
+    let kms_config = kms_config(&config.kms, KmsSecrets::from_env(), &kms_dir)?;
     let store = Store::open(config.data_dir.clone())
         .await
         .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
+    let kms = start_kms(kms_dir, kms_config).await?;
     let listener = TcpListener::bind(config.address)
         .await
         .map_err(|source| StartError::Bind { address: config.address, source })?;
-    let state =
-        AppState { store, users, region: Arc::from(config.region.as_str()), min_part_size: config.min_part_size };
-    let service = build_service(&state, None);
+    let state = AppState {
+        store,
+        users,
+        sse: Arc::new(SseService::new(kms.clone())),
+        kms,
+        region: Arc::from(config.region.as_str()),
+        min_part_size: config.min_part_size,
+        allow_insecure_sse_c: config.allow_insecure_sse_c,
+    };
+    let users = state.users.clone();
+    let admin =
+        coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key));
+    let service = build_service(&state, Some(Box::new(admin)));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");

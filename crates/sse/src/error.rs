@@ -22,11 +22,7 @@ pub struct SseError {
 
 impl SseError {
     fn new(code: &'static str, status: u16, message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            status,
-            message: message.into(),
-        }
+        Self { code, status, message: message.into() }
     }
 
     /// The S3 error code, e.g. `InvalidArgument` or `KMS.NotFoundException`.
@@ -56,11 +52,7 @@ impl SseError {
     }
 
     pub(crate) fn invalid_range() -> Self {
-        Self::new(
-            "InvalidRange",
-            416,
-            "The requested range is not satisfiable",
-        )
+        Self::new("InvalidRange", 416, "The requested range is not satisfiable")
     }
 
     /// Something stored is wrong: unreadable metadata, a key that does not open, data that fails authentication.
@@ -69,18 +61,14 @@ impl SseError {
     }
 
     pub(crate) fn corrupted_data() -> Self {
-        Self::internal(
-            "The stored object data failed authentication: it is corrupted or was tampered with",
-        )
+        Self::internal("The stored object data failed authentication: it is corrupted or was tampered with")
     }
 
     pub(crate) fn kms_unavailable(detail: impl fmt::Display) -> Self {
         Self::new(
             "ServiceUnavailable",
             503,
-            format!(
-                "The KMS is unavailable, so encrypted objects cannot be read or written: {detail}"
-            ),
+            format!("The KMS is unavailable, so encrypted objects cannot be read or written: {detail}"),
         )
     }
 }
@@ -88,32 +76,20 @@ impl SseError {
 // Hand-written so a log line reads like the S3 answer; there is nothing secret in it either way.
 impl fmt::Debug for SseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SseError({} {}: {})",
-            self.status, self.code, self.message
-        )
+        write!(f, "SseError({} {}: {})", self.status, self.code, self.message)
     }
 }
 
 impl From<KmsError> for SseError {
     fn from(error: KmsError) -> Self {
         match error {
-            KmsError::KeyNotFound(id) | KmsError::InvalidKeyId(id) => Self::new(
-                "KMS.NotFoundException",
-                400,
-                format!("Invalid keyId '{id}'"),
-            ),
-            KmsError::KeyDisabled(id) => Self::new(
-                "KMS.DisabledException",
-                400,
-                format!("KMS key '{id}' is disabled"),
-            ),
-            KmsError::KeyPendingDeletion(id) => Self::new(
-                "KMS.KMSInvalidStateException",
-                400,
-                format!("KMS key '{id}' is pending deletion"),
-            ),
+            KmsError::KeyNotFound(id) | KmsError::InvalidKeyId(id) => {
+                Self::new("KMS.NotFoundException", 400, format!("Invalid keyId '{id}'"))
+            }
+            KmsError::KeyDisabled(id) => Self::new("KMS.DisabledException", 400, format!("KMS key '{id}' is disabled")),
+            KmsError::KeyPendingDeletion(id) => {
+                Self::new("KMS.KMSInvalidStateException", 400, format!("KMS key '{id}' is pending deletion"))
+            }
             KmsError::NotConfigured => Self::kms_unavailable("no KMS is configured"),
             KmsError::NotRunning => Self::kms_unavailable("the KMS is stopped"),
             KmsError::WrongState { .. } | KmsError::Unavailable(_) => Self::kms_unavailable(&error),
@@ -121,10 +97,9 @@ impl From<KmsError> for SseError {
             KmsError::InvalidCiphertext => {
                 Self::internal("The object's wrapped data key could not be decrypted by the KMS")
             }
-            KmsError::KeyExists(_)
-            | KmsError::InvalidConfig { .. }
-            | KmsError::Backend(_)
-            | KmsError::Io { .. } => Self::internal(format!("KMS error: {error}")),
+            KmsError::KeyExists(_) | KmsError::InvalidConfig { .. } | KmsError::Backend(_) | KmsError::Io { .. } => {
+                Self::internal(format!("KMS error: {error}"))
+            }
         }
     }
 }
@@ -143,46 +118,19 @@ mod tests {
     #[test]
     fn kms_errors_map_to_s3_answers() {
         let cases = [
-            (
-                KmsError::KeyNotFound("k1".into()),
-                "KMS.NotFoundException",
-                400,
-            ),
-            (
-                KmsError::InvalidKeyId("bad id".into()),
-                "KMS.NotFoundException",
-                400,
-            ),
-            (
-                KmsError::KeyDisabled("k1".into()),
-                "KMS.DisabledException",
-                400,
-            ),
-            (
-                KmsError::KeyPendingDeletion("k1".into()),
-                "KMS.KMSInvalidStateException",
-                400,
-            ),
+            (KmsError::KeyNotFound("k1".into()), "KMS.NotFoundException", 400),
+            (KmsError::InvalidKeyId("bad id".into()), "KMS.NotFoundException", 400),
+            (KmsError::KeyDisabled("k1".into()), "KMS.DisabledException", 400),
+            (KmsError::KeyPendingDeletion("k1".into()), "KMS.KMSInvalidStateException", 400),
             (KmsError::NotRunning, "ServiceUnavailable", 503),
             (KmsError::NotConfigured, "ServiceUnavailable", 503),
+            (KmsError::Unavailable("connection refused".into()), "ServiceUnavailable", 503),
             (
-                KmsError::Unavailable("connection refused".into()),
+                KmsError::WrongState { state: "stopped".into(), action: "generate data key".into() },
                 "ServiceUnavailable",
                 503,
             ),
-            (
-                KmsError::WrongState {
-                    state: "stopped".into(),
-                    action: "generate data key".into(),
-                },
-                "ServiceUnavailable",
-                503,
-            ),
-            (
-                KmsError::invalid_argument("context", "context too large"),
-                "InvalidArgument",
-                400,
-            ),
+            (KmsError::invalid_argument("context", "context too large"), "InvalidArgument", 400),
             (KmsError::InvalidCiphertext, "InternalError", 500),
             (KmsError::Backend("boom".into()), "InternalError", 500),
         ];
@@ -195,11 +143,7 @@ mod tests {
     #[test]
     fn kms_outage_message_says_so() {
         let e = SseError::from(KmsError::NotRunning);
-        assert!(
-            e.message().contains("KMS is unavailable"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("KMS is unavailable"), "{}", e.message());
         assert!(e.message().contains("stopped"), "{}", e.message());
         let e = SseError::from(KmsError::Unavailable("vault sealed".into()));
         assert!(e.message().contains("vault sealed"), "{}", e.message());

@@ -115,23 +115,18 @@ pub struct KmsContext {
 impl KmsContext {
     /// Parses base64 of a JSON object of string pairs.
     pub(crate) fn parse(header: &str) -> Result<Self> {
-        let json = STANDARD.decode(header).map_err(|_| {
-            SseError::invalid_argument("The encryption context is not valid base64")
-        })?;
+        let json = STANDARD
+            .decode(header)
+            .map_err(|_| SseError::invalid_argument("The encryption context is not valid base64"))?;
         let pairs: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| {
-            SseError::invalid_argument(
-                "The encryption context must be base64 of a JSON object of string pairs",
-            )
+            SseError::invalid_argument("The encryption context must be base64 of a JSON object of string pairs")
         })?;
         if pairs.keys().any(|k| k.starts_with(RESERVED_CONTEXT_PREFIX)) {
             return Err(SseError::invalid_argument(format!(
                 "Encryption context keys starting with '{RESERVED_CONTEXT_PREFIX}' are reserved"
             )));
         }
-        Ok(Self {
-            header: header.to_owned(),
-            pairs,
-        })
+        Ok(Self { header: header.to_owned(), pairs })
     }
 
     pub fn header(&self) -> &str {
@@ -190,11 +185,7 @@ impl BucketEncryption {
         let sse_algorithm = match sse_algorithm {
             AES256 => BucketAlgorithm::Aes256,
             AWS_KMS => BucketAlgorithm::AwsKms,
-            _ => {
-                return Err(SseError::invalid_argument(
-                    "The SSEAlgorithm must be AES256 or aws:kms",
-                ))
-            }
+            _ => return Err(SseError::invalid_argument("The SSEAlgorithm must be AES256 or aws:kms")),
         };
         if let Some(id) = kms_master_key_id {
             if sse_algorithm != BucketAlgorithm::AwsKms {
@@ -217,9 +208,7 @@ impl BucketEncryption {
         Self::deserialize(value)
             .ok()
             .filter(|config| config.v == 1)
-            .ok_or_else(|| {
-                SseError::internal("The bucket's stored encryption configuration is invalid")
-            })
+            .ok_or_else(|| SseError::internal("The bucket's stored encryption configuration is invalid"))
     }
 
     pub fn to_value(&self) -> serde_json::Value {
@@ -256,9 +245,7 @@ impl BucketEncryption {
 
 fn validate_key_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(SseError::invalid_argument(
-            "The KMS key id must not be empty",
-        ));
+        return Err(SseError::invalid_argument("The KMS key id must not be empty"));
     }
     Ok(())
 }
@@ -267,9 +254,7 @@ fn validate_key_id(id: &str) -> Result<()> {
 /// id itself. Responses still echo the id exactly as the client named it.
 pub(crate) fn kms_lookup_id(named: &str) -> &str {
     match named.strip_prefix("arn:") {
-        Some(rest) if rest.starts_with("aws:kms:") => {
-            rest.split_once(":key/").map_or(named, |(_, id)| id)
-        }
+        Some(rest) if rest.starts_with("aws:kms:") => rest.split_once(":key/").map_or(named, |(_, id)| id),
         _ => named,
     }
 }
@@ -307,8 +292,8 @@ impl SseHeaders {
         if let Some(id) = &self.kms_key_id {
             validate_key_id(id)?;
         }
-        let default_bucket_key = bucket_default
-            .is_some_and(|d| d.sse_algorithm == BucketAlgorithm::AwsKms && d.bucket_key_enabled);
+        let default_bucket_key =
+            bucket_default.is_some_and(|d| d.sse_algorithm == BucketAlgorithm::AwsKms && d.bucket_key_enabled);
         Ok(KmsRequest {
             key_id: self.kms_key_id.clone(),
             context: self.context.as_deref().map(KmsContext::parse).transpose()?,
@@ -323,11 +308,8 @@ impl SseHeaders {
                 "The x-amz-server-side-encryption header is not supported for this operation",
             ));
         }
-        if self.kms_key_id.is_some() || self.context.is_some() || self.bucket_key_enabled.is_some()
-        {
-            return Err(SseError::invalid_argument(
-                "SSE-KMS request headers are not supported for this operation",
-            ));
+        if self.kms_key_id.is_some() || self.context.is_some() || self.bucket_key_enabled.is_some() {
+            return Err(SseError::invalid_argument("SSE-KMS request headers are not supported for this operation"));
         }
         self.customer.parse(transport)
     }
@@ -362,9 +344,7 @@ impl CustomerKeyHeaders {
                 "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key.",
             )
         })?;
-        let invalid_key = || {
-            SseError::invalid_argument("The secret key was invalid for the specified algorithm.")
-        };
+        let invalid_key = || SseError::invalid_argument("The secret key was invalid for the specified algorithm.");
         let decoded = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| invalid_key())?);
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         if decoded.len() != KEY_LEN {
@@ -403,10 +383,7 @@ pub fn authorize_read(stored: Option<&ObjectEncryption>, key: Option<&CustomerKe
 }
 
 /// May an UploadPart (or UploadPartCopy destination) with this customer key (if any) add a part to the upload?
-pub fn authorize_upload_part(
-    upload: Option<&ObjectEncryption>,
-    key: Option<&CustomerKey>,
-) -> Result<()> {
+pub fn authorize_upload_part(upload: Option<&ObjectEncryption>, key: Option<&CustomerKey>) -> Result<()> {
     match (upload.and_then(ObjectEncryption::customer_key_md5), key) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(SseError::invalid_request(
@@ -429,11 +406,7 @@ mod tests {
     use crate::metadata::Scheme;
 
     const KEY: [u8; 32] = [0x24; 32];
-    const LOCAL: Transport = Transport {
-        tls: false,
-        client_is_loopback: true,
-        allow_insecure_sse_c: false,
-    };
+    const LOCAL: Transport = Transport { tls: false, client_is_loopback: true, allow_insecure_sse_c: false };
 
     fn b64(bytes: &[u8]) -> String {
         STANDARD.encode(bytes)
@@ -444,25 +417,15 @@ mod tests {
     }
 
     fn trio(key: &[u8]) -> CustomerKeyHeaders {
-        CustomerKeyHeaders {
-            algorithm: Some("AES256".into()),
-            key: Some(b64(key)),
-            key_md5: Some(md5_b64(key)),
-        }
+        CustomerKeyHeaders { algorithm: Some("AES256".into()), key: Some(b64(key)), key_md5: Some(md5_b64(key)) }
     }
 
     fn sse(value: &str) -> SseHeaders {
-        SseHeaders {
-            server_side_encryption: Some(value.into()),
-            ..SseHeaders::default()
-        }
+        SseHeaders { server_side_encryption: Some(value.into()), ..SseHeaders::default() }
     }
 
     fn customer(key: &[u8]) -> SseHeaders {
-        SseHeaders {
-            customer: trio(key),
-            ..SseHeaders::default()
-        }
+        SseHeaders { customer: trio(key), ..SseHeaders::default() }
     }
 
     fn write(headers: &SseHeaders) -> Result<WriteEncryption> {
@@ -477,49 +440,24 @@ mod tests {
 
     fn stored_sse_c(key: &[u8]) -> ObjectEncryption {
         let sealed = SealedKey::from_base64(&b64(&[0u8; 80])).unwrap();
-        ObjectEncryption::new(
-            Scheme::SseC {
-                key_md5: Md5::digest(key).into(),
-            },
-            sealed,
-        )
+        ObjectEncryption::new(Scheme::SseC { key_md5: Md5::digest(key).into() }, sealed)
     }
 
     fn stored_sse_s3() -> ObjectEncryption {
         let sealed = SealedKey::from_base64(&b64(&[0u8; 80])).unwrap();
-        ObjectEncryption::new(
-            Scheme::SseS3 {
-                wrapped_key: "AA==".into(),
-            },
-            sealed,
-        )
+        ObjectEncryption::new(Scheme::SseS3 { wrapped_key: "AA==".into() }, sealed)
     }
 
     #[test]
     fn no_headers_no_default_is_plaintext() {
-        assert!(matches!(
-            write(&SseHeaders::default()).unwrap(),
-            WriteEncryption::None
-        ));
+        assert!(matches!(write(&SseHeaders::default()).unwrap(), WriteEncryption::None));
     }
 
     #[test]
     fn sse_s3_and_sse_kms() {
-        assert!(matches!(
-            write(&sse("AES256")).unwrap(),
-            WriteEncryption::SseS3
-        ));
-        let WriteEncryption::SseKms(kms) = write(&sse("aws:kms")).unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            kms,
-            KmsRequest {
-                key_id: None,
-                context: None,
-                bucket_key_enabled: false
-            }
-        );
+        assert!(matches!(write(&sse("AES256")).unwrap(), WriteEncryption::SseS3));
+        let WriteEncryption::SseKms(kms) = write(&sse("aws:kms")).unwrap() else { panic!() };
+        assert_eq!(kms, KmsRequest { key_id: None, context: None, bucket_key_enabled: false });
 
         let context = b64(br#"{"department":"finance","project":"x"}"#);
         let headers = SseHeaders {
@@ -528,54 +466,32 @@ mod tests {
             bucket_key_enabled: Some(true),
             ..sse("aws:kms")
         };
-        let WriteEncryption::SseKms(kms) = write(&headers).unwrap() else {
-            panic!()
-        };
+        let WriteEncryption::SseKms(kms) = write(&headers).unwrap() else { panic!() };
         assert_eq!(kms.key_id.as_deref(), Some("my-key"));
         assert!(kms.bucket_key_enabled);
         let ctx = kms.context.unwrap();
         assert_eq!(ctx.header(), context);
-        assert_eq!(
-            ctx.pairs().get("department").map(String::as_str),
-            Some("finance")
-        );
+        assert_eq!(ctx.pairs().get("department").map(String::as_str), Some("finance"));
     }
 
     #[test]
     fn unknown_sse_values_are_refused() {
         for value in ["aes:kms", "aws:kms:dsse", "aes256", "", "AES256 "] {
             let e = assert_error(write(&sse(value)), "InvalidArgument", 400);
-            assert_eq!(
-                e.message(),
-                "The encryption method specified is not supported"
-            );
+            assert_eq!(e.message(), "The encryption method specified is not supported");
         }
     }
 
     #[test]
     fn kms_headers_need_aws_kms() {
-        let key_only = SseHeaders {
-            kms_key_id: Some("k".into()),
-            ..SseHeaders::default()
-        };
-        let context_only = SseHeaders {
-            context: Some(b64(b"{}")),
-            ..SseHeaders::default()
-        };
-        let with_aes = SseHeaders {
-            kms_key_id: Some("k".into()),
-            ..sse("AES256")
-        };
+        let key_only = SseHeaders { kms_key_id: Some("k".into()), ..SseHeaders::default() };
+        let context_only = SseHeaders { context: Some(b64(b"{}")), ..SseHeaders::default() };
+        let with_aes = SseHeaders { kms_key_id: Some("k".into()), ..sse("AES256") };
         for headers in [key_only, context_only, with_aes] {
             let e = assert_error(write(&headers), "InvalidArgument", 400);
-            assert!(e
-                .message()
-                .contains("requires HTTP header x-amz-server-side-encryption : aws:kms"));
+            assert!(e.message().contains("requires HTTP header x-amz-server-side-encryption : aws:kms"));
         }
-        let empty_id = SseHeaders {
-            kms_key_id: Some(String::new()),
-            ..sse("aws:kms")
-        };
+        let empty_id = SseHeaders { kms_key_id: Some(String::new()), ..sse("aws:kms") };
         assert_error(write(&empty_id), "InvalidArgument", 400);
     }
 
@@ -588,19 +504,14 @@ mod tests {
             b64(br#"{"a":1}"#),
             b64(br#"{"coffer:bucket":"other"}"#),
         ] {
-            let headers = SseHeaders {
-                context: Some(context),
-                ..sse("aws:kms")
-            };
+            let headers = SseHeaders { context: Some(context), ..sse("aws:kms") };
             assert_error(write(&headers), "InvalidArgument", 400);
         }
     }
 
     #[test]
     fn sse_c_parses_and_keeps_the_md5() {
-        let WriteEncryption::SseC(key) = write(&customer(&KEY)).unwrap() else {
-            panic!()
-        };
+        let WriteEncryption::SseC(key) = write(&customer(&KEY)).unwrap() else { panic!() };
         assert_eq!(key.key(), &KEY);
         assert_eq!(key.md5(), &<[u8; 16]>::from(Md5::digest(KEY)));
     }
@@ -608,77 +519,23 @@ mod tests {
     #[test]
     fn sse_c_errors() {
         let cases: Vec<(CustomerKeyHeaders, &str)> = vec![
-            (
-                CustomerKeyHeaders {
-                    algorithm: Some("AES128".into()),
-                    ..trio(&KEY)
-                },
-                "algorithm",
-            ),
-            (
-                CustomerKeyHeaders {
-                    algorithm: None,
-                    ..trio(&KEY)
-                },
-                "algorithm",
-            ),
-            (
-                CustomerKeyHeaders {
-                    key: None,
-                    ..trio(&KEY)
-                },
-                "secret key",
-            ),
-            (
-                CustomerKeyHeaders {
-                    key: Some("not base64!".into()),
-                    ..trio(&KEY)
-                },
-                "secret key",
-            ),
+            (CustomerKeyHeaders { algorithm: Some("AES128".into()), ..trio(&KEY) }, "algorithm"),
+            (CustomerKeyHeaders { algorithm: None, ..trio(&KEY) }, "algorithm"),
+            (CustomerKeyHeaders { key: None, ..trio(&KEY) }, "secret key"),
+            (CustomerKeyHeaders { key: Some("not base64!".into()), ..trio(&KEY) }, "secret key"),
             (trio(&[1u8; 16]), "secret key"),
             (trio(&[1u8; 33]), "secret key"),
-            (
-                CustomerKeyHeaders {
-                    key_md5: None,
-                    ..trio(&KEY)
-                },
-                "MD5",
-            ),
-            (
-                CustomerKeyHeaders {
-                    key_md5: Some(md5_b64(b"other")),
-                    ..trio(&KEY)
-                },
-                "MD5",
-            ),
-            (
-                CustomerKeyHeaders {
-                    key_md5: Some("???".into()),
-                    ..trio(&KEY)
-                },
-                "MD5",
-            ),
-            (
-                CustomerKeyHeaders {
-                    key_md5: Some(b64(&[0u8; 15])),
-                    ..trio(&KEY)
-                },
-                "MD5",
-            ),
+            (CustomerKeyHeaders { key_md5: None, ..trio(&KEY) }, "MD5"),
+            (CustomerKeyHeaders { key_md5: Some(md5_b64(b"other")), ..trio(&KEY) }, "MD5"),
+            (CustomerKeyHeaders { key_md5: Some("???".into()), ..trio(&KEY) }, "MD5"),
+            (CustomerKeyHeaders { key_md5: Some(b64(&[0u8; 15])), ..trio(&KEY) }, "MD5"),
         ];
         for (headers, topic) in cases {
             let e = assert_error(headers.parse(&LOCAL), "InvalidArgument", 400);
             assert!(e.message().contains(topic), "{topic}: {}", e.message());
-            assert!(
-                !e.message().contains(&b64(&KEY)),
-                "the key leaked into the error"
-            );
+            assert!(!e.message().contains(&b64(&KEY)), "the key leaked into the error");
         }
-        let mismatch = CustomerKeyHeaders {
-            key_md5: Some(md5_b64(b"other")),
-            ..trio(&KEY)
-        };
+        let mismatch = CustomerKeyHeaders { key_md5: Some(md5_b64(b"other")), ..trio(&KEY) };
         assert_eq!(
             mismatch.parse(&LOCAL).unwrap_err().message(),
             "The calculated MD5 hash of the key did not match the hash that was provided."
@@ -688,19 +545,9 @@ mod tests {
     #[test]
     fn sse_c_cannot_be_combined_with_sse_s3_or_kms() {
         let combos = [
-            SseHeaders {
-                customer: trio(&KEY),
-                ..sse("AES256")
-            },
-            SseHeaders {
-                customer: trio(&KEY),
-                ..sse("aws:kms")
-            },
-            SseHeaders {
-                customer: trio(&KEY),
-                kms_key_id: Some("k".into()),
-                ..SseHeaders::default()
-            },
+            SseHeaders { customer: trio(&KEY), ..sse("AES256") },
+            SseHeaders { customer: trio(&KEY), ..sse("aws:kms") },
+            SseHeaders { customer: trio(&KEY), kms_key_id: Some("k".into()), ..SseHeaders::default() },
         ];
         for headers in combos {
             let e = assert_error(write(&headers), "InvalidArgument", 400);
@@ -710,36 +557,19 @@ mod tests {
 
     #[test]
     fn sse_c_over_plain_http_needs_loopback_tls_or_opt_in() {
-        let remote = Transport {
-            tls: false,
-            client_is_loopback: false,
-            allow_insecure_sse_c: false,
-        };
+        let remote = Transport { tls: false, client_is_loopback: false, allow_insecure_sse_c: false };
         let e = assert_error(trio(&KEY).parse(&remote), "InvalidRequest", 400);
         assert!(e.message().contains("secure connection"));
         // Even malformed SSE-C headers are refused for the transport first: the key already travelled in clear.
         assert_error(
-            CustomerKeyHeaders {
-                algorithm: Some("x".into()),
-                ..CustomerKeyHeaders::default()
-            }
-            .parse(&remote),
+            CustomerKeyHeaders { algorithm: Some("x".into()), ..CustomerKeyHeaders::default() }.parse(&remote),
             "InvalidRequest",
             400,
         );
         for ok in [
-            Transport {
-                tls: true,
-                ..remote
-            },
-            Transport {
-                client_is_loopback: true,
-                ..remote
-            },
-            Transport {
-                allow_insecure_sse_c: true,
-                ..remote
-            },
+            Transport { tls: true, ..remote },
+            Transport { client_is_loopback: true, ..remote },
+            Transport { allow_insecure_sse_c: true, ..remote },
         ] {
             assert!(trio(&KEY).parse(&ok).unwrap().is_some());
         }
@@ -750,53 +580,21 @@ mod tests {
     #[test]
     fn bucket_default_applies_without_headers_and_headers_override_it() {
         let s3_default = BucketEncryption::from_rule("AES256", None, None).unwrap();
-        let kms_default =
-            BucketEncryption::from_rule("aws:kms", Some("bucket-key"), Some(true)).unwrap();
-        assert!(matches!(
-            SseHeaders::default()
-                .for_write(Some(&s3_default), &LOCAL)
-                .unwrap(),
-            WriteEncryption::SseS3
-        ));
-        let WriteEncryption::SseKms(kms) = SseHeaders::default()
-            .for_write(Some(&kms_default), &LOCAL)
-            .unwrap()
-        else {
+        let kms_default = BucketEncryption::from_rule("aws:kms", Some("bucket-key"), Some(true)).unwrap();
+        assert!(matches!(SseHeaders::default().for_write(Some(&s3_default), &LOCAL).unwrap(), WriteEncryption::SseS3));
+        let WriteEncryption::SseKms(kms) = SseHeaders::default().for_write(Some(&kms_default), &LOCAL).unwrap() else {
             panic!()
         };
-        assert_eq!(
-            kms,
-            KmsRequest {
-                key_id: Some("bucket-key".into()),
-                context: None,
-                bucket_key_enabled: true
-            }
-        );
+        assert_eq!(kms, KmsRequest { key_id: Some("bucket-key".into()), context: None, bucket_key_enabled: true });
         // Headers win: SSE-C over an SSE-KMS default, SSE-S3 over SSE-KMS, SSE-KMS with its own key over SSE-S3.
-        assert!(matches!(
-            customer(&KEY)
-                .for_write(Some(&kms_default), &LOCAL)
-                .unwrap(),
-            WriteEncryption::SseC(_)
-        ));
-        assert!(matches!(
-            sse("AES256").for_write(Some(&kms_default), &LOCAL).unwrap(),
-            WriteEncryption::SseS3
-        ));
-        let own = SseHeaders {
-            kms_key_id: Some("mine".into()),
-            ..sse("aws:kms")
-        };
-        let WriteEncryption::SseKms(kms) = own.for_write(Some(&s3_default), &LOCAL).unwrap() else {
-            panic!()
-        };
+        assert!(matches!(customer(&KEY).for_write(Some(&kms_default), &LOCAL).unwrap(), WriteEncryption::SseC(_)));
+        assert!(matches!(sse("AES256").for_write(Some(&kms_default), &LOCAL).unwrap(), WriteEncryption::SseS3));
+        let own = SseHeaders { kms_key_id: Some("mine".into()), ..sse("aws:kms") };
+        let WriteEncryption::SseKms(kms) = own.for_write(Some(&s3_default), &LOCAL).unwrap() else { panic!() };
         assert_eq!(kms.key_id.as_deref(), Some("mine"));
         assert!(!kms.bucket_key_enabled);
         // An explicit aws:kms request inherits the bucket-key setting of a KMS default.
-        let WriteEncryption::SseKms(kms) = sse("aws:kms")
-            .for_write(Some(&kms_default), &LOCAL)
-            .unwrap()
-        else {
+        let WriteEncryption::SseKms(kms) = sse("aws:kms").for_write(Some(&kms_default), &LOCAL).unwrap() else {
             panic!()
         };
         assert!(kms.bucket_key_enabled);
@@ -818,21 +616,9 @@ mod tests {
         assert_eq!(s3.sse_algorithm(), "AES256");
         assert_eq!(BucketEncryption::from_value(&s3.to_value()).unwrap(), s3);
 
-        assert_error(
-            BucketEncryption::from_rule("aes:kms", None, None),
-            "InvalidArgument",
-            400,
-        );
-        assert_error(
-            BucketEncryption::from_rule("AES256", Some("k1"), None),
-            "InvalidArgument",
-            400,
-        );
-        assert_error(
-            BucketEncryption::from_rule("aws:kms", Some(""), None),
-            "InvalidArgument",
-            400,
-        );
+        assert_error(BucketEncryption::from_rule("aes:kms", None, None), "InvalidArgument", 400);
+        assert_error(BucketEncryption::from_rule("AES256", Some("k1"), None), "InvalidArgument", 400);
+        assert_error(BucketEncryption::from_rule("aws:kms", Some(""), None), "InvalidArgument", 400);
         assert_error(
             BucketEncryption::from_value(&serde_json::json!({"v": 9, "sse_algorithm": "AES256"})),
             "InternalError",
@@ -844,10 +630,7 @@ mod tests {
     fn reads_refuse_sse_s3_and_kms_headers() {
         assert_error(sse("AES256").for_read(&LOCAL), "InvalidArgument", 400);
         assert_error(sse("aws:kms").for_read(&LOCAL), "InvalidArgument", 400);
-        let key_id = SseHeaders {
-            kms_key_id: Some("k".into()),
-            ..SseHeaders::default()
-        };
+        let key_id = SseHeaders { kms_key_id: Some("k".into()), ..SseHeaders::default() };
         assert_error(key_id.for_read(&LOCAL), "InvalidArgument", 400);
         assert!(SseHeaders::default().for_read(&LOCAL).unwrap().is_none());
         assert!(customer(&KEY).for_read(&LOCAL).unwrap().is_some());
@@ -867,21 +650,10 @@ mod tests {
         assert!(authorize_read(Some(&sse_c), Some(&right)).is_ok());
         let e = assert_error(authorize_read(Some(&sse_c), None), "InvalidRequest", 400);
         assert!(e.message().contains("correct parameters must be provided"));
-        assert_error(
-            authorize_read(Some(&sse_c), Some(&wrong)),
-            "AccessDenied",
-            403,
-        );
+        assert_error(authorize_read(Some(&sse_c), Some(&wrong)), "AccessDenied", 403);
         for not_sse_c in [None, Some(&sse_s3)] {
-            let e = assert_error(
-                authorize_read(not_sse_c, Some(&right)),
-                "InvalidRequest",
-                400,
-            );
-            assert_eq!(
-                e.message(),
-                "The encryption parameters are not applicable to this object."
-            );
+            let e = assert_error(authorize_read(not_sse_c, Some(&right)), "InvalidRequest", 400);
+            assert_eq!(e.message(), "The encryption parameters are not applicable to this object.");
         }
     }
 
@@ -893,26 +665,10 @@ mod tests {
         assert!(authorize_upload_part(Some(&upload), Some(&right)).is_ok());
         assert!(authorize_upload_part(Some(&stored_sse_s3()), None).is_ok());
         assert!(authorize_upload_part(None, None).is_ok());
-        assert_error(
-            authorize_upload_part(Some(&upload), None),
-            "InvalidRequest",
-            400,
-        );
-        assert_error(
-            authorize_upload_part(Some(&upload), Some(&wrong)),
-            "InvalidRequest",
-            400,
-        );
-        assert_error(
-            authorize_upload_part(None, Some(&right)),
-            "InvalidRequest",
-            400,
-        );
-        assert_error(
-            authorize_upload_part(Some(&stored_sse_s3()), Some(&right)),
-            "InvalidRequest",
-            400,
-        );
+        assert_error(authorize_upload_part(Some(&upload), None), "InvalidRequest", 400);
+        assert_error(authorize_upload_part(Some(&upload), Some(&wrong)), "InvalidRequest", 400);
+        assert_error(authorize_upload_part(None, Some(&right)), "InvalidRequest", 400);
+        assert_error(authorize_upload_part(Some(&stored_sse_s3()), Some(&right)), "InvalidRequest", 400);
     }
 
     #[test]
@@ -928,18 +684,9 @@ mod tests {
 
     #[test]
     fn key_arns_are_looked_up_by_id() {
-        assert_eq!(
-            kms_lookup_id("arn:aws:kms:us-east-1:123456789012:key/my-key"),
-            "my-key"
-        );
+        assert_eq!(kms_lookup_id("arn:aws:kms:us-east-1:123456789012:key/my-key"), "my-key");
         assert_eq!(kms_lookup_id("my-key"), "my-key");
-        assert_eq!(
-            kms_lookup_id("arn:aws:kms:us-east-1:1:alias/x"),
-            "arn:aws:kms:us-east-1:1:alias/x"
-        );
-        assert_eq!(
-            kms_lookup_id("arn:aws:s3:::bucket/key/x"),
-            "arn:aws:s3:::bucket/key/x"
-        );
+        assert_eq!(kms_lookup_id("arn:aws:kms:us-east-1:1:alias/x"), "arn:aws:kms:us-east-1:1:alias/x");
+        assert_eq!(kms_lookup_id("arn:aws:s3:::bucket/key/x"), "arn:aws:s3:::bucket/key/x");
     }
 }

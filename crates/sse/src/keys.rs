@@ -55,9 +55,7 @@ fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
 }
 
 fn aes_gcm_key(key: &[u8; KEY_LEN]) -> LessSafeKey {
-    LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is valid for AES-256-GCM"),
-    )
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is valid for AES-256-GCM"))
 }
 
 /// What a seal is bound to: a sealed key copied to another bucket, object name or mode does not open.
@@ -71,18 +69,11 @@ pub(crate) struct SealBinding<'a> {
 impl SealBinding<'_> {
     /// `label || (u32be len || bytes)` for mode, bucket and object key.
     fn aad(&self) -> Vec<u8> {
-        let fields = [
-            self.mode.as_str().as_bytes(),
-            self.bucket.as_bytes(),
-            self.key.as_bytes(),
-        ];
-        let mut aad = Vec::with_capacity(
-            SEAL_AAD_LABEL.len() + fields.iter().map(|f| 4 + f.len()).sum::<usize>(),
-        );
+        let fields = [self.mode.as_str().as_bytes(), self.bucket.as_bytes(), self.key.as_bytes()];
+        let mut aad = Vec::with_capacity(SEAL_AAD_LABEL.len() + fields.iter().map(|f| 4 + f.len()).sum::<usize>());
         aad.extend_from_slice(SEAL_AAD_LABEL);
         for field in fields {
-            let len =
-                u32::try_from(field.len()).expect("bucket and object names are far below 4 GiB");
+            let len = u32::try_from(field.len()).expect("bucket and object names are far below 4 GiB");
             aad.extend_from_slice(&len.to_be_bytes());
             aad.extend_from_slice(field);
         }
@@ -133,12 +124,7 @@ impl ObjectKey {
         self.seal_with_salt(outer, binding, random_bytes())
     }
 
-    fn seal_with_salt(
-        &self,
-        outer: &[u8; KEY_LEN],
-        binding: SealBinding<'_>,
-        salt: [u8; SEAL_SALT_LEN],
-    ) -> SealedKey {
+    fn seal_with_salt(&self, outer: &[u8; KEY_LEN], binding: SealBinding<'_>, salt: [u8; SEAL_SALT_LEN]) -> SealedKey {
         let kek = kek(outer, &salt);
         let mut sealed = [0u8; SEALED_LEN];
         let (salt_out, rest) = sealed.split_at_mut(SEAL_SALT_LEN);
@@ -153,18 +139,12 @@ impl ObjectKey {
     }
 
     /// Opens a sealed key; `None` when `outer` is not the key it was sealed under or the binding differs.
-    pub(crate) fn unseal(
-        outer: &[u8; KEY_LEN],
-        sealed: &SealedKey,
-        binding: SealBinding<'_>,
-    ) -> Option<Self> {
+    pub(crate) fn unseal(outer: &[u8; KEY_LEN], sealed: &SealedKey, binding: SealBinding<'_>) -> Option<Self> {
         let (salt, ciphertext_and_tag) = sealed.0.split_at(SEAL_SALT_LEN);
         let salt: &[u8; SEAL_SALT_LEN] = salt.try_into().expect("split at the salt length");
         let mut buffer = Zeroizing::new([0u8; KEY_LEN + TAG_LEN]);
         buffer.copy_from_slice(ciphertext_and_tag);
-        let plaintext = kek(outer, salt)
-            .open_in_place(seal_nonce(), Aad::from(binding.aad()), buffer.as_mut())
-            .ok()?;
+        let plaintext = kek(outer, salt).open_in_place(seal_nonce(), Aad::from(binding.aad()), buffer.as_mut()).ok()?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         key.copy_from_slice(plaintext);
         Some(Self(key))
@@ -173,12 +153,7 @@ impl ObjectKey {
     /// The key and nonce prefix of one part: `HKDF(salt = part salt, IKM = object key, info = label || u32be(n))`.
     pub(crate) fn part_key(&self, salt: &[u8; PART_SALT_LEN], part_number: u32) -> PartKey {
         let mut okm = Zeroizing::new([0u8; KEY_LEN + NONCE_PREFIX_LEN]);
-        hkdf(
-            salt,
-            self.0.as_ref(),
-            &[PART_INFO, &part_number.to_be_bytes()],
-            okm.as_mut(),
-        );
+        hkdf(salt, self.0.as_ref(), &[PART_INFO, &part_number.to_be_bytes()], okm.as_mut());
         let (key, prefix) = okm.split_at(KEY_LEN);
         PartKey {
             aead: aes_gcm_key(key.try_into().expect("split at the key length")),
@@ -226,17 +201,13 @@ impl PartKey {
             .aead
             .seal_in_place_separate_tag(self.nonce(index, last), Aad::empty(), in_out)
             .expect("AES-256-GCM sealing of a package cannot fail");
-        tag.as_ref()
-            .try_into()
-            .expect("AES-256-GCM tags are 16 bytes")
+        tag.as_ref().try_into().expect("AES-256-GCM tags are 16 bytes")
     }
 
     /// Decrypts one package in place; `false` (with `in_out` clobbered) when it does not authenticate.
     #[must_use]
     pub(crate) fn open(&self, index: u32, last: bool, tag: &[u8], in_out: &mut [u8]) -> bool {
-        self.aead
-            .open_in_place_separate_tag(self.nonce(index, last), Aad::empty(), tag, in_out)
-            .is_ok()
+        self.aead.open_in_place_separate_tag(self.nonce(index, last), Aad::empty(), tag, in_out).is_ok()
     }
 }
 
@@ -247,11 +218,7 @@ mod tests {
     const OUTER: [u8; 32] = [0x42; 32];
 
     fn binding(mode: SseMode) -> SealBinding<'static> {
-        SealBinding {
-            bucket: "photos",
-            key: "2024/cat.jpg",
-            mode,
-        }
+        SealBinding { bucket: "photos", key: "2024/cat.jpg", mode }
     }
 
     fn object_key() -> ObjectKey {
@@ -281,28 +248,15 @@ mod tests {
     fn sealed_key_moved_elsewhere_does_not_open() {
         let sealed = object_key().seal(&OUTER, binding(SseMode::SseC));
         let moved = [
-            SealBinding {
-                bucket: "photos2",
-                ..binding(SseMode::SseC)
-            },
-            SealBinding {
-                key: "2024/dog.jpg",
-                ..binding(SseMode::SseC)
-            },
+            SealBinding { bucket: "photos2", ..binding(SseMode::SseC) },
+            SealBinding { key: "2024/dog.jpg", ..binding(SseMode::SseC) },
             binding(SseMode::SseKms),
             binding(SseMode::SseS3),
             // Length prefixes keep "ab"+"c" apart from "a"+"bc".
-            SealBinding {
-                bucket: "photos2",
-                key: "024/cat.jpg",
-                mode: SseMode::SseC,
-            },
+            SealBinding { bucket: "photos2", key: "024/cat.jpg", mode: SseMode::SseC },
         ];
         for other in moved {
-            assert!(
-                ObjectKey::unseal(&OUTER, &sealed, other).is_none(),
-                "{other:?}"
-            );
+            assert!(ObjectKey::unseal(&OUTER, &sealed, other).is_none(), "{other:?}");
         }
         assert!(ObjectKey::unseal(&[0x43; 32], &sealed, binding(SseMode::SseC)).is_none());
         assert!(ObjectKey::unseal(&OUTER, &sealed, binding(SseMode::SseC)).is_some());
@@ -314,10 +268,7 @@ mod tests {
         for i in 0..SEALED_LEN {
             let mut bad = sealed.clone();
             bad.0[i] ^= 0x01;
-            assert!(
-                ObjectKey::unseal(&OUTER, &bad, binding(SseMode::SseS3)).is_none(),
-                "byte {i}"
-            );
+            assert!(ObjectKey::unseal(&OUTER, &bad, binding(SseMode::SseS3)).is_none(), "byte {i}");
         }
     }
 
@@ -351,11 +302,7 @@ mod tests {
     /// Pinned in docs/encryption-format.md ("Seal" vector).
     #[test]
     fn seal_test_vector() {
-        let binding = SealBinding {
-            bucket: "bucket",
-            key: "object.txt",
-            mode: SseMode::SseKms,
-        };
+        let binding = SealBinding { bucket: "bucket", key: "object.txt", mode: SseMode::SseKms };
         let sealed = object_key().seal_with_salt(&[0x42; 32], binding, [0x11; 32]);
         assert_eq!(
             hex::encode(sealed.0),
@@ -371,21 +318,10 @@ mod tests {
     #[test]
     fn part_key_test_vector() {
         let mut okm = [0u8; KEY_LEN + NONCE_PREFIX_LEN];
-        hkdf(
-            &[0x5a; 16],
-            object_key().0.as_ref(),
-            &[PART_INFO, &1u32.to_be_bytes()],
-            &mut okm,
-        );
-        assert_eq!(
-            hex::encode(okm),
-            "c3a1558dacec19aba2316bf02eff5758a93296f1792fc01386521d32f857a745b16758fa919331"
-        );
+        hkdf(&[0x5a; 16], object_key().0.as_ref(), &[PART_INFO, &1u32.to_be_bytes()], &mut okm);
+        assert_eq!(hex::encode(okm), "c3a1558dacec19aba2316bf02eff5758a93296f1792fc01386521d32f857a745b16758fa919331");
         let mut kek_bytes = [0u8; KEY_LEN];
         hkdf(&[0x11; 32], &[0x42; 32], &[KEK_INFO], &mut kek_bytes);
-        assert_eq!(
-            hex::encode(kek_bytes),
-            "289c2b2a0abd4aa86cb60a7769025bc5dcd814a93802ade9ab663c75955d4999"
-        );
+        assert_eq!(hex::encode(kek_bytes), "289c2b2a0abd4aa86cb60a7769025bc5dcd814a93802ade9ab663c75955d4999");
     }
 }

@@ -18,12 +18,9 @@ mod service;
 
 pub use error::{Result, SseError};
 pub use headers::{
-    authorize_read, authorize_upload_part, BucketEncryption, CustomerKey, CustomerKeyHeaders,
-    KmsContext, KmsRequest, SseHeaders, Transport, WriteEncryption,
+    authorize_read, authorize_upload_part, BucketEncryption, CustomerKey, CustomerKeyHeaders, KmsContext, KmsRequest,
+    SseHeaders, Transport, WriteEncryption,
 };
 pub use metadata::{ObjectEncryption, PartEncryption, SseMode, SseResponse};
-pub use package::{
-    plaintext_size, stored_size, ObjectCipher, PartDecryptor, PartEncryptor, SealedPart,
-    PACKAGE_SIZE,
-};
+pub use package::{plaintext_size, stored_size, ObjectCipher, PartDecryptor, PartEncryptor, SealedPart, PACKAGE_SIZE};
 pub use service::{NewObject, SseService};

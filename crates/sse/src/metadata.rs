@@ -85,22 +85,15 @@ impl Scheme {
 
 impl ObjectEncryption {
     pub(crate) fn new(scheme: Scheme, sealed_key: SealedKey) -> Self {
-        Self {
-            v: FORMAT_VERSION,
-            scheme,
-            sealed_key,
-        }
+        Self { v: FORMAT_VERSION, scheme, sealed_key }
     }
 
     /// Reads the JSON the store kept; fails with a 500 on anything this version cannot read.
     pub fn from_value(value: &serde_json::Value) -> Result<Self> {
-        let parsed = Self::deserialize(value).map_err(|_| {
-            SseError::internal("The object's stored encryption metadata is invalid")
-        })?;
+        let parsed = Self::deserialize(value)
+            .map_err(|_| SseError::internal("The object's stored encryption metadata is invalid"))?;
         if parsed.v != FORMAT_VERSION {
-            return Err(SseError::internal(
-                "The object's stored encryption metadata has an unsupported version",
-            ));
+            return Err(SseError::internal("The object's stored encryption metadata has an unsupported version"));
         }
         Ok(parsed)
     }
@@ -133,16 +126,8 @@ impl ObjectEncryption {
     /// The SSE response headers for this object (PUT, GET, HEAD, copy, multipart create/part/complete).
     pub fn response(&self) -> SseResponse {
         match &self.scheme {
-            Scheme::SseS3 { .. } => SseResponse {
-                server_side_encryption: Some("AES256"),
-                ..SseResponse::default()
-            },
-            Scheme::SseKms {
-                key_id,
-                context,
-                bucket_key_enabled,
-                ..
-            } => SseResponse {
+            Scheme::SseS3 { .. } => SseResponse { server_side_encryption: Some("AES256"), ..SseResponse::default() },
+            Scheme::SseKms { key_id, context, bucket_key_enabled, .. } => SseResponse {
                 server_side_encryption: Some("aws:kms"),
                 kms_key_id: Some(key_id.clone()),
                 context: context.clone(),
@@ -169,11 +154,7 @@ pub struct PartEncryption {
 
 impl PartEncryption {
     pub(crate) fn new(part: u32, salt: [u8; PART_SALT_LEN]) -> Self {
-        Self {
-            v: FORMAT_VERSION,
-            part,
-            salt,
-        }
+        Self { v: FORMAT_VERSION, part, salt }
     }
 
     /// Reads the JSON the store kept on a part (`PartMeta::encryption`).
@@ -181,9 +162,7 @@ impl PartEncryption {
         let parsed = Self::deserialize(value)
             .map_err(|_| SseError::internal("The part's stored encryption metadata is invalid"))?;
         if parsed.v != FORMAT_VERSION {
-            return Err(SseError::internal(
-                "The part's stored encryption metadata has an unsupported version",
-            ));
+            return Err(SseError::internal("The part's stored encryption metadata has an unsupported version"));
         }
         Ok(parsed)
     }
@@ -221,21 +200,14 @@ pub struct SseResponse {
 mod base64_array {
     use super::*;
 
-    pub fn serialize<S: serde::Serializer, const N: usize>(
-        bytes: &[u8; N],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&STANDARD.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
-        d: D,
-    ) -> Result<[u8; N], D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
         let text = String::deserialize(d)?;
         let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
-        bytes
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("wrong length"))
+        bytes.try_into().map_err(|_| serde::de::Error::custom("wrong length"))
     }
 }
 
@@ -281,12 +253,7 @@ mod tests {
         );
         assert_eq!(ObjectEncryption::from_value(&value).unwrap(), kms);
 
-        let s3 = ObjectEncryption::new(
-            Scheme::SseS3 {
-                wrapped_key: "d3JhcHBlZA==".into(),
-            },
-            sealed(),
-        );
+        let s3 = ObjectEncryption::new(Scheme::SseS3 { wrapped_key: "d3JhcHBlZA==".into() }, sealed());
         assert_eq!(s3.to_value()["mode"], "sse-s3");
         assert_eq!(ObjectEncryption::from_value(&s3.to_value()).unwrap(), s3);
 
@@ -315,17 +282,9 @@ mod tests {
     fn part_json_round_trips() {
         let part = PartEncryption::new(3, [1; 16]);
         let value = part.to_value();
-        assert_eq!(
-            value,
-            json!({"v": 1, "part": 3, "salt": STANDARD.encode([1u8; 16])})
-        );
+        assert_eq!(value, json!({"v": 1, "part": 3, "salt": STANDARD.encode([1u8; 16])}));
         assert_eq!(PartEncryption::from_value(&value).unwrap(), part);
-        assert_eq!(
-            PartEncryption::from_value(&json!({"v": 1, "part": 3}))
-                .unwrap_err()
-                .status(),
-            500
-        );
+        assert_eq!(PartEncryption::from_value(&json!({"v": 1, "part": 3})).unwrap_err().status(), 500);
     }
 
     #[test]
@@ -347,19 +306,8 @@ mod tests {
                 ..SseResponse::default()
             }
         );
-        let s3 = ObjectEncryption::new(
-            Scheme::SseS3 {
-                wrapped_key: "d3JhcHBlZA==".into(),
-            },
-            sealed(),
-        );
-        assert_eq!(
-            s3.response(),
-            SseResponse {
-                server_side_encryption: Some("AES256"),
-                ..SseResponse::default()
-            }
-        );
+        let s3 = ObjectEncryption::new(Scheme::SseS3 { wrapped_key: "d3JhcHBlZA==".into() }, sealed());
+        assert_eq!(s3.response(), SseResponse { server_side_encryption: Some("AES256"), ..SseResponse::default() });
         let c = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed());
         assert_eq!(
             c.response(),

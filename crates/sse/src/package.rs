@@ -40,21 +40,13 @@ pub fn plaintext_size(stored_size: u64) -> Option<u64> {
     let packages = stored_size.div_ceil(STORED_PACKAGE);
     let last = stored_size.checked_sub(packages.checked_sub(1)? * STORED_PACKAGE)?;
     // Only a part's single package may be empty.
-    let min_last = if packages == 1 {
-        TAG_LEN as u64
-    } else {
-        TAG_LEN as u64 + 1
-    };
+    let min_last = if packages == 1 { TAG_LEN as u64 } else { TAG_LEN as u64 + 1 };
     (last >= min_last).then(|| stored_size - TAG_LEN as u64 * packages)
 }
 
 /// Stored length of package `index` of a part whose last package is `final_index`.
 fn stored_package_len(plaintext_size: u64, final_index: u64, index: u64) -> usize {
-    let plaintext = if index < final_index {
-        PACKAGE
-    } else {
-        plaintext_size - index * PACKAGE
-    };
+    let plaintext = if index < final_index { PACKAGE } else { plaintext_size - index * PACKAGE };
     usize::try_from(plaintext).expect("a package is at most 64 KiB") + TAG_LEN
 }
 
@@ -98,17 +90,8 @@ impl ObjectCipher {
 
     /// A decryptor for the plaintext `range` of a part of `plaintext_size` bytes described by `part`.
     /// Read [`PartDecryptor::stored_range`] of the part's stored bytes and push them through it.
-    pub fn decrypt_part(
-        &self,
-        part: &PartEncryption,
-        plaintext_size: u64,
-        range: Range<u64>,
-    ) -> Result<PartDecryptor> {
-        PartDecryptor::new(
-            self.key.part_key(part.salt(), part.part_number()),
-            plaintext_size,
-            range,
-        )
+    pub fn decrypt_part(&self, part: &PartEncryption, plaintext_size: u64, range: Range<u64>) -> Result<PartDecryptor> {
+        PartDecryptor::new(self.key.part_key(part.salt(), part.part_number()), plaintext_size, range)
     }
 }
 
@@ -184,8 +167,7 @@ impl PartEncryptor {
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<SealedPart> {
         out.reserve(self.pending.len() + TAG_LEN);
         self.seal_pending(true, out)?;
-        let etag = (!self.etag_is_plaintext_md5())
-            .then(|| hex::encode(&self.tags.finish().as_ref()[..16]));
+        let etag = (!self.etag_is_plaintext_md5()).then(|| hex::encode(&self.tags.finish().as_ref()[..16]));
         Ok(SealedPart {
             plaintext_size: self.plaintext_size,
             stored_size: self.plaintext_size + TAG_LEN as u64 * self.packages,
@@ -202,9 +184,8 @@ impl PartEncryptor {
     }
 
     fn seal(&mut self, plaintext: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
-        let index = u32::try_from(self.packages).map_err(|_| {
-            SseError::invalid_argument("The part is too large to encrypt (over 256 TiB)")
-        })?;
+        let index = u32::try_from(self.packages)
+            .map_err(|_| SseError::invalid_argument("The part is too large to encrypt (over 256 TiB)"))?;
         let start = out.len();
         out.extend_from_slice(plaintext);
         let tag = self.key.seal(index, last, &mut out[start..]);
@@ -240,18 +221,12 @@ impl PartDecryptor {
         }
         let packages = package_count(plaintext_size);
         if packages > MAX_PACKAGES {
-            return Err(SseError::internal(
-                "The part's recorded size is larger than the format allows",
-            ));
+            return Err(SseError::internal("The part's recorded size is larger than the format allows"));
         }
         let final_index = packages - 1;
         // Even an empty range reads (and so authenticates) one package.
         let first_index = (range.start / PACKAGE).min(final_index);
-        let last_index = if range.is_empty() {
-            first_index
-        } else {
-            (range.end - 1) / PACKAGE
-        };
+        let last_index = if range.is_empty() { first_index } else { (range.end - 1) / PACKAGE };
         let last_len = stored_package_len(plaintext_size, final_index, last_index) as u64;
         Ok(Self {
             key,
@@ -260,8 +235,7 @@ impl PartDecryptor {
             next_index: first_index,
             last_index,
             stored_range: first_index * STORED_PACKAGE..last_index * STORED_PACKAGE + last_len,
-            skip: usize::try_from(range.start - first_index * PACKAGE)
-                .expect("at most one package"),
+            skip: usize::try_from(range.start - first_index * PACKAGE).expect("at most one package"),
             remaining: range.end - range.start,
             pending: Vec::new(),
             failed: false,
@@ -286,8 +260,7 @@ impl PartDecryptor {
                 self.failed = true;
                 return Err(SseError::corrupted_data());
             }
-            let package_len =
-                stored_package_len(self.plaintext_size, self.final_index, self.next_index);
+            let package_len = stored_package_len(self.plaintext_size, self.final_index, self.next_index);
             if self.pending.is_empty() && stored.len() >= package_len {
                 let (package, rest) = stored.split_at(package_len);
                 self.open(package, out)?;
@@ -328,14 +301,8 @@ impl PartDecryptor {
         let (ciphertext, tag) = package.split_at(package.len() - TAG_LEN);
         let start = out.len();
         out.extend_from_slice(ciphertext);
-        let index =
-            u32::try_from(self.next_index).expect("package count checked against MAX_PACKAGES");
-        if !self.key.open(
-            index,
-            self.next_index == self.final_index,
-            tag,
-            &mut out[start..],
-        ) {
+        let index = u32::try_from(self.next_index).expect("package count checked against MAX_PACKAGES");
+        if !self.key.open(index, self.next_index == self.final_index, tag, &mut out[start..]) {
             out.truncate(start);
             self.failed = true;
             return Err(SseError::corrupted_data());
@@ -356,23 +323,11 @@ impl PartDecryptor {
 mod tests {
     use super::*;
 
-    const SIZES: [usize; 9] = [
-        0,
-        1,
-        13,
-        PACKAGE_SIZE - 1,
-        PACKAGE_SIZE,
-        PACKAGE_SIZE + 1,
-        3 * PACKAGE_SIZE,
-        1 << 20,
-        1 << 20 | 4242,
-    ];
+    const SIZES: [usize; 9] =
+        [0, 1, 13, PACKAGE_SIZE - 1, PACKAGE_SIZE, PACKAGE_SIZE + 1, 3 * PACKAGE_SIZE, 1 << 20, 1 << 20 | 4242];
 
     fn cipher(mode: SseMode) -> ObjectCipher {
-        ObjectCipher::new(
-            ObjectKey::from_bytes(std::array::from_fn(|i| i as u8)),
-            mode,
-        )
+        ObjectCipher::new(ObjectKey::from_bytes(std::array::from_fn(|i| i as u8)), mode)
     }
 
     fn plaintext(len: usize) -> Vec<u8> {
@@ -380,11 +335,7 @@ mod tests {
     }
 
     /// Encrypts `data` pushed in chunks of `chunk` bytes.
-    fn encrypt(
-        cipher: &ObjectCipher,
-        data: &[u8],
-        chunk: usize,
-    ) -> (PartEncryption, Vec<u8>, SealedPart) {
+    fn encrypt(cipher: &ObjectCipher, data: &[u8], chunk: usize) -> (PartEncryption, Vec<u8>, SealedPart) {
         let mut encryptor = cipher.encrypt_part(1);
         let metadata = encryptor.metadata().clone();
         let mut stored = Vec::new();
@@ -421,23 +372,11 @@ mod tests {
         assert_eq!(stored_size(1), 17);
         assert_eq!(stored_size(PACKAGE), PACKAGE + 16);
         assert_eq!(stored_size(PACKAGE + 1), PACKAGE + 1 + 32);
-        for size in (0..4 * PACKAGE + 3).step_by(997).chain([
-            PACKAGE - 1,
-            PACKAGE,
-            PACKAGE + 1,
-            2 * PACKAGE,
-        ]) {
+        for size in (0..4 * PACKAGE + 3).step_by(997).chain([PACKAGE - 1, PACKAGE, PACKAGE + 1, 2 * PACKAGE]) {
             assert_eq!(plaintext_size(stored_size(size)), Some(size), "{size}");
         }
         // Sizes no part can have: nothing, a bare partial tag, an empty second package.
-        for bad in [
-            0,
-            1,
-            15,
-            STORED_PACKAGE + 1,
-            STORED_PACKAGE + 16,
-            2 * STORED_PACKAGE + 16,
-        ] {
+        for bad in [0, 1, 15, STORED_PACKAGE + 1, STORED_PACKAGE + 16, 2 * STORED_PACKAGE + 16] {
             assert_eq!(plaintext_size(bad), None, "{bad}");
         }
     }
@@ -452,26 +391,14 @@ mod tests {
                     continue;
                 }
                 let (part, stored, sealed) = encrypt(&cipher, &data, chunk);
-                assert_eq!(
-                    stored.len() as u64,
-                    stored_size(size as u64),
-                    "size {size} chunk {chunk}"
-                );
+                assert_eq!(stored.len() as u64, stored_size(size as u64), "size {size} chunk {chunk}");
                 assert_eq!(sealed.stored_size, stored.len() as u64);
                 assert_eq!(sealed.plaintext_size, size as u64);
                 for read_chunk in [1 << 20, 65552, 1000, 17] {
                     if size > 200_000 && read_chunk < 1000 {
                         continue;
                     }
-                    let back = decrypt(
-                        &cipher,
-                        &part,
-                        &stored,
-                        size as u64,
-                        0..size as u64,
-                        read_chunk,
-                    )
-                    .unwrap();
+                    let back = decrypt(&cipher, &part, &stored, size as u64, 0..size as u64, read_chunk).unwrap();
                     assert!(back == data, "size {size} chunk {chunk} read {read_chunk}");
                 }
             }
@@ -491,15 +418,7 @@ mod tests {
         let mut expected = plaintext(PACKAGE_SIZE);
         expected.extend_from_slice(&[1, 2, 3]);
         assert_eq!(
-            decrypt(
-                &cipher,
-                &part,
-                &stored,
-                expected.len() as u64,
-                0..expected.len() as u64,
-                999
-            )
-            .unwrap(),
+            decrypt(&cipher, &part, &stored, expected.len() as u64, 0..expected.len() as u64, 999).unwrap(),
             expected
         );
     }
@@ -571,25 +490,14 @@ mod tests {
         let cipher = cipher(SseMode::SseC);
         let part = cipher.encrypt_part(1).metadata().clone();
         let size = 10 * PACKAGE + 5;
-        let at = |range: Range<u64>| {
-            cipher
-                .decrypt_part(&part, size, range)
-                .unwrap()
-                .stored_range()
-        };
+        let at = |range: Range<u64>| cipher.decrypt_part(&part, size, range).unwrap().stored_range();
         assert_eq!(at(0..1), 0..STORED_PACKAGE);
         assert_eq!(at(PACKAGE..PACKAGE + 1), STORED_PACKAGE..2 * STORED_PACKAGE);
         assert_eq!(at(PACKAGE - 1..PACKAGE + 1), 0..2 * STORED_PACKAGE);
-        assert_eq!(
-            at(size - 1..size),
-            10 * STORED_PACKAGE..10 * STORED_PACKAGE + 5 + 16
-        );
+        assert_eq!(at(size - 1..size), 10 * STORED_PACKAGE..10 * STORED_PACKAGE + 5 + 16);
         assert_eq!(at(0..size), 0..stored_size(size));
         // An empty range still authenticates one package; the end of a part reads the final one.
-        assert_eq!(
-            at(size..size),
-            10 * STORED_PACKAGE..10 * STORED_PACKAGE + 21
-        );
+        assert_eq!(at(size..size), 10 * STORED_PACKAGE..10 * STORED_PACKAGE + 21);
         let empty = cipher.decrypt_part(&part, 0, 0..0).unwrap().stored_range();
         assert_eq!(empty, 0..16);
     }
@@ -609,33 +517,16 @@ mod tests {
 
     /// Decrypting the whole part from the (tampered) stored bytes must fail, in any chunking, emitting nothing but
     /// a prefix of the true plaintext first; decrypting with the size implied by the stored length must fail too.
-    fn assert_rejected(
-        cipher: &ObjectCipher,
-        part: &PartEncryption,
-        stored: &[u8],
-        size: u64,
-        what: &str,
-    ) {
+    fn assert_rejected(cipher: &ObjectCipher, part: &PartEncryption, stored: &[u8], size: u64, what: &str) {
         for chunk in [stored.len().max(1), 65552, 1000] {
             let mut decryptor = cipher.decrypt_part(part, size, 0..size).unwrap();
             let mut out = Vec::new();
-            let pushed = stored
-                .chunks(chunk)
-                .try_for_each(|piece| decryptor.push(piece, &mut out));
-            assert!(
-                pushed.is_err() || decryptor.finish().is_err(),
-                "{what}: accepted (chunk {chunk})"
-            );
-            assert!(
-                out == plaintext(out.len()),
-                "{what}: emitted bytes are not a plaintext prefix"
-            );
+            let pushed = stored.chunks(chunk).try_for_each(|piece| decryptor.push(piece, &mut out));
+            assert!(pushed.is_err() || decryptor.finish().is_err(), "{what}: accepted (chunk {chunk})");
+            assert!(out == plaintext(out.len()), "{what}: emitted bytes are not a plaintext prefix");
         }
         if let Some(implied) = plaintext_size(stored.len() as u64) {
-            assert!(
-                decrypt(cipher, part, stored, implied, 0..implied, 4096).is_err(),
-                "{what}: implied size"
-            );
+            assert!(decrypt(cipher, part, stored, implied, 0..implied, 4096).is_err(), "{what}: implied size");
         }
     }
 
@@ -654,45 +545,15 @@ mod tests {
         };
         // One flipped byte in a ciphertext, in a tag, in the final package.
         assert_rejected(&cipher, &part, &flip(0), size, "first ciphertext byte");
-        assert_rejected(
-            &cipher,
-            &part,
-            &flip(sp + 1234),
-            size,
-            "ciphertext in package 1",
-        );
+        assert_rejected(&cipher, &part, &flip(sp + 1234), size, "ciphertext in package 1");
         assert_rejected(&cipher, &part, &flip(sp - 1), size, "tag of package 0");
-        assert_rejected(
-            &cipher,
-            &part,
-            &flip(stored.len() - 1),
-            size,
-            "tag of the final package",
-        );
-        assert_rejected(
-            &cipher,
-            &part,
-            &flip(3 * sp + 10),
-            size,
-            "final package ciphertext",
-        );
+        assert_rejected(&cipher, &part, &flip(stored.len() - 1), size, "tag of the final package");
+        assert_rejected(&cipher, &part, &flip(3 * sp + 10), size, "final package ciphertext");
         // Drop the final package, drop a middle package.
-        assert_rejected(
-            &cipher,
-            &part,
-            &stored[..3 * sp],
-            size,
-            "final package dropped",
-        );
+        assert_rejected(&cipher, &part, &stored[..3 * sp], size, "final package dropped");
         let mut dropped_middle = stored[..sp].to_vec();
         dropped_middle.extend_from_slice(&stored[2 * sp..]);
-        assert_rejected(
-            &cipher,
-            &part,
-            &dropped_middle,
-            size,
-            "middle package dropped",
-        );
+        assert_rejected(&cipher, &part, &dropped_middle, size, "middle package dropped");
         // Swap two packages.
         let mut swapped = stored[sp..2 * sp].to_vec();
         swapped.extend_from_slice(&stored[..sp]);
@@ -706,27 +567,9 @@ mod tests {
         extra_byte.push(0);
         assert_rejected(&cipher, &part, &extra_byte, size, "byte appended");
         // Truncate mid-package and at a package boundary.
-        assert_rejected(
-            &cipher,
-            &part,
-            &stored[..sp + 100],
-            size,
-            "truncated mid-package",
-        );
-        assert_rejected(
-            &cipher,
-            &part,
-            &stored[..2 * sp],
-            size,
-            "truncated at a boundary",
-        );
-        assert_rejected(
-            &cipher,
-            &part,
-            &stored[..stored.len() - 1],
-            size,
-            "last byte cut",
-        );
+        assert_rejected(&cipher, &part, &stored[..sp + 100], size, "truncated mid-package");
+        assert_rejected(&cipher, &part, &stored[..2 * sp], size, "truncated at a boundary");
+        assert_rejected(&cipher, &part, &stored[..stored.len() - 1], size, "last byte cut");
     }
 
     #[test]
@@ -736,17 +579,8 @@ mod tests {
         let (part, stored, _) = encrypt(&cipher, &data, 4096);
         // A size cut to a package boundary makes a non-final package the final one; a size cut inside the last
         // package shortens its ciphertext; a larger size expects bytes that are not there.
-        for size in [
-            PACKAGE,
-            2 * PACKAGE,
-            2 * PACKAGE + 9,
-            2 * PACKAGE + 11,
-            3 * PACKAGE,
-        ] {
-            assert!(
-                decrypt(&cipher, &part, &stored, size, 0..size, 4096).is_err(),
-                "{size}"
-            );
+        for size in [PACKAGE, 2 * PACKAGE, 2 * PACKAGE + 9, 2 * PACKAGE + 11, 3 * PACKAGE] {
+            assert!(decrypt(&cipher, &part, &stored, size, 0..size, 4096).is_err(), "{size}");
         }
     }
 
@@ -756,10 +590,7 @@ mod tests {
         let (part, stored, _) = encrypt(&cipher, &[], 1);
         assert_eq!(stored.len(), 16);
         assert_eq!(decrypt(&cipher, &part, &stored, 0, 0..0, 16).unwrap(), b"");
-        assert!(
-            decrypt(&cipher, &part, &[], 0, 0..0, 16).is_err(),
-            "missing final package"
-        );
+        assert!(decrypt(&cipher, &part, &[], 0, 0..0, 16).is_err(), "missing final package");
         let mut bad = stored.clone();
         bad[3] ^= 1;
         assert!(decrypt(&cipher, &part, &bad, 0, 0..0, 16).is_err());
@@ -798,10 +629,7 @@ mod tests {
     /// A size near a package boundary (where the off-by-ones live) or anywhere up to ~4.5 packages.
     fn part_size() -> impl proptest::strategy::Strategy<Value = u64> {
         use proptest::prelude::*;
-        prop_oneof![
-            (0..=4u64, -2..=2i64).prop_map(|(k, d)| (k * PACKAGE).saturating_add_signed(d)),
-            0..300_000u64
-        ]
+        prop_oneof![(0..=4u64, -2..=2i64).prop_map(|(k, d)| (k * PACKAGE).saturating_add_signed(d)), 0..300_000u64]
     }
 
     proptest::proptest! {
@@ -879,20 +707,11 @@ mod tests {
         assert_eq!(empty_etag, "95ec2932d5a3c7fd67a054f44bd68233");
         let (hello, hello_etag) = run(b"Hello, world!");
         assert_eq!(hello_etag, "4f76602e52a01a949d16677ae1a730a4");
-        assert_eq!(
-            hex::encode(&hello),
-            "49c066587a20c0d40bd1cce50cc062884c8c31fab07fe4cdf0a896ad0a"
-        );
+        assert_eq!(hex::encode(&hello), "49c066587a20c0d40bd1cce50cc062884c8c31fab07fe4cdf0a896ad0a");
         let (big, big_etag) = run(&plaintext(PACKAGE_SIZE + 1));
         assert_eq!(big.len(), PACKAGE_SIZE + 1 + 32);
-        assert_eq!(
-            hex::encode(&big[PACKAGE_SIZE..PACKAGE_SIZE + 16]),
-            "819d1c86a480abddcc7475140c169abb"
-        );
-        assert_eq!(
-            hex::encode(&big[PACKAGE_SIZE + 16..]),
-            "b0d420fdc73effc9e04114a44e2138c8d8"
-        );
+        assert_eq!(hex::encode(&big[PACKAGE_SIZE..PACKAGE_SIZE + 16]), "819d1c86a480abddcc7475140c169abb");
+        assert_eq!(hex::encode(&big[PACKAGE_SIZE + 16..]), "b0d420fdc73effc9e04114a44e2138c8d8");
         assert_eq!(
             hex::encode(aws_lc_rs::digest::digest(&SHA256, &big)),
             "bd9ccf4643793aaf0cef03c81fdc88c97833a46bc7212c0aee19cc085ac2f815"

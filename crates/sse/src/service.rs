@@ -15,8 +15,8 @@ use coffer_kms::{EncryptionContext, KeyMaterial, KmsError, KmsManager, WrappedKe
 
 use crate::error::{Result, SseError};
 use crate::headers::{
-    authorize_read, authorize_upload_part, kms_lookup_id, CustomerKey, KmsContext, KmsRequest,
-    WriteEncryption, RESERVED_CONTEXT_PREFIX,
+    authorize_read, authorize_upload_part, kms_lookup_id, CustomerKey, KmsContext, KmsRequest, WriteEncryption,
+    RESERVED_CONTEXT_PREFIX,
 };
 use crate::keys::{ObjectKey, SealBinding, KEY_LEN};
 use crate::metadata::{ObjectEncryption, Scheme, SseMode};
@@ -52,10 +52,7 @@ impl SseService {
         let Some(encryption) = self.seal(bucket, key, &object_key, encryption).await? else {
             return Ok(None);
         };
-        Ok(Some(NewObject {
-            cipher: ObjectCipher::new(object_key, encryption.mode()),
-            encryption,
-        }))
+        Ok(Some(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode()), encryption }))
     }
 
     /// GetObject, copy source, UploadPartCopy source: checks the customer key against the object
@@ -99,9 +96,7 @@ impl SseService {
         let cipher = self.open_object(bucket, key, stored, customer_key).await?;
         self.seal(bucket, key, cipher.object_key(), new)
             .await?
-            .ok_or_else(|| {
-                SseError::internal("A metadata-only re-encryption needs an encrypted destination")
-            })
+            .ok_or_else(|| SseError::internal("A metadata-only re-encryption needs an encrypted destination"))
     }
 
     async fn seal(
@@ -116,35 +111,18 @@ impl SseService {
             WriteEncryption::None => return Ok(None),
             WriteEncryption::SseS3 => {
                 let default_key = self.default_key_id()?;
-                let data_key = self
-                    .kms
-                    .bucket_key(&default_key, bucket, &sse_s3_context(bucket))
-                    .await?;
-                let sealed =
-                    object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseS3));
-                ObjectEncryption::new(
-                    Scheme::SseS3 {
-                        wrapped_key: data_key.wrapped.to_base64(),
-                    },
-                    sealed,
-                )
+                let data_key = self.kms.bucket_key(&default_key, bucket, &sse_s3_context(bucket)).await?;
+                let sealed = object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseS3));
+                ObjectEncryption::new(Scheme::SseS3 { wrapped_key: data_key.wrapped.to_base64() }, sealed)
             }
-            WriteEncryption::SseKms(KmsRequest {
-                key_id,
-                context,
-                bucket_key_enabled,
-            }) => {
+            WriteEncryption::SseKms(KmsRequest { key_id, context, bucket_key_enabled }) => {
                 let key_id = match key_id {
                     Some(named) => named.clone(),
                     None => self.default_key_id()?,
                 };
                 let kms_context = sse_kms_context(bucket, context.as_ref());
-                let data_key = self
-                    .kms
-                    .bucket_key(kms_lookup_id(&key_id), bucket, &kms_context)
-                    .await?;
-                let sealed =
-                    object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseKms));
+                let data_key = self.kms.bucket_key(kms_lookup_id(&key_id), bucket, &kms_context).await?;
+                let sealed = object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseKms));
                 let scheme = Scheme::SseKms {
                     key_id,
                     wrapped_key: data_key.wrapped.to_base64(),
@@ -155,12 +133,7 @@ impl SseService {
             }
             WriteEncryption::SseC(customer) => {
                 let sealed = object_key.seal(customer.key(), binding(SseMode::SseC));
-                ObjectEncryption::new(
-                    Scheme::SseC {
-                        key_md5: *customer.md5(),
-                    },
-                    sealed,
-                )
+                ObjectEncryption::new(Scheme::SseC { key_md5: *customer.md5() }, sealed)
             }
         };
         Ok(Some(sealed))
@@ -174,53 +147,29 @@ impl SseService {
         customer_key: Option<&CustomerKey>,
     ) -> Result<ObjectCipher> {
         let mode = stored.mode();
-        let outer: OuterKey =
-            match stored.scheme() {
-                Scheme::SseS3 { wrapped_key } => {
-                    OuterKey::Kms(self.unwrap(wrapped_key, &sse_s3_context(bucket)).await?)
-                }
-                Scheme::SseKms {
-                    wrapped_key,
-                    context,
-                    ..
-                } => {
-                    let context = context
-                        .as_deref()
-                        .map(KmsContext::parse)
-                        .transpose()
-                        .map_err(|_| corrupted())?;
-                    OuterKey::Kms(
-                        self.unwrap(wrapped_key, &sse_kms_context(bucket, context.as_ref()))
-                            .await?,
-                    )
-                }
-                // Callers authorized the key first, so it is present and its MD5 matches.
-                Scheme::SseC { .. } => OuterKey::Customer(customer_key.ok_or_else(|| {
-                    SseError::internal("An SSE-C object was opened without its key")
-                })?),
-            };
-        let object_key = ObjectKey::unseal(
-            outer.bytes(),
-            stored.sealed_key(),
-            SealBinding { bucket, key, mode },
-        )
-        .ok_or_else(corrupted)?;
+        let outer: OuterKey = match stored.scheme() {
+            Scheme::SseS3 { wrapped_key } => OuterKey::Kms(self.unwrap(wrapped_key, &sse_s3_context(bucket)).await?),
+            Scheme::SseKms { wrapped_key, context, .. } => {
+                let context = context.as_deref().map(KmsContext::parse).transpose().map_err(|_| corrupted())?;
+                OuterKey::Kms(self.unwrap(wrapped_key, &sse_kms_context(bucket, context.as_ref())).await?)
+            }
+            // Callers authorized the key first, so it is present and its MD5 matches.
+            Scheme::SseC { .. } => OuterKey::Customer(
+                customer_key.ok_or_else(|| SseError::internal("An SSE-C object was opened without its key"))?,
+            ),
+        };
+        let object_key = ObjectKey::unseal(outer.bytes(), stored.sealed_key(), SealBinding { bucket, key, mode })
+            .ok_or_else(corrupted)?;
         Ok(ObjectCipher::new(object_key, mode))
     }
 
-    async fn unwrap(
-        &self,
-        wrapped_key: &str,
-        context: &EncryptionContext,
-    ) -> Result<Arc<KeyMaterial>> {
+    async fn unwrap(&self, wrapped_key: &str, context: &EncryptionContext) -> Result<Arc<KeyMaterial>> {
         let wrapped = WrappedKey::from_base64(wrapped_key).map_err(|_| corrupted())?;
         Ok(self.kms.unwrap_key(&wrapped, context).await?)
     }
 
     fn default_key_id(&self) -> Result<String> {
-        self.kms
-            .default_key_id()
-            .ok_or_else(|| SseError::from(KmsError::NotConfigured))
+        self.kms.default_key_id().ok_or_else(|| SseError::from(KmsError::NotConfigured))
     }
 }
 
@@ -240,9 +189,7 @@ impl OuterKey<'_> {
 }
 
 fn corrupted() -> SseError {
-    SseError::internal(
-        "The object's key could not be opened: its encryption metadata is corrupted or was moved",
-    )
+    SseError::internal("The object's key could not be opened: its encryption metadata is corrupted or was moved")
 }
 
 fn bucket_context_key() -> String {
@@ -253,10 +200,7 @@ fn bucket_context_key() -> String {
 fn sse_s3_context(bucket: &str) -> EncryptionContext {
     EncryptionContext::new()
         .with(bucket_context_key(), bucket)
-        .with(
-            format!("{RESERVED_CONTEXT_PREFIX}mode"),
-            SseMode::SseS3.as_str(),
-        )
+        .with(format!("{RESERVED_CONTEXT_PREFIX}mode"), SseMode::SseS3.as_str())
 }
 
 /// The client's pairs plus `{"coffer:bucket": B}` (clients cannot set `coffer:` keys).
@@ -277,15 +221,9 @@ mod tests {
             r#"{"coffer:bucket":"b1","coffer:mode":"sse-s3"}"#
         );
         let kms = sse_kms_context("b1", None);
-        assert_eq!(
-            String::from_utf8(kms.canonical_bytes()).unwrap(),
-            r#"{"coffer:bucket":"b1"}"#
-        );
+        assert_eq!(String::from_utf8(kms.canonical_bytes()).unwrap(), r#"{"coffer:bucket":"b1"}"#);
         let client = KmsContext::parse("eyJwcm9qZWN0IjoieCJ9").unwrap(); // {"project":"x"}
         let kms = sse_kms_context("b1", Some(&client));
-        assert_eq!(
-            String::from_utf8(kms.canonical_bytes()).unwrap(),
-            r#"{"coffer:bucket":"b1","project":"x"}"#
-        );
+        assert_eq!(String::from_utf8(kms.canonical_bytes()).unwrap(), r#"{"coffer:bucket":"b1","project":"x"}"#);
     }
 }

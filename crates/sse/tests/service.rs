@@ -7,16 +7,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use coffer_kms::KmsManager;
 use coffer_sse::{
-    authorize_read, CustomerKey, CustomerKeyHeaders, ObjectCipher, ObjectEncryption,
-    PartEncryption, SseError, SseHeaders, SseMode, SseService, Transport, WriteEncryption,
+    authorize_read, CustomerKey, CustomerKeyHeaders, ObjectCipher, ObjectEncryption, PartEncryption, SseError,
+    SseHeaders, SseMode, SseService, Transport, WriteEncryption,
 };
 use md5::{Digest as _, Md5};
 
-const LOCAL: Transport = Transport {
-    tls: false,
-    client_is_loopback: true,
-    allow_insecure_sse_c: false,
-};
+const LOCAL: Transport = Transport { tls: false, client_is_loopback: true, allow_insecure_sse_c: false };
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -29,11 +25,7 @@ async fn fixture() -> Fixture {
     let kms = KmsManager::open(dir.path().join("kms")).unwrap();
     kms.ensure_embedded_default().await.unwrap();
     let sse = SseService::new(kms.clone());
-    Fixture {
-        _dir: dir,
-        kms,
-        sse,
-    }
+    Fixture { _dir: dir, kms, sse }
 }
 
 fn customer_headers(key: &[u8; 32]) -> CustomerKeyHeaders {
@@ -53,10 +45,7 @@ fn write_decision(headers: SseHeaders) -> WriteEncryption {
 }
 
 fn sse(value: &str) -> SseHeaders {
-    SseHeaders {
-        server_side_encryption: Some(value.into()),
-        ..SseHeaders::default()
-    }
+    SseHeaders { server_side_encryption: Some(value.into()), ..SseHeaders::default() }
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -90,25 +79,12 @@ fn encrypt(cipher: &ObjectCipher, part_number: u32, plaintext: &[u8]) -> StoredP
     let sealed = encryptor.finish(&mut buffer).unwrap();
     bytes.extend_from_slice(&buffer);
     assert_eq!(bytes.len() as u64, sealed.stored_size);
-    assert_eq!(
-        sealed.stored_size,
-        coffer_sse::stored_size(plaintext.len() as u64)
-    );
-    StoredPart {
-        number: part_number,
-        size: plaintext.len() as u64,
-        encryption,
-        bytes,
-        etag: sealed.etag,
-    }
+    assert_eq!(sealed.stored_size, coffer_sse::stored_size(plaintext.len() as u64));
+    StoredPart { number: part_number, size: plaintext.len() as u64, encryption, bytes, etag: sealed.etag }
 }
 
 /// "store" → decryptor(range) → plaintext, reading only the stored range asked for, in 30 000-byte chunks.
-fn decrypt(
-    cipher: &ObjectCipher,
-    part: &StoredPart,
-    range: std::ops::Range<u64>,
-) -> Result<Vec<u8>, SseError> {
+fn decrypt(cipher: &ObjectCipher, part: &StoredPart, range: std::ops::Range<u64>) -> Result<Vec<u8>, SseError> {
     let metadata = PartEncryption::from_value(&part.encryption)?;
     let mut decryptor = cipher.decrypt_part(&metadata, part.size, range)?;
     let stored = decryptor.stored_range();
@@ -125,11 +101,7 @@ fn reload(encryption: &ObjectEncryption) -> ObjectEncryption {
     ObjectEncryption::from_value(&encryption.to_value()).unwrap()
 }
 
-fn assert_code(
-    result: Result<impl std::fmt::Debug, SseError>,
-    code: &str,
-    status: u16,
-) -> SseError {
+fn assert_code(result: Result<impl std::fmt::Debug, SseError>, code: &str, status: u16) -> SseError {
     let error = result.expect_err("expected an error");
     assert_eq!((error.code(), error.status()), (code, status), "{error:?}");
     error
@@ -143,25 +115,16 @@ async fn sse_s3_put_and_get() {
     assert_send(&start);
     let new = start.await.unwrap().unwrap();
     assert_eq!(new.encryption.mode(), SseMode::SseS3);
-    assert_eq!(
-        new.encryption.response().server_side_encryption,
-        Some("AES256")
-    );
+    assert_eq!(new.encryption.response().server_side_encryption, Some("AES256"));
     let plaintext = data(200_000);
     let part = encrypt(&new.cipher, 1, &plaintext);
-    assert_eq!(
-        part.etag, None,
-        "SSE-S3 ETags are the plaintext MD5 the server computes"
-    );
+    assert_eq!(part.etag, None, "SSE-S3 ETags are the plaintext MD5 the server computes");
     let stored = reload(&new.encryption);
     let open = f.sse.open_object("bucket", "a.txt", &stored, None);
     assert_send(&open);
     let cipher = open.await.unwrap();
     assert_eq!(decrypt(&cipher, &part, 0..200_000).unwrap(), plaintext);
-    assert_eq!(
-        decrypt(&cipher, &part, 65_535..131_073).unwrap(),
-        &plaintext[65_535..131_073]
-    );
+    assert_eq!(decrypt(&cipher, &part, 65_535..131_073).unwrap(), &plaintext[65_535..131_073]);
     // The JSON never carries the key in clear.
     let json = stored.to_value().to_string();
     assert!(json.contains(r#""mode":"sse-s3""#), "{json}");
@@ -179,29 +142,16 @@ async fn sse_kms_with_named_key_and_context() {
             bucket_key_enabled: Some(true),
             ..sse("aws:kms")
         };
-        let new = f
-            .sse
-            .start_object("bucket", "k", &write_decision(headers))
-            .await
-            .unwrap()
-            .unwrap();
+        let new = f.sse.start_object("bucket", "k", &write_decision(headers)).await.unwrap().unwrap();
         let response = new.encryption.response();
         assert_eq!(response.server_side_encryption, Some("aws:kms"));
-        assert_eq!(
-            response.kms_key_id.as_deref(),
-            Some(named),
-            "echoed exactly as named"
-        );
+        assert_eq!(response.kms_key_id.as_deref(), Some(named), "echoed exactly as named");
         assert_eq!(response.context.as_deref(), Some(context.as_str()));
         assert_eq!(response.bucket_key_enabled, Some(true));
         let part = encrypt(&new.cipher, 1, b"kms protected");
         let etag = part.etag.clone().unwrap();
         assert_ne!(etag, hex::encode(Md5::digest(b"kms protected")));
-        let cipher = f
-            .sse
-            .open_object("bucket", "k", &reload(&new.encryption), None)
-            .await
-            .unwrap();
+        let cipher = f.sse.open_object("bucket", "k", &reload(&new.encryption), None).await.unwrap();
         assert_eq!(decrypt(&cipher, &part, 0..13).unwrap(), b"kms protected");
     }
 }
@@ -209,12 +159,7 @@ async fn sse_kms_with_named_key_and_context() {
 #[tokio::test]
 async fn sse_kms_without_a_key_id_uses_the_default_key() {
     let f = fixture().await;
-    let new = f
-        .sse
-        .start_object("bucket", "k", &write_decision(sse("aws:kms")))
-        .await
-        .unwrap()
-        .unwrap();
+    let new = f.sse.start_object("bucket", "k", &write_decision(sse("aws:kms"))).await.unwrap().unwrap();
     let default = f.kms.default_key_id().unwrap();
     assert_eq!(new.encryption.response().kms_key_id, Some(default));
 }
@@ -222,103 +167,42 @@ async fn sse_kms_without_a_key_id_uses_the_default_key() {
 #[tokio::test]
 async fn kms_failures_are_s3_errors() {
     let f = fixture().await;
-    let named = |id: &str| {
-        write_decision(SseHeaders {
-            kms_key_id: Some(id.into()),
-            ..sse("aws:kms")
-        })
-    };
-    assert_code(
-        f.sse
-            .start_object("bucket", "k", &named("no-such-key"))
-            .await,
-        "KMS.NotFoundException",
-        400,
-    );
+    let named = |id: &str| write_decision(SseHeaders { kms_key_id: Some(id.into()), ..sse("aws:kms") });
+    assert_code(f.sse.start_object("bucket", "k", &named("no-such-key")).await, "KMS.NotFoundException", 400);
 
     f.kms.create_key(Some("off"), None).await.unwrap();
     f.kms.disable_key("off").await.unwrap();
-    assert_code(
-        f.sse.start_object("bucket", "k", &named("off")).await,
-        "KMS.DisabledException",
-        400,
-    );
+    assert_code(f.sse.start_object("bucket", "k", &named("off")).await, "KMS.DisabledException", 400);
 
-    let s3 = f
-        .sse
-        .start_object("bucket", "k", &write_decision(sse("AES256")))
-        .await
-        .unwrap()
-        .unwrap();
+    let s3 = f.sse.start_object("bucket", "k", &write_decision(sse("AES256"))).await.unwrap().unwrap();
     f.kms.stop().await.unwrap();
-    let stopped = assert_code(
-        f.sse.start_object("bucket", "k2", &named("off")).await,
-        "ServiceUnavailable",
-        503,
-    );
-    assert!(
-        stopped.message().contains("KMS is unavailable"),
-        "{}",
-        stopped.message()
-    );
-    assert_code(
-        f.sse.open_object("bucket", "k", &s3.encryption, None).await,
-        "ServiceUnavailable",
-        503,
-    );
+    let stopped = assert_code(f.sse.start_object("bucket", "k2", &named("off")).await, "ServiceUnavailable", 503);
+    assert!(stopped.message().contains("KMS is unavailable"), "{}", stopped.message());
+    assert_code(f.sse.open_object("bucket", "k", &s3.encryption, None).await, "ServiceUnavailable", 503);
     // SSE-C needs no KMS.
     let key = [5u8; 32];
-    assert!(f
-        .sse
-        .start_object("bucket", "c", &WriteEncryption::SseC(customer_key(&key)))
-        .await
-        .is_ok());
+    assert!(f.sse.start_object("bucket", "c", &WriteEncryption::SseC(customer_key(&key))).await.is_ok());
 }
 
 #[tokio::test]
 async fn sse_c_keys_are_checked() {
     let f = fixture().await;
     let key = [1u8; 32];
-    let new = f
-        .sse
-        .start_object("bucket", "c", &WriteEncryption::SseC(customer_key(&key)))
-        .await
-        .unwrap()
-        .unwrap();
+    let new = f.sse.start_object("bucket", "c", &WriteEncryption::SseC(customer_key(&key))).await.unwrap().unwrap();
     let response = new.encryption.response();
     assert_eq!(response.customer_algorithm, Some("AES256"));
-    assert_eq!(
-        response.customer_key_md5,
-        Some(STANDARD.encode(Md5::digest(key)))
-    );
+    assert_eq!(response.customer_key_md5, Some(STANDARD.encode(Md5::digest(key))));
     assert_eq!(response.server_side_encryption, None);
     let json = new.encryption.to_value().to_string();
-    assert!(
-        !json.contains(&STANDARD.encode(key)) && !json.contains(&hex::encode(key)),
-        "key stored: {json}"
-    );
+    assert!(!json.contains(&STANDARD.encode(key)) && !json.contains(&hex::encode(key)), "key stored: {json}");
 
     let part = encrypt(&new.cipher, 1, b"customer data");
     let stored = reload(&new.encryption);
-    let cipher = f
-        .sse
-        .open_object("bucket", "c", &stored, Some(&customer_key(&key)))
-        .await
-        .unwrap();
+    let cipher = f.sse.open_object("bucket", "c", &stored, Some(&customer_key(&key))).await.unwrap();
     assert_eq!(decrypt(&cipher, &part, 0..13).unwrap(), b"customer data");
 
-    assert_code(
-        f.sse.open_object("bucket", "c", &stored, None).await,
-        "InvalidRequest",
-        400,
-    );
-    assert_code(
-        f.sse
-            .open_object("bucket", "c", &stored, Some(&customer_key(&[2; 32])))
-            .await,
-        "AccessDenied",
-        403,
-    );
+    assert_code(f.sse.open_object("bucket", "c", &stored, None).await, "InvalidRequest", 400);
+    assert_code(f.sse.open_object("bucket", "c", &stored, Some(&customer_key(&[2; 32]))).await, "AccessDenied", 403);
     // HEAD runs the same check without opening anything.
     assert!(authorize_read(Some(&stored), Some(&customer_key(&key))).is_ok());
     assert_code(authorize_read(Some(&stored), None), "InvalidRequest", 400);
@@ -331,32 +215,17 @@ async fn metadata_moved_to_another_object_does_not_open() {
     let key = [3u8; 32];
     let decisions = [
         write_decision(sse("AES256")),
-        write_decision(SseHeaders {
-            kms_key_id: Some("app-key".into()),
-            ..sse("aws:kms")
-        }),
+        write_decision(SseHeaders { kms_key_id: Some("app-key".into()), ..sse("aws:kms") }),
         WriteEncryption::SseC(customer_key(&key)),
     ];
     for decision in decisions {
         let customer = matches!(decision, WriteEncryption::SseC(_)).then(|| customer_key(&key));
-        let new = f
-            .sse
-            .start_object("bucket", "original", &decision)
-            .await
-            .unwrap()
-            .unwrap();
+        let new = f.sse.start_object("bucket", "original", &decision).await.unwrap().unwrap();
         for (bucket, name) in [("bucket", "other"), ("bucket2", "original")] {
-            let moved = f
-                .sse
-                .open_object(bucket, name, &new.encryption, customer.as_ref())
-                .await;
+            let moved = f.sse.open_object(bucket, name, &new.encryption, customer.as_ref()).await;
             assert_code(moved, "InternalError", 500);
         }
-        assert!(f
-            .sse
-            .open_object("bucket", "original", &new.encryption, customer.as_ref())
-            .await
-            .is_ok());
+        assert!(f.sse.open_object("bucket", "original", &new.encryption, customer.as_ref()).await.is_ok());
     }
 }
 
@@ -365,12 +234,7 @@ async fn reseal_changes_only_the_object_metadata() {
     let f = fixture().await;
     f.kms.create_key(Some("app-key"), None).await.unwrap();
     let (old_key, new_key) = ([1u8; 32], [2u8; 32]);
-    let new = f
-        .sse
-        .start_object("b", "k", &WriteEncryption::SseC(customer_key(&old_key)))
-        .await
-        .unwrap()
-        .unwrap();
+    let new = f.sse.start_object("b", "k", &WriteEncryption::SseC(customer_key(&old_key))).await.unwrap().unwrap();
     let plaintext = data(150_000);
     let part = encrypt(&new.cipher, 1, &plaintext);
     let (data_before, part_json_before) = (part.bytes.clone(), part.encryption.clone());
@@ -388,62 +252,22 @@ async fn reseal_changes_only_the_object_metadata() {
         .await
         .unwrap();
     assert_ne!(rekeyed, new.encryption);
-    assert_eq!(
-        rekeyed.response().customer_key_md5,
-        Some(STANDARD.encode(Md5::digest(new_key)))
-    );
-    let cipher = f
-        .sse
-        .open_object("b", "k", &rekeyed, Some(&customer_key(&new_key)))
-        .await
-        .unwrap();
+    assert_eq!(rekeyed.response().customer_key_md5, Some(STANDARD.encode(Md5::digest(new_key))));
+    let cipher = f.sse.open_object("b", "k", &rekeyed, Some(&customer_key(&new_key))).await.unwrap();
     assert_eq!(decrypt(&cipher, &part, 0..150_000).unwrap(), plaintext);
-    assert_code(
-        f.sse
-            .open_object("b", "k", &rekeyed, Some(&customer_key(&old_key)))
-            .await,
-        "AccessDenied",
-        403,
-    );
+    assert_code(f.sse.open_object("b", "k", &rekeyed, Some(&customer_key(&old_key))).await, "AccessDenied", 403);
 
     // Then SSE-KMS, then SSE-S3: still the same data and part metadata.
-    let kms = write_decision(SseHeaders {
-        kms_key_id: Some("app-key".into()),
-        ..sse("aws:kms")
-    });
-    let as_kms = f
-        .sse
-        .reseal("b", "k", &rekeyed, Some(&customer_key(&new_key)), &kms)
-        .await
-        .unwrap();
+    let kms = write_decision(SseHeaders { kms_key_id: Some("app-key".into()), ..sse("aws:kms") });
+    let as_kms = f.sse.reseal("b", "k", &rekeyed, Some(&customer_key(&new_key)), &kms).await.unwrap();
     assert_eq!(as_kms.mode(), SseMode::SseKms);
-    let as_s3 = f
-        .sse
-        .reseal("b", "k", &as_kms, None, &write_decision(sse("AES256")))
-        .await
-        .unwrap();
-    let cipher = f
-        .sse
-        .open_object("b", "k", &reload(&as_s3), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        decrypt(&cipher, &part, 1000..2000).unwrap(),
-        &plaintext[1000..2000]
-    );
-    assert_eq!(
-        (part.bytes, part.encryption),
-        (data_before, part_json_before)
-    );
+    let as_s3 = f.sse.reseal("b", "k", &as_kms, None, &write_decision(sse("AES256"))).await.unwrap();
+    let cipher = f.sse.open_object("b", "k", &reload(&as_s3), None).await.unwrap();
+    assert_eq!(decrypt(&cipher, &part, 1000..2000).unwrap(), &plaintext[1000..2000]);
+    assert_eq!((part.bytes, part.encryption), (data_before, part_json_before));
 
     // Plaintext destinations need a data rewrite, not a reseal.
-    assert_code(
-        f.sse
-            .reseal("b", "k", &as_s3, None, &WriteEncryption::None)
-            .await,
-        "InternalError",
-        500,
-    );
+    assert_code(f.sse.reseal("b", "k", &as_s3, None, &WriteEncryption::None).await, "InternalError", 500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,11 +275,7 @@ async fn multipart_parts_in_any_order_and_size() {
     let f = fixture().await;
     let sse = Arc::new(f.sse);
     let key = [9u8; 32];
-    let upload = sse
-        .start_object("b", "big", &WriteEncryption::SseC(customer_key(&key)))
-        .await
-        .unwrap()
-        .unwrap();
+    let upload = sse.start_object("b", "big", &WriteEncryption::SseC(customer_key(&key))).await.unwrap().unwrap();
     let upload_json = upload.encryption.to_value();
 
     // Each UploadPart opens the upload again, in any order, concurrently; sizes are unaligned and tiny.
@@ -465,51 +285,28 @@ async fn multipart_parts_in_any_order_and_size() {
         let (sse, upload_json) = (sse.clone(), upload_json.clone());
         tasks.spawn(async move {
             let upload = ObjectEncryption::from_value(&upload_json).unwrap();
-            let cipher = sse
-                .open_upload("b", "big", &upload, Some(&customer_key(&key)))
-                .await
-                .unwrap();
+            let cipher = sse.open_upload("b", "big", &upload, Some(&customer_key(&key))).await.unwrap();
             encrypt(&cipher, number, &part_data(number, size))
         });
     }
     let mut parts = tasks.join_all().await;
     parts.sort_by_key(|p| p.number);
-    assert!(parts
-        .iter()
-        .all(|p| p.etag.as_ref().is_some_and(|e| e.len() == 32)));
+    assert!(parts.iter().all(|p| p.etag.as_ref().is_some_and(|e| e.len() == 32)));
 
     let upload = ObjectEncryption::from_value(&upload_json).unwrap();
-    assert_code(
-        sse.open_upload("b", "big", &upload, None).await,
-        "InvalidRequest",
-        400,
-    );
-    assert_code(
-        sse.open_upload("b", "big", &upload, Some(&customer_key(&[8; 32])))
-            .await,
-        "InvalidRequest",
-        400,
-    );
+    assert_code(sse.open_upload("b", "big", &upload, None).await, "InvalidRequest", 400);
+    assert_code(sse.open_upload("b", "big", &upload, Some(&customer_key(&[8; 32]))).await, "InvalidRequest", 400);
 
     // Completed object: same metadata; read whole and across every part boundary ±1.
-    let cipher = sse
-        .open_object("b", "big", &upload, Some(&customer_key(&key)))
-        .await
-        .unwrap();
-    let whole: Vec<u8> = parts
-        .iter()
-        .flat_map(|p| part_data(p.number, p.size as usize))
-        .collect();
+    let cipher = sse.open_object("b", "big", &upload, Some(&customer_key(&key))).await.unwrap();
+    let whole: Vec<u8> = parts.iter().flat_map(|p| part_data(p.number, p.size as usize)).collect();
     let mut boundaries = vec![0u64];
     for p in &parts {
         boundaries.push(boundaries.last().unwrap() + p.size);
     }
     let total = *boundaries.last().unwrap();
-    let mut points: Vec<u64> = boundaries
-        .iter()
-        .flat_map(|&b| [b.saturating_sub(1), b, b + 1])
-        .filter(|&p| p <= total)
-        .collect();
+    let mut points: Vec<u64> =
+        boundaries.iter().flat_map(|&b| [b.saturating_sub(1), b, b + 1]).filter(|&p| p <= total).collect();
     points.sort_unstable();
     points.dedup();
     for &start in &points {
@@ -535,33 +332,13 @@ fn part_data(number: u32, size: usize) -> Vec<u8> {
 async fn a_disabled_key_stops_reads_too() {
     let f = fixture().await;
     f.kms.create_key(Some("app-key"), None).await.unwrap();
-    let decision = write_decision(SseHeaders {
-        kms_key_id: Some("app-key".into()),
-        ..sse("aws:kms")
-    });
-    let new = f
-        .sse
-        .start_object("b", "k", &decision)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(f
-        .sse
-        .open_object("b", "k", &new.encryption, None)
-        .await
-        .is_ok());
+    let decision = write_decision(SseHeaders { kms_key_id: Some("app-key".into()), ..sse("aws:kms") });
+    let new = f.sse.start_object("b", "k", &decision).await.unwrap().unwrap();
+    assert!(f.sse.open_object("b", "k", &new.encryption, None).await.is_ok());
     f.kms.disable_key("app-key").await.unwrap();
-    assert_code(
-        f.sse.open_object("b", "k", &new.encryption, None).await,
-        "KMS.DisabledException",
-        400,
-    );
+    assert_code(f.sse.open_object("b", "k", &new.encryption, None).await, "KMS.DisabledException", 400);
     f.kms.enable_key("app-key").await.unwrap();
-    assert!(f
-        .sse
-        .open_object("b", "k", &new.encryption, None)
-        .await
-        .is_ok());
+    assert!(f.sse.open_object("b", "k", &new.encryption, None).await.is_ok());
 }
 
 #[tokio::test]
@@ -570,16 +347,8 @@ async fn bucket_keys_spare_the_kms() {
     let decision = write_decision(sse("aws:kms"));
     for i in 0..1000 {
         let name = format!("object-{i}");
-        let new = f
-            .sse
-            .start_object("b", &name, &decision)
-            .await
-            .unwrap()
-            .unwrap();
-        f.sse
-            .open_object("b", &name, &new.encryption, None)
-            .await
-            .unwrap();
+        let new = f.sse.start_object("b", &name, &decision).await.unwrap().unwrap();
+        f.sse.open_object("b", &name, &new.encryption, None).await.unwrap();
     }
     let calls = f.kms.status().await.calls.kms_calls;
     let count = |operation: &str| calls.get(operation).copied().unwrap_or(0);
@@ -588,9 +357,5 @@ async fn bucket_keys_spare_the_kms() {
     // Another bucket gets its own bucket key.
     f.sse.start_object("b2", "k", &decision).await.unwrap();
     let calls = f.kms.status().await.calls.kms_calls;
-    assert_eq!(
-        calls.get("generate_data_key").copied().unwrap_or(0),
-        2,
-        "{calls:?}"
-    );
+    assert_eq!(calls.get("generate_data_key").copied().unwrap_or(0), 2, "{calls:?}");
 }

@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use time::OffsetDateTime;
 
 use crate::error::{Result, StoreError};
-use crate::fsio::{
-    create_private_dir, create_private_dir_all, fsync_dir, remove_any, write_json_atomic, TempPath,
-};
+use crate::fsio::{create_private_dir, create_private_dir_all, fsync_dir, remove_any, write_json_atomic, TempPath};
 use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
 use crate::listing::{list_page, KeyIndex, ListPage, ListQuery, ObjectSummary};
 use crate::locks::LockStripes;
@@ -76,15 +74,11 @@ impl Engine {
 
     /// Shared namespace lock for operations that change a bucket's contents.
     pub(crate) fn namespace_read(&self) -> RwLockReadGuard<'_, ()> {
-        self.namespace
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.namespace.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn namespace_write(&self) -> RwLockWriteGuard<'_, ()> {
-        self.namespace
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.namespace.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Serializes commits to one object, identified by its directory.
@@ -122,8 +116,7 @@ impl Engine {
     /// a path.
     pub(crate) fn bucket_record(&self, bucket: &str) -> Result<BucketRecord> {
         validate_bucket_name(bucket).map_err(|_| StoreError::NoSuchBucket)?;
-        load::<BucketRecord>(&self.bucket_dir(bucket).join(BUCKET_FILE))?
-            .ok_or(StoreError::NoSuchBucket)
+        load::<BucketRecord>(&self.bucket_dir(bucket).join(BUCKET_FILE))?.ok_or(StoreError::NoSuchBucket)
     }
 
     pub(crate) fn create_bucket(&self, name: &str) -> Result<()> {
@@ -147,10 +140,7 @@ impl Engine {
         write_json_atomic(&self.tmp_dir, &staging.path().join(BUCKET_FILE), &record)?;
         staging.persist(&dest)?;
         fsync_dir(&self.buckets_dir)?;
-        self.indexes_map().insert(
-            name.to_owned(),
-            Arc::new(RwLock::new(Some(KeyIndex::new()))),
-        );
+        self.indexes_map().insert(name.to_owned(), Arc::new(RwLock::new(Some(KeyIndex::new()))));
         Ok(())
     }
 
@@ -180,10 +170,7 @@ impl Engine {
 
     pub(crate) fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
         let record = self.bucket_record(name)?;
-        Ok(BucketInfo {
-            name: record.name,
-            created: record.created,
-        })
+        Ok(BucketInfo { name: record.name, created: record.created })
     }
 
     pub(crate) fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -207,19 +194,11 @@ impl Engine {
         Ok(self.bucket_record(name)?.encryption)
     }
 
-    pub(crate) fn set_bucket_encryption(
-        &self,
-        name: &str,
-        config: Option<serde_json::Value>,
-    ) -> Result<()> {
+    pub(crate) fn set_bucket_encryption(&self, name: &str, config: Option<serde_json::Value>) -> Result<()> {
         let _namespace = self.namespace_write();
         let mut record = self.bucket_record(name)?;
         record.encryption = config;
-        write_json_atomic(
-            &self.tmp_dir,
-            &self.bucket_dir(name).join(BUCKET_FILE),
-            &record,
-        )?;
+        write_json_atomic(&self.tmp_dir, &self.bucket_dir(name).join(BUCKET_FILE), &record)?;
         Ok(())
     }
 
@@ -230,10 +209,7 @@ impl Engine {
     }
 
     fn index(&self, bucket: &str) -> SharedIndex {
-        self.indexes_map()
-            .entry(bucket.to_owned())
-            .or_default()
-            .clone()
+        self.indexes_map().entry(bucket.to_owned()).or_default().clone()
     }
 
     /// Applies a committed change to the bucket's index if it is loaded (an unloaded index reads the change from
@@ -250,11 +226,7 @@ impl Engine {
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
         let index = self.index(bucket);
-        if let Some(keys) = index
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
+        if let Some(keys) = index.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
             return Ok(list_page(keys, query));
         }
         let mut guard = index.write().unwrap_or_else(PoisonError::into_inner);
@@ -272,9 +244,7 @@ impl Engine {
         for entry in fs::read_dir(self.objects_dir(bucket))? {
             let dir = entry?.path();
             match load::<ObjectRecord>(&dir.join(OBJECT_FILE)) {
-                Ok(Some(record))
-                    if dir.file_name() == Some(object_dir_name(&record.meta.key).as_ref()) =>
-                {
+                Ok(Some(record)) if dir.file_name() == Some(object_dir_name(&record.meta.key).as_ref()) => {
                     keys.insert(record.meta.key.clone(), summary(&record));
                 }
                 Ok(Some(_)) => {

@@ -24,11 +24,7 @@ pub(crate) fn unique_id() -> io::Result<String> {
 
 /// Creates a new private file; fails if `path` exists.
 pub(crate) fn create_private_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)
+    OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)
 }
 
 /// Creates one private directory level. `Ok(false)` if it already existed.
@@ -42,10 +38,7 @@ pub(crate) fn create_private_dir(path: &Path) -> io::Result<bool> {
 
 /// Creates a private directory and any missing parents.
 pub(crate) fn create_private_dir_all(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .mode(DIR_MODE)
-        .recursive(true)
-        .create(path)
+    fs::DirBuilder::new().mode(DIR_MODE).recursive(true).create(path)
 }
 
 /// Makes the entries of `dir` (creations, renames, removals) durable.
@@ -68,21 +61,14 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("corrupt {}: {e}", path.display()),
-        )
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {}: {e}", path.display())))
 }
 
 /// Atomically replaces `dest` with `value` as JSON: temp file in `tmp_dir`, fsync, rename, fsync of `dest`'s
 /// directory. Readers see the old or the new file, never a mix; after return the new file survives a crash.
-pub(crate) fn write_json_atomic<T: Serialize>(
-    tmp_dir: &Path,
-    dest: &Path,
-    value: &T,
-) -> io::Result<()> {
+pub(crate) fn write_json_atomic<T: Serialize>(tmp_dir: &Path, dest: &Path, value: &T) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     let temp = TempPath::new(tmp_dir, "json")?;
     let mut file = create_private_file(temp.path())?;
@@ -107,9 +93,7 @@ pub(crate) struct TempPath {
 impl TempPath {
     /// A fresh unique path `tmp_dir/<kind>-<random>` (nothing is created).
     pub(crate) fn new(tmp_dir: &Path, kind: &str) -> io::Result<Self> {
-        Ok(TempPath {
-            path: Some(tmp_dir.join(format!("{kind}-{}", unique_id()?))),
-        })
+        Ok(TempPath { path: Some(tmp_dir.join(format!("{kind}-{}", unique_id()?))) })
     }
 
     pub(crate) fn path(&self) -> &Path {

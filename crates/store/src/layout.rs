@@ -83,17 +83,9 @@ pub(crate) fn load<T: Record>(path: &Path) -> io::Result<Option<T>> {
     let Some(record) = read_json::<T>(path)? else {
         return Ok(None);
     };
-    let invalid = |why: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {why}", path.display()),
-        )
-    };
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
     if record.format_version() != FORMAT_VERSION {
-        return Err(invalid(format!(
-            "unsupported format_version {}",
-            record.format_version()
-        )));
+        return Err(invalid(format!("unsupported format_version {}", record.format_version())));
     }
     record.validate().map_err(|why| invalid(why.to_owned()))?;
     Ok(Some(record))

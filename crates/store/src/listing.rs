@@ -24,12 +24,7 @@ pub struct ListQuery {
 
 impl Default for ListQuery {
     fn default() -> Self {
-        ListQuery {
-            prefix: String::new(),
-            delimiter: None,
-            start_after: None,
-            max_keys: 1000,
-        }
+        ListQuery { prefix: String::new(), delimiter: None, start_after: None, max_keys: 1000 }
     }
 }
 
@@ -80,11 +75,8 @@ pub(crate) fn list_page(index: &KeyIndex, query: &ListQuery) -> ListPage {
         if !key.starts_with(prefix) {
             break;
         }
-        let common_prefix = delimiter.and_then(|d| {
-            key[prefix.len()..]
-                .find(d)
-                .map(|at| &key[..prefix.len() + at + d.len()])
-        });
+        let common_prefix =
+            delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]));
         match common_prefix {
             Some(common) => {
                 // Every key of this group sorts before the successor, so one seek skips the whole group.
@@ -151,12 +143,7 @@ mod tests {
             .collect()
     }
 
-    fn query(
-        prefix: &str,
-        delimiter: Option<&str>,
-        start_after: Option<&str>,
-        max_keys: usize,
-    ) -> ListQuery {
+    fn query(prefix: &str, delimiter: Option<&str>, start_after: Option<&str>, max_keys: usize) -> ListQuery {
         ListQuery {
             prefix: prefix.to_owned(),
             delimiter: delimiter.map(str::to_owned),
@@ -173,8 +160,7 @@ mod tests {
     fn reference(index: &KeyIndex, prefix: &str, delimiter: Option<&str>) -> Vec<String> {
         let mut entries: Vec<String> = Vec::new();
         for key in index.keys().filter(|k| k.starts_with(prefix)) {
-            let entry = match delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| (at, d)))
-            {
+            let entry = match delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| (at, d))) {
                 Some((at, d)) => key[..prefix.len() + at + d.len()].to_owned(),
                 None => key.clone(),
             };
@@ -186,28 +172,16 @@ mod tests {
     }
 
     /// Pages through a whole listing with `max_keys`, returning every entry and the number of pages.
-    fn paged(
-        index: &KeyIndex,
-        prefix: &str,
-        delimiter: Option<&str>,
-        max_keys: usize,
-    ) -> (Vec<String>, usize) {
+    fn paged(index: &KeyIndex, prefix: &str, delimiter: Option<&str>, max_keys: usize) -> (Vec<String>, usize) {
         let mut entries = Vec::new();
         let mut start_after = None;
         let mut pages = 0;
         loop {
-            let page = list_page(
-                index,
-                &query(prefix, delimiter, start_after.as_deref(), max_keys),
-            );
+            let page = list_page(index, &query(prefix, delimiter, start_after.as_deref(), max_keys));
             pages += 1;
             assert!(page.objects.len() + page.common_prefixes.len() <= max_keys);
-            let mut page_entries: Vec<String> = page
-                .objects
-                .iter()
-                .map(|o| o.key.clone())
-                .chain(page.common_prefixes.iter().cloned())
-                .collect();
+            let mut page_entries: Vec<String> =
+                page.objects.iter().map(|o| o.key.clone()).chain(page.common_prefixes.iter().cloned()).collect();
             page_entries.sort();
             entries.extend(page_entries);
             if !page.is_truncated {
@@ -215,29 +189,12 @@ mod tests {
                 return (entries, pages);
             }
             start_after = page.next_start_after.clone();
-            assert!(
-                start_after.is_some(),
-                "a truncated page names where to continue"
-            );
+            assert!(start_after.is_some(), "a truncated page names where to continue");
         }
     }
 
-    const TREE: &[&str] = &[
-        "a",
-        "a/1",
-        "a/2",
-        "a/b/1",
-        "a/b/2",
-        "a0",
-        "a\u{10FFFF}x",
-        "b",
-        "b/",
-        "b//c",
-        "c/x/y",
-        "z",
-        "é/1",
-        "é/2",
-    ];
+    const TREE: &[&str] =
+        &["a", "a/1", "a/2", "a/b/1", "a/b/2", "a0", "a\u{10FFFF}x", "b", "b/", "b//c", "c/x/y", "z", "é/1", "é/2"];
 
     #[test]
     fn lists_everything_in_byte_order() {
@@ -251,17 +208,9 @@ mod tests {
     #[test]
     fn prefix_filters_keys() {
         let idx = index(TREE);
-        assert_eq!(
-            keys(&list_page(&idx, &query("a/", None, None, 1000))),
-            ["a/1", "a/2", "a/b/1", "a/b/2"]
-        );
-        assert_eq!(
-            keys(&list_page(&idx, &query("é", None, None, 1000))),
-            ["é/1", "é/2"]
-        );
-        assert!(list_page(&idx, &query("nothing", None, None, 1000))
-            .objects
-            .is_empty());
+        assert_eq!(keys(&list_page(&idx, &query("a/", None, None, 1000))), ["a/1", "a/2", "a/b/1", "a/b/2"]);
+        assert_eq!(keys(&list_page(&idx, &query("é", None, None, 1000))), ["é/1", "é/2"]);
+        assert!(list_page(&idx, &query("nothing", None, None, 1000)).objects.is_empty());
     }
 
     #[test]
@@ -295,38 +244,19 @@ mod tests {
     #[test]
     fn empty_delimiter_means_none() {
         let idx = index(TREE);
-        assert_eq!(
-            list_page(&idx, &query("", Some(""), None, 1000))
-                .objects
-                .len(),
-            TREE.len()
-        );
+        assert_eq!(list_page(&idx, &query("", Some(""), None, 1000)).objects.len(), TREE.len());
     }
 
     #[test]
     fn start_after_is_exclusive_and_may_be_absent_from_the_index() {
         let idx = index(TREE);
-        assert_eq!(
-            keys(&list_page(&idx, &query("", None, Some("b"), 3))),
-            ["b/", "b//c", "c/x/y"]
-        );
-        assert_eq!(
-            keys(&list_page(&idx, &query("", None, Some("b0"), 2))),
-            ["c/x/y", "z"]
-        );
-        assert_eq!(
-            keys(&list_page(&idx, &query("a/", None, Some("a/1"), 1000))),
-            ["a/2", "a/b/1", "a/b/2"]
-        );
+        assert_eq!(keys(&list_page(&idx, &query("", None, Some("b"), 3))), ["b/", "b//c", "c/x/y"]);
+        assert_eq!(keys(&list_page(&idx, &query("", None, Some("b0"), 2))), ["c/x/y", "z"]);
+        assert_eq!(keys(&list_page(&idx, &query("a/", None, Some("a/1"), 1000))), ["a/2", "a/b/1", "a/b/2"]);
         // start_after before the prefix: the prefix decides.
-        assert_eq!(
-            keys(&list_page(&idx, &query("é", None, Some("a"), 1000))),
-            ["é/1", "é/2"]
-        );
+        assert_eq!(keys(&list_page(&idx, &query("é", None, Some("a"), 1000))), ["é/1", "é/2"]);
         // start_after beyond the prefix range: nothing.
-        assert!(list_page(&idx, &query("a/", None, Some("b"), 1000))
-            .objects
-            .is_empty());
+        assert!(list_page(&idx, &query("a/", None, Some("b"), 1000)).objects.is_empty());
     }
 
     #[test]
@@ -372,20 +302,12 @@ mod tests {
     #[test]
     fn paging_matches_the_full_listing_for_every_page_size() {
         let idx = index(TREE);
-        for (prefix, delimiter) in [
-            ("", None),
-            ("", Some("/")),
-            ("a", Some("/")),
-            ("a/", Some("/")),
-            ("b", Some("/")),
-        ] {
+        for (prefix, delimiter) in [("", None), ("", Some("/")), ("a", Some("/")), ("a/", Some("/")), ("b", Some("/"))]
+        {
             let expected = reference(&idx, prefix, delimiter);
             for max_keys in 1..=expected.len() + 1 {
                 let (entries, pages) = paged(&idx, prefix, delimiter, max_keys);
-                assert_eq!(
-                    entries, expected,
-                    "prefix {prefix:?} delimiter {delimiter:?} max_keys {max_keys}"
-                );
+                assert_eq!(entries, expected, "prefix {prefix:?} delimiter {delimiter:?} max_keys {max_keys}");
                 assert_eq!(pages, expected.len().div_ceil(max_keys).max(1));
             }
         }
@@ -393,9 +315,7 @@ mod tests {
 
     #[test]
     fn pages_through_ten_thousand_keys() {
-        let names: Vec<String> = (0..10_000)
-            .map(|i| format!("dir{:02}/sub{:02}/obj{i:05}", i % 37, i % 11))
-            .collect();
+        let names: Vec<String> = (0..10_000).map(|i| format!("dir{:02}/sub{:02}/obj{i:05}", i % 37, i % 11)).collect();
         let idx = index(&names.iter().map(String::as_str).collect::<Vec<_>>());
         let (entries, pages) = paged(&idx, "", None, 1000);
         assert_eq!(entries.len(), 10_000);

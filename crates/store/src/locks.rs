@@ -17,20 +17,14 @@ pub(crate) struct LockStripes {
 
 impl LockStripes {
     pub(crate) fn new() -> Self {
-        LockStripes {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-        }
+        LockStripes { stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() }
     }
 
     /// Locks the stripe of `name`, blocking the thread (callers run on the blocking pool).
     pub(crate) fn lock(&self, name: &str) -> MutexGuard<'_, ()> {
         // FNV-1a: stable and cheap; the names are already hashes or random ids.
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         // The mutex guards no data, so a panic while holding it leaves nothing inconsistent to poison.
-        self.stripes[(hash % STRIPES as u64) as usize]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.stripes[(hash % STRIPES as u64) as usize].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

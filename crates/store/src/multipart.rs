@@ -11,35 +11,21 @@ use time::OffsetDateTime;
 
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
-use crate::fsio::{
-    create_private_dir, fsync_dir, remove_file_if_exists, unique_id, write_json_atomic,
-};
-use crate::layout::{
-    load, part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE,
-};
+use crate::fsio::{create_private_dir, fsync_dir, remove_file_if_exists, unique_id, write_json_atomic};
+use crate::layout::{load, part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE};
 use crate::meta::{ObjectMeta, PartMeta, UploadInfo, UploadMeta};
 use crate::names::{is_upload_id, validate_key, validate_part_number};
 use crate::objects::{ensure_object_dir, new_data_file_name};
 use crate::staging::StagedFile;
 
 impl Engine {
-    pub(crate) fn create_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        mut upload: UploadMeta,
-    ) -> Result<String> {
+    pub(crate) fn create_upload(&self, bucket: &str, key: &str, mut upload: UploadMeta) -> Result<String> {
         validate_key(key)?;
         upload.initiated = OffsetDateTime::now_utc();
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
         let upload_id = unique_id()?;
-        let record = UploadRecord {
-            format_version: FORMAT_VERSION,
-            key: key.to_owned(),
-            upload_id,
-            meta: upload,
-        };
+        let record = UploadRecord { format_version: FORMAT_VERSION, key: key.to_owned(), upload_id, meta: upload };
         let staging = self.temp_path("upload")?;
         create_private_dir(staging.path())?;
         write_json_atomic(self.tmp_dir(), &staging.path().join(UPLOAD_FILE), &record)?;
@@ -51,12 +37,7 @@ impl Engine {
 
     /// The directory and record of an upload of `key`. Ids that `create_upload` cannot have made are
     /// `NoSuchUpload` before they reach a path.
-    fn find_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<(PathBuf, UploadRecord)> {
+    fn find_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(PathBuf, UploadRecord)> {
         self.bucket_record(bucket)?;
         if !is_upload_id(upload_id) {
             return Err(StoreError::NoSuchUpload);
@@ -68,12 +49,7 @@ impl Engine {
         }
     }
 
-    pub(crate) fn upload_meta(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<UploadMeta> {
+    pub(crate) fn upload_meta(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadMeta> {
         Ok(self.find_upload(bucket, key, upload_id)?.1.meta)
     }
 
@@ -96,11 +72,7 @@ impl Engine {
         fsync_dir(&dir)?;
         let record_path = dir.join(part_file_name(part.number));
         let replaced = load::<PartRecord>(&record_path)?;
-        let record = PartRecord {
-            format_version: FORMAT_VERSION,
-            meta: part,
-            data_file,
-        };
+        let record = PartRecord { format_version: FORMAT_VERSION, meta: part, data_file };
         write_json_atomic(self.tmp_dir(), &record_path, &record)?;
         if let Some(old) = replaced {
             remove_file_if_exists(&dir.join(old.data_file))?;
@@ -108,24 +80,13 @@ impl Engine {
         Ok(record.meta)
     }
 
-    pub(crate) fn list_parts(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Vec<PartMeta>> {
+    pub(crate) fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartMeta>> {
         let (dir, _) = self.find_upload(bucket, key, upload_id)?;
         let mut parts = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let name = entry?.file_name();
-            let is_part = name
-                .to_str()
-                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".json"));
-            if let Some(record) = is_part
-                .then(|| load::<PartRecord>(&dir.join(&name)))
-                .transpose()?
-                .flatten()
-            {
+            let is_part = name.to_str().is_some_and(|n| n.starts_with("part-") && n.ends_with(".json"));
+            if let Some(record) = is_part.then(|| load::<PartRecord>(&dir.join(&name))).transpose()?.flatten() {
                 parts.push(record.meta);
             }
         }
@@ -143,9 +104,7 @@ impl Engine {
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
         if chosen.is_empty() {
-            return Err(StoreError::InvalidMeta(
-                "a multipart upload completes with at least one part",
-            ));
+            return Err(StoreError::InvalidMeta("a multipart upload completes with at least one part"));
         }
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
@@ -167,28 +126,15 @@ impl Engine {
 
         ensure_object_dir(&object_dir)?;
         for part in &parts {
-            link_or_move(
-                &upload_dir.join(&part.data_file),
-                &object_dir.join(&part.data_file),
-            )?;
+            link_or_move(&upload_dir.join(&part.data_file), &object_dir.join(&part.data_file))?;
         }
         fsync_dir(&object_dir)?;
         meta.key = key.to_owned();
         meta.last_modified = OffsetDateTime::now_utc();
-        let (metas, data_files) = parts
-            .into_iter()
-            .map(|part| (part.meta, part.data_file))
-            .unzip();
+        let (metas, data_files) = parts.into_iter().map(|part| (part.meta, part.data_file)).unzip();
         meta.parts = metas;
-        let committed = self.commit_object(
-            bucket,
-            &object_dir,
-            ObjectRecord {
-                format_version: FORMAT_VERSION,
-                meta,
-                data_files,
-            },
-        )?;
+        let committed =
+            self.commit_object(bucket, &object_dir, ObjectRecord { format_version: FORMAT_VERSION, meta, data_files })?;
         self.remove_upload(bucket, &upload_dir)?;
         Ok(committed)
     }
@@ -224,9 +170,7 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable upload record"),
             }
         }
-        uploads.sort_by(|a, b| {
-            (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
-        });
+        uploads.sort_by(|a, b| (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id)));
         Ok(uploads)
     }
 }

@@ -21,13 +21,8 @@ pub(crate) fn validate_bucket_name(name: &str) -> Result<()> {
     if !(3..=63).contains(&name.len()) {
         return invalid("bucket names must be 3 to 63 characters long");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-    {
-        return invalid(
-            "bucket names may contain only lowercase letters, digits, dots and hyphens",
-        );
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-') {
+        return invalid("bucket names may contain only lowercase letters, digits, dots and hyphens");
     }
     let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !alphanumeric(name.as_bytes()[0]) || !alphanumeric(name.as_bytes()[name.len() - 1]) {
@@ -54,10 +49,7 @@ pub(crate) fn validate_bucket_name(name: &str) -> Result<()> {
 
 fn is_ipv4_like(name: &str) -> bool {
     let labels: Vec<&str> = name.split('.').collect();
-    labels.len() == 4
-        && labels
-            .iter()
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+    labels.len() == 4 && labels.iter().all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Checks an object key: 1..=1024 bytes (any UTF-8, including `/`, `..` and NUL).
@@ -80,10 +72,7 @@ pub(crate) fn validate_part_number(number: u32) -> Result<()> {
 
 /// True if `id` has the shape of an id made by `create_upload` (32 lowercase hex characters).
 pub(crate) fn is_upload_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The directory name of the object `key`: lowercase hex SHA-256 of its UTF-8 bytes.
@@ -94,8 +83,7 @@ pub(crate) fn object_dir_name(key: &str) -> String {
 /// True if `name` could be a data file this store wrote (`data-` + hex); guards against a tampered metadata file
 /// pointing elsewhere.
 pub(crate) fn is_data_file_name(name: &str) -> bool {
-    name.strip_prefix("data-")
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    name.strip_prefix("data-").is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -104,15 +92,7 @@ mod tests {
 
     #[test]
     fn accepts_valid_bucket_names() {
-        for name in [
-            "abc",
-            "my-bucket",
-            "my.bucket.01",
-            "1bucket",
-            "a-b.c-d",
-            "1.2.3.4a",
-            &"a".repeat(63),
-        ] {
+        for name in ["abc", "my-bucket", "my.bucket.01", "1bucket", "a-b.c-d", "1.2.3.4a", &"a".repeat(63)] {
             assert!(validate_bucket_name(name).is_ok(), "{name} should be valid");
         }
     }
@@ -146,10 +126,7 @@ mod tests {
             "abc\0",
         ] {
             assert!(
-                matches!(
-                    validate_bucket_name(name),
-                    Err(StoreError::InvalidBucketName(_))
-                ),
+                matches!(validate_bucket_name(name), Err(StoreError::InvalidBucketName(_))),
                 "{name:?} should be invalid"
             );
         }
@@ -158,10 +135,7 @@ mod tests {
     #[test]
     fn rejects_reserved_bucket_names() {
         for name in ["coffer", "rustfs", "minio"] {
-            assert!(matches!(
-                validate_bucket_name(name),
-                Err(StoreError::InvalidBucketName(_))
-            ));
+            assert!(matches!(validate_bucket_name(name), Err(StoreError::InvalidBucketName(_))));
         }
     }
 
@@ -170,14 +144,8 @@ mod tests {
         assert!(validate_key("k").is_ok());
         assert!(validate_key(&"k".repeat(1024)).is_ok());
         assert!(validate_key(&"é".repeat(512)).is_ok());
-        assert!(matches!(
-            validate_key(&"k".repeat(1025)),
-            Err(StoreError::KeyTooLong)
-        ));
-        assert!(matches!(
-            validate_key(&format!("{}k", "é".repeat(512))),
-            Err(StoreError::KeyTooLong)
-        ));
+        assert!(matches!(validate_key(&"k".repeat(1025)), Err(StoreError::KeyTooLong)));
+        assert!(matches!(validate_key(&format!("{}k", "é".repeat(512))), Err(StoreError::KeyTooLong)));
         assert!(matches!(validate_key(""), Err(StoreError::InvalidKey)));
     }
 
@@ -185,25 +153,14 @@ mod tests {
     fn part_numbers() {
         assert!(validate_part_number(1).is_ok());
         assert!(validate_part_number(10_000).is_ok());
-        assert!(matches!(
-            validate_part_number(0),
-            Err(StoreError::InvalidPart(0))
-        ));
-        assert!(matches!(
-            validate_part_number(10_001),
-            Err(StoreError::InvalidPart(10_001))
-        ));
+        assert!(matches!(validate_part_number(0), Err(StoreError::InvalidPart(0))));
+        assert!(matches!(validate_part_number(10_001), Err(StoreError::InvalidPart(10_001))));
     }
 
     #[test]
     fn upload_ids_are_exactly_32_lowercase_hex() {
         assert!(is_upload_id("0123456789abcdef0123456789abcdef"));
-        for id in [
-            "",
-            "0123456789ABCDEF0123456789abcdef",
-            "../../../../../../../../../../etc",
-            "0123456789abcdef",
-        ] {
+        for id in ["", "0123456789ABCDEF0123456789abcdef", "../../../../../../../../../../etc", "0123456789abcdef"] {
             assert!(!is_upload_id(id), "{id:?}");
         }
     }
@@ -215,22 +172,13 @@ mod tests {
         assert!(name.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(object_dir_name("a"), object_dir_name("a\0"));
         // SHA-256("abc")
-        assert_eq!(
-            object_dir_name("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(object_dir_name("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
     fn data_file_names() {
         assert!(is_data_file_name("data-0123abcd"));
-        for name in [
-            "data-",
-            "data-../x",
-            "../data-00",
-            "meta.json",
-            "data-00/../../x",
-        ] {
+        for name in ["data-", "data-../x", "../data-00", "meta.json", "data-00/../../x"] {
             assert!(!is_data_file_name(name), "{name:?}");
         }
     }

@@ -9,9 +9,7 @@ use time::OffsetDateTime;
 
 use crate::engine::{summary, Engine};
 use crate::error::{Result, StoreError};
-use crate::fsio::{
-    create_private_dir, fsync_dir, parent, remove_any, unique_id, write_json_atomic,
-};
+use crate::fsio::{create_private_dir, fsync_dir, parent, remove_any, unique_id, write_json_atomic};
 use crate::layout::{load, ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
 use crate::meta::{ObjectMeta, PartMeta};
 use crate::names::validate_key;
@@ -48,11 +46,7 @@ impl Engine {
                 encryption: None,
             },
             1 => meta.parts.remove(0),
-            _ => {
-                return Err(StoreError::InvalidMeta(
-                    "a single PUT stores exactly one part",
-                ))
-            }
+            _ => return Err(StoreError::InvalidMeta("a single PUT stores exactly one part")),
         };
         let now = OffsetDateTime::now_utc();
         part.number = 1;
@@ -73,20 +67,11 @@ impl Engine {
         self.commit_object(
             bucket,
             &dir,
-            ObjectRecord {
-                format_version: FORMAT_VERSION,
-                meta,
-                data_files: vec![data_file],
-            },
+            ObjectRecord { format_version: FORMAT_VERSION, meta, data_files: vec![data_file] },
         )
     }
 
-    pub(crate) fn update_object_meta(
-        &self,
-        bucket: &str,
-        key: &str,
-        mut meta: ObjectMeta,
-    ) -> Result<ObjectMeta> {
+    pub(crate) fn update_object_meta(&self, bucket: &str, key: &str, mut meta: ObjectMeta) -> Result<ObjectMeta> {
         validate_key(key)?;
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
@@ -100,16 +85,10 @@ impl Engine {
                 .zip(&current.meta.parts)
                 .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
         if !same_data {
-            return Err(StoreError::InvalidMeta(
-                "the parts differ from the stored object's parts",
-            ));
+            return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
         }
         meta.key = key.to_owned();
-        let record = ObjectRecord {
-            format_version: FORMAT_VERSION,
-            meta,
-            data_files: current.data_files,
-        };
+        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files: current.data_files };
         self.commit_object(bucket, &dir, record)
     }
 
@@ -162,12 +141,7 @@ impl Engine {
 
     /// Makes `record` the object's current version (its data files must already be durable in `dir`), removes
     /// every other data file in `dir`, and updates the index. The caller holds the object lock.
-    pub(crate) fn commit_object(
-        &self,
-        bucket: &str,
-        dir: &Path,
-        record: ObjectRecord,
-    ) -> Result<ObjectMeta> {
+    pub(crate) fn commit_object(&self, bucket: &str, dir: &Path, record: ObjectRecord) -> Result<ObjectMeta> {
         write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record)?;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;

@@ -30,10 +30,7 @@ pub struct ObjectReader {
 
 impl ObjectReader {
     pub(crate) fn new(meta: ObjectMeta, files: Vec<Arc<File>>) -> Self {
-        ObjectReader {
-            meta,
-            files: files.into(),
-        }
+        ObjectReader { meta, files: files.into() }
     }
 
     /// The metadata of the pinned version.
@@ -45,22 +42,13 @@ impl ObjectReader {
     /// one `InvalidInput` error; a data file shorter than recorded yields `UnexpectedEof`.
     pub fn read_part(&self, part_index: usize, offset: u64, len: u64) -> PartStream {
         let end = offset.checked_add(len);
-        match (
-            self.files.get(part_index),
-            self.meta.parts.get(part_index),
-            end,
-        ) {
-            (Some(file), Some(part), Some(end)) if end <= part.stored_size => PartStream {
-                file: Some(file.clone()),
-                pos: offset,
-                end,
-                pending: None,
-            },
+        match (self.files.get(part_index), self.meta.parts.get(part_index), end) {
+            (Some(file), Some(part), Some(end)) if end <= part.stored_size => {
+                PartStream { file: Some(file.clone()), pos: offset, end, pending: None }
+            }
             _ => PartStream::failed(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "range {offset}+{len} of part index {part_index} is outside the stored object"
-                ),
+                format!("range {offset}+{len} of part index {part_index} is outside the stored object"),
             )),
         }
     }
@@ -85,12 +73,7 @@ enum Pending {
 
 impl PartStream {
     fn failed(error: io::Error) -> Self {
-        PartStream {
-            file: None,
-            pos: 0,
-            end: 0,
-            pending: Some(Pending::Failed(error)),
-        }
+        PartStream { file: None, pos: 0, end: 0, pending: Some(Pending::Failed(error)) }
     }
 
     fn start_read(&mut self, file: Arc<File>) -> JoinHandle<io::Result<Bytes>> {

@@ -27,11 +27,7 @@ impl StagedWrite {
     pub(crate) fn create(tmp_dir: &Path) -> io::Result<Self> {
         let temp = TempPath::new(tmp_dir, "stage")?;
         let file = create_private_file(temp.path())?;
-        Ok(StagedWrite {
-            file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
-            len: 0,
-            temp,
-        })
+        Ok(StagedWrite { file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)), len: 0, temp })
     }
 
     /// Appends `data` (buffered).
@@ -53,11 +49,7 @@ impl StagedWrite {
 
     /// Flushes and fsyncs the data, ready to be committed.
     pub async fn finish(self) -> Result<StagedFile> {
-        let StagedWrite {
-            mut file,
-            len,
-            temp,
-        } = self;
+        let StagedWrite { mut file, len, temp } = self;
         file.flush().await?;
         file.get_mut().sync_all().await?;
         Ok(StagedFile { temp, len })

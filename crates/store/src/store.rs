@@ -26,10 +26,7 @@ async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'st
 }
 
 impl Store {
-    async fn run<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn run<T: Send + 'static>(&self, op: impl FnOnce(&Engine) -> Result<T> + Send + 'static) -> Result<T> {
         let engine = self.engine.clone();
         blocking(move || op(&engine)).await
     }
@@ -39,9 +36,7 @@ impl Store {
     pub async fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         let engine = blocking(move || Engine::open(&root)).await?;
-        Ok(Store {
-            engine: Arc::new(engine),
-        })
+        Ok(Store { engine: Arc::new(engine) })
     }
 
     /// Creates a bucket. `InvalidBucketName` for names breaking S3 rules or reserved (`coffer`, `rustfs`, `minio`);
@@ -75,14 +70,9 @@ impl Store {
     }
 
     /// Sets (`Some`) or deletes (`None`) the bucket's default-encryption configuration.
-    pub async fn set_bucket_encryption(
-        &self,
-        name: &str,
-        config: Option<serde_json::Value>,
-    ) -> Result<()> {
+    pub async fn set_bucket_encryption(&self, name: &str, config: Option<serde_json::Value>) -> Result<()> {
         let name = name.to_owned();
-        self.run(move |e| e.set_bucket_encryption(&name, config))
-            .await
+        self.run(move |e| e.set_bucket_encryption(&name, config)).await
     }
 
     /// Starts receiving data for `put_object` / `put_part` into a temp file. `NoSuchBucket` if missing.
@@ -96,30 +86,17 @@ impl Store {
     /// The data becomes part 1: `meta.parts` may be empty (the store builds the part from `meta`: size, etag,
     /// checksum) or hold exactly one part (kept, e.g. for per-part encryption metadata). The store sets
     /// `last_modified` and the part's `number`, `stored_size` and `last_modified`.
-    pub async fn put_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        data: StagedFile,
-        meta: ObjectMeta,
-    ) -> Result<ObjectMeta> {
+    pub async fn put_object(&self, bucket: &str, key: &str, data: StagedFile, meta: ObjectMeta) -> Result<ObjectMeta> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.put_object(&bucket, &key, data, meta))
-            .await
+        self.run(move |e| e.put_object(&bucket, &key, data, meta)).await
     }
 
     /// Rewrites an object's metadata without touching its data. `meta.parts` must list the same parts (numbers and
     /// stored sizes, in order) as the stored version, else `InvalidMeta`; everything else, including
     /// `last_modified` and each part's `encryption`, is stored as given.
-    pub async fn update_object_meta(
-        &self,
-        bucket: &str,
-        key: &str,
-        meta: ObjectMeta,
-    ) -> Result<ObjectMeta> {
+    pub async fn update_object_meta(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<ObjectMeta> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.update_object_meta(&bucket, &key, meta))
-            .await
+        self.run(move |e| e.update_object_meta(&bucket, &key, meta)).await
     }
 
     /// The object's metadata. `NoSuchKey` / `NoSuchBucket`.
@@ -148,27 +125,15 @@ impl Store {
 
     /// Starts a multipart upload for `key` and returns its id (32 hex characters). The store sets
     /// `upload.initiated`.
-    pub async fn create_upload(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload: UploadMeta,
-    ) -> Result<String> {
+    pub async fn create_upload(&self, bucket: &str, key: &str, upload: UploadMeta) -> Result<String> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.create_upload(&bucket, &key, upload))
-            .await
+        self.run(move |e| e.create_upload(&bucket, &key, upload)).await
     }
 
     /// The metadata recorded by `create_upload`. `NoSuchUpload` if unknown or for another key.
-    pub async fn upload_meta(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<UploadMeta> {
+    pub async fn upload_meta(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadMeta> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.upload_meta(&bucket, &key, &upload_id))
-            .await
+        self.run(move |e| e.upload_meta(&bucket, &key, &upload_id)).await
     }
 
     /// Commits `data` as part `part.number` (1..=10000, else `InvalidPart`) of the upload, replacing a previous
@@ -182,20 +147,13 @@ impl Store {
         data: StagedFile,
     ) -> Result<PartMeta> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.put_part(&bucket, &key, &upload_id, part, data))
-            .await
+        self.run(move |e| e.put_part(&bucket, &key, &upload_id, part, data)).await
     }
 
     /// The upload's parts, sorted by number.
-    pub async fn list_parts(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Vec<PartMeta>> {
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartMeta>> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.list_parts(&bucket, &key, &upload_id))
-            .await
+        self.run(move |e| e.list_parts(&bucket, &key, &upload_id)).await
     }
 
     /// Completes the upload: the chosen parts (in the given order) become the object's data without copying,
@@ -210,21 +168,14 @@ impl Store {
         parts: &[u32],
         meta: ObjectMeta,
     ) -> Result<ObjectMeta> {
-        let (bucket, key, upload_id, parts) = (
-            bucket.to_owned(),
-            key.to_owned(),
-            upload_id.to_owned(),
-            parts.to_vec(),
-        );
-        self.run(move |e| e.complete_upload(&bucket, &key, &upload_id, &parts, meta))
-            .await
+        let (bucket, key, upload_id, parts) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
+        self.run(move |e| e.complete_upload(&bucket, &key, &upload_id, &parts, meta)).await
     }
 
     /// Deletes the upload and its parts. `NoSuchUpload` if unknown.
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.abort_upload(&bucket, &key, &upload_id))
-            .await
+        self.run(move |e| e.abort_upload(&bucket, &key, &upload_id)).await
     }
 
     /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.

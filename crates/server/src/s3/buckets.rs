@@ -1,9 +1,13 @@
-//! Bucket operations: CreateBucket, DeleteBucket, HeadBucket, ListBuckets, GetBucketLocation.
+//! Bucket operations: CreateBucket, DeleteBucket, HeadBucket, ListBuckets, GetBucketLocation, and default
+//! encryption (PutBucketEncryption, GetBucketEncryption, DeleteBucketEncryption).
 
+use coffer_sse::BucketEncryption;
+use http::StatusCode;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use crate::errors::store_error;
+use crate::encryption::{bucket_default, sse_error};
+use crate::errors::{custom_error, store_error};
 use crate::service::AppState;
 
 /// The single owner every bucket belongs to.
@@ -58,4 +62,56 @@ pub async fn get_bucket_location(
     let location_constraint =
         (&*state.region != "us-east-1").then(|| BucketLocationConstraint::from(state.region.to_string()));
     Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))
+}
+
+pub async fn put_bucket_encryption(
+    state: &AppState,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let input = req.input;
+    let [rule] = input.server_side_encryption_configuration.rules.as_slice() else {
+        return Err(s3_error!(MalformedXML, "The server side encryption configuration must hold exactly one rule."));
+    };
+    let default = rule.apply_server_side_encryption_by_default.as_ref().ok_or_else(|| {
+        s3_error!(MalformedXML, "The encryption rule must contain ApplyServerSideEncryptionByDefault.")
+    })?;
+    let config = BucketEncryption::from_rule(
+        default.sse_algorithm.as_str(),
+        default.kms_master_key_id.as_deref(),
+        rule.bucket_key_enabled,
+    )
+    .map_err(sse_error)?;
+    state.store.set_bucket_encryption(&input.bucket, Some(config.to_value())).await.map_err(store_error)?;
+    Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+}
+
+pub async fn get_bucket_encryption(
+    state: &AppState,
+    req: S3Request<GetBucketEncryptionInput>,
+) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+    let config = bucket_default(state, &req.input.bucket).await?.ok_or_else(|| {
+        custom_error(
+            "ServerSideEncryptionConfigurationNotFoundError",
+            StatusCode::NOT_FOUND,
+            "The server side encryption configuration was not found",
+        )
+    })?;
+    let rule = ServerSideEncryptionRule {
+        apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+            sse_algorithm: ServerSideEncryption::from_static(config.sse_algorithm()),
+            kms_master_key_id: config.kms_master_key_id().map(str::to_owned),
+        }),
+        bucket_key_enabled: Some(config.bucket_key_enabled()),
+    };
+    Ok(S3Response::new(GetBucketEncryptionOutput {
+        server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration { rules: vec![rule] }),
+    }))
+}
+
+pub async fn delete_bucket_encryption(
+    state: &AppState,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    state.store.set_bucket_encryption(&req.input.bucket, None).await.map_err(store_error)?;
+    Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
 }

@@ -1,8 +1,12 @@
 //! CopyObject and UploadPartCopy. The source is read with the GetObject path and written with the PutObject /
-//! UploadPart path of [`crate::object_io`], so a copy streams and never holds the object in memory.
+//! UploadPart path of [`crate::object_io`], so a copy streams and never holds the object in memory: it is
+//! decrypted with the source's key (the copy-source SSE-C headers for an SSE-C source) and encrypted under a fresh
+//! key as the destination asks. Copying an encrypted object onto itself with new encryption only reseals its
+//! object key: the data is not rewritten.
 
 use std::ops::Range;
 
+use coffer_sse::{authorize_read, CustomerKey, ObjectEncryption, WriteEncryption};
 use coffer_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -12,6 +16,10 @@ use super::objects::reject_versions;
 use super::{etag, now};
 use crate::checksum::{set_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue, DeclaredIntegrity};
 use crate::conditions::ReadConditions;
+use crate::encryption::{
+    copy_source_customer_headers, customer_headers, names_encryption, part_encryptor, read_cipher, set_sse_fields,
+    single_part, sse_error, sse_headers, start_object, stored_encryption, transport, write_encryption,
+};
 use crate::errors::store_error;
 use crate::object_headers::{object_headers_from, ObjectHeaders};
 use crate::object_io::{receive, ObjectBody};
@@ -46,7 +54,15 @@ fn requested_algorithm(algorithm: Option<&s3s::dto::ChecksumAlgorithm>) -> S3Res
         .transpose()
 }
 
+/// The customer key of a copy source (`x-amz-copy-source-server-side-encryption-customer-*`), if sent.
+fn source_customer_key(state: &AppState, req: &S3Request<impl Send>) -> S3Result<Option<CustomerKey>> {
+    copy_source_customer_headers(&req.headers)?.parse(&transport(state, &req.extensions)).map_err(sse_error)
+}
+
 pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    let transport = transport(state, &req.extensions);
+    let source_key_material = source_customer_key(state, &req)?;
+    let destination_sse = sse_headers(&req.headers)?;
     let mut input = req.input;
     let (source_bucket, source_key) = copy_source(&input.copy_source)?;
     let reader = state.store.open_object(&source_bucket, &source_key).await.map_err(store_error)?;
@@ -58,13 +74,19 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         if_unmodified_since: input.copy_source_if_unmodified_since.take(),
     }
     .check_copy_source(&source)?;
+    let source_encryption = stored_encryption(source.encryption.as_ref())?;
+    authorize_read(source_encryption.as_ref(), source_key_material.as_ref()).map_err(sse_error)?;
+    let write = write_encryption(state, &input.bucket, &destination_sse, &transport).await?;
 
     let replace = metadata_directive_is_replace(input.metadata_directive.as_ref())?;
     let requested = requested_algorithm(input.checksum_algorithm.as_ref())?;
     let source_algorithm = source.checksum.as_ref().and_then(|c| ChecksumAlgorithm::from_name(&c.algorithm));
     let same_object = source_bucket == input.bucket && source_key == input.key;
-    let keeps_data = same_object && requested.is_none_or(|algorithm| Some(algorithm) == source_algorithm);
-    if keeps_data && !replace {
+    // Plaintext stays plaintext and encrypted stays encrypted (under a new outer key): the data can stay put.
+    let keeps_data = same_object
+        && requested.is_none_or(|algorithm| Some(algorithm) == source_algorithm)
+        && source_encryption.is_some() == !matches!(write, WriteEncryption::None);
+    if keeps_data && !replace && !names_encryption(&destination_sse) {
         return Err(s3_error!(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the \
@@ -73,22 +95,43 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
     }
     let headers = if replace { object_headers_from!(input)? } else { ObjectHeaders::from_meta(&source) };
 
-    let stored = if keeps_data {
-        // Only the metadata changes: rewrite it in place instead of copying the data onto itself.
+    let (stored, encryption) = if keeps_data {
+        // Only the metadata changes: rewrite it in place instead of copying the data onto itself. An encrypted
+        // object keeps its object key (so its data and parts), sealed under the new outer key.
+        let encryption = match &source_encryption {
+            Some(stored) => Some(
+                state
+                    .sse
+                    .reseal(&input.bucket, &input.key, stored, source_key_material.as_ref(), &write)
+                    .await
+                    .map_err(sse_error)?,
+            ),
+            None => None,
+        };
         let mut meta = source;
         headers.apply_to(&mut meta);
         meta.last_modified = now();
-        state.store.update_object_meta(&input.bucket, &input.key, meta).await.map_err(store_error)?
+        meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
+        let stored = state.store.update_object_meta(&input.bucket, &input.key, meta).await.map_err(store_error)?;
+        (stored, encryption)
     } else {
         let size = source.size;
         let algorithm = requested.or(source_algorithm);
-        let body = ObjectBody::new(reader, 0..size).into_copy_source();
-        let received =
-            receive(&state.store, &input.bucket, body, Some(size), DeclaredIntegrity::compute(algorithm)).await?;
-        let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag());
+        let cipher =
+            read_cipher(state, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
+                .await?;
+        let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &write).await?);
+        let body = ObjectBody::new(reader, 0..size, cipher)?.into_copy_source();
+        let integrity = DeclaredIntegrity::compute(algorithm);
+        let received = receive(&state.store, &input.bucket, body, Some(size), integrity, encryptor).await?;
+        let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
         headers.apply_to(&mut meta);
         meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
-        state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?
+        meta.parts = vec![received.part(1)];
+        meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
+        let stored =
+            state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
+        (stored, encryption)
     };
 
     let mut result = CopyObjectResult {
@@ -97,7 +140,9 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         ..Default::default()
     };
     set_checksum_fields!(result, ChecksumFields::from_stored(stored.checksum.as_ref()));
-    Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
+    let mut output = CopyObjectOutput { copy_object_result: Some(result), ..Default::default() };
+    set_sse_fields!(output, encryption.as_ref(), context);
+    Ok(S3Response::new(output))
 }
 
 /// Parses `x-amz-copy-source-range: bytes=first-last` against the source size.
@@ -123,9 +168,12 @@ pub async fn upload_part_copy(
     state: &AppState,
     req: S3Request<UploadPartCopyInput>,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let source_key_material = source_customer_key(state, &req)?;
+    let customer_key = customer_headers(&req.headers)?.parse(&transport(state, &req.extensions)).map_err(sse_error)?;
     let mut input = req.input;
     let number = part_number(input.part_number)?;
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
+    let upload_encryption = stored_encryption(upload.encryption.as_ref())?;
     let (source_bucket, source_key) = copy_source(&input.copy_source)?;
     let reader = state.store.open_object(&source_bucket, &source_key).await.map_err(store_error)?;
     let source = reader.meta();
@@ -140,10 +188,17 @@ pub async fn upload_part_copy(
         Some(range) => copy_range(range, source.size)?,
         None => 0..source.size,
     };
+    let source_encryption = stored_encryption(source.encryption.as_ref())?;
+    let cipher =
+        read_cipher(state, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
+            .await?;
+    let encryptor =
+        part_encryptor(state, &input.bucket, &input.key, upload_encryption.as_ref(), customer_key.as_ref(), number)
+            .await?;
     let len = range.end - range.start;
-    let body = ObjectBody::new(reader, range).into_copy_source();
+    let body = ObjectBody::new(reader, range, cipher)?.into_copy_source();
     let integrity = DeclaredIntegrity::compute(upload_algorithm(&upload));
-    let received = receive(&state.store, &input.bucket, body, Some(len), integrity).await?;
+    let received = receive(&state.store, &input.bucket, body, Some(len), integrity, encryptor).await?;
     let part = commit_part(state, &input.bucket, &input.key, &input.upload_id, number, received).await?;
 
     let mut result = CopyPartResult {
@@ -152,7 +207,9 @@ pub async fn upload_part_copy(
         ..Default::default()
     };
     set_checksum_fields!(result, ChecksumFields::from_stored(part.checksum.as_ref()));
-    Ok(S3Response::new(UploadPartCopyOutput { copy_part_result: Some(result), ..Default::default() }))
+    let mut output = UploadPartCopyOutput { copy_part_result: Some(result), ..Default::default() };
+    set_sse_fields!(output, upload_encryption.as_ref());
+    Ok(S3Response::new(output))
 }
 
 #[cfg(test)]

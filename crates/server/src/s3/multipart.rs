@@ -4,21 +4,29 @@
 //! Parts are verified and stored as they arrive (MD5 ETag, and the upload's checksum algorithm when it has one);
 //! CompleteMultipartUpload validates the chosen list (order, ETags, checksums, minimum part size) before the store
 //! assembles the object, and computes the `md5-of-md5s-N` ETag and the composite `checksum-N`.
+//!
+//! An encrypted upload gets its object key at CreateMultipartUpload (sealed into the upload's metadata); every part
+//! is encrypted on its own under a key derived from it, and the object takes the upload's encryption metadata.
 
 use std::collections::HashMap;
 
+use coffer_sse::ObjectEncryption;
 use coffer_store::{ObjectMeta, PartMeta, UploadMeta};
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
+use super::etag;
 use super::objects::{declared_length, existing_object};
-use super::{etag, now};
 use crate::checksum::{
     composite_checksum, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue,
     DeclaredIntegrity, IntegrityHeaders,
 };
 use crate::conditions::check_write;
+use crate::encryption::{
+    customer_headers, part_encryptor, set_sse_fields, sse_error, sse_headers, start_object, stored_encryption,
+    transport, write_encryption,
+};
 use crate::errors::store_error;
 use crate::listing::{page_size, NameEncoding};
 use crate::object_headers::{object_headers_from, ObjectHeaders};
@@ -47,15 +55,7 @@ pub(super) async fn commit_part(
     number: u32,
     received: Received,
 ) -> S3Result<PartMeta> {
-    let part = PartMeta {
-        number,
-        size: received.size,
-        stored_size: received.file.len(),
-        etag: received.etag(),
-        checksum: received.digests.checksum.as_ref().map(ChecksumValue::to_stored),
-        last_modified: now(),
-        encryption: None,
-    };
+    let part = received.part(number);
     state.store.put_part(bucket, key, upload_id, part, received.file).await.map_err(store_error)
 }
 
@@ -63,6 +63,9 @@ pub async fn create_multipart_upload(
     state: &AppState,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let write =
+        write_encryption(state, &req.input.bucket, &sse_headers(&req.headers)?, &transport(state, &req.extensions))
+            .await?;
     let mut input = req.input;
     let headers = object_headers_from!(input)?;
     let algorithm = input
@@ -88,17 +91,21 @@ pub async fn create_multipart_upload(
              not support."
         ));
     }
+    let encryption = start_object(state, &input.bucket, &input.key, &write).await?.map(|new| new.encryption);
     let mut upload = headers.into_upload();
     upload.checksum_algorithm = algorithm.map(|a| a.name().to_owned());
+    upload.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
     let upload_id = state.store.create_upload(&input.bucket, &input.key, upload).await.map_err(store_error)?;
-    Ok(S3Response::new(CreateMultipartUploadOutput {
+    let mut output = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
         checksum_algorithm: algorithm.map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
         checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         ..Default::default()
-    }))
+    };
+    set_sse_fields!(output, encryption.as_ref(), context);
+    Ok(S3Response::new(output))
 }
 
 pub async fn upload_part(
@@ -108,6 +115,8 @@ pub async fn upload_part(
     let input = &mut req.input;
     let number = part_number(input.part_number)?;
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
+    let customer_key = customer_headers(&req.headers)?.parse(&transport(state, &req.extensions)).map_err(sse_error)?;
+    let encryption = stored_encryption(upload.encryption.as_ref())?;
     let expected_algorithm = upload_algorithm(&upload);
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
@@ -131,12 +140,16 @@ pub async fn upload_part(
         }
     }
     let declared_len = declared_length(input.content_length)?;
+    let encryptor =
+        part_encryptor(state, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref(), number).await?;
     let received =
-        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity).await?;
+        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity, encryptor)
+            .await?;
     let part = commit_part(state, &input.bucket, &input.key, &input.upload_id, number, received).await?;
 
     let mut output = UploadPartOutput { e_tag: Some(etag(&part.etag)), ..Default::default() };
     set_checksum_fields!(output, ChecksumFields::from_stored(part.checksum.as_ref()));
+    set_sse_fields!(output, encryption.as_ref());
     Ok(S3Response::new(output))
 }
 
@@ -274,9 +287,11 @@ pub async fn complete_multipart_upload(
         check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
 
+    let encryption = stored_encryption(upload.encryption.as_ref())?;
     let mut meta = ObjectMeta::new(input.key.clone(), size, multipart_etag(&parts)?);
     ObjectHeaders::from_upload(&upload).apply_to(&mut meta);
     meta.checksum = checksum;
+    meta.encryption = upload.encryption;
     let numbers: Vec<u32> = parts.iter().map(|part| part.number).collect();
     let object = state
         .store
@@ -293,6 +308,7 @@ pub async fn complete_multipart_upload(
         ..Default::default()
     };
     set_checksum_fields!(output, ChecksumFields::from_stored(object.checksum.as_ref()));
+    set_sse_fields!(output, encryption.as_ref(), kms);
     Ok(S3Response::new(output))
 }
 

@@ -1,7 +1,11 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
+//!
+//! PutObject encrypts as the SSE headers or the bucket default say; GetObject and HeadObject check the customer key
+//! of SSE-C objects, and GetObject decrypts only the packages covering the requested range.
 
 use std::ops::Range;
 
+use coffer_sse::{authorize_read, ObjectEncryption};
 use coffer_store::{ChecksumKind, ObjectMeta, StoreError};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::dto::*;
@@ -12,6 +16,10 @@ use crate::checksum::{
     set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity, IntegrityHeaders,
 };
 use crate::conditions::{check_write, ReadConditions};
+use crate::encryption::{
+    read_cipher, set_sse_fields, single_part, sse_error, sse_headers, start_object, stored_encryption, transport,
+    write_encryption,
+};
 use crate::errors::{custom_error, store_error};
 use crate::object_headers::{object_headers_from, ObjectHeaders};
 use crate::object_io::{part_range, receive, request_body, ObjectBody};
@@ -23,6 +31,8 @@ const MAX_DELETE_KEYS: usize = 1000;
 pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let input = &mut req.input;
     let headers = object_headers_from!(input)?;
+    let encryption =
+        write_encryption(state, &input.bucket, &sse_headers(&req.headers)?, &transport(state, &req.extensions)).await?;
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
@@ -39,16 +49,21 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
         check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
     let declared_len = declared_length(input.content_length)?;
+    let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &encryption).await?);
     let received =
-        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity).await?;
+        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity, encryptor)
+            .await?;
 
-    let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag());
+    let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
     headers.apply_to(&mut meta);
     meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
+    meta.parts = vec![received.part(1)];
+    meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
     let stored = state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
 
     let mut output = PutObjectOutput { e_tag: Some(etag(&stored.etag)), ..Default::default() };
     set_checksum_fields!(output, ChecksumFields::from_stored(stored.checksum.as_ref()));
+    set_sse_fields!(output, encryption.as_ref(), context);
     Ok(S3Response::new(output))
 }
 
@@ -196,21 +211,32 @@ macro_rules! read_output {
 }
 
 pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let customer_key = sse_headers(&req.headers)?.for_read(&transport(state, &req.extensions)).map_err(sse_error)?;
     let input = req.input;
     reject_versions(input.version_id.as_deref())?;
     let reader = state.store.open_object(&input.bucket, &input.key).await.map_err(store_error)?;
     let meta = reader.meta().clone();
+    let encryption = stored_encryption(meta.encryption.as_ref())?;
+    authorize_read(encryption.as_ref(), customer_key.as_ref()).map_err(sse_error)?;
     let plan = plan_read(&meta, &read_request!(input))?;
-    let body = ObjectBody::new(reader, plan.range.clone()).into_blob();
-    Ok(S3Response::new(read_output!(GetObjectOutput, meta, plan, body: Some(body),)))
+    let cipher = read_cipher(state, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref()).await?;
+    let body = ObjectBody::new(reader, plan.range.clone(), cipher)?.first_chunk_checked().await?.into_blob();
+    let mut output = read_output!(GetObjectOutput, meta, plan, body: Some(body),);
+    set_sse_fields!(output, encryption.as_ref());
+    Ok(S3Response::new(output))
 }
 
 pub async fn head_object(state: &AppState, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let customer_key = sse_headers(&req.headers)?.for_read(&transport(state, &req.extensions)).map_err(sse_error)?;
     let input = req.input;
     reject_versions(input.version_id.as_deref())?;
     let meta = state.store.head_object(&input.bucket, &input.key).await.map_err(store_error)?;
+    let encryption = stored_encryption(meta.encryption.as_ref())?;
+    authorize_read(encryption.as_ref(), customer_key.as_ref()).map_err(sse_error)?;
     let plan = plan_read(&meta, &read_request!(input))?;
-    Ok(S3Response::new(read_output!(HeadObjectOutput, meta, plan,)))
+    let mut output = read_output!(HeadObjectOutput, meta, plan,);
+    set_sse_fields!(output, encryption.as_ref());
+    Ok(S3Response::new(output))
 }
 
 /// Coffer keeps one version per key; `versionId=null` (S3's name for the unversioned object) is accepted.

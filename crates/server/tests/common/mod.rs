@@ -14,8 +14,11 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use coffer_kms::KmsManager;
+use coffer_server::kms::{kms_state_dir, start_kms};
 use coffer_server::service::{build_service, AppState};
 use coffer_server::users::{RootCredentials, UserRegistry};
+use coffer_sse::SseService;
 use coffer_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -30,6 +33,8 @@ pub struct TestServer {
     pub endpoint: String,
     pub address: std::net::SocketAddr,
     pub data_dir: PathBuf,
+    /// The server's KMS (the embedded default local backend), e.g. to stop it.
+    pub kms: Arc<KmsManager>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
@@ -51,7 +56,16 @@ impl TestServer {
         let root = RootCredentials::resolve(Some(ROOT_KEY.into()), Some(ROOT_SECRET.into()), address).unwrap();
         let users = UserRegistry::load(root, Some(&users_file)).unwrap();
         let store = Store::open(data_dir.clone()).await.unwrap();
-        let state = AppState { store, users, region: Arc::from("us-east-1"), min_part_size };
+        let kms = start_kms(kms_state_dir(&data_dir), None).await.unwrap();
+        let state = AppState {
+            store,
+            users,
+            sse: Arc::new(SseService::new(kms.clone())),
+            kms: kms.clone(),
+            region: Arc::from("us-east-1"),
+            min_part_size,
+            allow_insecure_sse_c: false,
+        };
         let service = build_service(&state, None);
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, None, async {
@@ -61,6 +75,7 @@ impl TestServer {
             endpoint: format!("http://{address}"),
             address,
             data_dir,
+            kms,
             _dir: dir,
             stop: Some(stop),
             serving: Some(serving),
@@ -293,9 +308,12 @@ pub fn request_head(request: &http::Request<Vec<u8>>) -> String {
     head
 }
 
-/// Parses a complete HTTP/1.1 response read until the server closed the connection.
+/// Parses an HTTP/1.1 response read until the server closed the connection. A connection closed before a complete
+/// response head gives status 0 (the server aborted the response).
 pub fn parse_response(raw: &[u8], is_head: bool) -> Reply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response head");
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Reply { status: 0, headers: http::HeaderMap::new(), body: raw.to_vec() };
+    };
     let head = std::str::from_utf8(&raw[..split]).unwrap();
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();

@@ -12,14 +12,7 @@ async fn create_head_and_list_buckets() {
     for name in ["zeta", "alpha.one", "mid-1"] {
         f.store.create_bucket(name).await.unwrap();
     }
-    let names: Vec<_> = f
-        .store
-        .list_buckets()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
+    let names: Vec<_> = f.store.list_buckets().await.unwrap().into_iter().map(|b| b.name).collect();
     assert_eq!(names, ["alpha.one", "mid-1", "zeta"]);
     let info = f.store.head_bucket("mid-1").await.unwrap();
     assert_eq!(info.name, "mid-1");
@@ -31,33 +24,15 @@ async fn create_head_and_list_buckets() {
 #[tokio::test]
 async fn creating_an_existing_bucket_fails() {
     let f = Fixture::with_bucket("dup").await;
-    assert!(matches!(
-        f.store.create_bucket("dup").await,
-        Err(StoreError::BucketAlreadyOwnedByYou)
-    ));
+    assert!(matches!(f.store.create_bucket("dup").await, Err(StoreError::BucketAlreadyOwnedByYou)));
 }
 
 #[tokio::test]
 async fn invalid_and_reserved_names_are_refused_and_create_nothing() {
     let f = Fixture::new().await;
-    for name in [
-        "ab",
-        "UPPER",
-        "a_b",
-        "-ab",
-        "a..b",
-        "192.168.0.1",
-        "coffer",
-        "rustfs",
-        "minio",
-        "../x",
-        "...",
-    ] {
+    for name in ["ab", "UPPER", "a_b", "-ab", "a..b", "192.168.0.1", "coffer", "rustfs", "minio", "../x", "..."] {
         assert!(
-            matches!(
-                f.store.create_bucket(name).await,
-                Err(StoreError::InvalidBucketName(_))
-            ),
+            matches!(f.store.create_bucket(name).await, Err(StoreError::InvalidBucketName(_))),
             "{name:?} accepted"
         );
     }
@@ -68,73 +43,32 @@ async fn invalid_and_reserved_names_are_refused_and_create_nothing() {
 async fn names_that_cannot_be_buckets_are_missing_buckets() {
     let f = Fixture::new().await;
     for name in ["..", "../..", "/etc", ".coffer", "coffer", "a/b", "x"] {
-        assert!(
-            matches!(
-                f.store.head_bucket(name).await,
-                Err(StoreError::NoSuchBucket)
-            ),
-            "{name:?}"
-        );
-        assert!(
-            matches!(f.store.stage(name).await, Err(StoreError::NoSuchBucket)),
-            "{name:?}"
-        );
-        assert!(
-            matches!(
-                f.store.head_object(name, "k").await,
-                Err(StoreError::NoSuchBucket)
-            ),
-            "{name:?}"
-        );
+        assert!(matches!(f.store.head_bucket(name).await, Err(StoreError::NoSuchBucket)), "{name:?}");
+        assert!(matches!(f.store.stage(name).await, Err(StoreError::NoSuchBucket)), "{name:?}");
+        assert!(matches!(f.store.head_object(name, "k").await, Err(StoreError::NoSuchBucket)), "{name:?}");
     }
 }
 
 #[tokio::test]
 async fn missing_bucket_operations() {
     let f = Fixture::new().await;
-    assert!(matches!(
-        f.store.head_bucket("nope").await,
-        Err(StoreError::NoSuchBucket)
-    ));
-    assert!(matches!(
-        f.store.delete_bucket("nope").await,
-        Err(StoreError::NoSuchBucket)
-    ));
-    assert!(matches!(
-        f.store.delete_object("nope", "k").await,
-        Err(StoreError::NoSuchBucket)
-    ));
-    assert!(matches!(
-        f.store.bucket_encryption("nope").await,
-        Err(StoreError::NoSuchBucket)
-    ));
-    assert!(matches!(
-        f.store.list_objects("nope", &Default::default()).await,
-        Err(StoreError::NoSuchBucket)
-    ));
-    assert!(matches!(
-        f.store
-            .create_upload("nope", "k", UploadMeta::default())
-            .await,
-        Err(StoreError::NoSuchBucket)
-    ));
+    assert!(matches!(f.store.head_bucket("nope").await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.delete_bucket("nope").await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.delete_object("nope", "k").await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.bucket_encryption("nope").await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.list_objects("nope", &Default::default()).await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.create_upload("nope", "k", UploadMeta::default()).await, Err(StoreError::NoSuchBucket)));
 }
 
 #[tokio::test]
 async fn deleting_a_non_empty_bucket_fails_until_it_is_empty() {
     let f = Fixture::with_bucket("full").await;
     put(&f.store, "full", "a/b", b"x").await;
-    assert!(matches!(
-        f.store.delete_bucket("full").await,
-        Err(StoreError::BucketNotEmpty)
-    ));
+    assert!(matches!(f.store.delete_bucket("full").await, Err(StoreError::BucketNotEmpty)));
     assert_eq!(f.store.head_object("full", "a/b").await.unwrap().size, 1);
     f.store.delete_object("full", "a/b").await.unwrap();
     f.store.delete_bucket("full").await.unwrap();
-    assert!(matches!(
-        f.store.head_bucket("full").await,
-        Err(StoreError::NoSuchBucket)
-    ));
+    assert!(matches!(f.store.head_bucket("full").await, Err(StoreError::NoSuchBucket)));
     assert_eq!(entries_in(&f.data_dir().join("buckets")), 0);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
 }
@@ -142,18 +76,11 @@ async fn deleting_a_non_empty_bucket_fails_until_it_is_empty() {
 #[tokio::test]
 async fn deleting_a_bucket_removes_its_uploads() {
     let f = Fixture::with_bucket("ups").await;
-    let id = f
-        .store
-        .create_upload("ups", "k", UploadMeta::default())
-        .await
-        .unwrap();
+    let id = f.store.create_upload("ups", "k", UploadMeta::default()).await.unwrap();
     f.store.delete_bucket("ups").await.unwrap();
     f.store.create_bucket("ups").await.unwrap();
     assert!(f.store.list_uploads("ups", "").await.unwrap().is_empty());
-    assert!(matches!(
-        f.store.list_parts("ups", "k", &id).await,
-        Err(StoreError::NoSuchUpload)
-    ));
+    assert!(matches!(f.store.list_parts("ups", "k", &id).await, Err(StoreError::NoSuchUpload)));
 }
 
 #[tokio::test]
@@ -161,49 +88,22 @@ async fn a_recreated_bucket_starts_empty() {
     let f = Fixture::with_bucket("again").await;
     put(&f.store, "again", "k", b"v").await;
     // Load the listing index so a stale index would show.
-    assert_eq!(
-        f.store
-            .list_objects("again", &Default::default())
-            .await
-            .unwrap()
-            .objects
-            .len(),
-        1
-    );
+    assert_eq!(f.store.list_objects("again", &Default::default()).await.unwrap().objects.len(), 1);
     f.store.delete_object("again", "k").await.unwrap();
     f.store.delete_bucket("again").await.unwrap();
     f.store.create_bucket("again").await.unwrap();
-    assert!(f
-        .store
-        .list_objects("again", &Default::default())
-        .await
-        .unwrap()
-        .objects
-        .is_empty());
-    assert!(matches!(
-        f.store.head_object("again", "k").await,
-        Err(StoreError::NoSuchKey)
-    ));
+    assert!(f.store.list_objects("again", &Default::default()).await.unwrap().objects.is_empty());
+    assert!(matches!(f.store.head_object("again", "k").await, Err(StoreError::NoSuchKey)));
 }
 
 #[tokio::test]
 async fn bucket_encryption_is_stored_opaquely() {
     let f = Fixture::with_bucket("enc").await;
     assert_eq!(f.store.bucket_encryption("enc").await.unwrap(), None);
-    let config =
-        json!({"rules": [{"sse_algorithm": "aws:kms", "kms_key_id": "k1"}], "bucket_key": true});
-    f.store
-        .set_bucket_encryption("enc", Some(config.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        f.store.bucket_encryption("enc").await.unwrap(),
-        Some(config.clone())
-    );
-    assert_eq!(
-        f.reopen().await.bucket_encryption("enc").await.unwrap(),
-        Some(config)
-    );
+    let config = json!({"rules": [{"sse_algorithm": "aws:kms", "kms_key_id": "k1"}], "bucket_key": true});
+    f.store.set_bucket_encryption("enc", Some(config.clone())).await.unwrap();
+    assert_eq!(f.store.bucket_encryption("enc").await.unwrap(), Some(config.clone()));
+    assert_eq!(f.reopen().await.bucket_encryption("enc").await.unwrap(), Some(config));
     f.store.set_bucket_encryption("enc", None).await.unwrap();
     assert_eq!(f.store.bucket_encryption("enc").await.unwrap(), None);
     // The bucket itself is untouched.

@@ -50,22 +50,12 @@ pub async fn staged(store: &Store, bucket: &str, data: &[u8]) -> StagedFile {
 
 pub async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) -> ObjectMeta {
     let file = staged(store, bucket, data).await;
-    store
-        .put_object(
-            bucket,
-            key,
-            file,
-            ObjectMeta::new(key, data.len() as u64, etag_of(data)),
-        )
-        .await
-        .unwrap()
+    store.put_object(bucket, key, file, ObjectMeta::new(key, data.len() as u64, etag_of(data))).await.unwrap()
 }
 
 /// A stand-in ETag that differs for different contents (the store does not compute ETags).
 pub fn etag_of(data: &[u8]) -> String {
-    let sum = data.iter().fold(0u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let sum = data.iter().fold(0u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{sum:016x}{:08x}", data.len())
 }
 
@@ -73,11 +63,7 @@ pub fn etag_of(data: &[u8]) -> String {
 pub async fn read_all(reader: &ObjectReader) -> Vec<u8> {
     let mut out = Vec::new();
     for (index, part) in reader.meta().parts.iter().enumerate() {
-        let chunks: Vec<_> = reader
-            .read_part(index, 0, part.stored_size)
-            .try_collect()
-            .await
-            .unwrap();
+        let chunks: Vec<_> = reader.read_part(index, 0, part.stored_size).try_collect().await.unwrap();
         for chunk in chunks {
             out.extend_from_slice(&chunk);
         }
@@ -91,9 +77,7 @@ pub async fn get(store: &Store, bucket: &str, key: &str) -> Vec<u8> {
 
 /// Deterministic non-repeating-ish test data.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
 }
 
 /// Every file (not directory) under `dir`, recursively.
@@ -119,7 +103,5 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Number of entries in a directory (0 if it does not exist).
 pub fn entries_in(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.count())
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|entries| entries.count()).unwrap_or(0)
 }

@@ -4,14 +4,8 @@ use coffer_store::{ListPage, ListQuery, Store};
 
 use crate::common::{put, Fixture};
 
-const KEYS: &[&str] = &[
-    "photos/2024/a.jpg",
-    "photos/2024/b.jpg",
-    "photos/2025/c.jpg",
-    "photos/top.jpg",
-    "readme",
-    "zz/é",
-];
+const KEYS: &[&str] =
+    &["photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "photos/top.jpg", "readme", "zz/é"];
 
 async fn filled() -> Fixture {
     let f = Fixture::with_bucket("lst").await;
@@ -47,18 +41,8 @@ async fn lists_with_prefix_and_delimiter() {
     let page = list(&f.store, "", None, None, 1000).await;
     assert_eq!(keys(&page), KEYS);
     let summary = &page.objects[4];
-    assert_eq!(
-        (summary.size, summary.etag.as_str()),
-        (6, crate::common::etag_of(b"readme").as_str())
-    );
-    assert_eq!(
-        summary.last_modified,
-        f.store
-            .head_object("lst", "readme")
-            .await
-            .unwrap()
-            .last_modified
-    );
+    assert_eq!((summary.size, summary.etag.as_str()), (6, crate::common::etag_of(b"readme").as_str()));
+    assert_eq!(summary.last_modified, f.store.head_object("lst", "readme").await.unwrap().last_modified);
 
     let page = list(&f.store, "", Some("/"), None, 1000).await;
     assert_eq!(keys(&page), ["readme"]);
@@ -81,14 +65,7 @@ async fn pages_with_continuation() {
     assert_eq!(first.common_prefixes, ["photos/"]);
     assert!(first.is_truncated);
     assert_eq!(first.next_start_after.as_deref(), Some("readme"));
-    let second = list(
-        &f.store,
-        "",
-        Some("/"),
-        first.next_start_after.as_deref(),
-        2,
-    )
-    .await;
+    let second = list(&f.store, "", Some("/"), first.next_start_after.as_deref(), 2).await;
     assert_eq!(second.common_prefixes, ["zz/"]);
     assert!(!second.is_truncated);
     assert_eq!(second.next_start_after, None);
@@ -97,24 +74,14 @@ async fn pages_with_continuation() {
 #[tokio::test]
 async fn the_index_follows_commits_and_survives_restart() {
     let f = filled().await;
-    assert_eq!(
-        list(&f.store, "", None, None, 1000).await.objects.len(),
-        KEYS.len()
-    );
+    assert_eq!(list(&f.store, "", None, None, 1000).await.objects.len(), KEYS.len());
     put(&f.store, "lst", "new", b"1").await;
     f.store.delete_object("lst", "readme").await.unwrap();
     put(&f.store, "lst", "zz/é", b"changed").await;
     let page = list(&f.store, "", None, None, 1000).await;
     assert_eq!(
         keys(&page),
-        [
-            "new",
-            "photos/2024/a.jpg",
-            "photos/2024/b.jpg",
-            "photos/2025/c.jpg",
-            "photos/top.jpg",
-            "zz/é"
-        ]
+        ["new", "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "photos/top.jpg", "zz/é"]
     );
     assert_eq!(page.objects[5].size, 7);
 
@@ -127,17 +94,11 @@ async fn the_index_follows_commits_and_survives_restart() {
 async fn an_uncommitted_object_directory_is_not_listed() {
     let f = filled().await;
     // What a crash between creating an object dir and its first meta.json leaves behind.
-    let orphan = f
-        .data_dir()
-        .join("buckets/lst/objects")
-        .join("0".repeat(64));
+    let orphan = f.data_dir().join("buckets/lst/objects").join("0".repeat(64));
     std::fs::create_dir(&orphan).unwrap();
     std::fs::write(orphan.join("data-00"), b"orphan").unwrap();
     let reopened = f.reopen().await;
-    assert_eq!(
-        list(&reopened, "", None, None, 1000).await.objects.len(),
-        KEYS.len()
-    );
+    assert_eq!(list(&reopened, "", None, None, 1000).await.objects.len(), KEYS.len());
     for key in KEYS {
         reopened.delete_object("lst", key).await.unwrap();
     }

@@ -3,23 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use coffer_store::{
-    Checksum, ChecksumKind, ListQuery, ObjectMeta, PartMeta, Store, StoreError, READ_CHUNK,
-};
+use coffer_store::{Checksum, ChecksumKind, ListQuery, ObjectMeta, PartMeta, Store, StoreError, READ_CHUNK};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::common::{
-    entries_in, etag_of, files_under, get, pattern, put, read_all, staged, Fixture,
-};
+use crate::common::{entries_in, etag_of, files_under, get, pattern, put, read_all, staged, Fixture};
 
 /// The single object directory of a bucket that holds one object.
 fn only_object_dir(f: &Fixture, bucket: &str) -> std::path::PathBuf {
     let objects = f.data_dir().join("buckets").join(bucket).join("objects");
-    let dirs: Vec<_> = std::fs::read_dir(objects)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let dirs: Vec<_> = std::fs::read_dir(objects).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs[0].clone()
 }
@@ -35,31 +28,20 @@ async fn put_head_get_round_trip_with_all_metadata() {
     meta.content_language = Some("de".into());
     meta.cache_control = Some("no-cache".into());
     meta.expires = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
-    meta.user_metadata =
-        BTreeMap::from([("color".into(), "blue".into()), ("x".into(), "ü ✓".into())]);
-    meta.checksum = Some(Checksum {
-        algorithm: "CRC32".into(),
-        value: "AAAAAA==".into(),
-        kind: ChecksumKind::FullObject,
-    });
+    meta.user_metadata = BTreeMap::from([("color".into(), "blue".into()), ("x".into(), "ü ✓".into())]);
+    meta.checksum =
+        Some(Checksum { algorithm: "CRC32".into(), value: "AAAAAA==".into(), kind: ChecksumKind::FullObject });
     meta.encryption = Some(json!({"mode": "opaque", "nonce": [1, 2, 3]}));
     let before = time::OffsetDateTime::now_utc();
     let file = staged(&f.store, "bkt", &data).await;
     assert_eq!(file.len(), data.len() as u64);
-    let stored = f
-        .store
-        .put_object("bkt", "dir/obj.txt", file, meta.clone())
-        .await
-        .unwrap();
+    let stored = f.store.put_object("bkt", "dir/obj.txt", file, meta.clone()).await.unwrap();
 
     assert_eq!(stored.key, "dir/obj.txt");
     assert!(stored.last_modified >= before);
     assert_eq!(stored.parts.len(), 1);
     let part = &stored.parts[0];
-    assert_eq!(
-        (part.number, part.size, part.stored_size),
-        (1, 700_000, 700_000)
-    );
+    assert_eq!((part.number, part.size, part.stored_size), (1, 700_000, 700_000));
     assert_eq!(part.etag, "etag-1");
     assert_eq!(part.checksum, meta.checksum);
     let expected = ObjectMeta {
@@ -70,18 +52,8 @@ async fn put_head_get_round_trip_with_all_metadata() {
     };
     assert_eq!(stored, expected);
 
-    assert_eq!(
-        f.store.head_object("bkt", "dir/obj.txt").await.unwrap(),
-        expected
-    );
-    assert_eq!(
-        f.reopen()
-            .await
-            .head_object("bkt", "dir/obj.txt")
-            .await
-            .unwrap(),
-        expected
-    );
+    assert_eq!(f.store.head_object("bkt", "dir/obj.txt").await.unwrap(), expected);
+    assert_eq!(f.reopen().await.head_object("bkt", "dir/obj.txt").await.unwrap(), expected);
     let reader = f.store.open_object("bkt", "dir/obj.txt").await.unwrap();
     assert_eq!(reader.meta(), &expected);
     assert_eq!(read_all(&reader).await, data);
@@ -124,10 +96,7 @@ async fn a_single_part_from_the_caller_is_kept() {
         m
     };
     let file = staged(&f.store, "bkt", b"x").await;
-    assert!(matches!(
-        f.store.put_object("bkt", "k", file, two_parts).await,
-        Err(StoreError::InvalidMeta(_))
-    ));
+    assert!(matches!(f.store.put_object("bkt", "k", file, two_parts).await, Err(StoreError::InvalidMeta(_))));
     assert_eq!(get(&f.store, "bkt", "k").await, vec![9u8; 48]);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
 }
@@ -145,15 +114,9 @@ async fn overwrite_replaces_data_and_removes_old_files() {
     assert_eq!(get(&f.store, "bkt", "k").await, b"short");
     let second_files = files_under(&dir);
     assert_eq!(second_files.len(), 2);
-    let old_data: Vec<_> = first_files
-        .iter()
-        .filter(|p| !p.ends_with("meta.json"))
-        .collect();
+    let old_data: Vec<_> = first_files.iter().filter(|p| !p.ends_with("meta.json")).collect();
     assert!(!old_data[0].exists(), "old data file must be deleted");
-    assert_eq!(
-        f.store.head_object("bkt", "k").await.unwrap().etag,
-        etag_of(b"short")
-    );
+    assert_eq!(f.store.head_object("bkt", "k").await.unwrap().etag, etag_of(b"short"));
 }
 
 #[tokio::test]
@@ -162,11 +125,7 @@ async fn dropping_a_staged_write_or_file_leaves_no_temp_files() {
     let mut write = f.store.stage("bkt").await.unwrap();
     write.write(&pattern(600_000, 3)).await.unwrap();
     assert_eq!(write.len(), 600_000);
-    assert_eq!(
-        entries_in(&f.tmp_dir()),
-        1,
-        "the staged data is in the temp dir"
-    );
+    assert_eq!(entries_in(&f.tmp_dir()), 1, "the staged data is in the temp dir");
     drop(write);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
 
@@ -174,10 +133,7 @@ async fn dropping_a_staged_write_or_file_leaves_no_temp_files() {
     assert_eq!(entries_in(&f.tmp_dir()), 1);
     drop(file);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
-    assert!(matches!(
-        f.store.head_object("bkt", "k").await,
-        Err(StoreError::NoSuchKey)
-    ));
+    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::NoSuchKey)));
     assert_eq!(entries_in(&f.data_dir().join("buckets/bkt/objects")), 0);
 }
 
@@ -207,15 +163,10 @@ async fn a_failed_put_leaves_no_temp_files() {
     let file = staged(&f.store, "bkt", b"data").await;
     let long_key = "k".repeat(1025);
     let meta = ObjectMeta::new(&long_key, 4, "e");
-    assert!(matches!(
-        f.store.put_object("bkt", &long_key, file, meta).await,
-        Err(StoreError::KeyTooLong)
-    ));
+    assert!(matches!(f.store.put_object("bkt", &long_key, file, meta).await, Err(StoreError::KeyTooLong)));
     let file = staged(&f.store, "bkt", b"data").await;
     assert!(matches!(
-        f.store
-            .put_object("other", "k", file, ObjectMeta::new("k", 4, "e"))
-            .await,
+        f.store.put_object("other", "k", file, ObjectMeta::new("k", 4, "e")).await,
         Err(StoreError::NoSuchBucket)
     ));
     assert_eq!(entries_in(&f.tmp_dir()), 0);
@@ -237,14 +188,8 @@ async fn deleting_objects() {
     let f = Fixture::with_bucket("bkt").await;
     put(&f.store, "bkt", "k", b"v").await;
     f.store.delete_object("bkt", "k").await.unwrap();
-    assert!(matches!(
-        f.store.head_object("bkt", "k").await,
-        Err(StoreError::NoSuchKey)
-    ));
-    assert!(matches!(
-        f.store.open_object("bkt", "k").await,
-        Err(StoreError::NoSuchKey)
-    ));
+    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::NoSuchKey)));
+    assert!(matches!(f.store.open_object("bkt", "k").await, Err(StoreError::NoSuchKey)));
     // Missing keys delete fine (S3 semantics).
     f.store.delete_object("bkt", "k").await.unwrap();
     f.store.delete_object("bkt", "never").await.unwrap();
@@ -259,26 +204,13 @@ async fn key_length_limits() {
     assert_eq!(longest.len(), 1024);
     put(&f.store, "bkt", &longest, b"ok").await;
     assert_eq!(get(&f.store, "bkt", &longest).await, b"ok");
-    let listed = f
-        .store
-        .list_objects("bkt", &ListQuery::default())
-        .await
-        .unwrap();
+    let listed = f.store.list_objects("bkt", &ListQuery::default()).await.unwrap();
     assert_eq!(listed.objects[0].key, longest);
 
     let too_long = longest.clone() + "x";
-    assert!(matches!(
-        f.store.head_object("bkt", &too_long).await,
-        Err(StoreError::KeyTooLong)
-    ));
-    assert!(matches!(
-        f.store.delete_object("bkt", &too_long).await,
-        Err(StoreError::KeyTooLong)
-    ));
-    assert!(matches!(
-        f.store.head_object("bkt", "").await,
-        Err(StoreError::InvalidKey)
-    ));
+    assert!(matches!(f.store.head_object("bkt", &too_long).await, Err(StoreError::KeyTooLong)));
+    assert!(matches!(f.store.delete_object("bkt", &too_long).await, Err(StoreError::KeyTooLong)));
+    assert!(matches!(f.store.head_object("bkt", "").await, Err(StoreError::InvalidKey)));
 }
 
 /// Keys that would escape or corrupt the data dir if they were used as paths.
@@ -319,22 +251,11 @@ async fn hostile_keys_stay_inside_their_bucket_and_round_trip() {
         put(&f.store, "safe", key, format!("value {i}").as_bytes()).await;
     }
     for (i, key) in HOSTILE_KEYS.iter().enumerate() {
-        assert_eq!(
-            get(&f.store, "safe", key).await,
-            format!("value {i}").as_bytes(),
-            "{key:?}"
-        );
+        assert_eq!(get(&f.store, "safe", key).await, format!("value {i}").as_bytes(), "{key:?}");
         assert_eq!(f.store.head_object("safe", key).await.unwrap().key, *key);
     }
-    let mut listed: Vec<String> = f
-        .store
-        .list_objects("safe", &ListQuery::default())
-        .await
-        .unwrap()
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let mut listed: Vec<String> =
+        f.store.list_objects("safe", &ListQuery::default()).await.unwrap().objects.into_iter().map(|o| o.key).collect();
     let mut expected: Vec<String> = HOSTILE_KEYS.iter().map(|k| k.to_string()).collect();
     expected.sort();
     assert_eq!(listed, expected);
@@ -345,17 +266,12 @@ async fn hostile_keys_stay_inside_their_bucket_and_round_trip() {
         if file == outside || file == bucket_dir.join("bucket.json") {
             continue;
         }
-        let rel = file
-            .strip_prefix(bucket_dir.join("objects"))
-            .unwrap_or_else(|_| panic!("stray {file:?}"));
+        let rel = file.strip_prefix(bucket_dir.join("objects")).unwrap_or_else(|_| panic!("stray {file:?}"));
         let parts: Vec<_> = rel.iter().map(|c| c.to_str().unwrap()).collect();
         assert_eq!(parts.len(), 2, "{rel:?}");
         assert_eq!(parts[0].len(), 64);
         assert!(parts[0].bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(
-            parts[1] == "meta.json" || parts[1].starts_with("data-"),
-            "{rel:?}"
-        );
+        assert!(parts[1] == "meta.json" || parts[1].starts_with("data-"), "{rel:?}");
     }
     assert_eq!(entries_in(&bucket_dir.join("objects")), HOSTILE_KEYS.len());
     assert_eq!(std::fs::read(&outside).unwrap(), b"untouched");
@@ -364,15 +280,8 @@ async fn hostile_keys_stay_inside_their_bucket_and_round_trip() {
     for key in HOSTILE_KEYS {
         f.store.delete_object("safe", key).await.unwrap();
     }
-    listed = f
-        .store
-        .list_objects("safe", &ListQuery::default())
-        .await
-        .unwrap()
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    listed =
+        f.store.list_objects("safe", &ListQuery::default()).await.unwrap().objects.into_iter().map(|o| o.key).collect();
     assert!(listed.is_empty());
     assert_eq!(entries_in(&bucket_dir.join("objects")), 0);
     f.store.delete_bucket("safe").await.unwrap();
@@ -385,47 +294,23 @@ async fn read_part_ranges_and_chunking() {
     put(&f.store, "bkt", "k", &data).await;
     let reader = f.store.open_object("bkt", "k").await.unwrap();
 
-    let chunks: Vec<_> = reader
-        .read_part(0, 0, data.len() as u64)
-        .try_collect()
-        .await
-        .unwrap();
+    let chunks: Vec<_> = reader.read_part(0, 0, data.len() as u64).try_collect().await.unwrap();
     assert_eq!(chunks.len(), 4);
     assert!(chunks.iter().all(|c| c.len() <= READ_CHUNK));
     assert_eq!(chunks.concat(), data);
 
-    for (offset, len) in [
-        (0usize, 1usize),
-        (1, 10),
-        (READ_CHUNK - 1, 2),
-        (1000, READ_CHUNK * 2),
-        (data.len() - 5, 5),
-    ] {
-        let got: Vec<_> = reader
-            .read_part(0, offset as u64, len as u64)
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(
-            got.concat(),
-            &data[offset..offset + len],
-            "offset {offset} len {len}"
-        );
+    for (offset, len) in [(0usize, 1usize), (1, 10), (READ_CHUNK - 1, 2), (1000, READ_CHUNK * 2), (data.len() - 5, 5)] {
+        let got: Vec<_> = reader.read_part(0, offset as u64, len as u64).try_collect().await.unwrap();
+        assert_eq!(got.concat(), &data[offset..offset + len], "offset {offset} len {len}");
     }
     assert_eq!(reader.read_part(0, data.len() as u64, 0).count().await, 0);
 
-    for (index, offset, len) in [
-        (0usize, 0u64, data.len() as u64 + 1),
-        (0, data.len() as u64, 1),
-        (1, 0, 1),
-        (0, u64::MAX, 2),
-    ] {
+    for (index, offset, len) in
+        [(0usize, 0u64, data.len() as u64 + 1), (0, data.len() as u64, 1), (1, 0, 1), (0, u64::MAX, 2)]
+    {
         let items: Vec<_> = reader.read_part(index, offset, len).collect().await;
         assert_eq!(items.len(), 1);
-        assert_eq!(
-            items[0].as_ref().unwrap_err().kind(),
-            std::io::ErrorKind::InvalidInput
-        );
+        assert_eq!(items[0].as_ref().unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
     }
 }
 
@@ -434,22 +319,11 @@ async fn a_truncated_data_file_is_an_error_not_short_data() {
     let f = Fixture::with_bucket("bkt").await;
     put(&f.store, "bkt", "k", &pattern(1000, 1)).await;
     let dir = only_object_dir(&f, "bkt");
-    let data_file = files_under(&dir)
-        .into_iter()
-        .find(|p| !p.ends_with("meta.json"))
-        .unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&data_file)
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
     let reader = f.store.open_object("bkt", "k").await.unwrap();
     let result: Result<Vec<_>, _> = reader.read_part(0, 0, 1000).try_collect().await;
-    assert_eq!(
-        result.unwrap_err().kind(),
-        std::io::ErrorKind::UnexpectedEof
-    );
+    assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
 }
 
 #[tokio::test]
@@ -457,35 +331,22 @@ async fn a_corrupt_or_future_record_is_an_io_error() {
     let f = Fixture::with_bucket("bkt").await;
     put(&f.store, "bkt", "k", b"v").await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
     assert_eq!(record["format_version"], 1);
     assert_eq!(record["key"], "k");
-    assert!(record["data_files"][0]
-        .as_str()
-        .unwrap()
-        .starts_with("data-"));
+    assert!(record["data_files"][0].as_str().unwrap().starts_with("data-"));
 
     record["format_version"] = json!(2);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
-    assert!(matches!(
-        f.store.head_object("bkt", "k").await,
-        Err(StoreError::Io(_))
-    ));
+    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 
     record["format_version"] = json!(1);
     record["data_files"] = json!(["../../../../outside"]);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
-    assert!(matches!(
-        f.store.open_object("bkt", "k").await,
-        Err(StoreError::Io(_))
-    ));
+    assert!(matches!(f.store.open_object("bkt", "k").await, Err(StoreError::Io(_))));
 
     std::fs::write(&meta_path, b"{ torn").unwrap();
-    assert!(matches!(
-        f.store.head_object("bkt", "k").await,
-        Err(StoreError::Io(_))
-    ));
+    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 }
 
 #[tokio::test]
@@ -500,43 +361,20 @@ async fn update_object_meta_keeps_the_data() {
     changed.parts[0].encryption = Some(json!({"part": 1}));
     changed.etag = "new-etag".into();
     changed.key = "ignored".into();
-    let stored = f
-        .store
-        .update_object_meta("bkt", "k", changed.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        stored,
-        ObjectMeta {
-            key: "k".into(),
-            ..changed
-        }
-    );
+    let stored = f.store.update_object_meta("bkt", "k", changed.clone()).await.unwrap();
+    assert_eq!(stored, ObjectMeta { key: "k".into(), ..changed });
     assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), stored);
     assert_eq!(get(&f.store, "bkt", "k").await, data);
-    let listed = f
-        .store
-        .list_objects("bkt", &ListQuery::default())
-        .await
-        .unwrap();
+    let listed = f.store.list_objects("bkt", &ListQuery::default()).await.unwrap();
     assert_eq!(listed.objects[0].etag, "new-etag");
 
     let mut wrong = original.clone();
     wrong.parts[0].stored_size += 1;
-    assert!(matches!(
-        f.store.update_object_meta("bkt", "k", wrong).await,
-        Err(StoreError::InvalidMeta(_))
-    ));
+    assert!(matches!(f.store.update_object_meta("bkt", "k", wrong).await, Err(StoreError::InvalidMeta(_))));
     let mut wrong = original.clone();
     wrong.parts.clear();
-    assert!(matches!(
-        f.store.update_object_meta("bkt", "k", wrong).await,
-        Err(StoreError::InvalidMeta(_))
-    ));
-    assert!(matches!(
-        f.store.update_object_meta("bkt", "missing", original).await,
-        Err(StoreError::NoSuchKey)
-    ));
+    assert!(matches!(f.store.update_object_meta("bkt", "k", wrong).await, Err(StoreError::InvalidMeta(_))));
+    assert!(matches!(f.store.update_object_meta("bkt", "missing", original).await, Err(StoreError::NoSuchKey)));
     assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), stored);
 }
 
@@ -553,11 +391,7 @@ async fn a_reader_keeps_its_version_through_overwrite_and_delete() {
     put(&f.store, "bkt", "k", &v2).await;
     assert_eq!(get(&f.store, "bkt", "k").await, v2);
     let dir = only_object_dir(&f, "bkt");
-    assert_eq!(
-        files_under(&dir).len(),
-        2,
-        "v1's data file is already unlinked"
-    );
+    assert_eq!(files_under(&dir).len(), 2, "v1's data file is already unlinked");
 
     let mut rest = first.to_vec();
     while let Some(chunk) = stream.next().await {
@@ -567,19 +401,13 @@ async fn a_reader_keeps_its_version_through_overwrite_and_delete() {
 
     f.store.delete_object("bkt", "k").await.unwrap();
     assert_eq!(reader.meta(), &v1_meta);
-    assert_eq!(
-        read_all(&reader).await,
-        v1,
-        "a new read of the pinned version still works after delete"
-    );
+    assert_eq!(read_all(&reader).await, v1, "a new read of the pinned version still works after delete");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_puts_to_one_key_are_last_writer_wins() {
     let f = Fixture::with_bucket("bkt").await;
-    let values: Vec<Vec<u8>> = (0..12u8)
-        .map(|i| pattern(50_000 + usize::from(i) * 1000, i))
-        .collect();
+    let values: Vec<Vec<u8>> = (0..12u8).map(|i| pattern(50_000 + usize::from(i) * 1000, i)).collect();
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let store = f.store.clone();
@@ -612,17 +440,9 @@ async fn concurrent_puts_to_one_key_are_last_writer_wins() {
     let data = read_all(&reader).await;
     assert!(values.contains(&data));
     assert_eq!(etag_of(&data), reader.meta().etag);
-    assert_eq!(
-        files_under(&only_object_dir(&f, "bkt")).len(),
-        2,
-        "exactly one version's files remain"
-    );
+    assert_eq!(files_under(&only_object_dir(&f, "bkt")).len(), 2, "exactly one version's files remain");
     assert_eq!(entries_in(&f.tmp_dir()), 0);
-    let listed = f
-        .store
-        .list_objects("bkt", &ListQuery::default())
-        .await
-        .unwrap();
+    let listed = f.store.list_objects("bkt", &ListQuery::default()).await.unwrap();
     assert_eq!(listed.objects.len(), 1);
     assert_eq!(listed.objects[0].etag, reader.meta().etag);
 }

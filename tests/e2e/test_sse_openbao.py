@@ -1,0 +1,156 @@
+"""SSE-KMS and SSE-S3 against a real OpenBao transit engine: the server runs with `--kms-backend vault`, its token in
+COFFER_KMS_VAULT_TOKEN. Keys come from OpenBao (`bao write -f transit/keys/NAME type=aes256-gcm96 derived=true`), the
+admin API, or the server's own default key; OpenBao's audit log shows the transit calls. Unknown, disabled and
+unusable keys are refused, and a sealed OpenBao makes SSE writes answer 503 while plaintext keeps working."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from botocore.exceptions import ClientError
+
+from harness import CofferServer, OpenBao, sha256_file, unique_name
+from sse_helpers import (MiB, Sse, assert_absent, assert_no_temp_files, create_kms_key, expect_error, kms_admin_ok,
+                         no_retry_client, random_bytes, refused_write, running_server)
+
+pytestmark = pytest.mark.openbao
+
+BODY = random_bytes(200_001, seed=41)
+
+
+def vault_server_args(bao: OpenBao, default_key: str) -> dict:
+    return {"args": ["--kms-backend", "vault", "--kms-vault-address", bao.address,
+                     "--kms-default-key-id", default_key],
+            "env": {"COFFER_KMS_VAULT_TOKEN": bao.token}}
+
+
+@pytest.fixture(scope="module")
+def default_key() -> str:
+    return unique_name("bao-default")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, openbao, default_key) -> CofferServer:
+    with running_server(tmp_path_factory, **vault_server_args(openbao, default_key)) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh(server) -> str:
+    name = unique_name("sse-bao")
+    server.s3.create_bucket(Bucket=name)
+    return name
+
+
+def transit_key(bao: OpenBao, name: str | None = None, derived: bool = True) -> str:
+    """A transit key made in OpenBao itself, the way docs/kms-vault.md tells operators to."""
+    name = name or unique_name("bao-key")
+    args = ["write", "-f", f"transit/keys/{name}", "type=aes256-gcm96"] + (["derived=true"] if derived else [])
+    bao.bao(*args)
+    return name
+
+
+def read_transit_key(bao: OpenBao, name: str) -> dict:
+    return json.loads(bao.bao("read", "-format=json", f"transit/keys/{name}").stdout)["data"]
+
+
+def audited_paths(bao: OpenBao) -> list[str]:
+    paths = []
+    for line in bao.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("type") == "request":
+            paths.append(entry["request"]["path"])
+    return paths
+
+
+def test_the_default_key_lives_in_openbao(server, openbao, default_key):
+    data = read_transit_key(openbao, default_key)
+    assert data["type"] == "aes256-gcm96" and data["derived"] is True, data
+    status = kms_admin_ok(server, "GET", "/status")
+    assert (status["backend_type"], status["default_key_id"]) == ("vault-transit", default_key), status
+
+
+@pytest.mark.parametrize("size", [13, 9 * MiB], ids=["13B", "9MiB-multipart"])
+def test_aws_cli_round_trip_under_an_openbao_key(server, openbao, fresh, files, tmp_path, size):
+    key_id = transit_key(openbao)
+    source = files(size)
+    server.aws("s3", "cp", str(source), f"s3://{fresh}/obj", "--sse", "aws:kms", "--sse-kms-key-id", key_id)
+    head = server.s3.head_object(Bucket=fresh, Key="obj")
+    Sse.kms(key_id).check_echo(head)
+    assert head["ContentLength"] == size
+    target = tmp_path / "obj"
+    server.aws("s3", "cp", f"s3://{fresh}/obj", str(target))
+    assert sha256_file(target) == sha256_file(source)
+    assert f"transit/encrypt/{key_id}" in audited_paths(openbao), "the data key was not wrapped by OpenBao"
+
+
+def test_sse_s3_and_unnamed_sse_kms_use_the_default_key(server, openbao, fresh, default_key):
+    s3 = server.s3
+    cases = [("sse-s3", {"ServerSideEncryption": "AES256"}, Sse.s3()),
+             ("sse-kms", {"ServerSideEncryption": "aws:kms"}, Sse.kms(default_key))]
+    for key, params, expected in cases:
+        expected.check_echo(s3.put_object(Bucket=fresh, Key=key, Body=BODY, **params))
+        got = s3.get_object(Bucket=fresh, Key=key)
+        expected.check_echo(got)
+        assert got["Body"].read() == BODY
+    assert f"transit/encrypt/{default_key}" in audited_paths(openbao)
+
+
+def test_key_created_through_the_admin_api(server, openbao, fresh):
+    key_id = create_kms_key(server)
+    assert read_transit_key(openbao, key_id)["derived"] is True
+    sse = Sse.kms(key_id)
+    sse.check_echo(server.s3.put_object(Bucket=fresh, Key="obj", Body=BODY, **sse.write_args()))
+    assert server.s3.get_object(Bucket=fresh, Key="obj")["Body"].read() == BODY
+
+
+def test_unknown_key_is_400_and_not_created_in_openbao(server, openbao, fresh):
+    missing = unique_name("bao-missing")
+    refused_write(server, fresh, "obj", lambda: server.s3.put_object(
+        Bucket=fresh, Key="obj", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=missing),
+        400, "KMS.NotFoundException")
+    assert openbao.bao("read", f"transit/keys/{missing}", check=False).returncode != 0, \
+        "a write under an unknown key created it in OpenBao"
+
+
+def test_disabled_key_is_400(server, openbao, fresh):
+    key_id = transit_key(openbao)
+    sse = Sse.kms(key_id)
+    server.s3.put_object(Bucket=fresh, Key="before", Body=BODY, **sse.write_args())
+    kms_admin_ok(server, "POST", f"/keys/{key_id}/disable")
+    try:
+        refused_write(server, fresh, "obj", lambda: server.s3.put_object(Bucket=fresh, Key="obj", Body=BODY,
+                                                                         **sse.write_args()),
+                      400, "KMS.DisabledException")
+        expect_error(lambda: server.s3.get_object(Bucket=fresh, Key="before"), 400, "KMS.DisabledException")
+    finally:
+        kms_admin_ok(server, "POST", f"/keys/{key_id}/enable")
+    assert server.s3.get_object(Bucket=fresh, Key="before")["Body"].read() == BODY
+
+
+def test_non_derived_transit_key_is_refused(server, openbao, fresh):
+    """Transit ignores the encryption context on a non-derived key, so Coffer must not use one."""
+    key_id = transit_key(openbao, derived=False)
+    strict = no_retry_client(server)
+    with pytest.raises(ClientError) as refused:
+        strict.put_object(Bucket=fresh, Key="obj", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 400
+    assert_absent(server.s3, fresh, "obj")
+    assert_no_temp_files(server)
+
+
+def test_sealed_openbao_is_503_while_plaintext_works(coffer_factory, openbao_factory):
+    bao = openbao_factory()
+    server = coffer_factory(**vault_server_args(bao, unique_name("sealed-default")))
+    bucket = unique_name("sse-sealed")
+    server.s3.create_bucket(Bucket=bucket)
+    unused = transit_key(bao)  # never used before the seal, so nothing about it is cached
+    bao.bao("operator", "seal")
+    strict = no_retry_client(server)
+    answer = refused_write(server, bucket, "obj", lambda: strict.put_object(
+        Bucket=bucket, Key="obj", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=unused), 503, s3=strict)
+    assert re.search(r"\bKMS\b", answer["Error"]["Message"]), answer["Error"]
+    server.s3.put_object(Bucket=bucket, Key="plain", Body=BODY)
+    assert server.s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == BODY

@@ -89,7 +89,7 @@ impl Handlers {
             }
             Endpoint::ClearCache => {
                 query.finish()?;
-                self.kms.clear_cache();
+                self.kms.clear_cache().await;
                 self.status().await
             }
             Endpoint::CreateKey => {

@@ -9,14 +9,17 @@
 //! - Off: every request is one backend call.
 //!
 //! [`DataKeyCache::clear`] swaps in empty caches and drops the old ones: their keys are zeroized as soon as requests
-//! already holding one finish. Nothing else keeps a copy of cached key material.
+//! already holding one finish. Nothing else keeps a copy of cached key material: moka keeps clones of cached values
+//! out of our reach (the waiters of coalesced misses and removed entries both wait for crossbeam-epoch reclamation,
+//! which another thread can hold up indefinitely), so each cached key sits in a [`Slot`] that is emptied when its
+//! entry leaves the cache (the eviction listener, for every cause) or when the cache is dropped.
 //!
 //! Counting: a request served by a cached entry, or by another request's backend call it waited for, is a hit;
 //! every other request (it made the backend call, or the call failed) is a miss. Evictions are entries dropped for age (TTL) or capacity; explicit
 //! invalidation, retirement after `max_uses` and clearing are not evictions.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -87,7 +90,7 @@ pub struct DataKeyCache {
 
 struct Caches {
     bucket_keys: Cache<BucketKeyId, Arc<BucketKey>>,
-    unwrapped: Cache<UnwrappedId, Arc<KeyMaterial>>,
+    unwrapped: Cache<UnwrappedId, Arc<Slot<KeyMaterial>>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -106,8 +109,26 @@ struct UnwrappedId {
 
 /// A cached bucket key and how many requests it has served.
 struct BucketKey {
-    data_key: Arc<DataKey>,
+    data_key: Slot<DataKey>,
     uses: AtomicU64,
+}
+
+/// A cached key that can be taken out of every clone of its entry at once; see the module documentation.
+struct Slot<T>(Mutex<Option<Arc<T>>>);
+
+impl<T> Slot<T> {
+    fn new(value: Arc<T>) -> Self {
+        Self(Mutex::new(Some(value)))
+    }
+
+    /// The key, unless its entry has left the cache.
+    fn get(&self) -> Option<Arc<T>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn empty(&self) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    }
 }
 
 impl std::fmt::Debug for DataKeyCache {
@@ -140,26 +161,38 @@ impl DataKeyCache {
         };
         let id = BucketKeyId { key_id: key_id.to_owned(), bucket: bucket.to_owned(), context: context.clone() };
         loop {
+            // The key this request generated, if it made the backend call: its entry may already be gone (evicted
+            // on admission, cleared), but the request that paid for the key still uses it.
+            let mut generated = None;
             let entry = caches
                 .bucket_keys
                 .entry(id.clone())
                 .or_try_insert_with(async {
-                    let data_key = backend.generate_data_key(key_id, context).await?;
-                    Ok::<_, KmsError>(Arc::new(BucketKey { data_key: Arc::new(data_key), uses: AtomicU64::new(0) }))
+                    let data_key = Arc::new(backend.generate_data_key(key_id, context).await?);
+                    generated = Some(Arc::clone(&data_key));
+                    Ok::<_, KmsError>(Arc::new(BucketKey { data_key: Slot::new(data_key), uses: AtomicU64::new(0) }))
                 })
                 .await
                 .map_err(|err| self.missed(&err))?;
             let fresh = entry.is_fresh();
             let bucket_key = entry.into_value();
-            if fresh {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                caches.remember_unwrapped(&bucket_key.data_key, context).await;
-            }
+            let data_key = match generated {
+                Some(data_key) => {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    caches.remember_unwrapped(&data_key, context).await;
+                    data_key
+                }
+                // The entry left the cache between lookup and use: look again.
+                None => match bucket_key.data_key.get() {
+                    Some(data_key) => data_key,
+                    None => continue,
+                },
+            };
             if bucket_key.uses.fetch_add(1, Ordering::Relaxed) < self.settings.max_uses {
                 if !fresh {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 }
-                return Ok(Arc::clone(&bucket_key.data_key));
+                return Ok(data_key);
             }
             caches.retire(&id, &bucket_key).await;
         }
@@ -177,23 +210,40 @@ impl DataKeyCache {
         };
         let key_id = wrapped.header()?.key_id.to_owned();
         let id = UnwrappedId { key_id, wrapped: wrapped.clone(), context: context.clone() };
-        let entry = caches
-            .unwrapped
-            .entry(id)
-            .or_try_insert_with(async { backend.decrypt_data_key(wrapped, context).await.map(Arc::new) })
-            .await
-            .map_err(|err| self.missed(&err))?;
-        let counter = if entry.is_fresh() { &self.stats.misses } else { &self.stats.hits };
-        counter.fetch_add(1, Ordering::Relaxed);
-        Ok(entry.into_value())
+        loop {
+            // As in `bucket_key`: the request that made the backend call uses its key even if the entry is gone.
+            let mut opened = None;
+            let entry = caches
+                .unwrapped
+                .entry(id.clone())
+                .or_try_insert_with(async {
+                    let key = Arc::new(backend.decrypt_data_key(wrapped, context).await?);
+                    opened = Some(Arc::clone(&key));
+                    Ok::<_, KmsError>(Arc::new(Slot::new(key)))
+                })
+                .await
+                .map_err(|err| self.missed(&err))?;
+            let (key, counter) = match opened {
+                Some(key) => (key, &self.stats.misses),
+                None => match entry.into_value().get() {
+                    Some(key) => (key, &self.stats.hits),
+                    None => continue,
+                },
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Ok(key);
+        }
     }
 
     /// Drops every cached key at once: the next request calls the backend. Keys still held by requests in flight
     /// are zeroized when those finish.
-    pub fn clear(&self) {
+    pub async fn clear(&self) {
         if let Some(caches) = &self.caches {
             let empty = Arc::new(Caches::build(&self.settings, &self.stats));
             let old = std::mem::replace(&mut *caches.write().unwrap_or_else(|poisoned| poisoned.into_inner()), empty);
+            // Expired entries are invisible to iteration; maintenance removes them, which empties their slots.
+            old.bucket_keys.run_pending_tasks().await;
+            old.unwrapped.run_pending_tasks().await;
             drop(old);
         }
     }
@@ -244,12 +294,12 @@ impl Caches {
             bucket_keys: Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(settings.ttl)
-                .eviction_listener(count_evictions(stats))
+                .eviction_listener(on_removal(stats, |bucket_key: &Arc<BucketKey>| bucket_key.data_key.empty()))
                 .build(),
             unwrapped: Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(settings.ttl)
-                .eviction_listener(count_evictions(stats))
+                .eviction_listener(on_removal(stats, |key: &Arc<Slot<KeyMaterial>>| key.empty()))
                 .build(),
         }
     }
@@ -261,7 +311,7 @@ impl Caches {
             wrapped: data_key.wrapped.clone(),
             context: context.clone(),
         };
-        self.unwrapped.insert(id, Arc::new(data_key.plaintext.clone())).await;
+        self.unwrapped.insert(id, Arc::new(Slot::new(Arc::new(data_key.plaintext.clone())))).await;
     }
 
     /// Removes a used-up bucket key unless another request already replaced it.
@@ -296,9 +346,26 @@ impl Caches {
     }
 }
 
-fn count_evictions<K, V>(stats: &Arc<Stats>) -> impl Fn(Arc<K>, V, RemovalCause) + Send + Sync + 'static {
+impl Drop for Caches {
+    /// Empties the slots of the entries still cached, so that moka's lingering clones hold no key.
+    fn drop(&mut self) {
+        for (_, bucket_key) in self.bucket_keys.iter() {
+            bucket_key.data_key.empty();
+        }
+        for (_, key) in self.unwrapped.iter() {
+            key.empty();
+        }
+    }
+}
+
+/// The eviction listener: empties the removed entry's slot, whatever the cause, and counts evictions.
+fn on_removal<K, V>(
+    stats: &Arc<Stats>,
+    empty: impl Fn(&V) + Send + Sync + 'static,
+) -> impl Fn(Arc<K>, V, RemovalCause) + Send + Sync + 'static {
     let stats = Arc::clone(stats);
-    move |_, _, cause| {
+    move |_, value, cause| {
+        empty(&value);
         if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {
             stats.evictions.fetch_add(1, Ordering::Relaxed);
         }

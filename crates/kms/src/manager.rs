@@ -298,9 +298,9 @@ impl KmsManager {
     }
 
     /// Drops every cached key at once; the next request calls the backend.
-    pub fn clear_cache(&self) {
+    pub async fn clear_cache(&self) {
         if let Some(active) = self.snapshot().active {
-            active.cache.clear();
+            active.cache.clear().await;
             tracing::info!("KMS data-key cache cleared");
         }
     }

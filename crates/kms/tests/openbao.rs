@@ -763,7 +763,7 @@ async fn concurrent_cache_misses_through_the_manager_make_one_call_to_openbao() 
     assert!(bao.audited_requests("transit/decrypt/coalesced") <= 1);
 
     // Clearing the cache makes the next write ask OpenBao again.
-    manager.clear_cache();
+    manager.clear_cache().await;
     manager.bucket_key("coalesced", "photos", &ctx).await.unwrap();
     assert_eq!(bao.encrypt_calls("coalesced"), 2);
 }

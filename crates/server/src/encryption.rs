@@ -95,7 +95,7 @@ pub fn names_encryption(headers: &SseHeaders) -> bool {
 fn customer_key_headers(headers: &HeaderMap, prefix: &str) -> S3Result<CustomerKeyHeaders> {
     Ok(CustomerKeyHeaders {
         algorithm: header(headers, &format!("{prefix}algorithm"))?,
-        key: header(headers, &format!("{prefix}key"))?,
+        key: header(headers, &format!("{prefix}key"))?.map(zeroize::Zeroizing::new),
         key_md5: header(headers, &format!("{prefix}key-md5"))?,
     })
 }

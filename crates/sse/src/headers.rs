@@ -50,7 +50,8 @@ impl Transport {
 #[derive(Clone, Default)]
 pub struct CustomerKeyHeaders {
     pub algorithm: Option<String>,
-    pub key: Option<String>,
+    /// The base64 key as sent: a secret, zeroized on drop.
+    pub key: Option<Zeroizing<String>>,
     pub key_md5: Option<String>,
 }
 
@@ -417,7 +418,11 @@ mod tests {
     }
 
     fn trio(key: &[u8]) -> CustomerKeyHeaders {
-        CustomerKeyHeaders { algorithm: Some("AES256".into()), key: Some(b64(key)), key_md5: Some(md5_b64(key)) }
+        CustomerKeyHeaders {
+            algorithm: Some("AES256".into()),
+            key: Some(Zeroizing::new(b64(key))),
+            key_md5: Some(md5_b64(key)),
+        }
     }
 
     fn sse(value: &str) -> SseHeaders {
@@ -522,7 +527,7 @@ mod tests {
             (CustomerKeyHeaders { algorithm: Some("AES128".into()), ..trio(&KEY) }, "algorithm"),
             (CustomerKeyHeaders { algorithm: None, ..trio(&KEY) }, "algorithm"),
             (CustomerKeyHeaders { key: None, ..trio(&KEY) }, "secret key"),
-            (CustomerKeyHeaders { key: Some("not base64!".into()), ..trio(&KEY) }, "secret key"),
+            (CustomerKeyHeaders { key: Some(Zeroizing::new("not base64!".into())), ..trio(&KEY) }, "secret key"),
             (trio(&[1u8; 16]), "secret key"),
             (trio(&[1u8; 33]), "secret key"),
             (CustomerKeyHeaders { key_md5: None, ..trio(&KEY) }, "MD5"),

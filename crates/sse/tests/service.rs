@@ -31,7 +31,7 @@ async fn fixture() -> Fixture {
 fn customer_headers(key: &[u8; 32]) -> CustomerKeyHeaders {
     CustomerKeyHeaders {
         algorithm: Some("AES256".into()),
-        key: Some(STANDARD.encode(key)),
+        key: Some(zeroize::Zeroizing::new(STANDARD.encode(key))),
         key_md5: Some(STANDARD.encode(Md5::digest(key))),
     }
 }

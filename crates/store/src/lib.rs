@@ -28,7 +28,7 @@ mod store;
 
 pub use error::{Result, StoreError};
 pub use listing::{ListPage, ListQuery, ObjectSummary};
-pub use meta::{BucketInfo, Checksum, ChecksumKind, ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+pub use meta::{BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, UploadInfo, UploadMeta};
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
 pub use staging::{StagedFile, StagedWrite};

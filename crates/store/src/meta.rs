@@ -55,6 +55,21 @@ pub struct PartMeta {
     pub encryption: Option<serde_json::Value>,
 }
 
+/// The client-supplied headers an object keeps (an upload keeps them for its object). Stored flattened into the
+/// object's (or upload's) JSON record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    /// The `Expires` header exactly as the client sent it.
+    pub expires: Option<String>,
+    /// `x-amz-meta-*` pairs, names without the prefix.
+    pub user_metadata: BTreeMap<String, String>,
+}
+
 /// An object's metadata: what HEAD returns plus the parts the data is stored in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
@@ -66,15 +81,8 @@ pub struct ObjectMeta {
     /// Set by the store when the object is committed (`put_object`, `complete_upload`).
     #[serde(with = "time::serde::rfc3339")]
     pub last_modified: OffsetDateTime,
-    pub content_type: Option<String>,
-    pub content_encoding: Option<String>,
-    pub content_disposition: Option<String>,
-    pub content_language: Option<String>,
-    pub cache_control: Option<String>,
-    /// The `Expires` header exactly as the client sent it.
-    pub expires: Option<String>,
-    /// `x-amz-meta-*` pairs, names without the prefix.
-    pub user_metadata: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub headers: ObjectHeaders,
     pub checksum: Option<Checksum>,
     /// The stored parts in object order. Filled by the store on commit.
     pub parts: Vec<PartMeta>,
@@ -90,13 +98,7 @@ impl ObjectMeta {
             size,
             etag: etag.into(),
             last_modified: OffsetDateTime::UNIX_EPOCH,
-            content_type: None,
-            content_encoding: None,
-            content_disposition: None,
-            content_language: None,
-            cache_control: None,
-            expires: None,
-            user_metadata: BTreeMap::new(),
+            headers: ObjectHeaders::default(),
             checksum: None,
             parts: Vec::new(),
             encryption: None,
@@ -107,13 +109,8 @@ impl ObjectMeta {
 /// What `create_upload` records about a multipart upload; the server copies it into the final [`ObjectMeta`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadMeta {
-    pub content_type: Option<String>,
-    pub content_encoding: Option<String>,
-    pub content_disposition: Option<String>,
-    pub content_language: Option<String>,
-    pub cache_control: Option<String>,
-    pub expires: Option<String>,
-    pub user_metadata: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub headers: ObjectHeaders,
     /// Set by the store in `create_upload`.
     #[serde(with = "time::serde::rfc3339")]
     pub initiated: OffsetDateTime,
@@ -126,13 +123,7 @@ pub struct UploadMeta {
 impl Default for UploadMeta {
     fn default() -> Self {
         UploadMeta {
-            content_type: None,
-            content_encoding: None,
-            content_disposition: None,
-            content_language: None,
-            cache_control: None,
-            expires: None,
-            user_metadata: BTreeMap::new(),
+            headers: ObjectHeaders::default(),
             initiated: OffsetDateTime::UNIX_EPOCH,
             checksum_algorithm: None,
             encryption: None,

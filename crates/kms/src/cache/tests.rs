@@ -1,3 +1,5 @@
+//! Tests of the data-key cache against a counting (and optionally gated) local backend.
+
 use std::sync::atomic::AtomicUsize;
 
 use async_trait::async_trait;
@@ -235,7 +237,7 @@ async fn clearing_drops_every_key_and_nothing_else_holds_them() {
     drop((bucket_key, unwrapped));
     assert!(bucket_key_weak.upgrade().is_some() && unwrapped_weak.upgrade().is_some(), "cached");
 
-    cache.clear();
+    cache.clear().await;
     assert!(bucket_key_weak.upgrade().is_none(), "the bucket key was dropped (and so zeroized)");
     assert!(unwrapped_weak.upgrade().is_none(), "the unwrapped key was dropped (and so zeroized)");
     assert_eq!(cache.stats().await.entry_count, 0);
@@ -313,7 +315,7 @@ async fn with_the_cache_off_every_request_calls_the_backend() {
     assert!(plaintexts[0] != plaintexts[1] && plaintexts[1] != plaintexts[2]);
     let stats = cache.stats().await;
     assert_eq!((stats.enabled, stats.hit_count, stats.miss_count, stats.entry_count), (false, 0, 0, 0));
-    cache.clear();
+    cache.clear().await;
 }
 
 #[test]

@@ -23,14 +23,11 @@ use crate::backend::{BackendKind, KmsBackend};
 use crate::config::LocalConfig;
 use crate::error::{KmsError, Result};
 use crate::fs;
-use crate::key_id::{generate_key_id, validate_key_id};
+use crate::key_id::validate_key_id;
+use crate::key_requests::{deletion_date, key_to_create};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState};
 use crate::wrapped::WrappedKey;
 
-/// The pending-deletion window AWS KMS allows, in days.
-pub const PENDING_WINDOW_DAYS: std::ops::RangeInclusive<u32> = 7..=30;
-/// The longest key description accepted, in bytes.
-pub const MAX_DESCRIPTION_LEN: usize = 8192;
 /// The shortest master secret accepted, in bytes (e.g. `openssl rand -hex 32` gives 64).
 pub const MIN_MASTER_KEY_LEN: usize = 32;
 const KEY_FILE_SUFFIX: &str = ".key";
@@ -155,19 +152,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
-        let key_id = match key_id {
-            Some(key_id) => {
-                validate_key_id(key_id)?;
-                key_id.to_owned()
-            }
-            None => generate_key_id(),
-        };
-        if description.is_some_and(|text| text.len() > MAX_DESCRIPTION_LEN) {
-            return Err(KmsError::invalid_argument(
-                "description",
-                format!("key description must be at most {MAX_DESCRIPTION_LEN} bytes"),
-            ));
-        }
+        let key_id = key_to_create(key_id, description)?;
         let description = description.map(str::to_owned);
         self.blocking(move |store| store.create(key_id, description)).await
     }
@@ -202,20 +187,11 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
-        if !PENDING_WINDOW_DAYS.contains(&pending_window_days) {
-            return Err(KmsError::invalid_argument(
-                "pending_window_days",
-                format!(
-                    "pending window must be between {} and {} days",
-                    PENDING_WINDOW_DAYS.start(),
-                    PENDING_WINDOW_DAYS.end()
-                ),
-            ));
-        }
+        let deletion_date = deletion_date(pending_window_days)?;
         self.update(key_id, move |key| {
             refuse_pending_deletion(key)?;
             key.state = KeyState::PendingDeletion;
-            key.deletion_date = Some(OffsetDateTime::now_utc() + time::Duration::days(i64::from(pending_window_days)));
+            key.deletion_date = Some(deletion_date);
             Ok(())
         })
         .await

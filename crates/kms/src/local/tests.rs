@@ -1,7 +1,10 @@
+//! Tests of the local backend: key files on disk, the master secret, key lifecycle and data-key wrapping.
+
 use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 use crate::config::Secret;
+use crate::key_requests::MAX_DESCRIPTION_LEN;
 
 const MASTER: &str = "0123456789abcdef0123456789abcdef-test-master";
 

@@ -1,3 +1,5 @@
+//! Tests of the KMS lifecycle manager: configuration, persistence, start/stop, reconfiguration and the object path.
+
 use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
@@ -50,7 +52,7 @@ async fn a_fresh_manager_is_not_configured_and_refuses_everything() {
     assert!(matches!(manager.backend(), Err(KmsError::NotConfigured)));
     assert!(matches!(manager.bucket_key("k", "b", &context("b")).await, Err(KmsError::NotConfigured)));
     assert!(matches!(manager.describe_key("k").await, Err(KmsError::NotConfigured)));
-    manager.clear_cache();
+    manager.clear_cache().await;
     manager.restore().await.unwrap();
     assert_eq!(manager.status().await.state, LifecycleState::NotConfigured);
 }
@@ -324,7 +326,7 @@ async fn a_failed_reconfigure_keeps_the_running_backend() {
 
     assert_eq!(manager.status().await.state, LifecycleState::Running);
     manager.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
-    manager.clear_cache();
+    manager.clear_cache().await;
     manager.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
     let shown = manager.config().unwrap().to_string();
     assert!(shown.contains("keys") && !shown.contains("another-master"), "{shown}");
@@ -351,7 +353,7 @@ async fn the_object_path_is_cached_and_counted() {
     assert_eq!((status.cache.miss_count, status.cache.hit_count, status.cache.enabled), (1, 4, true));
     assert!(status.cache.entry_count >= 1);
 
-    manager.clear_cache();
+    manager.clear_cache().await;
     let key = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
     let status = manager.status().await;
     assert_eq!(calls(&status, "generate_data_key"), before + 2, "clear-cache forces a new backend call");

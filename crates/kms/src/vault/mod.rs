@@ -36,8 +36,8 @@ use self::transit::Transit;
 use crate::backend::{BackendKind, BackendOptions, KmsBackend};
 use crate::config::VaultConfig;
 use crate::error::{KmsError, Result};
-use crate::key_id::{generate_key_id, validate_key_id};
-use crate::local::{MAX_DESCRIPTION_LEN, PENDING_WINDOW_DAYS};
+use crate::key_id::validate_key_id;
+use crate::key_requests::{deletion_date, key_to_create};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 use crate::wrapped::WrappedKey;
 
@@ -169,19 +169,7 @@ impl KmsBackend for VaultTransitBackend {
     }
 
     async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
-        let key_id = match key_id {
-            Some(key_id) => {
-                validate_key_id(key_id)?;
-                key_id.to_owned()
-            }
-            None => generate_key_id(),
-        };
-        if description.is_some_and(|text| text.len() > MAX_DESCRIPTION_LEN) {
-            return Err(KmsError::invalid_argument(
-                "description",
-                format!("key description must be at most {MAX_DESCRIPTION_LEN} bytes"),
-            ));
-        }
+        let key_id = key_to_create(key_id, description)?;
         // Transit answers a create for an existing key with success, so existence is checked first.
         match self.transit.read_key(&key_id).await {
             Ok(_) => return Err(KmsError::KeyExists(key_id)),
@@ -256,21 +244,11 @@ impl KmsBackend for VaultTransitBackend {
 
     async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
         validate_key_id(key_id)?;
-        if !PENDING_WINDOW_DAYS.contains(&pending_window_days) {
-            return Err(KmsError::invalid_argument(
-                "pending_window_days",
-                format!(
-                    "pending window must be between {} and {} days",
-                    PENDING_WINDOW_DAYS.start(),
-                    PENDING_WINDOW_DAYS.end()
-                ),
-            ));
-        }
+        let deletion_date = deletion_date(pending_window_days)?;
         let record = self.live_record(key_id).await?;
         if record.state == KeyState::PendingDeletion {
             return Err(KmsError::KeyPendingDeletion(key_id.to_owned()));
         }
-        let deletion_date = OffsetDateTime::now_utc() + time::Duration::days(i64::from(pending_window_days));
         self.set_record(
             key_id,
             KeyRecord { state: KeyState::PendingDeletion, deletion_date: Some(deletion_date), ..record },

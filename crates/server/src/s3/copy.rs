@@ -21,7 +21,7 @@ use crate::encryption::{
     single_part, sse_error, sse_headers, start_object, stored_encryption, transport, write_encryption,
 };
 use crate::errors::store_error;
-use crate::object_headers::{object_headers_from, ObjectHeaders};
+use crate::object_headers::object_headers_from;
 use crate::object_io::{receive, ObjectBody};
 use crate::service::AppState;
 
@@ -93,7 +93,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
              object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
-    let headers = if replace { object_headers_from!(input)? } else { ObjectHeaders::from_meta(&source) };
+    let headers = if replace { object_headers_from!(input)? } else { source.headers.clone() };
 
     let (stored, encryption) = if keeps_data {
         // Only the metadata changes: rewrite it in place instead of copying the data onto itself. An encrypted
@@ -109,7 +109,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
             None => None,
         };
         let mut meta = source;
-        headers.apply_to(&mut meta);
+        meta.headers = headers;
         meta.last_modified = now();
         meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
         let stored = state.store.update_object_meta(&input.bucket, &input.key, meta).await.map_err(store_error)?;
@@ -125,7 +125,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         let integrity = DeclaredIntegrity::compute(algorithm);
         let received = receive(&state.store, &input.bucket, body, Some(size), integrity, encryptor).await?;
         let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
-        headers.apply_to(&mut meta);
+        meta.headers = headers;
         meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
         meta.parts = vec![received.part(1)];
         meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);

@@ -29,7 +29,7 @@ use crate::encryption::{
 };
 use crate::errors::store_error;
 use crate::listing::{page_size, NameEncoding};
-use crate::object_headers::{object_headers_from, ObjectHeaders};
+use crate::object_headers::object_headers_from;
 use crate::object_io::{receive, request_body, Received};
 use crate::service::AppState;
 
@@ -92,7 +92,7 @@ pub async fn create_multipart_upload(
         ));
     }
     let encryption = start_object(state, &input.bucket, &input.key, &write).await?.map(|new| new.encryption);
-    let mut upload = headers.into_upload();
+    let mut upload = UploadMeta { headers, ..UploadMeta::default() };
     upload.checksum_algorithm = algorithm.map(|a| a.name().to_owned());
     upload.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
     let upload_id = state.store.create_upload(&input.bucket, &input.key, upload).await.map_err(store_error)?;
@@ -289,7 +289,7 @@ pub async fn complete_multipart_upload(
 
     let encryption = stored_encryption(upload.encryption.as_ref())?;
     let mut meta = ObjectMeta::new(input.key.clone(), size, multipart_etag(&parts)?);
-    ObjectHeaders::from_upload(&upload).apply_to(&mut meta);
+    meta.headers = upload.headers;
     meta.checksum = checksum;
     meta.encryption = upload.encryption;
     let numbers: Vec<u32> = parts.iter().map(|part| part.number).collect();

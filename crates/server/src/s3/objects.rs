@@ -21,7 +21,7 @@ use crate::encryption::{
     write_encryption,
 };
 use crate::errors::{custom_error, store_error};
-use crate::object_headers::{object_headers_from, ObjectHeaders};
+use crate::object_headers::{expires_timestamp, object_headers_from, user_metadata};
 use crate::object_io::{part_range, receive, request_body, ObjectBody};
 use crate::service::AppState;
 
@@ -55,7 +55,7 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
             .await?;
 
     let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
-    headers.apply_to(&mut meta);
+    meta.headers = headers;
     meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
     meta.parts = vec![received.part(1)];
     meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
@@ -122,7 +122,7 @@ fn plan_read(meta: &ObjectMeta, request: &ReadRequest) -> S3Result<ReadPlan> {
             if is_multipart {
                 plan.parts_count = i32::try_from(meta.parts.len()).ok();
                 if request.checksum_mode {
-                    let part_checksum = meta.parts[number - 1].checksum.as_ref();
+                    let part_checksum = meta.parts.get(number - 1).and_then(|part| part.checksum.as_ref());
                     plan.checksum =
                         part_checksum.map(|c| (ChecksumFields::from_stored(Some(c)), checksum_type(c.kind)));
                 }
@@ -184,7 +184,7 @@ macro_rules! read_request {
 /// GetObjectOutput / HeadObjectOutput fields describing the object and the planned response.
 macro_rules! read_output {
     ($output:ident, $meta:expr, $plan:expr, $($body:tt)*) => {{
-        let headers = ObjectHeaders::from_meta(&$meta);
+        let headers = $meta.headers.clone();
         let mut output = $output {
             accept_ranges: Some("bytes".to_owned()),
             content_length: i64::try_from($plan.range.end - $plan.range.start).ok(),
@@ -192,8 +192,8 @@ macro_rules! read_output {
             parts_count: $plan.parts_count,
             e_tag: Some(etag(&$meta.etag)),
             last_modified: Some(Timestamp::from($meta.last_modified)),
-            expires: headers.expires_timestamp(),
-            metadata: headers.metadata(),
+            expires: expires_timestamp(&headers),
+            metadata: user_metadata(&headers),
             content_type: headers.content_type,
             content_encoding: headers.content_encoding,
             content_disposition: headers.content_disposition,

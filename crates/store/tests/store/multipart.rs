@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
-use coffer_store::{ObjectMeta, PartMeta, Store, StoreError, UploadMeta};
+use coffer_store::{ObjectHeaders, ObjectMeta, PartMeta, Store, StoreError, UploadMeta};
 use serde_json::json;
 
 use crate::common::{entries_in, files_under, get, pattern, put, read_all, staged, Fixture};
@@ -33,9 +33,12 @@ fn uploads_dir(f: &Fixture) -> std::path::PathBuf {
 async fn upload_meta_round_trips() {
     let f = Fixture::with_bucket("mpu").await;
     let upload = UploadMeta {
-        content_type: Some("video/mp4".into()),
-        cache_control: Some("max-age=60".into()),
-        user_metadata: BTreeMap::from([("owner".into(), "me".into())]),
+        headers: ObjectHeaders {
+            content_type: Some("video/mp4".into()),
+            cache_control: Some("max-age=60".into()),
+            user_metadata: BTreeMap::from([("owner".into(), "me".into())]),
+            ..ObjectHeaders::default()
+        },
         checksum_algorithm: Some("CRC32".into()),
         encryption: Some(json!({"sse": "kms", "key": "k1"})),
         ..UploadMeta::default()
@@ -111,12 +114,12 @@ async fn complete_a_subset_of_parts_uploaded_out_of_order() {
 
     let mut meta = ObjectMeta::new("obj", 0, "abc-2");
     meta.size = (data[0].len() + data[2].len()) as u64;
-    meta.content_type = Some("application/x-test".into());
+    meta.headers.content_type = Some("application/x-test".into());
     let committed = f.store.complete_upload("mpu", "obj", &id, &[1, 3], meta).await.unwrap();
     assert_eq!(committed.parts.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 3]);
     assert_eq!(committed.parts[1], listed[2]);
     assert_eq!(committed.etag, "abc-2");
-    assert_eq!(committed.content_type.as_deref(), Some("application/x-test"));
+    assert_eq!(committed.headers.content_type.as_deref(), Some("application/x-test"));
     assert_eq!(f.store.head_object("mpu", "obj").await.unwrap(), committed);
 
     let reader = f.store.open_object("mpu", "obj").await.unwrap();

@@ -22,13 +22,13 @@ async fn put_head_get_round_trip_with_all_metadata() {
     let f = Fixture::with_bucket("bkt").await;
     let data = pattern(700_000, 7);
     let mut meta = ObjectMeta::new("ignored", data.len() as u64, "etag-1");
-    meta.content_type = Some("text/plain".into());
-    meta.content_encoding = Some("gzip".into());
-    meta.content_disposition = Some("attachment; filename=\"a.txt\"".into());
-    meta.content_language = Some("de".into());
-    meta.cache_control = Some("no-cache".into());
-    meta.expires = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
-    meta.user_metadata = BTreeMap::from([("color".into(), "blue".into()), ("x".into(), "ü ✓".into())]);
+    meta.headers.content_type = Some("text/plain".into());
+    meta.headers.content_encoding = Some("gzip".into());
+    meta.headers.content_disposition = Some("attachment; filename=\"a.txt\"".into());
+    meta.headers.content_language = Some("de".into());
+    meta.headers.cache_control = Some("no-cache".into());
+    meta.headers.expires = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+    meta.headers.user_metadata = BTreeMap::from([("color".into(), "blue".into()), ("x".into(), "ü ✓".into())]);
     meta.checksum =
         Some(Checksum { algorithm: "CRC32".into(), value: "AAAAAA==".into(), kind: ChecksumKind::FullObject });
     meta.encryption = Some(json!({"mode": "opaque", "nonce": [1, 2, 3]}));
@@ -141,17 +141,18 @@ async fn dropping_a_staged_write_or_file_leaves_no_temp_files() {
 async fn an_abandoned_upload_task_leaves_no_temp_files() {
     let f = Fixture::with_bucket("bkt").await;
     let store = f.store.clone();
-    // A request handler that is cancelled mid-body, like a client disconnect.
+    // A request handler that is cancelled mid-body, like a client disconnect. It is cancelled once it holds the
+    // staged write: cancelled inside `stage`, the blocking task creating the file finishes (and cleans up) later.
+    let (staged_tx, staged_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let mut write = store.stage("bkt").await.unwrap();
         write.write(b"partial").await.unwrap();
+        staged_tx.send(()).unwrap();
         std::future::pending::<()>().await;
         drop(write);
     });
-    while entries_in(&f.tmp_dir()) == 0 {
-        assert!(!task.is_finished(), "the upload task ended early");
-        tokio::task::yield_now().await;
-    }
+    staged_rx.await.expect("the upload task ended early");
+    assert_eq!(entries_in(&f.tmp_dir()), 1);
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     assert_eq!(entries_in(&f.tmp_dir()), 0);
@@ -355,8 +356,8 @@ async fn update_object_meta_keeps_the_data() {
     let data = pattern(5000, 2);
     let original = put(&f.store, "bkt", "k", &data).await;
     let mut changed = original.clone();
-    changed.content_type = Some("image/png".into());
-    changed.user_metadata.insert("new".into(), "yes".into());
+    changed.headers.content_type = Some("image/png".into());
+    changed.headers.user_metadata.insert("new".into(), "yes".into());
     changed.encryption = Some(json!({"rewrapped": true}));
     changed.parts[0].encryption = Some(json!({"part": 1}));
     changed.etag = "new-etag".into();

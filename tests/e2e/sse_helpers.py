@@ -7,6 +7,8 @@
 - `extra_headers`    add, replace or drop raw request headers of one boto3 operation (a `before-sign` hook).
 - `kms_admin`, `create_kms_key`     the KMS admin API through awscurl.
 - on-disk helpers    the store's documented layout (crates/store/src/layout.rs): object directories and data files.
+- servers            `running_server` (one per module), `running_server_on_all_interfaces` + `client_via` (to
+                     connect from a non-loopback address), `no_retry_client` (asserting 5xx answers).
 
 Everything drives the real server through the real clients from .venv with their default settings.
 """

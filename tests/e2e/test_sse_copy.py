@@ -148,10 +148,10 @@ def test_self_copy_from_sse_s3_to_sse_kms(coffer, copy_bucket, kms_keys):
 
 
 def upload_part_copy_assembly(coffer, bucket: str, source: Sse, destination: Sse, key: str) -> bytes:
-    """A 6 MiB source copied into a new upload in three parts: two UploadPartCopy ranges (5 MiB from the start,
+    """A 10 MiB source copied into a new upload in three parts: two UploadPartCopy ranges (5 MiB from the start,
     then an unaligned range overlapping it by one byte) and a small UploadPart. Returns the expected content."""
     s3 = coffer.s3
-    data = random_bytes(6 * MiB + 13, seed=len(key))
+    data = random_bytes(10 * MiB + 13, seed=len(key))
     s3.put_object(Bucket=bucket, Key=f"{key}-source", Body=data, **source.write_args())
     created = s3.create_multipart_upload(Bucket=bucket, Key=key, **destination.write_args())
     destination.check_echo(created, context_echoed=True)

@@ -96,6 +96,11 @@ def test_sse_c_object_read_with_wrong_key_is_403(server, stored):
                  403, "AccessDenied")
     # and the right key still works
     assert s3.get_object(Bucket=stored.bucket, Key="sse-c", **stored.customer.boto())["Body"].read() == BODY
+    # the same with raw headers through awscurl
+    for key, status in ((wrong, 403), (stored.customer, 200)):
+        header_args = [arg for name, value in key.headers().items() for arg in ("-H", f"{name}: {value}")]
+        result = server.awscurl(f"/{stored.bucket}/sse-c", "-X", "HEAD", *header_args, check=False)
+        assert awscurl_status(result) == status, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("case", BAD_CUSTOMER)

@@ -1,9 +1,10 @@
-"""Coffer benchmark: PUT/GET throughput for one large object and objects/s for many small ones.
+"""Coffer benchmark: throughput per encryption mode, KMS calls per 1,000 SSE-KMS PUTs, peak RSS of a 5 GiB upload.
 
-Run it with `scripts/bench` (which prepares .venv and the release binary). Each scenario row names a server recipe and
-the extra headers its PUTs and GETs carry, so encryption modes and peer servers are one more row each:
-
-    Scenario("SSE-S3", server="coffer", put_headers={"x-amz-server-side-encryption": "AES256"})
+Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
+Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
+SeaweedFS (`weed mini` with its local KMS) to the same run. The rows are measured interleaved — every round visits
+every row, in a rotated order — so load from other work on the machine falls on all rows alike; each number is the
+median of the timed rounds after one warm-up round.
 
 The client is deliberately lean so the numbers describe the server: requests are signed with SigV4 by botocore's
 signer but sent with `x-amz-content-sha256: UNSIGNED-PAYLOAD` and no checksum over plain keep-alive HTTP/1.1
@@ -14,11 +15,14 @@ its defaults would spend about 0.9 CPU-seconds per GB hashing on the same two co
 from __future__ import annotations
 
 import argparse
-import shutil
+import base64
 import hashlib
 import http.client
+import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import sys
 import time
@@ -26,69 +30,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-
-from harness import CofferFactory, Credentials, sign_unsigned_payload  # noqa: E402
+from bench_servers import REPO, Endpoint, Servers  # also puts tests/e2e (the e2e harness) on sys.path
+from harness import OpenBao, sign_unsigned_payload
 
 MiB = 1 << 20
+GiB = 1 << 30
 CHUNK = MiB
-
-
-# ---- servers ----------------------------------------------------------------------------------------------------
-
-@dataclass
-class Endpoint:
-    """A running S3 server the bench can talk to, and how to stop it."""
-
-    url: str
-    creds: Credentials
-    stop: Callable[[], None]
-
-
-class _TempDirs:
-    """The tmp_path_factory subset CofferFactory needs, backed by one bench directory."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.count = 0
-
-    def mktemp(self, name: str) -> Path:
-        self.count += 1
-        path = self.root / f"{name}{self.count}"
-        path.mkdir(parents=True)
-        return path
-
-
-def coffer_server(workdir: Path, args: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> Endpoint:
-    """The release binary on a free port with a fresh data dir (same launcher as the e2e tests)."""
-    factory = CofferFactory(_TempDirs(workdir))
-    server = factory(args=args, env=env)
-    return Endpoint(url=server.endpoint, creds=server.root, stop=factory.stop_all)
-
-
-# Server recipes by name. A peer (e.g. SeaweedFS) is another entry returning an Endpoint.
-SERVERS: dict[str, Callable[[Path], Endpoint]] = {
-    "coffer": coffer_server,
-}
-
-
-@dataclass
-class Scenario:
-    label: str
-    server: str = "coffer"
-    put_headers: Mapping[str, str] = field(default_factory=dict)
-    get_headers: Mapping[str, str] = field(default_factory=dict)
-
-
-SCENARIOS: list[Scenario] = [
-    Scenario("coffer, plaintext"),
-]
+KMS_STATUS_PATH = "/coffer/admin/v3/kms/status"
+COFFER_KMS_KEY = "coffer-default"      # the embedded local default key, and the default key on OpenBao
+PEER_KMS_KEY = "coffer-bench-key"       # created on demand by SeaweedFS's local KMS provider
 
 
 # ---- client -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    status: int
+    size: int                   # response body bytes
+    headers: http.client.HTTPMessage
+    body: bytes = b""           # only from Client.fetch
+
 
 class Client:
     """One keep-alive connection; SigV4 with an unsigned payload; bodies streamed, responses drained."""
@@ -96,12 +59,13 @@ class Client:
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
         parts = urlsplit(endpoint.url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
         self.buffer = bytearray(CHUNK)
 
     def request(self, method: str, path: str, body: memoryview | bytes = b"",
-                headers: Mapping[str, str] | None = None, digest=None) -> tuple[int, int, str]:
-        """Returns (status, response bytes, etag). `digest` (a hashlib object) is fed the response body if given."""
+                headers: Mapping[str, str] | None = None,
+                sink: Callable[[memoryview], object] | None = None) -> Reply:
+        """Sends one request; `sink`, if given, is fed the response body chunk by chunk."""
         signed = sign_unsigned_payload(self.endpoint.creds, method, self.endpoint.url + path,
                                        {**(headers or {}), "Content-Length": str(len(body))})
         conn = self.connection
@@ -118,18 +82,114 @@ class Client:
             count = response.readinto(self.buffer)
             if not count:
                 break
-            if digest is not None:
-                digest.update(memoryview(self.buffer)[:count])
+            if sink is not None:
+                sink(memoryview(self.buffer)[:count])
             received += count
-        return response.status, received, (response.getheader("ETag") or "").strip('"')
+        return Reply(response.status, received, response.msg)
+
+    def fetch(self, method: str, path: str, body: memoryview | bytes = b"",
+              headers: Mapping[str, str] | None = None) -> Reply:
+        """A request whose (small) response body is wanted: XML or JSON."""
+        collected = bytearray()
+        reply = self.request(method, path, body, headers, sink=collected.extend)
+        reply.body = bytes(collected)
+        return reply
 
     def close(self):
         self.connection.close()
 
 
-def expect(status: int, wanted: int, what: str):
-    if status != wanted:
-        raise SystemExit(f"bench: {what} answered HTTP {status}, expected {wanted}")
+def expect(reply: Reply, wanted: int, what: str):
+    if reply.status != wanted:
+        detail = f": {reply.body[:300].decode(errors='replace')}" if reply.body else ""
+        raise SystemExit(f"bench: {what} answered HTTP {reply.status}, expected {wanted}{detail}")
+
+
+def create_bucket(endpoint: Endpoint) -> str:
+    bucket = "bench-" + os.urandom(4).hex()
+    client = Client(endpoint)
+    try:
+        deadline = time.monotonic() + 60  # SeaweedFS accepts connections before its filer is ready
+        while True:
+            reply = client.fetch("PUT", f"/{bucket}")
+            if reply.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        client.close()
+    expect(reply, 200, f"CreateBucket on {endpoint.name}")
+    return bucket
+
+
+def kms_status(endpoint: Endpoint) -> dict:
+    """The coffer admin API's KMS status (SigV4-signed as the root user, who is an admin)."""
+    client = Client(endpoint)
+    try:
+        reply = client.fetch("GET", KMS_STATUS_PATH)
+    finally:
+        client.close()
+    expect(reply, 200, "GET kms/status")
+    return json.loads(reply.body)
+
+
+def backend_calls(status: dict) -> int:
+    """Calls to the KMS backend, health probes excluded (they do not depend on the traffic)."""
+    return sum(count for operation, count in status["kms_calls"].items() if operation != "health")
+
+
+# ---- encryption modes and scenarios -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mode:
+    """An encryption mode: headers for PUT / CreateMultipartUpload, for UploadPart, and for GET."""
+
+    name: str
+    put_headers: Mapping[str, str] = field(default_factory=dict)
+    part_headers: Mapping[str, str] = field(default_factory=dict)
+    get_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def sse_kms(key_id: str) -> dict[str, str]:
+    return {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": key_id}
+
+
+def sse_c(key: bytes) -> dict[str, str]:
+    return {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+            "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(hashlib.md5(key).digest()).decode()}
+
+
+PLAINTEXT = "plaintext"
+SSE_S3 = "SSE-S3"
+SSE_KMS_LOCAL = "SSE-KMS (local)"
+SSE_KMS_OPENBAO = "SSE-KMS (OpenBao)"
+SSE_C = "SSE-C"
+MODE_ORDER = [PLAINTEXT, SSE_S3, SSE_KMS_LOCAL, SSE_KMS_OPENBAO, SSE_C]
+
+
+def make_modes(kms_key: str) -> dict[str, Mode]:
+    customer = sse_c(os.urandom(32))
+    return {
+        PLAINTEXT: Mode(PLAINTEXT),
+        SSE_S3: Mode(SSE_S3, put_headers={"x-amz-server-side-encryption": "AES256"}),
+        SSE_KMS_LOCAL: Mode(SSE_KMS_LOCAL, put_headers=sse_kms(kms_key)),
+        SSE_KMS_OPENBAO: Mode(SSE_KMS_OPENBAO, put_headers=sse_kms(kms_key)),
+        SSE_C: Mode(SSE_C, put_headers=customer, part_headers=customer, get_headers=customer),
+    }
+
+
+@dataclass
+class Scenario:
+    """One table row: a server (by display name), an encryption mode, and the endpoint + bucket it runs against."""
+
+    server: str
+    mode: Mode
+    endpoint: Endpoint
+    bucket: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.server}, {self.mode.name}"
 
 
 # ---- measurements -----------------------------------------------------------------------------------------------
@@ -143,89 +203,197 @@ class Sizes:
     runs: int
 
 
-def measure_big(endpoint: Endpoint, scenario: Scenario, bucket: str, data: bytes, runs: int) -> tuple[float, float]:
-    """Median MB/s (10^6 bytes/s) for PUT and GET of one object, after one untimed warm-up that checks the bytes."""
-    client = Client(endpoint)
-    path = f"/{bucket}/big"
-    put_rates, get_rates = [], []
+METRICS = ("put_big", "get_big", "put_small", "get_small")
+
+
+def measure_big(scenario: Scenario, data: bytes, verify: bool) -> tuple[float, float]:
+    """MB/s (10^6 bytes/s) for one PUT and one GET of the large object; `verify` checks the bytes that come back."""
+    client = Client(scenario.endpoint)
+    path = f"/{scenario.bucket}/big"
     try:
-        for run in range(runs + 1):
-            started = time.perf_counter()
-            status, _, _ = client.request("PUT", path, data, scenario.put_headers)
-            put_seconds = time.perf_counter() - started
-            expect(status, 200, "PUT big")
-            digest = hashlib.md5() if run == 0 else None
-            started = time.perf_counter()
-            status, received, _ = client.request("GET", path, headers=scenario.get_headers, digest=digest)
-            get_seconds = time.perf_counter() - started
-            expect(status, 200, "GET big")
-            if received != len(data):
-                raise SystemExit(f"bench: GET big returned {received} bytes, expected {len(data)}")
-            if run == 0:
-                if digest.hexdigest() != hashlib.md5(data).hexdigest():
-                    raise SystemExit("bench: GET big returned different bytes than were PUT")
-                continue  # warm-up
-            put_rates.append(len(data) / put_seconds / 1e6)
-            get_rates.append(len(data) / get_seconds / 1e6)
+        started = time.perf_counter()
+        reply = client.request("PUT", path, data, scenario.mode.put_headers)
+        put_seconds = time.perf_counter() - started
+        expect(reply, 200, f"PUT big ({scenario.label})")
+        digest = hashlib.md5() if verify else None
+        started = time.perf_counter()
+        reply = client.request("GET", path, headers=scenario.mode.get_headers,
+                               sink=digest.update if digest else None)
+        get_seconds = time.perf_counter() - started
+        expect(reply, 200, f"GET big ({scenario.label})")
     finally:
         client.close()
-    return statistics.median(put_rates), statistics.median(get_rates)
+    if reply.size != len(data):
+        raise SystemExit(f"bench: GET big ({scenario.label}) returned {reply.size} bytes, expected {len(data)}")
+    if digest is not None and digest.hexdigest() != hashlib.md5(data).hexdigest():
+        raise SystemExit(f"bench: GET big ({scenario.label}) returned different bytes than were PUT")
+    return len(data) / put_seconds / 1e6, len(data) / get_seconds / 1e6
 
 
-def measure_small(endpoint: Endpoint, scenario: Scenario, bucket: str, sizes: Sizes) -> tuple[float, float]:
-    """Median objects/s for `small_count` PUTs and then GETs spread over `concurrency` connections."""
-    body = os.urandom(sizes.small)
-    workers = sizes.concurrency
-    clients = [Client(endpoint) for _ in range(workers)]
+def timed_batch(endpoint: Endpoint, concurrency: int, count: int, one: Callable[[Client, int], None]) -> float:
+    """Objects/s for `count` requests spread over `concurrency` fresh keep-alive connections."""
+    clients = [Client(endpoint) for _ in range(concurrency)]
 
-    def batch(method: str, round_no: int, count: int) -> float:
-        def work(worker: int):
-            client = clients[worker]
-            for n in range(worker, count, workers):
-                path = f"/{bucket}/small/{round_no}/{n:06d}"
-                if method == "PUT":
-                    status, _, _ = client.request("PUT", path, body, scenario.put_headers)
-                else:
-                    status, received, _ = client.request("GET", path, headers=scenario.get_headers)
-                    if received != len(body):
-                        raise SystemExit(f"bench: GET small returned {received} bytes")
-                expect(status, 200, f"{method} small")
+    def work(worker: int):
+        for n in range(worker, count, concurrency):
+            one(clients[worker], n)
 
+    try:
         started = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            for result in pool.map(work, range(workers)):
+        with ThreadPoolExecutor(concurrency) as pool:
+            for result in pool.map(work, range(concurrency)):
                 del result
         return count / (time.perf_counter() - started)
-
-    put_rates, get_rates = [], []
-    try:
-        warmup = max(workers, sizes.small_count // 10)
-        batch("PUT", 0, warmup)
-        batch("GET", 0, warmup)
-        for round_no in range(1, sizes.runs + 1):
-            put_rates.append(batch("PUT", round_no, sizes.small_count))
-            get_rates.append(batch("GET", round_no, sizes.small_count))
     finally:
         for client in clients:
             client.close()
-    return statistics.median(put_rates), statistics.median(get_rates)
 
 
-def run_scenario(scenario: Scenario, workdir: Path, sizes: Sizes, big_data: bytes) -> dict:
-    endpoint = SERVERS[scenario.server](workdir / scenario.label.replace(" ", "_").replace(",", ""))
+def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str, body: bytes, count: int,
+                        concurrency: int, between: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    """Objects/s for `count` PUTs of `body` and then `count` GETs of them; `between` runs untimed in the middle."""
+    label = f"{endpoint.name}, {mode.name}"
+
+    def put(client: Client, n: int):
+        expect(client.request("PUT", f"/{bucket}/{prefix}/{n:06d}", body, mode.put_headers), 200,
+               f"PUT small ({label})")
+
+    def get(client: Client, n: int):
+        reply = client.request("GET", f"/{bucket}/{prefix}/{n:06d}", headers=mode.get_headers)
+        expect(reply, 200, f"GET small ({label})")
+        if reply.size != len(body):
+            raise SystemExit(f"bench: GET small ({label}) returned {reply.size} bytes, expected {len(body)}")
+
+    put_rate = timed_batch(endpoint, concurrency, count, put)
+    between()
+    return put_rate, timed_batch(endpoint, concurrency, count, get)
+
+
+def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> dict[str, dict[str, float]]:
+    """Round 0 is the warm-up (and checks the large object's bytes); rounds 1..runs are timed. Every round visits
+    every scenario, starting one further along the list each time. Returns the median of each metric per label."""
+    samples: dict[str, dict[str, list[float]]] = {s.label: {m: [] for m in METRICS} for s in scenarios}
+    small_body = os.urandom(sizes.small)
+    warmup_count = max(sizes.concurrency, sizes.small_count // 10)
+    for round_no in range(sizes.runs + 1):
+        shift = round_no % len(scenarios)
+        for scenario in scenarios[shift:] + scenarios[:shift]:
+            put_big, get_big = measure_big(scenario, big_data, verify=round_no == 0)
+            put_small, get_small = small_puts_and_gets(
+                scenario.endpoint, scenario.bucket, scenario.mode, f"small/{round_no}", small_body,
+                warmup_count if round_no == 0 else sizes.small_count, sizes.concurrency)
+            what = "warm-up" if round_no == 0 else f"round {round_no}/{sizes.runs}"
+            print(f"{what}: {scenario.label}: PUT {put_big:.0f} MB/s, GET {get_big:.0f} MB/s, "
+                  f"PUT {put_small:.0f} obj/s, GET {get_small:.0f} obj/s", file=sys.stderr, flush=True)
+            if round_no:
+                for metric, value in zip(METRICS, (put_big, get_big, put_small, get_small)):
+                    samples[scenario.label][metric].append(value)
+    return {label: {m: statistics.median(v) for m, v in metrics.items()} for label, metrics in samples.items()}
+
+
+@dataclass
+class KmsCalls:
+    label: str
+    put_calls: int
+    get_calls: int
+    put_rate: float
+    get_rate: float
+    transit_put: int | None = None
+    transit_get: int | None = None
+
+
+def transit_requests(bao: OpenBao | None) -> int | None:
+    """Requests to the transit engine recorded so far in OpenBao's audit log (None without OpenBao). LIST requests
+    are left out: they are coffer's health probe (one per status read), which the server's counter leaves out too."""
+    if bao is None:
+        return None
+    count = 0
+    for line in bao.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        request = entry.get("request", {})
+        if (entry.get("type") == "request" and request.get("path", "").startswith("transit/")
+                and request.get("operation") != "list"):
+            count += 1
+    return count
+
+
+def measure_kms_calls(label: str, endpoint: Endpoint, mode: Mode, sizes: Sizes, count: int,
+                      bao: OpenBao | None) -> KmsCalls:
+    """KMS backend calls (the server's own counters, and OpenBao's audit log when there is one) for `count`
+    SSE-KMS PUTs of small objects into a fresh bucket — so the first PUT misses the data-key cache — and then
+    `count` GETs of them."""
+    bucket = create_bucket(endpoint)
+    before = backend_calls(kms_status(endpoint)), transit_requests(bao)
+    middle: list[tuple[int, int | None]] = []
+
+    def snapshot():
+        middle.append((backend_calls(kms_status(endpoint)), transit_requests(bao)))
+
+    put_rate, get_rate = small_puts_and_gets(endpoint, bucket, mode, "kms", os.urandom(sizes.small), count,
+                                             sizes.concurrency, between=snapshot)
+    after = backend_calls(kms_status(endpoint)), transit_requests(bao)
+    (put_calls, transit_put), (get_calls, transit_get) = [
+        (b[0] - a[0], None if bao is None else b[1] - a[1]) for a, b in ((before, middle[0]), (middle[0], after))]
+    print(f"kms calls: {label}: {put_calls} per {count} PUTs, {get_calls} per {count} GETs", file=sys.stderr,
+          flush=True)
+    return KmsCalls(label, put_calls, get_calls, put_rate, get_rate, transit_put, transit_get)
+
+
+@dataclass
+class Footprint:
+    label: str
+    rate: float
+    rss_before: int
+    peak: int
+
+
+def proc_status_kib(pid: int, field_name: str) -> int:
+    match = re.search(rf"^{field_name}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"bench: /proc/{pid}/status has no {field_name}")
+    return int(match.group(1))
+
+
+def multipart_peak_rss(scenario: Scenario, total: int, part_size: int, big_data: bytes) -> Footprint:
+    """Resets the server's peak RSS (clear_refs 5), uploads `total` bytes as one multipart object in `part_size`
+    parts (slices of the in-memory test data, so the client never holds more than that), reads VmHWM, deletes."""
+    pid = scenario.endpoint.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    rss_before = proc_status_kib(pid, "VmRSS")
+    path = f"/{scenario.bucket}/multipart-{os.urandom(4).hex()}"
+    client = Client(scenario.endpoint)
+    started = time.perf_counter()
     try:
-        client = Client(endpoint)
-        bucket = "bench-" + os.urandom(4).hex()
-        status, _, _ = client.request("PUT", f"/{bucket}")
-        client.close()
-        expect(status, 200, "CreateBucket")
-        put_big, get_big = measure_big(endpoint, scenario, bucket, big_data, sizes.runs)
-        put_small, get_small = measure_small(endpoint, scenario, bucket, sizes)
+        reply = client.fetch("POST", f"{path}?uploads", headers=scenario.mode.put_headers)
+        expect(reply, 200, f"CreateMultipartUpload ({scenario.label})")
+        upload_id = re.search(rb"<UploadId>([^<]+)</UploadId>", reply.body).group(1).decode()
+        query = f"uploadId={quote(upload_id, safe='')}"
+        slices = len(big_data) // part_size
+        etags = []
+        for number in range(1, total // part_size + 1):
+            offset = (number - 1) % slices * part_size
+            part = memoryview(big_data)[offset:offset + part_size]
+            reply = client.fetch("PUT", f"{path}?partNumber={number}&{query}", part, scenario.mode.part_headers)
+            expect(reply, 200, f"UploadPart {number} ({scenario.label})")
+            etags.append(reply.headers["ETag"])
+        manifest = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+                           for n, etag in enumerate(etags, start=1))
+        reply = client.fetch("POST", f"{path}?{query}",
+                             f"<CompleteMultipartUpload>{manifest}</CompleteMultipartUpload>".encode())
+        expect(reply, 200, f"CompleteMultipartUpload ({scenario.label})")
+        if b"<Error>" in reply.body:  # S3 may report a failed completion inside a 200 response
+            raise SystemExit(f"bench: CompleteMultipartUpload ({scenario.label}) failed: {reply.body[:300]!r}")
+        rate = total / (time.perf_counter() - started) / 1e6
+        peak = proc_status_kib(pid, "VmHWM")
+        expect(client.fetch("DELETE", path), 204, f"DELETE multipart object ({scenario.label})")
     finally:
-        endpoint.stop()
-    return {"label": scenario.label, "put_big": put_big, "get_big": get_big, "put_small": put_small,
-            "get_small": get_small}
+        client.close()
+    print(f"multipart: {scenario.label}: {rate:.0f} MB/s, peak RSS {peak / 1024:.0f} MiB", file=sys.stderr,
+          flush=True)
+    return Footprint(scenario.label, rate, rss_before, peak)
 
+
+# ---- report -----------------------------------------------------------------------------------------------------
 
 def machine_description() -> str:
     cpu = "unknown CPU"
@@ -236,49 +404,185 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} vCPU {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (f"{os.cpu_count()} vCPU {cpu}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; load average {load} at the start")
+
+
+def change(value: float, base: float) -> str:
+    return f"{value / base - 1:+.0%}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def throughput_report(scenarios: list[Scenario], results: dict[str, dict[str, float]], sizes: Sizes,
+                      big_mib: int) -> tuple[str, list[str]]:
+    """The throughput table (each SSE cell with its change against the same server's plaintext row), the
+    coffer ÷ peer table, and the list of cells that miss a target."""
+    columns = [f"PUT {big_mib} MiB MB/s", f"GET {big_mib} MiB MB/s",
+               f"PUT {sizes.small_count} x {sizes.small} B obj/s", f"GET {sizes.small_count} x {sizes.small} B obj/s"]
+    misses = []
+    rows = []
+    for scenario in scenarios:
+        plain = results.get(f"{scenario.server}, {PLAINTEXT}")
+        cells = []
+        for metric, column in zip(METRICS, columns):
+            value = results[scenario.label][metric]
+            cell = f"{value:.0f}"
+            if plain is not None and scenario.mode.name != PLAINTEXT:
+                cell += f" ({change(value, plain[metric])})"
+                if scenario.server == "coffer" and value < 0.95 * plain[metric]:
+                    misses.append(f"SSE within 5% of plaintext: {scenario.mode.name}, {column}: "
+                                  f"{change(value, plain[metric])}")
+            cells.append(cell)
+        rows.append([scenario.label, *cells])
+    text = table(["row", *columns], rows)
+
+    ratio_rows = []
+    for mode in MODE_ORDER:
+        ours, theirs = results.get(f"coffer, {mode}"), results.get(f"seaweedfs, {mode}")
+        if ours is None or theirs is None:
+            continue
+        cells = []
+        for metric, column in zip(METRICS, columns):
+            ratio = ours[metric] / theirs[metric]
+            cells.append(f"{ratio:.2f}x")
+            if ratio < 1:
+                misses.append(f"ahead of the peer: {mode}, {column}: coffer/seaweedfs = {ratio:.2f}x")
+        ratio_rows.append([mode, *cells])
+    if ratio_rows:
+        text += "\n\ncoffer / seaweedfs (same row, same run; > 1 means coffer is faster):\n\n"
+        text += table(["mode", *columns], ratio_rows)
+    return text, misses
+
+
+def kms_report(rows: list[KmsCalls], count: int) -> tuple[str, list[str]]:
+    body = []
+    misses = []
+    for row in rows:
+        transit = "-" if row.transit_put is None else f"{row.transit_put} / {row.transit_get}"
+        body.append([row.label, str(row.put_calls), str(row.get_calls), transit, f"{row.put_rate:.0f}",
+                     f"{row.get_rate:.0f}"])
+        if "cache on" in row.label and row.put_calls * 1000 / count > 1:
+            misses.append(f"<= 1 KMS call per 1,000 cached PUTs: {row.label}: {row.put_calls} per {count}")
+    header = ["coffer KMS backend, data-key cache", f"KMS calls / {count} PUTs", f"KMS calls / {count} GETs",
+              "OpenBao transit requests (audit log) PUTs / GETs", "PUT obj/s", "GET obj/s"]
+    return table(header, body), misses
+
+
+def rss_report(rows: list[Footprint], total: int, part_size: int) -> str:
+    body = [[row.label, f"{row.rate:.0f}", f"{row.rss_before / 1024:.0f}", f"{row.peak / 1024:.0f}"]
+            for row in rows]
+    return table([f"row ({total // GiB} GiB multipart, {part_size // MiB} MiB parts)", "MB/s",
+                  "server RSS before (MiB)", "server peak RSS (MiB)"], body)
+
+
+# ---- main -------------------------------------------------------------------------------------------------------
+
+def build_scenarios(servers: Servers, peers: bool) -> list[Scenario]:
+    coffer = servers.coffer("coffer")
+    coffer_openbao = servers.coffer_on_openbao("coffer-openbao")
+    modes = make_modes(COFFER_KMS_KEY)
+    scenarios = [Scenario("coffer", modes[name], coffer_openbao if name == SSE_KMS_OPENBAO else coffer)
+                 for name in MODE_ORDER]
+    if peers:
+        weed = servers.seaweedfs()
+        peer_modes = make_modes(PEER_KMS_KEY)
+        scenarios += [Scenario("seaweedfs", peer_modes[name], weed) for name in MODE_ORDER
+                      if name != SSE_KMS_OPENBAO]  # SeaweedFS runs with its local KMS provider only
+    return scenarios
+
+
+def interleave(scenarios: list[Scenario]) -> list[Scenario]:
+    """coffer and peer rows of the same mode next to each other, so both see the same moment of machine load."""
+    return sorted(scenarios, key=lambda s: MODE_ORDER.index(s.mode.name))
+
+
+def measure_kms(servers: Servers, scenarios: list[Scenario], sizes: Sizes, count: int) -> list[KmsCalls]:
+    by_mode = {s.mode.name: s for s in scenarios if s.server == "coffer"}
+    rows = []
+    for mode_name, start, label in ((SSE_KMS_LOCAL, servers.coffer, "local"),
+                                    (SSE_KMS_OPENBAO, servers.coffer_on_openbao, "OpenBao transit")):
+        cached = by_mode.get(mode_name)
+        if cached is None:
+            continue
+        bao = servers.openbao() if mode_name == SSE_KMS_OPENBAO else None
+        uncached = start(f"coffer-{label}-nocache", ("--kms-cache", "false"))
+        rows.append(measure_kms_calls(f"{label}, cache on", cached.endpoint, cached.mode, sizes, count, bao))
+        rows.append(measure_kms_calls(f"{label}, cache off", uncached, cached.mode, sizes, count, bao))
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", action="store_true",
+                        help="also measure SeaweedFS (weed mini, its local KMS) in the same run, interleaved")
+    parser.add_argument("--rss", action="store_true",
+                        help="also measure the server's peak RSS during a multipart upload (--rss-gib, default 5)")
+    parser.add_argument("--rss-gib", type=int, default=5, help="size of the multipart upload for --rss (GiB)")
+    parser.add_argument("--part-mib", type=int, default=64, help="part size of that upload (MiB, default 64)")
+    parser.add_argument("--kms-count", type=int, default=1000,
+                        help="SSE-KMS PUTs (then GETs) per KMS-call count, cache on and off (default 1000; 0 skips)")
     parser.add_argument("--big-mib", type=int, default=256, help="size of the large object (MiB, default 256)")
     parser.add_argument("--small-count", type=int, default=1000, help="number of small objects (default 1000)")
     parser.add_argument("--small-size", type=int, default=4096, help="size of a small object (bytes, default 4096)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections for small objects (default 8)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement, median reported (default 3)")
-    parser.add_argument("--only", action="append", default=[], help="run only scenarios whose label contains this")
+    parser.add_argument("--runs", type=int, default=3, help="timed rounds, median reported (default 3)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
-                        help="where servers keep their data (default .cache/bench, emptied per scenario)")
+                        help="where servers keep their data (default .cache/bench, removed at the end)")
     args = parser.parse_args()
 
     sizes = Sizes(big=args.big_mib * MiB, small=args.small_size, small_count=args.small_count,
                   concurrency=args.concurrency, runs=args.runs)
-    scenarios = [s for s in SCENARIOS if not args.only or any(o in s.label for o in args.only)]
-    if not scenarios:
-        parser.error("no scenario matches --only")
-
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-    big_data = os.urandom(sizes.big)
+    part_size = args.part_mib * MiB
+    if args.rss and (part_size > sizes.big or sizes.big % part_size):
+        parser.error("--part-mib must divide --big-mib (parts are slices of the large test object)")
 
     print(f"machine: {machine_description()}")
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
-    print(f"method:  median of {sizes.runs} timed runs after one warm-up; MB/s = 10^6 bytes/s\n")
-    header = (f"| scenario | PUT {args.big_mib} MiB MB/s | GET {args.big_mib} MiB MB/s | "
-              f"PUT {sizes.small_count} x {sizes.small} B obj/s | GET {sizes.small_count} x {sizes.small} B obj/s |")
-    rows = []
+    print(f"method:  rows interleaved; median of {sizes.runs} timed rounds after one warm-up round; "
+          f"MB/s = 10^6 bytes/s\n", flush=True)
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    big_data = os.urandom(sizes.big)
+    misses: list[str] = []
     try:
-        for scenario in scenarios:
-            result = run_scenario(scenario, args.workdir, sizes, big_data)
-            rows.append(f"| {result['label']} | {result['put_big']:.0f} | {result['get_big']:.0f} | "
-                        f"{result['put_small']:.0f} | {result['get_small']:.0f} |")
-            print(f"done: {scenario.label}", file=sys.stderr)
+        with Servers(args.workdir) as servers:
+            scenarios = interleave(build_scenarios(servers, args.peers))
+            chosen = [s for s in scenarios if not args.only or any(o in s.label for o in args.only)]
+            if not chosen:
+                parser.error("no row matches --only")
+            for scenario in scenarios:
+                scenario.bucket = create_bucket(scenario.endpoint)
+
+            results = run_throughput(chosen, sizes, big_data)
+            text, found = throughput_report(chosen, results, sizes, args.big_mib)
+            misses += found
+            print(text + "\n", flush=True)
+
+            if args.kms_count:
+                rows = measure_kms(servers, scenarios, sizes, args.kms_count)
+                text, found = kms_report(rows, args.kms_count)
+                misses += found
+                print(text + "\n", flush=True)
+
+            if args.rss:
+                footprints = [multipart_peak_rss(s, args.rss_gib * GiB, part_size, big_data) for s in scenarios
+                              if s.mode.name in (PLAINTEXT, SSE_KMS_LOCAL, SSE_C)]
+                print(rss_report(footprints, args.rss_gib * GiB, part_size) + "\n", flush=True)
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)
-    print(header)
-    print("|---|---:|---:|---:|---:|")
-    print("\n".join(rows))
+
+    print("targets: SSE within 5% of plaintext; ahead of the peer in every row; <= 1 KMS call per 1,000 cached PUTs")
+    print("\n".join(f"missed: {miss}" for miss in misses) if misses else "no target missed in the rows measured")
     return 0
 
 

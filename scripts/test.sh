@@ -7,6 +7,8 @@
 # scripts and proc-macros are shared within a profile), the build and the unit tests all reuse one set of artifacts
 # instead of compiling the dependency tree twice. Options:
 #   E2E_ARGS="-k multipart"   extra pytest arguments (e.g. -m "not large" to skip the 1 GiB round trip)
+#   E2E_WORKERS=N             pytest-xdist workers (default 2: the suite mostly waits on fsync, KMS time-outs and
+#                             client start-up, so two workers overlap that; files stay whole per worker; 0 = serial)
 #   SKIP_E2E=1                stop after the Rust tests
 set -euo pipefail
 
@@ -40,5 +42,11 @@ fi
 
 section "end-to-end tests: pytest tests/e2e against target/release/coffer"
 export COFFER_BIN="$repo/target/release/coffer"
+workers="${E2E_WORKERS:-2}"
+parallel=()
+if [[ "$workers" != "0" ]]; then
+    parallel=(-n "$workers" --dist loadfile)
+fi
+# pytest runs last so its summary ("N passed in …") is the final line of the run.
 # shellcheck disable=SC2086  # E2E_ARGS is a list of words on purpose
-exec .venv/bin/python -m pytest tests/e2e ${E2E_ARGS:-}
+exec .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}

@@ -6,7 +6,7 @@
 - Internal encryption metadata (sealed and wrapped keys) never reaches a response header or a listing.
 - One flipped byte in an object's data file, a truncated data file or data files swapped between two objects make
   GET fail with an error — never a complete, successful read — while untouched packages stay readable by range.
-  Bytes appended after the final package are never served.
+  Bytes appended after the final package make GET fail too.
 """
 
 from __future__ import annotations
@@ -261,16 +261,9 @@ def test_truncated_or_swapped_data_files_make_get_fail(server, kms_key):
         for cut in (16, PACKAGE // 2, (len(saved_a) - 1) % (PACKAGE + 16) + 1):
             file_a.write_bytes(saved_a[:-cut])
             get_error(s3, bucket, "a", bodies["a"])
-        # a package appended after the final one: it must never be served (an error, or exactly the object)
+        # a package appended after the final one: the stored length no longer matches, so the object is refused
         file_a.write_bytes(saved_a + saved_a[:PACKAGE + 16])
-        try:
-            reply = s3.get_object(Bucket=bucket, Key="a")
-            body = reply["Body"].read()
-        except (ClientError, BotoCoreError):
-            pass
-        else:
-            assert reply["ContentLength"] == len(bodies["a"]) and body == bodies["a"], \
-                f"bytes appended on disk changed the answer: {len(body)} bytes"
+        get_error(s3, bucket, "a", bodies["a"])
     finally:
         file_a.write_bytes(saved_a)
         file_b.write_bytes(saved_b)

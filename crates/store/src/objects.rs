@@ -111,6 +111,17 @@ impl Engine {
             .iter()
             .map(|name| File::open(dir.join(name)).map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()?;
+        // A data file whose length differs from what was committed was truncated or extended behind our back:
+        // refuse it whole rather than serve a body that only looks complete.
+        for (file, part) in files.iter().zip(&record.meta.parts) {
+            let len = file.metadata()?.len();
+            if len != part.stored_size {
+                return Err(StoreError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("data file of part {} holds {len} bytes, {} were committed", part.number, part.stored_size),
+                )));
+            }
+        }
         Ok(ObjectReader::new(record.meta, files))
     }
 

@@ -1,6 +1,7 @@
 //! Object writes, reads, metadata, key safety, atomicity and concurrency.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 
 use coffer_store::{Checksum, ChecksumKind, ListQuery, ObjectMeta, PartMeta, Store, StoreError, READ_CHUNK};
@@ -321,10 +322,27 @@ async fn a_truncated_data_file_is_an_error_not_short_data() {
     put(&f.store, "bkt", "k", &pattern(1000, 1)).await;
     let dir = only_object_dir(&f, "bkt");
     let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
     let reader = f.store.open_object("bkt", "k").await.unwrap();
+    std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
     let result: Result<Vec<_>, _> = reader.read_part(0, 0, 1000).try_collect().await;
-    assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof, "truncated while being read");
+    match f.store.open_object("bkt", "k").await {
+        Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "truncated before open"),
+        other => panic!("a truncated data file opened: {:?}", other.map(|r| r.meta().size)),
+    }
+}
+
+#[tokio::test]
+async fn an_extended_data_file_is_refused() {
+    let f = Fixture::with_bucket("bkt").await;
+    put(&f.store, "bkt", "k", &pattern(1000, 1)).await;
+    let dir = only_object_dir(&f, "bkt");
+    let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&data_file).unwrap().write_all(b"appended").unwrap();
+    match f.store.open_object("bkt", "k").await {
+        Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData),
+        other => panic!("an extended data file opened: {:?}", other.map(|r| r.meta().size)),
+    }
 }
 
 #[tokio::test]

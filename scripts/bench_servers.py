@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from harness import (START_TIMEOUT, CofferFactory, Credentials, OpenBao, clean_environment, free_port,  # noqa: E402
-                     log_tail, port_accepts, start_openbao, tool)
+                     log_tail, port_accepts, start_openbao, stop_process_group, tool)
 
 STOP_TIMEOUT = 30.0
 
@@ -99,16 +98,7 @@ class SeaweedFs:
     log_path: Path
 
     def stop(self) -> None:
-        """SIGTERM to the process group it was started in; SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        pgid = os.getpgid(self.process.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.process.wait()
+        stop_process_group(self.process, timeout=STOP_TIMEOUT)
 
 
 def _port_pair() -> tuple[int, int]:

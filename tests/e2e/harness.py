@@ -96,6 +96,24 @@ def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """Ends the process group `process` leads (started with start_new_session): SIGTERM, SIGKILL if it lingers, then
+    SIGKILL for any child that outlives the leader (wrappers such as the PyPI `bao` start the real binary as one)."""
+    if process.poll() is not None:
+        return
+    pgid = os.getpgid(process.pid)
+    os.killpg(pgid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        process.wait()
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -426,19 +444,7 @@ class OpenBao:
 
     def stop(self) -> None:
         """The PyPI `bao` is a wrapper that starts the real binary as a child: end the whole process group."""
-        if self.process.poll() is not None:
-            return
-        pgid = os.getpgid(self.process.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.process.wait()
-        try:  # the real binary may outlive the wrapper for a moment
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_process_group(self.process, timeout=20)
 
 
 def start_openbao(directory: Path) -> OpenBao:

@@ -7,18 +7,20 @@
 //! [`StagedFile`] (`put_object` / `put_part`), and dropping it on any error leaves nothing behind.
 //!
 //! Read ([`ObjectBody`]): a plaintext byte range of an object streams part by part. For an encrypted object each
-//! part's slice is mapped onto the stored packages that cover it and decrypted through a [`PartDecryptor`]; a
-//! package that fails authentication, or stored data that ends early, ends the stream with an error, never with a
-//! short body that looks complete.
+//! part's slice is mapped onto the stored packages that cover it, read in chunks of whole packages and decrypted in
+//! place by a [`PartDecryptor`] on the blocking pool, right after the read and while the previous chunk is being
+//! sent; the body hands out the plaintext inside those chunks without copying it. A package that fails
+//! authentication, or stored data that ends early, ends the stream with an error, never with a short body that
+//! looks complete.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use coffer_sse::{ObjectCipher, PartDecryptor, PartEncryption, PartEncryptor};
-use coffer_store::{ObjectMeta, ObjectReader, PartMeta, PartStream, StagedFile, StagedWrite, Store};
+use bytes::{Bytes, BytesMut};
+use coffer_sse::{ObjectCipher, PartEncryption, PartEncryptor};
+use coffer_store::{ObjectMeta, ObjectReader, PartMeta, PartStream, StagedFile, StagedWrite, Store, READ_CHUNK};
 use futures::{Stream, StreamExt};
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
@@ -164,20 +166,16 @@ struct PlannedSlice {
     encryption: Option<PartEncryption>,
 }
 
-/// The stored bytes of one slice being streamed, and the decryptor they go through when encrypted.
-struct SliceStream {
-    stored: PartStream,
-    decryptor: Option<PartDecryptor>,
-}
-
 /// A plaintext byte range of an object, streamed part by part in bounded chunks. Knows its exact length.
 pub struct ObjectBody {
     reader: ObjectReader,
     cipher: Option<ObjectCipher>,
     slices: VecDeque<PlannedSlice>,
-    current: Option<SliceStream>,
-    /// A chunk read ahead by [`ObjectBody::first_chunk_checked`], yielded first.
-    ready: Option<Bytes>,
+    /// The plaintext of the slice being streamed, one read at a time: a plaintext chunk, or the plaintext of the
+    /// packages a stored chunk held, decrypted in place on the blocking pool.
+    current: Option<PartStream<Vec<Bytes>>>,
+    /// Plaintext pieces read but not yet yielded.
+    ready: VecDeque<Bytes>,
     /// Bytes not yet yielded.
     remaining: u64,
 }
@@ -204,7 +202,14 @@ impl ObjectBody {
                 Ok(PlannedSlice { range, encryption })
             })
             .collect::<S3Result<_>>()?;
-        Ok(ObjectBody { reader, cipher, slices, current: None, ready: None, remaining: range.end - range.start })
+        Ok(ObjectBody {
+            reader,
+            cipher,
+            slices,
+            current: None,
+            ready: VecDeque::new(),
+            remaining: range.end - range.start,
+        })
     }
 
     /// Reads (and so, for an encrypted object, authenticates) the first chunk before the response starts, so data
@@ -212,9 +217,9 @@ impl ObjectBody {
     /// headers.
     pub async fn first_chunk_checked(mut self) -> S3Result<Self> {
         match self.next().await {
-            Some(Ok(chunk)) => {
-                self.remaining += chunk.len() as u64;
-                self.ready = Some(chunk);
+            Some(Ok(piece)) => {
+                self.remaining += piece.len() as u64;
+                self.ready.push_front(piece);
                 Ok(self)
             }
             Some(Err(err)) => Err(read_error(&err)),
@@ -232,25 +237,32 @@ impl ObjectBody {
         self.map(|chunk| chunk.map_err(|err| read_error(&err)))
     }
 
-    /// Starts streaming `slice`: its plaintext bytes, or the stored packages covering them.
-    fn open_slice(&self, slice: PlannedSlice) -> std::io::Result<SliceStream> {
+    /// Starts streaming `slice`: its plaintext bytes, or the stored packages covering them, read a few packages at
+    /// a time and decrypted in place as they are read.
+    fn open_slice(&self, slice: PlannedSlice) -> std::io::Result<PartStream<Vec<Bytes>>> {
         let PartSliceRange { index, offset, len } = slice.range;
         let (Some(cipher), Some(encryption)) = (&self.cipher, slice.encryption) else {
-            return Ok(SliceStream { stored: self.reader.read_part(index, offset, len), decryptor: None });
+            return Ok(self
+                .reader
+                .read_part_mapped(index, offset, len, READ_CHUNK, |_, chunk| Ok(vec![chunk.freeze()])));
         };
         let part_size = self.reader.meta().parts[index].size;
         let decryptor = cipher.decrypt_part(&encryption, part_size, offset..offset + len)?;
         let stored = decryptor.stored_range();
-        Ok(SliceStream {
-            stored: self.reader.read_part(index, stored.start, stored.end - stored.start),
-            decryptor: Some(decryptor),
-        })
+        let chunk_len = decryptor.chunk_len(READ_CHUNK);
+        let open = move |offset, mut chunk: BytesMut| {
+            let plaintext = decryptor.open_in_place(offset, &mut chunk)?;
+            let chunk = chunk.freeze();
+            Ok(plaintext.into_iter().map(|range| chunk.slice(range)).collect())
+        };
+        Ok(self.reader.read_part_mapped(index, stored.start, stored.end - stored.start, chunk_len, open))
     }
 
     /// Ends the body with `err`: nothing more is streamed.
     fn fail(&mut self, err: std::io::Error) -> Poll<Option<Result<Bytes, StdError>>> {
         self.slices.clear();
         self.current = None;
+        self.ready.clear();
         Poll::Ready(Some(Err(Box::new(err))))
     }
 }
@@ -270,13 +282,17 @@ impl Stream for ObjectBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(chunk) = this.ready.take() {
-            this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
-            return Poll::Ready(Some(Ok(chunk)));
-        }
         loop {
+            if let Some(piece) = this.ready.pop_front() {
+                this.remaining = this.remaining.saturating_sub(piece.len() as u64);
+                return Poll::Ready(Some(Ok(piece)));
+            }
             if this.current.is_none() {
                 let Some(slice) = this.slices.pop_front() else {
+                    if this.remaining > 0 {
+                        let short = std::io::Error::other("the stored object data ended before its recorded size");
+                        return this.fail(short);
+                    }
                     return Poll::Ready(None);
                 };
                 match this.open_slice(slice) {
@@ -285,34 +301,13 @@ impl Stream for ObjectBody {
                 }
             }
             let current = this.current.as_mut().expect("a part stream is current");
-            match Pin::new(&mut current.stored).poll_next(cx) {
+            match Pin::new(current).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    if let Some(decryptor) = current.decryptor.take() {
-                        if let Err(err) = decryptor.finish() {
-                            return this.fail(err.into());
-                        }
-                    }
-                    this.current = None;
-                }
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let chunk = match &mut current.decryptor {
-                        None => chunk,
-                        Some(decryptor) => {
-                            let mut plaintext = Vec::new();
-                            if let Err(err) = decryptor.push(&chunk, &mut plaintext) {
-                                return this.fail(err.into());
-                            }
-                            if plaintext.is_empty() {
-                                continue;
-                            }
-                            Bytes::from(plaintext)
-                        }
-                    };
-                    this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
-                    return Poll::Ready(Some(Ok(chunk)));
+                Poll::Ready(Some(Ok(pieces))) => {
+                    this.ready.extend(pieces.into_iter().filter(|piece| !piece.is_empty()))
                 }
                 Poll::Ready(Some(Err(err))) => return this.fail(err),
+                Poll::Ready(None) => this.current = None,
             }
         }
     }

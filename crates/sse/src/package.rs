@@ -6,9 +6,10 @@
 //! reordered package, or a stream cut at a package boundary fails to authenticate. Parts are independent (their
 //! keys come from the object key, a random part salt and the part number), so they can be written in any order.
 //!
-//! [`PartEncryptor`] takes plaintext in chunks of any size and holds back at most one package; [`PartDecryptor`]
-//! reads only the packages covering a plaintext range and emits nothing that has not been authenticated. Both write
-//! into a caller-owned `Vec<u8>` so a caller that reuses its buffer allocates nothing per package.
+//! [`PartEncryptor`] takes plaintext in chunks of any size, holds back at most one package and writes into a
+//! caller-owned `Vec<u8>`, so a caller that reuses its buffer allocates nothing per package. [`PartDecryptor`] reads
+//! only the packages covering a plaintext range, decrypts them in the caller's read buffer and points at the
+//! plaintext in it, so a read copies nothing; it never points at bytes that have not been authenticated.
 
 use std::ops::Range;
 
@@ -197,21 +198,21 @@ impl PartEncryptor {
     }
 }
 
-/// Decrypts a plaintext range of one part from the stored packages that cover it.
+/// Decrypts a plaintext range of one part from the stored packages that cover it, in place.
+///
+/// The caller reads [`PartDecryptor::stored_range`] of the part's stored data — all of it, failing if the data ends
+/// early — in chunks of whole packages ([`PartDecryptor::chunk_len`]) and hands each chunk, with its offset in that
+/// range, to [`PartDecryptor::open_in_place`], which decrypts it where it lies and says which of its bytes are
+/// requested plaintext: no package is copied. Chunks are independent, so they can be opened in any order and on
+/// any thread.
 pub struct PartDecryptor {
     key: PartKey,
     plaintext_size: u64,
     final_index: u64,
-    next_index: u64,
+    first_index: u64,
     last_index: u64,
-    stored_range: Range<u64>,
-    /// Plaintext bytes to drop from the first package opened (the range starts inside it).
-    skip: usize,
-    /// Plaintext bytes still to emit.
-    remaining: u64,
-    /// A stored package that arrived split across pushes.
-    pending: Vec<u8>,
-    failed: bool,
+    /// The requested plaintext range of the part.
+    range: Range<u64>,
 }
 
 impl PartDecryptor {
@@ -227,95 +228,58 @@ impl PartDecryptor {
         // Even an empty range reads (and so authenticates) one package.
         let first_index = (range.start / PACKAGE).min(final_index);
         let last_index = if range.is_empty() { first_index } else { (range.end - 1) / PACKAGE };
-        let last_len = stored_package_len(plaintext_size, final_index, last_index) as u64;
-        Ok(Self {
-            key,
-            plaintext_size,
-            final_index,
-            next_index: first_index,
-            last_index,
-            stored_range: first_index * STORED_PACKAGE..last_index * STORED_PACKAGE + last_len,
-            skip: usize::try_from(range.start - first_index * PACKAGE).expect("at most one package"),
-            remaining: range.end - range.start,
-            pending: Vec::new(),
-            failed: false,
-        })
+        Ok(Self { key, plaintext_size, final_index, first_index, last_index, range })
     }
 
-    /// The byte range of the part's stored data to read and push, in order, into this decryptor.
+    /// The byte range of the part's stored data to read and open with this decryptor.
     pub fn stored_range(&self) -> Range<u64> {
-        self.stored_range.clone()
+        let last_len = stored_package_len(self.plaintext_size, self.final_index, self.last_index) as u64;
+        self.first_index * STORED_PACKAGE..self.last_index * STORED_PACKAGE + last_len
     }
 
-    /// Authenticates and decrypts the stored bytes in `stored`, appending the requested plaintext of every package
-    /// completed so far to `out`. Fails on the first package that does not authenticate and on bytes past the range;
-    /// after a failure every call fails and `out` holds only plaintext from earlier, authenticated packages.
-    pub fn push(&mut self, mut stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        if self.failed {
-            return Err(SseError::corrupted_data());
+    /// The chunk length to read the stored range in: as many whole stored packages as fit in `max` bytes (at least
+    /// one). Every chunk but the last has this length; the last one ends with the range.
+    pub fn chunk_len(&self, max: usize) -> usize {
+        let stored_package = STORED_PACKAGE as usize;
+        (max / stored_package).max(1) * stored_package
+    }
+
+    /// Authenticates and decrypts, in place, the whole stored packages in `chunk`, which starts `offset` bytes into
+    /// [`PartDecryptor::stored_range`], and returns the byte ranges of `chunk` that are requested plaintext (tags
+    /// and bytes outside the range left out). Fails on a package that does not authenticate, a chunk that does not
+    /// start at a package or ends inside one, and bytes past the range; on failure `chunk` holds nothing the caller
+    /// may use.
+    pub fn open_in_place(&self, offset: u64, chunk: &mut [u8]) -> Result<Vec<Range<usize>>> {
+        let misaligned = || SseError::internal("A read of encrypted data did not cover whole packages");
+        if !offset.is_multiple_of(STORED_PACKAGE) {
+            return Err(misaligned());
         }
-        out.reserve(self.pending.len() + stored.len());
-        while !stored.is_empty() {
-            if self.next_index > self.last_index {
-                self.failed = true;
+        let mut index = self.first_index + offset / STORED_PACKAGE;
+        let mut plaintext = Vec::with_capacity(chunk.len().div_ceil(STORED_PACKAGE as usize));
+        let mut at = 0;
+        while at < chunk.len() {
+            if index > self.last_index {
                 return Err(SseError::corrupted_data());
             }
-            let package_len = stored_package_len(self.plaintext_size, self.final_index, self.next_index);
-            if self.pending.is_empty() && stored.len() >= package_len {
-                let (package, rest) = stored.split_at(package_len);
-                self.open(package, out)?;
-                stored = rest;
-                continue;
+            let package_len = stored_package_len(self.plaintext_size, self.final_index, index);
+            let package = chunk.get_mut(at..at + package_len).ok_or_else(misaligned)?;
+            let (ciphertext, tag) = package.split_at_mut(package_len - TAG_LEN);
+            let nonce_index = u32::try_from(index).expect("package count checked against MAX_PACKAGES");
+            if !self.key.open(nonce_index, index == self.final_index, tag, ciphertext) {
+                return Err(SseError::corrupted_data());
             }
-            if self.pending.capacity() == 0 {
-                self.pending.reserve_exact(STORED_PACKAGE as usize);
+            // The package's plaintext is [index * PACKAGE, + its length) of the part; emit what the range wants.
+            let package_start = index * PACKAGE;
+            let from = self.range.start.max(package_start);
+            let to = self.range.end.min(package_start + ciphertext.len() as u64);
+            if from < to {
+                let start = at + (from - package_start) as usize;
+                plaintext.push(start..start + (to - from) as usize);
             }
-            let take = (package_len - self.pending.len()).min(stored.len());
-            self.pending.extend_from_slice(&stored[..take]);
-            stored = &stored[take..];
-            if self.pending.len() == package_len {
-                let pending = std::mem::take(&mut self.pending);
-                let opened = self.open(&pending, out);
-                self.pending = pending;
-                self.pending.clear();
-                opened?;
-            }
+            index += 1;
+            at += package_len;
         }
-        Ok(())
-    }
-
-    /// Checks that the whole range arrived: a stored stream that ends early is an error, never a short body.
-    pub fn finish(self) -> Result<()> {
-        if self.failed {
-            return Err(SseError::corrupted_data());
-        }
-        if self.next_index <= self.last_index || !self.pending.is_empty() {
-            return Err(SseError::internal(
-                "The stored object data ended before its recorded size: it is truncated or corrupted",
-            ));
-        }
-        Ok(())
-    }
-
-    fn open(&mut self, package: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let (ciphertext, tag) = package.split_at(package.len() - TAG_LEN);
-        let start = out.len();
-        out.extend_from_slice(ciphertext);
-        let index = u32::try_from(self.next_index).expect("package count checked against MAX_PACKAGES");
-        if !self.key.open(index, self.next_index == self.final_index, tag, &mut out[start..]) {
-            out.truncate(start);
-            self.failed = true;
-            return Err(SseError::corrupted_data());
-        }
-        if self.skip > 0 {
-            out.drain(start..start + self.skip);
-            self.skip = 0;
-        }
-        let emitted = ((out.len() - start) as u64).min(self.remaining);
-        out.truncate(start + emitted as usize);
-        self.remaining -= emitted;
-        self.next_index += 1;
-        Ok(())
+        Ok(plaintext)
     }
 }
 
@@ -346,23 +310,38 @@ mod tests {
         (metadata, stored, sealed)
     }
 
-    /// Decrypts `range` reading the stored range the decryptor asks for, in chunks of `chunk` bytes.
+    /// Opens `stored` — the decryptor's stored range as read — in chunks of the length it picks for at most
+    /// `max_chunk` bytes, collecting the plaintext it points at. Stored data shorter than the range is an error, as
+    /// the store's reads make it.
+    fn open_chunks(decryptor: &PartDecryptor, stored: &[u8], max_chunk: usize, out: &mut Vec<u8>) -> Result<()> {
+        let range = decryptor.stored_range();
+        if (stored.len() as u64) < range.end - range.start {
+            return Err(SseError::internal("the stored data ended early"));
+        }
+        let chunk_len = decryptor.chunk_len(max_chunk);
+        for (i, piece) in stored.chunks(chunk_len).enumerate() {
+            let mut chunk = piece.to_vec();
+            for plaintext in decryptor.open_in_place((i * chunk_len) as u64, &mut chunk)? {
+                out.extend_from_slice(&chunk[plaintext]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrypts `range` reading the stored range the decryptor asks for, in chunks of at most `max_chunk` bytes.
     fn decrypt(
         cipher: &ObjectCipher,
         part: &PartEncryption,
         stored: &[u8],
         size: u64,
         range: Range<u64>,
-        chunk: usize,
+        max_chunk: usize,
     ) -> Result<Vec<u8>> {
-        let mut decryptor = cipher.decrypt_part(part, size, range)?;
+        let decryptor = cipher.decrypt_part(part, size, range)?;
         let r = decryptor.stored_range();
         let wanted = &stored[r.start as usize..(r.end as usize).min(stored.len())];
         let mut out = Vec::new();
-        for piece in wanted.chunks(chunk.max(1)) {
-            decryptor.push(piece, &mut out)?;
-        }
-        decryptor.finish()?;
+        open_chunks(&decryptor, wanted, max_chunk, &mut out)?;
         Ok(out)
     }
 
@@ -394,10 +373,7 @@ mod tests {
                 assert_eq!(stored.len() as u64, stored_size(size as u64), "size {size} chunk {chunk}");
                 assert_eq!(sealed.stored_size, stored.len() as u64);
                 assert_eq!(sealed.plaintext_size, size as u64);
-                for read_chunk in [1 << 20, 65552, 1000, 17] {
-                    if size > 200_000 && read_chunk < 1000 {
-                        continue;
-                    }
+                for read_chunk in [1 << 20, 4 * STORED_PACKAGE as usize, STORED_PACKAGE as usize, 1] {
                     let back = decrypt(&cipher, &part, &stored, size as u64, 0..size as u64, read_chunk).unwrap();
                     assert!(back == data, "size {size} chunk {chunk} read {read_chunk}");
                 }
@@ -424,27 +400,47 @@ mod tests {
     }
 
     #[test]
-    fn buffering_is_bounded_by_one_package() {
+    fn encryption_buffers_at_most_one_package() {
         let cipher = cipher(SseMode::SseKms);
         let data = plaintext(1 << 20);
         let mut encryptor = cipher.encrypt_part(1);
-        let part = encryptor.metadata().clone();
         let mut stored = Vec::new();
         for piece in data.chunks(40_000) {
             encryptor.push(piece, &mut stored).unwrap();
             assert!(encryptor.pending.len() <= PACKAGE_SIZE);
             assert_eq!(encryptor.pending.capacity(), PACKAGE_SIZE);
         }
-        encryptor.finish(&mut stored).unwrap();
-        let size = data.len() as u64;
-        let mut decryptor = cipher.decrypt_part(&part, size, 0..size).unwrap();
-        let mut out = Vec::new();
-        for piece in stored.chunks(100_000) {
-            decryptor.push(piece, &mut out).unwrap();
-            assert_eq!(decryptor.pending.capacity(), STORED_PACKAGE as usize);
-        }
-        decryptor.finish().unwrap();
-        assert!(out == data);
+    }
+
+    #[test]
+    fn decryption_points_into_the_chunk_it_was_given() {
+        let cipher = cipher(SseMode::SseKms);
+        let size = 3 * PACKAGE + 10;
+        let data = plaintext(size as usize);
+        let (part, stored, _) = encrypt(&cipher, &data, 100_000);
+        let decryptor = cipher.decrypt_part(&part, size, 5..size - 3).unwrap();
+        assert_eq!(decryptor.chunk_len(0), STORED_PACKAGE as usize);
+        assert_eq!(decryptor.chunk_len(2 * STORED_PACKAGE as usize + 1), 2 * STORED_PACKAGE as usize);
+        // Package i's plaintext starts at i * STORED_PACKAGE; the range skips 5 bytes and stops 3 short.
+        let (sp, p) = (STORED_PACKAGE as usize, PACKAGE_SIZE);
+        let mut chunk = stored.clone();
+        let ranges = decryptor.open_in_place(0, &mut chunk).unwrap();
+        assert_eq!(ranges, vec![5..p, sp..sp + p, 2 * sp..2 * sp + p, 3 * sp..3 * sp + 7]);
+        let joined: Vec<u8> = ranges.into_iter().flat_map(|r| chunk[r].to_vec()).collect();
+        assert!(joined == data[5..size as usize - 3]);
+        // Chunks are independent: the last two packages first, then the first two.
+        let mut tail = stored[2 * sp..].to_vec();
+        assert_eq!(decryptor.open_in_place(2 * sp as u64, &mut tail).unwrap(), vec![0..p, sp..sp + 7]);
+        let mut head = stored[..2 * sp].to_vec();
+        assert_eq!(decryptor.open_in_place(0, &mut head).unwrap(), vec![5..p, sp..sp + p]);
+        // A chunk that ends inside a package or starts inside one is refused.
+        let mut partial = stored[..sp + 100].to_vec();
+        assert_eq!(decryptor.open_in_place(0, &mut partial).unwrap_err().status(), 500);
+        let mut shifted = stored[1..sp + 1].to_vec();
+        assert_eq!(decryptor.open_in_place(1, &mut shifted).unwrap_err().status(), 500);
+        // A package opened at another position does not authenticate.
+        let mut moved = stored[sp..2 * sp].to_vec();
+        assert!(decryptor.open_in_place(0, &mut moved).is_err());
     }
 
     #[test]
@@ -518,11 +514,11 @@ mod tests {
     /// Decrypting the whole part from the (tampered) stored bytes must fail, in any chunking, emitting nothing but
     /// a prefix of the true plaintext first; decrypting with the size implied by the stored length must fail too.
     fn assert_rejected(cipher: &ObjectCipher, part: &PartEncryption, stored: &[u8], size: u64, what: &str) {
-        for chunk in [stored.len().max(1), 65552, 1000] {
-            let mut decryptor = cipher.decrypt_part(part, size, 0..size).unwrap();
+        for chunk in [stored.len().max(1), STORED_PACKAGE as usize, 2 * STORED_PACKAGE as usize] {
+            let decryptor = cipher.decrypt_part(part, size, 0..size).unwrap();
             let mut out = Vec::new();
-            let pushed = stored.chunks(chunk).try_for_each(|piece| decryptor.push(piece, &mut out));
-            assert!(pushed.is_err() || decryptor.finish().is_err(), "{what}: accepted (chunk {chunk})");
+            let opened = open_chunks(&decryptor, stored, chunk, &mut out);
+            assert!(opened.is_err(), "{what}: accepted (chunk {chunk})");
             assert!(out == plaintext(out.len()), "{what}: emitted bytes are not a plaintext prefix");
         }
         if let Some(implied) = plaintext_size(stored.len() as u64) {
@@ -635,13 +631,13 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(64))]
 
-        /// Random part layouts, write chunkings, read chunkings and object ranges: the decrypted bytes are always
+        /// Random part layouts, write chunkings, read chunk lengths and object ranges: the decrypted bytes are always
         /// exactly the plaintext slice.
         #[test]
         fn any_layout_and_range_decrypts_to_the_plaintext_slice(
             sizes in proptest::collection::vec(part_size(), 1..5),
             write_chunk in 1..100_000usize,
-            read_chunk in 1..100_000usize,
+            read_chunk in 1..400_000usize,
             start_frac in 0.0..=1.0f64,
             len_frac in 0.0..=1.0f64,
         ) {
@@ -680,12 +676,9 @@ mod tests {
                     continue;
                 }
                 let range = lo - offsets[i]..hi - offsets[i];
-                let mut decryptor = cipher.decrypt_part(metadata, sizes[i], range).unwrap();
+                let decryptor = cipher.decrypt_part(metadata, sizes[i], range).unwrap();
                 let r = decryptor.stored_range();
-                for piece in stored[r.start as usize..r.end as usize].chunks(read_chunk) {
-                    decryptor.push(piece, &mut out).unwrap();
-                }
-                decryptor.finish().unwrap();
+                open_chunks(&decryptor, &stored[r.start as usize..r.end as usize], read_chunk, &mut out).unwrap();
             }
             proptest::prop_assert!(out == object[start as usize..end as usize], "{}..{} of {:?}", start, end, sizes);
         }

@@ -83,16 +83,19 @@ fn encrypt(cipher: &ObjectCipher, part_number: u32, plaintext: &[u8]) -> StoredP
     StoredPart { number: part_number, size: plaintext.len() as u64, encryption, bytes, etag: sealed.etag }
 }
 
-/// "store" → decryptor(range) → plaintext, reading only the stored range asked for, in 30 000-byte chunks.
+/// "store" → decryptor(range) → plaintext, reading only the stored range asked for, two packages at a time.
 fn decrypt(cipher: &ObjectCipher, part: &StoredPart, range: std::ops::Range<u64>) -> Result<Vec<u8>, SseError> {
     let metadata = PartEncryption::from_value(&part.encryption)?;
-    let mut decryptor = cipher.decrypt_part(&metadata, part.size, range)?;
+    let decryptor = cipher.decrypt_part(&metadata, part.size, range)?;
     let stored = decryptor.stored_range();
     let mut out = Vec::new();
-    for chunk in part.bytes[stored.start as usize..stored.end as usize].chunks(30_000) {
-        decryptor.push(chunk, &mut out)?;
+    let chunk_len = decryptor.chunk_len(2 * (coffer_sse::PACKAGE_SIZE + 16));
+    for (i, chunk) in part.bytes[stored.start as usize..stored.end as usize].chunks(chunk_len).enumerate() {
+        let mut chunk = chunk.to_vec();
+        for plaintext in decryptor.open_in_place((i * chunk_len) as u64, &mut chunk)? {
+            out.extend_from_slice(&chunk[plaintext]);
+        }
     }
-    decryptor.finish()?;
     Ok(out)
 }
 

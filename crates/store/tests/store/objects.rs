@@ -317,6 +317,39 @@ async fn read_part_ranges_and_chunking() {
 }
 
 #[tokio::test]
+async fn mapped_reads_see_every_chunk_once_in_order_with_its_offset() {
+    let f = Fixture::with_bucket("bkt").await;
+    let data = pattern(10_000, 3);
+    put(&f.store, "bkt", "k", &data).await;
+    let reader = f.store.open_object("bkt", "k").await.unwrap();
+
+    let chunks: Vec<(u64, Vec<u8>)> = reader
+        .read_part_mapped(0, 100, 9_000, 4_000, |offset, chunk| Ok((offset, chunk.to_vec())))
+        .try_collect()
+        .await
+        .unwrap();
+    let offsets: Vec<u64> = chunks.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, [0, 4_000, 8_000], "offsets are relative to the start of the range");
+    assert_eq!(chunks.iter().map(|(_, c)| c.len()).collect::<Vec<_>>(), [4_000, 4_000, 1_000]);
+    assert_eq!(chunks.into_iter().flat_map(|(_, c)| c).collect::<Vec<_>>(), &data[100..9_100]);
+
+    // An error from the map ends the stream: nothing after it is yielded.
+    let items: Vec<_> = reader
+        .read_part_mapped(0, 0, 10_000, 1_000, |offset, chunk| {
+            if offset == 3_000 {
+                Err(std::io::Error::other("refused"))
+            } else {
+                Ok(chunk.len())
+            }
+        })
+        .collect()
+        .await;
+    assert_eq!(items.len(), 4);
+    assert!(items[..3].iter().all(|item| matches!(item, Ok(1_000))));
+    assert_eq!(items[3].as_ref().unwrap_err().to_string(), "refused");
+}
+
+#[tokio::test]
 async fn a_truncated_data_file_is_an_error_not_short_data() {
     let f = Fixture::with_bucket("bkt").await;
     put(&f.store, "bkt", "k", &pattern(1000, 1)).await;
@@ -489,5 +522,5 @@ fn store_futures_are_send() {
     }
     let _ = check;
     fn assert_static_stream<T: futures::Stream + Send + Unpin + 'static>() {}
-    assert_static_stream::<coffer_store::PartStream>();
+    assert_static_stream::<coffer_store::PartStream<Vec<u8>>>();
 }

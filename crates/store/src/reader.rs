@@ -8,7 +8,6 @@
 //! `n`, chunk `n + 1` is being read. A caller that transforms every chunk (decryption) does it in the same blocking
 //! call ([`ObjectReader::read_part_mapped`]), so that work overlaps the sending too.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -69,13 +68,12 @@ impl ObjectReader {
         let chunk_len = chunk_len.max(1) as u64;
         match (self.files.get(part_index), self.meta.parts.get(part_index), end) {
             (Some(file), Some(part), Some(end)) if end <= part.stored_size => PartStream {
-                file: Some(file.clone()),
+                source: Some((file.clone(), Arc::new(map))),
                 start: offset,
                 pos: offset,
                 end,
                 chunk_len,
-                map: Arc::new(map),
-                reads: VecDeque::new(),
+                next: None,
                 failed: None,
             },
             _ => PartStream::failed(io::Error::new(
@@ -86,26 +84,25 @@ impl ObjectReader {
     }
 }
 
-/// Chunks read ahead of the consumer. Measured with 256 KiB to 1 MiB chunks and one or two reads in flight
-/// (docs/benchmarks.md): one read of 1 MiB ahead was fastest for plaintext and decrypted reads alike; more in flight
-/// only added memory and cache misses.
-const READS_IN_FLIGHT: usize = 1;
-
 type ChunkMap<T> = Arc<dyn Fn(u64, BytesMut) -> io::Result<T> + Send + Sync>;
 
 /// The stream returned by [`ObjectReader::read_part`] and [`ObjectReader::read_part_mapped`].
+///
+/// It keeps one read in flight: measured with 256 KiB to 1 MiB chunks and one or two reads in flight
+/// (docs/benchmarks.md), one 1 MiB read ahead was fastest for plaintext and decrypted reads alike; more in flight
+/// only added memory and cache misses.
 pub struct PartStream<T> {
-    /// `None` once finished or failed.
-    file: Option<Arc<File>>,
+    /// The part's file and the map; `None` once finished or failed.
+    source: Option<(Arc<File>, ChunkMap<T>)>,
     /// Offset of the range in the part's stored data.
     start: u64,
     /// Start of the next chunk to read.
     pos: u64,
     end: u64,
     chunk_len: u64,
-    map: ChunkMap<T>,
-    /// Reads in flight, in order.
-    reads: VecDeque<JoinHandle<io::Result<T>>>,
+    /// The read of the next chunk.
+    next: Option<JoinHandle<io::Result<T>>>,
+    /// An error to yield before anything else (a range outside the part).
     failed: Option<io::Error>,
 }
 
@@ -117,39 +114,31 @@ impl<T> std::fmt::Debug for PartStream<T> {
 
 impl<T: Send + 'static> PartStream<T> {
     fn failed(error: io::Error) -> Self {
-        PartStream {
-            file: None,
-            start: 0,
-            pos: 0,
-            end: 0,
-            chunk_len: 1,
-            map: Arc::new(|_, _| Err(io::Error::other("a failed read maps nothing"))),
-            reads: VecDeque::new(),
-            failed: Some(error),
-        }
+        PartStream { source: None, start: 0, pos: 0, end: 0, chunk_len: 1, next: None, failed: Some(error) }
     }
 
-    /// Starts reads of the next chunks until [`READS_IN_FLIGHT`] are in flight or the range is covered.
+    /// Starts reading the next chunk, unless a read is in flight or the range is covered.
     fn read_ahead(&mut self) {
-        let Some(file) = &self.file else {
+        let Some((file, map)) = &self.source else {
             return;
         };
-        while self.reads.len() < READS_IN_FLIGHT && self.pos < self.end {
-            let (file, map) = (file.clone(), self.map.clone());
-            let (pos, offset) = (self.pos, self.pos - self.start);
-            let len = (self.end - pos).min(self.chunk_len);
-            self.pos += len;
-            self.reads.push_back(tokio::task::spawn_blocking(move || {
-                let mut chunk = BytesMut::zeroed(len as usize);
-                file.read_exact_at(&mut chunk, pos)?;
-                map(offset, chunk)
-            }));
+        if self.next.is_some() || self.pos >= self.end {
+            return;
         }
+        let (file, map) = (file.clone(), map.clone());
+        let (pos, offset) = (self.pos, self.pos - self.start);
+        let len = (self.end - pos).min(self.chunk_len);
+        self.pos += len;
+        self.next = Some(tokio::task::spawn_blocking(move || {
+            let mut chunk = BytesMut::zeroed(len as usize);
+            file.read_exact_at(&mut chunk, pos)?;
+            map(offset, chunk)
+        }));
     }
 
     fn fail(&mut self, error: io::Error) -> Poll<Option<io::Result<T>>> {
-        self.file = None;
-        self.reads.clear();
+        self.source = None;
+        self.next = None;
         Poll::Ready(Some(Err(error)))
     }
 }
@@ -163,15 +152,15 @@ impl<T: Send + 'static> Stream for PartStream<T> {
             return this.fail(error);
         }
         this.read_ahead();
-        let Some(read) = this.reads.front_mut() else {
-            this.file = None;
+        let Some(read) = this.next.as_mut() else {
+            this.source = None;
             return Poll::Ready(None);
         };
         let result = match Pin::new(read).poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(joined) => joined.map_err(io::Error::other).and_then(|mapped| mapped),
         };
-        this.reads.pop_front();
+        this.next = None;
         match result {
             Ok(chunk) => {
                 this.read_ahead();

@@ -366,13 +366,27 @@ def object_record(server: CofferServer, bucket: str, key: str) -> dict:
     return json.loads((object_dir(server, bucket, key) / "meta.json").read_text())
 
 
+def object_inline_data(server: CofferServer, bucket: str, key: str) -> bytes | None:
+    """The stored bytes of a small object kept in its record (`inline_data`), or None if it has data files."""
+    inline = object_record(server, bucket, key).get("inline_data")
+    return None if inline is None else base64.b64decode(inline)
+
+
+def set_object_inline_data(server: CofferServer, bucket: str, key: str, data: bytes) -> None:
+    path = object_dir(server, bucket, key) / "meta.json"
+    record = json.loads(path.read_text())
+    record["inline_data"] = base64.b64encode(data).decode()
+    path.write_text(json.dumps(record))
+
+
 def all_files(root: Path) -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file())
 
 
 def files_containing(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, bytes]]:
-    """Every (file, needle) where a file under `root` contains the needle; files are read in overlapping 4 MiB
-    windows so big data files never sit in memory whole."""
+    """Every (file, needle) where a file under `root` contains the needle, as it is or, for an object record, in
+    its decoded `inline_data`; files are read in overlapping 4 MiB windows so big data files never sit in memory
+    whole."""
     needles = [n for n in needles if n]
     overlap = max(len(n) for n in needles) - 1
     found = []
@@ -384,6 +398,9 @@ def files_containing(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, b
                 window = tail + chunk
                 hits.update(n for n in needles if n in window)
                 tail = window[-overlap:] if overlap else b""
+        if path.name == "meta.json" and (inline := json.loads(path.read_bytes()).get("inline_data")):
+            decoded = base64.b64decode(inline)
+            hits.update(n for n in needles if n in decoded)
         found += [(path, needle) for needle in needles if needle in hits]
     return found
 

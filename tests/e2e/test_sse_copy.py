@@ -13,10 +13,11 @@ import pytest
 
 from harness import sha256_file, unique_name
 from sse_helpers import (PACKAGE, MiB, CustomerKey, Sse, create_kms_key, encryption_context, etag_of, expect_error,
-                         md5_hex, object_data_files, random_bytes, sha256)
+                         md5_hex, object_data_files, object_inline_data, random_bytes, sha256)
 
 MODES = ["none", "sse-s3", "sse-kms", "sse-c"]
 BODY = random_bytes(4 * PACKAGE + 12_345, seed=16)  # several packages and an unaligned tail
+SMALL_BODY = random_bytes(5000, seed=17)  # kept in the object's record, not a data file
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,10 @@ def destination_sse(mode: str, request) -> Sse:
 
 
 def data_fingerprint(coffer, bucket: str, key: str) -> list[tuple[str, str]]:
+    """The stored bytes of an object: its data files (name, digest), or its inline data."""
+    inline = object_inline_data(coffer, bucket, key)
+    if inline is not None:
+        return [("inline", sha256(inline))]
     return [(path.name, sha256_file(path)) for path in object_data_files(coffer, bucket, key)]
 
 
@@ -110,11 +115,12 @@ def test_copy_of_a_multipart_sse_c_object(coffer, copy_bucket, kms_keys):
         assert sha256(got["Body"].read()) == sha256(data)
 
 
-def test_self_copy_changes_the_sse_c_key(coffer, copy_bucket):
+@pytest.mark.parametrize("body", [BODY, SMALL_BODY], ids=["data-file", "inline"])
+def test_self_copy_changes_the_sse_c_key(coffer, copy_bucket, body):
     s3 = coffer.s3
     old, new = CustomerKey.generate(), CustomerKey.generate()
-    key = "rekey/sse-c"
-    s3.put_object(Bucket=copy_bucket, Key=key, Body=BODY, **old.boto())
+    key = f"rekey/sse-c-{len(body)}"
+    s3.put_object(Bucket=copy_bucket, Key=key, Body=body, **old.boto())
     stored = data_fingerprint(coffer, copy_bucket, key)
 
     reply = s3.copy_object(Bucket=copy_bucket, Key=key, CopySource={"Bucket": copy_bucket, "Key": key},
@@ -126,9 +132,9 @@ def test_self_copy_changes_the_sse_c_key(coffer, copy_bucket):
     expect_error(lambda: s3.get_object(Bucket=copy_bucket, Key=key), 400, "InvalidRequest")
     got = s3.get_object(Bucket=copy_bucket, Key=key, **new.boto())
     Sse.c(new).check_echo(got)
-    assert got["Body"].read() == BODY
+    assert got["Body"].read() == body
     assert data_fingerprint(coffer, copy_bucket, key) == stored, \
-        "changing the SSE-C key rewrites metadata only: the stored data files stay"
+        "changing the SSE-C key rewrites metadata only: the stored bytes stay"
 
 
 def test_self_copy_from_sse_s3_to_sse_kms(coffer, copy_bucket, kms_keys):

@@ -19,8 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import CofferServer, unique_name
 from sse_helpers import (DEFAULT_KMS_KEY, PACKAGE, MiB, CustomerKey, Sse, all_files, encryption_context,
-                         files_containing, flip_byte, no_retry_client, object_data_files, object_record, random_bytes,
-                         running_server)
+                         files_containing, flip_byte, no_retry_client, object_data_files, object_inline_data,
+                         object_record, random_bytes, running_server, set_object_inline_data)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):
     s3.put_bucket_encryption(Bucket=default_bucket, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key}}]})
     customer, copy_customer = CustomerKey.generate(), CustomerKey.generate()
-    single, large = 3 * PACKAGE + 777, 5 * MiB + 2 * PACKAGE + 5
+    # small objects are kept in their record (meta.json), larger ones in data files
+    small, single, large = 1000, 3 * PACKAGE + 777, 5 * MiB + 2 * PACKAGE + 5
     markers: dict[str, bytes] = {}
 
     def put(name: str, size: int, sse: Sse, multipart: bool = False, target: str = bucket) -> bytes:
@@ -78,6 +79,10 @@ def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):
             s3.put_object(Bucket=target, Key=name, Body=body, **sse.write_args())
         return body
 
+    put("sse-s3-small", small, Sse.s3())
+    put("sse-kms-small", small, Sse.kms(kms_key))
+    put("sse-c-small", small, Sse.c(customer))
+    put("bucket-default-small", small, Sse.none(), target=default_bucket)
     put("sse-s3", single, Sse.s3())
     put("sse-s3-multipart", large, Sse.s3(), multipart=True)
     put("sse-kms", single, Sse.kms(kms_key, context=encryption_context({"disk": "test"})))
@@ -105,19 +110,22 @@ def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):
     pending = s3.create_multipart_upload(Bucket=bucket, Key="pending", **customer.boto())["UploadId"]
     s3.upload_part(Bucket=bucket, Key="pending", UploadId=pending, PartNumber=1, Body=pending_body, **customer.boto())
 
-    # the control: a plaintext object, which must be found, proving the search looks where the data is
-    control_marker, control_body = canary_body(single)
-    s3.put_object(Bucket=bucket, Key="plaintext-control", Body=control_body)
+    # the controls: plaintext objects, which must be found, proving the search looks where the data is
+    controls = {}
+    for name, size in (("plaintext-control", single), ("plaintext-control-small", small)):
+        controls[name], control_body = canary_body(size)
+        s3.put_object(Bucket=bucket, Key=name, Body=control_body)
 
     secrets_ = {"customer key": customer.raw, "customer key base64": customer.b64.encode(),
                 "copy customer key": copy_customer.raw, "copy customer key base64": copy_customer.b64.encode()}
-    needles = list(markers.values()) + [control_marker] + list(secrets_.values())
+    needles = list(markers.values()) + list(controls.values()) + list(secrets_.values())
     found = files_containing(server.data_dir, needles)
-    names = {needle: name for name, needle in {**markers, **secrets_, "plaintext-control": control_marker}.items()}
-    assert any(needle == control_marker for _, needle in found), \
-        f"the control plaintext was not found under {server.data_dir}: the search is broken"
+    names = {needle: name for name, needle in {**markers, **secrets_, **controls}.items()}
+    for name, marker in controls.items():
+        assert any(needle == marker for _, needle in found), \
+            f"the {name} plaintext was not found under {server.data_dir}: the search is broken"
     leaks = [(str(path.relative_to(server.data_dir)), names[needle]) for path, needle in found
-             if needle != control_marker]
+             if needle not in controls.values()]
     assert not leaks, f"plaintext or keys found on disk: {leaks}"
     assert len(all_files(server.data_dir)) > len(markers), "the data dir holds less than expected"
 
@@ -222,6 +230,31 @@ def test_one_flipped_byte_makes_get_fail(server, kms_key, tmp_path, mode):
         finally:
             data_file.write_bytes(original)
     # restored: the object reads again, so the failures above came from the flipped bytes
+    assert s3.get_object(Bucket=bucket, Key="obj", **read)["Body"].read() == body
+
+
+@pytest.mark.parametrize("mode", ["sse-s3", "sse-kms", "sse-c"])
+def test_one_flipped_byte_in_a_small_object_makes_get_fail(server, kms_key, mode):
+    """Small objects keep their ciphertext in meta.json (inline_data): tampering there is caught just the same."""
+    s3 = no_retry_client(server)
+    bucket = unique_name("sse-tamper")
+    s3.create_bucket(Bucket=bucket)
+    sse = {"sse-s3": Sse.s3(), "sse-kms": Sse.kms(kms_key), "sse-c": Sse.c()}[mode]
+    body = random_bytes(1000, seed=54)
+    s3.put_object(Bucket=bucket, Key="obj", Body=body, **sse.write_args())
+    assert object_data_files(server, bucket, "obj") == []
+    stored = object_inline_data(server, bucket, "obj")
+    assert stored is not None and len(stored) == len(body) + 16, "one package and its tag"
+    read = sse.read_args()
+    try:
+        for offset in (0, 500, len(body), len(stored) - 1):
+            set_object_inline_data(server, bucket, "obj", stored[:offset] + bytes([stored[offset] ^ 1])
+                                   + stored[offset + 1:])
+            get_error(s3, bucket, "obj", body, **read)
+        set_object_inline_data(server, bucket, "obj", stored[:-16])  # the final tag cut off
+        get_error(s3, bucket, "obj", body, **read)
+    finally:
+        set_object_inline_data(server, bucket, "obj", stored)
     assert s3.get_object(Bucket=bucket, Key="obj", **read)["Body"].read() == body
 
 

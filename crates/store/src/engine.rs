@@ -137,7 +137,7 @@ impl Engine {
             created: OffsetDateTime::now_utc(),
             encryption: None,
         };
-        write_json_atomic(&self.tmp_dir, &staging.path().join(BUCKET_FILE), &record)?;
+        write_json_atomic(&self.tmp_dir, &staging.path().join(BUCKET_FILE), &record, &[])?;
         staging.persist(&dest)?;
         fsync_dir(&self.buckets_dir)?;
         self.indexes_map().insert(name.to_owned(), Arc::new(RwLock::new(Some(KeyIndex::new()))));
@@ -198,7 +198,7 @@ impl Engine {
         let _namespace = self.namespace_write();
         let mut record = self.bucket_record(name)?;
         record.encryption = config;
-        write_json_atomic(&self.tmp_dir, &self.bucket_dir(name).join(BUCKET_FILE), &record)?;
+        write_json_atomic(&self.tmp_dir, &self.bucket_dir(name).join(BUCKET_FILE), &record, &[])?;
         Ok(())
     }
 

@@ -22,9 +22,16 @@ pub(crate) fn unique_id() -> io::Result<String> {
     Ok(hex::encode(bytes))
 }
 
+/// Options that create a new private file for writing, failing if the path exists.
+pub(crate) fn new_private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true).mode(FILE_MODE);
+    options
+}
+
 /// Creates a new private file; fails if `path` exists.
 pub(crate) fn create_private_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)
+    new_private_file().open(path)
 }
 
 /// Creates one private directory level. `Ok(false)` if it already existed.
@@ -68,13 +75,26 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T
 
 /// Atomically replaces `dest` with `value` as JSON: temp file in `tmp_dir`, fsync, rename, fsync of `dest`'s
 /// directory. Readers see the old or the new file, never a mix; after return the new file survives a crash.
-pub(crate) fn write_json_atomic<T: Serialize>(tmp_dir: &Path, dest: &Path, value: &T) -> io::Result<()> {
+///
+/// `durable_first` are directories whose new entries (files renamed or linked in, subdirectories) must survive a
+/// crash before `dest` may change: they are fsynced after the temp file and before the rename. Fsyncing them
+/// there rather than right after each change lets one journal commit (ext4, xfs) cover the temp file and all of
+/// them, where fsyncs in between would each force a commit of their own.
+pub(crate) fn write_json_atomic<T: Serialize>(
+    tmp_dir: &Path,
+    dest: &Path,
+    value: &T,
+    durable_first: &[&Path],
+) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     let temp = TempPath::new(tmp_dir, "json")?;
     let mut file = create_private_file(temp.path())?;
     file.write_all(&json)?;
     file.sync_all()?;
     drop(file);
+    for dir in durable_first {
+        fsync_dir(dir)?;
+    }
     temp.persist(dest)?;
     fsync_dir(parent(dest))
 }

@@ -1,4 +1,4 @@
-//! On-disk layout and metadata format, `format_version` 1.
+//! On-disk layout and metadata format, `format_version` 2.
 //!
 //! ```text
 //! DIR/buckets/<bucket>/bucket.json                    bucket record
@@ -16,7 +16,8 @@
 //! Directories are created 0700 and files 0600: object data may be plaintext.
 //!
 //! # Records
-//! All records are JSON objects with a `format_version` (currently 1); readers reject other versions. Timestamps
+//! All records are JSON objects with a `format_version` (currently 2; version 1 had no `inline_data` and is read
+//! as it is); readers reject other versions. Timestamps
 //! are RFC 3339 strings. Unknown fields are ignored, so later versions may add fields without a version bump as
 //! long as old readers stay correct without them. `encryption` fields are opaque values owned by the SSE layer.
 //!
@@ -24,8 +25,9 @@
 //!   encryption configuration or `null`.
 //! * `meta.json`: `{format_version, key, size, etag, last_modified, content_type, content_encoding,
 //!   content_disposition, content_language, cache_control, expires, user_metadata: {name: value}, checksum,
-//!   parts: [part], encryption, data_files: [name]}` — `data_files[i]` holds the stored bytes of `parts[i]`;
-//!   a part is `{number, size, stored_size, etag, checksum, last_modified, encryption}` with `size` in client bytes
+//!   parts: [part], encryption, data_files: [name], inline_data}` — `data_files[i]` holds the stored bytes of
+//!   `parts[i]`, except for an object of one part of at most 64 KiB stored: `data_files` is empty and
+//!   `inline_data` holds the bytes (base64); the field is absent otherwise. A part is `{number, size, stored_size, etag, checksum, last_modified, encryption}` with `size` in client bytes
 //!   and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" | "COMPOSITE"}`.
 //!   The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is detected.
 //! * `upload.json`: `{format_version, key, upload_id, content_type, content_encoding, content_disposition,
@@ -33,9 +35,13 @@
 //! * `part-NNNNN.json`: a part (as above) plus `format_version` and `data_file`.
 //!
 //! # Commit protocol
-//! Data is staged in `.coffer/tmp`, fsynced and renamed (or, when completing an upload, hard-linked) into the
-//! object directory, which is then fsynced. `meta.json` is written to a temp file, fsynced and renamed over the old
-//! one, and the directory is fsynced again: that rename is the moment the new version becomes visible. Data files
+//! Data larger than the write buffer is staged in `.coffer/tmp`, fsynced and renamed (or, when completing an
+//! upload, hard-linked) into the object directory; smaller data is written there directly and fsynced, or kept in
+//! `meta.json`. `meta.json` is written to a temp file and fsynced; then the object directory is fsynced, so the data
+//! files are durable, and the temp file is renamed over the old `meta.json` and the directory fsynced again: that
+//! rename is the moment the new version becomes visible. A new object directory's own entry is fsynced before the
+//! write is acknowledged. (Fsyncing the directory only after the temp file lets one journal commit cover the temp
+//! file, the data file's new name and the new directory.) Data files
 //! the new `meta.json` does not reference are then deleted. A crash at any step leaves the old or the new version,
 //! plus at worst unreferenced data files that the next commit to that key removes. Deleting an object or bucket
 //! renames its directory into `.coffer/tmp` first, so it disappears in one step.
@@ -54,8 +60,10 @@ use crate::fsio::read_json;
 use crate::meta::{ObjectMeta, PartMeta, UploadMeta};
 use crate::names::is_data_file_name;
 
-/// The version written by this crate and the only one it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version written by this crate.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version it reads: version 1 differs only in having no `inline_data`.
+const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// File name of a bucket record.
 pub(crate) const BUCKET_FILE: &str = "bucket.json";
@@ -84,7 +92,7 @@ pub(crate) fn load<T: Record>(path: &Path) -> io::Result<Option<T>> {
         return Ok(None);
     };
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
-    if record.format_version() != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&record.format_version()) {
         return Err(invalid(format!("unsupported format_version {}", record.format_version())));
     }
     record.validate().map_err(|why| invalid(why.to_owned()))?;
@@ -112,6 +120,9 @@ pub(crate) struct ObjectRecord {
     #[serde(flatten)]
     pub meta: ObjectMeta,
     pub data_files: Vec<String>,
+    /// The stored bytes of a small single-part object, base64; `data_files` is empty then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_data: Option<String>,
 }
 
 impl Record for ObjectRecord {
@@ -120,6 +131,12 @@ impl Record for ObjectRecord {
     }
 
     fn validate(&self) -> Result<(), &'static str> {
+        if self.inline_data.is_some() {
+            return match (self.data_files.len(), self.meta.parts.len()) {
+                (0, 1) => Ok(()),
+                _ => Err("inline data belongs to an object of one part and no data files"),
+            };
+        }
         if self.data_files.len() != self.meta.parts.len() {
             return Err("data_files and parts differ in length");
         }

@@ -15,7 +15,7 @@ use crate::fsio::{create_private_dir, fsync_dir, remove_file_if_exists, unique_i
 use crate::layout::{load, part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE};
 use crate::meta::{ObjectMeta, PartMeta, UploadInfo, UploadMeta};
 use crate::names::{is_upload_id, validate_key, validate_part_number};
-use crate::objects::{ensure_object_dir, new_data_file_name};
+use crate::objects::new_data_file_name;
 use crate::staging::StagedFile;
 
 impl Engine {
@@ -28,7 +28,7 @@ impl Engine {
         let record = UploadRecord { format_version: FORMAT_VERSION, key: key.to_owned(), upload_id, meta: upload };
         let staging = self.temp_path("upload")?;
         create_private_dir(staging.path())?;
-        write_json_atomic(self.tmp_dir(), &staging.path().join(UPLOAD_FILE), &record)?;
+        write_json_atomic(self.tmp_dir(), &staging.path().join(UPLOAD_FILE), &record, &[])?;
         let uploads = self.uploads_dir(bucket);
         staging.persist(&uploads.join(&record.upload_id))?;
         fsync_dir(&uploads)?;
@@ -69,11 +69,10 @@ impl Engine {
         let (dir, _) = self.find_upload(bucket, key, upload_id)?;
         let data_file = new_data_file_name()?;
         data.persist(&dir.join(&data_file))?;
-        fsync_dir(&dir)?;
         let record_path = dir.join(part_file_name(part.number));
         let replaced = load::<PartRecord>(&record_path)?;
         let record = PartRecord { format_version: FORMAT_VERSION, meta: part, data_file };
-        write_json_atomic(self.tmp_dir(), &record_path, &record)?;
+        write_json_atomic(self.tmp_dir(), &record_path, &record, &[&dir])?;
         if let Some(old) = replaced {
             remove_file_if_exists(&dir.join(old.data_file))?;
         }
@@ -124,17 +123,16 @@ impl Engine {
             parts.push(record.ok_or(StoreError::InvalidPart(number))?);
         }
 
-        ensure_object_dir(&object_dir)?;
+        let created = create_private_dir(&object_dir)?;
         for part in &parts {
             link_or_move(&upload_dir.join(&part.data_file), &object_dir.join(&part.data_file))?;
         }
-        fsync_dir(&object_dir)?;
         meta.key = key.to_owned();
         meta.last_modified = OffsetDateTime::now_utc();
         let (metas, data_files) = parts.into_iter().map(|part| (part.meta, part.data_file)).unzip();
         meta.parts = metas;
-        let committed =
-            self.commit_object(bucket, &object_dir, ObjectRecord { format_version: FORMAT_VERSION, meta, data_files })?;
+        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data: None };
+        let committed = self.commit_object(bucket, &object_dir, created, record)?;
         self.remove_upload(bucket, &upload_dir)?;
         Ok(committed)
     }

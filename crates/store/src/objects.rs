@@ -5,6 +5,8 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use time::OffsetDateTime;
 
 use crate::engine::{summary, Engine};
@@ -13,7 +15,7 @@ use crate::fsio::{create_private_dir, fsync_dir, parent, remove_any, unique_id, 
 use crate::layout::{load, ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
 use crate::meta::{ObjectMeta, PartMeta};
 use crate::names::validate_key;
-use crate::reader::ObjectReader;
+use crate::reader::{ObjectReader, StoredPart};
 use crate::staging::{StagedFile, StagedWrite};
 
 /// A new unique data file name.
@@ -24,7 +26,7 @@ pub(crate) fn new_data_file_name() -> std::io::Result<String> {
 impl Engine {
     pub(crate) fn stage(&self, bucket: &str) -> Result<StagedWrite> {
         self.bucket_record(bucket)?;
-        Ok(StagedWrite::create(self.tmp_dir())?)
+        Ok(StagedWrite::new(self.tmp_dir().to_owned()))
     }
 
     pub(crate) fn put_object(
@@ -60,15 +62,17 @@ impl Engine {
         self.bucket_record(bucket)?;
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
-        ensure_object_dir(&dir)?;
-        let data_file = new_data_file_name()?;
-        data.persist(&dir.join(&data_file))?;
-        fsync_dir(&dir)?;
-        self.commit_object(
-            bucket,
-            &dir,
-            ObjectRecord { format_version: FORMAT_VERSION, meta, data_files: vec![data_file] },
-        )
+        let created = create_private_dir(&dir)?;
+        let (data_files, inline_data) = match data.inline() {
+            Some(bytes) => (Vec::new(), Some(BASE64.encode(bytes))),
+            None => {
+                let data_file = new_data_file_name()?;
+                data.persist(&dir.join(&data_file))?;
+                (vec![data_file], None)
+            }
+        };
+        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data };
+        self.commit_object(bucket, &dir, created, record)
     }
 
     pub(crate) fn update_object_meta(&self, bucket: &str, key: &str, mut meta: ObjectMeta) -> Result<ObjectMeta> {
@@ -88,8 +92,13 @@ impl Engine {
             return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
         }
         meta.key = key.to_owned();
-        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files: current.data_files };
-        self.commit_object(bucket, &dir, record)
+        let record = ObjectRecord {
+            format_version: FORMAT_VERSION,
+            meta,
+            data_files: current.data_files,
+            inline_data: current.inline_data,
+        };
+        self.commit_object(bucket, &dir, false, record)
     }
 
     pub(crate) fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
@@ -106,23 +115,29 @@ impl Engine {
         // open, the handles outlive any later unlink.
         let _object = self.lock_object(&dir);
         let record = read_object(&dir, key)?;
-        let files = record
-            .data_files
-            .iter()
-            .map(|name| File::open(dir.join(name)).map(Arc::new))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        // A data file whose length differs from what was committed was truncated or extended behind our back:
-        // refuse it whole rather than serve a body that only looks complete.
-        for (file, part) in files.iter().zip(&record.meta.parts) {
-            let len = file.metadata()?.len();
+        let parts = match &record.inline_data {
+            Some(text) => {
+                let bytes = BASE64.decode(text).map_err(|e| corrupt(format!("inline data of {OBJECT_FILE}: {e}")))?;
+                vec![StoredPart::Inline(bytes.into())]
+            }
+            None => record
+                .data_files
+                .iter()
+                .map(|name| File::open(dir.join(name)).map(|file| StoredPart::File(Arc::new(file))))
+                .collect::<std::io::Result<Vec<_>>>()?,
+        };
+        // Stored bytes whose length differs from what was committed were truncated or extended behind our back:
+        // refuse them whole rather than serve a body that only looks complete.
+        for (stored, part) in parts.iter().zip(&record.meta.parts) {
+            let len = stored.len()?;
             if len != part.stored_size {
-                return Err(StoreError::Io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("data file of part {} holds {len} bytes, {} were committed", part.number, part.stored_size),
+                return Err(corrupt(format!(
+                    "stored data of part {} holds {len} bytes, {} were committed",
+                    part.number, part.stored_size
                 )));
             }
         }
-        Ok(ObjectReader::new(record.meta, files))
+        Ok(ObjectReader::new(record.meta, parts))
     }
 
     pub(crate) fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
@@ -150,10 +165,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Makes `record` the object's current version (its data files must already be durable in `dir`), removes
-    /// every other data file in `dir`, and updates the index. The caller holds the object lock.
-    pub(crate) fn commit_object(&self, bucket: &str, dir: &Path, record: ObjectRecord) -> Result<ObjectMeta> {
-        write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record)?;
+    /// Makes `record` the object's current version, removes every other data file in `dir`, and updates the
+    /// index. The data files `record` names must already be in `dir`; they are made durable before `meta.json`
+    /// changes. `created`: this commit created `dir`, whose own entry is made durable before returning. The caller
+    /// holds the object lock.
+    pub(crate) fn commit_object(
+        &self,
+        bucket: &str,
+        dir: &Path,
+        created: bool,
+        record: ObjectRecord,
+    ) -> Result<ObjectMeta> {
+        write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record, &[dir])?;
+        if created {
+            fsync_dir(parent(dir))?;
+        }
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -170,14 +196,6 @@ impl Engine {
     }
 }
 
-/// Creates the object directory if needed, durably.
-pub(crate) fn ensure_object_dir(dir: &Path) -> Result<()> {
-    if create_private_dir(dir)? {
-        fsync_dir(parent(dir))?;
-    }
-    Ok(())
-}
-
 /// The committed record of `key` in `dir`, or `NoSuchKey`. A record for a different key (a SHA-256 collision,
 /// in theory) is also `NoSuchKey`.
 pub(crate) fn read_object(dir: &Path, key: &str) -> Result<ObjectRecord> {
@@ -185,4 +203,8 @@ pub(crate) fn read_object(dir: &Path, key: &str) -> Result<ObjectRecord> {
         Some(record) if record.meta.key == key => Ok(record),
         _ => Err(StoreError::NoSuchKey),
     }
+}
+
+fn corrupt(why: String) -> StoreError {
+    StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
 }

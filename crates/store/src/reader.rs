@@ -1,12 +1,13 @@
-//! Reading objects: an [`ObjectReader`] pins one committed version by holding its data files open, and streams
-//! byte ranges of a part in bounded chunks.
+//! Reading objects: an [`ObjectReader`] pins one committed version by holding its data files open (or its
+//! inline bytes), and streams byte ranges of a part in bounded chunks.
 //!
 //! Because the files are opened before the reader is returned, an overwrite or delete that commits afterwards only
 //! unlinks names; the open handles keep reading the version the reader saw.
 //!
 //! Chunks are read with positional reads on the blocking pool, ahead of the consumer: while the caller sends chunk
 //! `n`, chunk `n + 1` is being read. A caller that transforms every chunk (decryption) does it in the same blocking
-//! call ([`ObjectReader::read_part_mapped`]), so that work overlaps the sending too.
+//! call ([`ObjectReader::read_part_mapped`]), so that work overlaps the sending too. Inline bytes (at most 64 KiB)
+//! need no read: they are mapped on the spot, without a trip to the blocking pool.
 
 use std::fs::File;
 use std::future::Future;
@@ -17,24 +18,41 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures::future::Either;
 use futures::Stream;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::meta::ObjectMeta;
 
 /// Largest chunk [`ObjectReader::read_part`] yields; bounds memory per read.
 pub const READ_CHUNK: usize = 1024 * 1024;
 
-/// One committed version of an object, with its data files open. Cheap to clone.
+/// One committed version of an object, with its stored parts at hand. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ObjectReader {
     meta: ObjectMeta,
-    files: Arc<[Arc<File>]>,
+    parts: Arc<[StoredPart]>,
+}
+
+/// Where the stored bytes of one part are.
+#[derive(Debug, Clone)]
+pub(crate) enum StoredPart {
+    File(Arc<File>),
+    Inline(Bytes),
+}
+
+impl StoredPart {
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        match self {
+            StoredPart::File(file) => Ok(file.metadata()?.len()),
+            StoredPart::Inline(bytes) => Ok(bytes.len() as u64),
+        }
+    }
 }
 
 impl ObjectReader {
-    pub(crate) fn new(meta: ObjectMeta, files: Vec<Arc<File>>) -> Self {
-        ObjectReader { meta, files: files.into() }
+    pub(crate) fn new(meta: ObjectMeta, parts: Vec<StoredPart>) -> Self {
+        ObjectReader { meta, parts: parts.into() }
     }
 
     /// The metadata of the pinned version.
@@ -66,9 +84,9 @@ impl ObjectReader {
     {
         let end = offset.checked_add(len);
         let chunk_len = chunk_len.max(1) as u64;
-        match (self.files.get(part_index), self.meta.parts.get(part_index), end) {
-            (Some(file), Some(part), Some(end)) if end <= part.stored_size => PartStream {
-                source: Some((file.clone(), Arc::new(map))),
+        match (self.parts.get(part_index), self.meta.parts.get(part_index), end) {
+            (Some(stored), Some(part), Some(end)) if end <= part.stored_size => PartStream {
+                source: Some((stored.clone(), Arc::new(map))),
                 start: offset,
                 pos: offset,
                 end,
@@ -86,22 +104,25 @@ impl ObjectReader {
 
 type ChunkMap<T> = Arc<dyn Fn(u64, BytesMut) -> io::Result<T> + Send + Sync>;
 
+/// A chunk being read on the blocking pool, or an inline chunk already mapped.
+type NextChunk<T> = Either<JoinHandle<io::Result<T>>, std::future::Ready<Result<io::Result<T>, JoinError>>>;
+
 /// The stream returned by [`ObjectReader::read_part`] and [`ObjectReader::read_part_mapped`].
 ///
 /// It keeps one read in flight: measured with 256 KiB to 1 MiB chunks and one or two reads in flight
 /// (docs/benchmarks.md), one 1 MiB read ahead was fastest for plaintext and decrypted reads alike; more in flight
 /// only added memory and cache misses.
 pub struct PartStream<T> {
-    /// The part's file and the map; `None` once finished or failed.
-    source: Option<(Arc<File>, ChunkMap<T>)>,
+    /// The part's stored bytes and the map; `None` once finished or failed.
+    source: Option<(StoredPart, ChunkMap<T>)>,
     /// Offset of the range in the part's stored data.
     start: u64,
     /// Start of the next chunk to read.
     pos: u64,
     end: u64,
     chunk_len: u64,
-    /// The read of the next chunk.
-    next: Option<JoinHandle<io::Result<T>>>,
+    /// The next chunk.
+    next: Option<NextChunk<T>>,
     /// An error to yield before anything else (a range outside the part).
     failed: Option<io::Error>,
 }
@@ -119,21 +140,29 @@ impl<T: Send + 'static> PartStream<T> {
 
     /// Starts reading the next chunk, unless a read is in flight or the range is covered.
     fn read_ahead(&mut self) {
-        let Some((file, map)) = &self.source else {
+        let Some((stored, map)) = &self.source else {
             return;
         };
         if self.next.is_some() || self.pos >= self.end {
             return;
         }
-        let (file, map) = (file.clone(), map.clone());
         let (pos, offset) = (self.pos, self.pos - self.start);
         let len = (self.end - pos).min(self.chunk_len);
         self.pos += len;
-        self.next = Some(tokio::task::spawn_blocking(move || {
-            let mut chunk = BytesMut::zeroed(len as usize);
-            file.read_exact_at(&mut chunk, pos)?;
-            map(offset, chunk)
-        }));
+        self.next = Some(match stored {
+            StoredPart::File(file) => {
+                let (file, map) = (file.clone(), map.clone());
+                Either::Left(tokio::task::spawn_blocking(move || {
+                    let mut chunk = BytesMut::zeroed(len as usize);
+                    file.read_exact_at(&mut chunk, pos)?;
+                    map(offset, chunk)
+                }))
+            }
+            StoredPart::Inline(bytes) => {
+                let chunk = BytesMut::from(&bytes[pos as usize..(pos + len) as usize]);
+                Either::Right(std::future::ready(Ok(map(offset, chunk))))
+            }
+        });
     }
 
     fn fail(&mut self, error: io::Error) -> Poll<Option<io::Result<T>>> {

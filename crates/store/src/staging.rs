@@ -1,39 +1,69 @@
-//! Staged writes: incoming object or part data streamed into a private temp file before it is committed.
+//! Staged writes: incoming object or part data held back until it is committed.
 //!
-//! A [`StagedWrite`] becomes a [`StagedFile`] once flushed and fsynced; `put_object` / `put_part` then rename it into
-//! place. Dropping either one without committing deletes the temp file, so a client that disconnects mid-upload, or
-//! a request rejected after its body was read (bad digest, failed condition), leaves nothing behind.
+//! A [`StagedWrite`] keeps the first [`WRITE_BUFFER`] bytes in memory and only creates a private temp file once
+//! more arrive; finishing it flushes and fsyncs that file. Small bodies never touch the disk before the commit:
+//! `put_object` keeps up to [`INLINE_MAX`] bytes in the object's record, and `put_part` writes the buffer straight
+//! to its data file. Dropping a [`StagedWrite`] or [`StagedFile`] without committing deletes any temp file, so a
+//! client that disconnects mid-upload, or a request rejected after its body was read (bad digest, failed
+//! condition), leaves nothing behind.
 
-use std::io;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::Result;
-use crate::fsio::{create_private_file, TempPath};
+use crate::fsio::{create_private_file, new_private_file, TempPath};
 
-/// Bytes are written to disk in blocks of this size.
+/// Bytes are written to disk in blocks of this size; a body up to this size stays in memory until committed.
 const WRITE_BUFFER: usize = 256 * 1024;
 
-/// Data being received into a temp file. Dropping it removes the file.
+/// Stored bytes of a single-part object up to this size are kept in its record (`meta.json`) instead of a data
+/// file: one file, one fsync and one rename fewer per small PUT, and no file to open per GET.
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
+
+/// Data being received. Dropping it removes any temp file.
 #[derive(Debug)]
 pub struct StagedWrite {
-    file: BufWriter<tokio::fs::File>,
+    tmp_dir: PathBuf,
+    /// Bytes not yet written to `file`.
+    pending: Vec<u8>,
+    /// Created once more than [`WRITE_BUFFER`] bytes arrived.
+    file: Option<(tokio::fs::File, TempPath)>,
     len: u64,
-    temp: TempPath,
 }
 
 impl StagedWrite {
-    pub(crate) fn create(tmp_dir: &Path) -> io::Result<Self> {
-        let temp = TempPath::new(tmp_dir, "stage")?;
-        let file = create_private_file(temp.path())?;
-        Ok(StagedWrite { file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)), len: 0, temp })
+    pub(crate) fn new(tmp_dir: PathBuf) -> Self {
+        StagedWrite { tmp_dir, pending: Vec::new(), file: None, len: 0 }
     }
 
     /// Appends `data` (buffered).
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data).await?;
+    pub async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
+        while !data.is_empty() {
+            let taken = (WRITE_BUFFER - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..taken]);
+            data = &data[taken..];
+            if self.pending.len() == WRITE_BUFFER && !data.is_empty() {
+                self.write_pending().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending bytes to the temp file, creating it first if needed.
+    async fn write_pending(&mut self) -> io::Result<()> {
+        let file = match &mut self.file {
+            Some((file, _)) => file,
+            None => {
+                let temp = TempPath::new(&self.tmp_dir, "stage")?;
+                let file = tokio::fs::OpenOptions::from(new_private_file()).open(temp.path()).await?;
+                &mut self.file.insert((file, temp)).0
+            }
+        };
+        file.write_all(&self.pending).await?;
+        self.pending.clear();
         Ok(())
     }
 
@@ -47,24 +77,38 @@ impl StagedWrite {
         self.len == 0
     }
 
-    /// Flushes and fsyncs the data, ready to be committed.
+    /// Ends the data: a body that fit the buffer stays in memory; a longer one is flushed and fsynced.
     pub async fn finish(self) -> Result<StagedFile> {
-        let StagedWrite { mut file, len, temp } = self;
-        file.flush().await?;
-        file.get_mut().sync_all().await?;
-        Ok(StagedFile { temp, len })
+        let StagedWrite { pending, file, len, .. } = self;
+        let data = match file {
+            None => Staged::InMemory(pending),
+            Some((mut file, temp)) => {
+                file.write_all(&pending).await?;
+                file.flush().await?;
+                file.sync_all().await?;
+                Staged::OnDisk(temp)
+            }
+        };
+        Ok(StagedFile { data, len })
     }
 }
 
-/// Durable staged data waiting to be committed by `put_object` or `put_part`. Dropping it removes the file.
+/// Complete staged data waiting to be committed by `put_object` or `put_part`. Dropping it removes any temp file.
 #[derive(Debug)]
 pub struct StagedFile {
-    temp: TempPath,
+    data: Staged,
     len: u64,
 }
 
+#[derive(Debug)]
+enum Staged {
+    InMemory(Vec<u8>),
+    /// Fsynced in the temp directory.
+    OnDisk(TempPath),
+}
+
 impl StagedFile {
-    /// Bytes on disk.
+    /// Bytes staged.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -74,8 +118,24 @@ impl StagedFile {
         self.len == 0
     }
 
-    /// Moves the data to `dest` (same filesystem, not yet fsynced in its new directory).
+    /// The bytes, if they are few enough to be kept in an object's record.
+    pub(crate) fn inline(&self) -> Option<&[u8]> {
+        match &self.data {
+            Staged::InMemory(bytes) if bytes.len() <= INLINE_MAX => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Puts the data at `dest` (same filesystem): the temp file is renamed, bytes in memory are written and
+    /// fsynced. The new name is durable once `dest`'s directory is fsynced.
     pub(crate) fn persist(self, dest: &Path) -> io::Result<()> {
-        self.temp.persist(dest)
+        match self.data {
+            Staged::OnDisk(temp) => temp.persist(dest),
+            Staged::InMemory(bytes) => {
+                let mut file = create_private_file(dest)?;
+                file.write_all(&bytes)?;
+                file.sync_all()
+            }
+        }
     }
 }

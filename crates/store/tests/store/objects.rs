@@ -114,7 +114,7 @@ async fn overwrite_replaces_data_and_removes_old_files() {
     assert_eq!(second.size, 5);
     assert_eq!(get(&f.store, "bkt", "k").await, b"short");
     let second_files = files_under(&dir);
-    assert_eq!(second_files.len(), 2);
+    assert_eq!(second_files.len(), 1, "a small object is kept in meta.json");
     let old_data: Vec<_> = first_files.iter().filter(|p| !p.ends_with("meta.json")).collect();
     assert!(!old_data[0].exists(), "old data file must be deleted");
     assert_eq!(f.store.head_object("bkt", "k").await.unwrap().etag, etag_of(b"short"));
@@ -130,10 +130,14 @@ async fn dropping_a_staged_write_or_file_leaves_no_temp_files() {
     drop(write);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
 
-    let file = staged(&f.store, "bkt", b"abc").await;
+    let file = staged(&f.store, "bkt", &pattern(600_000, 4)).await;
     assert_eq!(entries_in(&f.tmp_dir()), 1);
     drop(file);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
+
+    let file = staged(&f.store, "bkt", b"abc").await;
+    assert_eq!(entries_in(&f.tmp_dir()), 0, "a small body stays in memory");
+    drop(file);
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::NoSuchKey)));
     assert_eq!(entries_in(&f.data_dir().join("buckets/bkt/objects")), 0);
 }
@@ -147,7 +151,7 @@ async fn an_abandoned_upload_task_leaves_no_temp_files() {
     let (staged_tx, staged_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let mut write = store.stage("bkt").await.unwrap();
-        write.write(b"partial").await.unwrap();
+        write.write(&pattern(600_000, 5)).await.unwrap();
         staged_tx.send(()).unwrap();
         std::future::pending::<()>().await;
         drop(write);
@@ -352,12 +356,12 @@ async fn mapped_reads_see_every_chunk_once_in_order_with_its_offset() {
 #[tokio::test]
 async fn a_truncated_data_file_is_an_error_not_short_data() {
     let f = Fixture::with_bucket("bkt").await;
-    put(&f.store, "bkt", "k", &pattern(1000, 1)).await;
+    put(&f.store, "bkt", "k", &pattern(100_000, 1)).await;
     let dir = only_object_dir(&f, "bkt");
     let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
     let reader = f.store.open_object("bkt", "k").await.unwrap();
     std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
-    let result: Result<Vec<_>, _> = reader.read_part(0, 0, 1000).try_collect().await;
+    let result: Result<Vec<_>, _> = reader.read_part(0, 0, 100_000).try_collect().await;
     assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof, "truncated while being read");
     match f.store.open_object("bkt", "k").await {
         Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "truncated before open"),
@@ -368,7 +372,7 @@ async fn a_truncated_data_file_is_an_error_not_short_data() {
 #[tokio::test]
 async fn an_extended_data_file_is_refused() {
     let f = Fixture::with_bucket("bkt").await;
-    put(&f.store, "bkt", "k", &pattern(1000, 1)).await;
+    put(&f.store, "bkt", "k", &pattern(100_000, 1)).await;
     let dir = only_object_dir(&f, "bkt");
     let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
     std::fs::OpenOptions::new().append(true).open(&data_file).unwrap().write_all(b"appended").unwrap();
@@ -381,24 +385,73 @@ async fn an_extended_data_file_is_refused() {
 #[tokio::test]
 async fn a_corrupt_or_future_record_is_an_io_error() {
     let f = Fixture::with_bucket("bkt").await;
-    put(&f.store, "bkt", "k", b"v").await;
+    let data = pattern(100_000, 1);
+    put(&f.store, "bkt", "k", &data).await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
     let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    assert_eq!(record["format_version"], 1);
+    assert_eq!(record["format_version"], 2);
     assert_eq!(record["key"], "k");
     assert!(record["data_files"][0].as_str().unwrap().starts_with("data-"));
 
-    record["format_version"] = json!(2);
+    record["format_version"] = json!(1);
+    std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    assert_eq!(get(&f.store, "bkt", "k").await, data, "a version 1 record is read as it is");
+
+    record["format_version"] = json!(3);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 
-    record["format_version"] = json!(1);
+    record["format_version"] = json!(2);
     record["data_files"] = json!(["../../../../outside"]);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
     assert!(matches!(f.store.open_object("bkt", "k").await, Err(StoreError::Io(_))));
 
     std::fs::write(&meta_path, b"{ torn").unwrap();
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
+}
+
+#[tokio::test]
+async fn small_objects_live_in_their_record() {
+    let f = Fixture::with_bucket("bkt").await;
+    for (key, len) in [("empty", 0), ("tiny", 13), ("limit", 64 * 1024)] {
+        let data = pattern(len, 3);
+        put(&f.store, "bkt", key, &data).await;
+        let reader = f.store.open_object("bkt", key).await.unwrap();
+        assert_eq!(read_all(&reader).await, data);
+        if len > 20 {
+            let middle: Vec<_> = reader.read_part(0, 7, 13).try_collect().await.unwrap();
+            assert_eq!(middle.concat(), data[7..20]);
+        }
+        assert_eq!(get(&f.reopen().await, "bkt", key).await, data);
+    }
+    put(&f.store, "bkt", "over", &pattern(64 * 1024 + 1, 3)).await;
+    let objects = f.data_dir().join("buckets/bkt/objects");
+    let files: usize = std::fs::read_dir(objects).unwrap().map(|dir| files_under(&dir.unwrap().path()).len()).sum();
+    assert_eq!(files, 4 + 1, "one meta.json per object, one data file for the object over the limit");
+    assert_eq!(entries_in(&f.tmp_dir()), 0);
+}
+
+#[tokio::test]
+async fn tampered_inline_data_is_an_error() {
+    let f = Fixture::with_bucket("bkt").await;
+    put(&f.store, "bkt", "k", b"inline bytes").await;
+    let meta_path = only_object_dir(&f, "bkt").join("meta.json");
+    let original: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert_eq!(original["inline_data"], "aW5saW5lIGJ5dGVz");
+    assert_eq!(original["data_files"], json!([]));
+    for (field, value) in [
+        ("inline_data", json!("aW5saW5lIGJ5dGVzIQ==")), // one byte more than committed
+        ("inline_data", json!("not base64!")),
+        ("data_files", json!(["data-00000000000000000000000000000000"])),
+    ] {
+        let mut record = original.clone();
+        record[field] = value;
+        std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
+        match f.store.open_object("bkt", "k").await {
+            Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{field}"),
+            other => panic!("tampered {field} opened: {:?}", other.map(|r| r.meta().size)),
+        }
+    }
 }
 
 #[tokio::test]
@@ -443,7 +496,7 @@ async fn a_reader_keeps_its_version_through_overwrite_and_delete() {
     put(&f.store, "bkt", "k", &v2).await;
     assert_eq!(get(&f.store, "bkt", "k").await, v2);
     let dir = only_object_dir(&f, "bkt");
-    assert_eq!(files_under(&dir).len(), 2, "v1's data file is already unlinked");
+    assert_eq!(files_under(&dir).len(), 1, "v1's data file is already unlinked (v2 is inline)");
 
     let mut rest = first.to_vec();
     while let Some(chunk) = stream.next().await {
@@ -459,7 +512,8 @@ async fn a_reader_keeps_its_version_through_overwrite_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_puts_to_one_key_are_last_writer_wins() {
     let f = Fixture::with_bucket("bkt").await;
-    let values: Vec<Vec<u8>> = (0..12u8).map(|i| pattern(50_000 + usize::from(i) * 1000, i)).collect();
+    // Sizes on both sides of the inline limit: versions in meta.json and in data files replace each other.
+    let values: Vec<Vec<u8>> = (0..12u8).map(|i| pattern(40_000 + usize::from(i) * 5000, i)).collect();
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let store = f.store.clone();
@@ -492,7 +546,11 @@ async fn concurrent_puts_to_one_key_are_last_writer_wins() {
     let data = read_all(&reader).await;
     assert!(values.contains(&data));
     assert_eq!(etag_of(&data), reader.meta().etag);
-    assert_eq!(files_under(&only_object_dir(&f, "bkt")).len(), 2, "exactly one version's files remain");
+    let dir = only_object_dir(&f, "bkt");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+    let data_files = record["data_files"].as_array().unwrap().len();
+    assert_eq!(data_files, usize::from(data.len() > 64 * 1024));
+    assert_eq!(files_under(&dir).len(), 1 + data_files, "exactly one version's files remain");
     assert_eq!(entries_in(&f.tmp_dir()), 0);
     let listed = f.store.list_objects("bkt", &ListQuery::default()).await.unwrap();
     assert_eq!(listed.objects.len(), 1);

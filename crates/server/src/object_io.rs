@@ -66,11 +66,10 @@ pub fn request_body(body: Option<StreamingBlob>) -> impl Stream<Item = S3Result<
     futures::stream::iter(body).flatten().map(|chunk| chunk.map_err(|err| body_error(&err)))
 }
 
-/// Streams `body` into a new staged file of `bucket`, checking `declared_len` (Content-Length) and the
-/// declared digests, encrypting it with `encryptor` when the object is encrypted.
+/// Streams `body` into new staged data, checking `declared_len` (Content-Length) and the declared digests,
+/// encrypting it with `encryptor` when the object is encrypted. The caller has checked that the bucket exists.
 pub async fn receive(
     store: &Store,
-    bucket: &str,
     body: impl Stream<Item = S3Result<Bytes>> + Send,
     declared_len: Option<u64>,
     integrity: DeclaredIntegrity,
@@ -80,7 +79,7 @@ pub async fn receive(
         return Err(entity_too_large());
     }
     let etag_md5 = encryptor.as_ref().is_none_or(PartEncryptor::etag_is_plaintext_md5);
-    let mut staged: StagedWrite = store.stage(bucket).await.map_err(store_error)?;
+    let mut staged: StagedWrite = store.stage();
     let mut digests: BodyDigests = integrity.digests(etag_md5);
     let mut sealed = Vec::new();
     let mut size = 0u64;

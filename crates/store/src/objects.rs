@@ -16,7 +16,7 @@ use crate::layout::{load, ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
 use crate::meta::{ObjectMeta, PartMeta};
 use crate::names::validate_key;
 use crate::reader::{ObjectReader, StoredPart};
-use crate::staging::{StagedFile, StagedWrite};
+use crate::staging::StagedFile;
 
 /// A new unique data file name.
 pub(crate) fn new_data_file_name() -> std::io::Result<String> {
@@ -24,11 +24,6 @@ pub(crate) fn new_data_file_name() -> std::io::Result<String> {
 }
 
 impl Engine {
-    pub(crate) fn stage(&self, bucket: &str) -> Result<StagedWrite> {
-        self.bucket_record(bucket)?;
-        Ok(StagedWrite::new(self.tmp_dir().to_owned()))
-    }
-
     pub(crate) fn put_object(
         &self,
         bucket: &str,

@@ -75,10 +75,11 @@ impl Store {
         self.run(move |e| e.set_bucket_encryption(&name, config)).await
     }
 
-    /// Starts receiving data for `put_object` / `put_part` into a temp file. `NoSuchBucket` if missing.
-    pub async fn stage(&self, bucket: &str) -> Result<StagedWrite> {
-        let bucket = bucket.to_owned();
-        self.run(move |e| e.stage(&bucket)).await
+    /// Starts receiving data for `put_object` / `put_part` (in memory, then a temp file). No I/O happens here: the
+    /// bucket is checked when the data is committed, so callers check it first if the body should not be read
+    /// into a missing bucket.
+    pub fn stage(&self) -> StagedWrite {
+        StagedWrite::new(self.engine.tmp_dir().to_owned())
     }
 
     /// Commits `data` as the object `key`, replacing any previous version, and returns the stored metadata.

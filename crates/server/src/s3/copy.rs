@@ -123,7 +123,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &write).await?);
         let body = ObjectBody::new(reader, 0..size, cipher)?.into_copy_source();
         let integrity = DeclaredIntegrity::compute(algorithm);
-        let received = receive(&state.store, &input.bucket, body, Some(size), integrity, encryptor).await?;
+        let received = receive(&state.store, body, Some(size), integrity, encryptor).await?;
         let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
         meta.headers = headers;
         meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
@@ -198,7 +198,7 @@ pub async fn upload_part_copy(
     let len = range.end - range.start;
     let body = ObjectBody::new(reader, range, cipher)?.into_copy_source();
     let integrity = DeclaredIntegrity::compute(upload_algorithm(&upload));
-    let received = receive(&state.store, &input.bucket, body, Some(len), integrity, encryptor).await?;
+    let received = receive(&state.store, body, Some(len), integrity, encryptor).await?;
     let part = commit_part(state, &input.bucket, &input.key, &input.upload_id, number, received).await?;
 
     let mut result = CopyPartResult {

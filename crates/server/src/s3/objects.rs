@@ -50,9 +50,7 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     }
     let declared_len = declared_length(input.content_length)?;
     let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &encryption).await?);
-    let received =
-        receive(&state.store, &input.bucket, request_body(input.body.take()), declared_len, integrity, encryptor)
-            .await?;
+    let received = receive(&state.store, request_body(input.body.take()), declared_len, integrity, encryptor).await?;
 
     let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
     meta.headers = headers;

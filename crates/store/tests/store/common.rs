@@ -39,8 +39,8 @@ impl Fixture {
     }
 }
 
-pub async fn staged(store: &Store, bucket: &str, data: &[u8]) -> StagedFile {
-    let mut write = store.stage(bucket).await.unwrap();
+pub async fn staged(store: &Store, data: &[u8]) -> StagedFile {
+    let mut write = store.stage();
     // Several writes, to exercise buffering across calls.
     for chunk in data.chunks(100_000) {
         write.write(chunk).await.unwrap();
@@ -49,7 +49,7 @@ pub async fn staged(store: &Store, bucket: &str, data: &[u8]) -> StagedFile {
 }
 
 pub async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) -> ObjectMeta {
-    let file = staged(store, bucket, data).await;
+    let file = staged(store, data).await;
     store.put_object(bucket, key, file, ObjectMeta::new(key, data.len() as u64, etag_of(data))).await.unwrap()
 }
 

@@ -21,7 +21,7 @@ fn part(number: u32, data: &[u8]) -> PartMeta {
 }
 
 async fn upload_part(store: &Store, key: &str, id: &str, number: u32, data: &[u8]) -> PartMeta {
-    let file = staged(store, "mpu", data).await;
+    let file = staged(store, data).await;
     store.put_part("mpu", key, id, part(number, data), file).await.unwrap()
 }
 
@@ -60,7 +60,7 @@ async fn unknown_or_hostile_upload_ids_are_no_such_upload() {
     for bad in ["", "nope", "../../objects", "../uploads", &"0".repeat(32), &id.to_uppercase()] {
         assert!(matches!(f.store.upload_meta("mpu", "k", bad).await, Err(StoreError::NoSuchUpload)), "{bad:?}");
         assert!(matches!(f.store.abort_upload("mpu", "k", bad).await, Err(StoreError::NoSuchUpload)), "{bad:?}");
-        let file = staged(&f.store, "mpu", b"x").await;
+        let file = staged(&f.store, b"x").await;
         assert!(matches!(f.store.put_part("mpu", "k", bad, part(1, b"x"), file).await, Err(StoreError::NoSuchUpload)));
     }
     // The id belongs to another key.
@@ -77,7 +77,7 @@ async fn part_numbers_outside_the_s3_range_are_refused() {
     let f = Fixture::with_bucket("mpu").await;
     let id = f.store.create_upload("mpu", "k", UploadMeta::default()).await.unwrap();
     for number in [0, 10_001] {
-        let file = staged(&f.store, "mpu", b"x").await;
+        let file = staged(&f.store, b"x").await;
         assert!(matches!(
             f.store.put_part("mpu", "k", &id, part(number, b"x"), file).await,
             Err(StoreError::InvalidPart(n)) if n == number
@@ -196,7 +196,7 @@ async fn abort_removes_the_upload() {
     f.store.abort_upload("mpu", "k", &id).await.unwrap();
     assert!(matches!(f.store.upload_meta("mpu", "k", &id).await, Err(StoreError::NoSuchUpload)));
     assert!(matches!(f.store.abort_upload("mpu", "k", &id).await, Err(StoreError::NoSuchUpload)));
-    let file = staged(&f.store, "mpu", b"late").await;
+    let file = staged(&f.store, b"late").await;
     assert!(matches!(f.store.put_part("mpu", "k", &id, part(2, b"late"), file).await, Err(StoreError::NoSuchUpload)));
     assert!(matches!(
         f.store.complete_upload("mpu", "k", &id, &[1], ObjectMeta::new("k", 1, "e")).await,

@@ -34,7 +34,7 @@ async fn put_head_get_round_trip_with_all_metadata() {
         Some(Checksum { algorithm: "CRC32".into(), value: "AAAAAA==".into(), kind: ChecksumKind::FullObject });
     meta.encryption = Some(json!({"mode": "opaque", "nonce": [1, 2, 3]}));
     let before = time::OffsetDateTime::now_utc();
-    let file = staged(&f.store, "bkt", &data).await;
+    let file = staged(&f.store, &data).await;
     assert_eq!(file.len(), data.len() as u64);
     let stored = f.store.put_object("bkt", "dir/obj.txt", file, meta.clone()).await.unwrap();
 
@@ -74,7 +74,7 @@ async fn empty_objects() {
 #[tokio::test]
 async fn a_single_part_from_the_caller_is_kept() {
     let f = Fixture::with_bucket("bkt").await;
-    let file = staged(&f.store, "bkt", &[9u8; 48]).await;
+    let file = staged(&f.store, &[9u8; 48]).await;
     let mut meta = ObjectMeta::new("k", 32, "e");
     meta.parts = vec![PartMeta {
         number: 7,
@@ -96,7 +96,7 @@ async fn a_single_part_from_the_caller_is_kept() {
         m.parts = vec![stored.parts[0].clone(), stored.parts[0].clone()];
         m
     };
-    let file = staged(&f.store, "bkt", b"x").await;
+    let file = staged(&f.store, b"x").await;
     assert!(matches!(f.store.put_object("bkt", "k", file, two_parts).await, Err(StoreError::InvalidMeta(_))));
     assert_eq!(get(&f.store, "bkt", "k").await, vec![9u8; 48]);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
@@ -123,19 +123,19 @@ async fn overwrite_replaces_data_and_removes_old_files() {
 #[tokio::test]
 async fn dropping_a_staged_write_or_file_leaves_no_temp_files() {
     let f = Fixture::with_bucket("bkt").await;
-    let mut write = f.store.stage("bkt").await.unwrap();
+    let mut write = f.store.stage();
     write.write(&pattern(600_000, 3)).await.unwrap();
     assert_eq!(write.len(), 600_000);
     assert_eq!(entries_in(&f.tmp_dir()), 1, "the staged data is in the temp dir");
     drop(write);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
 
-    let file = staged(&f.store, "bkt", &pattern(600_000, 4)).await;
+    let file = staged(&f.store, &pattern(600_000, 4)).await;
     assert_eq!(entries_in(&f.tmp_dir()), 1);
     drop(file);
     assert_eq!(entries_in(&f.tmp_dir()), 0);
 
-    let file = staged(&f.store, "bkt", b"abc").await;
+    let file = staged(&f.store, b"abc").await;
     assert_eq!(entries_in(&f.tmp_dir()), 0, "a small body stays in memory");
     drop(file);
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::NoSuchKey)));
@@ -150,7 +150,7 @@ async fn an_abandoned_upload_task_leaves_no_temp_files() {
     // staged write: cancelled inside `stage`, the blocking task creating the file finishes (and cleans up) later.
     let (staged_tx, staged_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        let mut write = store.stage("bkt").await.unwrap();
+        let mut write = store.stage();
         write.write(&pattern(600_000, 5)).await.unwrap();
         staged_tx.send(()).unwrap();
         std::future::pending::<()>().await;
@@ -166,13 +166,15 @@ async fn an_abandoned_upload_task_leaves_no_temp_files() {
 #[tokio::test]
 async fn a_failed_put_leaves_no_temp_files() {
     let f = Fixture::with_bucket("bkt").await;
-    let file = staged(&f.store, "bkt", b"data").await;
+    let data = pattern(600_000, 6); // long enough to be staged in a temp file
+    let file = staged(&f.store, &data).await;
+    assert_eq!(entries_in(&f.tmp_dir()), 1);
     let long_key = "k".repeat(1025);
-    let meta = ObjectMeta::new(&long_key, 4, "e");
+    let meta = ObjectMeta::new(&long_key, 600_000, "e");
     assert!(matches!(f.store.put_object("bkt", &long_key, file, meta).await, Err(StoreError::KeyTooLong)));
-    let file = staged(&f.store, "bkt", b"data").await;
+    let file = staged(&f.store, &data).await;
     assert!(matches!(
-        f.store.put_object("other", "k", file, ObjectMeta::new("k", 4, "e")).await,
+        f.store.put_object("other", "k", file, ObjectMeta::new("k", 600_000, "e")).await,
         Err(StoreError::NoSuchBucket)
     ));
     assert_eq!(entries_in(&f.tmp_dir()), 0);
@@ -576,7 +578,6 @@ fn store_futures_are_send() {
     fn check(store: &Store) {
         assert_send(&store.open_object("b", "k"));
         assert_send(&store.list_objects("b", &ListQuery::default()));
-        assert_send(&store.stage("b"));
     }
     let _ = check;
     fn assert_static_stream<T: futures::Stream + Send + Unpin + 'static>() {}

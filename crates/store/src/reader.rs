@@ -35,10 +35,20 @@ pub struct ObjectReader {
 }
 
 /// Where the stored bytes of one part are.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum StoredPart {
     File(Arc<File>),
     Inline(Bytes),
+}
+
+// Object bytes (possibly plaintext) never reach a debug print.
+impl std::fmt::Debug for StoredPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredPart::File(file) => f.debug_tuple("File").field(file).finish(),
+            StoredPart::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
+        }
+    }
 }
 
 impl StoredPart {

@@ -23,7 +23,6 @@ const WRITE_BUFFER: usize = 256 * 1024;
 pub(crate) const INLINE_MAX: usize = 64 * 1024;
 
 /// Data being received. Dropping it removes any temp file.
-#[derive(Debug)]
 pub struct StagedWrite {
     tmp_dir: PathBuf,
     /// Bytes not yet written to `file`.
@@ -94,17 +93,29 @@ impl StagedWrite {
 }
 
 /// Complete staged data waiting to be committed by `put_object` or `put_part`. Dropping it removes any temp file.
-#[derive(Debug)]
 pub struct StagedFile {
     data: Staged,
     len: u64,
 }
 
-#[derive(Debug)]
 enum Staged {
     InMemory(Vec<u8>),
     /// Fsynced in the temp directory.
     OnDisk(TempPath),
+}
+
+// Object bytes (possibly plaintext) never reach a debug print: only sizes and where the data is.
+impl std::fmt::Debug for StagedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedWrite").field("len", &self.len).field("on_disk", &self.file.is_some()).finish()
+    }
+}
+
+impl std::fmt::Debug for StagedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on_disk = matches!(self.data, Staged::OnDisk(_));
+        f.debug_struct("StagedFile").field("len", &self.len).field("on_disk", &on_disk).finish()
+    }
 }
 
 impl StagedFile {

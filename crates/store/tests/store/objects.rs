@@ -583,3 +583,19 @@ fn store_futures_are_send() {
     fn assert_static_stream<T: futures::Stream + Send + Unpin + 'static>() {}
     assert_static_stream::<coffer_store::PartStream<Vec<u8>>>();
 }
+
+#[tokio::test]
+async fn debug_prints_show_no_object_bytes() {
+    let f = Fixture::with_bucket("bkt").await;
+    let secret = b"object bytes that must not be printed";
+    let mut write = f.store.stage();
+    write.write(secret).await.unwrap();
+    let printed = format!("{write:?}");
+    let file = write.finish().await.unwrap();
+    let printed = printed + &format!("{file:?}");
+    f.store.put_object("bkt", "k", file, ObjectMeta::new("k", secret.len() as u64, "e")).await.unwrap();
+    let printed = printed + &format!("{:?}", f.store.open_object("bkt", "k").await.unwrap());
+    assert!(printed.contains("StagedWrite") && printed.contains("Inline(37 bytes)"), "{printed}");
+    let as_numbers = format!("{:?}", &secret[..8]);
+    assert!(!printed.contains("object bytes") && !printed.contains(&as_numbers[1..as_numbers.len() - 1]), "{printed}");
+}

@@ -54,13 +54,15 @@ def data_fingerprint(coffer, bucket: str, key: str) -> list[tuple[str, str]]:
     return [(path.name, sha256_file(path)) for path in object_data_files(coffer, bucket, key)]
 
 
+@pytest.mark.parametrize("body", [BODY, SMALL_BODY], ids=["data-file", "inline"])
 @pytest.mark.parametrize("destination", MODES)
 @pytest.mark.parametrize("source", MODES)
-def test_copy_object_every_combination(coffer, copy_bucket, request, source, destination):
+def test_copy_object_every_combination(coffer, copy_bucket, request, source, destination, body):
     s3 = coffer.s3
     src, dst = source_sse(source, request), destination_sse(destination, request)
-    source_key, destination_key = f"src/{source}-to-{destination}", f"dst/{source}-to-{destination}"
-    s3.put_object(Bucket=copy_bucket, Key=source_key, Body=BODY, **src.write_args())
+    name = f"{source}-to-{destination}-{len(body)}"
+    source_key, destination_key = f"src/{name}", f"dst/{name}"
+    s3.put_object(Bucket=copy_bucket, Key=source_key, Body=body, **src.write_args())
 
     reply = s3.copy_object(Bucket=copy_bucket, Key=destination_key,
                            CopySource={"Bucket": copy_bucket, "Key": source_key},
@@ -68,20 +70,22 @@ def test_copy_object_every_combination(coffer, copy_bucket, request, source, des
     dst.check_echo(reply, context_echoed=True)
     copied_etag = etag_of(reply["CopyObjectResult"])
     if destination in ("none", "sse-s3"):
-        assert copied_etag == md5_hex(BODY), "a plaintext or SSE-S3 copy's ETag is the MD5 of the plaintext"
+        assert copied_etag == md5_hex(body), "a plaintext or SSE-S3 copy's ETag is the MD5 of the plaintext"
     else:
-        assert copied_etag != md5_hex(BODY), f"an {destination} ETag is not the plaintext MD5"
+        assert copied_etag != md5_hex(body), f"an {destination} ETag is not the plaintext MD5"
 
     head = s3.head_object(Bucket=copy_bucket, Key=destination_key, **dst.read_args())
     dst.check_echo(head)
-    assert head["ContentLength"] == len(BODY)
+    assert head["ContentLength"] == len(body)
     assert etag_of(head) == copied_etag
     got = s3.get_object(Bucket=copy_bucket, Key=destination_key, **dst.read_args())
     dst.check_echo(got)
-    assert got["Body"].read() == BODY
+    assert got["Body"].read() == body
+    ranged = s3.get_object(Bucket=copy_bucket, Key=destination_key, Range="bytes=1000-2999", **dst.read_args())
+    assert ranged["Body"].read() == body[1000:3000]
 
     # the source is untouched and the destination is really under its own encryption
-    assert s3.get_object(Bucket=copy_bucket, Key=source_key, **src.read_args())["Body"].read() == BODY
+    assert s3.get_object(Bucket=copy_bucket, Key=source_key, **src.read_args())["Body"].read() == body
     if destination == "sse-c":
         expect_error(lambda: s3.get_object(Bucket=copy_bucket, Key=destination_key), 400, "InvalidRequest")
         if source == "sse-c":  # a different customer key: the source's key does not open the copy

@@ -37,11 +37,11 @@
 //! # Commit protocol
 //! Data larger than the write buffer is staged in `.coffer/tmp`, fsynced and renamed (or, when completing an
 //! upload, hard-linked) into the object directory; smaller data is written there directly and fsynced, or kept in
-//! `meta.json`. `meta.json` is written to a temp file and fsynced; then the object directory is fsynced, so the data
-//! files are durable, and the temp file is renamed over the old `meta.json` and the directory fsynced again: that
-//! rename is the moment the new version becomes visible. A new object directory's own entry is fsynced before the
-//! write is acknowledged. (Fsyncing the directory only after the temp file lets one journal commit cover the temp
-//! file, the data file's new name and the new directory.) Data files
+//! `meta.json`. `meta.json` is written to a temp file and fsynced; then, if data files were added, the object directory
+//! is fsynced so they are durable, and the temp file is renamed over the old `meta.json` and the directory fsynced
+//! again: that rename is the moment the new version becomes visible. A new object directory's own entry is fsynced
+//! before the write is acknowledged. (Fsyncing the directory only after the temp file lets one journal commit cover
+//! the temp file, the data file's new name and the new directory; a new small object costs three fsyncs.) Data files
 //! the new `meta.json` does not reference are then deleted. A crash at any step leaves the old or the new version,
 //! plus at worst unreferenced data files that the next commit to that key removes. Deleting an object or bucket
 //! renames its directory into `.coffer/tmp` first, so it disappears in one step.

@@ -15,7 +15,7 @@ use crate::fsio::{create_private_dir, fsync_dir, remove_file_if_exists, unique_i
 use crate::layout::{load, part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE};
 use crate::meta::{ObjectMeta, PartMeta, UploadInfo, UploadMeta};
 use crate::names::{is_upload_id, validate_key, validate_part_number};
-use crate::objects::new_data_file_name;
+use crate::objects::{new_data_file_name, DirChanges};
 use crate::staging::StagedFile;
 
 impl Engine {
@@ -132,7 +132,8 @@ impl Engine {
         let (metas, data_files) = parts.into_iter().map(|part| (part.meta, part.data_file)).unzip();
         meta.parts = metas;
         let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data: None };
-        let committed = self.commit_object(bucket, &object_dir, created, record)?;
+        let changes = DirChanges { created, data_files_added: true };
+        let committed = self.commit_object(bucket, &object_dir, changes, record)?;
         self.remove_upload(bucket, &upload_dir)?;
         Ok(committed)
     }

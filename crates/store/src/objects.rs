@@ -66,8 +66,9 @@ impl Engine {
                 (vec![data_file], None)
             }
         };
+        let changes = DirChanges { created, data_files_added: !data_files.is_empty() };
         let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data };
-        self.commit_object(bucket, &dir, created, record)
+        self.commit_object(bucket, &dir, changes, record)
     }
 
     pub(crate) fn update_object_meta(&self, bucket: &str, key: &str, mut meta: ObjectMeta) -> Result<ObjectMeta> {
@@ -93,7 +94,7 @@ impl Engine {
             data_files: current.data_files,
             inline_data: current.inline_data,
         };
-        self.commit_object(bucket, &dir, false, record)
+        self.commit_object(bucket, &dir, DirChanges { created: false, data_files_added: false }, record)
     }
 
     pub(crate) fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
@@ -161,18 +162,19 @@ impl Engine {
     }
 
     /// Makes `record` the object's current version, removes every other data file in `dir`, and updates the
-    /// index. The data files `record` names must already be in `dir`; they are made durable before `meta.json`
-    /// changes. `created`: this commit created `dir`, whose own entry is made durable before returning. The caller
+    /// index. The data files `record` names must already be in `dir`; `changes` says what this write added there,
+    /// which is made durable: new data files before `meta.json` changes, a new `dir` before returning. The caller
     /// holds the object lock.
     pub(crate) fn commit_object(
         &self,
         bucket: &str,
         dir: &Path,
-        created: bool,
+        changes: DirChanges,
         record: ObjectRecord,
     ) -> Result<ObjectMeta> {
-        write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record, &[dir])?;
-        if created {
+        let durable_first: &[&Path] = if changes.data_files_added { &[dir] } else { &[] };
+        write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record, durable_first)?;
+        if changes.created {
             fsync_dir(parent(dir))?;
         }
         for entry in fs::read_dir(dir)? {
@@ -189,6 +191,16 @@ impl Engine {
         });
         Ok(record.meta)
     }
+}
+
+/// What a write added to an object's directory besides its new `meta.json`. Each fsync costs a disk cache flush,
+/// so a commit syncs only what changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirChanges {
+    /// The directory itself is new.
+    pub created: bool,
+    /// Data files were written, renamed or linked into it.
+    pub data_files_added: bool,
 }
 
 /// The committed record of `key` in `dir`, or `NoSuchKey`. A record for a different key (a SHA-256 collision,

@@ -18,6 +18,14 @@ fn only_object_dir(f: &Fixture, bucket: &str) -> std::path::PathBuf {
     dirs[0].clone()
 }
 
+/// Opening object `k` of bucket `bkt` must fail with `InvalidData`: its stored bytes do not match its record.
+async fn assert_refused_as_invalid(store: &Store, what: &str) {
+    match store.open_object("bkt", "k").await {
+        Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{what}"),
+        other => panic!("{what}: opened, {:?}", other.map(|r| r.meta().size)),
+    }
+}
+
 #[tokio::test]
 async fn put_head_get_round_trip_with_all_metadata() {
     let f = Fixture::with_bucket("bkt").await;
@@ -365,10 +373,7 @@ async fn a_truncated_data_file_is_an_error_not_short_data() {
     std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
     let result: Result<Vec<_>, _> = reader.read_part(0, 0, 100_000).try_collect().await;
     assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof, "truncated while being read");
-    match f.store.open_object("bkt", "k").await {
-        Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "truncated before open"),
-        other => panic!("a truncated data file opened: {:?}", other.map(|r| r.meta().size)),
-    }
+    assert_refused_as_invalid(&f.store, "a data file truncated before open").await;
 }
 
 #[tokio::test]
@@ -378,10 +383,7 @@ async fn an_extended_data_file_is_refused() {
     let dir = only_object_dir(&f, "bkt");
     let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
     std::fs::OpenOptions::new().append(true).open(&data_file).unwrap().write_all(b"appended").unwrap();
-    match f.store.open_object("bkt", "k").await {
-        Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData),
-        other => panic!("an extended data file opened: {:?}", other.map(|r| r.meta().size)),
-    }
+    assert_refused_as_invalid(&f.store, "an extended data file").await;
 }
 
 #[tokio::test]
@@ -449,10 +451,7 @@ async fn tampered_inline_data_is_an_error() {
         let mut record = original.clone();
         record[field] = value;
         std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
-        match f.store.open_object("bkt", "k").await {
-            Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{field}"),
-            other => panic!("tampered {field} opened: {:?}", other.map(|r| r.meta().size)),
-        }
+        assert_refused_as_invalid(&f.store, &format!("tampered {field}")).await;
     }
 }
 

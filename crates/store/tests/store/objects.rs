@@ -18,6 +18,13 @@ fn only_object_dir(f: &Fixture, bucket: &str) -> std::path::PathBuf {
     dirs[0].clone()
 }
 
+/// Puts object `k` of bucket `bkt`, large enough for a data file (100,000 bytes), and returns that file's path.
+async fn put_with_data_file(f: &Fixture) -> std::path::PathBuf {
+    put(&f.store, "bkt", "k", &pattern(100_000, 1)).await;
+    let dir = only_object_dir(f, "bkt");
+    files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap()
+}
+
 /// Opening object `k` of bucket `bkt` must fail with `InvalidData`: its stored bytes do not match its record.
 async fn assert_refused_as_invalid(store: &Store, what: &str) {
     match store.open_object("bkt", "k").await {
@@ -366,9 +373,7 @@ async fn mapped_reads_see_every_chunk_once_in_order_with_its_offset() {
 #[tokio::test]
 async fn a_truncated_data_file_is_an_error_not_short_data() {
     let f = Fixture::with_bucket("bkt").await;
-    put(&f.store, "bkt", "k", &pattern(100_000, 1)).await;
-    let dir = only_object_dir(&f, "bkt");
-    let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
+    let data_file = put_with_data_file(&f).await;
     let reader = f.store.open_object("bkt", "k").await.unwrap();
     std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
     let result: Result<Vec<_>, _> = reader.read_part(0, 0, 100_000).try_collect().await;
@@ -379,9 +384,7 @@ async fn a_truncated_data_file_is_an_error_not_short_data() {
 #[tokio::test]
 async fn an_extended_data_file_is_refused() {
     let f = Fixture::with_bucket("bkt").await;
-    put(&f.store, "bkt", "k", &pattern(100_000, 1)).await;
-    let dir = only_object_dir(&f, "bkt");
-    let data_file = files_under(&dir).into_iter().find(|p| !p.ends_with("meta.json")).unwrap();
+    let data_file = put_with_data_file(&f).await;
     std::fs::OpenOptions::new().append(true).open(&data_file).unwrap().write_all(b"appended").unwrap();
     assert_refused_as_invalid(&f.store, "an extended data file").await;
 }

@@ -12,7 +12,6 @@
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -162,11 +161,7 @@ impl<T: Send + 'static> PartStream<T> {
         self.next = Some(match stored {
             StoredPart::File(file) => {
                 let (file, map) = (file.clone(), map.clone());
-                Either::Left(tokio::task::spawn_blocking(move || {
-                    let mut chunk = BytesMut::zeroed(len as usize);
-                    file.read_exact_at(&mut chunk, pos)?;
-                    map(offset, chunk)
-                }))
+                Either::Left(tokio::task::spawn_blocking(move || map(offset, read_chunk(&file, pos, len as usize)?)))
             }
             StoredPart::Inline(bytes) => {
                 let chunk = BytesMut::from(&bytes[pos as usize..(pos + len) as usize]);
@@ -180,6 +175,24 @@ impl<T: Send + 'static> PartStream<T> {
         self.next = None;
         Poll::Ready(Some(Err(error)))
     }
+}
+
+/// Reads `len` bytes at `pos` of `file` into a new buffer. The buffer is not zeroed first: filling 1 MiB with
+/// zeros before the read overwrites it was a quarter of the server's CPU time in a large GET (perf).
+fn read_chunk(file: &File, pos: u64, len: usize) -> io::Result<BytesMut> {
+    let mut chunk = Vec::with_capacity(len);
+    while chunk.len() < len {
+        let at = pos + chunk.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut chunk), at) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    // `spare_capacity` fills whatever capacity the allocator gave, which may exceed `len`.
+    chunk.truncate(len);
+    // Vec -> Bytes -> BytesMut hands the one allocation over without copying it.
+    Ok(Bytes::from(chunk).into())
 }
 
 impl<T: Send + 'static> Stream for PartStream<T> {

@@ -42,6 +42,16 @@ def test_range_get(coffer, stored, header, first, last):
     assert reply["ContentRange"] == f"bytes {first}-{last}/{len(BODY)}"
 
 
+def test_ranged_head_answers_like_the_ranged_get(coffer, stored):
+    head = coffer.s3.head_object(Bucket=stored, Key="ranged", Range="bytes=1000-1999")
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert head["ContentLength"] == 1000
+    assert head["ContentRange"] == f"bytes 1000-1999/{len(BODY)}"
+    whole = coffer.s3.head_object(Bucket=stored, Key="ranged")
+    assert whole["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert whole["ContentLength"] == len(BODY) and "ContentRange" not in whole
+
+
 def test_range_beyond_end_is_416(coffer, stored):
     with pytest.raises(ClientError) as error:
         coffer.s3.get_object(Bucket=stored, Key="ranged", Range=f"bytes={len(BODY)}-")

@@ -115,6 +115,8 @@ def check_part_numbers(s3, bucket: str, key: str, data: bytes, sizes: list[int],
         assert reply["ContentLength"] == size
         assert reply["PartsCount"] == len(sizes)
         head = s3.head_object(Bucket=bucket, Key=key, PartNumber=number, **read_args)
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert head["ContentRange"] == reply["ContentRange"]
         assert head["ContentLength"] == size
     with pytest.raises(ClientError) as beyond:
         s3.get_object(Bucket=bucket, Key=key, PartNumber=len(sizes) + 1, **read_args)

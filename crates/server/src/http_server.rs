@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,6 +30,11 @@ pub struct ClientConnection {
     pub peer: SocketAddr,
     pub tls: bool,
 }
+
+/// Put into a response's extensions by an operation whose answer is partial (a ranged HeadObject): s3s 0.14 sets
+/// 206 for a ranged GetObject on its own but ignores `S3Response::status`, so [`handle`] applies it.
+#[derive(Debug, Clone, Copy)]
+pub struct PartialContent;
 
 /// Hands out request ids: the process start time and a counter, unique within the process and across restarts.
 #[derive(Debug)]
@@ -166,6 +171,9 @@ async fn handle(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {
+            if response.extensions_mut().remove::<PartialContent>().is_some() {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert("x-amz-request-id", value);
             }

@@ -21,6 +21,7 @@ use crate::encryption::{
     write_encryption,
 };
 use crate::errors::{custom_error, store_error};
+use crate::http_server::PartialContent;
 use crate::object_headers::{expires_timestamp, object_headers_from, user_metadata};
 use crate::object_io::{part_range, receive, request_body, ObjectBody};
 use crate::service::AppState;
@@ -234,7 +235,12 @@ pub async fn head_object(state: &AppState, req: S3Request<HeadObjectInput>) -> S
     let plan = plan_read(&meta, &read_request!(input))?;
     let mut output = read_output!(HeadObjectOutput, meta, plan,);
     set_sse_fields!(output, encryption.as_ref());
-    Ok(S3Response::new(output))
+    let partial = output.content_range.is_some();
+    let mut response = S3Response::new(output);
+    if partial {
+        response.extensions.insert(PartialContent);
+    }
+    Ok(response)
 }
 
 /// Coffer keeps one version per key; `versionId=null` (S3's name for the unversioned object) is accepted.

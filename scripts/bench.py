@@ -1,10 +1,12 @@
-"""Coffer benchmark: throughput per encryption mode, KMS calls per 1,000 SSE-KMS PUTs, peak RSS of a 5 GiB upload.
+"""Coffer benchmark: throughput and server CPU per encryption mode, KMS calls per 1,000 SSE-KMS PUTs, peak RSS of a
+5 GiB upload.
 
 Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
 SeaweedFS (`weed mini` with its local KMS) to the same run. The rows are measured interleaved — every round visits
 every row, in a rotated order — so load from other work on the machine falls on all rows alike; each number is the
-median of the timed rounds after one warm-up round.
+median of the timed rounds after one warm-up round. Next to each rate the bench reads the CPU the server process
+spent on it, which does not move with what the client did on the same cores.
 
 The client is deliberately lean so the numbers describe the server: requests are signed with SigV4 by botocore's
 signer but sent with `x-amz-content-sha256: UNSIGNED-PAYLOAD` and no checksum over plain keep-alive HTTP/1.1
@@ -201,57 +203,107 @@ class Sizes:
     small_count: int
     concurrency: int
     runs: int
+    big_gets: int
 
 
 METRICS = ("put_big", "get_big", "put_small", "get_small")
+# Server CPU for the same operations: CPU-seconds per GB (large object) and CPU-microseconds per object (small).
+CPU_METRICS = ("cpu_put_big", "cpu_get_big", "cpu_put_small", "cpu_get_small")
 
 
-def measure_big(scenario: Scenario, data: bytes, verify: bool) -> tuple[float, float]:
-    """MB/s (10^6 bytes/s) for one PUT and one GET of the large object; `verify` checks the bytes that come back."""
+def thread_cpu_ns(pid: int) -> dict[str, int]:
+    """CPU time of each thread of `pid` (nanoseconds, from /proc/PID/task/TID/schedstat): exact where the
+    process-wide /proc/PID/stat counts 10 ms ticks, too coarse for a 0.1 s GET."""
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            times[task.name] = int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass    # the thread ended while being read
+    return times
+
+
+class ServerCpu:
+    """Measures the CPU a server process spends between `start()` and `seconds()`. Threads that end in between
+    lose what they spent in the window; the servers here keep their threads for longer than one measurement."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.before: dict[str, int] = {}
+
+    def start(self):
+        self.before = thread_cpu_ns(self.pid)
+
+    def seconds(self) -> float:
+        after = thread_cpu_ns(self.pid)
+        return sum(ns - self.before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
+@dataclass
+class Timed:
+    """One measured operation: its rate (MB/s or objects/s) and the server CPU it cost (CPU-s/GB or CPU-µs/object)."""
+
+    rate: float
+    cpu: float
+
+
+def measure_big(scenario: Scenario, data: bytes, gets: int, verify: bool) -> tuple[Timed, Timed]:
+    """One PUT of the large object, then `gets` GETs of it (the median GET is reported: a 256 MiB GET takes a tenth
+    of a second, so single GETs are noisy); `verify` checks the bytes that come back."""
     client = Client(scenario.endpoint)
+    cpu = ServerCpu(scenario.endpoint.pid)
     path = f"/{scenario.bucket}/big"
+    gigabytes = len(data) / 1e9
     try:
+        cpu.start()
         started = time.perf_counter()
         reply = client.request("PUT", path, data, scenario.mode.put_headers)
-        put_seconds = time.perf_counter() - started
+        put = Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / gigabytes)
         expect(reply, 200, f"PUT big ({scenario.label})")
-        digest = hashlib.md5() if verify else None
-        started = time.perf_counter()
-        reply = client.request("GET", path, headers=scenario.mode.get_headers,
-                               sink=digest.update if digest else None)
-        get_seconds = time.perf_counter() - started
-        expect(reply, 200, f"GET big ({scenario.label})")
+        got = []
+        for _ in range(gets):
+            digest = hashlib.md5() if verify else None
+            cpu.start()
+            started = time.perf_counter()
+            reply = client.request("GET", path, headers=scenario.mode.get_headers,
+                                   sink=digest.update if digest else None)
+            got.append(Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / gigabytes))
+            expect(reply, 200, f"GET big ({scenario.label})")
+            if reply.size != len(data):
+                raise SystemExit(f"bench: GET big ({scenario.label}) returned {reply.size} bytes, "
+                                 f"expected {len(data)}")
+            if digest is not None and digest.hexdigest() != hashlib.md5(data).hexdigest():
+                raise SystemExit(f"bench: GET big ({scenario.label}) returned different bytes than were PUT")
     finally:
         client.close()
-    if reply.size != len(data):
-        raise SystemExit(f"bench: GET big ({scenario.label}) returned {reply.size} bytes, expected {len(data)}")
-    if digest is not None and digest.hexdigest() != hashlib.md5(data).hexdigest():
-        raise SystemExit(f"bench: GET big ({scenario.label}) returned different bytes than were PUT")
-    return len(data) / put_seconds / 1e6, len(data) / get_seconds / 1e6
+    return put, Timed(statistics.median(g.rate for g in got), statistics.median(g.cpu for g in got))
 
 
-def timed_batch(endpoint: Endpoint, concurrency: int, count: int, one: Callable[[Client, int], None]) -> float:
-    """Objects/s for `count` requests spread over `concurrency` fresh keep-alive connections."""
+def timed_batch(endpoint: Endpoint, concurrency: int, count: int, one: Callable[[Client, int], None]) -> Timed:
+    """Objects/s and server CPU-µs per object for `count` requests over `concurrency` fresh keep-alive
+    connections."""
     clients = [Client(endpoint) for _ in range(concurrency)]
+    cpu = ServerCpu(endpoint.pid)
 
     def work(worker: int):
         for n in range(worker, count, concurrency):
             one(clients[worker], n)
 
     try:
+        cpu.start()
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             for result in pool.map(work, range(concurrency)):
                 del result
-        return count / (time.perf_counter() - started)
+        return Timed(count / (time.perf_counter() - started), cpu.seconds() / count * 1e6)
     finally:
         for client in clients:
             client.close()
 
 
 def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str, body: bytes, count: int,
-                        concurrency: int, between: Callable[[], None] = lambda: None) -> tuple[float, float]:
-    """Objects/s for `count` PUTs of `body` and then `count` GETs of them; `between` runs untimed in the middle."""
+                        concurrency: int, between: Callable[[], None] = lambda: None) -> tuple[Timed, Timed]:
+    """`count` PUTs of `body` and then `count` GETs of them; `between` runs untimed in the middle."""
     label = f"{endpoint.name}, {mode.name}"
 
     def put(client: Client, n: int):
@@ -264,30 +316,34 @@ def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str
         if reply.size != len(body):
             raise SystemExit(f"bench: GET small ({label}) returned {reply.size} bytes, expected {len(body)}")
 
-    put_rate = timed_batch(endpoint, concurrency, count, put)
+    puts = timed_batch(endpoint, concurrency, count, put)
     between()
-    return put_rate, timed_batch(endpoint, concurrency, count, get)
+    return puts, timed_batch(endpoint, concurrency, count, get)
 
 
 def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> dict[str, dict[str, float]]:
     """Round 0 is the warm-up (and checks the large object's bytes); rounds 1..runs are timed. Every round visits
-    every scenario, starting one further along the list each time. Returns the median of each metric per label."""
-    samples: dict[str, dict[str, list[float]]] = {s.label: {m: [] for m in METRICS} for s in scenarios}
+    every scenario, starting one further along the list each time. Returns the median of each metric (METRICS and
+    CPU_METRICS) per label."""
+    samples: dict[str, dict[str, list[float]]] = {s.label: {m: [] for m in METRICS + CPU_METRICS}
+                                                  for s in scenarios}
     small_body = os.urandom(sizes.small)
     warmup_count = max(sizes.concurrency, sizes.small_count // 10)
     for round_no in range(sizes.runs + 1):
         shift = round_no % len(scenarios)
         for scenario in scenarios[shift:] + scenarios[:shift]:
-            put_big, get_big = measure_big(scenario, big_data, verify=round_no == 0)
+            put_big, get_big = measure_big(scenario, big_data, sizes.big_gets, verify=round_no == 0)
             put_small, get_small = small_puts_and_gets(
                 scenario.endpoint, scenario.bucket, scenario.mode, f"small/{round_no}", small_body,
                 warmup_count if round_no == 0 else sizes.small_count, sizes.concurrency)
             what = "warm-up" if round_no == 0 else f"round {round_no}/{sizes.runs}"
-            print(f"{what}: {scenario.label}: PUT {put_big:.0f} MB/s, GET {get_big:.0f} MB/s, "
-                  f"PUT {put_small:.0f} obj/s, GET {get_small:.0f} obj/s", file=sys.stderr, flush=True)
+            print(f"{what}: {scenario.label}: PUT {put_big.rate:.0f} MB/s, GET {get_big.rate:.0f} MB/s, "
+                  f"PUT {put_small.rate:.0f} obj/s, GET {get_small.rate:.0f} obj/s", file=sys.stderr, flush=True)
             if round_no:
-                for metric, value in zip(METRICS, (put_big, get_big, put_small, get_small)):
-                    samples[scenario.label][metric].append(value)
+                measured = (put_big, get_big, put_small, get_small)
+                for metric, cpu_metric, timed in zip(METRICS, CPU_METRICS, measured):
+                    samples[scenario.label][metric].append(timed.rate)
+                    samples[scenario.label][cpu_metric].append(timed.cpu)
     return {label: {m: statistics.median(v) for m, v in metrics.items()} for label, metrics in samples.items()}
 
 
@@ -329,14 +385,14 @@ def measure_kms_calls(label: str, endpoint: Endpoint, mode: Mode, sizes: Sizes, 
     def snapshot():
         middle.append((backend_calls(kms_status(endpoint)), transit_requests(bao)))
 
-    put_rate, get_rate = small_puts_and_gets(endpoint, bucket, mode, "kms", os.urandom(sizes.small), count,
-                                             sizes.concurrency, between=snapshot)
+    puts, gets = small_puts_and_gets(endpoint, bucket, mode, "kms", os.urandom(sizes.small), count,
+                                     sizes.concurrency, between=snapshot)
     after = backend_calls(kms_status(endpoint)), transit_requests(bao)
     (put_calls, transit_put), (get_calls, transit_get) = [
         (b[0] - a[0], None if bao is None else b[1] - a[1]) for a, b in ((before, middle[0]), (middle[0], after))]
     print(f"kms calls: {label}: {put_calls} per {count} PUTs, {get_calls} per {count} GETs", file=sys.stderr,
           flush=True)
-    return KmsCalls(label, put_calls, get_calls, put_rate, get_rate, transit_put, transit_get)
+    return KmsCalls(label, put_calls, get_calls, puts.rate, gets.rate, transit_put, transit_get)
 
 
 @dataclass
@@ -457,7 +513,28 @@ def throughput_report(scenarios: list[Scenario], results: dict[str, dict[str, fl
     if ratio_rows:
         text += "\n\ncoffer / seaweedfs (same row, same run; > 1 means coffer is faster):\n\n"
         text += table(["mode", *columns], ratio_rows)
+    text += ("\n\nServer CPU for the same operations (median; in brackets: change against the same server's "
+             "plaintext row):\n\n")
+    text += cpu_table(scenarios, results, sizes, big_mib)
     return text, misses
+
+
+def cpu_table(scenarios: list[Scenario], results: dict[str, dict[str, float]], sizes: Sizes, big_mib: int) -> str:
+    """Server CPU per GB (large object) and per object (small), from the server process's threads."""
+    columns = [f"PUT {big_mib} MiB CPU-s/GB", f"GET {big_mib} MiB CPU-s/GB",
+               f"PUT {sizes.small} B CPU-µs/obj", f"GET {sizes.small} B CPU-µs/obj"]
+    rows = []
+    for scenario in scenarios:
+        plain = results.get(f"{scenario.server}, {PLAINTEXT}")
+        cells = []
+        for metric in CPU_METRICS:
+            value = results[scenario.label][metric]
+            cell = f"{value:.3f}" if metric.endswith("big") else f"{value:.0f}"
+            if plain is not None and scenario.mode.name != PLAINTEXT and plain[metric] > 0:
+                cell += f" ({change(value, plain[metric])})"
+            cells.append(cell)
+        rows.append([scenario.label, *cells])
+    return table(["row", *columns], rows)
 
 
 def kms_report(rows: list[KmsCalls], count: int) -> tuple[str, list[str]]:
@@ -532,6 +609,8 @@ def main() -> int:
     parser.add_argument("--small-size", type=int, default=4096, help="size of a small object (bytes, default 4096)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections for small objects (default 8)")
     parser.add_argument("--runs", type=int, default=3, help="timed rounds, median reported (default 3)")
+    parser.add_argument("--big-gets", type=int, default=3,
+                        help="GETs of the large object per round, median taken (default 3)")
     parser.add_argument("--only", action="append", default=[],
                         help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
@@ -539,7 +618,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sizes = Sizes(big=args.big_mib * MiB, small=args.small_size, small_count=args.small_count,
-                  concurrency=args.concurrency, runs=args.runs)
+                  concurrency=args.concurrency, runs=args.runs, big_gets=args.big_gets)
     part_size = args.part_mib * MiB
     if args.rss and (part_size > sizes.big or sizes.big % part_size):
         parser.error("--part-mib must divide --big-mib (parts are slices of the large test object)")
@@ -547,8 +626,9 @@ def main() -> int:
     print(f"machine: {machine_description()}")
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
-    print(f"method:  rows interleaved; median of {sizes.runs} timed rounds after one warm-up round; "
-          f"MB/s = 10^6 bytes/s\n", flush=True)
+    print(f"method:  rows interleaved; median of {sizes.runs} timed rounds after one warm-up round (each round: one "
+          f"large PUT, the median of {sizes.big_gets} large GETs, the small PUTs, the small GETs); "
+          f"MB/s = 10^6 bytes/s; server CPU from /proc/PID/task/*/schedstat\n", flush=True)
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)

@@ -363,6 +363,7 @@ def object_data_files(server: CofferServer, bucket: str, key: str) -> list[Path]
 
 
 def object_record(server: CofferServer, bucket: str, key: str) -> dict:
+    """The object's meta.json: `{format_version, meta: {..., parts, encryption}, data_files, inline_data}`."""
     return json.loads((object_dir(server, bucket, key) / "meta.json").read_text())
 
 

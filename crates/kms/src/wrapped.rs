@@ -8,8 +8,7 @@
 //!       | key id length (u16) | key id (UTF-8) | key version (u32) | payload (rest: backend-specific ciphertext)
 //! ```
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 
 use crate::backend::BackendKind;
 use crate::error::{KmsError, Result};
@@ -55,11 +54,11 @@ impl WrappedKey {
     }
 
     pub fn to_base64(&self) -> String {
-        STANDARD.encode(&self.0)
+        STANDARD.encode_to_string(&self.0)
     }
 
     pub fn from_base64(text: &str) -> Result<Self> {
-        let bytes = STANDARD.decode(text).map_err(|_| KmsError::InvalidCiphertext)?;
+        let bytes = STANDARD.decode_to_vec(text).map_err(|_| KmsError::InvalidCiphertext)?;
         Self::from_bytes(bytes)
     }
 

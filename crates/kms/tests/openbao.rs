@@ -849,10 +849,7 @@ async fn a_namespace_scopes_keys_and_their_lifecycle() {
 #[tokio::test]
 async fn openbao_rewrap_cannot_carry_associated_data_but_can_carry_a_derivation_context() {
     let bao = OpenBao::start().await;
-    let b64 = |bytes: &[u8]| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    };
+    let b64 = |bytes: &[u8]| base64_simd::STANDARD.encode_to_string(bytes);
     let (plaintext, aad, other) = (b64(&[7u8; 32]), b64(br#"{"a":"b"}"#), b64(br#"{"a":"c"}"#));
     let ciphertext = |reply: Value| reply["data"]["ciphertext"].as_str().unwrap().to_owned();
 

@@ -5,8 +5,7 @@
 //! ETag) and that checksum while the body streams; [`DeclaredIntegrity::verify`] compares them afterwards. s3s
 //! parses these headers but verifies none of them. The hashers are s3s's own.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+use base64_simd::STANDARD as BASE64;
 use coffer_store::{Checksum, ChecksumKind};
 use http::HeaderMap;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
@@ -76,7 +75,7 @@ impl ChecksumAlgorithm {
 
     /// Decodes a base64 checksum value and checks its length. `None` if malformed.
     pub fn decode(self, value: &str) -> Option<Vec<u8>> {
-        BASE64.decode(value.trim()).ok().filter(|bytes| bytes.len() == self.digest_len())
+        BASE64.decode_to_vec(value.trim()).ok().filter(|bytes| bytes.len() == self.digest_len())
     }
 
     fn invalid_value(self) -> s3s::S3Error {
@@ -125,7 +124,7 @@ pub struct ChecksumValue {
 
 impl ChecksumValue {
     pub fn base64(&self) -> String {
-        BASE64.encode(&self.bytes)
+        BASE64.encode_to_string(&self.bytes)
     }
 
     /// The full-object form kept in object and part metadata.
@@ -347,7 +346,7 @@ impl DeclaredIntegrity {
 
 fn parse_content_md5(value: &str) -> S3Result<[u8; 16]> {
     BASE64
-        .decode(value.trim())
+        .decode_to_vec(value.trim())
         .ok()
         .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
         .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))
@@ -509,7 +508,7 @@ mod tests {
     #[test]
     fn content_md5_mismatch_is_bad_digest() {
         let none = ChecksumFields::default();
-        let md5 = BASE64.encode(Md5::checksum(b"data"));
+        let md5 = BASE64.encode_to_string(Md5::checksum(b"data"));
         let ok = declared(&none, Some(&md5), None).unwrap();
         let computed = computed_for(&ok, b"data");
         ok.verify(&computed).unwrap();

@@ -9,6 +9,7 @@ use coffer_sse::{
     authorize_read, authorize_upload_part, BucketEncryption, CustomerKey, CustomerKeyHeaders, NewObject, ObjectCipher,
     ObjectEncryption, PartEncryptor, SseError, SseHeaders, Transport, WriteEncryption,
 };
+use coffer_store::RawJson;
 use http::{Extensions, HeaderMap, StatusCode};
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 use tracing::error;
@@ -116,7 +117,7 @@ fn header(headers: &HeaderMap, name: &str) -> S3Result<Option<String>> {
 /// The bucket's default encryption (PutBucketEncryption), if it has one. `NoSuchBucket` if it does not exist.
 pub async fn bucket_default(state: &AppState, bucket: &str) -> S3Result<Option<BucketEncryption>> {
     let stored = state.store.bucket_encryption(bucket).await.map_err(store_error)?;
-    stored.as_ref().map(BucketEncryption::from_value).transpose().map_err(sse_error)
+    stored.map(|json| BucketEncryption::from_json(json.get())).transpose().map_err(sse_error)
 }
 
 /// How a new object (or upload, or copy destination) in `bucket` is to be encrypted: the request's headers, else
@@ -151,8 +152,8 @@ pub fn single_part(new: Option<NewObject>) -> (Option<ObjectEncryption>, Option<
 }
 
 /// The encryption metadata stored on an object or upload, if it is encrypted.
-pub fn stored_encryption(value: Option<&serde_json::Value>) -> S3Result<Option<ObjectEncryption>> {
-    value.map(ObjectEncryption::from_value).transpose().map_err(sse_error)
+pub fn stored_encryption(json: Option<&RawJson>) -> S3Result<Option<ObjectEncryption>> {
+    json.map(|json| ObjectEncryption::from_json(json.get())).transpose().map_err(sse_error)
 }
 
 /// The cipher to read an object with (GET, copy source): checks the customer key against the object and opens

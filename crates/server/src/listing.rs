@@ -1,8 +1,7 @@
 //! Listing helpers shared by ListObjects (V1, V2) and ListMultipartUploads: page sizes, continuation tokens and
 //! `encoding-type=url`.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use base64_simd::URL_SAFE_NO_PAD;
 use s3s::dto::EncodingType;
 use s3s::{s3_error, S3Result};
 
@@ -20,13 +19,13 @@ pub fn page_size(requested: Option<i32>, parameter: &str) -> S3Result<usize> {
 
 /// An opaque ListObjectsV2 continuation token for "continue after `key`".
 pub fn continuation_token(key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(key.as_bytes())
+    URL_SAFE_NO_PAD.encode_to_string(key.as_bytes())
 }
 
 /// The key a continuation token continues after.
 pub fn parse_continuation_token(token: &str) -> S3Result<String> {
     URL_SAFE_NO_PAD
-        .decode(token.as_bytes())
+        .decode_to_vec(token.as_bytes())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect."))

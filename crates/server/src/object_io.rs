@@ -20,7 +20,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use coffer_sse::{ObjectCipher, PartEncryption, PartEncryptor};
-use coffer_store::{ObjectMeta, ObjectReader, PartMeta, PartStream, StagedFile, StagedWrite, Store, READ_CHUNK};
+use coffer_store::{
+    ObjectMeta, ObjectReader, PartMeta, PartStream, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
+};
 use futures::{Stream, StreamExt};
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
@@ -43,7 +45,7 @@ pub struct Received {
     pub etag: String,
     pub digests: ComputedDigests,
     /// The part-level encryption metadata (`PartMeta::encryption`) when the data was encrypted.
-    pub encryption: Option<serde_json::Value>,
+    pub encryption: Option<RawJson>,
 }
 
 impl Received {
@@ -112,7 +114,7 @@ pub async fn receive(
     let md5_etag = || digests.md5.map(hex::encode).ok_or_else(|| internal(&"the ETag's MD5 was not computed"));
     let (etag, encryption) = match encryptor {
         Some(encryptor) => {
-            let metadata = encryptor.metadata().to_value();
+            let metadata = RawJson::from(encryptor.metadata().to_json());
             sealed.clear();
             let part = encryptor.finish(&mut sealed).map_err(sse_error)?;
             staged.write(&sealed).await.map_err(|err| internal(&err))?;
@@ -195,7 +197,7 @@ impl ObjectBody {
                             .encryption
                             .as_ref()
                             .ok_or_else(|| internal(&"a part of an encrypted object has no encryption metadata"))?;
-                        Some(PartEncryption::from_value(value).map_err(sse_error)?)
+                        Some(PartEncryption::from_json(value.get()).map_err(sse_error)?)
                     }
                 };
                 Ok(PlannedSlice { range, encryption })

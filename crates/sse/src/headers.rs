@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
@@ -102,7 +102,7 @@ impl CustomerKey {
 
 impl fmt::Debug for CustomerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CustomerKey(md5={})", STANDARD.encode(self.md5))
+        write!(f, "CustomerKey(md5={})", STANDARD.encode_to_string(self.md5))
     }
 }
 
@@ -117,7 +117,7 @@ impl KmsContext {
     /// Parses base64 of a JSON object of string pairs.
     pub(crate) fn parse(header: &str) -> Result<Self> {
         let json = STANDARD
-            .decode(header)
+            .decode_to_vec(header)
             .map_err(|_| SseError::invalid_argument("The encryption context is not valid base64"))?;
         let pairs: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| {
             SseError::invalid_argument("The encryption context must be base64 of a JSON object of string pairs")
@@ -205,15 +205,16 @@ impl BucketEncryption {
     }
 
     /// Reads the JSON the store kept for the bucket.
-    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
-        Self::deserialize(value)
+    pub fn from_json(json: &str) -> Result<Self> {
+        serde_json::from_str::<Self>(json)
             .ok()
             .filter(|config| config.v == 1)
             .ok_or_else(|| SseError::internal("The bucket's stored encryption configuration is invalid"))
     }
 
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("a bucket encryption configuration always serializes")
+    /// The JSON to hand to the store.
+    pub fn to_json(&self) -> Box<RawValue> {
+        serde_json::value::to_raw_value(self).expect("a bucket encryption configuration always serializes")
     }
 
     /// `AES256` or `aws:kms`, for GetBucketEncryption.
@@ -346,7 +347,7 @@ impl CustomerKeyHeaders {
             )
         })?;
         let invalid_key = || SseError::invalid_argument("The secret key was invalid for the specified algorithm.");
-        let decoded = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| invalid_key())?);
+        let decoded = Zeroizing::new(STANDARD.decode_to_vec(encoded).map_err(|_| invalid_key())?);
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         if decoded.len() != KEY_LEN {
             return Err(invalid_key());
@@ -358,7 +359,7 @@ impl CustomerKeyHeaders {
             )
         })?;
         let md5: [u8; 16] = Md5::digest(key.as_ref()).into();
-        let provided = STANDARD.decode(provided_md5).unwrap_or_default();
+        let provided = STANDARD.decode_to_vec(provided_md5).unwrap_or_default();
         if !bool::from(md5.as_slice().ct_eq(&provided)) {
             return Err(SseError::invalid_argument(
                 "The calculated MD5 hash of the key did not match the hash that was provided.",
@@ -410,7 +411,7 @@ mod tests {
     const LOCAL: Transport = Transport { tls: false, client_is_loopback: true, allow_insecure_sse_c: false };
 
     fn b64(bytes: &[u8]) -> String {
-        STANDARD.encode(bytes)
+        STANDARD.encode_to_string(bytes)
     }
 
     fn md5_b64(bytes: &[u8]) -> String {
@@ -613,22 +614,18 @@ mod tests {
         assert_eq!(kms.kms_master_key_id(), Some("k1"));
         assert!(kms.bucket_key_enabled());
         assert_eq!(
-            kms.to_value(),
+            serde_json::from_str::<serde_json::Value>(kms.to_json().get()).unwrap(),
             serde_json::json!({"v": 1, "sse_algorithm": "aws:kms", "kms_master_key_id": "k1", "bucket_key_enabled": true})
         );
-        assert_eq!(BucketEncryption::from_value(&kms.to_value()).unwrap(), kms);
+        assert_eq!(BucketEncryption::from_json(kms.to_json().get()).unwrap(), kms);
         let s3 = BucketEncryption::from_rule("AES256", None, None).unwrap();
         assert_eq!(s3.sse_algorithm(), "AES256");
-        assert_eq!(BucketEncryption::from_value(&s3.to_value()).unwrap(), s3);
+        assert_eq!(BucketEncryption::from_json(s3.to_json().get()).unwrap(), s3);
 
         assert_error(BucketEncryption::from_rule("aes:kms", None, None), "InvalidArgument", 400);
         assert_error(BucketEncryption::from_rule("AES256", Some("k1"), None), "InvalidArgument", 400);
         assert_error(BucketEncryption::from_rule("aws:kms", Some(""), None), "InvalidArgument", 400);
-        assert_error(
-            BucketEncryption::from_value(&serde_json::json!({"v": 9, "sse_algorithm": "AES256"})),
-            "InternalError",
-            500,
-        );
+        assert_error(BucketEncryption::from_json(r#"{"v": 9, "sse_algorithm": "AES256"}"#), "InternalError", 500);
     }
 
     #[test]

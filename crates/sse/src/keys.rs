@@ -12,8 +12,7 @@
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{KeyType, Salt, HKDF_SHA256};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::metadata::SseMode;
@@ -94,11 +93,11 @@ impl std::fmt::Debug for SealedKey {
 
 impl SealedKey {
     pub(crate) fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
+        STANDARD.encode_to_string(self.0)
     }
 
     pub(crate) fn from_base64(text: &str) -> Option<Self> {
-        let bytes = STANDARD.decode(text).ok()?;
+        let bytes = STANDARD.decode_to_vec(text).ok()?;
         Some(Self(bytes.try_into().ok()?))
     }
 }
@@ -275,8 +274,8 @@ mod tests {
     #[test]
     fn malformed_sealed_keys_are_rejected() {
         assert!(SealedKey::from_base64("not base64!").is_none());
-        assert!(SealedKey::from_base64(&STANDARD.encode([0u8; SEALED_LEN - 1])).is_none());
-        assert!(SealedKey::from_base64(&STANDARD.encode([0u8; SEALED_LEN])).is_some());
+        assert!(SealedKey::from_base64(&STANDARD.encode_to_string([0u8; SEALED_LEN - 1])).is_none());
+        assert!(SealedKey::from_base64(&STANDARD.encode_to_string([0u8; SEALED_LEN])).is_some());
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! number. Both are versioned (`"v": 1`). [`SseResponse`] is the only view of them that reaches a client: the
 //! sealed key, wrapped key and salts never leave this crate's metadata.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::{Result, SseError};
 use crate::keys::{SealedKey, PART_SALT_LEN};
@@ -89,8 +89,8 @@ impl ObjectEncryption {
     }
 
     /// Reads the JSON the store kept; fails with a 500 on anything this version cannot read.
-    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
-        let parsed = Self::deserialize(value)
+    pub fn from_json(json: &str) -> Result<Self> {
+        let parsed = serde_json::from_str::<Self>(json)
             .map_err(|_| SseError::internal("The object's stored encryption metadata is invalid"))?;
         if parsed.v != FORMAT_VERSION {
             return Err(SseError::internal("The object's stored encryption metadata has an unsupported version"));
@@ -99,8 +99,8 @@ impl ObjectEncryption {
     }
 
     /// The JSON to hand to the store (`ObjectMeta::encryption` / `UploadMeta::encryption`).
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("encryption metadata always serializes")
+    pub fn to_json(&self) -> Box<RawValue> {
+        serde_json::value::to_raw_value(self).expect("encryption metadata always serializes")
     }
 
     pub fn mode(&self) -> SseMode {
@@ -136,7 +136,7 @@ impl ObjectEncryption {
             },
             Scheme::SseC { key_md5 } => SseResponse {
                 customer_algorithm: Some("AES256"),
-                customer_key_md5: Some(STANDARD.encode(key_md5)),
+                customer_key_md5: Some(STANDARD.encode_to_string(key_md5)),
                 ..SseResponse::default()
             },
         }
@@ -158,8 +158,8 @@ impl PartEncryption {
     }
 
     /// Reads the JSON the store kept on a part (`PartMeta::encryption`).
-    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
-        let parsed = Self::deserialize(value)
+    pub fn from_json(json: &str) -> Result<Self> {
+        let parsed = serde_json::from_str::<Self>(json)
             .map_err(|_| SseError::internal("The part's stored encryption metadata is invalid"))?;
         if parsed.v != FORMAT_VERSION {
             return Err(SseError::internal("The part's stored encryption metadata has an unsupported version"));
@@ -167,8 +167,9 @@ impl PartEncryption {
         Ok(parsed)
     }
 
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("part encryption metadata always serializes")
+    /// The JSON to hand to the store (`PartMeta::encryption`).
+    pub fn to_json(&self) -> Box<RawValue> {
+        serde_json::value::to_raw_value(self).expect("part encryption metadata always serializes")
     }
 
     pub(crate) fn part_number(&self) -> u32 {
@@ -201,12 +202,12 @@ mod base64_array {
     use super::*;
 
     pub fn serialize<S: serde::Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
+        s.serialize_str(&STANDARD.encode_to_string(bytes))
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
         let text = String::deserialize(d)?;
-        let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
+        let bytes = STANDARD.decode_to_vec(text).map_err(serde::de::Error::custom)?;
         bytes.try_into().map_err(|_| serde::de::Error::custom("wrong length"))
     }
 }
@@ -226,12 +227,16 @@ mod base64_sealed {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
+    fn value_of(raw: &RawValue) -> Value {
+        serde_json::from_str(raw.get()).unwrap()
+    }
+
     fn sealed() -> SealedKey {
-        SealedKey::from_base64(&STANDARD.encode([7u8; 80])).unwrap()
+        SealedKey::from_base64(&STANDARD.encode_to_string([7u8; 80])).unwrap()
     }
 
     #[test]
@@ -245,27 +250,27 @@ mod tests {
             },
             sealed(),
         );
-        let value = kms.to_value();
+        let value = value_of(&kms.to_json());
         assert_eq!(
             value,
             json!({"v": 1, "mode": "sse-kms", "key_id": "my-key", "wrapped_key": "d3JhcHBlZA==",
-                   "context": "eyJhIjoiYiJ9", "bucket_key_enabled": true, "sealed_key": STANDARD.encode([7u8; 80])})
+                   "context": "eyJhIjoiYiJ9", "bucket_key_enabled": true, "sealed_key": STANDARD.encode_to_string([7u8; 80])})
         );
-        assert_eq!(ObjectEncryption::from_value(&value).unwrap(), kms);
+        assert_eq!(ObjectEncryption::from_json(kms.to_json().get()).unwrap(), kms);
 
         let s3 = ObjectEncryption::new(Scheme::SseS3 { wrapped_key: "d3JhcHBlZA==".into() }, sealed());
-        assert_eq!(s3.to_value()["mode"], "sse-s3");
-        assert_eq!(ObjectEncryption::from_value(&s3.to_value()).unwrap(), s3);
+        assert_eq!(value_of(&s3.to_json())["mode"], "sse-s3");
+        assert_eq!(ObjectEncryption::from_json(s3.to_json().get()).unwrap(), s3);
 
         let c = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed());
-        assert_eq!(c.to_value()["mode"], "sse-c");
-        assert_eq!(c.to_value()["key_md5"], STANDARD.encode([9u8; 16]));
-        assert_eq!(ObjectEncryption::from_value(&c.to_value()).unwrap(), c);
+        assert_eq!(value_of(&c.to_json())["mode"], "sse-c");
+        assert_eq!(value_of(&c.to_json())["key_md5"], STANDARD.encode_to_string([9u8; 16]));
+        assert_eq!(ObjectEncryption::from_json(c.to_json().get()).unwrap(), c);
     }
 
     #[test]
     fn unreadable_metadata_is_a_500() {
-        let c = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed()).to_value();
+        let c = value_of(&ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed()).to_json());
         let mut future = c.clone();
         future["v"] = json!(2);
         let mut unknown_mode = c.clone();
@@ -273,7 +278,7 @@ mod tests {
         let mut bad_seal = c.clone();
         bad_seal["sealed_key"] = json!("AAAA");
         for value in [future, unknown_mode, bad_seal, json!("text"), json!({})] {
-            let e = ObjectEncryption::from_value(&value).unwrap_err();
+            let e = ObjectEncryption::from_json(&value.to_string()).unwrap_err();
             assert_eq!((e.code(), e.status()), ("InternalError", 500), "{value}");
         }
     }
@@ -281,10 +286,9 @@ mod tests {
     #[test]
     fn part_json_round_trips() {
         let part = PartEncryption::new(3, [1; 16]);
-        let value = part.to_value();
-        assert_eq!(value, json!({"v": 1, "part": 3, "salt": STANDARD.encode([1u8; 16])}));
-        assert_eq!(PartEncryption::from_value(&value).unwrap(), part);
-        assert_eq!(PartEncryption::from_value(&json!({"v": 1, "part": 3})).unwrap_err().status(), 500);
+        assert_eq!(value_of(&part.to_json()), json!({"v": 1, "part": 3, "salt": STANDARD.encode_to_string([1u8; 16])}));
+        assert_eq!(PartEncryption::from_json(part.to_json().get()).unwrap(), part);
+        assert_eq!(PartEncryption::from_json(r#"{"v": 1, "part": 3}"#).unwrap_err().status(), 500);
     }
 
     #[test]
@@ -313,7 +317,7 @@ mod tests {
             c.response(),
             SseResponse {
                 customer_algorithm: Some("AES256"),
-                customer_key_md5: Some(STANDARD.encode([9u8; 16])),
+                customer_key_md5: Some(STANDARD.encode_to_string([9u8; 16])),
                 ..SseResponse::default()
             }
         );

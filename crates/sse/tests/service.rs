@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 use coffer_kms::KmsManager;
 use coffer_sse::{
     authorize_read, CustomerKey, CustomerKeyHeaders, ObjectCipher, ObjectEncryption, PartEncryption, SseError,
@@ -31,8 +30,8 @@ async fn fixture() -> Fixture {
 fn customer_headers(key: &[u8; 32]) -> CustomerKeyHeaders {
     CustomerKeyHeaders {
         algorithm: Some("AES256".into()),
-        key: Some(zeroize::Zeroizing::new(STANDARD.encode(key))),
-        key_md5: Some(STANDARD.encode(Md5::digest(key))),
+        key: Some(zeroize::Zeroizing::new(STANDARD.encode_to_string(key))),
+        key_md5: Some(STANDARD.encode_to_string(Md5::digest(key))),
     }
 }
 
@@ -59,7 +58,7 @@ fn assert_send<T: Send>(_: &T) {}
 struct StoredPart {
     number: u32,
     size: u64,
-    encryption: serde_json::Value,
+    encryption: Box<serde_json::value::RawValue>,
     bytes: Vec<u8>,
     etag: Option<String>,
 }
@@ -67,7 +66,7 @@ struct StoredPart {
 /// plaintext → encryptor → "store", pushing in 10 000-byte chunks through one reused buffer.
 fn encrypt(cipher: &ObjectCipher, part_number: u32, plaintext: &[u8]) -> StoredPart {
     let mut encryptor = cipher.encrypt_part(part_number);
-    let encryption = encryptor.metadata().to_value();
+    let encryption = encryptor.metadata().to_json();
     let mut bytes = Vec::new();
     let mut buffer = Vec::new();
     for chunk in plaintext.chunks(10_000) {
@@ -85,7 +84,7 @@ fn encrypt(cipher: &ObjectCipher, part_number: u32, plaintext: &[u8]) -> StoredP
 
 /// "store" → decryptor(range) → plaintext, reading only the stored range asked for, two packages at a time.
 fn decrypt(cipher: &ObjectCipher, part: &StoredPart, range: std::ops::Range<u64>) -> Result<Vec<u8>, SseError> {
-    let metadata = PartEncryption::from_value(&part.encryption)?;
+    let metadata = PartEncryption::from_json(part.encryption.get())?;
     let decryptor = cipher.decrypt_part(&metadata, part.size, range)?;
     let stored = decryptor.stored_range();
     let mut out = Vec::new();
@@ -101,7 +100,7 @@ fn decrypt(cipher: &ObjectCipher, part: &StoredPart, range: std::ops::Range<u64>
 
 /// Round trip through the stored JSON, as the server would do it.
 fn reload(encryption: &ObjectEncryption) -> ObjectEncryption {
-    ObjectEncryption::from_value(&encryption.to_value()).unwrap()
+    ObjectEncryption::from_json(encryption.to_json().get()).unwrap()
 }
 
 fn assert_code(result: Result<impl std::fmt::Debug, SseError>, code: &str, status: u16) -> SseError {
@@ -129,7 +128,7 @@ async fn sse_s3_put_and_get() {
     assert_eq!(decrypt(&cipher, &part, 0..200_000).unwrap(), plaintext);
     assert_eq!(decrypt(&cipher, &part, 65_535..131_073).unwrap(), &plaintext[65_535..131_073]);
     // The JSON never carries the key in clear.
-    let json = stored.to_value().to_string();
+    let json = stored.to_json().get().to_owned();
     assert!(json.contains(r#""mode":"sse-s3""#), "{json}");
 }
 
@@ -137,7 +136,7 @@ async fn sse_s3_put_and_get() {
 async fn sse_kms_with_named_key_and_context() {
     let f = fixture().await;
     f.kms.create_key(Some("app-key"), None).await.unwrap();
-    let context = STANDARD.encode(br#"{"department":"finance"}"#);
+    let context = STANDARD.encode_to_string(br#"{"department":"finance"}"#);
     for named in ["app-key", "arn:aws:kms:us-east-1:123456789012:key/app-key"] {
         let headers = SseHeaders {
             kms_key_id: Some(named.into()),
@@ -194,10 +193,10 @@ async fn sse_c_keys_are_checked() {
     let new = f.sse.start_object("bucket", "c", &WriteEncryption::SseC(customer_key(&key))).await.unwrap().unwrap();
     let response = new.encryption.response();
     assert_eq!(response.customer_algorithm, Some("AES256"));
-    assert_eq!(response.customer_key_md5, Some(STANDARD.encode(Md5::digest(key))));
+    assert_eq!(response.customer_key_md5, Some(STANDARD.encode_to_string(Md5::digest(key))));
     assert_eq!(response.server_side_encryption, None);
-    let json = new.encryption.to_value().to_string();
-    assert!(!json.contains(&STANDARD.encode(key)) && !json.contains(&hex::encode(key)), "key stored: {json}");
+    let json = new.encryption.to_json().get().to_owned();
+    assert!(!json.contains(&STANDARD.encode_to_string(key)) && !json.contains(&hex::encode(key)), "key stored: {json}");
 
     let part = encrypt(&new.cipher, 1, b"customer data");
     let stored = reload(&new.encryption);
@@ -255,7 +254,7 @@ async fn reseal_changes_only_the_object_metadata() {
         .await
         .unwrap();
     assert_ne!(rekeyed, new.encryption);
-    assert_eq!(rekeyed.response().customer_key_md5, Some(STANDARD.encode(Md5::digest(new_key))));
+    assert_eq!(rekeyed.response().customer_key_md5, Some(STANDARD.encode_to_string(Md5::digest(new_key))));
     let cipher = f.sse.open_object("b", "k", &rekeyed, Some(&customer_key(&new_key))).await.unwrap();
     assert_eq!(decrypt(&cipher, &part, 0..150_000).unwrap(), plaintext);
     assert_code(f.sse.open_object("b", "k", &rekeyed, Some(&customer_key(&old_key))).await, "AccessDenied", 403);
@@ -267,7 +266,7 @@ async fn reseal_changes_only_the_object_metadata() {
     let as_s3 = f.sse.reseal("b", "k", &as_kms, None, &write_decision(sse("AES256"))).await.unwrap();
     let cipher = f.sse.open_object("b", "k", &reload(&as_s3), None).await.unwrap();
     assert_eq!(decrypt(&cipher, &part, 1000..2000).unwrap(), &plaintext[1000..2000]);
-    assert_eq!((part.bytes, part.encryption), (data_before, part_json_before));
+    assert_eq!((part.bytes, part.encryption.get()), (data_before, part_json_before.get()));
 
     // Plaintext destinations need a data rewrite, not a reseal.
     assert_code(f.sse.reseal("b", "k", &as_s3, None, &WriteEncryption::None).await, "InternalError", 500);
@@ -279,7 +278,7 @@ async fn multipart_parts_in_any_order_and_size() {
     let sse = Arc::new(f.sse);
     let key = [9u8; 32];
     let upload = sse.start_object("b", "big", &WriteEncryption::SseC(customer_key(&key))).await.unwrap().unwrap();
-    let upload_json = upload.encryption.to_value();
+    let upload_json = upload.encryption.to_json().get().to_owned();
 
     // Each UploadPart opens the upload again, in any order, concurrently; sizes are unaligned and tiny.
     let sizes = [(3u32, 70_001usize), (1, 1_048_576), (2, 13), (4, 0)];
@@ -287,7 +286,7 @@ async fn multipart_parts_in_any_order_and_size() {
     for (number, size) in sizes {
         let (sse, upload_json) = (sse.clone(), upload_json.clone());
         tasks.spawn(async move {
-            let upload = ObjectEncryption::from_value(&upload_json).unwrap();
+            let upload = ObjectEncryption::from_json(&upload_json).unwrap();
             let cipher = sse.open_upload("b", "big", &upload, Some(&customer_key(&key))).await.unwrap();
             encrypt(&cipher, number, &part_data(number, size))
         });
@@ -296,7 +295,7 @@ async fn multipart_parts_in_any_order_and_size() {
     parts.sort_by_key(|p| p.number);
     assert!(parts.iter().all(|p| p.etag.as_ref().is_some_and(|e| e.len() == 32)));
 
-    let upload = ObjectEncryption::from_value(&upload_json).unwrap();
+    let upload = ObjectEncryption::from_json(&upload_json).unwrap();
     assert_code(sse.open_upload("b", "big", &upload, None).await, "InvalidRequest", 400);
     assert_code(sse.open_upload("b", "big", &upload, Some(&customer_key(&[8; 32]))).await, "InvalidRequest", 400);
 

@@ -14,7 +14,7 @@ use crate::fsio::{create_private_dir, create_private_dir_all, fsync_dir, remove_
 use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
 use crate::listing::{list_page, KeyIndex, ListPage, ListQuery, ObjectSummary};
 use crate::locks::LockStripes;
-use crate::meta::BucketInfo;
+use crate::meta::{BucketInfo, RawJson};
 use crate::names::{object_dir_name, validate_bucket_name};
 
 const OBJECTS_DIR: &str = "objects";
@@ -190,11 +190,11 @@ impl Engine {
         Ok(buckets)
     }
 
-    pub(crate) fn bucket_encryption(&self, name: &str) -> Result<Option<serde_json::Value>> {
+    pub(crate) fn bucket_encryption(&self, name: &str) -> Result<Option<RawJson>> {
         Ok(self.bucket_record(name)?.encryption)
     }
 
-    pub(crate) fn set_bucket_encryption(&self, name: &str, config: Option<serde_json::Value>) -> Result<()> {
+    pub(crate) fn set_bucket_encryption(&self, name: &str, config: Option<RawJson>) -> Result<()> {
         let _namespace = self.namespace_write();
         let mut record = self.bucket_record(name)?;
         record.encryption = config;

@@ -8,7 +8,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Object data can be plaintext: keep it private to the server's user.
@@ -61,16 +60,13 @@ pub(crate) fn remove_file_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Reads and parses a JSON file; `Ok(None)` if it does not exist.
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {}: {e}", path.display())))
+/// Reads a whole file; `Ok(None)` if it does not exist.
+pub(crate) fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Atomically replaces `dest` with `value` as JSON: temp file in `tmp_dir`, fsync, rename, fsync of `dest`'s

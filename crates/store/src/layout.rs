@@ -1,4 +1,4 @@
-//! On-disk layout and metadata format, `format_version` 2.
+//! On-disk layout and metadata format, `format_version` 3.
 //!
 //! ```text
 //! DIR/buckets/<bucket>/bucket.json                    bucket record
@@ -16,23 +16,29 @@
 //! Directories are created 0700 and files 0600: object data may be plaintext.
 //!
 //! # Records
-//! All records are JSON objects with a `format_version` (currently 2; version 1 had no `inline_data` and is read
-//! as it is); readers reject other versions. Timestamps
+//! All records are JSON objects with a `format_version` (currently 3); readers reject later versions. Timestamps
 //! are RFC 3339 strings. Unknown fields are ignored, so later versions may add fields without a version bump as
-//! long as old readers stay correct without them. `encryption` fields are opaque values owned by the SSE layer.
+//! long as old readers stay correct without them. `encryption` fields are opaque JSON owned by the SSE layer.
 //!
 //! * `bucket.json`: `{format_version, name, created, encryption}` — `encryption` is the bucket's default
 //!   encryption configuration or `null`.
-//! * `meta.json`: `{format_version, key, size, etag, last_modified, content_type, content_encoding,
-//!   content_disposition, content_language, cache_control, expires, user_metadata: {name: value}, checksum,
-//!   parts: [part], encryption, data_files: [name], inline_data}` — `data_files[i]` holds the stored bytes of
-//!   `parts[i]`, except for an object of one part of at most 64 KiB stored: `data_files` is empty and
-//!   `inline_data` holds the bytes (base64); the field is absent otherwise. A part is `{number, size, stored_size, etag, checksum, last_modified, encryption}` with `size` in client bytes
-//!   and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" | "COMPOSITE"}`.
-//!   The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is detected.
-//! * `upload.json`: `{format_version, key, upload_id, content_type, content_encoding, content_disposition,
-//!   content_language, cache_control, expires, user_metadata, initiated, checksum_algorithm, encryption}`.
-//! * `part-NNNNN.json`: a part (as above) plus `format_version` and `data_file`.
+//! * `meta.json`: `{format_version, meta: object, data_files: [name], inline_data}`, where an object is `{key,
+//!   size, etag, last_modified, headers, checksum, parts: [part], encryption}` and `headers` is `{content_type,
+//!   content_encoding, content_disposition, content_language, cache_control, expires, user_metadata: {name:
+//!   value}}`. `data_files[i]` holds the stored bytes of `parts[i]`, except for an object of one part of at most
+//!   64 KiB stored: `data_files` is empty and `inline_data` holds the bytes (base64); the field is absent
+//!   otherwise. A part is `{number, size, stored_size, etag, checksum, last_modified, encryption}` with `size` in
+//!   client bytes and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" |
+//!   "COMPOSITE"}`. The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is
+//!   detected.
+//! * `upload.json`: `{format_version, key, upload_id, meta: {headers, initiated, checksum_algorithm, encryption}}`.
+//! * `part-NNNNN.json`: `{format_version, meta: part, data_file}`.
+//!
+//! Versions 1 and 2 wrote the same fields flat: the `meta` fields and the `headers` fields at the top level of the
+//! record (version 1 had no `inline_data`). They are read by nesting them as version 3 does
+//! ([`nest_flat_record`]); every commit writes version 3. Nesting is not cosmetic: serde reads flattened fields
+//! through an intermediate copy of the whole record, through which the opaque `encryption` JSON cannot stay text;
+//! reading version 3 saves a GET of a small encrypted object 22 k instructions (5 %, callgrind).
 //!
 //! # Commit protocol
 //! Data larger than the write buffer is staged in `.coffer/tmp`, fsynced and renamed (or, when completing an
@@ -54,16 +60,29 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::fsio::read_json;
-use crate::meta::{ObjectMeta, PartMeta, UploadMeta};
+use crate::fsio::read_file;
+use crate::meta::{ObjectMeta, PartMeta, RawJson, UploadMeta};
 use crate::names::is_data_file_name;
 
 /// The version written by this crate.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest version it reads: version 1 differs only in having no `inline_data`.
+pub const FORMAT_VERSION: u32 = 3;
+/// The last version that wrote flat records.
+const LAST_FLAT_FORMAT_VERSION: u64 = 2;
+/// The oldest version it reads: version 1 differs from version 2 only in having no `inline_data`.
 const OLDEST_FORMAT_VERSION: u32 = 1;
+/// The fields of `headers`, which versions 1 and 2 wrote at the top level of object and upload records.
+const FLAT_HEADER_FIELDS: [&str; 7] = [
+    "content_type",
+    "content_encoding",
+    "content_disposition",
+    "content_language",
+    "cache_control",
+    "expires",
+    "user_metadata",
+];
 
 /// File name of a bucket record.
 pub(crate) const BUCKET_FILE: &str = "bucket.json";
@@ -79,6 +98,10 @@ pub(crate) fn part_file_name(number: u32) -> String {
 
 /// A metadata record carrying a format version.
 pub(crate) trait Record: DeserializeOwned {
+    /// The fields that versions 1 and 2 also wrote at the top level of this record; every other field of theirs
+    /// belongs in `meta`. `None`: this record had the same shape then.
+    const FLAT_TOP_LEVEL: Option<&'static [&'static str]>;
+
     fn format_version(&self) -> u32;
     /// Checks invariants the type system cannot express.
     fn validate(&self) -> Result<(), &'static str> {
@@ -88,15 +111,56 @@ pub(crate) trait Record: DeserializeOwned {
 
 /// Reads a record, rejecting unknown versions and invalid contents. `Ok(None)` if the file does not exist.
 pub(crate) fn load<T: Record>(path: &Path) -> io::Result<Option<T>> {
-    let Some(record) = read_json::<T>(path)? else {
+    let Some(bytes) = read_file(path)? else {
         return Ok(None);
     };
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let record = parse_record::<T>(&bytes).map_err(|e| invalid(format!("corrupt record: {e}")))?;
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&record.format_version()) {
         return Err(invalid(format!("unsupported format_version {}", record.format_version())));
     }
     record.validate().map_err(|why| invalid(why.to_owned()))?;
     Ok(Some(record))
+}
+
+/// Parses a version 3 record, or a flat record of versions 1 and 2 by nesting it first.
+fn parse_record<T: Record>(bytes: &[u8]) -> serde_json::Result<T> {
+    let error = match serde_json::from_slice::<T>(bytes) {
+        Ok(record) => return Ok(record),
+        Err(error) => error,
+    };
+    let Some(top_level) = T::FLAT_TOP_LEVEL else {
+        return Err(error);
+    };
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(flat))
+            if flat.get("format_version").and_then(Value::as_u64).is_some_and(|v| v <= LAST_FLAT_FORMAT_VERSION) =>
+        {
+            serde_json::from_value(Value::Object(nest_flat_record(flat, top_level)))
+        }
+        _ => Err(error),
+    }
+}
+
+/// A flat record of versions 1 and 2 in the version 3 shape: the fields outside `top_level` move into `meta`, and
+/// the header fields among them into `meta.headers`.
+fn nest_flat_record(flat: Map<String, Value>, top_level: &[&str]) -> Map<String, Value> {
+    let (mut record, mut meta, mut headers) = (Map::new(), Map::new(), Map::new());
+    for (name, value) in flat {
+        let destination = if top_level.contains(&name.as_str()) {
+            &mut record
+        } else if FLAT_HEADER_FIELDS.contains(&name.as_str()) {
+            &mut headers
+        } else {
+            &mut meta
+        };
+        destination.insert(name, value);
+    }
+    if !headers.is_empty() {
+        meta.insert("headers".to_owned(), Value::Object(headers));
+    }
+    record.insert("meta".to_owned(), Value::Object(meta));
+    record
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,10 +169,12 @@ pub(crate) struct BucketRecord {
     pub name: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
-    pub encryption: Option<serde_json::Value>,
+    pub encryption: Option<RawJson>,
 }
 
 impl Record for BucketRecord {
+    const FLAT_TOP_LEVEL: Option<&'static [&'static str]> = None;
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -117,7 +183,6 @@ impl Record for BucketRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ObjectRecord {
     pub format_version: u32,
-    #[serde(flatten)]
     pub meta: ObjectMeta,
     pub data_files: Vec<String>,
     /// The stored bytes of a small single-part object, base64; `data_files` is empty then.
@@ -126,6 +191,8 @@ pub(crate) struct ObjectRecord {
 }
 
 impl Record for ObjectRecord {
+    const FLAT_TOP_LEVEL: Option<&'static [&'static str]> = Some(&["format_version", "data_files", "inline_data"]);
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -152,11 +219,12 @@ pub(crate) struct UploadRecord {
     pub format_version: u32,
     pub key: String,
     pub upload_id: String,
-    #[serde(flatten)]
     pub meta: UploadMeta,
 }
 
 impl Record for UploadRecord {
+    const FLAT_TOP_LEVEL: Option<&'static [&'static str]> = Some(&["format_version", "key", "upload_id"]);
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -165,12 +233,13 @@ impl Record for UploadRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PartRecord {
     pub format_version: u32,
-    #[serde(flatten)]
     pub meta: PartMeta,
     pub data_file: String,
 }
 
 impl Record for PartRecord {
+    const FLAT_TOP_LEVEL: Option<&'static [&'static str]> = Some(&["format_version", "data_file"]);
+
     fn format_version(&self) -> u32 {
         self.format_version
     }

@@ -5,7 +5,7 @@
 //! version-pinned reads and S3-ordered listing. The on-disk layout and JSON format are documented in [`layout`].
 //!
 //! It must not speak HTTP or S3 XML, make encryption decisions or talk to a KMS: `encryption` fields are opaque
-//! `serde_json::Value`s it stores and returns, and ETags, checksums and sizes are computed by its callers.
+//! JSON ([`RawJson`]) it stores and returns, and ETags, checksums and sizes are computed by its callers.
 //!
 //! Writing an object: [`Store::stage`] a [`StagedWrite`], stream the body into it, [`StagedWrite::finish`] it into
 //! a [`StagedFile`], verify what must be verified, then [`Store::put_object`] (or [`Store::put_part`]). Dropping
@@ -28,7 +28,9 @@ mod store;
 
 pub use error::{Result, StoreError};
 pub use listing::{ListPage, ListQuery, ObjectSummary};
-pub use meta::{BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+pub use meta::{
+    BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
+};
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
 pub use staging::{StagedFile, StagedWrite};

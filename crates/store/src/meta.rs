@@ -2,12 +2,47 @@
 //!
 //! The store persists these values as given (see [`crate::layout`] for the on-disk JSON) and interprets only what
 //! it needs to find data: keys, part numbers and stored sizes. ETags, checksums, headers and the `encryption` values
-//! are the caller's business; `encryption` in particular is an opaque JSON value owned by the SSE layer.
+//! are the caller's business; `encryption` in particular is [`RawJson`] owned by the SSE layer.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
+
+/// A JSON value the store keeps for its caller without looking inside: read and written as its text, so it is
+/// parsed once, by its owner, into the owner's own types.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// The JSON text (compact, as it was given).
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl From<Box<RawValue>> for RawJson {
+    fn from(raw: Box<RawValue>) -> Self {
+        RawJson(raw)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for RawJson {}
+
+// Encryption metadata holds no secrets, but wrapped and sealed keys are nothing a log needs either.
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawJson({} bytes)", self.get().len())
+    }
+}
 
 /// A bucket as reported by `head_bucket` / `list_buckets`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +87,10 @@ pub struct PartMeta {
     #[serde(with = "time::serde::rfc3339")]
     pub last_modified: OffsetDateTime,
     /// Per-part encryption metadata, opaque to the store.
-    pub encryption: Option<serde_json::Value>,
+    pub encryption: Option<RawJson>,
 }
 
-/// The client-supplied headers an object keeps (an upload keeps them for its object). Stored flattened into the
-/// object's (or upload's) JSON record.
+/// The client-supplied headers an object keeps (an upload keeps them for its object).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectHeaders {
     pub content_type: Option<String>,
@@ -81,13 +115,12 @@ pub struct ObjectMeta {
     /// Set by the store when the object is committed (`put_object`, `complete_upload`).
     #[serde(with = "time::serde::rfc3339")]
     pub last_modified: OffsetDateTime,
-    #[serde(flatten)]
     pub headers: ObjectHeaders,
     pub checksum: Option<Checksum>,
     /// The stored parts in object order. Filled by the store on commit.
     pub parts: Vec<PartMeta>,
     /// Object-level encryption metadata, opaque to the store.
-    pub encryption: Option<serde_json::Value>,
+    pub encryption: Option<RawJson>,
 }
 
 impl ObjectMeta {
@@ -109,7 +142,6 @@ impl ObjectMeta {
 /// What `create_upload` records about a multipart upload; the server copies it into the final [`ObjectMeta`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadMeta {
-    #[serde(flatten)]
     pub headers: ObjectHeaders,
     /// Set by the store in `create_upload`.
     #[serde(with = "time::serde::rfc3339")]
@@ -117,7 +149,7 @@ pub struct UploadMeta {
     /// `x-amz-checksum-algorithm` given at creation, if any.
     pub checksum_algorithm: Option<String>,
     /// Upload-level encryption metadata, opaque to the store.
-    pub encryption: Option<serde_json::Value>,
+    pub encryption: Option<RawJson>,
 }
 
 impl Default for UploadMeta {

@@ -5,8 +5,7 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+use base64_simd::STANDARD as BASE64;
 use time::OffsetDateTime;
 
 use crate::engine::{summary, Engine};
@@ -59,7 +58,7 @@ impl Engine {
         let _object = self.lock_object(&dir);
         let created = create_private_dir(&dir)?;
         let (data_files, inline_data) = match data.inline() {
-            Some(bytes) => (Vec::new(), Some(BASE64.encode(bytes))),
+            Some(bytes) => (Vec::new(), Some(BASE64.encode_to_string(bytes))),
             None => {
                 let data_file = new_data_file_name()?;
                 data.persist(&dir.join(&data_file))?;
@@ -113,7 +112,8 @@ impl Engine {
         let record = read_object(&dir, key)?;
         let parts = match &record.inline_data {
             Some(text) => {
-                let bytes = BASE64.decode(text).map_err(|e| corrupt(format!("inline data of {OBJECT_FILE}: {e}")))?;
+                let bytes =
+                    BASE64.decode_to_vec(text).map_err(|e| corrupt(format!("inline data of {OBJECT_FILE}: {e}")))?;
                 vec![StoredPart::Inline(bytes.into())]
             }
             None => record

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
 use crate::listing::{ListPage, ListQuery};
-use crate::meta::{BucketInfo, ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+use crate::meta::{BucketInfo, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta};
 use crate::reader::ObjectReader;
 use crate::staging::{StagedFile, StagedWrite};
 
@@ -64,13 +64,13 @@ impl Store {
     }
 
     /// The bucket's default-encryption configuration (opaque, owned by the server/SSE layer).
-    pub async fn bucket_encryption(&self, name: &str) -> Result<Option<serde_json::Value>> {
+    pub async fn bucket_encryption(&self, name: &str) -> Result<Option<RawJson>> {
         let name = name.to_owned();
         self.run(move |e| e.bucket_encryption(&name)).await
     }
 
     /// Sets (`Some`) or deletes (`None`) the bucket's default-encryption configuration.
-    pub async fn set_bucket_encryption(&self, name: &str, config: Option<serde_json::Value>) -> Result<()> {
+    pub async fn set_bucket_encryption(&self, name: &str, config: Option<RawJson>) -> Result<()> {
         let name = name.to_owned();
         self.run(move |e| e.set_bucket_encryption(&name, config)).await
     }

@@ -16,8 +16,7 @@
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -105,7 +104,7 @@ impl StoredKey {
             return Err(format!("it holds key {:?}, not {expected_id:?}", file.key_id));
         }
         let kek_salt: [u8; SALT_LEN] = STANDARD
-            .decode(&file.kek_salt)
+            .decode_to_vec(&file.kek_salt)
             .ok()
             .and_then(|salt| salt.try_into().ok())
             .ok_or("its key-encryption salt is malformed")?;
@@ -119,7 +118,7 @@ impl StoredKey {
                 return Err("its versions are not numbered in ascending order".into());
             }
             let material = STANDARD
-                .decode(&sealed.material)
+                .decode_to_vec(&sealed.material)
                 .ok()
                 .and_then(|bytes| open(&kek, &version_aad(&file.key_id, sealed.version), &bytes))
                 .and_then(|plain| KeyMaterial::filled_by(|out| copy_key(&plain, out)).ok())
@@ -156,14 +155,14 @@ impl StoredKey {
             created_at: self.created_at,
             deletion_date: self.deletion_date,
             description: self.description.clone(),
-            kek_salt: STANDARD.encode(self.kek_salt),
+            kek_salt: STANDARD.encode_to_string(self.kek_salt),
             versions: self
                 .versions
                 .iter()
                 .map(|version| SealedVersion {
                     version: version.number,
                     created_at: version.created_at,
-                    material: STANDARD.encode(seal(
+                    material: STANDARD.encode_to_string(seal(
                         &kek,
                         &version_aad(&self.key_id, version.number),
                         version.material.as_bytes(),
@@ -329,7 +328,7 @@ mod tests {
         let bytes = key.encode(&master);
         let text = String::from_utf8(bytes.clone()).unwrap();
         for version in &key.versions {
-            assert!(!text.contains(&STANDARD.encode(version.material.as_bytes())));
+            assert!(!text.contains(&STANDARD.encode_to_string(version.material.as_bytes())));
             assert!(!text.contains(&hex::encode(version.material.as_bytes())));
         }
         let back = StoredKey::decode(&bytes, "orders", &master).unwrap();

@@ -22,8 +22,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64_simd::STANDARD;
 use time::OffsetDateTime;
 use vaultrs::api::transit::responses::{ReadKeyData, ReadKeyResponse};
 use vaultrs::api::transit::KeyType;
@@ -282,7 +281,7 @@ impl KmsBackend for VaultTransitBackend {
         refuse_unless_enabled(key_id, &record)?;
         self.ensure_usable(key_id).await?;
         let plaintext = KeyMaterial::generate();
-        let encoded = Zeroizing::new(STANDARD.encode(plaintext.as_bytes()));
+        let encoded = Zeroizing::new(STANDARD.encode_to_string(plaintext.as_bytes()));
         let ciphertext = self
             .transit
             .encrypt(key_id, &encoded, &encode_context(context))
@@ -306,7 +305,8 @@ impl KmsBackend for VaultTransitBackend {
             .decrypt(key_id, ciphertext, &encode_context(context))
             .await
             .map_err(|failure| self.key_failure(key_id, failure))?;
-        let bytes = Zeroizing::new(STANDARD.decode(encoded.as_bytes()).map_err(|_| KmsError::InvalidCiphertext)?);
+        let bytes =
+            Zeroizing::new(STANDARD.decode_to_vec(encoded.as_bytes()).map_err(|_| KmsError::InvalidCiphertext)?);
         KeyMaterial::from_slice(&bytes).ok_or(KmsError::InvalidCiphertext)
     }
 
@@ -355,7 +355,7 @@ fn is_path_segment(segment: &str) -> bool {
 
 /// The derivation context transit gets: the canonical context bytes, base64.
 fn encode_context(context: &EncryptionContext) -> String {
-    STANDARD.encode(context.canonical_bytes())
+    STANDARD.encode_to_string(context.canonical_bytes())
 }
 
 fn refuse_unless_enabled(key_id: &str, record: &KeyRecord) -> Result<()> {
@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn the_context_is_sent_as_its_canonical_bytes() {
         let context = EncryptionContext::new().with("bucket", "b").with("aws:s3:arn", "arn:aws:s3:::b/k");
-        let sent = STANDARD.decode(encode_context(&context)).unwrap();
+        let sent = STANDARD.decode_to_vec(encode_context(&context)).unwrap();
         assert_eq!(sent, br#"{"aws:s3:arn":"arn:aws:s3:::b/k","bucket":"b"}"#);
     }
 

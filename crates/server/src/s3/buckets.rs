@@ -81,7 +81,7 @@ pub async fn put_bucket_encryption(
         rule.bucket_key_enabled,
     )
     .map_err(sse_error)?;
-    state.store.set_bucket_encryption(&input.bucket, Some(config.to_value())).await.map_err(store_error)?;
+    state.store.set_bucket_encryption(&input.bucket, Some(config.to_json().into())).await.map_err(store_error)?;
     Ok(S3Response::new(PutBucketEncryptionOutput::default()))
 }
 

@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use coffer_sse::{authorize_read, CustomerKey, ObjectEncryption, WriteEncryption};
+use coffer_sse::{authorize_read, CustomerKey, WriteEncryption};
 use coffer_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -111,7 +111,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         let mut meta = source;
         meta.headers = headers;
         meta.last_modified = now();
-        meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
+        meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
         let stored = state.store.update_object_meta(&input.bucket, &input.key, meta).await.map_err(store_error)?;
         (stored, encryption)
     } else {
@@ -128,7 +128,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         meta.headers = headers;
         meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
         meta.parts = vec![received.part(1)];
-        meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
+        meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
         let stored =
             state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
         (stored, encryption)

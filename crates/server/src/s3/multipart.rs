@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 
-use coffer_sse::ObjectEncryption;
 use coffer_store::{ObjectMeta, PartMeta, UploadMeta};
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::*;
@@ -94,7 +93,7 @@ pub async fn create_multipart_upload(
     let encryption = start_object(state, &input.bucket, &input.key, &write).await?.map(|new| new.encryption);
     let mut upload = UploadMeta { headers, ..UploadMeta::default() };
     upload.checksum_algorithm = algorithm.map(|a| a.name().to_owned());
-    upload.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
+    upload.encryption = encryption.as_ref().map(|e| e.to_json().into());
     let upload_id = state.store.create_upload(&input.bucket, &input.key, upload).await.map_err(store_error)?;
     let mut output = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use coffer_sse::{authorize_read, ObjectEncryption};
+use coffer_sse::authorize_read;
 use coffer_store::{ChecksumKind, ObjectMeta, StoreError};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::dto::*;
@@ -57,7 +57,7 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     meta.headers = headers;
     meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
     meta.parts = vec![received.part(1)];
-    meta.encryption = encryption.as_ref().map(ObjectEncryption::to_value);
+    meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
     let stored = state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
 
     let mut output = PutObjectOutput { e_tag: Some(etag(&stored.etag)), ..Default::default() };

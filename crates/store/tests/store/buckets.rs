@@ -3,7 +3,7 @@
 use coffer_store::{StoreError, UploadMeta};
 use serde_json::json;
 
-use crate::common::{entries_in, put, Fixture};
+use crate::common::{entries_in, put, raw, Fixture};
 
 #[tokio::test]
 async fn create_head_and_list_buckets() {
@@ -99,7 +99,7 @@ async fn a_recreated_bucket_starts_empty() {
 async fn bucket_encryption_is_stored_opaquely() {
     let f = Fixture::with_bucket("enc").await;
     assert_eq!(f.store.bucket_encryption("enc").await.unwrap(), None);
-    let config = json!({"rules": [{"sse_algorithm": "aws:kms", "kms_key_id": "k1"}], "bucket_key": true});
+    let config = raw(json!({"rules": [{"sse_algorithm": "aws:kms", "kms_key_id": "k1"}], "bucket_key": true}));
     f.store.set_bucket_encryption("enc", Some(config.clone())).await.unwrap();
     assert_eq!(f.store.bucket_encryption("enc").await.unwrap(), Some(config.clone()));
     assert_eq!(f.reopen().await.bucket_encryption("enc").await.unwrap(), Some(config));

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use coffer_store::{ObjectMeta, ObjectReader, StagedFile, Store};
+use coffer_store::{ObjectMeta, ObjectReader, RawJson, StagedFile, Store};
 use futures::TryStreamExt;
 use tempfile::TempDir;
 
@@ -54,6 +54,24 @@ pub async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) -> ObjectM
 }
 
 /// A stand-in ETag that differs for different contents (the store does not compute ETags).
+/// Caller JSON as the store keeps it.
+pub fn raw(value: serde_json::Value) -> RawJson {
+    serde_json::value::to_raw_value(&value).expect("JSON values serialize").into()
+}
+
+/// A version 3 record written flat, as versions 1 and 2 did: the `meta` fields, and the `headers` fields if there
+/// are any, at the top level.
+pub fn flat_record(nested: &serde_json::Value, version: u32) -> serde_json::Value {
+    let mut flat = nested.as_object().unwrap().clone();
+    let mut meta = flat.remove("meta").unwrap().as_object().unwrap().clone();
+    if let Some(headers) = meta.remove("headers") {
+        flat.extend(headers.as_object().unwrap().clone());
+    }
+    flat.extend(meta);
+    flat.insert("format_version".into(), serde_json::json!(version));
+    flat.into()
+}
+
 pub fn etag_of(data: &[u8]) -> String {
     let sum = data.iter().fold(0u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{sum:016x}{:08x}", data.len())

@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use coffer_store::{ObjectHeaders, ObjectMeta, PartMeta, Store, StoreError, UploadMeta};
 use serde_json::json;
 
-use crate::common::{entries_in, files_under, get, pattern, put, read_all, staged, Fixture};
+use crate::common::{entries_in, files_under, flat_record, get, pattern, put, raw, read_all, staged, Fixture};
 
 fn part(number: u32, data: &[u8]) -> PartMeta {
     PartMeta {
@@ -16,7 +16,7 @@ fn part(number: u32, data: &[u8]) -> PartMeta {
         etag: format!("etag-{number}"),
         checksum: None,
         last_modified: time::OffsetDateTime::UNIX_EPOCH,
-        encryption: Some(json!({"part": number})),
+        encryption: Some(raw(json!({"part": number}))),
     }
 }
 
@@ -40,7 +40,7 @@ async fn upload_meta_round_trips() {
             ..ObjectHeaders::default()
         },
         checksum_algorithm: Some("CRC32".into()),
-        encryption: Some(json!({"sse": "kms", "key": "k1"})),
+        encryption: Some(raw(json!({"sse": "kms", "key": "k1"}))),
         ..UploadMeta::default()
     };
     let before = time::OffsetDateTime::now_utc();
@@ -51,6 +51,30 @@ async fn upload_meta_round_trips() {
     assert_eq!(stored, UploadMeta { initiated: stored.initiated, ..upload });
     assert_eq!(f.reopen().await.upload_meta("mpu", "big/file", &id).await.unwrap(), stored);
     assert!(f.store.list_parts("mpu", "big/file", &id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn uploads_recorded_flat_by_version_2_complete() {
+    let f = Fixture::with_bucket("mpu").await;
+    let upload = UploadMeta {
+        headers: ObjectHeaders { content_type: Some("video/mp4".into()), ..ObjectHeaders::default() },
+        encryption: Some(raw(json!({"sse": "kms"}))),
+        ..UploadMeta::default()
+    };
+    let id = f.store.create_upload("mpu", "k", upload).await.unwrap();
+    let data = pattern(1000, 4);
+    upload_part(&f.store, "k", &id, 1, &data).await;
+    let (upload, parts) =
+        (f.store.upload_meta("mpu", "k", &id).await.unwrap(), f.store.list_parts("mpu", "k", &id).await);
+    for name in ["upload.json", "part-00001.json"] {
+        let path = uploads_dir(&f).join(&id).join(name);
+        let nested: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&flat_record(&nested, 2)).unwrap()).unwrap();
+    }
+    assert_eq!(f.store.upload_meta("mpu", "k", &id).await.unwrap(), upload);
+    assert_eq!(f.store.list_parts("mpu", "k", &id).await.unwrap(), parts.unwrap());
+    f.store.complete_upload("mpu", "k", &id, &[1], ObjectMeta::new("k", 1000, "x-1")).await.unwrap();
+    assert_eq!(get(&f.store, "mpu", "k").await, data);
 }
 
 #[tokio::test]
@@ -101,7 +125,7 @@ async fn complete_a_subset_of_parts_uploaded_out_of_order() {
     }
     let listed = f.store.list_parts("mpu", "obj", &id).await.unwrap();
     assert_eq!(listed.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(listed[2].encryption, Some(json!({"part": 3})));
+    assert_eq!(listed[2].encryption, Some(raw(json!({"part": 3}))));
 
     // Inodes of the chosen part files, to prove completion links instead of copying.
     let upload_files = files_under(&uploads_dir(&f).join(&id));

@@ -8,7 +8,7 @@ use coffer_store::{Checksum, ChecksumKind, ListQuery, ObjectMeta, PartMeta, Stor
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::common::{entries_in, etag_of, files_under, get, pattern, put, read_all, staged, Fixture};
+use crate::common::{entries_in, etag_of, files_under, flat_record, get, pattern, put, raw, read_all, staged, Fixture};
 
 /// The single object directory of a bucket that holds one object.
 fn only_object_dir(f: &Fixture, bucket: &str) -> std::path::PathBuf {
@@ -47,7 +47,7 @@ async fn put_head_get_round_trip_with_all_metadata() {
     meta.headers.user_metadata = BTreeMap::from([("color".into(), "blue".into()), ("x".into(), "ü ✓".into())]);
     meta.checksum =
         Some(Checksum { algorithm: "CRC32".into(), value: "AAAAAA==".into(), kind: ChecksumKind::FullObject });
-    meta.encryption = Some(json!({"mode": "opaque", "nonce": [1, 2, 3]}));
+    meta.encryption = Some(raw(json!({"mode": "opaque", "nonce": [1, 2, 3]})));
     let before = time::OffsetDateTime::now_utc();
     let file = staged(&f.store, &data).await;
     assert_eq!(file.len(), data.len() as u64);
@@ -98,12 +98,12 @@ async fn a_single_part_from_the_caller_is_kept() {
         etag: "e".into(),
         checksum: None,
         last_modified: time::OffsetDateTime::UNIX_EPOCH,
-        encryption: Some(json!({"iv": "abc"})),
+        encryption: Some(raw(json!({"iv": "abc"}))),
     }];
     let stored = f.store.put_object("bkt", "k", file, meta).await.unwrap();
     let part = &stored.parts[0];
     assert_eq!((part.number, part.size, part.stored_size), (1, 32, 48));
-    assert_eq!(part.encryption, Some(json!({"iv": "abc"})));
+    assert_eq!(part.encryption, Some(raw(json!({"iv": "abc"}))));
     assert_ne!(part.last_modified, time::OffsetDateTime::UNIX_EPOCH);
 
     let two_parts = {
@@ -396,24 +396,43 @@ async fn a_corrupt_or_future_record_is_an_io_error() {
     put(&f.store, "bkt", "k", &data).await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
     let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    assert_eq!(record["format_version"], 2);
-    assert_eq!(record["key"], "k");
+    assert_eq!(record["format_version"], 3);
+    assert_eq!(record["meta"]["key"], "k");
     assert!(record["data_files"][0].as_str().unwrap().starts_with("data-"));
 
-    record["format_version"] = json!(1);
-    std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
-    assert_eq!(get(&f.store, "bkt", "k").await, data, "a version 1 record is read as it is");
-
-    record["format_version"] = json!(3);
+    record["format_version"] = json!(4);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 
-    record["format_version"] = json!(2);
+    record["format_version"] = json!(3);
     record["data_files"] = json!(["../../../../outside"]);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
     assert!(matches!(f.store.open_object("bkt", "k").await, Err(StoreError::Io(_))));
 
     std::fs::write(&meta_path, b"{ torn").unwrap();
+    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
+}
+
+#[tokio::test]
+async fn flat_records_of_versions_1_and_2_are_read() {
+    let f = Fixture::with_bucket("bkt").await;
+    let data = pattern(100_000, 2);
+    let mut meta = ObjectMeta::new("", data.len() as u64, etag_of(&data));
+    meta.headers.content_type = Some("text/plain".into());
+    meta.headers.user_metadata.insert("colour".into(), "blue".into());
+    meta.encryption = Some(raw(json!({"mode": "opaque", "nonce": [1, 2, 3]})));
+    let stored = f.store.put_object("bkt", "k", staged(&f.store, &data).await, meta).await.unwrap();
+    let meta_path = only_object_dir(&f, "bkt").join("meta.json");
+    let nested: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert_eq!(nested["meta"]["headers"]["content_type"], "text/plain");
+
+    for version in [1, 2] {
+        std::fs::write(&meta_path, serde_json::to_vec(&flat_record(&nested, version)).unwrap()).unwrap();
+        assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), stored, "version {version}");
+        assert_eq!(get(&f.store, "bkt", "k").await, data, "version {version}");
+    }
+    // Only versions 1 and 2 were flat.
+    std::fs::write(&meta_path, serde_json::to_vec(&flat_record(&nested, 3)).unwrap()).unwrap();
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 }
 
@@ -466,8 +485,8 @@ async fn update_object_meta_keeps_the_data() {
     let mut changed = original.clone();
     changed.headers.content_type = Some("image/png".into());
     changed.headers.user_metadata.insert("new".into(), "yes".into());
-    changed.encryption = Some(json!({"rewrapped": true}));
-    changed.parts[0].encryption = Some(json!({"part": 1}));
+    changed.encryption = Some(raw(json!({"rewrapped": true})));
+    changed.parts[0].encryption = Some(raw(json!({"part": 1})));
     changed.etag = "new-etag".into();
     changed.key = "ignored".into();
     let stored = f.store.update_object_meta("bkt", "k", changed.clone()).await.unwrap();

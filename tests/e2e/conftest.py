@@ -80,12 +80,12 @@ def openbao(tmp_path_factory) -> OpenBao:
 
 
 @pytest.fixture
-def openbao_factory(tmp_path_factory) -> Callable[[], OpenBao]:
-    """Private OpenBao servers for tests that seal, stop or otherwise break them."""
+def openbao_factory(tmp_path_factory) -> Callable[..., OpenBao]:
+    """Private OpenBao servers for tests that seal, stop or otherwise break them (`start_openbao`'s arguments)."""
     started: list[OpenBao] = []
 
-    def start() -> OpenBao:
-        bao = start_openbao(tmp_path_factory.mktemp("openbao"))
+    def start(port: int | None = None, token: str | None = None) -> OpenBao:
+        bao = start_openbao(tmp_path_factory.mktemp("openbao"), port, token)
         started.append(bao)
         return bao
 

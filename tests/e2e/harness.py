@@ -447,10 +447,15 @@ class OpenBao:
         stop_process_group(self.process, timeout=20)
 
 
-def start_openbao(directory: Path) -> OpenBao:
+def openbao_root_token() -> str:
+    return f"e2e-root-{uuid.uuid4().hex}"
+
+
+def start_openbao(directory: Path, port: int | None = None, token: str | None = None) -> OpenBao:
+    """A dev server on `port` (default: a free one) whose root token is `token` (default: a fresh one)."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    token = f"e2e-root-{uuid.uuid4().hex}"
+    port = port or free_port()
+    token = token or openbao_root_token()
     audit_log = directory / "audit.log"
     config = directory / "bao.hcl"
     config.write_text(f'audit "file" "e2e" {{\n  options {{\n    file_path = "{audit_log}"\n  }}\n}}\n')

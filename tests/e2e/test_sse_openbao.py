@@ -1,17 +1,19 @@
 """SSE-KMS and SSE-S3 against a real OpenBao transit engine: the server runs with `--kms-backend vault`, its token in
 COFFER_KMS_VAULT_TOKEN. Keys come from OpenBao (`bao write -f transit/keys/NAME type=aes256-gcm96 derived=true`), the
 admin API, or the server's own default key; OpenBao's audit log shows the transit calls. Unknown, disabled and
-unusable keys are refused, and a sealed OpenBao makes SSE writes answer 503 while plaintext keeps working."""
+unusable keys are refused, and a sealed OpenBao makes SSE writes answer 503 while plaintext keeps working. A server
+started before its OpenBao picks it up by itself once it is there."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import CofferServer, OpenBao, sha256_file, unique_name
+from harness import CofferServer, OpenBao, free_port, openbao_root_token, sha256_file, unique_name
 from sse_helpers import (MiB, Sse, assert_absent, assert_no_temp_files, create_kms_key, expect_error, kms_admin_ok,
                          no_retry_client, random_bytes, refused_write, running_server)
 
@@ -21,9 +23,12 @@ BODY = random_bytes(200_001, seed=41)
 
 
 def vault_server_args(bao: OpenBao, default_key: str) -> dict:
-    return {"args": ["--kms-backend", "vault", "--kms-vault-address", bao.address,
-                     "--kms-default-key-id", default_key],
-            "env": {"COFFER_KMS_VAULT_TOKEN": bao.token}}
+    return vault_args(bao.address, bao.token, default_key)
+
+
+def vault_args(address: str, token: str, default_key: str) -> dict:
+    return {"args": ["--kms-backend", "vault", "--kms-vault-address", address, "--kms-default-key-id", default_key],
+            "env": {"COFFER_KMS_VAULT_TOKEN": token}}
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +159,24 @@ def test_sealed_openbao_is_503_while_plaintext_works(coffer_factory, openbao_fac
     assert re.search(r"\bKMS\b", answer["Error"]["Message"]), answer["Error"]
     server.s3.put_object(Bucket=bucket, Key="plain", Body=BODY)
     assert server.s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == BODY
+
+
+def test_a_server_started_before_openbao_uses_it_once_it_is_up(coffer_factory, openbao_factory):
+    """Vault is often started (or unsealed) after the services using it: the KMS start is retried by itself."""
+    port, token = free_port(), openbao_root_token()
+    server = coffer_factory(**vault_args(f"http://127.0.0.1:{port}", token, unique_name("late-default")))
+    status = kms_admin_ok(server, "GET", "/status")
+    assert (status["status"], status["healthy"]) == ("Error", False), status
+    bucket = unique_name("sse-late")
+    server.s3.create_bucket(Bucket=bucket)
+    strict = no_retry_client(server)
+    kms_write = lambda: strict.put_object(Bucket=bucket, Key="obj", Body=BODY, ServerSideEncryption="aws:kms")
+    refused_write(server, bucket, "obj", kms_write, 503, s3=strict)
+
+    openbao_factory(port, token)  # nobody tells the server
+    deadline = time.monotonic() + 60  # retries back off to one every 30 s
+    while kms_admin_ok(server, "GET", "/status")["status"] != "Running":
+        assert time.monotonic() < deadline, kms_admin_ok(server, "GET", "/status")
+        time.sleep(0.5)
+    assert kms_write()["ServerSideEncryption"] == "aws:kms"
+    assert server.s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == BODY

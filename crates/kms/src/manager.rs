@@ -4,7 +4,8 @@
 //! States: `NotConfigured → Configured → Running ⇄ Stopped`, and `Error(reason)` when a start failed. The persisted
 //! file (`config.json`, 0600, replaced atomically) holds the configuration with its secrets and the state to come
 //! back to after a restart: `Configured`, `Running` (also after a failed start: the operator asked for it to run) or
-//! `Stopped`.
+//! `Stopped`. A failed start is tried again in the background, with pauses growing from 1 s to 30 s, for as long
+//! as the KMS is in `Error` and still meant to run: Vault is often started, or unsealed, after the server.
 //!
 //! Lifecycle changes are serialized; the object path never waits for them. It takes the running backend and cache
 //! (one `Arc`) and keeps them for the length of its request, so a reconfigure or stop never breaks a request already
@@ -16,7 +17,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -39,6 +41,9 @@ const CONFIG_FORMAT: u32 = 1;
 const EMBEDDED_KEY_DIR: &str = "local/keys";
 const EMBEDDED_MASTER_KEY_FILE: &str = "local/master.key";
 const DEFAULT_KEY_DESCRIPTION: &str = "Coffer default key (SSE-S3 and SSE-KMS without a key id)";
+/// The pause before the first retry of a failed start; each further pause doubles, up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_secs(1);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
 /// Where the KMS is in its lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +123,10 @@ pub struct KmsManager {
     transitions: tokio::sync::Mutex<()>,
     current: RwLock<Current>,
     stats: Arc<Stats>,
+    /// The manager itself, for the task retrying a failed start (which must not keep it alive).
+    this: Weak<KmsManager>,
+    /// Whether that task runs; read and written only under `transitions`, so at most one does.
+    retrying: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -168,12 +177,19 @@ impl KmsManager {
                 Current { state: LifecycleState::Error(reason), ..Current::not_configured() }
             }
         };
-        Ok(Arc::new(Self { state_dir, transitions: tokio::sync::Mutex::new(()), current: RwLock::new(current), stats }))
+        Ok(Arc::new_cyclic(|this| Self {
+            state_dir,
+            transitions: tokio::sync::Mutex::new(()),
+            current: RwLock::new(current),
+            stats,
+            this: this.clone(),
+            retrying: AtomicBool::new(false),
+        }))
     }
 
     /// Comes back to the persisted state: starts the KMS again if it was running (or failed to start) when the
-    /// server stopped. A failed start leaves the KMS in `Error` and returns the error for the server to log;
-    /// plaintext requests are unaffected.
+    /// server stopped. A failed start leaves the KMS in `Error`, retrying in the background, and returns the error
+    /// for the server to log; plaintext requests are unaffected.
     pub async fn restore(&self) -> Result<()> {
         let _transition = self.transitions.lock().await;
         let current = self.snapshot();
@@ -232,7 +248,8 @@ impl KmsManager {
     }
 
     /// Builds the backend from the configuration, probes its health and ensures the default key exists. Starting
-    /// a running KMS changes nothing. On failure the KMS is in `Error(reason)`.
+    /// a running KMS changes nothing. On failure the KMS is in `Error(reason)` and the start is retried in the
+    /// background until it succeeds or the operator stops or reconfigures the KMS.
     pub async fn start(&self) -> Result<()> {
         let _transition = self.transitions.lock().await;
         self.start_locked().await
@@ -424,7 +441,40 @@ impl KmsManager {
             }
         };
         self.set_current(Current { state, config: Some(config), persisted: Some(PersistedState::Running), active });
+        if result.is_err() {
+            self.retry_start_in_background();
+        }
         result
+    }
+
+    /// Starts a task that tries the failed start again after growing pauses, for as long as the KMS stays in
+    /// `Error` and meant to run. Called with `transitions` held; the task checks and starts under it too, so a
+    /// stop or a new configuration in between ends it.
+    fn retry_start_in_background(&self) {
+        if self.retrying.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!("the KMS start is retried in the background until it succeeds or the KMS is stopped");
+        let this = self.this.clone();
+        tokio::spawn(async move {
+            let mut pause = FIRST_RETRY_PAUSE;
+            loop {
+                tokio::time::sleep(pause).await;
+                let Some(manager) = this.upgrade() else {
+                    return;
+                };
+                let _transition = manager.transitions.lock().await;
+                let current = manager.snapshot();
+                let failed = matches!(current.state, LifecycleState::Error(_));
+                if !failed || current.persisted != Some(PersistedState::Running) {
+                    manager.retrying.store(false, Ordering::Relaxed);
+                    return;
+                }
+                // A failure is recorded and logged like any start's; success logs "KMS started".
+                let _ = manager.start_locked().await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            }
+        });
     }
 
     /// Validates `config` and, for a local backend given no master key, points it at the embedded default's

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use coffer_kms::vault::VaultTransitBackend;
 use coffer_kms::{
-    BackendConfig, BackendOptions, EncryptionContext, KeyState, KmsBackend, KmsConfig, KmsError, KmsManager, Secret,
-    VaultAuth, VaultConfig, WrappedKey,
+    BackendConfig, BackendOptions, EncryptionContext, KeyState, KmsBackend, KmsConfig, KmsError, KmsManager,
+    LifecycleState, Secret, VaultAuth, VaultConfig, WrappedKey,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -715,6 +715,41 @@ async fn a_dead_or_frozen_openbao_fails_cleanly_and_the_backend_recovers() {
         after.plaintext.as_bytes()
     );
     assert_eq!(bao.encrypt_calls("r"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_restarted_while_openbao_is_down_starts_by_itself_once_it_is_back() {
+    let bao = OpenBao::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let manager = KmsManager::open(state.path().join("kms")).unwrap();
+    let mut config = KmsConfig::new(BackendConfig::VaultTransit(vault_config(&bao, root_auth(&bao))));
+    config.timeout_seconds = 2;
+    manager.configure(config).await.unwrap();
+    manager.start().await.unwrap();
+
+    // The server restarts while OpenBao is down: the KMS comes back in Error, plaintext-only.
+    let (port, root_token) = bao.kill();
+    drop(manager);
+    let manager = KmsManager::open(state.path().join("kms")).unwrap();
+    let err = manager.restore().await.unwrap_err();
+    assert!(matches!(err, KmsError::Unavailable(_)), "{err}");
+    assert_eq!(manager.status().await.state.name(), "Error");
+
+    // OpenBao comes back; nobody calls start.
+    let _bao = OpenBao::restart(port, root_token).await;
+    let mut state = manager.status().await.state;
+    for _ in 0..600 {
+        if state == LifecycleState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = manager.status().await.state;
+    }
+    assert_eq!(state, LifecycleState::Running);
+    let ctx = EncryptionContext::new().with("aws:s3:arn", "arn:aws:s3:::photos");
+    let written = manager.bucket_key("coffer-default", "photos", &ctx).await.unwrap();
+    manager.clear_cache().await;
+    assert_eq!(manager.unwrap_key(&written.wrapped, &ctx).await.unwrap().as_bytes(), written.plaintext.as_bytes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

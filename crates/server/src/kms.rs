@@ -134,7 +134,8 @@ fn vault_config(args: &KmsArgs, secrets: KmsSecrets) -> Result<VaultConfig, KmsE
 }
 
 /// Opens the KMS manager and brings it to the configured state. `config` is what [`kms_config`] returned. Only a
-/// state directory that cannot be opened is an error; a KMS that fails to start is logged.
+/// state directory that cannot be opened is an error; a KMS that fails to start is logged (and the manager keeps
+/// trying to start it).
 pub async fn start_kms(state_dir: PathBuf, config: Option<KmsConfig>) -> Result<Arc<KmsManager>, KmsError> {
     let kms = KmsManager::open(state_dir)?;
     let started = match config {
@@ -153,7 +154,7 @@ pub async fn start_kms(state_dir: PathBuf, config: Option<KmsConfig>) -> Result<
         }
     };
     if let Err(err) = started {
-        error!(error = %err, "the KMS did not start: SSE requests fail with 503 until it is fixed; plaintext works");
+        error!(error = %err, "the KMS did not start: SSE requests fail with 503 until it does; plaintext works");
     }
     Ok(kms)
 }

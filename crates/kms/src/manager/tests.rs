@@ -246,6 +246,53 @@ async fn a_failed_start_is_an_error_state_that_a_new_configuration_clears() {
     assert_eq!(restarted.status().await.state, LifecycleState::Running);
 }
 
+/// Polls the status until `wanted` holds (the retry task's first pauses are 1 s and 2 s), or gives up after 20 s.
+async fn wait_for_state(manager: &KmsManager, wanted: impl Fn(&LifecycleState) -> bool) -> LifecycleState {
+    for _ in 0..200 {
+        let state = manager.status().await.state;
+        if wanted(&state) {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    manager.status().await.state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_is_retried_until_it_succeeds() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = KmsManager::open(root.path().join("kms")).unwrap();
+    let key_dir = root.path().join("keys");
+    std::fs::write(&key_dir, b"not a directory yet").unwrap();
+    manager.configure(local_config(&key_dir)).await.unwrap();
+    manager.start().await.unwrap_err();
+    assert_eq!(manager.status().await.state.name(), "Error");
+
+    // The cause goes away (Vault comes up, is unsealed, a volume is mounted): nobody calls start again.
+    std::fs::remove_file(&key_dir).unwrap();
+    let state = wait_for_state(&manager, |state| *state == LifecycleState::Running).await;
+    assert_eq!(state, LifecycleState::Running);
+    assert!(manager.status().await.healthy);
+    let default_key = manager.default_key_id().unwrap();
+    manager.bucket_key(&default_key, "b", &context("b")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_ends_the_retries_of_a_failed_start() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = KmsManager::open(root.path().join("kms")).unwrap();
+    let key_dir = root.path().join("keys");
+    std::fs::write(&key_dir, b"not a directory yet").unwrap();
+    manager.configure(local_config(&key_dir)).await.unwrap();
+    manager.start().await.unwrap_err();
+    manager.stop().await.unwrap();
+
+    std::fs::remove_file(&key_dir).unwrap();
+    tokio::time::sleep(FIRST_RETRY_PAUSE * 4).await;
+    assert_eq!(manager.status().await.state, LifecycleState::Stopped);
+    assert!(!key_dir.exists(), "a retry after the stop created the key directory");
+}
+
 #[tokio::test]
 async fn stop_moves_an_error_state_to_stopped() {
     let root = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 
 use base64_simd::STANDARD as BASE64;
 use coffer_store::{Checksum, ChecksumKind};
+use crc_fast::CrcAlgorithm;
 use http::HeaderMap;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::{s3_error, S3Result, TrailingHeaders};
@@ -51,6 +52,11 @@ impl ChecksumAlgorithm {
             Self::Sha1 => "x-amz-checksum-sha1",
             Self::Sha256 => "x-amz-checksum-sha256",
         }
+    }
+
+    /// Whether this is a CRC (which can be combined across parts into a full-object checksum).
+    fn is_crc(self) -> bool {
+        matches!(self, Self::Crc32 | Self::Crc32c | Self::Crc64Nvme)
     }
 
     fn digest_len(self) -> usize {
@@ -142,17 +148,93 @@ impl ChecksumValue {
     }
 }
 
-/// S3's composite multipart checksum: the checksum of the concatenated part checksums, suffixed `-N`.
-pub fn composite_checksum(algorithm: ChecksumAlgorithm, parts: &[ChecksumValue]) -> Checksum {
-    let mut hasher = algorithm.hasher();
-    for part in parts {
-        hasher.update(&part.bytes);
+/// The checksum a multipart upload's object gets: the algorithm every part is checksummed with, and how the
+/// object's checksum is made from the parts' (`x-amz-checksum-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultipartChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub kind: ChecksumKind,
+}
+
+impl MultipartChecksum {
+    /// CreateMultipartUpload's `x-amz-checksum-algorithm` and `x-amz-checksum-type`, allowed as in S3: CRC32 and
+    /// CRC32C either type (composite by default), CRC64NVME only full-object, SHA-1 and SHA-256 only composite.
+    pub fn from_request(algorithm: Option<&str>, kind: Option<&str>) -> S3Result<Option<Self>> {
+        let kind = kind
+            .map(|kind| match kind.to_ascii_uppercase().as_str() {
+                "COMPOSITE" => Ok(ChecksumKind::Composite),
+                "FULL_OBJECT" => Ok(ChecksumKind::FullObject),
+                _ => Err(s3_error!(InvalidRequest, "Value for x-amz-checksum-type header is invalid.")),
+            })
+            .transpose()?;
+        let Some(algorithm) = algorithm else {
+            return match kind {
+                None => Ok(None),
+                Some(_) => Err(s3_error!(
+                    InvalidRequest,
+                    "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+                )),
+            };
+        };
+        let algorithm = ChecksumAlgorithm::from_name(algorithm)
+            .ok_or_else(|| s3_error!(InvalidRequest, "Checksum algorithm provided is unsupported."))?;
+        let full_object_only = algorithm == ChecksumAlgorithm::Crc64Nvme;
+        let kind = kind.unwrap_or(if full_object_only { ChecksumKind::FullObject } else { ChecksumKind::Composite });
+        let allowed = match kind {
+            ChecksumKind::Composite => !full_object_only,
+            ChecksumKind::FullObject => algorithm.is_crc(),
+        };
+        if !allowed {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The {} checksum type cannot be used with the {} checksum algorithm.",
+                kind_name(kind),
+                algorithm.name().to_lowercase()
+            ));
+        }
+        Ok(Some(MultipartChecksum { algorithm, kind }))
     }
-    Checksum {
-        algorithm: algorithm.name().to_owned(),
-        value: format!("{}-{}", hasher.finish().base64(), parts.len()),
-        kind: ChecksumKind::Composite,
+
+    /// The object's checksum from its parts' checksums (each of this algorithm) and plaintext sizes, in object
+    /// order: for a composite checksum the checksum of the concatenated part checksums, suffixed `-N`; for a
+    /// full-object one the CRC of the whole object, combined from the parts' CRCs without reading the data.
+    pub fn of_parts(self, parts: &[(ChecksumValue, u64)]) -> Checksum {
+        let value = match self.kind {
+            ChecksumKind::Composite => {
+                let mut hasher = self.algorithm.hasher();
+                for (part, _) in parts {
+                    hasher.update(&part.bytes);
+                }
+                format!("{}-{}", hasher.finish().base64(), parts.len())
+            }
+            ChecksumKind::FullObject => full_object_crc(self.algorithm, parts).base64(),
+        };
+        Checksum { algorithm: self.algorithm.name().to_owned(), value, kind: self.kind }
     }
+}
+
+/// `COMPOSITE` or `FULL_OBJECT`, as S3 names a checksum type.
+pub fn kind_name(kind: ChecksumKind) -> &'static str {
+    match kind {
+        ChecksumKind::Composite => "COMPOSITE",
+        ChecksumKind::FullObject => "FULL_OBJECT",
+    }
+}
+
+/// The CRC of the concatenation of parts from each part's CRC and length (`crc_fast::checksum_combine`).
+fn full_object_crc(algorithm: ChecksumAlgorithm, parts: &[(ChecksumValue, u64)]) -> ChecksumValue {
+    let crc = match algorithm {
+        ChecksumAlgorithm::Crc32 => CrcAlgorithm::Crc32IsoHdlc,
+        ChecksumAlgorithm::Crc32c => CrcAlgorithm::Crc32Iscsi,
+        ChecksumAlgorithm::Crc64Nvme => CrcAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => unreachable!("full-object checksums are CRCs"),
+    };
+    let as_integer = |bytes: &[u8]| bytes.iter().fold(0u64, |value, &byte| value << 8 | u64::from(byte));
+    let combined = parts.iter().fold(crc_fast::checksum(crc, b""), |combined, (part, len)| {
+        crc_fast::checksum_combine(crc, combined, as_integer(&part.bytes), *len)
+    });
+    let len = algorithm.digest_len();
+    ChecksumValue { algorithm, bytes: combined.to_be_bytes()[8 - len..].to_vec() }
 }
 
 /// The five `x-amz-checksum-*` fields that S3 DTOs carry, one per algorithm.
@@ -445,15 +527,66 @@ mod tests {
         assert!(ChecksumAlgorithm::Crc32.decode("not base64!").is_none());
     }
 
+    fn sized_digests(algorithm: ChecksumAlgorithm, parts: &[&[u8]]) -> Vec<(ChecksumValue, u64)> {
+        parts.iter().map(|part| (digest(algorithm, part), part.len() as u64)).collect()
+    }
+
     #[test]
     fn composite_is_checksum_of_part_checksums() {
-        let parts = [digest(ChecksumAlgorithm::Crc32, b"hello "), digest(ChecksumAlgorithm::Crc32, b"world")];
-        let mut concatenated = parts[0].bytes.clone();
-        concatenated.extend_from_slice(&parts[1].bytes);
+        let parts = sized_digests(ChecksumAlgorithm::Crc32, &[b"hello ", b"world"]);
+        let mut concatenated = parts[0].0.bytes.clone();
+        concatenated.extend_from_slice(&parts[1].0.bytes);
         let expected = format!("{}-2", digest(ChecksumAlgorithm::Crc32, &concatenated).base64());
-        let composite = composite_checksum(ChecksumAlgorithm::Crc32, &parts);
+        let composite =
+            MultipartChecksum { algorithm: ChecksumAlgorithm::Crc32, kind: ChecksumKind::Composite }.of_parts(&parts);
         assert_eq!(composite.value, expected);
         assert_eq!(composite.kind, ChecksumKind::Composite);
+    }
+
+    #[test]
+    fn full_object_crcs_combine_to_the_crc_of_the_whole_object() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let splits: [&[usize]; 5] = [&[100_000], &[0, 1, 99_999], &[65_536, 34_464], &[7, 0, 50_000, 49_993], &[1; 0]];
+        for algorithm in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            for sizes in splits {
+                let mut rest = &data[..sizes.iter().sum::<usize>()];
+                let parts: Vec<&[u8]> = sizes
+                    .iter()
+                    .map(|&size| {
+                        let (part, tail) = rest.split_at(size);
+                        rest = tail;
+                        part
+                    })
+                    .collect();
+                let whole: Vec<u8> = parts.concat();
+                let full = MultipartChecksum { algorithm, kind: ChecksumKind::FullObject }
+                    .of_parts(&sized_digests(algorithm, &parts));
+                assert_eq!(full.value, digest(algorithm, &whole).base64(), "{algorithm:?} {sizes:?}");
+                assert_eq!(full.kind, ChecksumKind::FullObject);
+            }
+        }
+    }
+
+    #[test]
+    fn multipart_checksum_types_allowed_per_algorithm() {
+        let full = |algorithm| Ok(Some(MultipartChecksum { algorithm, kind: ChecksumKind::FullObject }));
+        let composite = |algorithm| Ok(Some(MultipartChecksum { algorithm, kind: ChecksumKind::Composite }));
+        let parse = |algorithm, kind| MultipartChecksum::from_request(algorithm, kind).map_err(|e| e.to_string());
+        assert_eq!(parse(None, None), Ok(None));
+        assert_eq!(parse(Some("crc32"), None), composite(ChecksumAlgorithm::Crc32));
+        assert_eq!(parse(Some("CRC32C"), Some("full_object")), full(ChecksumAlgorithm::Crc32c));
+        assert_eq!(parse(Some("CRC64NVME"), None), full(ChecksumAlgorithm::Crc64Nvme));
+        assert_eq!(parse(Some("SHA256"), Some("COMPOSITE")), composite(ChecksumAlgorithm::Sha256));
+        for (algorithm, kind) in [
+            (Some("CRC64NVME"), Some("COMPOSITE")),
+            (Some("SHA1"), Some("FULL_OBJECT")),
+            (Some("SHA256"), Some("FULL_OBJECT")),
+            (None, Some("FULL_OBJECT")),
+            (Some("CRC32"), Some("PARTIAL")),
+            (Some("MD5"), None),
+        ] {
+            assert!(parse(algorithm, kind).is_err(), "{algorithm:?} {kind:?}");
+        }
     }
 
     fn declared(fields: &ChecksumFields, md5: Option<&str>, algorithm: Option<&str>) -> S3Result<DeclaredIntegrity> {

@@ -31,7 +31,8 @@
 //!   client bytes and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" |
 //!   "COMPOSITE"}`. The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is
 //!   detected.
-//! * `upload.json`: `{format_version, key, upload_id, meta: {headers, initiated, checksum_algorithm, encryption}}`.
+//! * `upload.json`: `{format_version, key, upload_id, meta: {headers, initiated, checksum_algorithm, checksum_kind,
+//!   encryption}}` (`checksum_kind` may be absent: composite).
 //! * `part-NNNNN.json`: `{format_version, meta: part, data_file}`.
 //!
 //! Versions 1 and 2 wrote the same fields flat: the `meta` fields and the `headers` fields at the top level of the

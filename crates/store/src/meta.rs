@@ -148,6 +148,10 @@ pub struct UploadMeta {
     pub initiated: OffsetDateTime,
     /// `x-amz-checksum-algorithm` given at creation, if any.
     pub checksum_algorithm: Option<String>,
+    /// How the completed object's checksum is to cover it (`x-amz-checksum-type`), set with `checksum_algorithm`;
+    /// absent means composite.
+    #[serde(default)]
+    pub checksum_kind: Option<ChecksumKind>,
     /// Upload-level encryption metadata, opaque to the store.
     pub encryption: Option<RawJson>,
 }
@@ -158,6 +162,7 @@ impl Default for UploadMeta {
             headers: ObjectHeaders::default(),
             initiated: OffsetDateTime::UNIX_EPOCH,
             checksum_algorithm: None,
+            checksum_kind: None,
             encryption: None,
         }
     }

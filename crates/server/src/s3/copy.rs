@@ -11,7 +11,7 @@ use coffer_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use super::multipart::{commit_part, part_number, upload_algorithm};
+use super::multipart::{commit_part, part_number, upload_checksum};
 use super::objects::reject_versions;
 use super::{etag, now};
 use crate::checksum::{set_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue, DeclaredIntegrity};
@@ -197,7 +197,7 @@ pub async fn upload_part_copy(
             .await?;
     let len = range.end - range.start;
     let body = ObjectBody::new(reader, range, cipher)?.into_copy_source();
-    let integrity = DeclaredIntegrity::compute(upload_algorithm(&upload));
+    let integrity = DeclaredIntegrity::compute(upload_checksum(&upload).map(|c| c.algorithm));
     let received = receive(&state.store, body, Some(len), integrity, encryptor).await?;
     let part = commit_part(state, &input.bucket, &input.key, &input.upload_id, number, received).await?;
 

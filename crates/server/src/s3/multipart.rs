@@ -3,14 +3,15 @@
 //!
 //! Parts are verified and stored as they arrive (MD5 ETag, and the upload's checksum algorithm when it has one);
 //! CompleteMultipartUpload validates the chosen list (order, ETags, checksums, minimum part size) before the store
-//! assembles the object, and computes the `md5-of-md5s-N` ETag and the composite `checksum-N`.
+//! assembles the object, and computes the `md5-of-md5s-N` ETag and the object's checksum from the parts' checksums:
+//! composite (`checksum-of-checksums-N`) or full-object (the CRCs combined), as the upload was created.
 //!
 //! An encrypted upload gets its object key at CreateMultipartUpload (sealed into the upload's metadata); every part
 //! is encrypted on its own under a key derived from it, and the object takes the upload's encryption metadata.
 
 use std::collections::HashMap;
 
-use coffer_store::{ObjectMeta, PartMeta, UploadMeta};
+use coffer_store::{ChecksumKind, ObjectMeta, PartMeta, UploadMeta};
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -18,8 +19,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::etag;
 use super::objects::{declared_length, existing_object};
 use crate::checksum::{
-    composite_checksum, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue,
-    DeclaredIntegrity, IntegrityHeaders,
+    kind_name, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue,
+    DeclaredIntegrity, IntegrityHeaders, MultipartChecksum,
 };
 use crate::conditions::check_write;
 use crate::encryption::{
@@ -40,9 +41,15 @@ pub(super) fn part_number(number: i32) -> S3Result<u32> {
         .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
 }
 
-/// The checksum algorithm chosen at CreateMultipartUpload, if any.
-pub(super) fn upload_algorithm(upload: &UploadMeta) -> Option<ChecksumAlgorithm> {
-    upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name)
+/// The checksum chosen at CreateMultipartUpload, if any.
+pub(super) fn upload_checksum(upload: &UploadMeta) -> Option<MultipartChecksum> {
+    let algorithm = upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name)?;
+    Some(MultipartChecksum { algorithm, kind: upload.checksum_kind.unwrap_or(ChecksumKind::Composite) })
+}
+
+/// `x-amz-checksum-type` for an object checksum of this kind.
+fn checksum_type(kind: ChecksumKind) -> ChecksumType {
+    ChecksumType::from_static(kind_name(kind))
 }
 
 /// Stores received data as part `number` of the upload.
@@ -67,40 +74,22 @@ pub async fn create_multipart_upload(
             .await?;
     let mut input = req.input;
     let headers = object_headers_from!(input)?;
-    let algorithm = input
-        .checksum_algorithm
-        .as_ref()
-        .map(|name| {
-            ChecksumAlgorithm::from_name(name.as_str())
-                .ok_or_else(|| s3_error!(InvalidRequest, "Checksum algorithm provided is unsupported."))
-        })
-        .transpose()?;
-    if let Some(kind) = &input.checksum_type {
-        if !kind.as_str().eq_ignore_ascii_case(ChecksumType::COMPOSITE) {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Only the COMPOSITE checksum type is supported for multipart uploads."
-            ));
-        }
-    }
-    if algorithm == Some(ChecksumAlgorithm::Crc64Nvme) {
-        return Err(s3_error!(
-            InvalidRequest,
-            "The CRC64NVME checksum algorithm requires the FULL_OBJECT checksum type, which multipart uploads do \
-             not support."
-        ));
-    }
+    let checksum = MultipartChecksum::from_request(
+        input.checksum_algorithm.as_ref().map(s3s::dto::ChecksumAlgorithm::as_str),
+        input.checksum_type.as_ref().map(ChecksumType::as_str),
+    )?;
     let encryption = start_object(state, &input.bucket, &input.key, &write).await?.map(|new| new.encryption);
     let mut upload = UploadMeta { headers, ..UploadMeta::default() };
-    upload.checksum_algorithm = algorithm.map(|a| a.name().to_owned());
+    upload.checksum_algorithm = checksum.map(|c| c.algorithm.name().to_owned());
+    upload.checksum_kind = checksum.map(|c| c.kind);
     upload.encryption = encryption.as_ref().map(|e| e.to_json().into());
     let upload_id = state.store.create_upload(&input.bucket, &input.key, upload).await.map_err(store_error)?;
     let mut output = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        checksum_algorithm: algorithm.map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
-        checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_algorithm: checksum.map(|c| s3s::dto::ChecksumAlgorithm::from(c.algorithm.name().to_owned())),
+        checksum_type: checksum.map(|c| checksum_type(c.kind)),
         ..Default::default()
     };
     set_sse_fields!(output, encryption.as_ref(), context);
@@ -116,7 +105,7 @@ pub async fn upload_part(
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     let customer_key = customer_headers(&req.headers)?.parse(&transport(state, &req.extensions)).map_err(sse_error)?;
     let encryption = stored_encryption(upload.encryption.as_ref())?;
-    let expected_algorithm = upload_algorithm(&upload);
+    let expected_algorithm = upload_checksum(&upload).map(|c| c.algorithm);
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
@@ -250,18 +239,30 @@ pub async fn complete_multipart_upload(
             ));
         }
     }
-    let checksum = match upload_algorithm(&upload) {
-        Some(algorithm) => {
-            let values: Option<Vec<ChecksumValue>> = parts
+    let upload_checksum = upload_checksum(&upload);
+    if let Some(requested) = &input.checksum_type {
+        let created = upload_checksum.map_or("no", |c| kind_name(c.kind));
+        if !requested.as_str().eq_ignore_ascii_case(created) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The upload was created using the {created} checksum mode. The complete request must use the same \
+                 checksum mode."
+            ));
+        }
+    }
+    let checksum = match upload_checksum {
+        Some(checksum) => {
+            let values: Option<Vec<(ChecksumValue, u64)>> = parts
                 .iter()
                 .map(|part| {
-                    part.checksum.as_ref().and_then(ChecksumValue::from_stored).filter(|v| v.algorithm == algorithm)
+                    let value = part.checksum.as_ref().and_then(ChecksumValue::from_stored);
+                    value.filter(|v| v.algorithm == checksum.algorithm).map(|v| (v, part.size))
                 })
                 .collect();
             let values = values.ok_or_else(|| {
-                s3_error!(InvalidRequest, "A part of this upload has no {} checksum.", algorithm.name())
+                s3_error!(InvalidRequest, "A part of this upload has no {} checksum.", checksum.algorithm.name())
             })?;
-            Some(composite_checksum(algorithm, &values))
+            Some(checksum.of_parts(&values))
         }
         None => None,
     };
@@ -301,7 +302,7 @@ pub async fn complete_multipart_upload(
         bucket: Some(input.bucket),
         key: Some(input.key),
         e_tag: Some(etag(&object.etag)),
-        checksum_type: object.checksum.as_ref().map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_type: object.checksum.as_ref().map(|c| checksum_type(c.kind)),
         ..Default::default()
     };
     set_checksum_fields!(output, ChecksumFields::from_stored(object.checksum.as_ref()));
@@ -348,7 +349,7 @@ pub async fn list_parts(state: &AppState, req: S3Request<ListPartsInput>) -> S3R
             out
         })
         .collect();
-    let algorithm = upload_algorithm(&upload);
+    let checksum = upload_checksum(&upload);
     Ok(S3Response::new(ListPartsOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -358,8 +359,8 @@ pub async fn list_parts(state: &AppState, req: S3Request<ListPartsInput>) -> S3R
         next_part_number_marker: next_marker.and_then(|n| i32::try_from(n).ok()),
         is_truncated: Some(is_truncated),
         parts: Some(parts),
-        checksum_algorithm: algorithm.map(|a| s3s::dto::ChecksumAlgorithm::from(a.name().to_owned())),
-        checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_algorithm: checksum.map(|c| s3s::dto::ChecksumAlgorithm::from(c.algorithm.name().to_owned())),
+        checksum_type: checksum.map(|c| checksum_type(c.kind)),
         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
         ..Default::default()
     }))

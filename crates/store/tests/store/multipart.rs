@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
-use coffer_store::{ObjectHeaders, ObjectMeta, PartMeta, Store, StoreError, UploadMeta};
+use coffer_store::{ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, Store, StoreError, UploadMeta};
 use serde_json::json;
 
 use crate::common::{entries_in, files_under, flat_record, get, pattern, put, raw, read_all, staged, Fixture};
@@ -40,6 +40,7 @@ async fn upload_meta_round_trips() {
             ..ObjectHeaders::default()
         },
         checksum_algorithm: Some("CRC32".into()),
+        checksum_kind: Some(ChecksumKind::FullObject),
         encryption: Some(raw(json!({"sse": "kms", "key": "k1"}))),
         ..UploadMeta::default()
     };

@@ -217,14 +217,21 @@ async fn a_restart_keeps_a_stopped_or_configured_kms_as_it_was() {
     assert_eq!(restarted.status().await.state, LifecycleState::Configured);
 }
 
+/// A manager over `root/kms` whose start failed because its key directory, `root/keys`, is a file. Returns the
+/// manager, the start's error and that path: once the file is gone a start succeeds.
+async fn failed_start(root: &Path) -> (Arc<KmsManager>, KmsError, PathBuf) {
+    let manager = KmsManager::open(root.join("kms")).unwrap();
+    let key_dir = root.join("keys");
+    std::fs::write(&key_dir, b"not a directory").unwrap();
+    manager.configure(local_config(&key_dir)).await.unwrap();
+    let err = manager.start().await.unwrap_err();
+    (manager, err, key_dir)
+}
+
 #[tokio::test]
 async fn a_failed_start_is_an_error_state_that_a_new_configuration_clears() {
     let root = tempfile::tempdir().unwrap();
-    let manager = KmsManager::open(root.path().join("kms")).unwrap();
-    let not_a_dir = root.path().join("file");
-    std::fs::write(&not_a_dir, b"").unwrap();
-    manager.configure(local_config(&not_a_dir)).await.unwrap();
-    let err = manager.start().await.unwrap_err();
+    let (manager, err, not_a_dir) = failed_start(root.path()).await;
 
     let status = manager.status().await;
     assert_eq!(status.state.name(), "Error");
@@ -241,7 +248,7 @@ async fn a_failed_start_is_an_error_state_that_a_new_configuration_clears() {
     assert!(restarted.restore().await.is_err());
     assert_eq!(restarted.status().await.state.name(), "Error");
 
-    restarted.configure(local_config(&root.path().join("keys"))).await.unwrap();
+    restarted.configure(local_config(&root.path().join("other-keys"))).await.unwrap();
     restarted.start().await.unwrap();
     assert_eq!(restarted.status().await.state, LifecycleState::Running);
 }
@@ -261,11 +268,7 @@ async fn wait_for_state(manager: &KmsManager, wanted: impl Fn(&LifecycleState) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_start_is_retried_until_it_succeeds() {
     let root = tempfile::tempdir().unwrap();
-    let manager = KmsManager::open(root.path().join("kms")).unwrap();
-    let key_dir = root.path().join("keys");
-    std::fs::write(&key_dir, b"not a directory yet").unwrap();
-    manager.configure(local_config(&key_dir)).await.unwrap();
-    manager.start().await.unwrap_err();
+    let (manager, _, key_dir) = failed_start(root.path()).await;
     assert_eq!(manager.status().await.state.name(), "Error");
 
     // The cause goes away (Vault comes up, is unsealed, a volume is mounted): nobody calls start again.
@@ -280,11 +283,7 @@ async fn a_failed_start_is_retried_until_it_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_ends_the_retries_of_a_failed_start() {
     let root = tempfile::tempdir().unwrap();
-    let manager = KmsManager::open(root.path().join("kms")).unwrap();
-    let key_dir = root.path().join("keys");
-    std::fs::write(&key_dir, b"not a directory yet").unwrap();
-    manager.configure(local_config(&key_dir)).await.unwrap();
-    manager.start().await.unwrap_err();
+    let (manager, _, key_dir) = failed_start(root.path()).await;
     manager.stop().await.unwrap();
 
     std::fs::remove_file(&key_dir).unwrap();
@@ -296,11 +295,7 @@ async fn stopping_ends_the_retries_of_a_failed_start() {
 #[tokio::test]
 async fn stop_moves_an_error_state_to_stopped() {
     let root = tempfile::tempdir().unwrap();
-    let manager = KmsManager::open(root.path().join("kms")).unwrap();
-    let not_a_dir = root.path().join("file");
-    std::fs::write(&not_a_dir, b"").unwrap();
-    manager.configure(local_config(&not_a_dir)).await.unwrap();
-    manager.start().await.unwrap_err();
+    let (manager, _, _) = failed_start(root.path()).await;
     manager.stop().await.unwrap();
     assert_eq!(manager.status().await.state, LifecycleState::Stopped);
 }

@@ -10,6 +10,7 @@ use coffer_store::{Checksum, ChecksumKind};
 use crc_fast::CrcAlgorithm;
 use http::HeaderMap;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
+use s3s::dto::ChecksumType;
 use s3s::{s3_error, S3Result, TrailingHeaders};
 
 use crate::errors::custom_error;
@@ -216,9 +217,14 @@ impl MultipartChecksum {
 /// `COMPOSITE` or `FULL_OBJECT`, as S3 names a checksum type.
 pub fn kind_name(kind: ChecksumKind) -> &'static str {
     match kind {
-        ChecksumKind::Composite => "COMPOSITE",
-        ChecksumKind::FullObject => "FULL_OBJECT",
+        ChecksumKind::Composite => ChecksumType::COMPOSITE,
+        ChecksumKind::FullObject => ChecksumType::FULL_OBJECT,
     }
+}
+
+/// The `x-amz-checksum-type` of a stored checksum.
+pub fn checksum_type(kind: ChecksumKind) -> ChecksumType {
+    ChecksumType::from_static(kind_name(kind))
 }
 
 /// The CRC of the concatenation of parts from each part's CRC and length (`crc_fast::checksum_combine`).

@@ -19,8 +19,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::etag;
 use super::objects::{declared_length, existing_object};
 use crate::checksum::{
-    kind_name, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue,
-    DeclaredIntegrity, IntegrityHeaders, MultipartChecksum,
+    checksum_type, kind_name, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields,
+    ChecksumValue, DeclaredIntegrity, IntegrityHeaders, MultipartChecksum,
 };
 use crate::conditions::check_write;
 use crate::encryption::{
@@ -45,11 +45,6 @@ pub(super) fn part_number(number: i32) -> S3Result<u32> {
 pub(super) fn upload_checksum(upload: &UploadMeta) -> Option<MultipartChecksum> {
     let algorithm = upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name)?;
     Some(MultipartChecksum { algorithm, kind: upload.checksum_kind.unwrap_or(ChecksumKind::Composite) })
-}
-
-/// `x-amz-checksum-type` for an object checksum of this kind.
-fn checksum_type(kind: ChecksumKind) -> ChecksumType {
-    ChecksumType::from_static(kind_name(kind))
 }
 
 /// Stores received data as part `number` of the upload.
@@ -239,9 +234,9 @@ pub async fn complete_multipart_upload(
             ));
         }
     }
-    let upload_checksum = upload_checksum(&upload);
+    let chosen = upload_checksum(&upload);
     if let Some(requested) = &input.checksum_type {
-        let created = upload_checksum.map_or("no", |c| kind_name(c.kind));
+        let created = chosen.map_or("no", |c| kind_name(c.kind));
         if !requested.as_str().eq_ignore_ascii_case(created) {
             return Err(s3_error!(
                 InvalidRequest,
@@ -250,7 +245,7 @@ pub async fn complete_multipart_upload(
             ));
         }
     }
-    let checksum = match upload_checksum {
+    let checksum = match chosen {
         Some(checksum) => {
             let values: Option<Vec<(ChecksumValue, u64)>> = parts
                 .iter()

@@ -6,14 +6,15 @@
 use std::ops::Range;
 
 use coffer_sse::authorize_read;
-use coffer_store::{ChecksumKind, ObjectMeta, StoreError};
+use coffer_store::{ObjectMeta, StoreError};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
 use crate::checksum::{
-    set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity, IntegrityHeaders,
+    checksum_type, set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity,
+    IntegrityHeaders,
 };
 use crate::conditions::{check_write, ReadConditions};
 use crate::encryption::{
@@ -140,13 +141,6 @@ fn plan_read(meta: &ObjectMeta, request: &ReadRequest) -> S3Result<ReadPlan> {
         plan.checksum = meta.checksum.as_ref().map(|c| (ChecksumFields::from_stored(Some(c)), checksum_type(c.kind)));
     }
     Ok(plan)
-}
-
-fn checksum_type(kind: ChecksumKind) -> ChecksumType {
-    match kind {
-        ChecksumKind::FullObject => ChecksumType::from_static(ChecksumType::FULL_OBJECT),
-        ChecksumKind::Composite => ChecksumType::from_static(ChecksumType::COMPOSITE),
-    }
 }
 
 fn range_not_satisfiable(size: u64) -> s3s::S3Error {

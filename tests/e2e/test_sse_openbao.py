@@ -13,7 +13,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import CofferServer, OpenBao, free_port, openbao_root_token, sha256_file, unique_name
+from harness import CofferServer, OpenBao, free_port, make_tls_files, openbao_root_token, sha256_file, unique_name
 from sse_helpers import (MiB, Sse, assert_absent, assert_no_temp_files, create_kms_key, expect_error, kms_admin_ok,
                          no_retry_client, random_bytes, refused_write, running_server)
 
@@ -180,3 +180,17 @@ def test_a_server_started_before_openbao_uses_it_once_it_is_up(coffer_factory, o
         time.sleep(0.5)
     assert kms_write()["ServerSideEncryption"] == "aws:kms"
     assert server.s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == BODY
+
+
+def test_vault_client_identity_timeout_and_retries_come_from_server_flags(coffer_factory, openbao, tmp_path):
+    tls = make_tls_files(tmp_path / "tls")  # a PEM certificate and key pair to present (OpenBao here is plain HTTP)
+    args = vault_server_args(openbao, unique_name("flags-default"))
+    args["args"] += ["--kms-vault-client-cert", str(tls.cert), "--kms-vault-client-key", str(tls.key),
+                     "--kms-timeout-seconds", "4", "--kms-retry-attempts", "1"]
+    server = coffer_factory(**args)
+    assert kms_admin_ok(server, "GET", "/status")["status"] == "Running"
+    config = kms_admin_ok(server, "GET", "/config")
+    assert (config["timeout_seconds"], config["retry_attempts"]) == (4, 1), config
+    shown = json.dumps(config)
+    assert str(tls.cert) in shown and str(tls.key) in shown, config
+    assert tls.key.read_text() not in shown

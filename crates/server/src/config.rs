@@ -149,6 +149,22 @@ pub struct KmsArgs {
           default_missing_value = "true")]
     pub kms_vault_skip_tls_verify: Option<bool>,
 
+    /// PEM client certificate for Vault's TLS (mutual TLS; with --kms-vault-client-key).
+    #[arg(long, env = "COFFER_KMS_VAULT_CLIENT_CERT", value_name = "FILE")]
+    pub kms_vault_client_cert: Option<PathBuf>,
+
+    /// PEM private key of that client certificate.
+    #[arg(long, env = "COFFER_KMS_VAULT_CLIENT_KEY", value_name = "FILE")]
+    pub kms_vault_client_key: Option<PathBuf>,
+
+    /// Time limit of one Vault call in seconds [default: 10].
+    #[arg(long, env = "COFFER_KMS_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub kms_timeout_seconds: Option<u64>,
+
+    /// Retries of a Vault call that could not connect or got a 5xx answer [default: 3].
+    #[arg(long, env = "COFFER_KMS_RETRY_ATTEMPTS", value_name = "N")]
+    pub kms_retry_attempts: Option<u32>,
+
     /// Cache data keys (bucket keys and unwrapped keys) [default: true].
     #[arg(long, env = "COFFER_KMS_CACHE", value_name = "BOOL")]
     pub kms_cache: Option<bool>,
@@ -259,6 +275,10 @@ impl KmsArgs {
             kms_vault_secret_id_file,
             kms_vault_ca_cert,
             kms_vault_skip_tls_verify,
+            kms_vault_client_cert,
+            kms_vault_client_key,
+            kms_timeout_seconds,
+            kms_retry_attempts,
             kms_cache,
             kms_cache_ttl_seconds,
             kms_cache_capacity,
@@ -275,6 +295,10 @@ impl KmsArgs {
             || kms_vault_secret_id_file.is_some()
             || kms_vault_ca_cert.is_some()
             || kms_vault_skip_tls_verify.is_some()
+            || kms_vault_client_cert.is_some()
+            || kms_vault_client_key.is_some()
+            || kms_timeout_seconds.is_some()
+            || kms_retry_attempts.is_some()
             || kms_cache.is_some()
             || kms_cache_ttl_seconds.is_some()
             || kms_cache_capacity.is_some()
@@ -294,6 +318,10 @@ impl KmsArgs {
             kms_vault_secret_id_file: self.kms_vault_secret_id_file.or(lower.kms_vault_secret_id_file),
             kms_vault_ca_cert: self.kms_vault_ca_cert.or(lower.kms_vault_ca_cert),
             kms_vault_skip_tls_verify: self.kms_vault_skip_tls_verify.or(lower.kms_vault_skip_tls_verify),
+            kms_vault_client_cert: self.kms_vault_client_cert.or(lower.kms_vault_client_cert),
+            kms_vault_client_key: self.kms_vault_client_key.or(lower.kms_vault_client_key),
+            kms_timeout_seconds: self.kms_timeout_seconds.or(lower.kms_timeout_seconds),
+            kms_retry_attempts: self.kms_retry_attempts.or(lower.kms_retry_attempts),
             kms_cache: self.kms_cache.or(lower.kms_cache),
             kms_cache_ttl_seconds: self.kms_cache_ttl_seconds.or(lower.kms_cache_ttl_seconds),
             kms_cache_capacity: self.kms_cache_capacity.or(lower.kms_cache_capacity),

@@ -74,6 +74,8 @@ pub fn kms_config(args: &KmsArgs, secrets: KmsSecrets, state_dir: &Path) -> Resu
     let defaults = KmsConfig::new(backend);
     let config = KmsConfig {
         default_key_id: args.kms_default_key_id.clone().unwrap_or(defaults.default_key_id.clone()),
+        timeout_seconds: args.kms_timeout_seconds.unwrap_or(defaults.timeout_seconds),
+        retry_attempts: args.kms_retry_attempts.unwrap_or(defaults.retry_attempts),
         cache: CacheConfig {
             enabled: args.kms_cache.unwrap_or(defaults.cache.enabled),
             max_cached_keys: args.kms_cache_capacity.unwrap_or(defaults.cache.max_cached_keys),
@@ -127,8 +129,8 @@ fn vault_config(args: &KmsArgs, secrets: KmsSecrets) -> Result<VaultConfig, KmsE
         namespace: args.kms_vault_namespace.clone(),
         auth,
         ca_cert_path: args.kms_vault_ca_cert.clone(),
-        client_cert_path: None,
-        client_key_path: None,
+        client_cert_path: args.kms_vault_client_cert.clone(),
+        client_key_path: args.kms_vault_client_key.clone(),
         skip_tls_verify: args.kms_vault_skip_tls_verify.unwrap_or(false),
     })
 }
@@ -234,6 +236,33 @@ mod tests {
         let config = kms_config(&approle, KmsSecrets::default(), &state_dir()).unwrap().unwrap();
         let BackendConfig::VaultTransit(v) = &config.backend else { panic!("not vault") };
         assert!(matches!(&v.auth, VaultAuth::AppRole { role_id, .. } if role_id == "role"));
+    }
+
+    #[test]
+    fn vault_tls_identity_timeout_and_retries_come_from_flags() {
+        let args = KmsArgs {
+            kms_vault_address: Some("https://vault.example:8200".into()),
+            kms_vault_client_cert: Some("/tls/client.pem".into()),
+            kms_vault_client_key: Some("/tls/client-key.pem".into()),
+            kms_timeout_seconds: Some(3),
+            kms_retry_attempts: Some(0),
+            ..KmsArgs::default()
+        };
+        let secrets = KmsSecrets { vault_token: Some(Secret::new("t")), ..KmsSecrets::default() };
+        let config = kms_config(&args, secrets, &state_dir()).unwrap().unwrap();
+        assert_eq!((config.timeout_seconds, config.retry_attempts), (3, 0));
+        let BackendConfig::VaultTransit(v) = &config.backend else { panic!("not vault") };
+        assert_eq!(v.client_cert_path.as_deref(), Some(Path::new("/tls/client.pem")));
+        assert_eq!(v.client_key_path.as_deref(), Some(Path::new("/tls/client-key.pem")));
+
+        let defaults =
+            kms_config(&KmsArgs { kms_cache: Some(true), ..KmsArgs::default() }, KmsSecrets::default(), &state_dir())
+                .unwrap()
+                .unwrap();
+        assert_eq!((defaults.timeout_seconds, defaults.retry_attempts), (10, 3));
+        let zero = KmsArgs { kms_timeout_seconds: Some(0), ..args };
+        let secrets = KmsSecrets { vault_token: Some(Secret::new("t")), ..KmsSecrets::default() };
+        assert!(kms_config(&zero, secrets, &state_dir()).unwrap_err().to_string().contains("timeout"));
     }
 
     #[test]

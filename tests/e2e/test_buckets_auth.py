@@ -97,6 +97,8 @@ def test_wrong_secret_is_signature_does_not_match(coffer, bucket, files):
     with pytest.raises(ClientError) as error:
         coffer.s3_client(wrong).list_objects_v2(Bucket=bucket)
     assert error_of(error) == (403, "SignatureDoesNotMatch")
+    # AWS's message, not an empty one (s3s raises this error with a code only)
+    assert "does not match the signature you provided" in error.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as error:
         coffer.s3_client(wrong).put_object(Bucket=bucket, Key="sneaky", Body=b"x")
     assert error_of(error) == (403, "SignatureDoesNotMatch")
@@ -110,6 +112,7 @@ def test_unknown_access_key(coffer, bucket):
     with pytest.raises(ClientError) as error:
         coffer.s3_client(stranger).list_objects_v2(Bucket=bucket)
     assert error_of(error) == (403, "InvalidAccessKeyId")
+    assert error.value.response["Error"]["Message"], "an error answer with an empty message"
     result = coffer.aws("s3", "ls", creds=stranger, check=False)
     assert result.returncode != 0 and "InvalidAccessKeyId" in result.stderr
 

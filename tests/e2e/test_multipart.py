@@ -10,9 +10,10 @@ import hashlib
 import json
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
-from harness import sha256_file
+from harness import sha256_file, sign_unsigned_payload
 
 MiB = 1 << 20
 PART = 5 * MiB
@@ -191,3 +192,16 @@ def test_part_overwrite_keeps_latest(coffer, bucket):
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"second"
+
+
+def test_malformed_complete_xml_is_400_with_a_message(coffer, bucket):
+    """s3s rejects the body with a bare code; the client still gets AWS's message."""
+    upload_id = coffer.s3.create_multipart_upload(Bucket=bucket, Key="mx")["UploadId"]
+    body = b"<CompleteMultipartUpload><Part>"
+    url = f"{coffer.endpoint}/{bucket}/mx?uploadId={upload_id}"
+    headers = sign_unsigned_payload(coffer.root, "POST", url, {"Content-Length": str(len(body))})
+    reply = requests.post(url, data=body, headers=headers, timeout=30)
+    assert reply.status_code == 400, reply.text
+    assert "<Code>MalformedXML</Code><Message>The XML you provided was not well-formed" in reply.text, reply.text
+    assert int(reply.headers["Content-Length"]) == len(reply.content)
+    assert coffer.s3.list_multipart_uploads(Bucket=bucket)["Uploads"][0]["UploadId"] == upload_id

@@ -1,4 +1,5 @@
-//! Mapping failures to S3 errors: store errors, request-body read errors and internal I/O errors.
+//! Mapping failures to S3 errors: store errors, request-body read errors and internal I/O errors, and AWS's message
+//! for the errors s3s raises with a code only.
 //!
 //! Internal details (paths, OS errors) are logged and replaced by a generic `InternalError` message.
 
@@ -71,4 +72,64 @@ pub fn custom_error(code: &'static str, status: http::StatusCode, message: impl 
     let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), message.into());
     err.set_status_code(status);
     err
+}
+
+/// AWS's message for an error code that s3s raises without one (signature checks, request parsing), so that no
+/// error answer reaches a client with an empty `Message`.
+fn default_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "AccessDenied" => "Access Denied",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and \
+             signing method."
+        }
+        "InvalidAccessKeyId" => "The AWS access key Id you provided does not exist in our records.",
+        "RequestTimeTooSkewed" => "The difference between the request time and the current time is too large.",
+        "MalformedXML" => "The XML you provided was not well-formed or did not validate against our published schema.",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "IncompleteBody" => "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+        "MaxMessageLengthExceeded" => "Your request was too big.",
+        "InvalidURI" => "Couldn't parse the specified URI.",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "KeyTooLongError" => "Your key is too long.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "InvalidArgument" => "Invalid Argument",
+        "InvalidRequest" => "Invalid Request",
+        "InternalError" => "We encountered an internal error. Please try again.",
+        _ => return None,
+    })
+}
+
+/// An S3 error body (`<Error><Code>…</Code>…</Error>`) with AWS's message added when it has none; `None` when it
+/// has one, or its code has no known message.
+pub fn with_default_message(xml: &str) -> Option<String> {
+    if xml.contains("<Message>") {
+        return None;
+    }
+    let (before, after) = xml.split_once("<Code>")?;
+    let (code, rest) = after.split_once("</Code>")?;
+    let message = default_message(code)?;
+    Some(format!("{before}<Code>{code}</Code><Message>{message}</Message>{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_without_a_message_get_aws_s_message() {
+        let bare = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code></Error>"#;
+        let patched = with_default_message(bare).unwrap();
+        assert_eq!(
+            patched,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The \
+             request signature we calculated does not match the signature you provided. Check your key and signing \
+             method.</Message></Error>"
+        );
+        let with_message = "<Error><Code>AccessDenied</Code><Message>Signature is required</Message></Error>";
+        assert_eq!(with_default_message(with_message), None);
+        assert_eq!(with_default_message("<Error><Code>SomethingNew</Code></Error>"), None);
+        assert_eq!(with_default_message("not xml"), None);
+    }
 }

@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::errors::with_default_message;
+
 /// A TLS handshake that takes longer than this is dropped (it would otherwise hold up shutdown).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -153,6 +155,15 @@ impl Connection {
     }
 }
 
+/// Gives an error answer that s3s built from a bare code AWS's message for it ([`with_default_message`]).
+fn add_default_message(response: &mut Response<Body>) {
+    let patched = response.body().bytes().and_then(|xml| with_default_message(std::str::from_utf8(&xml).ok()?));
+    if let Some(patched) = patched {
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        *response.body_mut() = Body::from(patched);
+    }
+}
+
 /// Runs one request through s3s, adds `x-amz-request-id` and logs one line. The query string is not logged:
 /// presigned URLs carry their signature there.
 async fn handle(
@@ -173,6 +184,9 @@ async fn handle(
         Ok(mut response) => {
             if response.extensions_mut().remove::<PartialContent>().is_some() {
                 *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
+            if response.status().is_client_error() || response.status().is_server_error() {
+                add_default_message(&mut response);
             }
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert("x-amz-request-id", value);

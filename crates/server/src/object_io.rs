@@ -114,7 +114,7 @@ pub async fn receive(
     let md5_etag = || digests.md5.map(hex::encode).ok_or_else(|| internal(&"the ETag's MD5 was not computed"));
     let (etag, encryption) = match encryptor {
         Some(encryptor) => {
-            let metadata = RawJson::from(encryptor.metadata().to_json());
+            let metadata: RawJson = encryptor.metadata().to_json().into();
             sealed.clear();
             let part = encryptor.finish(&mut sealed).map_err(sse_error)?;
             staged.write(&sealed).await.map_err(|err| internal(&err))?;

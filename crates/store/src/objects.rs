@@ -175,14 +175,16 @@ impl Engine {
         let durable_first: &[&Path] = if changes.data_files_added { &[dir] } else { &[] };
         write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record, durable_first)?;
         if changes.created {
+            // A directory this commit created holds nothing but what it wrote: no earlier version to sweep.
             fsync_dir(parent(dir))?;
-        }
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let referenced = record.data_files.iter().any(|file| name == file.as_str());
-            if name != OBJECT_FILE && !referenced {
-                remove_any(&entry.path());
+        } else {
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let referenced = record.data_files.iter().any(|file| name == file.as_str());
+                if name != OBJECT_FILE && !referenced {
+                    remove_any(&entry.path());
+                }
             }
         }
         let entry = summary(&record);

@@ -96,6 +96,23 @@ async fn a_recreated_bucket_starts_empty() {
 }
 
 #[tokio::test]
+async fn a_deleted_bucket_is_gone_after_being_read_and_comes_back_new() {
+    let f = Fixture::with_bucket("gone").await;
+    let config = raw(json!({"rules": [{"sse_algorithm": "AES256"}]}));
+    f.store.set_bucket_encryption("gone", Some(config.clone())).await.unwrap();
+    let before = f.store.head_bucket("gone").await.unwrap();
+    assert_eq!(f.store.bucket_encryption("gone").await.unwrap(), Some(config));
+    f.store.delete_bucket("gone").await.unwrap();
+    assert!(matches!(f.store.head_bucket("gone").await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.bucket_encryption("gone").await, Err(StoreError::NoSuchBucket)));
+    assert!(matches!(f.store.head_object("gone", "k").await, Err(StoreError::NoSuchBucket)));
+    assert!(!f.store.list_buckets().await.unwrap().iter().any(|b| b.name == "gone"));
+    f.store.create_bucket("gone").await.unwrap();
+    assert_eq!(f.store.bucket_encryption("gone").await.unwrap(), None);
+    assert!(f.store.head_bucket("gone").await.unwrap().created >= before.created);
+}
+
+#[tokio::test]
 async fn bucket_encryption_is_stored_opaquely() {
     let f = Fixture::with_bucket("enc").await;
     assert_eq!(f.store.bucket_encryption("enc").await.unwrap(), None);

@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -127,6 +127,8 @@ pub struct KmsManager {
     this: Weak<KmsManager>,
     /// Whether that task runs; read and written only under `transitions`, so at most one does.
     retrying: AtomicBool,
+    /// Counts the changes of `current`, so the retry task can tell whether anything happened while it was trying.
+    changes: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -184,6 +186,7 @@ impl KmsManager {
             stats,
             this: this.clone(),
             retrying: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
         }))
     }
 
@@ -393,6 +396,7 @@ impl KmsManager {
     }
 
     fn set_current(&self, next: Current) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
         let previous = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), next);
         // The previous backend and cache go once requests holding them finish.
         drop(previous);
@@ -430,6 +434,16 @@ impl KmsManager {
         }
         let built = self.build(&config).await;
         self.persist(PersistedState::Running, &config).await?;
+        let result = self.record_start(config, built);
+        if result.is_err() {
+            self.retry_start_in_background();
+        }
+        result
+    }
+
+    /// Makes the outcome of a start from `config` current: `Running` with the built backend, or `Error` with the
+    /// reason (recorded and logged). Called with `transitions` held.
+    fn record_start(&self, config: KmsConfig, built: Result<Arc<Active>>) -> Result<()> {
         let (state, active, result) = match built {
             Ok(active) => {
                 tracing::info!(backend = backend_kind(&config.backend).as_str(), "KMS started");
@@ -441,15 +455,13 @@ impl KmsManager {
             }
         };
         self.set_current(Current { state, config: Some(config), persisted: Some(PersistedState::Running), active });
-        if result.is_err() {
-            self.retry_start_in_background();
-        }
         result
     }
 
     /// Starts a task that tries the failed start again after growing pauses, for as long as the KMS stays in
-    /// `Error` and meant to run. Called with `transitions` held; the task checks and starts under it too, so a
-    /// stop or a new configuration in between ends it.
+    /// `Error` and meant to run. Called with `transitions` held. The task tries without holding it, so a stop or
+    /// a new configuration sent while an attempt waits on an unresponsive Vault answers at once; the attempt's
+    /// outcome counts only if nothing changed meanwhile, and a stop or a new configuration ends the task.
     fn retry_start_in_background(&self) {
         if self.retrying.swap(true, Ordering::Relaxed) {
             return;
@@ -463,18 +475,34 @@ impl KmsManager {
                 let Some(manager) = this.upgrade() else {
                     return;
                 };
-                let _transition = manager.transitions.lock().await;
-                let current = manager.snapshot();
-                let failed = matches!(current.state, LifecycleState::Error(_));
-                if !failed || current.persisted != Some(PersistedState::Running) {
-                    manager.retrying.store(false, Ordering::Relaxed);
+                let Some((config, changes)) = manager.start_to_retry().await else {
                     return;
+                };
+                let built = manager.build(&config).await;
+                let _transition = manager.transitions.lock().await;
+                if manager.changes.load(Ordering::Relaxed) == changes {
+                    let _ = manager.record_start(config, built);
                 }
-                // A failure is recorded and logged like any start's; success logs "KMS started".
-                let _ = manager.start_locked().await;
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
         });
+    }
+
+    /// The configuration to try starting again and the change count it was read at, while the KMS is in `Error`
+    /// and meant to run; otherwise `None`, and the retry task ends.
+    async fn start_to_retry(&self) -> Option<(KmsConfig, u64)> {
+        let _transition = self.transitions.lock().await;
+        let current = self.snapshot();
+        let failed = matches!(current.state, LifecycleState::Error(_));
+        match current.config {
+            Some(config) if failed && current.persisted == Some(PersistedState::Running) => {
+                Some((config, self.changes.load(Ordering::Relaxed)))
+            }
+            _ => {
+                self.retrying.store(false, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Validates `config` and, for a local backend given no master key, points it at the embedded default's

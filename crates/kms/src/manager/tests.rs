@@ -292,6 +292,37 @@ async fn stopping_ends_the_retries_of_a_failed_start() {
     assert!(!key_dir.exists(), "a retry after the stop created the key directory");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_for_a_retry_hanging_on_an_unresponsive_vault() {
+    let root = tempfile::tempdir().unwrap();
+    // The kernel completes connections to a listening socket nobody accepts from: requests go unanswered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = KmsConfig::new(BackendConfig::VaultTransit(crate::config::VaultConfig {
+        address: format!("http://{}", silent.local_addr().unwrap()),
+        mount_path: "transit".into(),
+        namespace: None,
+        auth: crate::config::VaultAuth::Token { token: Secret::new("s.unused-token") },
+        ca_cert_path: None,
+        client_cert_path: None,
+        client_key_path: None,
+        skip_tls_verify: false,
+    }));
+    config.timeout_seconds = 3;
+    config.retry_attempts = 0;
+    let manager = KmsManager::open(root.path().join("kms")).unwrap();
+    manager.configure(config).await.unwrap();
+    assert!(manager.start().await.is_err());
+
+    // The first retry starts FIRST_RETRY_PAUSE later and waits out the whole timeout.
+    tokio::time::sleep(FIRST_RETRY_PAUSE + Duration::from_millis(500)).await;
+    let stop = tokio::time::timeout(Duration::from_secs(1), manager.stop()).await;
+    stop.expect("the stop waited for the retry's attempt").unwrap();
+    assert_eq!(manager.status().await.state, LifecycleState::Stopped);
+    // The attempt ends with its timeout and does not undo the stop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(manager.status().await.state, LifecycleState::Stopped);
+}
+
 #[tokio::test]
 async fn stop_moves_an_error_state_to_stopped() {
     let root = tempfile::tempdir().unwrap();

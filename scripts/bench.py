@@ -209,6 +209,8 @@ class Sizes:
 METRICS = ("put_big", "get_big", "put_small", "get_small")
 # Server CPU for the same operations: CPU-seconds per GB (large object) and CPU-microseconds per object (small).
 CPU_METRICS = ("cpu_put_big", "cpu_get_big", "cpu_put_small", "cpu_get_small")
+# The bench client's own CPU for the large GET (CPU-seconds per GB): it runs on the same two cores.
+CLIENT_GET_BIG = "client_get_big"
 
 
 def thread_cpu_ns(pid: int) -> dict[str, int]:
@@ -241,10 +243,12 @@ class ServerCpu:
 
 @dataclass
 class Timed:
-    """One measured operation: its rate (MB/s or objects/s) and the server CPU it cost (CPU-s/GB or CPU-µs/object)."""
+    """One measured operation: its rate (MB/s or objects/s) and the server CPU it cost (CPU-s/GB or CPU-µs/object);
+    for large GETs also the client's CPU (CPU-s/GB)."""
 
     rate: float
     cpu: float
+    client_cpu: float = 0.0
 
 
 def measure_big(scenario: Scenario, data: bytes, gets: int, verify: bool) -> tuple[Timed, Timed]:
@@ -264,10 +268,13 @@ def measure_big(scenario: Scenario, data: bytes, gets: int, verify: bool) -> tup
         for _ in range(gets):
             digest = hashlib.md5() if verify else None
             cpu.start()
+            client_started = time.thread_time()
             started = time.perf_counter()
             reply = client.request("GET", path, headers=scenario.mode.get_headers,
                                    sink=digest.update if digest else None)
-            got.append(Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / gigabytes))
+            elapsed = time.perf_counter() - started
+            got.append(Timed(len(data) / elapsed / 1e6, cpu.seconds() / gigabytes,
+                             (time.thread_time() - client_started) / gigabytes))
             expect(reply, 200, f"GET big ({scenario.label})")
             if reply.size != len(data):
                 raise SystemExit(f"bench: GET big ({scenario.label}) returned {reply.size} bytes, "
@@ -276,7 +283,8 @@ def measure_big(scenario: Scenario, data: bytes, gets: int, verify: bool) -> tup
                 raise SystemExit(f"bench: GET big ({scenario.label}) returned different bytes than were PUT")
     finally:
         client.close()
-    return put, Timed(statistics.median(g.rate for g in got), statistics.median(g.cpu for g in got))
+    return put, Timed(statistics.median(g.rate for g in got), statistics.median(g.cpu for g in got),
+                      statistics.median(g.client_cpu for g in got))
 
 
 def timed_batch(endpoint: Endpoint, concurrency: int, count: int, one: Callable[[Client, int], None]) -> Timed:
@@ -325,8 +333,8 @@ def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> 
     """Round 0 is the warm-up (and checks the large object's bytes); rounds 1..runs are timed. Every round visits
     every scenario, starting one further along the list each time. Returns the median of each metric (METRICS and
     CPU_METRICS) per label."""
-    samples: dict[str, dict[str, list[float]]] = {s.label: {m: [] for m in METRICS + CPU_METRICS}
-                                                  for s in scenarios}
+    samples: dict[str, dict[str, list[float]]] = {
+        s.label: {m: [] for m in (*METRICS, *CPU_METRICS, CLIENT_GET_BIG)} for s in scenarios}
     small_body = os.urandom(sizes.small)
     warmup_count = max(sizes.concurrency, sizes.small_count // 10)
     for round_no in range(sizes.runs + 1):
@@ -344,6 +352,7 @@ def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> 
                 for metric, cpu_metric, timed in zip(METRICS, CPU_METRICS, measured):
                     samples[scenario.label][metric].append(timed.rate)
                     samples[scenario.label][cpu_metric].append(timed.cpu)
+                samples[scenario.label][CLIENT_GET_BIG].append(get_big.client_cpu)
     return {label: {m: statistics.median(v) for m, v in metrics.items()} for label, metrics in samples.items()}
 
 
@@ -516,6 +525,9 @@ def throughput_report(scenarios: list[Scenario], results: dict[str, dict[str, fl
     text += ("\n\nServer CPU for the same operations (median; in brackets: change against the same server's "
              "plaintext row):\n\n")
     text += cpu_table(scenarios, results, sizes, big_mib)
+    text += (f"\n\nLarge GETs ({big_mib} MiB, one connection): the CPU of server and client together, and how many "
+             f"of the machine's cores that kept busy (median of each):\n\n")
+    text += cores_table(scenarios, results)
     return text, misses
 
 
@@ -534,6 +546,24 @@ def cpu_table(scenarios: list[Scenario], results: dict[str, dict[str, float]], s
                 cell += f" ({change(value, plain[metric])})"
             cells.append(cell)
         rows.append([scenario.label, *cells])
+    return table(["row", *columns], rows)
+
+
+def cores_table(scenarios: list[Scenario], results: dict[str, dict[str, float]]) -> str:
+    """Server and client CPU per GB of the large GET, the cores that kept busy at the measured rate, and for SSE
+    rows the cores they would need to keep busy to reach 95 % of the same server's plaintext rate. With server and
+    client on one machine, a mode whose CPU per GB exceeds plaintext's can only keep up by using more cores."""
+    columns = ["GET MB/s", "server CPU-s/GB", "client CPU-s/GB", "cores busy", "cores for 95 % of plaintext"]
+    rows = []
+    for scenario in scenarios:
+        measured = results[scenario.label]
+        plain = results.get(f"{scenario.server}, {PLAINTEXT}")
+        per_gb = measured["cpu_get_big"] + measured[CLIENT_GET_BIG]
+        needed = "-"
+        if plain is not None and scenario.mode.name != PLAINTEXT:
+            needed = f"{per_gb * 0.95 * plain['get_big'] / 1000:.2f}"
+        rows.append([scenario.label, f"{measured['get_big']:.0f}", f"{measured['cpu_get_big']:.3f}",
+                     f"{measured[CLIENT_GET_BIG]:.3f}", f"{per_gb * measured['get_big'] / 1000:.2f}", needed])
     return table(["row", *columns], rows)
 
 

@@ -90,6 +90,20 @@ def test_object_in_missing_bucket(coffer):
     assert error_of(error) == (404, "NoSuchBucket")
 
 
+def test_a_refused_upload_closes_the_connection_so_the_next_request_arrives_intact(coffer):
+    # botocore sends `Expect: 100-continue` and, answered before any `100 Continue`, keeps the body and reuses the
+    # connection. The server used to take the next request's first byte for the 1-byte body it was still waiting
+    # for: the next PUT arrived as `UT` and failed with SignatureDoesNotMatch.
+    for _ in range(20):
+        with pytest.raises(ClientError) as error:
+            coffer.s3.put_object(Bucket="missing-bucket-e2e", Key="k", Body=b"x")
+        assert error_of(error) == (404, "NoSuchBucket")
+        assert error.value.response["ResponseMetadata"]["HTTPHeaders"].get("connection") == "close"
+        bucket = unique_name()
+        coffer.s3.create_bucket(Bucket=bucket)
+        coffer.s3.delete_bucket(Bucket=bucket)
+
+
 # ---- authentication ----------------------------------------------------------------------------------------------
 
 def test_wrong_secret_is_signature_does_not_match(coffer, bucket, files):

@@ -1,6 +1,7 @@
 //! The listener: accepts TCP (optionally TLS) connections, serves HTTP/1.1 and h2 with hyper-util, gives every
 //! request an id (`x-amz-request-id`), its [`ClientConnection`] (as a request extension) and one log line, and
-//! drains in-flight requests on shutdown.
+//! drains in-flight requests on shutdown. It also closes an HTTP/1 connection after refusing a request whose body
+//! the client holds back (`Expect: 100-continue`), see [`refused_before_its_body`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -164,6 +165,15 @@ fn add_default_message(response: &mut Response<Body>) {
     }
 }
 
+/// True for an HTTP/1 request that asked `Expect: 100-continue` and got an error answer. Such an answer usually
+/// comes before the body was read, so hyper never sent `100 Continue`, and the client — rightly, and botocore does
+/// — sends no body and reuses the connection. hyper, keeping the connection alive, would then read the next
+/// request's first bytes as the promised body (a 1-byte body turned the next `PUT` into `UT`); closing the
+/// connection, as RFC 9110 §10.1.1 allows, keeps the next request intact.
+fn refused_before_its_body(expects_continue: bool, status: StatusCode) -> bool {
+    expects_continue && (status.is_client_error() || status.is_server_error())
+}
+
 /// Runs one request through s3s, adds `x-amz-request-id` and logs one line. The query string is not logged:
 /// presigned URLs carry their signature there.
 async fn handle(
@@ -178,6 +188,11 @@ async fn handle(
     let id = ids.next();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let expects_continue = request.version() <= Version::HTTP_11
+        && request
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let result = service.call(request.map(Body::from)).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
@@ -187,6 +202,9 @@ async fn handle(
             }
             if response.status().is_client_error() || response.status().is_server_error() {
                 add_default_message(&mut response);
+            }
+            if refused_before_its_body(expects_continue, response.status()) {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert("x-amz-request-id", value);

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir, create_private_dir_all, fsync_dir, remove_any, write_json_atomic, TempPath};
 use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
-use crate::listing::{list_page, KeyIndex, ListPage, ListQuery, ObjectSummary};
+use crate::listing::{list_page, IndexEntry, KeyIndex, ListPage, ListQuery};
 use crate::locks::LockStripes;
 use crate::meta::{BucketInfo, RawJson};
 use crate::names::{object_dir_name, validate_bucket_name};
@@ -279,7 +279,7 @@ impl Engine {
             let dir = entry?.path();
             match load::<ObjectRecord>(&dir.join(OBJECT_FILE)) {
                 Ok(Some(record)) if dir.file_name() == Some(object_dir_name(&record.meta.key).as_ref()) => {
-                    keys.insert(record.meta.key.clone(), summary(&record));
+                    keys.insert(record.meta.key.as_str().into(), index_entry(&record));
                 }
                 Ok(Some(_)) => {
                     tracing::warn!(path = %dir.display(), "object record does not match its directory")
@@ -292,12 +292,11 @@ impl Engine {
     }
 }
 
-/// The listing entry of an object record.
-pub(crate) fn summary(record: &ObjectRecord) -> ObjectSummary {
-    ObjectSummary {
-        key: record.meta.key.clone(),
+/// What the key index keeps of an object record.
+pub(crate) fn index_entry(record: &ObjectRecord) -> IndexEntry {
+    IndexEntry {
         size: record.meta.size,
-        etag: record.meta.etag.clone(),
+        etag: record.meta.etag.as_str().into(),
         last_modified: record.meta.last_modified,
     }
 }

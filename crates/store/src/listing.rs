@@ -50,8 +50,27 @@ pub struct ListPage {
     pub next_start_after: Option<String>,
 }
 
-/// A bucket's key index.
-pub(crate) type KeyIndex = BTreeMap<String, ObjectSummary>;
+/// A bucket's key index: every key, held once (as the map's key), with what a listing shows of it.
+pub(crate) type KeyIndex = BTreeMap<Box<str>, IndexEntry>;
+
+/// What a listing shows of one key besides the key itself. Kept small: the index is in memory, one per key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub size: u64,
+    pub etag: Box<str>,
+    pub last_modified: OffsetDateTime,
+}
+
+impl IndexEntry {
+    fn summary(&self, key: &str) -> ObjectSummary {
+        ObjectSummary {
+            key: key.to_owned(),
+            size: self.size,
+            etag: self.etag.to_string(),
+            last_modified: self.last_modified,
+        }
+    }
+}
 
 /// Computes one page of `query` over `index`.
 pub(crate) fn list_page(index: &KeyIndex, query: &ListQuery) -> ListPage {
@@ -69,7 +88,8 @@ pub(crate) fn list_page(index: &KeyIndex, query: &ListQuery) -> ListPage {
     });
     let mut last_returned = None;
     while let Some(from) = cursor.take() {
-        let Some((key, summary)) = index.range::<String, _>((from, Bound::Unbounded)).next() else {
+        let Some((key, entry)) = index.range::<str, _>((from.as_ref().map(String::as_str), Bound::Unbounded)).next()
+        else {
             break;
         };
         if !key.starts_with(prefix) {
@@ -97,9 +117,9 @@ pub(crate) fn list_page(index: &KeyIndex, query: &ListQuery) -> ListPage {
                     page.is_truncated = true;
                     break;
                 }
-                cursor = Some(Bound::Excluded(key.clone()));
-                page.objects.push(summary.clone());
-                last_returned = Some(key.clone());
+                cursor = Some(Bound::Excluded(key.to_string()));
+                page.objects.push(entry.summary(key));
+                last_returned = Some(key.to_string());
             }
         }
     }
@@ -132,13 +152,9 @@ mod tests {
     fn index(keys: &[&str]) -> KeyIndex {
         keys.iter()
             .map(|k| {
-                let summary = ObjectSummary {
-                    key: (*k).to_owned(),
-                    size: k.len() as u64,
-                    etag: String::new(),
-                    last_modified: OffsetDateTime::UNIX_EPOCH,
-                };
-                ((*k).to_owned(), summary)
+                let entry =
+                    IndexEntry { size: k.len() as u64, etag: "".into(), last_modified: OffsetDateTime::UNIX_EPOCH };
+                ((*k).into(), entry)
             })
             .collect()
     }
@@ -162,7 +178,7 @@ mod tests {
         for key in index.keys().filter(|k| k.starts_with(prefix)) {
             let entry = match delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| (at, d))) {
                 Some((at, d)) => key[..prefix.len() + at + d.len()].to_owned(),
-                None => key.clone(),
+                None => key.to_string(),
             };
             if entries.last() != Some(&entry) {
                 entries.push(entry);

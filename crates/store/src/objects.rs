@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64_simd::STANDARD as BASE64;
 use time::OffsetDateTime;
 
-use crate::engine::{summary, Engine};
+use crate::engine::{index_entry, Engine};
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir, fsync_dir, parent, remove_any, unique_id, write_json_atomic};
 use crate::layout::{load, ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
@@ -187,9 +187,9 @@ impl Engine {
                 }
             }
         }
-        let entry = summary(&record);
+        let entry = index_entry(&record);
         self.index_update(bucket, |keys| {
-            keys.insert(entry.key.clone(), entry);
+            keys.insert(record.meta.key.as_str().into(), entry);
         });
         Ok(record.meta)
     }

@@ -127,11 +127,11 @@ impl Engine {
         if let Some(record) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).get(bucket) {
             return Ok(record.clone());
         }
+        validate_bucket_name(bucket).map_err(|_| StoreError::NoSuchBucket)?;
         let mut known = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(record) = known.get(bucket) {
             return Ok(record.clone());
         }
-        validate_bucket_name(bucket).map_err(|_| StoreError::NoSuchBucket)?;
         let record =
             load::<BucketRecord>(&self.bucket_dir(bucket).join(BUCKET_FILE))?.ok_or(StoreError::NoSuchBucket)?;
         let record = Arc::new(record);

@@ -353,7 +353,17 @@ def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> 
                     samples[scenario.label][metric].append(timed.rate)
                     samples[scenario.label][cpu_metric].append(timed.cpu)
                 samples[scenario.label][CLIENT_GET_BIG].append(get_big.client_cpu)
-    return {label: {m: statistics.median(v) for m, v in metrics.items()} for label, metrics in samples.items()}
+    results = {label: {m: statistics.median(v) for m, v in metrics.items()} for label, metrics in samples.items()}
+    for label, metrics in samples.items():
+        for metric in METRICS:
+            rates = metrics[metric]
+            results[label][spread(metric)] = (max(rates) - min(rates)) / statistics.median(rates)
+    return results
+
+
+def spread(metric: str) -> str:
+    """The results key of a rate's spread over the timed rounds: (max - min) / median."""
+    return f"spread_{metric}"
 
 
 @dataclass
@@ -528,6 +538,11 @@ def throughput_report(scenarios: list[Scenario], results: dict[str, dict[str, fl
     text += (f"\n\nLarge GETs ({big_mib} MiB, one connection): the CPU of server and client together, and how many "
              f"of the machine's cores that kept busy (median of each):\n\n")
     text += cores_table(scenarios, results)
+    text += (f"\n\nSpread of the timed rounds, (max - min) / median of each rate over {sizes.runs} rounds: how far "
+             f"one round of a row moves on this machine, against which the 5 % target and the peer ratios are "
+             f"read:\n\n")
+    text += table(["row", *columns], [[s.label, *(f"{results[s.label][spread(m)]:.0%}" for m in METRICS)]
+                                      for s in scenarios])
     return text, misses
 
 

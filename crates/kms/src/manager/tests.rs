@@ -307,19 +307,20 @@ async fn a_stop_does_not_wait_for_a_retry_hanging_on_an_unresponsive_vault() {
         client_key_path: None,
         skip_tls_verify: false,
     }));
-    config.timeout_seconds = 3;
+    config.timeout_seconds = 5;
     config.retry_attempts = 0;
     let manager = KmsManager::open(root.path().join("kms")).unwrap();
     manager.configure(config).await.unwrap();
     assert!(manager.start().await.is_err());
 
-    // The first retry starts FIRST_RETRY_PAUSE later and waits out the whole timeout.
+    // The first retry starts FIRST_RETRY_PAUSE later and waits out the whole 5 s timeout; a stop that waited for
+    // it would take over 4 s.
     tokio::time::sleep(FIRST_RETRY_PAUSE + Duration::from_millis(500)).await;
-    let stop = tokio::time::timeout(Duration::from_secs(1), manager.stop()).await;
+    let stop = tokio::time::timeout(Duration::from_secs(2), manager.stop()).await;
     stop.expect("the stop waited for the retry's attempt").unwrap();
     assert_eq!(manager.status().await.state, LifecycleState::Stopped);
     // The attempt ends with its timeout and does not undo the stop.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(manager.status().await.state, LifecycleState::Stopped);
 }
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir, create_private_dir_all, fsync_dir, remove_any, write_json_atomic, TempPath};
 use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
-use crate::listing::{list_page, IndexEntry, KeyIndex, ListPage, ListQuery};
+use crate::listing::{list_page, IndexEntry, IndexEtag, KeyIndex, ListPage, ListQuery};
 use crate::locks::LockStripes;
 use crate::meta::{BucketInfo, RawJson};
 use crate::names::{object_dir_name, validate_bucket_name};
@@ -296,7 +296,7 @@ impl Engine {
 pub(crate) fn index_entry(record: &ObjectRecord) -> IndexEntry {
     IndexEntry {
         size: record.meta.size,
-        etag: record.meta.etag.as_str().into(),
+        etag: IndexEtag::new(&record.meta.etag),
         last_modified: record.meta.last_modified,
     }
 }

@@ -57,7 +57,7 @@ pub(crate) type KeyIndex = BTreeMap<Box<str>, IndexEntry>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IndexEntry {
     pub size: u64,
-    pub etag: Box<str>,
+    pub etag: IndexEtag,
     pub last_modified: OffsetDateTime,
 }
 
@@ -68,6 +68,42 @@ impl IndexEntry {
             size: self.size,
             etag: self.etag.to_string(),
             last_modified: self.last_modified,
+        }
+    }
+}
+
+/// An ETag as the index keeps it. Coffer's ETags are 32 hex digits, with `-N` for a multipart object: those are
+/// kept as their 16 bytes and part count, with no allocation; any other text is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IndexEtag {
+    Digest { bytes: [u8; 16], parts: Option<u16> },
+    Text(Box<str>),
+}
+
+impl IndexEtag {
+    pub(crate) fn new(etag: &str) -> Self {
+        let (digest, parts) = match etag.split_once('-') {
+            Some((digest, parts)) => (digest, parts.parse().ok()),
+            None => (etag, None),
+        };
+        let mut bytes = [0u8; 16];
+        if hex::decode_to_slice(digest, &mut bytes).is_ok() {
+            let compact = IndexEtag::Digest { bytes, parts };
+            // Only a form that prints back exactly (lowercase hex, a plain part count) is kept compact.
+            if compact.to_string() == etag {
+                return compact;
+            }
+        }
+        IndexEtag::Text(etag.into())
+    }
+}
+
+impl std::fmt::Display for IndexEtag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexEtag::Digest { bytes, parts: None } => f.write_str(&hex::encode(bytes)),
+            IndexEtag::Digest { bytes, parts: Some(parts) } => write!(f, "{}-{parts}", hex::encode(bytes)),
+            IndexEtag::Text(text) => f.write_str(text),
         }
     }
 }
@@ -152,11 +188,40 @@ mod tests {
     fn index(keys: &[&str]) -> KeyIndex {
         keys.iter()
             .map(|k| {
-                let entry =
-                    IndexEntry { size: k.len() as u64, etag: "".into(), last_modified: OffsetDateTime::UNIX_EPOCH };
+                let entry = IndexEntry {
+                    size: k.len() as u64,
+                    etag: IndexEtag::new(""),
+                    last_modified: OffsetDateTime::UNIX_EPOCH,
+                };
                 ((*k).into(), entry)
             })
             .collect()
+    }
+
+    #[test]
+    fn etags_are_kept_compact_when_they_print_back_exactly() {
+        let compact = [
+            "9e107d9d372bb6826bd81d3542a419d6",
+            "9e107d9d372bb6826bd81d3542a419d6-3",
+            "00000000000000000000000000000000-10000",
+        ];
+        for etag in compact {
+            assert!(matches!(IndexEtag::new(etag), IndexEtag::Digest { .. }), "{etag}");
+            assert_eq!(IndexEtag::new(etag).to_string(), etag);
+        }
+        let other = [
+            "",
+            "9E107D9D372BB6826BD81D3542A419D6",
+            "9e107d9d372bb6826bd81d3542a419d6-03",
+            "9e107d9d-2",
+            "9e107d9d372bb6826bd81d3542a419d6-70000",
+            "9e107d9d372bb6826bd81d3542a419d6-",
+            "\"quoted\"",
+        ];
+        for etag in other {
+            assert!(matches!(IndexEtag::new(etag), IndexEtag::Text(_)), "{etag}");
+            assert_eq!(IndexEtag::new(etag).to_string(), etag);
+        }
     }
 
     fn query(prefix: &str, delimiter: Option<&str>, start_after: Option<&str>, max_keys: usize) -> ListQuery {

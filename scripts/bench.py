@@ -3,10 +3,11 @@
 
 Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
-SeaweedFS (`weed mini` with its local KMS) to the same run. The rows are measured interleaved — every round visits
-every row, in a rotated order — so load from other work on the machine falls on all rows alike; each number is the
-median of the timed rounds after one warm-up round. Next to each rate the bench reads the CPU the server process
-spent on it, which does not move with what the client did on the same cores.
+SeaweedFS (`weed mini` with its local KMS) to the same run. The rows are measured in cycles: a cycle visits every row
+once — one large PUT, one large GET, or one block of small requests per row — in an order shuffled each cycle, and
+lasts a second or two. Every comparison (SSE vs plaintext, coffer vs peer) is the median of the per-cycle ratios of
+the two rows, so load from other work on the machine, which drifts over seconds to minutes, falls on both sides of
+each ratio alike. Next to each rate the bench reads the CPU the server process spent on it.
 
 The client is deliberately lean so the numbers describe the server: requests are signed with SigV4 by botocore's
 signer but sent with `x-amz-content-sha256: UNSIGNED-PAYLOAD` and no checksum over plain keep-alive HTTP/1.1
@@ -23,6 +24,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
@@ -201,6 +203,7 @@ class Sizes:
     big: int
     small: int
     small_count: int
+    small_block: int
     concurrency: int
     runs: int
     big_gets: int
@@ -251,68 +254,78 @@ class Timed:
     client_cpu: float = 0.0
 
 
-def measure_big(scenario: Scenario, data: bytes, gets: int, verify: bool) -> tuple[Timed, Timed]:
-    """One PUT of the large object, then `gets` GETs of it (the median GET is reported: a 256 MiB GET takes a tenth
-    of a second, so single GETs are noisy); `verify` checks the bytes that come back."""
+def put_big(scenario: Scenario, data: bytes) -> Timed:
+    """One PUT of the large object (it replaces the previous one)."""
     client = Client(scenario.endpoint)
     cpu = ServerCpu(scenario.endpoint.pid)
-    path = f"/{scenario.bucket}/big"
+    try:
+        cpu.start()
+        started = time.perf_counter()
+        reply = client.request("PUT", f"/{scenario.bucket}/big", data, scenario.mode.put_headers)
+        timed = Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / (len(data) / 1e9))
+    finally:
+        client.close()
+    expect(reply, 200, f"PUT big ({scenario.label})")
+    return timed
+
+
+def get_big(scenario: Scenario, data: bytes, verify: bool) -> Timed:
+    """One GET of the large object; `verify` checks the bytes that come back."""
+    client = Client(scenario.endpoint)
+    cpu = ServerCpu(scenario.endpoint.pid)
+    digest = hashlib.md5() if verify else None
     gigabytes = len(data) / 1e9
     try:
         cpu.start()
+        client_started = time.thread_time()
         started = time.perf_counter()
-        reply = client.request("PUT", path, data, scenario.mode.put_headers)
-        put = Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / gigabytes)
-        expect(reply, 200, f"PUT big ({scenario.label})")
-        got = []
-        for _ in range(gets):
-            digest = hashlib.md5() if verify else None
-            cpu.start()
-            client_started = time.thread_time()
-            started = time.perf_counter()
-            reply = client.request("GET", path, headers=scenario.mode.get_headers,
-                                   sink=digest.update if digest else None)
-            elapsed = time.perf_counter() - started
-            got.append(Timed(len(data) / elapsed / 1e6, cpu.seconds() / gigabytes,
-                             (time.thread_time() - client_started) / gigabytes))
-            expect(reply, 200, f"GET big ({scenario.label})")
-            if reply.size != len(data):
-                raise SystemExit(f"bench: GET big ({scenario.label}) returned {reply.size} bytes, "
-                                 f"expected {len(data)}")
-            if digest is not None and digest.hexdigest() != hashlib.md5(data).hexdigest():
-                raise SystemExit(f"bench: GET big ({scenario.label}) returned different bytes than were PUT")
+        reply = client.request("GET", f"/{scenario.bucket}/big", headers=scenario.mode.get_headers,
+                               sink=digest.update if digest else None)
+        timed = Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / gigabytes,
+                      (time.thread_time() - client_started) / gigabytes)
     finally:
         client.close()
-    return put, Timed(statistics.median(g.rate for g in got), statistics.median(g.cpu for g in got),
-                      statistics.median(g.client_cpu for g in got))
+    expect(reply, 200, f"GET big ({scenario.label})")
+    if reply.size != len(data):
+        raise SystemExit(f"bench: GET big ({scenario.label}) returned {reply.size} bytes, expected {len(data)}")
+    if digest is not None and digest.hexdigest() != hashlib.md5(data).hexdigest():
+        raise SystemExit(f"bench: GET big ({scenario.label}) returned different bytes than were PUT")
+    return timed
 
 
-def timed_batch(endpoint: Endpoint, concurrency: int, count: int, one: Callable[[Client, int], None]) -> Timed:
-    """Objects/s and server CPU-µs per object for `count` requests over `concurrency` fresh keep-alive
-    connections."""
-    clients = [Client(endpoint) for _ in range(concurrency)]
-    cpu = ServerCpu(endpoint.pid)
+class Connections:
+    """`count` keep-alive connections to one endpoint and the threads that drive them, kept across batches."""
 
-    def work(worker: int):
-        for n in range(worker, count, concurrency):
-            one(clients[worker], n)
+    def __init__(self, endpoint: Endpoint, count: int):
+        self.endpoint = endpoint
+        self.clients = [Client(endpoint) for _ in range(count)]
+        self.threads = ThreadPoolExecutor(count)
 
-    try:
-        cpu.start()
-        started = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            for result in pool.map(work, range(concurrency)):
-                del result
-        return Timed(count / (time.perf_counter() - started), cpu.seconds() / count * 1e6)
-    finally:
-        for client in clients:
+    def close(self):
+        self.threads.shutdown()
+        for client in self.clients:
             client.close()
 
 
-def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str, body: bytes, count: int,
-                        concurrency: int, between: Callable[[], None] = lambda: None) -> tuple[Timed, Timed]:
-    """`count` PUTs of `body` and then `count` GETs of them; `between` runs untimed in the middle."""
-    label = f"{endpoint.name}, {mode.name}"
+def timed_batch(connections: Connections, numbers: range, one: Callable[[Client, int], None]) -> Timed:
+    """Objects/s and server CPU-µs per object for one request per number, spread over the connections."""
+    cpu = ServerCpu(connections.endpoint.pid)
+    width = len(connections.clients)
+
+    def work(worker: int):
+        for n in numbers[worker::width]:
+            one(connections.clients[worker], n)
+
+    cpu.start()
+    started = time.perf_counter()
+    for result in connections.threads.map(work, range(width)):
+        del result
+    return Timed(len(numbers) / (time.perf_counter() - started), cpu.seconds() / len(numbers) * 1e6)
+
+
+def small_requests(bucket: str, mode: Mode, label: str, prefix: str,
+                   body: bytes) -> tuple[Callable[[Client, int], None], Callable[[Client, int], None]]:
+    """The PUT and the GET of small object number n."""
 
     def put(client: Client, n: int):
         expect(client.request("PUT", f"/{bucket}/{prefix}/{n:06d}", body, mode.put_headers), 200,
@@ -324,46 +337,110 @@ def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str
         if reply.size != len(body):
             raise SystemExit(f"bench: GET small ({label}) returned {reply.size} bytes, expected {len(body)}")
 
-    puts = timed_batch(endpoint, concurrency, count, put)
-    between()
-    return puts, timed_batch(endpoint, concurrency, count, get)
+    return put, get
 
 
-def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> dict[str, dict[str, float]]:
-    """Round 0 is the warm-up (and checks the large object's bytes); rounds 1..runs are timed. Every round visits
-    every scenario, starting one further along the list each time. Returns the median of each metric (METRICS and
-    CPU_METRICS) per label."""
-    samples: dict[str, dict[str, list[float]]] = {
-        s.label: {m: [] for m in (*METRICS, *CPU_METRICS, CLIENT_GET_BIG)} for s in scenarios}
+def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str, body: bytes, count: int,
+                        concurrency: int, between: Callable[[], None] = lambda: None) -> tuple[Timed, Timed]:
+    """`count` PUTs of `body` and then `count` GETs of them; `between` runs untimed in the middle."""
+    put, get = small_requests(bucket, mode, f"{endpoint.name}, {mode.name}", prefix, body)
+    connections = Connections(endpoint, concurrency)
+    try:
+        puts = timed_batch(connections, range(count), put)
+        between()
+        return puts, timed_batch(connections, range(count), get)
+    finally:
+        connections.close()
+
+
+class Cycles:
+    """Every value measured, per row and metric, one per cycle. A cycle visits every row once, in an order shuffled
+    each cycle, and lasts a second or two, so the n-th values of two rows were taken moments apart: their
+    ratio is a paired comparison that the machine's load, drifting over seconds to minutes, does not bias."""
+
+    def __init__(self):
+        self.values: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, label: str, metric: str, value: float):
+        self.values.setdefault(label, {}).setdefault(metric, []).append(value)
+
+    def median(self, label: str, metric: str) -> float:
+        return statistics.median(self.values[label][metric])
+
+    def ratios(self, label: str, base: str, metric: str) -> list[float]:
+        """`label` ÷ `base` in each cycle."""
+        return [value / reference for value, reference in zip(self.values[label][metric], self.values[base][metric])]
+
+    def paired(self, label: str, base: str, metric: str) -> float:
+        """The median of the per-cycle ratios `label` ÷ `base`."""
+        return statistics.median(self.ratios(label, base, metric))
+
+    def has(self, label: str) -> bool:
+        return label in self.values
+
+
+def cycle_order(scenarios: list[Scenario], cycle: int) -> list[Scenario]:
+    """The rows in a shuffled order, a different one each cycle (seeded by the cycle: the same in every run). Not a
+    rotation: in a rotation every row would always follow the same row and inherit whatever that row leaves behind
+    (a server's background work, dirty pages)."""
+    order = list(scenarios)
+    random.Random(cycle).shuffle(order)
+    return order
+
+
+def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> Cycles:
+    """Four phases, each in cycles over every row after a warm-up (whose large GETs are checked byte for byte):
+    large PUTs (`runs` cycles), large GETs (`runs` x `big_gets` cycles), small PUTs and small GETs (`runs` x
+    `small_count` objects per row, in blocks of `small_block` objects, one block per row per cycle)."""
+    cycles = Cycles()
+    for scenario in scenarios:
+        put_big(scenario, big_data)
+        get_big(scenario, big_data, verify=True)
+    progress("warm-up of the large object", scenarios, cycles)
+    run_phase(scenarios, cycles, "put_big", sizes.runs, lambda s, _: put_big(s, big_data))
+    run_phase(scenarios, cycles, "get_big", sizes.runs * sizes.big_gets,
+              lambda s, _: get_big(s, big_data, verify=False))
+
     small_body = os.urandom(sizes.small)
-    warmup_count = max(sizes.concurrency, sizes.small_count // 10)
-    for round_no in range(sizes.runs + 1):
-        shift = round_no % len(scenarios)
-        for scenario in scenarios[shift:] + scenarios[:shift]:
-            put_big, get_big = measure_big(scenario, big_data, sizes.big_gets, verify=round_no == 0)
-            put_small, get_small = small_puts_and_gets(
-                scenario.endpoint, scenario.bucket, scenario.mode, f"small/{round_no}", small_body,
-                warmup_count if round_no == 0 else sizes.small_count, sizes.concurrency)
-            what = "warm-up" if round_no == 0 else f"round {round_no}/{sizes.runs}"
-            print(f"{what}: {scenario.label}: PUT {put_big.rate:.0f} MB/s, GET {get_big.rate:.0f} MB/s, "
-                  f"PUT {put_small.rate:.0f} obj/s, GET {get_small.rate:.0f} obj/s", file=sys.stderr, flush=True)
-            if round_no:
-                measured = (put_big, get_big, put_small, get_small)
-                for metric, cpu_metric, timed in zip(METRICS, CPU_METRICS, measured):
-                    samples[scenario.label][metric].append(timed.rate)
-                    samples[scenario.label][cpu_metric].append(timed.cpu)
-                samples[scenario.label][CLIENT_GET_BIG].append(get_big.client_cpu)
-    results = {label: {m: statistics.median(v) for m, v in metrics.items()} for label, metrics in samples.items()}
-    for label, metrics in samples.items():
-        for metric in METRICS:
-            rates = metrics[metric]
-            results[label][spread(metric)] = (max(rates) - min(rates)) / statistics.median(rates)
-    return results
+    total = sizes.runs * sizes.small_count
+    blocks = [range(start, min(start + sizes.small_block, total)) for start in range(0, total, sizes.small_block)]
+    warmup = range(max(sizes.concurrency, sizes.small_count // 10))
+    # Opened only now: a server may close a keep-alive connection left idle through the large phases.
+    connections = {s.label: Connections(s.endpoint, sizes.concurrency) for s in scenarios}
+    try:
+        for scenario in scenarios:
+            for request in small_requests(scenario.bucket, scenario.mode, scenario.label, "warm-up", small_body):
+                timed_batch(connections[scenario.label], warmup, request)
+        progress("warm-up of small objects", scenarios, cycles)
+        requests = {s.label: small_requests(s.bucket, s.mode, s.label, "small", small_body) for s in scenarios}
+        for metric, request in (("put_small", 0), ("get_small", 1)):
+            run_phase(scenarios, cycles, metric, len(blocks), lambda s, cycle, request=request: timed_batch(
+                connections[s.label], blocks[cycle], requests[s.label][request]))
+    finally:
+        for pool in connections.values():
+            pool.close()
+    return cycles
 
 
-def spread(metric: str) -> str:
-    """The results key of a rate's spread over the timed rounds: (max - min) / median."""
-    return f"spread_{metric}"
+def run_phase(scenarios: list[Scenario], cycles: Cycles, metric: str, count: int,
+              measure: Callable[[Scenario, int], Timed]):
+    """`count` cycles of `measure(row, cycle)` over every row; records the rate, the server CPU and, for large
+    GETs, the client CPU."""
+    cpu_metric = CPU_METRICS[METRICS.index(metric)]
+    for cycle in range(count):
+        for scenario in cycle_order(scenarios, cycle):
+            timed = measure(scenario, cycle)
+            cycles.add(scenario.label, metric, timed.rate)
+            cycles.add(scenario.label, cpu_metric, timed.cpu)
+            if metric == "get_big":
+                cycles.add(scenario.label, CLIENT_GET_BIG, timed.client_cpu)
+    progress(f"{metric}, {count} cycles", scenarios, cycles, metric)
+
+
+def progress(what: str, scenarios: list[Scenario], cycles: Cycles, metric: str | None = None):
+    if metric is not None:
+        what += ": " + ", ".join(f"{s.label} {cycles.median(s.label, metric):.0f}" for s in scenarios)
+    print(f"bench: {what}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -484,101 +561,114 @@ def machine_description() -> str:
             f"Python {platform.python_version()}; load average {load} at the start")
 
 
-def change(value: float, base: float) -> str:
-    return f"{value / base - 1:+.0%}"
-
-
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def throughput_report(scenarios: list[Scenario], results: dict[str, dict[str, float]], sizes: Sizes,
+def quartiles(ratios: list[float]) -> tuple[float, float]:
+    """The 25th and 75th percentile (both the one value when there is one)."""
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return low, high
+
+
+def throughput_report(scenarios: list[Scenario], cycles: Cycles, sizes: Sizes,
                       big_mib: int) -> tuple[str, list[str]]:
-    """The throughput table (each SSE cell with its change against the same server's plaintext row), the
-    coffer ÷ peer table, and the list of cells that miss a target."""
+    """The throughput table (each SSE cell with its paired change against the same server's plaintext row), the
+    coffer ÷ peer table, the quartiles of the paired ratios, the CPU tables, and the list of cells that miss a
+    target. Targets are read from the paired ratios' medians."""
     columns = [f"PUT {big_mib} MiB MB/s", f"GET {big_mib} MiB MB/s",
-               f"PUT {sizes.small_count} x {sizes.small} B obj/s", f"GET {sizes.small_count} x {sizes.small} B obj/s"]
+               f"PUT {sizes.small} B obj/s", f"GET {sizes.small} B obj/s"]
     misses = []
     rows = []
+    spread_rows = []
     for scenario in scenarios:
-        plain = results.get(f"{scenario.server}, {PLAINTEXT}")
+        plain = f"{scenario.server}, {PLAINTEXT}"
+        paired = scenario.mode.name != PLAINTEXT and cycles.has(plain)
         cells = []
+        spread_cells = []
         for metric, column in zip(METRICS, columns):
-            value = results[scenario.label][metric]
-            cell = f"{value:.0f}"
-            if plain is not None and scenario.mode.name != PLAINTEXT:
-                cell += f" ({change(value, plain[metric])})"
-                if scenario.server == "coffer" and value < 0.95 * plain[metric]:
-                    misses.append(f"SSE within 5% of plaintext: {scenario.mode.name}, {column}: "
-                                  f"{change(value, plain[metric])}")
+            cell = f"{cycles.median(scenario.label, metric):.0f}"
+            if paired:
+                ratio = cycles.paired(scenario.label, plain, metric)
+                low, high = quartiles(cycles.ratios(scenario.label, plain, metric))
+                cell += f" ({ratio - 1:+.0%})"
+                spread_cells.append(f"{ratio - 1:+.1%} ({low - 1:+.0%} … {high - 1:+.0%})")
+                if scenario.server == "coffer" and ratio < 0.95:
+                    misses.append(f"SSE within 5% of plaintext: {scenario.mode.name}, {column}: {ratio - 1:+.1%}")
             cells.append(cell)
         rows.append([scenario.label, *cells])
+        if paired:
+            spread_rows.append([scenario.label, *spread_cells])
     text = table(["row", *columns], rows)
 
     ratio_rows = []
     for mode in MODE_ORDER:
-        ours, theirs = results.get(f"coffer, {mode}"), results.get(f"seaweedfs, {mode}")
-        if ours is None or theirs is None:
+        ours, theirs = f"coffer, {mode}", f"seaweedfs, {mode}"
+        if not (cycles.has(ours) and cycles.has(theirs)):
             continue
         cells = []
         for metric, column in zip(METRICS, columns):
-            ratio = ours[metric] / theirs[metric]
-            cells.append(f"{ratio:.2f}x")
+            ratio = cycles.paired(ours, theirs, metric)
+            low, high = quartiles(cycles.ratios(ours, theirs, metric))
+            cells.append(f"{ratio:.2f}x ({low:.2f} … {high:.2f})")
             if ratio < 1:
                 misses.append(f"ahead of the peer: {mode}, {column}: coffer/seaweedfs = {ratio:.2f}x")
         ratio_rows.append([mode, *cells])
     if ratio_rows:
-        text += "\n\ncoffer / seaweedfs (same row, same run; > 1 means coffer is faster):\n\n"
+        text += ("\n\ncoffer / seaweedfs, same mode: median of the per-cycle ratios (in brackets: 25th … 75th "
+                 "percentile; > 1 means coffer is faster):\n\n")
         text += table(["mode", *columns], ratio_rows)
-    text += ("\n\nServer CPU for the same operations (median; in brackets: change against the same server's "
+    if spread_rows:
+        text += ("\n\nSSE against the same server's plaintext: median of the per-cycle changes (in brackets: 25th … "
+                 "75th percentile), the numbers the 5 % target is read from:\n\n")
+        text += table(["row", *columns], spread_rows)
+    text += ("\n\nServer CPU for the same operations (median; in brackets: paired change against the same server's "
              "plaintext row):\n\n")
-    text += cpu_table(scenarios, results, sizes, big_mib)
+    text += cpu_table(scenarios, cycles, sizes, big_mib)
     text += (f"\n\nLarge GETs ({big_mib} MiB, one connection): the CPU of server and client together, and how many "
              f"of the machine's cores that kept busy (median of each):\n\n")
-    text += cores_table(scenarios, results)
-    text += (f"\n\nSpread of the timed rounds, (max - min) / median of each rate over {sizes.runs} rounds: how far "
-             f"one round of a row moves on this machine, against which the 5 % target and the peer ratios are "
-             f"read:\n\n")
-    text += table(["row", *columns], [[s.label, *(f"{results[s.label][spread(m)]:.0%}" for m in METRICS)]
-                                      for s in scenarios])
+    text += cores_table(scenarios, cycles)
     return text, misses
 
 
-def cpu_table(scenarios: list[Scenario], results: dict[str, dict[str, float]], sizes: Sizes, big_mib: int) -> str:
+def cpu_table(scenarios: list[Scenario], cycles: Cycles, sizes: Sizes, big_mib: int) -> str:
     """Server CPU per GB (large object) and per object (small), from the server process's threads."""
     columns = [f"PUT {big_mib} MiB CPU-s/GB", f"GET {big_mib} MiB CPU-s/GB",
                f"PUT {sizes.small} B CPU-µs/obj", f"GET {sizes.small} B CPU-µs/obj"]
     rows = []
     for scenario in scenarios:
-        plain = results.get(f"{scenario.server}, {PLAINTEXT}")
+        plain = f"{scenario.server}, {PLAINTEXT}"
         cells = []
         for metric in CPU_METRICS:
-            value = results[scenario.label][metric]
+            value = cycles.median(scenario.label, metric)
             cell = f"{value:.3f}" if metric.endswith("big") else f"{value:.0f}"
-            if plain is not None and scenario.mode.name != PLAINTEXT and plain[metric] > 0:
-                cell += f" ({change(value, plain[metric])})"
+            if scenario.mode.name != PLAINTEXT and cycles.has(plain):
+                cell += f" ({cycles.paired(scenario.label, plain, metric) - 1:+.0%})"
             cells.append(cell)
         rows.append([scenario.label, *cells])
     return table(["row", *columns], rows)
 
 
-def cores_table(scenarios: list[Scenario], results: dict[str, dict[str, float]]) -> str:
+def cores_table(scenarios: list[Scenario], cycles: Cycles) -> str:
     """Server and client CPU per GB of the large GET, the cores that kept busy at the measured rate, and for SSE
     rows the cores they would need to keep busy to reach 95 % of the same server's plaintext rate. With server and
     client on one machine, a mode whose CPU per GB exceeds plaintext's can only keep up by using more cores."""
     columns = ["GET MB/s", "server CPU-s/GB", "client CPU-s/GB", "cores busy", "cores for 95 % of plaintext"]
     rows = []
     for scenario in scenarios:
-        measured = results[scenario.label]
-        plain = results.get(f"{scenario.server}, {PLAINTEXT}")
-        per_gb = measured["cpu_get_big"] + measured[CLIENT_GET_BIG]
+        rate = cycles.median(scenario.label, "get_big")
+        server = cycles.median(scenario.label, "cpu_get_big")
+        client = cycles.median(scenario.label, CLIENT_GET_BIG)
+        plain = f"{scenario.server}, {PLAINTEXT}"
         needed = "-"
-        if plain is not None and scenario.mode.name != PLAINTEXT:
-            needed = f"{per_gb * 0.95 * plain['get_big'] / 1000:.2f}"
-        rows.append([scenario.label, f"{measured['get_big']:.0f}", f"{measured['cpu_get_big']:.3f}",
-                     f"{measured[CLIENT_GET_BIG]:.3f}", f"{per_gb * measured['get_big'] / 1000:.2f}", needed])
+        if scenario.mode.name != PLAINTEXT and cycles.has(plain):
+            needed = f"{(server + client) * 0.95 * cycles.median(plain, 'get_big') / 1000:.2f}"
+        rows.append([scenario.label, f"{rate:.0f}", f"{server:.3f}", f"{client:.3f}",
+                     f"{(server + client) * rate / 1000:.2f}", needed])
     return table(["row", *columns], rows)
 
 
@@ -619,8 +709,8 @@ def build_scenarios(servers: Servers, peers: bool) -> list[Scenario]:
     return scenarios
 
 
-def interleave(scenarios: list[Scenario]) -> list[Scenario]:
-    """coffer and peer rows of the same mode next to each other, so both see the same moment of machine load."""
+def grouped_by_mode(scenarios: list[Scenario]) -> list[Scenario]:
+    """coffer and peer rows of the same mode next to each other in the tables."""
     return sorted(scenarios, key=lambda s: MODE_ORDER.index(s.mode.name))
 
 
@@ -650,12 +740,16 @@ def main() -> int:
     parser.add_argument("--kms-count", type=int, default=1000,
                         help="SSE-KMS PUTs (then GETs) per KMS-call count, cache on and off (default 1000; 0 skips)")
     parser.add_argument("--big-mib", type=int, default=256, help="size of the large object (MiB, default 256)")
-    parser.add_argument("--small-count", type=int, default=1000, help="number of small objects (default 1000)")
+    parser.add_argument("--small-count", type=int, default=1000,
+                        help="small objects per row and round (default 1000)")
+    parser.add_argument("--small-block", type=int, default=200,
+                        help="small requests per row and cycle (default 200)")
     parser.add_argument("--small-size", type=int, default=4096, help="size of a small object (bytes, default 4096)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections for small objects (default 8)")
-    parser.add_argument("--runs", type=int, default=3, help="timed rounds, median reported (default 3)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="rounds: cycles of large PUTs, and small_count objects per row (default 3)")
     parser.add_argument("--big-gets", type=int, default=3,
-                        help="GETs of the large object per round, median taken (default 3)")
+                        help="cycles of large GETs per round (default 3)")
     parser.add_argument("--only", action="append", default=[],
                         help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
@@ -663,7 +757,8 @@ def main() -> int:
     args = parser.parse_args()
 
     sizes = Sizes(big=args.big_mib * MiB, small=args.small_size, small_count=args.small_count,
-                  concurrency=args.concurrency, runs=args.runs, big_gets=args.big_gets)
+                  small_block=args.small_block, concurrency=args.concurrency, runs=args.runs,
+                  big_gets=args.big_gets)
     part_size = args.part_mib * MiB
     if args.rss and (part_size > sizes.big or sizes.big % part_size):
         parser.error("--part-mib must divide --big-mib (parts are slices of the large test object)")
@@ -671,9 +766,11 @@ def main() -> int:
     print(f"machine: {machine_description()}")
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
-    print(f"method:  rows interleaved; median of {sizes.runs} timed rounds after one warm-up round (each round: one "
-          f"large PUT, the median of {sizes.big_gets} large GETs, the small PUTs, the small GETs); "
-          f"MB/s = 10^6 bytes/s; server CPU from /proc/PID/task/*/schedstat\n", flush=True)
+    small_cycles = -(-args.runs * sizes.small_count // sizes.small_block)
+    print(f"method:  rows measured in cycles, one visit per row each, shuffled; {args.runs} cycles of large PUTs, "
+          f"{args.runs * args.big_gets} of large GETs, {small_cycles} each of small PUTs and GETs (blocks of "
+          f"{sizes.small_block}) after one warm-up; rates are medians over the cycles, comparisons medians of "
+          f"per-cycle ratios; MB/s = 10^6 bytes/s; server CPU from /proc/PID/task/*/schedstat\n", flush=True)
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
@@ -681,15 +778,15 @@ def main() -> int:
     misses: list[str] = []
     try:
         with Servers(args.workdir) as servers:
-            scenarios = interleave(build_scenarios(servers, args.peers))
+            scenarios = grouped_by_mode(build_scenarios(servers, args.peers))
             chosen = [s for s in scenarios if not args.only or any(o in s.label for o in args.only)]
             if not chosen:
                 parser.error("no row matches --only")
             for scenario in scenarios:
                 scenario.bucket = create_bucket(scenario.endpoint)
 
-            results = run_throughput(chosen, sizes, big_data)
-            text, found = throughput_report(chosen, results, sizes, args.big_mib)
+            cycles = run_throughput(chosen, sizes, big_data)
+            text, found = throughput_report(chosen, cycles, sizes, args.big_mib)
             misses += found
             print(text + "\n", flush=True)
 

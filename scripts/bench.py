@@ -212,8 +212,8 @@ class Sizes:
 METRICS = ("put_big", "get_big", "put_small", "get_small")
 # Server CPU for the same operations: CPU-seconds per GB (large object) and CPU-microseconds per object (small).
 CPU_METRICS = ("cpu_put_big", "cpu_get_big", "cpu_put_small", "cpu_get_small")
-# The bench client's own CPU for the large GET (CPU-seconds per GB): it runs on the same two cores.
-CLIENT_GET_BIG = "client_get_big"
+# The bench client's own CPU for the same operations, in the same units: it runs on the same two cores.
+CLIENT_METRICS = ("client_put_big", "client_get_big", "client_put_small", "client_get_small")
 
 
 def thread_cpu_ns(pid: int) -> dict[str, int]:
@@ -246,23 +246,26 @@ class ServerCpu:
 
 @dataclass
 class Timed:
-    """One measured operation: its rate (MB/s or objects/s) and the server CPU it cost (CPU-s/GB or CPU-µs/object);
-    for large GETs also the client's CPU (CPU-s/GB)."""
+    """One measured operation: its rate (MB/s or objects/s) and the CPU it cost the server and the bench client
+    (CPU-s/GB or CPU-µs/object)."""
 
     rate: float
     cpu: float
-    client_cpu: float = 0.0
+    client_cpu: float
 
 
 def put_big(scenario: Scenario, data: bytes) -> Timed:
     """One PUT of the large object (it replaces the previous one)."""
     client = Client(scenario.endpoint)
     cpu = ServerCpu(scenario.endpoint.pid)
+    gigabytes = len(data) / 1e9
     try:
         cpu.start()
+        client_started = time.thread_time()
         started = time.perf_counter()
         reply = client.request("PUT", f"/{scenario.bucket}/big", data, scenario.mode.put_headers)
-        timed = Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / (len(data) / 1e9))
+        timed = Timed(len(data) / (time.perf_counter() - started) / 1e6, cpu.seconds() / gigabytes,
+                      (time.thread_time() - client_started) / gigabytes)
     finally:
         client.close()
     expect(reply, 200, f"PUT big ({scenario.label})")
@@ -308,7 +311,8 @@ class Connections:
 
 
 def timed_batch(connections: Connections, numbers: range, one: Callable[[Client, int], None]) -> Timed:
-    """Objects/s and server CPU-µs per object for one request per number, spread over the connections."""
+    """Objects/s and server and client CPU-µs per object for one request per number, spread over the connections.
+    The client's CPU is the whole bench process's: only these connections' threads work meanwhile."""
     cpu = ServerCpu(connections.endpoint.pid)
     width = len(connections.clients)
 
@@ -317,10 +321,12 @@ def timed_batch(connections: Connections, numbers: range, one: Callable[[Client,
             one(connections.clients[worker], n)
 
     cpu.start()
+    client_started = time.process_time()
     started = time.perf_counter()
     for result in connections.threads.map(work, range(width)):
         del result
-    return Timed(len(numbers) / (time.perf_counter() - started), cpu.seconds() / len(numbers) * 1e6)
+    return Timed(len(numbers) / (time.perf_counter() - started), cpu.seconds() / len(numbers) * 1e6,
+                 (time.process_time() - client_started) / len(numbers) * 1e6)
 
 
 def small_requests(bucket: str, mode: Mode, label: str, prefix: str,
@@ -424,16 +430,15 @@ def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> 
 
 def run_phase(scenarios: list[Scenario], cycles: Cycles, metric: str, count: int,
               measure: Callable[[Scenario, int], Timed]):
-    """`count` cycles of `measure(row, cycle)` over every row; records the rate, the server CPU and, for large
-    GETs, the client CPU."""
-    cpu_metric = CPU_METRICS[METRICS.index(metric)]
+    """`count` cycles of `measure(row, cycle)` over every row; records the rate and the server's and the client's
+    CPU."""
+    index = METRICS.index(metric)
     for cycle in range(count):
         for scenario in cycle_order(scenarios, cycle):
             timed = measure(scenario, cycle)
             cycles.add(scenario.label, metric, timed.rate)
-            cycles.add(scenario.label, cpu_metric, timed.cpu)
-            if metric == "get_big":
-                cycles.add(scenario.label, CLIENT_GET_BIG, timed.client_cpu)
+            cycles.add(scenario.label, CPU_METRICS[index], timed.cpu)
+            cycles.add(scenario.label, CLIENT_METRICS[index], timed.client_cpu)
     progress(f"{metric}, {count} cycles", scenarios, cycles, metric)
 
 
@@ -629,9 +634,13 @@ def throughput_report(scenarios: list[Scenario], cycles: Cycles, sizes: Sizes,
     text += ("\n\nServer CPU for the same operations (median; in brackets: paired change against the same server's "
              "plaintext row):\n\n")
     text += cpu_table(scenarios, cycles, sizes, big_mib)
-    text += (f"\n\nLarge GETs ({big_mib} MiB, one connection): the CPU of server and client together, and how many "
-             f"of the machine's cores that kept busy (median of each):\n\n")
-    text += cores_table(scenarios, cycles)
+    text += (f"\n\nLarge GETs ({big_mib} MiB, one connection): the CPU of server and client, and how many of the "
+             f"machine's cores that kept busy (median of each):\n\n")
+    text += cores_table(scenarios, cycles, "get_big", "GET MB/s", "CPU-s/GB")
+    for metric, verb in (("put_small", "PUT"), ("get_small", "GET")):
+        text += (f"\n\nSmall {verb}s ({sizes.small} B, {sizes.concurrency} connections): the CPU of server and "
+                 f"client, and how many of the machine's cores that kept busy (median of each):\n\n")
+        text += cores_table(scenarios, cycles, metric, f"{verb} obj/s", "CPU-µs/obj")
     return text, misses
 
 
@@ -653,22 +662,26 @@ def cpu_table(scenarios: list[Scenario], cycles: Cycles, sizes: Sizes, big_mib: 
     return table(["row", *columns], rows)
 
 
-def cores_table(scenarios: list[Scenario], cycles: Cycles) -> str:
-    """Server and client CPU per GB of the large GET, the cores that kept busy at the measured rate, and for SSE
-    rows the cores they would need to keep busy to reach 95 % of the same server's plaintext rate. With server and
-    client on one machine, a mode whose CPU per GB exceeds plaintext's can only keep up by using more cores."""
-    columns = ["GET MB/s", "server CPU-s/GB", "client CPU-s/GB", "cores busy", "cores for 95 % of plaintext"]
+def cores_table(scenarios: list[Scenario], cycles: Cycles, metric: str, rate_unit: str, cpu_unit: str) -> str:
+    """For one operation: the rate, the server's and the client's CPU per unit, the cores that kept busy at the
+    measured rate, and for SSE rows the cores they would need to keep busy to reach 95 % of the same server's
+    plaintext rate. With server and client on one machine, a mode that costs more CPU per unit can only keep up by
+    keeping more cores busy."""
+    index = METRICS.index(metric)
+    per_second = 1e-3 if metric.endswith("big") else 1e-6  # MB/s x CPU-s/GB, or objects/s x CPU-µs/object
+    digits = 3 if metric.endswith("big") else 0
+    columns = [rate_unit, f"server {cpu_unit}", f"client {cpu_unit}", "cores busy", "cores for 95 % of plaintext"]
     rows = []
     for scenario in scenarios:
-        rate = cycles.median(scenario.label, "get_big")
-        server = cycles.median(scenario.label, "cpu_get_big")
-        client = cycles.median(scenario.label, CLIENT_GET_BIG)
+        rate = cycles.median(scenario.label, metric)
+        server = cycles.median(scenario.label, CPU_METRICS[index])
+        client = cycles.median(scenario.label, CLIENT_METRICS[index])
         plain = f"{scenario.server}, {PLAINTEXT}"
         needed = "-"
         if scenario.mode.name != PLAINTEXT and cycles.has(plain):
-            needed = f"{(server + client) * 0.95 * cycles.median(plain, 'get_big') / 1000:.2f}"
-        rows.append([scenario.label, f"{rate:.0f}", f"{server:.3f}", f"{client:.3f}",
-                     f"{(server + client) * rate / 1000:.2f}", needed])
+            needed = f"{(server + client) * 0.95 * cycles.median(plain, metric) * per_second:.2f}"
+        rows.append([scenario.label, f"{rate:.0f}", f"{server:.{digits}f}", f"{client:.{digits}f}",
+                     f"{(server + client) * rate * per_second:.2f}", needed])
     return table(["row", *columns], rows)
 
 

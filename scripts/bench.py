@@ -5,7 +5,7 @@ Run it with `scripts/bench` (which prepares .venv and the release binary). Each 
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
 SeaweedFS (`weed mini` with its local KMS) to the same run. The rows are measured in cycles: a cycle visits every row
 once — one large PUT, one large GET, or one block of small requests per row — in an order shuffled each cycle, and
-lasts a second or two. Every comparison (SSE vs plaintext, coffer vs peer) is the median of the per-cycle ratios of
+lasts seconds (about ten for the large PUTs). Every comparison (SSE vs plaintext, coffer vs peer) is the median of the per-cycle ratios of
 the two rows, so load from other work on the machine, which drifts over seconds to minutes, falls on both sides of
 each ratio alike. Next to each rate the bench reads the CPU the server process spent on it.
 
@@ -361,8 +361,8 @@ def small_puts_and_gets(endpoint: Endpoint, bucket: str, mode: Mode, prefix: str
 
 class Cycles:
     """Every value measured, per row and metric, one per cycle. A cycle visits every row once, in an order shuffled
-    each cycle, and lasts a second or two, so the n-th values of two rows were taken moments apart: their
-    ratio is a paired comparison that the machine's load, drifting over seconds to minutes, does not bias."""
+    each cycle, and lasts seconds, so the n-th values of two rows were taken moments apart: their ratio is a paired
+    comparison that the machine's load, drifting over seconds to minutes, does not bias."""
 
     def __init__(self):
         self.values: dict[str, dict[str, list[float]]] = {}
@@ -402,7 +402,7 @@ def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> 
     for scenario in scenarios:
         put_big(scenario, big_data)
         get_big(scenario, big_data, verify=True)
-    progress("warm-up of the large object", scenarios, cycles)
+    progress("warm-up of the large object")
     run_phase(scenarios, cycles, "put_big", sizes.runs, lambda s, _: put_big(s, big_data))
     run_phase(scenarios, cycles, "get_big", sizes.runs * sizes.big_gets,
               lambda s, _: get_big(s, big_data, verify=False))
@@ -417,7 +417,7 @@ def run_throughput(scenarios: list[Scenario], sizes: Sizes, big_data: bytes) -> 
         for scenario in scenarios:
             for request in small_requests(scenario.bucket, scenario.mode, scenario.label, "warm-up", small_body):
                 timed_batch(connections[scenario.label], warmup, request)
-        progress("warm-up of small objects", scenarios, cycles)
+        progress("warm-up of small objects")
         requests = {s.label: small_requests(s.bucket, s.mode, s.label, "small", small_body) for s in scenarios}
         for metric, request in (("put_small", 0), ("get_small", 1)):
             run_phase(scenarios, cycles, metric, len(blocks), lambda s, cycle, request=request: timed_batch(
@@ -439,12 +439,11 @@ def run_phase(scenarios: list[Scenario], cycles: Cycles, metric: str, count: int
             cycles.add(scenario.label, metric, timed.rate)
             cycles.add(scenario.label, CPU_METRICS[index], timed.cpu)
             cycles.add(scenario.label, CLIENT_METRICS[index], timed.client_cpu)
-    progress(f"{metric}, {count} cycles", scenarios, cycles, metric)
+    progress(f"{metric}, {count} cycles: " + ", ".join(f"{s.label} {cycles.median(s.label, metric):.0f}"
+                                                       for s in scenarios))
 
 
-def progress(what: str, scenarios: list[Scenario], cycles: Cycles, metric: str | None = None):
-    if metric is not None:
-        what += ": " + ", ".join(f"{s.label} {cycles.median(s.label, metric):.0f}" for s in scenarios)
+def progress(what: str):
     print(f"bench: {what}", file=sys.stderr, flush=True)
 
 

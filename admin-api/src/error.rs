@@ -55,6 +55,7 @@ impl From<KmsError> for ApiError {
             KmsError::KeyPendingDeletion(_) => (StatusCode::CONFLICT, "KeyPendingDeletion"),
             KmsError::KeyExists(_) => (StatusCode::CONFLICT, "KeyAlreadyExists"),
             KmsError::InvalidKeyId(_) => (StatusCode::BAD_REQUEST, "InvalidKeyId"),
+            KmsError::UnusableKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKeyUsage"),
             KmsError::InvalidConfig { field, .. } => {
                 return Self::invalid_field("InvalidConfig", field.clone(), message);
             }

@@ -1,7 +1,7 @@
 """SSE-KMS and SSE-S3 against a real OpenBao transit engine: the server runs with `--kms-backend vault`, its token in
 COFFER_KMS_VAULT_TOKEN. Keys come from OpenBao (`bao write -f transit/keys/NAME type=aes256-gcm96 derived=true`), the
-admin API, or the server's own default key; OpenBao's audit log shows the transit calls. Unknown, disabled and
-unusable keys are refused, and a sealed OpenBao makes SSE writes answer 503 while plaintext keeps working. A server
+admin API, or the server's own default key; keys made the standard way (not derived) work too, Coffer binding the
+context itself. OpenBao's audit log shows the transit calls. Unknown, disabled and unusable keys are refused, and a sealed OpenBao makes SSE writes answer 503 while plaintext keeps working. A server
 started before its OpenBao picks it up by itself once it is there."""
 
 from __future__ import annotations
@@ -135,15 +135,51 @@ def test_disabled_key_is_400(server, openbao, fresh):
     assert server.s3.get_object(Bucket=fresh, Key="before")["Body"].read() == BODY
 
 
-def test_non_derived_transit_key_is_refused(server, openbao, fresh):
-    """Transit ignores the encryption context on a non-derived key, so Coffer must not use one."""
-    key_id = transit_key(openbao, derived=False)
+def test_a_standard_non_derived_transit_key_works_for_sse_kms_and_sse_s3(coffer_factory, openbao):
+    """A key made the standard way (`bao write -f transit/keys/NAME`, not derived): Coffer binds the encryption
+    context itself, so objects round-trip under it, also as the default key SSE-S3 uses."""
+    plain_default = unique_name("plain-default")
+    openbao.bao("write", "-f", f"transit/keys/{plain_default}")
+    plain = unique_name("plain")
+    openbao.bao("write", "-f", f"transit/keys/{plain}")
+    assert read_transit_key(openbao, plain)["derived"] is False
+    server = coffer_factory(**vault_server_args(openbao, plain_default))
+    bucket = unique_name("sse-plain")
+    server.s3.create_bucket(Bucket=bucket)
+    big = random_bytes(6 * MiB + 7, seed=43)
+    server.s3.put_object(Bucket=bucket, Key="kms", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=plain)
+    server.s3.put_object(Bucket=bucket, Key="s3", Body=big, ServerSideEncryption="AES256")
+    got = server.s3.get_object(Bucket=bucket, Key="kms")
+    assert (got["Body"].read(), got["SSEKMSKeyId"]) == (BODY, plain)
+    assert server.s3.get_object(Bucket=bucket, Key="s3")["Body"].read() == big
+    # After a restart (nothing cached) and a rotation, both still read.
+    openbao.bao("write", "-f", f"transit/keys/{plain}/rotate")
+    server.stop_and_check()
+    restarted = coffer_factory(data_dir=server.data_dir, **vault_server_args(openbao, plain_default))
+    assert restarted.s3.get_object(Bucket=bucket, Key="kms")["Body"].read() == BODY
+    assert restarted.s3.get_object(Bucket=bucket, Key="s3")["Body"].read() == big
+
+
+def test_a_key_that_cannot_encrypt_is_a_client_error_and_unknown_keys_are_no_kms_fault(server, openbao, fresh):
+    signing = unique_name("signing")
+    openbao.bao("write", "-f", f"transit/keys/{signing}", "type=ed25519")
     strict = no_retry_client(server)
-    with pytest.raises(ClientError) as refused:
-        strict.put_object(Bucket=fresh, Key="obj", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)
-    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 400
-    assert_absent(server.s3, fresh, "obj")
-    assert_no_temp_files(server)
+    answer = refused_write(server, fresh, "obj", lambda: strict.put_object(
+        Bucket=fresh, Key="obj", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=signing),
+        400, "KMS.InvalidKeyUsageException")
+    assert signing in answer["Error"]["Message"], answer["Error"]
+
+    before = kms_admin_ok(server, "GET", "/status")
+    missing = unique_name("missing")
+    refused_write(server, fresh, "obj", lambda: strict.put_object(
+        Bucket=fresh, Key="obj", Body=BODY, ServerSideEncryption="aws:kms", SSEKMSKeyId=missing),
+        400, "KMS.NotFoundException")
+    after = kms_admin_ok(server, "GET", "/status")
+    assert after["kms_errors"] == before["kms_errors"], "an unknown key id counted as a KMS fault"
+    assert after["last_error"] == before["last_error"]
+    # Transit answered 404 for the probe; that is no error of Coffer's to log.
+    assert "Detected errors in API response" not in server.log()
+    assert not [line for line in server.log().splitlines() if " ERROR " in line and missing in line]
 
 
 def test_sealed_openbao_is_503_while_plaintext_works(coffer_factory, openbao_factory):

@@ -207,6 +207,39 @@ impl KmsConfig {
         Ok(())
     }
 
+    /// Calls `visit` on every file or directory path in the configuration.
+    pub fn for_each_path(&mut self, mut visit: impl FnMut(&mut PathBuf)) {
+        let paths: Vec<&mut PathBuf> = match &mut self.backend {
+            BackendConfig::Local(local) => local.key_dir.iter_mut().chain(local.master_key_file.iter_mut()).collect(),
+            BackendConfig::VaultTransit(vault) => {
+                let auth_files: Vec<&mut PathBuf> = match &mut vault.auth {
+                    VaultAuth::TokenFile { path } => vec![path],
+                    VaultAuth::AppRole { secret_id_file, .. } => secret_id_file.iter_mut().collect(),
+                    VaultAuth::Token { .. } => Vec::new(),
+                };
+                vault
+                    .ca_cert_path
+                    .iter_mut()
+                    .chain(vault.client_cert_path.iter_mut())
+                    .chain(vault.client_key_path.iter_mut())
+                    .chain(auth_files)
+                    .collect()
+            }
+        };
+        paths.into_iter().for_each(&mut visit);
+    }
+
+    /// Resolves relative paths against the working directory, so the configuration means the same files whatever
+    /// directory the server is started from next time.
+    pub fn make_paths_absolute(&mut self) -> Result<()> {
+        let mut failure = None;
+        self.for_each_path(|path| match std::path::absolute(&*path) {
+            Ok(absolute) => *path = absolute,
+            Err(err) => failure = Some(KmsError::io(format!("resolving {}", path.display()), err)),
+        });
+        failure.map_or(Ok(()), Err)
+    }
+
     /// The configuration as shown to operators: every secret replaced by `***`.
     pub fn redacted(&self) -> serde_json::Value {
         let mut shown = self.clone();

@@ -21,6 +21,9 @@ pub enum KmsError {
     KeyExists(String),
     #[error("invalid key id: {0}")]
     InvalidKeyId(String),
+    /// The key exists but cannot wrap data keys (a signing or asymmetric transit key, say).
+    #[error("KMS key {key_id} cannot be used for encryption: {reason}")]
+    UnusableKey { key_id: String, reason: String },
     /// A request argument is out of range or malformed; `message` names the argument.
     #[error("{message}")]
     InvalidArgument { field: String, message: String },
@@ -56,6 +59,29 @@ impl KmsError {
         Self::InvalidArgument { field: field.into(), message: message.into() }
     }
 
+    /// Whether this is a fault of the KMS (unreachable, misconfigured, failing storage) rather than an answer to what
+    /// was asked (an unknown, disabled or unusable key, a wrong context, a bad argument). Only faults count in the
+    /// health counters and `last_error`.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            Self::NotConfigured
+            | Self::NotRunning
+            | Self::Unavailable(_)
+            | Self::Backend(_)
+            | Self::Io { .. }
+            | Self::InvalidConfig { .. } => true,
+            Self::KeyNotFound(_)
+            | Self::KeyDisabled(_)
+            | Self::KeyPendingDeletion(_)
+            | Self::KeyExists(_)
+            | Self::InvalidKeyId(_)
+            | Self::UnusableKey { .. }
+            | Self::InvalidArgument { .. }
+            | Self::InvalidCiphertext
+            | Self::WrongState { .. } => false,
+        }
+    }
+
     /// An equal error for a second receiver (errors are not `Clone`: an I/O error keeps its kind and message).
     pub(crate) fn duplicate(&self) -> Self {
         match self {
@@ -66,6 +92,9 @@ impl KmsError {
             Self::KeyPendingDeletion(id) => Self::KeyPendingDeletion(id.clone()),
             Self::KeyExists(id) => Self::KeyExists(id.clone()),
             Self::InvalidKeyId(message) => Self::InvalidKeyId(message.clone()),
+            Self::UnusableKey { key_id, reason } => {
+                Self::UnusableKey { key_id: key_id.clone(), reason: reason.clone() }
+            }
             Self::InvalidArgument { field, message } => {
                 Self::InvalidArgument { field: field.clone(), message: message.clone() }
             }

@@ -160,10 +160,14 @@ impl KmsManager {
     /// Opens the KMS state directory (created 0700 if missing) and loads the persisted configuration, if any. An
     /// unreadable configuration file does not stop the server: the KMS is then in `Error` until it is configured
     /// again (the file is never silently replaced, so a Vault configuration is not lost to a default).
+    /// The directory is made absolute first, and so is every path in the configuration, so the KMS works whatever
+    /// directory the server is started from.
     pub fn open(state_dir: PathBuf) -> Result<Arc<KmsManager>> {
+        let state_dir = std::path::absolute(&state_dir)
+            .map_err(|err| KmsError::io(format!("resolving {}", state_dir.display()), err))?;
         fs::create_private_dir(&state_dir)?;
         let stats = Arc::new(Stats::default());
-        let current = match load_persisted(&state_dir.join(CONFIG_FILE)) {
+        let current = match load_persisted(&state_dir.join(CONFIG_FILE), &state_dir) {
             Ok(None) => Current::not_configured(),
             Ok(Some(persisted)) => {
                 let state = match persisted.state {
@@ -312,9 +316,27 @@ impl KmsManager {
         }
     }
 
+    /// Where the KMS keeps its state (absolute).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
     /// The configuration with every secret replaced by `***`.
     pub fn config(&self) -> Option<serde_json::Value> {
         self.snapshot().config.map(|config| config.redacted())
+    }
+
+    /// The configuration in force (saved, or applied since), secrets included, for the server to compare its
+    /// start-up settings with. Fails when a saved configuration exists but could not be read: it must not be
+    /// replaced unawares.
+    pub fn saved_config(&self) -> Result<Option<KmsConfig>> {
+        let current = self.snapshot();
+        match (current.config, current.state) {
+            (None, LifecycleState::Error(reason)) => {
+                Err(KmsError::InvalidConfig { field: "config".into(), message: reason })
+            }
+            (config, _) => Ok(config),
+        }
     }
 
     /// Drops every cached key at once; the next request calls the backend.
@@ -433,12 +455,21 @@ impl KmsManager {
             return Ok(());
         }
         let built = self.build(&config).await;
-        self.persist(PersistedState::Running, &config).await?;
+        let built = self.persisted_running(&config, built).await;
         let result = self.record_start(config, built);
         if result.is_err() {
             self.retry_start_in_background();
         }
         result
+    }
+
+    /// Records that the KMS is meant to run (even when the start failed, so a restart tries again) and passes on the
+    /// built backend, or the failure to record it: a start the server cannot persist (a full disk) is a failed start
+    /// like any other, and is retried. Called with `transitions` held.
+    async fn persisted_running(&self, config: &KmsConfig, built: Result<Arc<Active>>) -> Result<Arc<Active>> {
+        let persisted = self.persist(PersistedState::Running, config).await;
+        let active = built?;
+        persisted.map(|()| active)
     }
 
     /// Makes the outcome of a start from `config` current: `Running` with the built backend, or `Error` with the
@@ -481,6 +512,7 @@ impl KmsManager {
                 let built = manager.build(&config).await;
                 let _transition = manager.transitions.lock().await;
                 if manager.changes.load(Ordering::Relaxed) == changes {
+                    let built = manager.persisted_running(&config, built).await;
                     let _ = manager.record_start(config, built);
                 }
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
@@ -505,10 +537,12 @@ impl KmsManager {
         }
     }
 
-    /// Validates `config` and, for a local backend given no master key, points it at the embedded default's
-    /// generated master key file (creating it).
+    /// Validates `config`, makes its paths absolute (relative ones are taken from the server's working directory)
+    /// and, for a local backend given no master key, points it at the embedded default's generated master key file
+    /// (creating it).
     async fn prepare(&self, mut config: KmsConfig) -> Result<KmsConfig> {
         config.validate()?;
+        config.make_paths_absolute()?;
         let BackendConfig::Local(local) = &mut config.backend else {
             return Ok(config);
         };
@@ -569,11 +603,19 @@ impl KmsManager {
         self.stats.record_error(format!("{action}: {err}"));
     }
 
+    /// Saves the configuration and state, unless the file already says exactly that (a restart on a full disk then
+    /// needs no write).
     async fn persist(&self, state: PersistedState, config: &KmsConfig) -> Result<()> {
         let persisted = PersistedConfig { format: CONFIG_FORMAT, state, config: config.clone() };
         let bytes = Zeroizing::new(serde_json::to_vec_pretty(&persisted).expect("the configuration always serializes"));
         let path = self.state_dir.join(CONFIG_FILE);
-        blocking(move || fs::write_atomically(&path, &bytes)).await
+        blocking(move || {
+            if std::fs::read(&path).is_ok_and(|saved| Zeroizing::new(saved).as_slice() == bytes.as_slice()) {
+                return Ok(());
+            }
+            fs::write_atomically(&path, &bytes)
+        })
+        .await
     }
 }
 
@@ -598,7 +640,10 @@ async fn ensure_key(backend: &dyn KmsBackend, key_id: &str) -> Result<()> {
     }
 }
 
-fn load_persisted(path: &Path) -> Result<Option<PersistedConfig>> {
+/// Reads the saved configuration. Paths saved relative by earlier versions (the embedded default saved
+/// `./data/.coffer/kms/local/keys`, relative to wherever the server was started) are made absolute: a path inside a
+/// KMS state directory is taken as inside this one, any other from the working directory.
+fn load_persisted(path: &Path, state_dir: &Path) -> Result<Option<PersistedConfig>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => Zeroizing::new(bytes),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -620,7 +665,26 @@ fn load_persisted(path: &Path) -> Result<Option<PersistedConfig>> {
             message: format!("KMS configuration file {} has unsupported format {}", path.display(), persisted.format),
         });
     }
+    let mut persisted = persisted;
+    persisted.config.for_each_path(|saved| {
+        if saved.is_relative() {
+            *saved = rebase_relative(saved, state_dir);
+        }
+    });
+    persisted.config.make_paths_absolute()?;
     Ok(Some(persisted))
+}
+
+/// `…/.coffer/kms/REST` → `state_dir/REST`; any other relative path stays as it is.
+fn rebase_relative(path: &Path, state_dir: &Path) -> PathBuf {
+    let components: Vec<_> = path.components().collect();
+    let inside = components.windows(2).position(|pair| {
+        pair[0].as_os_str() == std::ffi::OsStr::new(".coffer") && pair[1].as_os_str() == std::ffi::OsStr::new("kms")
+    });
+    match inside {
+        Some(index) => components[index + 2..].iter().fold(state_dir.to_owned(), |dir, part| dir.join(part)),
+        None => path.to_owned(),
+    }
 }
 
 fn backend_kind(backend: &BackendConfig) -> BackendKind {

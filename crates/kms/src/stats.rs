@@ -164,8 +164,8 @@ impl Metered {
     async fn timed<T>(&self, operation: Operation, call: impl Future<Output = Result<T>> + Send) -> Result<T> {
         let started = Instant::now();
         let result = call.await;
-        let error = result.as_ref().err().map(KmsError::to_string);
-        self.stats.record_call(operation, started.elapsed(), error.as_deref());
+        let fault = result.as_ref().err().filter(|err| err.is_fault()).map(KmsError::to_string);
+        self.stats.record_call(operation, started.elapsed(), fault.as_deref());
         result
     }
 }

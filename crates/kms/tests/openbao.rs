@@ -473,25 +473,50 @@ async fn data_keys_round_trip_survive_rotation_and_rewrap_and_bind_the_context()
 }
 
 #[tokio::test]
-async fn transit_keys_coffer_cannot_bind_a_context_with_are_refused() {
+async fn any_symmetric_transit_key_works_and_other_key_types_are_unusable() {
     let bao = OpenBao::start().await;
     let state = tempfile::tempdir().unwrap();
     let backend = root_backend(&bao, state.path()).await;
-    // Not derived: transit would silently ignore the context.
-    bao.api("POST", "transit/keys/plain", Some(json!({"type": "aes256-gcm96"}))).await;
-    // Created by an operator as Coffer needs it: usable as it is.
+    // Made the standard way (`bao write -f transit/keys/plain`): not derived, so Coffer binds the context itself.
+    bao.api("POST", "transit/keys/plain", None).await;
+    bao.api("POST", "transit/keys/chacha", Some(json!({"type": "chacha20-poly1305"}))).await;
     bao.api("POST", "transit/keys/operator-made", Some(json!({"type": "aes256-gcm96", "derived": true}))).await;
+    bao.api("POST", "transit/keys/signing", Some(json!({"type": "ed25519"}))).await;
 
-    let err = backend.generate_data_key("plain", &context("x")).await.unwrap_err();
-    assert!(matches!(&err, KmsError::Backend(message) if message.contains("derived=true")), "{err}");
-    assert_eq!(bao.encrypt_calls("plain"), 0);
+    for key_id in ["plain", "chacha", "operator-made"] {
+        let data_key = backend.generate_data_key(key_id, &context("x")).await.unwrap();
+        let opened = backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap();
+        assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes(), "{key_id}");
+        let wrong = backend.decrypt_data_key(&data_key.wrapped, &context("y")).await;
+        assert!(matches!(wrong, Err(KmsError::InvalidCiphertext)), "{key_id}: a wrong context opened");
+    }
+
+    // A blob of a non-derived key stripped of Coffer's tag would claim Vault's binding, which that key lacks.
+    let data_key = backend.generate_data_key("plain", &context("x")).await.unwrap();
+    let header = data_key.wrapped.header().unwrap();
+    let payload = std::str::from_utf8(header.payload).unwrap();
+    assert!(payload.starts_with("coffer-ctx1:"), "{payload}");
+    let inner = payload.rsplit_once(":vault:").map(|(_, rest)| format!("vault:{rest}")).unwrap();
+    let stripped = WrappedKey::new(header.backend, header.key_id, header.key_version, inner.as_bytes()).unwrap();
+    let err = backend.decrypt_data_key(&stripped, &context("y")).await.unwrap_err();
+    assert!(matches!(err, KmsError::InvalidCiphertext), "{err}");
+
+    // Rotation and rewrap keep the binding: the rewrapped blob opens under its context only.
+    bao.api("POST", "transit/keys/plain/rotate", None).await;
+    let rewrapped = backend.rewrap(&data_key.wrapped, &context("x")).await.unwrap();
+    assert_eq!(rewrapped.header().unwrap().key_version, 2);
+    let opened = backend.decrypt_data_key(&rewrapped, &context("x")).await.unwrap();
+    assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
+    assert!(matches!(backend.decrypt_data_key(&rewrapped, &context("y")).await, Err(KmsError::InvalidCiphertext)));
+
+    // A signing key cannot wrap data keys: a client error naming the key, and transit is never asked to encrypt.
+    let err = backend.generate_data_key("signing", &context("x")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::UnusableKey { key_id, .. } if key_id == "signing"), "{err}");
+    assert!(!err.is_fault());
+    assert_eq!(bao.encrypt_calls("signing"), 0);
     let page = backend.list_keys(100, None).await.unwrap();
-    assert_eq!(page.keys.iter().map(|key| key.key_id.as_str()).collect::<Vec<_>>(), ["operator-made"]);
-    let data_key = backend.generate_data_key("operator-made", &context("x")).await.unwrap();
-    assert_eq!(
-        backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap().as_bytes(),
-        data_key.plaintext.as_bytes()
-    );
+    let listed: Vec<_> = page.keys.iter().map(|key| key.key_id.as_str()).collect();
+    assert_eq!(listed, ["chacha", "operator-made", "plain"]);
 }
 
 #[tokio::test]

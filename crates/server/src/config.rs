@@ -176,6 +176,12 @@ pub struct KmsArgs {
     /// Maximum number of cached data keys [default: 1000].
     #[arg(long, env = "COFFER_KMS_CACHE_CAPACITY", value_name = "N")]
     pub kms_cache_capacity: Option<u64>,
+
+    /// Let the --kms-* settings replace a saved KMS configuration that names another store (by default the server
+    /// refuses to start: objects encrypted under the saved store need it) [default: false].
+    #[arg(long, env = "COFFER_KMS_REPLACE_SAVED_CONFIG", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true")]
+    pub kms_replace_saved_config: Option<bool>,
 }
 
 /// Why the configuration could not be loaded. Messages name files and keys, never values.
@@ -189,6 +195,8 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String },
     #[error("--tls-cert and --tls-key must be given together")]
     TlsIncomplete,
+    #[error("cannot resolve the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
 }
 
 /// Certificate and key files for HTTPS.
@@ -230,7 +238,7 @@ impl ServerConfig {
         };
         Ok(ServerConfig {
             address: args.address.unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default address")),
-            data_dir: args.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: absolute(args.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)))?,
             tls,
             users_file: args.users_file,
             region: args.region.unwrap_or_else(|| DEFAULT_REGION.to_owned()),
@@ -239,6 +247,12 @@ impl ServerConfig {
             kms: args.kms,
         })
     }
+}
+
+/// The data directory as an absolute path: everything saved under it (the KMS configuration's paths among them)
+/// then means the same place whatever directory the server is started from.
+fn absolute(path: PathBuf) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(&path).map_err(|source| ConfigError::DataDir { path, source })
 }
 
 impl ServerArgs {
@@ -282,6 +296,8 @@ impl KmsArgs {
             kms_cache,
             kms_cache_ttl_seconds,
             kms_cache_capacity,
+            // Not a KMS setting: it only says how settings meet a saved configuration.
+            kms_replace_saved_config: _,
         } = self;
         kms_backend.is_some()
             || kms_key_dir.is_some()
@@ -325,7 +341,22 @@ impl KmsArgs {
             kms_cache: self.kms_cache.or(lower.kms_cache),
             kms_cache_ttl_seconds: self.kms_cache_ttl_seconds.or(lower.kms_cache_ttl_seconds),
             kms_cache_capacity: self.kms_cache_capacity.or(lower.kms_cache_capacity),
+            kms_replace_saved_config: self.kms_replace_saved_config.or(lower.kms_replace_saved_config),
         }
+    }
+
+    /// Whether any setting of the Vault backend was given.
+    pub fn any_vault_setting(&self) -> bool {
+        self.kms_vault_address.is_some()
+            || self.kms_vault_mount.is_some()
+            || self.kms_vault_namespace.is_some()
+            || self.kms_vault_token_file.is_some()
+            || self.kms_vault_role_id.is_some()
+            || self.kms_vault_secret_id_file.is_some()
+            || self.kms_vault_ca_cert.is_some()
+            || self.kms_vault_skip_tls_verify.is_some()
+            || self.kms_vault_client_cert.is_some()
+            || self.kms_vault_client_key.is_some()
     }
 }
 
@@ -375,7 +406,7 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = ServerConfig::resolve(ServerArgs::default()).unwrap();
         assert_eq!(config.address, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.data_dir, std::env::current_dir().unwrap().join("data"));
         assert_eq!(config.region, "us-east-1");
         assert_eq!(config.min_part_size, 5 * 1024 * 1024);
         assert!(!config.allow_insecure_sse_c);

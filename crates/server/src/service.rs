@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigError, ServerArgs, ServerConfig};
 use crate::http_server::{serve, shutdown_signal};
-use crate::kms::{kms_config, kms_state_dir, start_kms, KmsSecrets};
+use crate::kms::{kms_state_dir, start_kms, KmsSecrets};
 use crate::s3::CofferS3;
 use crate::tls::TlsError;
 use crate::users::{RootCredentials, UserRegistry, UsersError};
@@ -114,12 +114,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     }
     let users = UserRegistry::load(root, config.users_file.as_deref())?;
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let kms_dir = kms_state_dir(&config.data_dir);
-    let kms_config = kms_config(&config.kms, KmsSecrets::from_env(), &kms_dir)?;
     let store = Store::open(config.data_dir.clone())
         .await
         .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
-    let kms = start_kms(kms_dir, kms_config).await?;
+    let kms = start_kms(kms_state_dir(&config.data_dir), &config.kms, KmsSecrets::from_env()).await?;
     let listener = TcpListener::bind(config.address)
         .await
         .map_err(|source| StartError::Bind { address: config.address, source })?;

@@ -86,6 +86,7 @@ impl From<KmsError> for SseError {
             KmsError::KeyNotFound(id) | KmsError::InvalidKeyId(id) => {
                 Self::new("KMS.NotFoundException", 400, format!("Invalid keyId '{id}'"))
             }
+            KmsError::UnusableKey { .. } => Self::new("KMS.InvalidKeyUsageException", 400, error.to_string()),
             KmsError::KeyDisabled(id) => Self::new("KMS.DisabledException", 400, format!("KMS key '{id}' is disabled")),
             KmsError::KeyPendingDeletion(id) => {
                 Self::new("KMS.KMSInvalidStateException", 400, format!("KMS key '{id}' is pending deletion"))
@@ -121,6 +122,11 @@ mod tests {
             (KmsError::KeyNotFound("k1".into()), "KMS.NotFoundException", 400),
             (KmsError::InvalidKeyId("bad id".into()), "KMS.NotFoundException", 400),
             (KmsError::KeyDisabled("k1".into()), "KMS.DisabledException", 400),
+            (
+                KmsError::UnusableKey { key_id: "k1".into(), reason: "a signing key".into() },
+                "KMS.InvalidKeyUsageException",
+                400,
+            ),
             (KmsError::KeyPendingDeletion("k1".into()), "KMS.KMSInvalidStateException", 400),
             (KmsError::NotRunning, "ServiceUnavailable", 503),
             (KmsError::NotConfigured, "ServiceUnavailable", 503),

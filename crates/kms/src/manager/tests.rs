@@ -432,11 +432,23 @@ async fn the_object_path_is_cached_and_counted() {
     let status = manager.status().await;
     assert_eq!(calls(&status, "generate_data_key"), before + 2, "clear-cache forces a new backend call");
 
+    // Answers to what was asked (a wrong context, an unknown key) are not KMS faults.
     let err = manager.unwrap_key(&key.wrapped, &context("other")).await.unwrap_err();
     assert!(matches!(err, KmsError::InvalidCiphertext));
+    let err = manager.describe_key("no-such-key").await.unwrap_err();
+    assert!(matches!(err, KmsError::KeyNotFound(_)));
     let status = manager.status().await;
-    assert_eq!(status.calls.kms_errors["decrypt_data_key"], 1);
-    assert!(status.calls.last_error.as_deref().unwrap().starts_with("decrypt_data_key: "));
+    assert_eq!((status.calls.kms_errors["decrypt_data_key"], status.calls.kms_errors["describe_key"]), (0, 0));
+    assert_eq!(status.calls.last_error, None);
+
+    // A key file the backend cannot read is one.
+    let key_file = root.path().join("keys").join("broken.key");
+    std::fs::create_dir_all(&key_file).unwrap();
+    let err = manager.describe_key("broken").await.unwrap_err();
+    assert!(err.is_fault(), "{err}");
+    let status = manager.status().await;
+    assert_eq!(status.calls.kms_errors["describe_key"], 1);
+    assert!(status.calls.last_error.as_deref().unwrap().starts_with("describe_key: "));
     assert!(status.calls.latency["generate_data_key"].avg_ms >= 0.0);
 
     let json = serde_json::to_value(&status).unwrap();
@@ -516,4 +528,85 @@ fn lifecycle_states_print_and_serialize_as_their_names() {
         assert_eq!(state.to_string(), name);
         assert_eq!(serde_json::to_value(&state).unwrap(), name);
     }
+}
+
+#[tokio::test]
+async fn a_start_that_cannot_save_its_state_is_an_error_that_is_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = KmsManager::open(root.path().join("kms")).unwrap();
+    manager.configure(local_config(&root.path().join("keys"))).await.unwrap();
+    // A non-empty directory where config.json goes: the write fails as on a full disk.
+    let config_file = root.path().join("kms").join(CONFIG_FILE);
+    let saved = std::fs::read(&config_file).unwrap();
+    std::fs::remove_file(&config_file).unwrap();
+    std::fs::create_dir_all(config_file.join("blocker")).unwrap();
+
+    let err = manager.start().await.unwrap_err();
+    assert!(matches!(err, KmsError::Io { .. }), "{err}");
+    let status = manager.status().await;
+    assert_eq!(status.state.name(), "Error", "not left in Configured");
+    assert!(status.reason.unwrap().contains(CONFIG_FILE));
+
+    std::fs::remove_dir_all(&config_file).unwrap();
+    std::fs::write(&config_file, saved).unwrap();
+    let state = wait_for_state(&manager, |state| *state == LifecycleState::Running).await;
+    assert_eq!(state, LifecycleState::Running, "never retried");
+    let persisted: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    assert_eq!(persisted["state"], "Running");
+}
+
+#[tokio::test]
+async fn a_restart_that_changes_nothing_writes_nothing() {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = tempfile::tempdir().unwrap();
+    drop(running(root.path()).await);
+    let config_file = root.path().join("kms").join(CONFIG_FILE);
+    let inode = std::fs::metadata(&config_file).unwrap().ino();
+
+    let restarted = KmsManager::open(root.path().join("kms")).unwrap();
+    restarted.restore().await.unwrap();
+    assert_eq!(restarted.status().await.state, LifecycleState::Running);
+    assert_eq!(std::fs::metadata(&config_file).unwrap().ino(), inode, "config.json was rewritten");
+}
+
+#[tokio::test]
+async fn paths_are_saved_absolute_and_relative_ones_saved_by_older_versions_are_rebased() {
+    let root = tempfile::tempdir().unwrap();
+    let state_dir = root.path().join("data/.coffer/kms");
+    let manager = KmsManager::open(state_dir.clone()).unwrap();
+    manager.ensure_embedded_default().await.unwrap();
+    let written = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
+    let shown = manager.config().unwrap();
+    for field in ["key_dir", "master_key_file"] {
+        let path = shown["backend"][field].as_str().unwrap();
+        assert!(Path::new(path).is_absolute() && path.starts_with(&state_dir.display().to_string()), "{path}");
+    }
+    drop(manager);
+
+    // What the embedded default used to save when started as `coffer server` with the default `./data`.
+    let config_file = state_dir.join(CONFIG_FILE);
+    let mut persisted: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    persisted["config"]["backend"]["key_dir"] = "./data/.coffer/kms/local/keys".into();
+    persisted["config"]["backend"]["master_key_file"] = "./data/.coffer/kms/local/master.key".into();
+    std::fs::write(&config_file, serde_json::to_vec(&persisted).unwrap()).unwrap();
+
+    // Opened from another working directory (the test's), the keys are found where they are.
+    let restarted = KmsManager::open(state_dir.clone()).unwrap();
+    restarted.restore().await.unwrap();
+    assert_eq!(restarted.status().await.state, LifecycleState::Running);
+    let opened = restarted.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), written.plaintext.as_bytes());
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    assert_eq!(saved["config"]["backend"]["key_dir"], state_dir.join("local/keys").display().to_string());
+}
+
+#[tokio::test]
+async fn relative_paths_given_to_configure_are_saved_absolute() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = KmsManager::open(root.path().join("kms")).unwrap();
+    let relative = Path::new("relative-keys-that-are-never-created");
+    manager.configure(local_config(relative)).await.unwrap();
+    let shown = manager.config().unwrap();
+    let expected = std::env::current_dir().unwrap().join(relative);
+    assert_eq!(shown["backend"]["key_dir"], expected.display().to_string());
 }

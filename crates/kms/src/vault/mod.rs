@@ -1,23 +1,27 @@
 //! The Vault / OpenBao transit backend: master keys live in a transit mount and never leave Vault.
 //!
-//! Master keys are `aes256-gcm96` transit keys created with `derived=true`. A data key is 32 bytes from the OS
+//! Keys Coffer creates are `aes256-gcm96` transit keys with `derived=true`. A data key is 32 bytes from the OS
 //! CSPRNG, wrapped with `transit/encrypt` under the key transit derives (HKDF) for the encryption context's canonical
 //! bytes, and unwrapped with `transit/decrypt` under the same context: another context derives another key and the
 //! AES-GCM tag check fails. The context is bound this way rather than as `associated_data` because transit's
 //! `rewrap` ignores associated data (verified against OpenBao 2.7: rewrapping such a ciphertext always fails), while
 //! it honours a derivation context — so rewrap keeps working and the plaintext never leaves Vault to be re-wrapped.
-//! docs/kms-vault.md gives the operator-facing reasoning, including why keys are generated locally.
+//! Any other symmetric encryption key (`aes128-gcm96`, `aes256-gcm96`, `chacha20-poly1305`, derived or not) works
+//! too: for a key that is not derived, Coffer binds the context itself ([`binding`]). Keys of other types (signing,
+//! asymmetric) are refused as unusable, a client error. docs/kms-vault.md gives the operator-facing reasoning,
+//! including why keys are generated locally.
 //!
 //! Transit has no notion of enabled/disabled keys or of scheduled deletion; that lifecycle is kept locally
 //! ([`lifecycle`]) and a key whose deletion date has passed is deleted in transit the next time it is touched or
 //! listed.
 
 mod auth;
+mod binding;
 mod client;
 mod lifecycle;
 mod transit;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -29,6 +33,7 @@ use vaultrs::api::transit::KeyType;
 use zeroize::Zeroizing;
 
 use self::auth::Authenticator;
+use self::binding::{ContextBinding, Sealed};
 use self::client::{Failure, Http};
 use self::lifecycle::{KeyRecord, Lifecycle};
 use self::transit::Transit;
@@ -44,10 +49,10 @@ use crate::wrapped::WrappedKey;
 pub struct VaultTransitBackend {
     transit: Transit,
     lifecycle: Lifecycle,
-    /// Keys already confirmed to be derived `aes256-gcm96` keys. Checked before first use because transit silently
-    /// ignores a context on a non-derived key (the context would no longer be bound) and silently creates a missing
-    /// key on encrypt when the token may.
-    verified: Mutex<HashSet<String>>,
+    /// Keys already confirmed usable, with how each binds the encryption context. Checked before first use because
+    /// transit silently ignores a context on a non-derived key (Coffer must then bind it) and silently creates a
+    /// missing key on encrypt when the token may.
+    verified: Mutex<HashMap<String, ContextBinding>>,
 }
 
 impl fmt::Debug for VaultTransitBackend {
@@ -75,22 +80,22 @@ impl VaultTransitBackend {
         let scope = format!("{}#{}#{}", http.address(), config.namespace.as_deref().unwrap_or(""), mount);
         let lifecycle = Lifecycle::open(&options.state_dir, scope).await?;
         let transit = Transit::new(http, auth, mount, options.timeout, options.retry_attempts);
-        Ok(Self { transit, lifecycle, verified: Mutex::new(HashSet::new()) })
+        Ok(Self { transit, lifecycle, verified: Mutex::new(HashMap::new()) })
     }
 
     /// Re-encrypts a wrapped data key under the key's latest version with `transit/rewrap`; the data key itself
     /// never leaves Vault. Needs the context it was made with; the key must be enabled.
     pub async fn rewrap(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<WrappedKey> {
-        let (key_id, ciphertext) = parse_blob(wrapped)?;
+        let (key_id, sealed) = parse_blob(wrapped)?;
         let record = self.live_record(key_id).await?;
         refuse_unless_enabled(key_id, &record)?;
-        self.ensure_usable(key_id).await?;
+        self.ensure_binding(key_id, sealed.binding).await?;
         let rewrapped = self
             .transit
-            .rewrap(key_id, ciphertext, &encode_context(context))
+            .rewrap(key_id, sealed.ciphertext, sealed.binding.transit_context(context).as_deref())
             .await
             .map_err(|failure| self.key_failure(key_id, failure))?;
-        wrap_blob(key_id, &rewrapped)
+        wrap_blob(key_id, &sealed.around(&rewrapped))
     }
 
     /// The key's lifecycle record (enabled when Coffer has none), finishing its deletion first when it is due.
@@ -119,22 +124,32 @@ impl VaultTransitBackend {
     /// Reads the key from transit and merges Coffer's record into its metadata.
     async fn metadata(&self, key_id: &str, record: &KeyRecord) -> Result<KeyMetadata> {
         let key = self.transit.read_key(key_id).await.map_err(|failure| self.key_failure(key_id, failure))?;
-        let versions = usable_versions(&key).ok_or_else(|| {
-            KmsError::Backend(format!(
-                "transit key {key_id} is not usable by Coffer: it must be an aes256-gcm96 key created with derived=true"
-            ))
+        let (versions, binding) = usable_versions(&key).ok_or_else(|| KmsError::UnusableKey {
+            key_id: key_id.to_owned(),
+            reason: "it must be a symmetric encryption key (aes256-gcm96, aes128-gcm96 or chacha20-poly1305)".into(),
         })?;
         let metadata = to_metadata(key_id, versions, record)?;
-        self.verified.lock().expect("verified set poisoned").insert(key_id.to_owned());
+        self.verified.lock().expect("verified set poisoned").insert(key_id.to_owned(), binding);
         Ok(metadata)
     }
 
-    /// Confirms once per key that it is a derived `aes256-gcm96` transit key.
-    async fn ensure_usable(&self, key_id: &str) -> Result<()> {
-        if self.verified.lock().expect("verified set poisoned").contains(key_id) {
-            return Ok(());
+    /// Confirms once per key that it is a usable transit key, and says how it binds the context.
+    async fn ensure_usable(&self, key_id: &str) -> Result<ContextBinding> {
+        if let Some(binding) = self.verified.lock().expect("verified set poisoned").get(key_id) {
+            return Ok(*binding);
         }
-        self.metadata(key_id, &KeyRecord::enabled(None)).await.map(drop)
+        self.metadata(key_id, &KeyRecord::enabled(None)).await?;
+        self.verified.lock().expect("verified set poisoned").get(key_id).copied().ok_or(KmsError::InvalidCiphertext)
+    }
+
+    /// Refuses a blob whose payload claims another binding than its key has: a Vault-bound payload under a key that
+    /// is not derived would open under any context.
+    async fn ensure_binding(&self, key_id: &str, claimed: ContextBinding) -> Result<()> {
+        if self.ensure_usable(key_id).await? == claimed {
+            Ok(())
+        } else {
+            Err(KmsError::InvalidCiphertext)
+        }
     }
 
     /// Maps a transit failure about `key_id`, forgetting verifications that may no longer hold: the key's when
@@ -211,8 +226,8 @@ impl KmsBackend for VaultTransitBackend {
                 Err(Failure::NotFound) => continue,
                 Err(failure) => return Err(failure.into_kms(Some(&name))),
             };
-            // Transit keys of another type, or not derived, share the mount but are not Coffer keys.
-            if let Some(versions) = usable_versions(&key) {
+            // Signing and asymmetric keys share the mount but cannot wrap data keys.
+            if let Some((versions, _)) = usable_versions(&key) {
                 keys.push(to_metadata(&name, versions, &record)?);
             }
         }
@@ -279,35 +294,37 @@ impl KmsBackend for VaultTransitBackend {
         validate_key_id(key_id)?;
         let record = self.live_record(key_id).await?;
         refuse_unless_enabled(key_id, &record)?;
-        self.ensure_usable(key_id).await?;
+        let binding = self.ensure_usable(key_id).await?;
         let plaintext = KeyMaterial::generate();
         let encoded = Zeroizing::new(STANDARD.encode_to_string(plaintext.as_bytes()));
         let ciphertext = self
             .transit
-            .encrypt(key_id, &encoded, &encode_context(context))
+            .encrypt(key_id, &encoded, binding.transit_context(context).as_deref())
             .await
             .map_err(|failure| self.key_failure(key_id, failure))?;
-        let wrapped = wrap_blob(key_id, &ciphertext)?;
+        let wrapped = wrap_blob(key_id, &binding.payload(&ciphertext, &plaintext, context))?;
         let key_version = wrapped.header()?.key_version;
         Ok(DataKey { key_id: key_id.to_owned(), key_version, plaintext, wrapped })
     }
 
     async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
-        let (key_id, ciphertext) = parse_blob(wrapped)?;
+        let (key_id, sealed) = parse_blob(wrapped)?;
         // Disabled keys refuse decryption too (as in AWS KMS); keys pending deletion still decrypt.
         let record = self.live_record(key_id).await?;
         if record.state == KeyState::Disabled {
             return Err(KmsError::KeyDisabled(key_id.to_owned()));
         }
-        self.ensure_usable(key_id).await?;
+        self.ensure_binding(key_id, sealed.binding).await?;
         let encoded = self
             .transit
-            .decrypt(key_id, ciphertext, &encode_context(context))
+            .decrypt(key_id, sealed.ciphertext, sealed.binding.transit_context(context).as_deref())
             .await
             .map_err(|failure| self.key_failure(key_id, failure))?;
         let bytes =
             Zeroizing::new(STANDARD.decode_to_vec(encoded.as_bytes()).map_err(|_| KmsError::InvalidCiphertext)?);
-        KeyMaterial::from_slice(&bytes).ok_or(KmsError::InvalidCiphertext)
+        let data_key = KeyMaterial::from_slice(&bytes).ok_or(KmsError::InvalidCiphertext)?;
+        sealed.verify(&data_key, context)?;
+        Ok(data_key)
     }
 
     async fn health(&self) -> Health {
@@ -353,11 +370,6 @@ fn is_path_segment(segment: &str) -> bool {
         && segment.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// The derivation context transit gets: the canonical context bytes, base64.
-fn encode_context(context: &EncryptionContext) -> String {
-    STANDARD.encode_to_string(context.canonical_bytes())
-}
-
 fn refuse_unless_enabled(key_id: &str, record: &KeyRecord) -> Result<()> {
     match record.state {
         KeyState::Enabled => Ok(()),
@@ -373,33 +385,37 @@ fn ciphertext_version(ciphertext: &str) -> Option<u32> {
     canonical.then(|| digits.parse().ok()).flatten()
 }
 
-/// Packs a transit ciphertext into Coffer's self-describing blob.
-fn wrap_blob(key_id: &str, ciphertext: &str) -> Result<WrappedKey> {
-    let version = ciphertext_version(ciphertext)
+/// Packs a payload ([`binding`]) into Coffer's self-describing blob.
+fn wrap_blob(key_id: &str, payload: &str) -> Result<WrappedKey> {
+    let version = Sealed::parse(payload)
+        .ok()
+        .and_then(|sealed| ciphertext_version(sealed.ciphertext))
         .ok_or_else(|| KmsError::Backend("Vault returned a ciphertext in an unexpected format".into()))?;
-    WrappedKey::new(BackendKind::VaultTransit, key_id, version, ciphertext.as_bytes())
+    WrappedKey::new(BackendKind::VaultTransit, key_id, version, payload.as_bytes())
 }
 
-/// The key id and transit ciphertext of a blob made by this backend; anything else is `InvalidCiphertext`.
-fn parse_blob(wrapped: &WrappedKey) -> Result<(&str, &str)> {
+/// The key id and payload of a blob made by this backend; anything else is `InvalidCiphertext`.
+fn parse_blob(wrapped: &WrappedKey) -> Result<(&str, Sealed<'_>)> {
     let header = wrapped.header()?;
     if header.backend != BackendKind::VaultTransit || validate_key_id(header.key_id).is_err() {
         return Err(KmsError::InvalidCiphertext);
     }
-    let ciphertext = std::str::from_utf8(header.payload).map_err(|_| KmsError::InvalidCiphertext)?;
+    let payload = std::str::from_utf8(header.payload).map_err(|_| KmsError::InvalidCiphertext)?;
+    let sealed = Sealed::parse(payload)?;
     // The header's version must be the one transit will use, or the blob was altered.
-    if ciphertext_version(ciphertext) != Some(header.key_version) {
+    if ciphertext_version(sealed.ciphertext) != Some(header.key_version) {
         return Err(KmsError::InvalidCiphertext);
     }
-    Ok((header.key_id, ciphertext))
+    Ok((header.key_id, sealed))
 }
 
-/// The versions (number → creation time) of a key Coffer can use. Coffer only uses derived `aes256-gcm96` keys: on
-/// any other, transit would ignore the encryption context.
-fn usable_versions(key: &ReadKeyResponse) -> Option<&HashMap<String, u64>> {
+/// The versions (number → creation time) of a key Coffer can use, and how it binds the context: any symmetric
+/// encryption key — derived ones bind the context in Vault, the others in Coffer ([`binding`]).
+fn usable_versions(key: &ReadKeyResponse) -> Option<(&HashMap<String, u64>, ContextBinding)> {
+    let symmetric = matches!(key.key_type, KeyType::Aes256Gcm96 | KeyType::Aes128Gcm96 | KeyType::Chacha20Poly1305);
     match &key.keys {
-        ReadKeyData::Symmetric(versions) if matches!(key.key_type, KeyType::Aes256Gcm96) && key.derived => {
-            Some(versions)
+        ReadKeyData::Symmetric(versions) if symmetric && key.supports_encryption && key.supports_decryption => {
+            Some((versions, if key.derived { ContextBinding::Vault } else { ContextBinding::Coffer }))
         }
         _ => None,
     }
@@ -456,7 +472,8 @@ mod tests {
     #[test]
     fn blobs_of_other_backends_or_with_mismatched_versions_are_invalid() {
         let good = WrappedKey::new(BackendKind::VaultTransit, "k", 3, b"vault:v3:abc").unwrap();
-        assert_eq!(parse_blob(&good).unwrap(), ("k", "vault:v3:abc"));
+        let (key_id, sealed) = parse_blob(&good).unwrap();
+        assert_eq!((key_id, sealed.binding, sealed.ciphertext), ("k", ContextBinding::Vault, "vault:v3:abc"));
         let local = WrappedKey::new(BackendKind::Local, "k", 3, b"vault:v3:abc").unwrap();
         assert!(matches!(parse_blob(&local), Err(KmsError::InvalidCiphertext)));
         let version_moved = WrappedKey::new(BackendKind::VaultTransit, "k", 2, b"vault:v3:abc").unwrap();
@@ -479,8 +496,20 @@ mod tests {
     #[test]
     fn the_context_is_sent_as_its_canonical_bytes() {
         let context = EncryptionContext::new().with("bucket", "b").with("aws:s3:arn", "arn:aws:s3:::b/k");
-        let sent = STANDARD.decode_to_vec(encode_context(&context)).unwrap();
+        let sent = STANDARD.decode_to_vec(ContextBinding::Vault.transit_context(&context).unwrap()).unwrap();
         assert_eq!(sent, br#"{"aws:s3:arn":"arn:aws:s3:::b/k","bucket":"b"}"#);
+    }
+
+    #[test]
+    fn a_coffer_bound_blob_keeps_its_tag_and_takes_the_version_of_the_inner_ciphertext() {
+        let context = EncryptionContext::new().with("aws:s3:arn", "arn:aws:s3:::b/k");
+        let payload = ContextBinding::Coffer.payload("vault:v4:Zm9v", &KeyMaterial::from_bytes([1; 32]), &context);
+        let wrapped = wrap_blob("k", &payload).unwrap();
+        assert_eq!(wrapped.header().unwrap().key_version, 4);
+        let (_, sealed) = parse_blob(&wrapped).unwrap();
+        assert_eq!((sealed.binding, sealed.ciphertext), (ContextBinding::Coffer, "vault:v4:Zm9v"));
+        let version_moved = WrappedKey::new(BackendKind::VaultTransit, "k", 3, payload.as_bytes()).unwrap();
+        assert!(matches!(parse_blob(&version_moved), Err(KmsError::InvalidCiphertext)));
     }
 
     #[test]

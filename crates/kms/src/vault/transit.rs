@@ -134,22 +134,31 @@ impl Transit {
         self.call(|c| async move { vaultrs::transit::key::delete(&*c, &self.mount, name).await }).await
     }
 
-    /// Encrypts base64 `plaintext` under the key derived for base64 `context`; returns `vault:vN:…`.
-    pub async fn encrypt(&self, name: &str, plaintext: &str, context: &str) -> Result<String, Failure> {
+    /// Encrypts base64 `plaintext` under the key (derived for base64 `context`, when given); returns `vault:vN:…`.
+    pub async fn encrypt(&self, name: &str, plaintext: &str, context: Option<&str>) -> Result<String, Failure> {
         self.call(|c| async move {
             let mut options = EncryptDataRequest::builder();
-            options.context(context);
+            if let Some(context) = context {
+                options.context(context);
+            }
             vaultrs::transit::data::encrypt(&*c, &self.mount, name, plaintext, Some(&mut options)).await
         })
         .await
         .map(|reply| reply.ciphertext)
     }
 
-    /// Decrypts `ciphertext` under the key derived for `context`; returns the base64 plaintext.
-    pub async fn decrypt(&self, name: &str, ciphertext: &str, context: &str) -> Result<Zeroizing<String>, Failure> {
+    /// Decrypts `ciphertext` under the key (derived for `context`, when given); returns the base64 plaintext.
+    pub async fn decrypt(
+        &self,
+        name: &str,
+        ciphertext: &str,
+        context: Option<&str>,
+    ) -> Result<Zeroizing<String>, Failure> {
         self.call(|c| async move {
             let mut options = DecryptDataRequest::builder();
-            options.context(context);
+            if let Some(context) = context {
+                options.context(context);
+            }
             vaultrs::transit::data::decrypt(&*c, &self.mount, name, ciphertext, Some(&mut options)).await
         })
         .await
@@ -157,10 +166,12 @@ impl Transit {
     }
 
     /// Re-encrypts `ciphertext` under the key's latest version inside Vault; the plaintext never leaves it.
-    pub async fn rewrap(&self, name: &str, ciphertext: &str, context: &str) -> Result<String, Failure> {
+    pub async fn rewrap(&self, name: &str, ciphertext: &str, context: Option<&str>) -> Result<String, Failure> {
         self.call(|c| async move {
             let mut options = RewrapDataRequest::builder();
-            options.context(context);
+            if let Some(context) = context {
+                options.context(context);
+            }
             vaultrs::transit::data::rewrap(&*c, &self.mount, name, ciphertext, Some(&mut options)).await
         })
         .await

@@ -15,7 +15,8 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use coffer_kms::KmsManager;
-use coffer_server::kms::{kms_state_dir, start_kms};
+use coffer_server::config::KmsArgs;
+use coffer_server::kms::{kms_state_dir, start_kms, KmsSecrets};
 use coffer_server::service::{build_service, AppState};
 use coffer_server::users::{RootCredentials, UserRegistry};
 use coffer_sse::SseService;
@@ -56,7 +57,7 @@ impl TestServer {
         let root = RootCredentials::resolve(Some(ROOT_KEY.into()), Some(ROOT_SECRET.into()), address).unwrap();
         let users = UserRegistry::load(root, Some(&users_file)).unwrap();
         let store = Store::open(data_dir.clone()).await.unwrap();
-        let kms = start_kms(kms_state_dir(&data_dir), None).await.unwrap();
+        let kms = start_kms(kms_state_dir(&data_dir), &KmsArgs::default(), KmsSecrets::default()).await.unwrap();
         let state = AppState {
             store,
             users,

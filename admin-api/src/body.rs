@@ -1,4 +1,9 @@
-//! Request bodies: the flat RustFS-style configure document (turned into a [`KmsConfig`]) and the create-key body.
+//! Request bodies: the configure document (turned into a [`KmsConfig`]) and the create-key body.
+//!
+//! A configure body is either the flat RustFS-style document or the document `GET config` (`coffer admin kms config
+//! --json`) prints, with a `backend` object; secrets it shows as `***` keep their current values (see
+//! [`KmsConfig::restore_redacted`], applied by the handler). Secrets can be given as files (`master_key_file`,
+//! `{"TokenFile":{"path":…}}`, AppRole `secret_id_file`) instead of values.
 //!
 //! Bodies are read field by field from a JSON object so that every problem names its field: an unknown field, a
 //! value of the wrong type, a missing required field or a field that does not apply to the chosen backend. Error
@@ -20,12 +25,15 @@ const CONFIG_FIELDS: &[&str] = &[
     "backend_type",
     "key_dir",
     "master_key",
+    "master_key_file",
     "address",
     "auth_method",
     "namespace",
     "mount_path",
     "skip_tls_verify",
     "ca_cert_path",
+    "client_cert_path",
+    "client_key_path",
     "default_key_id",
     "timeout_seconds",
     "retry_attempts",
@@ -34,14 +42,28 @@ const CONFIG_FIELDS: &[&str] = &[
     "cache_ttl_seconds",
 ];
 const TOKEN_FIELDS: &[&str] = &["token"];
-const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id"];
+const TOKEN_FILE_FIELDS: &[&str] = &["path"];
+const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id", "secret_id_file"];
 const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description"];
-const LOCAL_ONLY_FIELDS: [&str; 2] = ["key_dir", "master_key"];
-const VAULT_ONLY_FIELDS: [&str; 6] =
-    ["address", "auth_method", "namespace", "mount_path", "skip_tls_verify", "ca_cert_path"];
+const LOCAL_ONLY_FIELDS: [&str; 3] = ["key_dir", "master_key", "master_key_file"];
+const VAULT_ONLY_FIELDS: [&str; 8] = [
+    "address",
+    "auth_method",
+    "namespace",
+    "mount_path",
+    "skip_tls_verify",
+    "ca_cert_path",
+    "client_cert_path",
+    "client_key_path",
+];
 
 /// Parses a configure/reconfigure body into a complete configuration, or says which field is wrong.
 pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
+    if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) {
+        if object.get("backend").is_some_and(Value::is_object) {
+            return parse_shown_config(Value::Object(object));
+        }
+    }
     let mut fields = Fields::from_body(body, CONFIG_FIELDS)?;
     let backend_type = fields.required::<String>("backend_type", "a string")?;
     let is_vault = match backend_type.as_str() {
@@ -91,11 +113,28 @@ pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
     Ok(config)
 }
 
+/// The document `GET config` prints. Serde's messages name unknown and missing fields, but may quote a value of the
+/// wrong type (a secret, perhaps): only the former are passed on.
+fn parse_shown_config(document: Value) -> Result<KmsConfig, ApiError> {
+    serde_json::from_value(document).map_err(|err| {
+        let message = err.to_string();
+        let detail = if message.starts_with("unknown field") || message.starts_with("missing field") {
+            format!(": {message}")
+        } else {
+            String::new()
+        };
+        ApiError::bad_request(
+            "InvalidField",
+            format!("the body does not match the configuration document `GET config` shows{detail}"),
+        )
+    })
+}
+
 fn local_backend(fields: &mut Fields) -> Result<BackendConfig, ApiError> {
     Ok(BackendConfig::Local(LocalConfig {
         key_dir: fields.optional::<PathBuf>("key_dir", "a string (a directory path)")?,
         master_key: fields.optional::<String>("master_key", "a string")?.map(Secret::new),
-        master_key_file: None,
+        master_key_file: fields.optional::<PathBuf>("master_key_file", "a string (a file path)")?,
     }))
 }
 
@@ -111,16 +150,16 @@ fn vault_backend(fields: &mut Fields) -> Result<BackendConfig, ApiError> {
         namespace: fields.optional("namespace", "a string")?,
         auth,
         ca_cert_path: fields.optional("ca_cert_path", "a string (a file path)")?,
-        client_cert_path: None,
-        client_key_path: None,
+        client_cert_path: fields.optional("client_cert_path", "a string (a file path)")?,
+        client_key_path: fields.optional("client_key_path", "a string (a file path)")?,
         skip_tls_verify: fields.optional("skip_tls_verify", "a boolean")?.unwrap_or(false),
     }))
 }
 
-/// `{"Token":{"token":…}}` or `{"AppRole":{"role_id":…,"secret_id":…}}`.
+/// `{"Token":{"token":…}}`, `{"TokenFile":{"path":…}}` or `{"AppRole":{"role_id":…,"secret_id":…}}` (or
+/// `"secret_id_file"` instead of `"secret_id"`).
 fn vault_auth(value: Value) -> Result<VaultAuth, ApiError> {
-    const SHAPE: &str =
-        r#"field `auth_method` must be {"Token":{"token":"…"}} or {"AppRole":{"role_id":"…","secret_id":"…"}}"#;
+    const SHAPE: &str = r#"field `auth_method` must be {"Token":{"token":"…"}}, {"TokenFile":{"path":"…"}} or {"AppRole":{"role_id":"…","secret_id":"…"}} (or "secret_id_file" instead of "secret_id")"#;
     let Value::Object(object) = value else {
         return Err(ApiError::invalid_field("InvalidField", "auth_method", SHAPE));
     };
@@ -135,17 +174,27 @@ fn vault_auth(value: Value) -> Result<VaultAuth, ApiError> {
             fields.finish()?;
             VaultAuth::Token { token: Secret::new(token) }
         }
+        "TokenFile" => {
+            let mut fields = Fields::from_value(settings, "auth_method.TokenFile.", TOKEN_FILE_FIELDS)?;
+            let path = fields.required::<PathBuf>("path", "a string (a file path)")?;
+            fields.finish()?;
+            VaultAuth::TokenFile { path }
+        }
         "AppRole" => {
             let mut fields = Fields::from_value(settings, "auth_method.AppRole.", APPROLE_FIELDS)?;
             let role_id = fields.required::<String>("role_id", "a string")?;
-            let secret_id = fields.required::<String>("secret_id", "a string")?;
-            fields.finish()?;
-            VaultAuth::AppRole {
-                role_id,
-                secret_id: Some(Secret::new(secret_id)),
-                secret_id_file: None,
-                mount: VAULT_APPROLE_MOUNT.to_owned(),
+            let secret_id = fields.optional::<String>("secret_id", "a string")?.map(Secret::new);
+            let secret_id_file = fields.optional::<PathBuf>("secret_id_file", "a string (a file path)")?;
+            if secret_id.is_some() == secret_id_file.is_some() {
+                return Err(ApiError::invalid_field(
+                    if secret_id.is_some() { "InvalidField" } else { "MissingField" },
+                    "auth_method.AppRole.secret_id",
+                    "exactly one of `auth_method.AppRole.secret_id` and `auth_method.AppRole.secret_id_file` is \
+                     required",
+                ));
             }
+            fields.finish()?;
+            VaultAuth::AppRole { role_id, secret_id, secret_id_file, mount: VAULT_APPROLE_MOUNT.to_owned() }
         }
         _ => return Err(ApiError::invalid_field("InvalidField", format!("auth_method.{method}"), SHAPE)),
     };
@@ -418,5 +467,57 @@ mod tests {
             CreateKeyRequest { key_id: Some("app".into()), description: Some("for app".into()) }
         );
         assert_eq!(parse_create_key(br#"{"name":"app"}"#).unwrap_err().field.as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn the_document_config_shows_is_accepted_back() {
+        let shown = KmsConfig::new(BackendConfig::VaultTransit(VaultConfig {
+            address: "http://127.0.0.1:8200".into(),
+            mount_path: "kms".into(),
+            namespace: Some("team".into()),
+            auth: VaultAuth::Token { token: Secret::new("s.secret") },
+            ca_cert_path: Some("/tls/ca.pem".into()),
+            client_cert_path: None,
+            client_key_path: None,
+            skip_tls_verify: false,
+        }))
+        .redacted();
+        let config = parse(&shown.to_string()).unwrap();
+        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        assert_eq!((vault.mount_path.as_str(), vault.namespace.as_deref()), ("kms", Some("team")));
+        assert!(matches!(&vault.auth, VaultAuth::Token { token } if token.expose() == "***"));
+
+        let err = parse(r#"{"backend":{"type":"local","key_dir":"/k"},"timeout_seconds":"hunter2"}"#).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        let err = parse(r#"{"backend":{"type":"local","key_dir":"/k"},"cache_size":1}"#).unwrap_err();
+        assert!(err.message.contains("cache_size"), "{}", err.message);
+    }
+
+    #[test]
+    fn secrets_can_be_given_as_files() {
+        let config =
+            parse(r#"{"backend_type":"local","key_dir":"/k","master_key_file":"/etc/coffer/master"}"#).unwrap();
+        let BackendConfig::Local(local) = &config.backend else { panic!("not local") };
+        assert_eq!(local.master_key_file.as_deref(), Some(std::path::Path::new("/etc/coffer/master")));
+
+        let config = parse(
+            r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"TokenFile":{"path":"/run/token"}}}"#,
+        )
+        .unwrap();
+        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        assert!(matches!(&vault.auth, VaultAuth::TokenFile { path } if path.as_os_str() == "/run/token"));
+
+        let config = parse(
+            r#"{"backend_type":"vault","address":"http://v:8200",
+                "auth_method":{"AppRole":{"role_id":"r","secret_id_file":"/run/secret-id"}}}"#,
+        )
+        .unwrap();
+        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        assert!(matches!(&vault.auth, VaultAuth::AppRole { secret_id: None, secret_id_file: Some(_), .. }));
+        let (_, field, _) = field_error(
+            r#"{"backend_type":"vault","address":"http://v","auth_method":{"AppRole":{"role_id":"r","secret_id":"s","secret_id_file":"/f"}}}"#,
+        );
+        assert_eq!(field, "auth_method.AppRole.secret_id");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use coffer_kms::{EncryptionContext, KmsError, KmsManager};
+use coffer_kms::{EncryptionContext, KmsConfig, KmsError, KmsManager};
 use serde::Serialize;
 
 use crate::api::{KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus};
@@ -37,6 +37,13 @@ impl Handlers {
         Self { kms }
     }
 
+    /// A configure body, with the secrets it shows redacted (`***`) taken from the configuration in force.
+    fn parse_config(&self, body: &[u8]) -> Result<KmsConfig, ApiError> {
+        let mut config = parse_kms_config(body)?;
+        config.restore_redacted(self.kms.saved_config().ok().flatten().as_ref())?;
+        Ok(config)
+    }
+
     /// Runs one call; the serialized JSON answer on success.
     pub async fn handle(&self, call: &mut Call<'_>) -> Result<Vec<u8>, ApiError> {
         let (endpoint, body) = (call.endpoint, call.body);
@@ -51,7 +58,7 @@ impl Handlers {
         let path_key = call.key_id.clone().unwrap_or_default();
         match endpoint {
             Endpoint::Configure => {
-                let config = parse_kms_config(body)?;
+                let config = self.parse_config(body)?;
                 query.finish()?;
                 self.kms.configure(config).await.map_err(|err| match err {
                     KmsError::WrongState { .. } => {
@@ -64,7 +71,7 @@ impl Handlers {
                 self.status().await
             }
             Endpoint::Reconfigure => {
-                let config = parse_kms_config(body)?;
+                let config = self.parse_config(body)?;
                 query.finish()?;
                 self.kms.reconfigure(config).await?;
                 self.status().await

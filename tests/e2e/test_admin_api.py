@@ -459,3 +459,33 @@ def test_openapi_spec_validates():
     result = run([tool("openapi-spec-validator"), str(SPEC)], clean_environment(), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
+
+
+@pytest.mark.openbao
+def test_the_config_cli_prints_is_accepted_back_and_secrets_can_be_files(coffer_factory, openbao, tmp_path):
+    """`coffer admin kms config --json` → `reconfigure --file`: the redacted token keeps its value; then the same
+    document with the token in a file instead."""
+    server = coffer_factory()
+    reset(server, vault_body(openbao, cache_ttl_seconds=42))
+    shown = tmp_path / "config.json"
+    shown.write_text(cli(server, "kms", "config").stdout)
+    assert openbao.token not in shown.read_text() and "***" in shown.read_text()
+    status = json.loads(cli(server, "kms", "reconfigure", "--file", str(shown)).stdout)
+    assert (status["status"], status["healthy"]) == ("Running", True), status
+    ok(admin(server, "POST", "/keys", {"key_id": unique_name("kept")}))  # the kept token still works
+    assert ok(admin(server, "GET", "/config"))["cache"]["ttl_seconds"] == 42
+
+    token_file = tmp_path / "bao-token"
+    token_file.write_text(openbao.token + "\n")
+    document = json.loads(shown.read_text())
+    document["backend"]["auth"] = {"method": "token-file", "path": str(token_file)}
+    shown.write_text(json.dumps(document))
+    status = json.loads(cli(server, "kms", "reconfigure", "--file", str(shown)).stdout)
+    assert (status["status"], status["healthy"]) == ("Running", True), status
+    assert ok(admin(server, "GET", "/config"))["backend"]["auth"] == {"method": "token-file", "path": str(token_file)}
+    ok(admin(server, "POST", "/keys", {"key_id": unique_name("from-file")}))
+
+    # A redacted secret with nothing to keep (another method in force) is refused, naming the field.
+    document["backend"]["auth"] = {"method": "app-role", "role_id": "r", "secret_id": "***"}
+    answer = error(admin(server, "POST", "/reconfigure", document), 400, "InvalidConfig")
+    assert answer["field"] == "secret_id", answer

@@ -207,6 +207,55 @@ impl KmsConfig {
         Ok(())
     }
 
+    /// Puts the current secrets back where this configuration shows them redacted (`***`, as
+    /// [`KmsConfig::redacted`] prints them), so the configuration an operator was shown can be submitted again. A
+    /// redacted secret with no counterpart in `current` (another backend or authentication method) is an error
+    /// naming the field.
+    pub fn restore_redacted(&mut self, current: Option<&KmsConfig>) -> Result<()> {
+        let redacted = |secret: &Secret| secret.expose() == "***";
+        let missing = |field: &str| {
+            Err(KmsError::InvalidConfig {
+                field: field.to_owned(),
+                message: format!(
+                    "field `{field}` is redacted (***) and the current configuration has no such secret to keep; \
+                     give the value, or a file holding it"
+                ),
+            })
+        };
+        let current = current.map(|config| &config.backend);
+        match &mut self.backend {
+            BackendConfig::Local(local) => {
+                if let Some(secret) = local.master_key.as_mut().filter(|secret| redacted(secret)) {
+                    match current {
+                        Some(BackendConfig::Local(LocalConfig { master_key: Some(kept), .. })) => {
+                            *secret = kept.clone()
+                        }
+                        _ => return missing("master_key"),
+                    }
+                }
+            }
+            BackendConfig::VaultTransit(vault) => match &mut vault.auth {
+                VaultAuth::Token { token } if redacted(token) => match current {
+                    Some(BackendConfig::VaultTransit(VaultConfig {
+                        auth: VaultAuth::Token { token: kept }, ..
+                    })) => {
+                        *token = kept.clone();
+                    }
+                    _ => return missing("token"),
+                },
+                VaultAuth::AppRole { secret_id: Some(secret_id), .. } if redacted(secret_id) => match current {
+                    Some(BackendConfig::VaultTransit(VaultConfig {
+                        auth: VaultAuth::AppRole { secret_id: Some(kept), .. },
+                        ..
+                    })) => *secret_id = kept.clone(),
+                    _ => return missing("secret_id"),
+                },
+                VaultAuth::Token { .. } | VaultAuth::TokenFile { .. } | VaultAuth::AppRole { .. } => {}
+            },
+        }
+        Ok(())
+    }
+
     /// Calls `visit` on every file or directory path in the configuration.
     pub fn for_each_path(&mut self, mut visit: impl FnMut(&mut PathBuf)) {
         let paths: Vec<&mut PathBuf> = match &mut self.backend {
@@ -334,5 +383,34 @@ mod tests {
         let BackendConfig::Local(local) = back.backend else { panic!("backend changed") };
         assert_eq!(local.master_key.unwrap().expose(), "master");
         assert_eq!(back.cache.ttl_seconds, 7);
+    }
+
+    #[test]
+    fn a_redacted_configuration_submitted_again_keeps_the_current_secrets() {
+        let current = KmsConfig::new(BackendConfig::VaultTransit(VaultConfig {
+            address: "http://127.0.0.1:8200".into(),
+            mount_path: "transit".into(),
+            namespace: None,
+            auth: VaultAuth::Token { token: Secret::new("s.current") },
+            ca_cert_path: None,
+            client_cert_path: None,
+            client_key_path: None,
+            skip_tls_verify: false,
+        }));
+        let mut shown: KmsConfig = serde_json::from_value(current.redacted()).unwrap();
+        shown.restore_redacted(Some(&current)).unwrap();
+        let BackendConfig::VaultTransit(vault) = &shown.backend else { panic!("not vault") };
+        assert!(matches!(&vault.auth, VaultAuth::Token { token } if token.expose() == "s.current"));
+
+        let mut shown: KmsConfig = serde_json::from_value(current.redacted()).unwrap();
+        let err = shown.restore_redacted(None).unwrap_err();
+        assert!(matches!(&err, KmsError::InvalidConfig { field, .. } if field == "token"), "{err}");
+        let local = KmsConfig::new(BackendConfig::Local(LocalConfig {
+            key_dir: Some("/keys".into()),
+            master_key: Some(Secret::new("***")),
+            master_key_file: None,
+        }));
+        let mut submitted = local.clone();
+        assert!(submitted.restore_redacted(Some(&current)).is_err(), "a Vault token is no master key");
     }
 }

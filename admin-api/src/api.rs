@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use coffer_kms::{KeyMetadata, KeyState, KmsStatus};
+use coffer_kms::{KeyMetadata, KeyState, KmsStatus, StoreStatus};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -89,9 +89,12 @@ pub struct KmsStatusInfo {
     pub healthy: bool,
     /// Why the KMS cannot serve (sealed Vault, unreadable key directory, not started…).
     pub reason: Option<String>,
-    /// `local` or `vault-transit`, once configured.
+    /// The default store's backend: `local` or `vault-transit`, once configured.
     pub backend_type: Option<String>,
+    pub default_store: Option<String>,
     pub default_key_id: Option<String>,
+    /// Every store with its health, probed for this answer (empty unless running).
+    pub stores: Vec<StoreInfo>,
     pub cache: CacheInfo,
     /// Backend calls since the server started, by operation (`generate_data_key`, `decrypt_data_key`, …).
     pub kms_calls: BTreeMap<String, u64>,
@@ -101,6 +104,51 @@ pub struct KmsStatusInfo {
     pub latency: BTreeMap<String, LatencyInfo>,
     /// The last failure of a backend call or a lifecycle step.
     pub last_error: Option<String>,
+}
+
+/// One KMS store: its health now and, in `GET stores/{name}` and `GET stores`, its configuration (secrets as `***`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    pub name: String,
+    pub backend_type: String,
+    pub default: bool,
+    pub healthy: bool,
+    pub reason: Option<String>,
+    /// Keys its data-key cache holds now.
+    pub cached_keys: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}
+
+impl From<StoreStatus> for StoreInfo {
+    fn from(store: StoreStatus) -> Self {
+        Self {
+            name: store.name,
+            backend_type: store.backend_type.as_str().to_owned(),
+            default: store.default,
+            healthy: store.healthy,
+            reason: store.reason,
+            cached_keys: store.cached_keys,
+            config: None,
+        }
+    }
+}
+
+/// `GET stores`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoreList {
+    pub default_store: Option<String>,
+    pub stores: Vec<StoreInfo>,
+}
+
+/// `GET buckets/{bucket}/key`: the key SSE-S3, and SSE-KMS naming no key, use in the bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketKeyInfo {
+    pub bucket: String,
+    /// `store/key`, or `key` in the default store.
+    pub key_id: String,
+    /// Whether the bucket has its own key, or uses the KMS's default key.
+    pub own: bool,
 }
 
 /// Data-key cache statistics.
@@ -132,7 +180,9 @@ impl From<KmsStatus> for KmsStatusInfo {
             healthy: status.healthy,
             reason: status.reason,
             backend_type: status.backend_type.map(|kind| kind.as_str().to_owned()),
+            default_store: status.default_store,
             default_key_id: status.default_key_id,
+            stores: status.stores.into_iter().map(StoreInfo::from).collect(),
             cache: CacheInfo {
                 enabled: cache.enabled,
                 hit_count: cache.hit_count,

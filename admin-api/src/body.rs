@@ -45,6 +45,7 @@ const TOKEN_FIELDS: &[&str] = &["token"];
 const TOKEN_FILE_FIELDS: &[&str] = &["path"];
 const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id", "secret_id_file"];
 const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description"];
+const BUCKET_KEY_FIELDS: &[&str] = &["key_id"];
 const LOCAL_ONLY_FIELDS: [&str; 3] = ["key_dir", "master_key", "master_key_file"];
 const VAULT_ONLY_FIELDS: [&str; 8] = [
     "address",
@@ -57,13 +58,42 @@ const VAULT_ONLY_FIELDS: [&str; 8] = [
     "client_key_path",
 ];
 
-/// Parses a configure/reconfigure body into a complete configuration, or says which field is wrong.
-pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
+/// A configure/reconfigure body, by its form.
+#[derive(Debug)]
+pub enum ConfigBody {
+    /// RustFS's flat document: the default store and the global settings.
+    Flat(KmsConfig),
+    /// The document `GET config` shows: the whole configuration.
+    Document(KmsConfig),
+}
+
+/// Parses a configure/reconfigure body, or says which field is wrong.
+pub fn parse_kms_config(body: &[u8]) -> Result<ConfigBody, ApiError> {
     if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) {
-        if object.get("backend").is_some_and(Value::is_object) {
-            return parse_shown_config(Value::Object(object));
+        if object.get("backend").or_else(|| object.get("stores")).is_some_and(Value::is_object) {
+            return parse_document(Value::Object(object), "the configuration document `GET config` shows")
+                .map(ConfigBody::Document);
         }
     }
+    parse_flat_config(body).map(ConfigBody::Flat)
+}
+
+/// A store's backend, as `GET stores/{store}` shows it under `config` (`{"type":"vault-transit",…}`).
+pub fn parse_store(body: &[u8]) -> Result<BackendConfig, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("MalformedJSON", "the request body must be a JSON object"))?;
+    parse_document(value, "a store's configuration (`{\"type\":\"local\",…}` or `{\"type\":\"vault-transit\",…}`)")
+}
+
+/// `{"key_id":"store/key"}` (or a key of the default store).
+pub fn parse_bucket_key(body: &[u8]) -> Result<String, ApiError> {
+    let mut fields = Fields::from_body(body, BUCKET_KEY_FIELDS)?;
+    let key_id = fields.required::<String>("key_id", "a string (`store/key`, or `key` in the default store)")?;
+    fields.finish()?;
+    Ok(key_id)
+}
+
+fn parse_flat_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
     let mut fields = Fields::from_body(body, CONFIG_FIELDS)?;
     let backend_type = fields.required::<String>("backend_type", "a string")?;
     let is_vault = match backend_type.as_str() {
@@ -113,9 +143,9 @@ pub fn parse_kms_config(body: &[u8]) -> Result<KmsConfig, ApiError> {
     Ok(config)
 }
 
-/// The document `GET config` prints. Serde's messages name unknown and missing fields, but may quote a value of the
-/// wrong type (a secret, perhaps): only the former are passed on.
-fn parse_shown_config(document: Value) -> Result<KmsConfig, ApiError> {
+/// A document in the form Coffer shows it. Serde's messages name unknown and missing fields, but may quote a value
+/// of the wrong type (a secret, perhaps): only the former are passed on.
+fn parse_document<T: DeserializeOwned>(document: Value, form: &str) -> Result<T, ApiError> {
     serde_json::from_value(document).map_err(|err| {
         let message = err.to_string();
         let detail = if message.starts_with("unknown field") || message.starts_with("missing field") {
@@ -123,10 +153,7 @@ fn parse_shown_config(document: Value) -> Result<KmsConfig, ApiError> {
         } else {
             String::new()
         };
-        ApiError::bad_request(
-            "InvalidField",
-            format!("the body does not match the configuration document `GET config` shows{detail}"),
-        )
+        ApiError::bad_request("InvalidField", format!("the body does not match {form}{detail}"))
     })
 }
 
@@ -316,7 +343,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<KmsConfig, ApiError> {
-        parse_kms_config(json.as_bytes())
+        parse_kms_config(json.as_bytes()).map(|(ConfigBody::Flat(config) | ConfigBody::Document(config))| config)
     }
 
     fn field_error(json: &str) -> (String, String, String) {
@@ -332,7 +359,7 @@ mod tests {
                 "timeout_seconds":5,"retry_attempts":1,"enable_cache":false,"max_cached_keys":10,"cache_ttl_seconds":60}"#,
         )
         .unwrap();
-        let BackendConfig::Local(local) = &config.backend else { panic!("not local: {config:?}") };
+        let BackendConfig::Local(local) = config.default_backend() else { panic!("not local: {config:?}") };
         assert_eq!(local.key_dir.as_deref(), Some(std::path::Path::new("/var/lib/keys")));
         assert_eq!(local.master_key.as_ref().map(Secret::expose), Some("m4st3r"));
         assert_eq!(config.default_key_id, "app");
@@ -345,14 +372,14 @@ mod tests {
     fn backend_type_spellings_from_rustfs_are_accepted() {
         for spelling in ["local", "Local"] {
             let config = parse(&format!(r#"{{"backend_type":"{spelling}","key_dir":"/k"}}"#)).unwrap();
-            assert!(matches!(config.backend, BackendConfig::Local(_)));
+            assert!(matches!(config.default_backend(), BackendConfig::Local(_)));
         }
         for spelling in ["vault-transit", "VaultTransit", "vault"] {
             let config = parse(&format!(
                 r#"{{"backend_type":"{spelling}","address":"http://127.0.0.1:8200","auth_method":{{"Token":{{"token":"t"}}}}}}"#
             ))
             .unwrap();
-            assert!(matches!(config.backend, BackendConfig::VaultTransit(_)));
+            assert!(matches!(config.default_backend(), BackendConfig::VaultTransit(_)));
         }
     }
 
@@ -364,7 +391,7 @@ mod tests {
                 "auth_method":{"AppRole":{"role_id":"r-1","secret_id":"s-1"}}}"#,
         )
         .unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault: {config:?}") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else { panic!("not vault: {config:?}") };
         assert_eq!(vault.address, "https://vault:8200");
         assert_eq!(vault.mount_path, "kms");
         assert_eq!(vault.namespace.as_deref(), Some("team"));
@@ -379,7 +406,7 @@ mod tests {
         let config =
             parse(r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"Token":{"token":"t"}}}"#)
                 .unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else { panic!("not vault") };
         assert_eq!(vault.mount_path, "transit");
     }
 
@@ -455,7 +482,7 @@ mod tests {
     #[test]
     fn nulls_count_as_absent() {
         let config = parse(r#"{"backend_type":"local","key_dir":"/k","master_key":null,"address":null}"#).unwrap();
-        let BackendConfig::Local(local) = config.backend else { panic!("not local") };
+        let BackendConfig::Local(local) = config.default_backend().clone() else { panic!("not local") };
         assert!(local.master_key.is_none());
     }
 
@@ -483,7 +510,7 @@ mod tests {
         }))
         .redacted();
         let config = parse(&shown.to_string()).unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else { panic!("not vault") };
         assert_eq!((vault.mount_path.as_str(), vault.namespace.as_deref()), ("kms", Some("team")));
         assert!(matches!(&vault.auth, VaultAuth::Token { token } if token.expose() == "***"));
 
@@ -498,14 +525,14 @@ mod tests {
     fn secrets_can_be_given_as_files() {
         let config =
             parse(r#"{"backend_type":"local","key_dir":"/k","master_key_file":"/etc/coffer/master"}"#).unwrap();
-        let BackendConfig::Local(local) = &config.backend else { panic!("not local") };
+        let BackendConfig::Local(local) = config.default_backend() else { panic!("not local") };
         assert_eq!(local.master_key_file.as_deref(), Some(std::path::Path::new("/etc/coffer/master")));
 
         let config = parse(
             r#"{"backend_type":"vault","address":"http://v:8200","auth_method":{"TokenFile":{"path":"/run/token"}}}"#,
         )
         .unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else { panic!("not vault") };
         assert!(matches!(&vault.auth, VaultAuth::TokenFile { path } if path.as_os_str() == "/run/token"));
 
         let config = parse(
@@ -513,7 +540,7 @@ mod tests {
                 "auth_method":{"AppRole":{"role_id":"r","secret_id_file":"/run/secret-id"}}}"#,
         )
         .unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else { panic!("not vault") };
         assert!(matches!(&vault.auth, VaultAuth::AppRole { secret_id: None, secret_id_file: Some(_), .. }));
         let (_, field, _) = field_error(
             r#"{"backend_type":"vault","address":"http://v","auth_method":{"AppRole":{"role_id":"r","secret_id":"s","secret_id_file":"/f"}}}"#,

@@ -51,6 +51,8 @@ impl From<KmsError> for ApiError {
             KmsError::NotRunning => (StatusCode::CONFLICT, "KMSNotRunning"),
             KmsError::WrongState { .. } => (StatusCode::CONFLICT, "InvalidKMSState"),
             KmsError::KeyNotFound(_) => (StatusCode::NOT_FOUND, "KeyNotFound"),
+            KmsError::StoreNotFound(_) => (StatusCode::NOT_FOUND, "StoreNotFound"),
+            KmsError::StoreInUse(_) => (StatusCode::CONFLICT, "StoreInUse"),
             KmsError::KeyDisabled(_) => (StatusCode::CONFLICT, "KeyDisabled"),
             KmsError::KeyPendingDeletion(_) => (StatusCode::CONFLICT, "KeyPendingDeletion"),
             KmsError::KeyExists(_) => (StatusCode::CONFLICT, "KeyAlreadyExists"),

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use coffer_kms::{EncryptionContext, KmsConfig, KmsError, KmsManager};
+use coffer_kms::{split_key_ref, BackendConfig, EncryptionContext, KmsConfig, KmsError, KmsManager, StoreStatus};
 use serde::Serialize;
 
-use crate::api::{KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus};
-use crate::body::{parse_create_key, parse_kms_config};
+use crate::api::{BucketKeyInfo, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList};
+use crate::body::{parse_bucket_key, parse_create_key, parse_kms_config, parse_store, ConfigBody};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::routes::Endpoint;
@@ -25,9 +25,9 @@ pub(crate) struct Handlers {
 /// One resolved admin request: the endpoint, the key it is about, query and body.
 pub(crate) struct Call<'a> {
     pub endpoint: Endpoint,
-    /// The `{key_id}` of the path; after [`Handlers::handle`], the key the call was about (also a created key's id,
-    /// whether given in the body or the query or generated), for the audit line.
-    pub key_id: Option<String>,
+    /// The path's `{…}` segment (a key id, store or bucket); after [`Handlers::handle`], what the call was about
+    /// (also a created key's id, whether given in the body or the query or generated), for the audit line.
+    pub subject: Option<String>,
     pub query: Query,
     pub body: &'a [u8],
 }
@@ -38,9 +38,25 @@ impl Handlers {
     }
 
     /// A configure body, with the secrets it shows redacted (`***`) taken from the configuration in force.
+    /// The flat RustFS document acts on the default store and the global settings; the other stores, and the
+    /// per-bucket keys, stay.
     fn parse_config(&self, body: &[u8]) -> Result<KmsConfig, ApiError> {
-        let mut config = parse_kms_config(body)?;
-        config.restore_redacted(self.kms.saved_config().ok().flatten().as_ref())?;
+        let current = self.kms.saved_config().ok().flatten();
+        let mut config = match (parse_kms_config(body)?, &current) {
+            (ConfigBody::Flat(flat), Some(current)) => {
+                let mut merged = current.clone();
+                merged.set_default_backend(flat.default_backend().clone());
+                KmsConfig {
+                    default_key_id: flat.default_key_id,
+                    timeout_seconds: flat.timeout_seconds,
+                    retry_attempts: flat.retry_attempts,
+                    cache: flat.cache,
+                    ..merged
+                }
+            }
+            (ConfigBody::Flat(config) | ConfigBody::Document(config), _) => config,
+        };
+        config.restore_redacted(current.as_ref())?;
         Ok(config)
     }
 
@@ -48,14 +64,22 @@ impl Handlers {
     pub async fn handle(&self, call: &mut Call<'_>) -> Result<Vec<u8>, ApiError> {
         let (endpoint, body) = (call.endpoint, call.body);
         let mut query = std::mem::take(&mut call.query);
-        let takes_body = matches!(endpoint, Endpoint::Configure | Endpoint::Reconfigure | Endpoint::CreateKey);
+        let takes_body = matches!(
+            endpoint,
+            Endpoint::Configure
+                | Endpoint::Reconfigure
+                | Endpoint::CreateKey
+                | Endpoint::AddStore
+                | Endpoint::UpdateStore
+                | Endpoint::SetBucketKey
+        );
         if !takes_body && !body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "UnexpectedBody",
                 "this endpoint takes no request body; its parameters go in the query string",
             ));
         }
-        let path_key = call.key_id.clone().unwrap_or_default();
+        let path_key = call.subject.clone().unwrap_or_default();
         match endpoint {
             Endpoint::Configure => {
                 let config = self.parse_config(body)?;
@@ -95,23 +119,77 @@ impl Handlers {
                 Ok(json(self.kms.config().ok_or(KmsError::NotConfigured)?))
             }
             Endpoint::ClearCache => {
+                let store = query.string("store");
                 query.finish()?;
-                self.kms.clear_cache().await;
+                self.kms.clear_cache(store.as_deref()).await?;
                 self.status().await
+            }
+            Endpoint::ListStores => {
+                query.finish()?;
+                let status = self.kms.status().await;
+                let stores = status.stores.into_iter().map(|store| self.store_info(store)).collect();
+                Ok(json(StoreList { default_store: status.default_store, stores }))
+            }
+            Endpoint::DescribeStore => {
+                query.finish()?;
+                Ok(json(self.describe_store(&path_key).await?))
+            }
+            Endpoint::AddStore => {
+                let backend = parse_store(body)?;
+                query.finish()?;
+                self.kms.add_store(&path_key, backend).await?;
+                Ok(json(self.describe_store(&path_key).await?))
+            }
+            Endpoint::UpdateStore => {
+                let backend = parse_store(body)?;
+                query.finish()?;
+                self.kms.update_store(&path_key, backend).await?;
+                Ok(json(self.describe_store(&path_key).await?))
+            }
+            Endpoint::RemoveStore => {
+                query.finish()?;
+                self.kms.remove_store(&path_key).await?;
+                self.status().await
+            }
+            Endpoint::SetDefaultStore => {
+                query.finish()?;
+                self.kms.set_default_store(&path_key).await?;
+                self.status().await
+            }
+            Endpoint::ClearStoreCache => {
+                query.finish()?;
+                self.kms.clear_cache(Some(&path_key)).await?;
+                Ok(json(self.describe_store(&path_key).await?))
+            }
+            Endpoint::GetBucketKey => {
+                query.finish()?;
+                Ok(json(self.bucket_key(&path_key)?))
+            }
+            Endpoint::SetBucketKey => {
+                let key_id = parse_bucket_key(body)?;
+                query.finish()?;
+                self.kms.set_bucket_key(&path_key, &key_id).await?;
+                Ok(json(self.bucket_key(&path_key)?))
+            }
+            Endpoint::UnsetBucketKey => {
+                query.finish()?;
+                self.kms.unset_bucket_key(&path_key).await?;
+                Ok(json(self.bucket_key(&path_key)?))
             }
             Endpoint::CreateKey => {
                 let request = parse_create_key(body)?;
                 query.finish()?;
-                call.key_id.clone_from(&request.key_id);
+                call.subject.clone_from(&request.key_id);
                 let key = self.kms.create_key(request.key_id.as_deref(), request.description.as_deref()).await?;
-                call.key_id = Some(key.key_id.clone());
+                call.subject = Some(key.key_id.clone());
                 Ok(json(KeyInfo::from(key)))
             }
             Endpoint::ListKeys => {
                 let limit = query.integer("limit", 1..=MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE);
                 let marker = query.string("marker");
+                let store = query.string("store");
                 query.finish()?;
-                let page = self.kms.list_keys(limit as usize, marker.as_deref()).await?;
+                let page = self.kms.list_keys(store.as_deref(), limit as usize, marker.as_deref()).await?;
                 let keys = page.keys.into_iter().map(KeyInfo::from).collect();
                 Ok(json(KeyList { keys, next_marker: page.next_marker }))
             }
@@ -143,13 +221,13 @@ impl Handlers {
             Endpoint::MinioCreateKey => {
                 let key_id = query.required_string("key-id")?;
                 query.finish()?;
-                call.key_id = Some(key_id.clone());
+                call.subject = Some(key_id.clone());
                 Ok(json(KeyInfo::from(self.kms.create_key(Some(&key_id), None).await?)))
             }
             Endpoint::MinioKeyStatus => {
                 let key_id = query.required_string("key-id")?;
                 query.finish()?;
-                call.key_id = Some(key_id.clone());
+                call.subject = Some(key_id.clone());
                 self.check_round_trip(&key_id).await?;
                 Ok(json(MinioKeyStatus { key_id }))
             }
@@ -161,14 +239,53 @@ impl Handlers {
         }
     }
 
+    /// A store's health and configuration (secrets as `***`).
+    async fn describe_store(&self, name: &str) -> Result<StoreInfo, ApiError> {
+        let status = self.kms.status().await;
+        let store = status.stores.into_iter().find(|store| store.name == name);
+        match store {
+            Some(store) => Ok(self.store_info(store)),
+            // Not running: the configuration alone says whether the store exists.
+            None => {
+                let config = self.kms.saved_config()?.ok_or(KmsError::NotConfigured)?;
+                let backend = config.stores.get(name).ok_or_else(|| KmsError::StoreNotFound(name.to_owned()))?;
+                Ok(StoreInfo {
+                    name: name.to_owned(),
+                    backend_type: backend.kind().as_str().to_owned(),
+                    default: config.default_store == name,
+                    healthy: false,
+                    reason: Some(KmsError::NotRunning.to_string()),
+                    cached_keys: 0,
+                    config: Some(backend.redacted()),
+                })
+            }
+        }
+    }
+
+    fn store_info(&self, store: StoreStatus) -> StoreInfo {
+        let config = self.kms.saved_config().ok().flatten();
+        let shown = config.and_then(|config| config.stores.get(&store.name).map(BackendConfig::redacted));
+        StoreInfo { config: shown, ..StoreInfo::from(store) }
+    }
+
+    fn bucket_key(&self, bucket: &str) -> Result<BucketKeyInfo, ApiError> {
+        let own = self.kms.bucket_key_ref(bucket);
+        let key_id = match &own {
+            Some(key_id) => key_id.clone(),
+            None => self.kms.default_key_id().ok_or(KmsError::NotConfigured)?,
+        };
+        Ok(BucketKeyInfo { bucket: bucket.to_owned(), key_id, own: own.is_some() })
+    }
+
     async fn status(&self) -> Result<Vec<u8>, ApiError> {
         Ok(json(KmsStatusInfo::from(self.kms.status().await)))
     }
 
     /// MinIO's key status: the key makes a data key and opens it again (AEAD: opening proves it is the same key).
     /// Straight through the backend, not the cache: the point is to exercise the key now.
-    async fn check_round_trip(&self, key_id: &str) -> Result<(), ApiError> {
-        let backend = self.kms.backend()?;
+    async fn check_round_trip(&self, key_ref: &str) -> Result<(), ApiError> {
+        let (store, key_id) = split_key_ref(key_ref);
+        let backend = self.kms.backend(store)?;
         let context = EncryptionContext::new().with("coffer-admin", "key-status");
         let data_key = backend.generate_data_key(key_id, &context).await?;
         backend.decrypt_data_key(&data_key.wrapped, &context).await?;
@@ -179,7 +296,7 @@ impl Handlers {
         let mut matching = Vec::new();
         let mut marker = None;
         loop {
-            let page = self.kms.list_keys(MAX_PAGE_SIZE as usize, marker.as_deref()).await?;
+            let page = self.kms.list_keys(None, MAX_PAGE_SIZE as usize, marker.as_deref()).await?;
             matching.extend(page.keys.into_iter().filter(|key| glob_match(pattern, &key.key_id)).map(|key| {
                 let key = KeyInfo::from(key);
                 MinioKeyInfo { name: key.key_id, created_at: key.created_at }

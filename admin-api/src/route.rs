@@ -39,15 +39,15 @@ impl AdminRoute {
             audit::record(who, &attempted_action(&req.method, &req.uri), None, Outcome::Denied);
             return Ok(error_response(&ApiError::access_denied("the admin API is only open to admin users")));
         }
-        let (endpoint, key_id) = match routes::resolve(&req.method, req.uri.path()) {
-            Resolution::Found { endpoint, key_id } => (endpoint, key_id),
+        let (endpoint, subject) = match routes::resolve(&req.method, req.uri.path()) {
+            Resolution::Found { endpoint, subject } => (endpoint, subject),
             Resolution::MethodNotAllowed(allowed) => return Ok(method_not_allowed(&req.method, &allowed)),
             Resolution::NotFound => {
                 let message = format!("no admin endpoint at {}; see admin-api/openapi.yaml", req.uri.path());
                 return Ok(error_response(&ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", message)));
             }
         };
-        let (result, subject) = self.run(endpoint, key_id, &mut req).await;
+        let (result, subject) = self.run(endpoint, subject, &mut req).await;
         if endpoint.changes_state() {
             let outcome = match &result {
                 Ok(_) => Outcome::Success,
@@ -61,24 +61,24 @@ impl AdminRoute {
         })
     }
 
-    /// Runs the endpoint; also returns the key the call was about, for the audit line.
+    /// Runs the endpoint; also returns what the call was about (a key, store or bucket), for the audit line.
     async fn run(
         &self,
         endpoint: Endpoint,
-        key_id: Option<String>,
+        subject: Option<String>,
         req: &mut S3Request<Body>,
     ) -> (Result<Vec<u8>, ApiError>, Option<String>) {
         let body = match read_body(req).await {
             Ok(body) => body,
-            Err(err) => return (Err(err), key_id),
+            Err(err) => return (Err(err), subject),
         };
         let query = match Query::parse(req.uri.query()) {
             Ok(query) => query,
-            Err(err) => return (Err(err), key_id),
+            Err(err) => return (Err(err), subject),
         };
-        let mut call = Call { endpoint, key_id, query, body: &body };
+        let mut call = Call { endpoint, subject, query, body: &body };
         let result = self.handlers.handle(&mut call).await;
-        (result, call.key_id)
+        (result, call.subject)
     }
 }
 

@@ -29,6 +29,16 @@ pub enum Endpoint {
     MinioCreateKey,
     MinioKeyStatus,
     MinioListKeys,
+    ListStores,
+    DescribeStore,
+    AddStore,
+    UpdateStore,
+    RemoveStore,
+    SetDefaultStore,
+    ClearStoreCache,
+    GetBucketKey,
+    SetBucketKey,
+    UnsetBucketKey,
 }
 
 impl Endpoint {
@@ -50,6 +60,16 @@ impl Endpoint {
             Self::DisableKey => "kms.key.disable",
             Self::DeleteKey => "kms.key.delete",
             Self::CancelKeyDeletion => "kms.key.cancel-deletion",
+            Self::ListStores => "kms.store.list",
+            Self::DescribeStore => "kms.store.describe",
+            Self::AddStore => "kms.store.add",
+            Self::UpdateStore => "kms.store.update",
+            Self::RemoveStore => "kms.store.remove",
+            Self::SetDefaultStore => "kms.store.set-default",
+            Self::ClearStoreCache => "kms.store.clear-cache",
+            Self::GetBucketKey => "kms.bucket-key.get",
+            Self::SetBucketKey => "kms.bucket-key.set",
+            Self::UnsetBucketKey => "kms.bucket-key.unset",
         }
     }
 
@@ -63,11 +83,15 @@ impl Endpoint {
                 | Self::DescribeKey
                 | Self::MinioKeyStatus
                 | Self::MinioListKeys
+                | Self::ListStores
+                | Self::DescribeStore
+                | Self::GetBucketKey
         )
     }
 }
 
-/// A method and a path template (`{key_id}` stands for one path segment) served by one endpoint.
+/// A method and a path template served by one endpoint. A `{…}` part (`{key_id}`, `{store}`, `{bucket}`) stands
+/// for one path segment, the call's subject; a template has at most one.
 #[derive(Debug)]
 pub struct Route {
     pub method: Method,
@@ -95,20 +119,29 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/key/create", Endpoint::MinioCreateKey),
     route(Method::GET, "/key/status", Endpoint::MinioKeyStatus),
     route(Method::GET, "/key/list", Endpoint::MinioListKeys),
+    route(Method::GET, "/stores", Endpoint::ListStores),
+    route(Method::GET, "/stores/{store}", Endpoint::DescribeStore),
+    route(Method::POST, "/stores/{store}", Endpoint::AddStore),
+    route(Method::PUT, "/stores/{store}", Endpoint::UpdateStore),
+    route(Method::DELETE, "/stores/{store}", Endpoint::RemoveStore),
+    route(Method::POST, "/stores/{store}/default", Endpoint::SetDefaultStore),
+    route(Method::POST, "/stores/{store}/clear-cache", Endpoint::ClearStoreCache),
+    route(Method::GET, "/buckets/{bucket}/key", Endpoint::GetBucketKey),
+    route(Method::PUT, "/buckets/{bucket}/key", Endpoint::SetBucketKey),
+    route(Method::DELETE, "/buckets/{bucket}/key", Endpoint::UnsetBucketKey),
 ];
 
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
     Route { method, path, endpoint }
 }
 
-const KEY_ID_PARAM: &str = "{key_id}";
-
 /// The outcome of looking a request up in [`ROUTES`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolution {
     Found {
         endpoint: Endpoint,
-        key_id: Option<String>,
+        /// The path's `{…}` segment, decoded.
+        subject: Option<String>,
     },
     /// The path exists but not with this method; carries the methods it does take.
     MethodNotAllowed(Vec<Method>),
@@ -134,10 +167,10 @@ pub fn resolve(method: &Method, path: &str) -> Resolution {
         if route.method == method {
             return match key_id {
                 Some(raw) => match percent_decode(raw) {
-                    Some(decoded) => Resolution::Found { endpoint: route.endpoint, key_id: Some(decoded) },
+                    Some(decoded) => Resolution::Found { endpoint: route.endpoint, subject: Some(decoded) },
                     None => Resolution::NotFound,
                 },
-                None => Resolution::Found { endpoint: route.endpoint, key_id: None },
+                None => Resolution::Found { endpoint: route.endpoint, subject: None },
             };
         }
         allowed.push(route.method.clone());
@@ -154,7 +187,7 @@ fn route_path(path: &str) -> Option<&str> {
     MOUNT_PREFIXES.iter().filter_map(|prefix| path.strip_prefix(prefix)).find(|rest| rest.starts_with('/'))
 }
 
-/// Matches path segments against a template; `Some(key_id segment)` on a match.
+/// Matches path segments against a template; `Some(subject segment)` on a match.
 fn match_template<'a>(template: &str, segments: &[&'a str]) -> Option<Option<&'a str>> {
     let parts: Vec<&str> = template.split('/').skip(1).collect();
     if parts.len() != segments.len() {
@@ -162,7 +195,7 @@ fn match_template<'a>(template: &str, segments: &[&'a str]) -> Option<Option<&'a
     }
     let mut key_id = None;
     for (part, segment) in parts.iter().zip(segments) {
-        if *part == KEY_ID_PARAM {
+        if part.starts_with('{') && part.ends_with('}') {
             if segment.is_empty() {
                 return None;
             }
@@ -198,7 +231,7 @@ mod tests {
     use super::*;
 
     fn found(endpoint: Endpoint, key_id: Option<&str>) -> Resolution {
-        Resolution::Found { endpoint, key_id: key_id.map(str::to_owned) }
+        Resolution::Found { endpoint, subject: key_id.map(str::to_owned) }
     }
 
     #[test]
@@ -219,6 +252,25 @@ mod tests {
             found(Endpoint::DescribeKey, Some("app-key:1"))
         );
         assert_eq!(resolve(&Method::GET, "/coffer/admin/v3/kms/keys/bad%zz"), Resolution::NotFound);
+    }
+
+    #[test]
+    fn store_and_bucket_routes_take_their_subject() {
+        let kms = "/coffer/admin/v3/kms";
+        assert_eq!(resolve(&Method::POST, &format!("{kms}/stores/eu")), found(Endpoint::AddStore, Some("eu")));
+        assert_eq!(
+            resolve(&Method::POST, &format!("{kms}/stores/eu/default")),
+            found(Endpoint::SetDefaultStore, Some("eu"))
+        );
+        assert_eq!(resolve(&Method::GET, &format!("{kms}/stores")), found(Endpoint::ListStores, None));
+        assert_eq!(
+            resolve(&Method::PUT, &format!("{kms}/buckets/photos/key")),
+            found(Endpoint::SetBucketKey, Some("photos"))
+        );
+        assert_eq!(
+            resolve(&Method::GET, &format!("{kms}/keys/eu%2Fgdpr")),
+            found(Endpoint::DescribeKey, Some("eu/gdpr"))
+        );
     }
 
     #[test]

@@ -90,11 +90,56 @@ enum KmsCommand {
     Start,
     /// Stop the KMS (encrypted objects cannot be written or read until it starts again).
     Stop,
-    /// Drop and zeroize every cached data key.
-    ClearCache,
-    /// Manage master keys.
+    /// Drop and zeroize every cached data key (of one store with --store).
+    ClearCache {
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Manage master keys (KEY_ID is `store/key` for a key outside the default store).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage KMS stores: several backends at once, one of them the default.
+    #[command(subcommand)]
+    Stores(StoreCommand),
+    /// The key SSE-S3, and SSE-KMS naming no key, use in one bucket.
+    #[command(subcommand)]
+    BucketKey(BucketKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// List the stores with their health.
+    List,
+    /// Show a store's health and configuration (secrets shown as ***).
+    Show { name: String },
+    /// Add a store from a JSON file (`{"type":"vault-transit","address":…,"auth":{…}}`; `-` reads stdin).
+    Add {
+        name: String,
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Change a store's settings from a JSON file (secrets given as *** keep their values).
+    Update {
+        name: String,
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Remove a store (refused for the default store and while buckets use it).
+    Remove { name: String },
+    /// Make a store the default: requests naming no store use it.
+    SetDefault { name: String },
+    /// Drop and zeroize the store's cached data keys.
+    ClearCache { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum BucketKeyCommand {
+    /// Show the key the bucket uses (its own, or the default key).
+    Get { bucket: String },
+    /// Give the bucket its own key: `store/key`, or `key` in the default store.
+    Set { bucket: String, key_id: String },
+    /// Let the bucket use the default key again.
+    Unset { bucket: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,6 +154,9 @@ enum KeyCommand {
     },
     /// List master keys, a page at a time.
     List {
+        /// The store whose keys to list (default: the default store).
+        #[arg(long)]
+        store: Option<String>,
         /// Keys per page, 1 to 1000 (server default 100).
         #[arg(long)]
         limit: Option<u32>,
@@ -142,6 +190,8 @@ enum Rendering {
     Config,
     Key,
     KeyList,
+    Stores,
+    Json,
 }
 
 /// Runs `coffer admin …`: 0 on success, 1 when the server refused or could not be reached, 2 for local problems
@@ -178,6 +228,10 @@ async fn execute(command: &AdminCommand) -> Result<String, CliError> {
         Rendering::Config => output::config(&answer),
         Rendering::Key => typed(answer, output::key),
         Rendering::KeyList => typed(answer, output::key_list),
+        Rendering::Stores => typed(answer, output::stores),
+        Rendering::Json => {
+            format!("{}\n", serde_json::to_string_pretty(&answer).expect("JSON values always serialize"))
+        }
     })
 }
 
@@ -228,12 +282,52 @@ impl KmsCommand {
             Self::Reconfigure { file } => (with_body(post(&["reconfigure"]), read_body_file(file)?), Rendering::Status),
             Self::Start => (post(&["start"]), Rendering::Status),
             Self::Stop => (post(&["stop"]), Rendering::Status),
-            Self::ClearCache => (post(&["clear-cache"]), Rendering::Status),
+            Self::ClearCache { store } => {
+                let mut clear = post(&["clear-cache"]);
+                clear.query.extend(store.clone().map(|store| ("store", store)));
+                (clear, Rendering::Status)
+            }
             Self::Key(key) => (
                 key.request(),
                 if matches!(key, KeyCommand::List { .. }) { Rendering::KeyList } else { Rendering::Key },
             ),
+            Self::Stores(store) => store.request()?,
+            Self::BucketKey(bucket) => (bucket.request(), Rendering::Json),
         })
+    }
+}
+
+impl StoreCommand {
+    fn request(&self) -> Result<(AdminRequest, Rendering), CliError> {
+        let on_store = |method: Method, name: &str, action: Option<&str>| {
+            request(method, &[["stores", name].as_slice(), action.as_slice()].concat())
+        };
+        Ok(match self {
+            Self::List => (request(Method::GET, &["stores"]), Rendering::Stores),
+            Self::Show { name } => (on_store(Method::GET, name, None), Rendering::Json),
+            Self::Add { name, file } => {
+                (with_body(on_store(Method::POST, name, None), read_body_file(file)?), Rendering::Json)
+            }
+            Self::Update { name, file } => {
+                (with_body(on_store(Method::PUT, name, None), read_body_file(file)?), Rendering::Json)
+            }
+            Self::Remove { name } => (on_store(Method::DELETE, name, None), Rendering::Status),
+            Self::SetDefault { name } => (on_store(Method::POST, name, Some("default")), Rendering::Status),
+            Self::ClearCache { name } => (on_store(Method::POST, name, Some("clear-cache")), Rendering::Json),
+        })
+    }
+}
+
+impl BucketKeyCommand {
+    fn request(&self) -> AdminRequest {
+        match self {
+            Self::Get { bucket } => request(Method::GET, &["buckets", bucket, "key"]),
+            Self::Set { bucket, key_id } => with_body(
+                request(Method::PUT, &["buckets", bucket, "key"]),
+                serde_json::json!({ "key_id": key_id }).to_string().into_bytes(),
+            ),
+            Self::Unset { bucket } => request(Method::DELETE, &["buckets", bucket, "key"]),
+        }
     }
 }
 
@@ -253,8 +347,9 @@ impl KeyCommand {
                 }
                 with_body(request(Method::POST, &["keys"]), Value::Object(body).to_string().into_bytes())
             }
-            Self::List { limit, marker } => {
+            Self::List { store, limit, marker } => {
                 let mut list = request(Method::GET, &["keys"]);
+                list.query.extend(store.clone().map(|store| ("store", store)));
                 list.query.extend(limit.map(|limit| ("limit", limit.to_string())));
                 list.query.extend(marker.clone().map(|marker| ("marker", marker)));
                 list

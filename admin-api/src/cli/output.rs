@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::api::{KeyInfo, KeyList, KmsStatusInfo};
+use crate::api::{KeyInfo, KeyList, KmsStatusInfo, StoreInfo, StoreList};
 
 const NONE: &str = "-";
 
@@ -32,12 +32,43 @@ pub fn status(status: &KmsStatusInfo) -> String {
         ("healthy", status.healthy.to_string()),
         ("reason", or_none(status.reason.as_deref())),
         ("backend_type", or_none(status.backend_type.as_deref())),
+        ("default_store", or_none(status.default_store.as_deref())),
         ("default_key_id", or_none(status.default_key_id.as_deref())),
+        ("stores", stores_line(&status.stores)),
         ("cache", cache_line),
         ("kms_calls", counts(&status.kms_calls)),
         ("kms_errors", counts(&status.kms_errors)),
         ("last_error", or_none(status.last_error.as_deref())),
     ])
+}
+
+/// `local=healthy eu-vault=down` (the default store first is not needed: `default_store` names it).
+fn stores_line(stores: &[StoreInfo]) -> String {
+    if stores.is_empty() {
+        return NONE.to_owned();
+    }
+    let health = |store: &StoreInfo| if store.healthy { "healthy" } else { "down" };
+    stores.iter().map(|store| format!("{}={}", store.name, health(store))).collect::<Vec<_>>().join(" ")
+}
+
+/// Stores as a table: name, backend, default, health and why not.
+pub fn stores(list: &StoreList) -> String {
+    let rows: Vec<(String, String)> = list
+        .stores
+        .iter()
+        .map(|store| {
+            let mut line = format!("{} {}", store.backend_type, if store.healthy { "healthy" } else { "down" });
+            if store.default {
+                line.push_str(" default");
+            }
+            if let Some(reason) = &store.reason {
+                line.push_str(&format!(" ({reason})"));
+            }
+            (store.name.clone(), line)
+        })
+        .collect();
+    let rows: Vec<(&str, String)> = rows.iter().map(|(name, line)| (name.as_str(), line.clone())).collect();
+    two_columns(&rows)
 }
 
 /// The configuration as `dotted.path  value` lines (it is nested and its shape belongs to the KMS).
@@ -131,7 +162,17 @@ mod tests {
             healthy: true,
             reason: None,
             backend_type: Some("local".into()),
+            default_store: Some("local".into()),
             default_key_id: Some("coffer-default".into()),
+            stores: vec![StoreInfo {
+                name: "local".into(),
+                backend_type: "local".into(),
+                default: true,
+                healthy: true,
+                reason: None,
+                cached_keys: 1,
+                config: None,
+            }],
             cache: CacheInfo { enabled: true, hit_count: 3, miss_count: 1, entry_count: 1, eviction_count: 0 },
             kms_calls: [("generate_data_key".to_owned(), 1), ("health".to_owned(), 0)].into(),
             kms_errors: [("generate_data_key".to_owned(), 0)].into(),

@@ -8,7 +8,7 @@ use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata,
 use crate::wrapped::WrappedKey;
 
 /// Which backend produced a wrapped key or serves a configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     Local,

@@ -1,15 +1,18 @@
-//! The KMS configuration: which backend, how to reach and authenticate to it, and how the data-key cache behaves.
+//! The KMS configuration: its named stores (which backend each is, how to reach and authenticate to it), the default
+//! store and key, per-bucket keys, and how the data-key cache behaves.
 //!
 //! The same type is persisted (0600, by the manager) and accepted from the server's flags and the admin API. Secrets
 //! are [`Secret`]s: they serialize for the persisted file only, print as `***`, and [`KmsConfig::redacted`] is the
 //! only view ever shown to a person.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
+use crate::backend::BackendKind;
 use crate::error::{KmsError, Result};
 
 /// A credential or key in text form: zeroized on drop, `***` when printed.
@@ -48,19 +51,109 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Everything the manager needs to build and run a backend.
+/// Everything the manager needs to run the KMS: its named stores (one of them the default), the default key, the
+/// per-bucket keys, time-outs and the data-key cache.
+///
+/// A *store* is one backend instance — a local key directory, or one Vault/OpenBao transit mount — under a name that
+/// wrapped keys carry, so a wrapped key is always opened by the store that made it. The configuration of earlier
+/// versions, one `backend` and no names, still reads: its backend becomes the one store, named after its kind.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ConfigDocument")]
 pub struct KmsConfig {
-    pub backend: BackendConfig,
-    #[serde(default = "default_key_id")]
+    /// The store that serves requests naming no store.
+    pub default_store: String,
+    pub stores: BTreeMap<String, BackendConfig>,
+    /// The key of the default store that SSE-S3, and SSE-KMS naming no key, use.
     pub default_key_id: String,
-    #[serde(default = "default_timeout_seconds")]
+    /// Keys (`store/key` or `key`) that SSE-S3 and SSE-KMS naming no key use in particular buckets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bucket_keys: BTreeMap<String, String>,
+    /// The store that reads wrapped keys of a backend kind made before stores had names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub legacy_stores: BTreeMap<BackendKind, String>,
     pub timeout_seconds: u64,
-    #[serde(default = "default_retry_attempts")]
     pub retry_attempts: u32,
-    #[serde(default)]
     pub cache: CacheConfig,
+}
+
+/// The configuration as written: with named stores, or with the single `backend` of earlier versions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigDocument {
+    #[serde(default)]
+    backend: Option<BackendConfig>,
+    #[serde(default)]
+    default_store: Option<String>,
+    #[serde(default)]
+    stores: Option<BTreeMap<String, BackendConfig>>,
+    #[serde(default = "default_key_id")]
+    default_key_id: String,
+    #[serde(default)]
+    bucket_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    legacy_stores: BTreeMap<BackendKind, String>,
+    #[serde(default = "default_timeout_seconds")]
+    timeout_seconds: u64,
+    #[serde(default = "default_retry_attempts")]
+    retry_attempts: u32,
+    #[serde(default)]
+    cache: CacheConfig,
+}
+
+impl TryFrom<ConfigDocument> for KmsConfig {
+    type Error = String;
+
+    fn try_from(document: ConfigDocument) -> std::result::Result<Self, String> {
+        let (default_store, stores, mut legacy_stores) = match (document.backend, document.stores) {
+            (Some(backend), None) => {
+                let name = store_name_for(&backend).to_owned();
+                let legacy = BTreeMap::from([(backend.kind(), name.clone())]);
+                (document.default_store.unwrap_or_else(|| name.clone()), BTreeMap::from([(name, backend)]), legacy)
+            }
+            (None, Some(stores)) => {
+                let default_store = document.default_store.ok_or("missing field `default_store`")?;
+                (default_store, stores, BTreeMap::new())
+            }
+            (Some(_), Some(_)) => return Err("give either `backend` or `stores`, not both".into()),
+            (None, None) => return Err("missing field `stores`".into()),
+        };
+        legacy_stores.extend(document.legacy_stores);
+        Ok(Self {
+            default_store,
+            stores,
+            default_key_id: document.default_key_id,
+            bucket_keys: document.bucket_keys,
+            legacy_stores,
+            timeout_seconds: document.timeout_seconds,
+            retry_attempts: document.retry_attempts,
+            cache: document.cache,
+        })
+    }
+}
+
+/// The name a store gets when nobody names it: `local` or `vault`.
+pub fn store_name_for(backend: &BackendConfig) -> &'static str {
+    match backend {
+        BackendConfig::Local(_) => "local",
+        BackendConfig::VaultTransit(_) => "vault",
+    }
+}
+
+/// Checks a store name: 1–64 lowercase letters, digits, `-` or `_`, starting with a letter or digit. No `/`: key
+/// references are `store/key`.
+pub fn validate_store_name(name: &str) -> Result<()> {
+    let valid = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(KmsError::InvalidConfig {
+            field: "store".into(),
+            message: "a store name is 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+                .into(),
+        })
+    }
 }
 
 /// The backend and its own settings.
@@ -150,25 +243,18 @@ impl Default for CacheConfig {
     }
 }
 
-impl KmsConfig {
-    /// A configuration with defaults for everything but the backend.
-    pub fn new(backend: BackendConfig) -> Self {
-        Self {
-            backend,
-            default_key_id: default_key_id(),
-            timeout_seconds: default_timeout_seconds(),
-            retry_attempts: default_retry_attempts(),
-            cache: CacheConfig::default(),
+impl BackendConfig {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Self::Local(_) => BackendKind::Local,
+            Self::VaultTransit(_) => BackendKind::VaultTransit,
         }
     }
 
     /// Checks what can be checked without touching the backend.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |field: &str, message: &str| {
-            Err(KmsError::InvalidConfig { field: field.to_owned(), message: message.to_owned() })
-        };
-        match &self.backend {
-            BackendConfig::Local(local) => {
+        match self {
+            Self::Local(local) => {
                 if local.key_dir.as_ref().is_none_or(|dir| dir.as_os_str().is_empty()) {
                     return invalid("key_dir", "KMS key directory is required for local backend");
                 }
@@ -176,7 +262,7 @@ impl KmsConfig {
                     return invalid("master_key", "master_key and master_key_file are mutually exclusive");
                 }
             }
-            BackendConfig::VaultTransit(vault) => {
+            Self::VaultTransit(vault) => {
                 if !(vault.address.starts_with("http://") || vault.address.starts_with("https://")) {
                     return invalid("address", "Vault address must be an http:// or https:// URL");
                 }
@@ -193,25 +279,12 @@ impl KmsConfig {
                 }
             }
         }
-        if self.default_key_id.is_empty() {
-            return invalid("default_key_id", "default_key_id must not be empty");
-        }
-        if self.timeout_seconds == 0 {
-            return invalid("timeout_seconds", "timeout_seconds must be at least 1");
-        }
-        if self.cache.enabled
-            && (self.cache.max_cached_keys == 0 || self.cache.ttl_seconds == 0 || self.cache.max_uses == 0)
-        {
-            return invalid("cache", "cache capacity, TTL and max uses must be at least 1 when the cache is enabled");
-        }
         Ok(())
     }
 
-    /// Puts the current secrets back where this configuration shows them redacted (`***`, as
-    /// [`KmsConfig::redacted`] prints them), so the configuration an operator was shown can be submitted again. A
-    /// redacted secret with no counterpart in `current` (another backend or authentication method) is an error
-    /// naming the field.
-    pub fn restore_redacted(&mut self, current: Option<&KmsConfig>) -> Result<()> {
+    /// Puts `current`'s secrets back where this one shows them redacted (`***`); see
+    /// [`KmsConfig::restore_redacted`].
+    pub fn restore_redacted(&mut self, current: Option<&BackendConfig>) -> Result<()> {
         let redacted = |secret: &Secret| secret.expose() == "***";
         let missing = |field: &str| {
             Err(KmsError::InvalidConfig {
@@ -222,29 +295,24 @@ impl KmsConfig {
                 ),
             })
         };
-        let current = current.map(|config| &config.backend);
-        match &mut self.backend {
-            BackendConfig::Local(local) => {
+        match self {
+            Self::Local(local) => {
                 if let Some(secret) = local.master_key.as_mut().filter(|secret| redacted(secret)) {
                     match current {
-                        Some(BackendConfig::Local(LocalConfig { master_key: Some(kept), .. })) => {
-                            *secret = kept.clone()
-                        }
+                        Some(Self::Local(LocalConfig { master_key: Some(kept), .. })) => *secret = kept.clone(),
                         _ => return missing("master_key"),
                     }
                 }
             }
-            BackendConfig::VaultTransit(vault) => match &mut vault.auth {
+            Self::VaultTransit(vault) => match &mut vault.auth {
                 VaultAuth::Token { token } if redacted(token) => match current {
-                    Some(BackendConfig::VaultTransit(VaultConfig {
-                        auth: VaultAuth::Token { token: kept }, ..
-                    })) => {
+                    Some(Self::VaultTransit(VaultConfig { auth: VaultAuth::Token { token: kept }, .. })) => {
                         *token = kept.clone();
                     }
                     _ => return missing("token"),
                 },
                 VaultAuth::AppRole { secret_id: Some(secret_id), .. } if redacted(secret_id) => match current {
-                    Some(BackendConfig::VaultTransit(VaultConfig {
+                    Some(Self::VaultTransit(VaultConfig {
                         auth: VaultAuth::AppRole { secret_id: Some(kept), .. },
                         ..
                     })) => *secret_id = kept.clone(),
@@ -256,11 +324,11 @@ impl KmsConfig {
         Ok(())
     }
 
-    /// Calls `visit` on every file or directory path in the configuration.
+    /// Calls `visit` on every file or directory path.
     pub fn for_each_path(&mut self, mut visit: impl FnMut(&mut PathBuf)) {
-        let paths: Vec<&mut PathBuf> = match &mut self.backend {
-            BackendConfig::Local(local) => local.key_dir.iter_mut().chain(local.master_key_file.iter_mut()).collect(),
-            BackendConfig::VaultTransit(vault) => {
+        let paths: Vec<&mut PathBuf> = match self {
+            Self::Local(local) => local.key_dir.iter_mut().chain(local.master_key_file.iter_mut()).collect(),
+            Self::VaultTransit(vault) => {
                 let auth_files: Vec<&mut PathBuf> = match &mut vault.auth {
                     VaultAuth::TokenFile { path } => vec![path],
                     VaultAuth::AppRole { secret_id_file, .. } => secret_id_file.iter_mut().collect(),
@@ -289,21 +357,133 @@ impl KmsConfig {
         failure.map_or(Ok(()), Err)
     }
 
-    /// The configuration as shown to operators: every secret replaced by `***`.
-    pub fn redacted(&self) -> serde_json::Value {
-        let mut shown = self.clone();
-        match &mut shown.backend {
-            BackendConfig::Local(local) => {
+    /// Every secret replaced by `***`.
+    pub fn redact(&mut self) {
+        match self {
+            Self::Local(local) => {
                 if local.master_key.is_some() {
                     local.master_key = Some(Secret::redacted());
                 }
             }
-            BackendConfig::VaultTransit(vault) => match &mut vault.auth {
+            Self::VaultTransit(vault) => match &mut vault.auth {
                 VaultAuth::Token { token } => *token = Secret::redacted(),
                 VaultAuth::AppRole { secret_id: Some(secret_id), .. } => *secret_id = Secret::redacted(),
                 VaultAuth::AppRole { secret_id: None, .. } | VaultAuth::TokenFile { .. } => {}
             },
         }
+    }
+
+    /// The backend as shown to operators: every secret replaced by `***`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut shown = self.clone();
+        shown.redact();
+        serde_json::to_value(&shown).expect("a backend configuration always serializes")
+    }
+}
+
+fn invalid(field: &str, message: &str) -> Result<()> {
+    Err(KmsError::InvalidConfig { field: field.to_owned(), message: message.to_owned() })
+}
+
+impl KmsConfig {
+    /// A configuration of one store, named after its kind ([`store_name_for`]), with defaults for everything else.
+    pub fn new(backend: BackendConfig) -> Self {
+        let name = store_name_for(&backend).to_owned();
+        Self {
+            default_store: name.clone(),
+            stores: BTreeMap::from([(name, backend)]),
+            default_key_id: default_key_id(),
+            bucket_keys: BTreeMap::new(),
+            legacy_stores: BTreeMap::new(),
+            timeout_seconds: default_timeout_seconds(),
+            retry_attempts: default_retry_attempts(),
+            cache: CacheConfig::default(),
+        }
+    }
+
+    /// The default store's backend.
+    pub fn default_backend(&self) -> &BackendConfig {
+        self.stores.get(&self.default_store).expect("a validated configuration has its default store")
+    }
+
+    pub fn default_backend_mut(&mut self) -> &mut BackendConfig {
+        self.stores.get_mut(&self.default_store).expect("a validated configuration has its default store")
+    }
+
+    /// Replaces the default store's backend, keeping its name when it is of the same kind; otherwise the store
+    /// takes the new kind's name ([`store_name_for`]) unless another store has it (the RustFS-style single-KMS
+    /// configure, which knows nothing of stores, acts on the default store this way).
+    pub fn set_default_backend(&mut self, backend: BackendConfig) {
+        if self.default_backend().kind() != backend.kind() {
+            let name = store_name_for(&backend);
+            if !self.stores.contains_key(name) {
+                self.stores.remove(&self.default_store);
+                self.default_store = name.to_owned();
+            }
+        }
+        self.stores.insert(self.default_store.clone(), backend);
+    }
+
+    /// Checks what can be checked without touching the backends.
+    pub fn validate(&self) -> Result<()> {
+        for (name, backend) in &self.stores {
+            validate_store_name(name)?;
+            backend.validate()?;
+        }
+        if !self.stores.contains_key(&self.default_store) {
+            return invalid("default_store", "the default store must be one of the configured stores");
+        }
+        for (bucket, key) in &self.bucket_keys {
+            if let Some((store, _)) = key.split_once('/') {
+                if !self.stores.contains_key(store) {
+                    return Err(KmsError::InvalidConfig {
+                        field: "bucket_keys".into(),
+                        message: format!("bucket {bucket} names key {key} of a store that is not configured"),
+                    });
+                }
+            }
+        }
+        if self.default_key_id.is_empty() {
+            return invalid("default_key_id", "default_key_id must not be empty");
+        }
+        if self.timeout_seconds == 0 {
+            return invalid("timeout_seconds", "timeout_seconds must be at least 1");
+        }
+        if self.cache.enabled
+            && (self.cache.max_cached_keys == 0 || self.cache.ttl_seconds == 0 || self.cache.max_uses == 0)
+        {
+            return invalid("cache", "cache capacity, TTL and max uses must be at least 1 when the cache is enabled");
+        }
+        Ok(())
+    }
+
+    /// Puts the current secrets back where this configuration shows them redacted (`***`, as
+    /// [`KmsConfig::redacted`] prints them), store by store, so the configuration an operator was shown can be
+    /// submitted again. A redacted secret with no counterpart in the current store of the same name (another
+    /// backend or authentication method) is an error naming the field.
+    pub fn restore_redacted(&mut self, current: Option<&KmsConfig>) -> Result<()> {
+        for (name, backend) in &mut self.stores {
+            backend.restore_redacted(current.and_then(|current| current.stores.get(name)))?;
+        }
+        Ok(())
+    }
+
+    /// Calls `visit` on every file or directory path in the configuration.
+    pub fn for_each_path(&mut self, mut visit: impl FnMut(&mut PathBuf)) {
+        for backend in self.stores.values_mut() {
+            backend.for_each_path(&mut visit);
+        }
+    }
+
+    /// Resolves relative paths against the working directory (see [`BackendConfig::make_paths_absolute`]).
+    pub fn make_paths_absolute(&mut self) -> Result<()> {
+        self.stores.values_mut().try_for_each(BackendConfig::make_paths_absolute)
+    }
+
+    /// The configuration as shown to operators: every secret replaced by `***`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut shown = self.clone();
+        shown.stores.values_mut().for_each(BackendConfig::redact);
         serde_json::to_value(&shown).expect("the configuration always serializes")
     }
 }
@@ -380,8 +560,8 @@ mod tests {
         config.cache.ttl_seconds = 7;
         let text = serde_json::to_string(&config).unwrap();
         let back: KmsConfig = serde_json::from_str(&text).unwrap();
-        let BackendConfig::Local(local) = back.backend else { panic!("backend changed") };
-        assert_eq!(local.master_key.unwrap().expose(), "master");
+        let BackendConfig::Local(local) = back.default_backend() else { panic!("backend changed") };
+        assert_eq!(local.master_key.as_ref().unwrap().expose(), "master");
         assert_eq!(back.cache.ttl_seconds, 7);
     }
 
@@ -399,7 +579,7 @@ mod tests {
         }));
         let mut shown: KmsConfig = serde_json::from_value(current.redacted()).unwrap();
         shown.restore_redacted(Some(&current)).unwrap();
-        let BackendConfig::VaultTransit(vault) = &shown.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(vault) = shown.default_backend() else { panic!("not vault") };
         assert!(matches!(&vault.auth, VaultAuth::Token { token } if token.expose() == "s.current"));
 
         let mut shown: KmsConfig = serde_json::from_value(current.redacted()).unwrap();
@@ -412,5 +592,39 @@ mod tests {
         }));
         let mut submitted = local.clone();
         assert!(submitted.restore_redacted(Some(&current)).is_err(), "a Vault token is no master key");
+    }
+
+    #[test]
+    fn the_single_backend_of_earlier_versions_becomes_a_named_store_that_reads_their_blobs() {
+        let old = r#"{"backend":{"type":"vault-transit","address":"http://v:8200","auth":{"method":"token","token":"t"}},
+                     "default_key_id":"k","cache":{"enabled":false}}"#;
+        let config: KmsConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.default_store, "vault");
+        assert_eq!(config.stores.keys().collect::<Vec<_>>(), ["vault"]);
+        assert_eq!(config.legacy_stores[&BackendKind::VaultTransit], "vault");
+        assert_eq!((config.default_key_id.as_str(), config.cache.enabled), ("k", false));
+        config.validate().unwrap();
+
+        let again: KmsConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!((again.default_store, again.legacy_stores), (config.default_store, config.legacy_stores));
+        assert!(serde_json::from_str::<KmsConfig>(r#"{"default_key_id":"k"}"#).is_err());
+    }
+
+    #[test]
+    fn stores_are_checked() {
+        let mut config = KmsConfig::new(BackendConfig::Local(LocalConfig {
+            key_dir: Some("/keys".into()),
+            ..LocalConfig::default()
+        }));
+        config.validate().unwrap();
+        config.default_store = "elsewhere".into();
+        assert!(config.validate().is_err());
+        config.default_store = "local".into();
+        config.bucket_keys.insert("photos".into(), "prod/key".into());
+        assert!(config.validate().unwrap_err().to_string().contains("photos"));
+        for bad in ["", "Prod", "a/b", "-x", &"x".repeat(65)] {
+            assert!(validate_store_name(bad).is_err(), "{bad}");
+        }
+        validate_store_name("eu-vault_2").unwrap();
     }
 }

@@ -13,6 +13,12 @@ pub enum KmsError {
     NotRunning,
     #[error("KMS key not found: {0}")]
     KeyNotFound(String),
+    /// A key reference or wrapped key names a store that is not configured.
+    #[error("KMS store not configured: {0}")]
+    StoreNotFound(String),
+    /// A store change that would strand data or settings that depend on the store.
+    #[error("{0}")]
+    StoreInUse(String),
     #[error("KMS key is disabled: {0}")]
     KeyDisabled(String),
     #[error("KMS key is pending deletion: {0}")]
@@ -71,6 +77,8 @@ impl KmsError {
             | Self::Io { .. }
             | Self::InvalidConfig { .. } => true,
             Self::KeyNotFound(_)
+            | Self::StoreNotFound(_)
+            | Self::StoreInUse(_)
             | Self::KeyDisabled(_)
             | Self::KeyPendingDeletion(_)
             | Self::KeyExists(_)
@@ -88,6 +96,8 @@ impl KmsError {
             Self::NotConfigured => Self::NotConfigured,
             Self::NotRunning => Self::NotRunning,
             Self::KeyNotFound(id) => Self::KeyNotFound(id.clone()),
+            Self::StoreNotFound(name) => Self::StoreNotFound(name.clone()),
+            Self::StoreInUse(message) => Self::StoreInUse(message.clone()),
             Self::KeyDisabled(id) => Self::KeyDisabled(id.clone()),
             Self::KeyPendingDeletion(id) => Self::KeyPendingDeletion(id.clone()),
             Self::KeyExists(id) => Self::KeyExists(id.clone()),

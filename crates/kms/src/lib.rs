@@ -17,18 +17,23 @@ mod key_requests;
 mod local;
 mod manager;
 mod stats;
+mod stores;
 mod types;
 pub mod vault;
 mod wrapped;
 
 pub use backend::{BackendKind, BackendOptions, KmsBackend};
 pub use cache::{CacheSettings, CacheStats, DataKeyCache};
-pub use config::{BackendConfig, CacheConfig, KmsConfig, LocalConfig, Secret, VaultAuth, VaultConfig};
+pub use config::{
+    store_name_for, validate_store_name, BackendConfig, CacheConfig, KmsConfig, LocalConfig, Secret, VaultAuth,
+    VaultConfig,
+};
 pub use error::{KmsError, Result};
 pub use key_id::{generate_key_id, validate_key_id, MAX_KEY_ID_LEN};
 pub use key_requests::{MAX_DESCRIPTION_LEN, PENDING_WINDOW_DAYS};
 pub use local::{LocalBackend, MIN_MASTER_KEY_LEN};
 pub use manager::{KmsManager, KmsStatus, LifecycleState};
 pub use stats::{CallStats, LatencyStats};
+pub use stores::{split_key_ref, StoreStatus};
 pub use types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 pub use wrapped::{WrappedKey, WrappedKeyHeader};

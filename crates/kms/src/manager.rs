@@ -15,6 +15,7 @@
 //! a key or scheduling its deletion drops its cached keys at once (new writes and reads go to the backend, which
 //! refuses them), and rotating a key drops its bucket keys so new writes use the new version.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,12 +32,14 @@ use crate::error::{KmsError, Result};
 use crate::fs;
 use crate::local::{create_master_key_file, LocalBackend};
 use crate::stats::{CallStats, Metered, Stats};
-use crate::types::{DataKey, EncryptionContext, KeyMaterial, KeyMetadata, KeyPage};
+use crate::stores::{InStore, Slot, Store, StoreStatus, Stores};
+use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage};
 use crate::vault::VaultTransitBackend;
 use crate::wrapped::WrappedKey;
 
 const CONFIG_FILE: &str = "config.json";
-const CONFIG_FORMAT: u32 = 1;
+/// 2: named stores. Format 1 (one backend) is still read, and written over as format 2 by the next change.
+const CONFIG_FORMAT: u32 = 2;
 /// The embedded default's key directory and generated master key, under the state directory.
 const EMBEDDED_KEY_DIR: &str = "local/keys";
 const EMBEDDED_MASTER_KEY_FILE: &str = "local/master.key";
@@ -93,8 +96,12 @@ pub struct KmsStatus {
     pub healthy: bool,
     /// Why it cannot serve, when it cannot.
     pub reason: Option<String>,
+    /// The default store's backend.
     pub backend_type: Option<BackendKind>,
+    pub default_store: Option<String>,
     pub default_key_id: Option<String>,
+    /// Every store, its health probed now.
+    pub stores: Vec<StoreStatus>,
     pub cache: CacheStats,
     #[serde(flatten)]
     pub calls: CallStats,
@@ -137,14 +144,8 @@ struct Current {
     config: Option<KmsConfig>,
     /// The state `restore` comes back to.
     persisted: Option<PersistedState>,
-    /// The backend and cache while running.
-    active: Option<Arc<Active>>,
-}
-
-struct Active {
-    /// Metered: every call through it is counted.
-    backend: Arc<dyn KmsBackend>,
-    cache: DataKeyCache,
+    /// The stores, each with its backend and cache, while running.
+    active: Option<Arc<Stores>>,
 }
 
 impl fmt::Debug for KmsManager {
@@ -285,33 +286,35 @@ impl KmsManager {
         }
     }
 
-    /// The state, health (probed now when running), backend, cache and call counters.
+    /// The state, health (probed now when running, every store at once), stores, cache and call counters. The
+    /// top-level health is the default store's, as RustFS and MinIO clients expect of a single KMS.
     pub async fn status(&self) -> KmsStatus {
         let current = self.snapshot();
+        let enabled = current.config.as_ref().is_some_and(|config| config.cache.enabled);
+        let stores = match &current.active {
+            Some(stores) => stores.statuses().await,
+            None => Vec::new(),
+        };
         let (healthy, reason) = match (&current.state, &current.active) {
-            (LifecycleState::Running, Some(active)) => {
-                let health = active.backend.health().await;
-                (health.healthy, health.reason)
-            }
+            (LifecycleState::Running, Some(_)) => match stores.iter().find(|store| store.default) {
+                Some(store) => (store.healthy, store.reason.clone()),
+                None => (false, Some("the default store is missing".into())),
+            },
             (LifecycleState::Error(reason), _) => (false, Some(reason.clone())),
             (LifecycleState::NotConfigured, _) => (false, Some(KmsError::NotConfigured.to_string())),
             (LifecycleState::Configured, _) => (false, Some("KMS is configured but not started".into())),
             (LifecycleState::Stopped | LifecycleState::Running, _) => (false, Some(KmsError::NotRunning.to_string())),
         };
-        let cache = match &current.active {
-            Some(active) => active.cache.stats().await,
-            None => {
-                let enabled = current.config.as_ref().is_some_and(|config| config.cache.enabled);
-                CacheStats::from_counters(&self.stats, enabled, 0)
-            }
-        };
+        let cached = stores.iter().map(|store| store.cached_keys).sum();
         KmsStatus {
             state: current.state,
             healthy,
             reason,
-            backend_type: current.config.as_ref().map(|config| backend_kind(&config.backend)),
+            backend_type: current.config.as_ref().map(|config| config.default_backend().kind()),
+            default_store: current.config.as_ref().map(|config| config.default_store.clone()),
             default_key_id: current.config.map(|config| config.default_key_id),
-            cache,
+            stores,
+            cache: CacheStats::from_counters(&self.stats, enabled, cached),
             calls: self.stats.calls(),
         }
     }
@@ -339,78 +342,279 @@ impl KmsManager {
         }
     }
 
-    /// Drops every cached key at once; the next request calls the backend.
-    pub async fn clear_cache(&self) {
-        if let Some(active) = self.snapshot().active {
-            active.cache.clear().await;
-            tracing::info!("KMS data-key cache cleared");
+    /// Drops the cached keys of one store, or of every store: the next request calls the backend.
+    pub async fn clear_cache(&self, store: Option<&str>) -> Result<()> {
+        let Some(stores) = self.snapshot().active else { return Ok(()) };
+        match store {
+            Some(name) => stores.serving(name)?.cache.clear().await,
+            None => {
+                for slot in stores.slots.values() {
+                    if let Slot::Serving(store) = slot {
+                        store.cache.clear().await;
+                    }
+                }
+            }
         }
+        tracing::info!(store = store.unwrap_or("(all)"), "KMS data-key cache cleared");
+        Ok(())
     }
 
-    /// The running backend (every call through it is counted). `NotConfigured` or `NotRunning` otherwise.
-    pub fn backend(&self) -> Result<Arc<dyn KmsBackend>> {
-        Ok(Arc::clone(&self.active()?.backend))
+    /// The running backend of a store (the default store when `None`); every call through it is counted.
+    /// `NotConfigured` or `NotRunning` otherwise.
+    pub fn backend(&self, store: Option<&str>) -> Result<Arc<dyn KmsBackend>> {
+        let stores = self.active()?;
+        Ok(Arc::clone(&stores.serving(store.unwrap_or(&stores.default_store))?.backend))
     }
 
-    /// The key SSE-S3 and SSE-KMS without a key id use.
+    /// The key SSE-S3 and SSE-KMS without a key id use, unless the bucket has its own ([`Self::default_key_for`]).
     pub fn default_key_id(&self) -> Option<String> {
         self.snapshot().config.map(|config| config.default_key_id)
     }
 
-    /// The cached bucket key for writes under `key_id` in `bucket` with `context` (see [`DataKeyCache`]).
-    pub async fn bucket_key(&self, key_id: &str, bucket: &str, context: &EncryptionContext) -> Result<Arc<DataKey>> {
-        let active = self.active()?;
-        active.cache.bucket_key(active.backend.as_ref(), key_id, bucket, context).await
+    /// The key (`store/key`, or `key` in the default store) SSE-S3 and SSE-KMS without a key id use in `bucket`.
+    pub fn default_key_for(&self, bucket: &str) -> Option<String> {
+        let config = self.snapshot().config?;
+        Some(config.bucket_keys.get(bucket).cloned().unwrap_or(config.default_key_id))
     }
 
-    /// The plaintext of a stored wrapped key, cached by blob and context.
+    /// The cached bucket key for writes under `key_ref` (`store/key`, or `key` in the default store) in `bucket`
+    /// with `context` (see [`DataKeyCache`]).
+    pub async fn bucket_key(&self, key_ref: &str, bucket: &str, context: &EncryptionContext) -> Result<Arc<DataKey>> {
+        let stores = self.active()?;
+        let (store, key_id) = stores.resolve(key_ref)?;
+        store.named(store.cache.bucket_key(store.backend.as_ref(), key_id, bucket, context).await)
+    }
+
+    /// The plaintext of a stored wrapped key, opened by the store that made it and cached by blob and context.
     pub async fn unwrap_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<Arc<KeyMaterial>> {
-        let active = self.active()?;
-        active.cache.unwrap_key(active.backend.as_ref(), wrapped, context).await
+        let stores = self.active()?;
+        let store = stores.for_blob(&wrapped.header()?)?;
+        store.named(store.cache.unwrap_key(store.backend.as_ref(), wrapped, context).await)
     }
 
-    pub async fn create_key(&self, key_id: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
-        self.active()?.backend.create_key(key_id, description).await
+    /// Creates a key in the store `key_ref` names (the default store for a bare or generated id).
+    pub async fn create_key(&self, key_ref: Option<&str>, description: Option<&str>) -> Result<KeyMetadata> {
+        let stores = self.active()?;
+        let (store, key_id) = match key_ref {
+            Some(key_ref) => {
+                let (store, key_id) = stores.resolve(key_ref)?;
+                (store, Some(key_id))
+            }
+            None => (stores.serving(&stores.default_store)?, None),
+        };
+        let metadata = store.named(store.backend.create_key(key_id, description).await)?;
+        Ok(stores.qualify(&store, metadata))
     }
 
-    pub async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.active()?.backend.describe_key(key_id).await
+    pub async fn describe_key(&self, key_ref: &str) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move { store.backend.describe_key(&key_id).await }).await
     }
 
-    pub async fn list_keys(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
-        self.active()?.backend.list_keys(limit, marker).await
+    /// Keys of one store (the default store when `None`) in id order.
+    pub async fn list_keys(&self, store: Option<&str>, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
+        let stores = self.active()?;
+        let store = stores.serving(store.unwrap_or(&stores.default_store))?;
+        let mut page = store.named(store.backend.list_keys(limit, marker).await)?;
+        page.keys = page.keys.into_iter().map(|metadata| stores.qualify(&store, metadata)).collect();
+        if let Some(marker) = page.next_marker.as_mut() {
+            // Markers are the store's own key ids.
+            *marker = crate::stores::split_key_ref(marker).1.to_owned();
+        }
+        Ok(page)
     }
 
-    pub async fn enable_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.active()?.backend.enable_key(key_id).await
+    pub async fn enable_key(&self, key_ref: &str) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move { store.backend.enable_key(&key_id).await }).await
     }
 
     /// Disables the key and drops its cached keys: writes and reads under it stop at once.
-    pub async fn disable_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        let active = self.active()?;
-        let metadata = active.backend.disable_key(key_id).await?;
-        active.cache.invalidate_key(key_id).await;
-        Ok(metadata)
+    pub async fn disable_key(&self, key_ref: &str) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move {
+            let metadata = store.backend.disable_key(&key_id).await?;
+            store.cache.invalidate_key(&key_id).await;
+            Ok(metadata)
+        })
+        .await
     }
 
     /// Schedules the key's deletion and drops its cached keys: writes under it stop at once.
-    pub async fn schedule_deletion(&self, key_id: &str, pending_window_days: u32) -> Result<KeyMetadata> {
-        let active = self.active()?;
-        let metadata = active.backend.schedule_deletion(key_id, pending_window_days).await?;
-        active.cache.invalidate_key(key_id).await;
-        Ok(metadata)
+    pub async fn schedule_deletion(&self, key_ref: &str, pending_window_days: u32) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move {
+            let metadata = store.backend.schedule_deletion(&key_id, pending_window_days).await?;
+            store.cache.invalidate_key(&key_id).await;
+            Ok(metadata)
+        })
+        .await
     }
 
-    pub async fn cancel_deletion(&self, key_id: &str) -> Result<KeyMetadata> {
-        self.active()?.backend.cancel_deletion(key_id).await
+    pub async fn cancel_deletion(&self, key_ref: &str) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move { store.backend.cancel_deletion(&key_id).await }).await
     }
 
     /// Rotates the key and drops its bucket keys, so new writes use the new version at once.
-    pub async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
-        let active = self.active()?;
-        let metadata = active.backend.rotate_key(key_id).await?;
-        active.cache.invalidate_bucket_keys(key_id).await;
-        Ok(metadata)
+    pub async fn rotate_key(&self, key_ref: &str) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move {
+            let metadata = store.backend.rotate_key(&key_id).await?;
+            store.cache.invalidate_bucket_keys(&key_id).await;
+            Ok(metadata)
+        })
+        .await
+    }
+
+    /// Adds a store. While running it is built and probed first: a store that cannot serve is refused and nothing
+    /// changes.
+    pub async fn add_store(&self, name: &str, backend: BackendConfig) -> Result<()> {
+        crate::config::validate_store_name(name)?;
+        self.change_stores(|config| {
+            if config.stores.contains_key(name) {
+                return Err(KmsError::StoreInUse(format!("KMS store {name} already exists; update it instead")));
+            }
+            config.stores.insert(name.to_owned(), backend);
+            Ok(Some(name.to_owned()))
+        })
+        .await
+    }
+
+    /// Changes a store's backend settings (secrets shown as `***` keep their values). The wrapped keys it made keep
+    /// naming it, so it must still reach the same keys: change addresses and credentials, not the keys' home.
+    pub async fn update_store(&self, name: &str, mut backend: BackendConfig) -> Result<()> {
+        self.change_stores(|config| {
+            let current = config.stores.get(name).ok_or_else(|| KmsError::StoreNotFound(name.to_owned()))?;
+            backend.restore_redacted(Some(current))?;
+            config.stores.insert(name.to_owned(), backend);
+            Ok(Some(name.to_owned()))
+        })
+        .await
+    }
+
+    /// Removes a store: refused for the default store and while buckets use it (with their count). Objects whose
+    /// keys it wrapped can no longer be read afterwards; the operator moves them first.
+    pub async fn remove_store(&self, name: &str) -> Result<()> {
+        self.change_stores(|config| {
+            if !config.stores.contains_key(name) {
+                return Err(KmsError::StoreNotFound(name.to_owned()));
+            }
+            if config.default_store == name {
+                return Err(KmsError::StoreInUse(format!(
+                    "KMS store {name} is the default store; make another store the default first"
+                )));
+            }
+            let buckets = config.bucket_keys.values().filter(|key| key.split_once('/').is_some_and(|(s, _)| s == name));
+            let count = buckets.count();
+            if count > 0 {
+                return Err(KmsError::StoreInUse(format!(
+                    "KMS store {name} is the key store of {count} bucket(s); unset or change their keys first"
+                )));
+            }
+            config.stores.remove(name);
+            config.legacy_stores.retain(|_, store| store != name);
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Makes `name` the default store; it must hold the default key (created there if missing, as at start).
+    pub async fn set_default_store(&self, name: &str) -> Result<()> {
+        self.change_stores(|config| {
+            if !config.stores.contains_key(name) {
+                return Err(KmsError::StoreNotFound(name.to_owned()));
+            }
+            config.default_store = name.to_owned();
+            Ok(Some(name.to_owned()))
+        })
+        .await
+    }
+
+    /// The key (`store/key` or `key`) SSE-S3 and SSE-KMS naming no key use in `bucket`, if it has its own.
+    pub fn bucket_key_ref(&self, bucket: &str) -> Option<String> {
+        self.snapshot().config?.bucket_keys.get(bucket).cloned()
+    }
+
+    /// Sets the key SSE-S3 and SSE-KMS naming no key use in `bucket`; the key must exist (checked while running).
+    pub async fn set_bucket_key(&self, bucket: &str, key_ref: &str) -> Result<()> {
+        let (store, key_id) = crate::stores::split_key_ref(key_ref);
+        crate::key_id::validate_key_id(key_id)?;
+        if let Some(store) = store {
+            crate::config::validate_store_name(store)?;
+        }
+        if self.snapshot().state == LifecycleState::Running {
+            self.describe_key(key_ref).await?;
+        }
+        self.change_stores(|config| {
+            config.bucket_keys.insert(bucket.to_owned(), key_ref.to_owned());
+            Ok(None)
+        })
+        .await
+    }
+
+    pub async fn unset_bucket_key(&self, bucket: &str) -> Result<()> {
+        self.change_stores(|config| {
+            config.bucket_keys.remove(bucket);
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Applies a change of stores or bucket keys: validated, persisted, and while running made current with only
+    /// the store `change` names rebuilt (the others keep their backends and caches). A rebuilt store must serve
+    /// (health probe; the default store also gets the default key), or nothing changes.
+    async fn change_stores(&self, change: impl FnOnce(&mut KmsConfig) -> Result<Option<String>>) -> Result<()> {
+        let _transition = self.transitions.lock().await;
+        let current = self.snapshot();
+        let mut config = current.config.clone().ok_or(KmsError::NotConfigured)?;
+        let rebuilt = change(&mut config)?;
+        if let Some(name) = &rebuilt {
+            let backend = config.stores.get_mut(name).expect("the change names a configured store");
+            backend.validate()?;
+            backend.make_paths_absolute()?;
+            self.prepare_store(backend).await?;
+        }
+        config.validate()?;
+        let active = match (&current.active, &rebuilt) {
+            (Some(stores), rebuilt) => Some(self.rebuilt(stores, &config, rebuilt.as_deref()).await?),
+            (None, _) => None,
+        };
+        let persisted = current.persisted.unwrap_or(PersistedState::Configured);
+        self.persist(persisted, &config).await?;
+        self.set_current(Current { config: Some(config), active, ..current });
+        Ok(())
+    }
+
+    /// `stores` with `config`'s settings and the store `rebuilt` built anew.
+    async fn rebuilt(&self, stores: &Stores, config: &KmsConfig, rebuilt: Option<&str>) -> Result<Arc<Stores>> {
+        let mut slots: BTreeMap<String, Slot> = stores
+            .slots
+            .iter()
+            .filter(|(name, _)| config.stores.contains_key(*name))
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        if let Some(name) = rebuilt {
+            let store = self.build_store(config, name, &config.stores[name]).await?;
+            // The default store was probed as it was built.
+            let health = if name == config.default_store { Health::ok() } else { store.backend.health().await };
+            if !health.healthy {
+                let reason = health.reason.unwrap_or_else(|| "the health probe failed".into());
+                return Err(KmsError::Unavailable(format!("store {name}: {reason}")));
+            }
+            slots.insert(name.to_owned(), Slot::Serving(store));
+        }
+        Ok(Arc::new(Stores {
+            slots,
+            default_store: config.default_store.clone(),
+            legacy_stores: config.legacy_stores.clone(),
+        }))
+    }
+
+    /// Runs a key operation in the store `key_ref` names; the answer names the key as the caller does.
+    async fn on_key<F, Fut>(&self, key_ref: &str, operation: F) -> Result<KeyMetadata>
+    where
+        F: FnOnce(Arc<Store>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<KeyMetadata>>,
+    {
+        let stores = self.active()?;
+        let (store, key_id) = stores.resolve(key_ref)?;
+        let metadata = store.named(operation(Arc::clone(&store), key_id.to_owned()).await)?;
+        Ok(stores.qualify(&store, metadata))
     }
 
     fn snapshot(&self) -> Current {
@@ -424,7 +628,7 @@ impl KmsManager {
         drop(previous);
     }
 
-    fn active(&self) -> Result<Arc<Active>> {
+    fn active(&self) -> Result<Arc<Stores>> {
         let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         match (&current.active, &current.state) {
             (Some(active), _) => Ok(Arc::clone(active)),
@@ -436,7 +640,7 @@ impl KmsManager {
     async fn configure_locked(&self, config: KmsConfig) -> Result<()> {
         let config = self.prepare(config).await?;
         self.persist(PersistedState::Configured, &config).await?;
-        tracing::info!(backend = backend_kind(&config.backend).as_str(), "KMS configured");
+        tracing::info!(default_store = %config.default_store, stores = config.stores.len(), "KMS configured");
         self.set_current(Current {
             state: LifecycleState::Configured,
             config: Some(config),
@@ -466,7 +670,7 @@ impl KmsManager {
     /// Records that the KMS is meant to run (even when the start failed, so a restart tries again) and passes on the
     /// built backend, or the failure to record it: a start the server cannot persist (a full disk) is a failed start
     /// like any other, and is retried. Called with `transitions` held.
-    async fn persisted_running(&self, config: &KmsConfig, built: Result<Arc<Active>>) -> Result<Arc<Active>> {
+    async fn persisted_running(&self, config: &KmsConfig, built: Result<Arc<Stores>>) -> Result<Arc<Stores>> {
         let persisted = self.persist(PersistedState::Running, config).await;
         let active = built?;
         persisted.map(|()| active)
@@ -474,10 +678,10 @@ impl KmsManager {
 
     /// Makes the outcome of a start from `config` current: `Running` with the built backend, or `Error` with the
     /// reason (recorded and logged). Called with `transitions` held.
-    fn record_start(&self, config: KmsConfig, built: Result<Arc<Active>>) -> Result<()> {
+    fn record_start(&self, config: KmsConfig, built: Result<Arc<Stores>>) -> Result<()> {
         let (state, active, result) = match built {
             Ok(active) => {
-                tracing::info!(backend = backend_kind(&config.backend).as_str(), "KMS started");
+                tracing::info!(default_store = %config.default_store, stores = config.stores.len(), "KMS started");
                 (LifecycleState::Running, Some(active), Ok(()))
             }
             Err(err) => {
@@ -543,26 +747,58 @@ impl KmsManager {
     async fn prepare(&self, mut config: KmsConfig) -> Result<KmsConfig> {
         config.validate()?;
         config.make_paths_absolute()?;
-        let BackendConfig::Local(local) = &mut config.backend else {
-            return Ok(config);
-        };
-        if local.master_key.is_none() && local.master_key_file.is_none() {
-            let path = self.embedded_master_key_file();
-            let created = path.clone();
-            blocking(move || create_master_key_file(&created)).await?;
-            local.master_key_file = Some(path);
+        for backend in config.stores.values_mut() {
+            self.prepare_store(backend).await?;
         }
         Ok(config)
     }
 
-    /// A started backend with its default key, behind a fresh cache.
-    async fn build(&self, config: &KmsConfig) -> Result<Arc<Active>> {
+    /// A local store given no master key uses the embedded default's generated master key file (created here).
+    async fn prepare_store(&self, backend: &mut BackendConfig) -> Result<()> {
+        if let BackendConfig::Local(local) = backend {
+            if local.master_key.is_none() && local.master_key_file.is_none() {
+                let path = self.embedded_master_key_file();
+                let created = path.clone();
+                blocking(move || create_master_key_file(&created)).await?;
+                local.master_key_file = Some(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every store of `config`, each behind a fresh cache. The default store must answer its health probe and get
+    /// the default key, or the start fails; another store that cannot be built is kept as broken (its requests fail
+    /// naming it, the others serve).
+    async fn build(&self, config: &KmsConfig) -> Result<Arc<Stores>> {
+        let mut slots = BTreeMap::new();
+        for (name, backend) in &config.stores {
+            let slot = match self.build_store(config, name, backend).await {
+                Ok(store) => Slot::Serving(store),
+                Err(err) if *name != config.default_store => {
+                    tracing::error!(store = %name, "KMS store could not be set up: {err}");
+                    self.stats.record_error(format!("store {name}: {err}"));
+                    Slot::Broken { kind: backend.kind(), reason: err.to_string() }
+                }
+                Err(err) => return Err(err),
+            };
+            slots.insert(name.clone(), slot);
+        }
+        Ok(Arc::new(Stores {
+            slots,
+            default_store: config.default_store.clone(),
+            legacy_stores: config.legacy_stores.clone(),
+        }))
+    }
+
+    /// One store: its backend opened (the default store also probed and given the default key), metered, naming
+    /// itself in the blobs it makes, behind a fresh cache.
+    async fn build_store(&self, config: &KmsConfig, name: &str, backend: &BackendConfig) -> Result<Arc<Store>> {
         let options = BackendOptions {
             timeout: Duration::from_secs(config.timeout_seconds),
             retry_attempts: config.retry_attempts,
             state_dir: self.state_dir.clone(),
         };
-        let backend: Arc<dyn KmsBackend> = match &config.backend {
+        let opened: Arc<dyn KmsBackend> = match backend {
             BackendConfig::Local(local) => {
                 self.warn_if_embedded(local);
                 Arc::new(LocalBackend::open(local).await?)
@@ -570,15 +806,18 @@ impl KmsManager {
             BackendConfig::VaultTransit(vault) => Arc::new(VaultTransitBackend::connect(vault, &options).await?),
         };
         // Probing and ensuring the default key happen before metering: start-up checks are not KMS traffic.
-        let health = backend.health().await;
-        if !health.healthy {
-            let reason = health.reason.unwrap_or_else(|| "the health probe failed".into());
-            return Err(KmsError::Unavailable(reason));
+        if name == config.default_store {
+            let health = opened.health().await;
+            if !health.healthy {
+                let reason = health.reason.unwrap_or_else(|| "the health probe failed".into());
+                return Err(KmsError::Unavailable(format!("store {name}: {reason}")));
+            }
+            ensure_key(opened.as_ref(), &config.default_key_id).await?;
         }
-        ensure_key(backend.as_ref(), &config.default_key_id).await?;
-        let backend: Arc<dyn KmsBackend> = Arc::new(Metered::new(backend, Arc::clone(&self.stats)));
+        let named: Arc<dyn KmsBackend> = Arc::new(InStore::new(name.to_owned(), opened));
+        let backend: Arc<dyn KmsBackend> = Arc::new(Metered::new(named, Arc::clone(&self.stats)));
         let cache = DataKeyCache::with_stats(CacheSettings::from(&config.cache), Arc::clone(&self.stats));
-        Ok(Arc::new(Active { backend, cache }))
+        Ok(Arc::new(Store { name: name.to_owned(), backend, cache }))
     }
 
     fn warn_if_embedded(&self, local: &LocalConfig) {
@@ -649,7 +888,7 @@ fn load_persisted(path: &Path, state_dir: &Path) -> Result<Option<PersistedConfi
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(KmsError::io(format!("reading KMS configuration file {}", path.display()), err)),
     };
-    let persisted: PersistedConfig = serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
+    let mut persisted: PersistedConfig = serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
         field: "config".into(),
         message: format!(
             "KMS configuration file {} is unreadable (line {}, column {}); configure the KMS again or restore the \
@@ -659,13 +898,13 @@ fn load_persisted(path: &Path, state_dir: &Path) -> Result<Option<PersistedConfi
             err.column()
         ),
     })?;
-    if persisted.format != CONFIG_FORMAT {
+    if !(1..=CONFIG_FORMAT).contains(&persisted.format) {
         return Err(KmsError::InvalidConfig {
             field: "config".into(),
             message: format!("KMS configuration file {} has unsupported format {}", path.display(), persisted.format),
         });
     }
-    let mut persisted = persisted;
+    persisted.format = CONFIG_FORMAT;
     persisted.config.for_each_path(|saved| {
         if saved.is_relative() {
             *saved = rebase_relative(saved, state_dir);
@@ -684,13 +923,6 @@ fn rebase_relative(path: &Path, state_dir: &Path) -> PathBuf {
     match inside {
         Some(index) => components[index + 2..].iter().fold(state_dir.to_owned(), |dir, part| dir.join(part)),
         None => path.to_owned(),
-    }
-}
-
-fn backend_kind(backend: &BackendConfig) -> BackendKind {
-    match backend {
-        BackendConfig::Local(_) => BackendKind::Local,
-        BackendConfig::VaultTransit(_) => BackendKind::VaultTransit,
     }
 }
 

@@ -773,7 +773,7 @@ async fn a_kms_restarted_while_openbao_is_down_starts_by_itself_once_it_is_back(
     assert_eq!(state, LifecycleState::Running);
     let ctx = EncryptionContext::new().with("aws:s3:arn", "arn:aws:s3:::photos");
     let written = manager.bucket_key("coffer-default", "photos", &ctx).await.unwrap();
-    manager.clear_cache().await;
+    manager.clear_cache(None).await.unwrap();
     assert_eq!(manager.unwrap_key(&written.wrapped, &ctx).await.unwrap().as_bytes(), written.plaintext.as_bytes());
 }
 
@@ -823,7 +823,7 @@ async fn concurrent_cache_misses_through_the_manager_make_one_call_to_openbao() 
     assert!(bao.audited_requests("transit/decrypt/coalesced") <= 1);
 
     // Clearing the cache makes the next write ask OpenBao again.
-    manager.clear_cache().await;
+    manager.clear_cache(None).await.unwrap();
     manager.bucket_key("coalesced", "photos", &ctx).await.unwrap();
     assert_eq!(bao.encrypt_calls("coalesced"), 2);
 }

@@ -108,7 +108,7 @@ fn from_settings(args: &KmsArgs, secrets: KmsSecrets, state_dir: &Path) -> Resul
 
 /// The saved configuration with the settings applied to its store, or a conflict if they name another store.
 fn complete_saved(mut config: KmsConfig, args: &KmsArgs, secrets: KmsSecrets) -> Result<KmsConfig, KmsError> {
-    let saved_store = describe_store(&config.backend);
+    let saved_store = describe_store(config.default_backend());
     let conflict = |asked: String| KmsError::InvalidConfig {
         field: "kms".into(),
         message: format!(
@@ -119,7 +119,7 @@ fn complete_saved(mut config: KmsConfig, args: &KmsArgs, secrets: KmsSecrets) ->
              start once with --kms-replace-saved-config to replace it"
         ),
     };
-    match &mut config.backend {
+    match config.default_backend_mut() {
         BackendConfig::Local(local) => {
             if args.kms_backend == Some(KmsBackendKind::Vault) || args.any_vault_setting() {
                 return Err(conflict("Vault transit".into()));
@@ -342,7 +342,7 @@ mod tests {
     fn cache_flags_alone_tune_the_embedded_local_backend() {
         let args = KmsArgs { kms_cache: Some(false), kms_default_key_id: Some("k1".into()), ..KmsArgs::default() };
         let config = fresh(&args, KmsSecrets::default()).unwrap().unwrap();
-        let BackendConfig::Local(local) = &config.backend else { panic!("not local: {config:?}") };
+        let BackendConfig::Local(local) = config.default_backend() else { panic!("not local: {config:?}") };
         assert_eq!(local.key_dir.as_deref(), Some(Path::new("/data/.coffer/kms/local/keys")));
         assert!(!config.cache.enabled);
         assert_eq!(config.default_key_id, "k1");
@@ -359,7 +359,7 @@ mod tests {
         };
         let secrets = KmsSecrets { local_master_key: Some(Secret::new("m".repeat(32))), ..KmsSecrets::default() };
         let config = fresh(&args, secrets).unwrap().unwrap();
-        let BackendConfig::Local(local) = &config.backend else { panic!("not local") };
+        let BackendConfig::Local(local) = config.default_backend() else { panic!("not local") };
         assert_eq!(local.master_key.as_ref().map(Secret::expose), Some("m".repeat(32).as_str()));
         assert_eq!((config.cache.ttl_seconds, config.cache.max_cached_keys), (9, 7));
 
@@ -377,7 +377,7 @@ mod tests {
         let addressed = KmsArgs { kms_vault_address: Some("http://127.0.0.1:8200".into()), ..vault };
         assert!(fresh(&addressed, KmsSecrets::default()).is_err());
         let config = fresh(&addressed, token()).unwrap().unwrap();
-        let BackendConfig::VaultTransit(v) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(v) = config.default_backend() else { panic!("not vault") };
         assert!(matches!(v.auth, VaultAuth::Token { .. }));
         assert_eq!(v.mount_path, "transit");
         assert!(!format!("{config:?}").contains("\"t\""));
@@ -391,7 +391,7 @@ mod tests {
             ..addressed
         };
         let config = fresh(&approle, KmsSecrets::default()).unwrap().unwrap();
-        let BackendConfig::VaultTransit(v) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(v) = config.default_backend() else { panic!("not vault") };
         assert!(matches!(&v.auth, VaultAuth::AppRole { role_id, .. } if role_id == "role"));
     }
 
@@ -408,7 +408,7 @@ mod tests {
         let secrets = KmsSecrets { vault_token: Some(Secret::new("t")), ..KmsSecrets::default() };
         let config = fresh(&args, secrets).unwrap().unwrap();
         assert_eq!((config.timeout_seconds, config.retry_attempts), (3, 0));
-        let BackendConfig::VaultTransit(v) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(v) = config.default_backend() else { panic!("not vault") };
         assert_eq!(v.client_cert_path.as_deref(), Some(Path::new("/tls/client.pem")));
         assert_eq!(v.client_key_path.as_deref(), Some(Path::new("/tls/client-key.pem")));
 
@@ -425,7 +425,7 @@ mod tests {
         let args = KmsArgs { kms_vault_address: Some("http://127.0.0.1:8200".into()), ..KmsArgs::default() };
         let secrets = KmsSecrets { vault_token: Some(Secret::new("t")), ..KmsSecrets::default() };
         let config = fresh(&args, secrets).unwrap().unwrap();
-        assert!(matches!(config.backend, BackendConfig::VaultTransit(_)));
+        assert!(matches!(config.default_backend(), BackendConfig::VaultTransit(_)));
     }
 
     fn saved_vault() -> KmsConfig {
@@ -451,7 +451,9 @@ mod tests {
     fn tuning_settings_apply_to_a_saved_vault_store_instead_of_replacing_it() {
         let args = KmsArgs { kms_cache: Some(false), kms_default_key_id: Some("app".into()), ..KmsArgs::default() };
         let config = with_saved(&args, KmsSecrets::default(), saved_vault()).unwrap().unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("the saved Vault store was replaced") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else {
+            panic!("the saved Vault store was replaced")
+        };
         assert!(matches!(&vault.auth, VaultAuth::Token { token } if token.expose() == "s.saved-token"));
         assert_eq!((config.cache.enabled, config.cache.ttl_seconds), (false, 60), "unnamed settings are kept");
         assert_eq!(config.default_key_id, "app");
@@ -463,7 +465,7 @@ mod tests {
         };
         let secrets = KmsSecrets { vault_token: Some(Secret::new("s.new-token")), ..KmsSecrets::default() };
         let config = with_saved(&same, secrets, saved_vault()).unwrap().unwrap();
-        let BackendConfig::VaultTransit(vault) = &config.backend else { panic!("not vault") };
+        let BackendConfig::VaultTransit(vault) = config.default_backend() else { panic!("not vault") };
         assert!(matches!(&vault.auth, VaultAuth::Token { token } if token.expose() == "s.new-token"));
         assert_eq!(vault.ca_cert_path.as_deref(), Some(Path::new("/tls/ca.pem")));
     }
@@ -495,7 +497,7 @@ mod tests {
 
         let replace = KmsArgs { kms_replace_saved_config: Some(true), ..vault };
         let config = with_saved(&replace, KmsSecrets::default(), local).unwrap().unwrap();
-        assert!(matches!(config.backend, BackendConfig::VaultTransit(_)));
+        assert!(matches!(config.default_backend(), BackendConfig::VaultTransit(_)));
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl From<KmsError> for SseError {
             KmsError::KeyNotFound(id) | KmsError::InvalidKeyId(id) => {
                 Self::new("KMS.NotFoundException", 400, format!("Invalid keyId '{id}'"))
             }
+            KmsError::StoreNotFound(_) => Self::new("KMS.NotFoundException", 400, error.to_string()),
             KmsError::UnusableKey { .. } => Self::new("KMS.InvalidKeyUsageException", 400, error.to_string()),
             KmsError::KeyDisabled(id) => Self::new("KMS.DisabledException", 400, format!("KMS key '{id}' is disabled")),
             KmsError::KeyPendingDeletion(id) => {
@@ -98,9 +99,11 @@ impl From<KmsError> for SseError {
             KmsError::InvalidCiphertext => {
                 Self::internal("The object's wrapped data key could not be decrypted by the KMS")
             }
-            KmsError::KeyExists(_) | KmsError::InvalidConfig { .. } | KmsError::Backend(_) | KmsError::Io { .. } => {
-                Self::internal(format!("KMS error: {error}"))
-            }
+            KmsError::KeyExists(_)
+            | KmsError::StoreInUse(_)
+            | KmsError::InvalidConfig { .. }
+            | KmsError::Backend(_)
+            | KmsError::Io { .. } => Self::internal(format!("KMS error: {error}")),
         }
     }
 }

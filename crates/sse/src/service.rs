@@ -110,7 +110,7 @@ impl SseService {
         let sealed = match encryption {
             WriteEncryption::None => return Ok(None),
             WriteEncryption::SseS3 => {
-                let default_key = self.default_key_id()?;
+                let default_key = self.default_key_for(bucket)?;
                 let data_key = self.kms.bucket_key(&default_key, bucket, &sse_s3_context(bucket)).await?;
                 let sealed = object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseS3));
                 ObjectEncryption::new(Scheme::SseS3 { wrapped_key: data_key.wrapped.to_base64() }, sealed)
@@ -118,7 +118,7 @@ impl SseService {
             WriteEncryption::SseKms(KmsRequest { key_id, context, bucket_key_enabled }) => {
                 let key_id = match key_id {
                     Some(named) => named.clone(),
-                    None => self.default_key_id()?,
+                    None => self.default_key_for(bucket)?,
                 };
                 let kms_context = sse_kms_context(bucket, context.as_ref());
                 let data_key = self.kms.bucket_key(kms_lookup_id(&key_id), bucket, &kms_context).await?;
@@ -168,8 +168,9 @@ impl SseService {
         Ok(self.kms.unwrap_key(&wrapped, context).await?)
     }
 
-    fn default_key_id(&self) -> Result<String> {
-        self.kms.default_key_id().ok_or_else(|| SseError::from(KmsError::NotConfigured))
+    /// The bucket's own key if it has one, else the default key (`store/key` or `key` in the default store).
+    fn default_key_for(&self, bucket: &str) -> Result<String> {
+        self.kms.default_key_for(bucket).ok_or_else(|| SseError::from(KmsError::NotConfigured))
     }
 }
 

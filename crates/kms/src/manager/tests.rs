@@ -49,10 +49,10 @@ async fn a_fresh_manager_is_not_configured_and_refuses_everything() {
 
     assert!(matches!(manager.start().await, Err(KmsError::NotConfigured)));
     assert!(matches!(manager.stop().await, Err(KmsError::NotConfigured)));
-    assert!(matches!(manager.backend(), Err(KmsError::NotConfigured)));
+    assert!(matches!(manager.backend(None), Err(KmsError::NotConfigured)));
     assert!(matches!(manager.bucket_key("k", "b", &context("b")).await, Err(KmsError::NotConfigured)));
     assert!(matches!(manager.describe_key("k").await, Err(KmsError::NotConfigured)));
-    manager.clear_cache().await;
+    manager.clear_cache(None).await.unwrap();
     manager.restore().await.unwrap();
     assert_eq!(manager.status().await.state, LifecycleState::NotConfigured);
 }
@@ -120,7 +120,7 @@ async fn configure_start_stop_and_start_again() {
     let err = manager.bucket_key("orders", "b", &context("b")).await.unwrap_err();
     assert_eq!(err.to_string(), "KMS is not running");
     assert!(matches!(manager.unwrap_key(&written.wrapped, &context("b")).await, Err(KmsError::NotRunning)));
-    assert!(matches!(manager.backend(), Err(KmsError::NotRunning)));
+    assert!(matches!(manager.backend(None), Err(KmsError::NotRunning)));
 
     // The reset sequence: stop → configure → start.
     config.cache.enabled = false;
@@ -154,7 +154,7 @@ async fn secrets_are_persisted_privately_but_never_shown() {
     assert_eq!(mode(&path), 0o600);
     assert!(std::fs::read_to_string(&path).unwrap().contains(MASTER), "the persisted file keeps the secret");
     let shown = manager.config().unwrap();
-    assert_eq!(shown["backend"]["master_key"], "***");
+    assert_eq!(shown["stores"]["local"]["master_key"], "***");
     let status = manager.status().await;
     let everything = format!(
         "{} {:?} {manager:?} {:?}",
@@ -178,7 +178,7 @@ async fn a_local_backend_without_a_master_key_uses_the_generated_one() {
     manager.start().await.unwrap();
     let master = root.path().join("kms/local/master.key");
     assert_eq!(mode(&master), 0o600);
-    assert_eq!(manager.config().unwrap()["backend"]["master_key_file"], master.display().to_string());
+    assert_eq!(manager.config().unwrap()["stores"]["local"]["master_key_file"], master.display().to_string());
 }
 
 #[tokio::test]
@@ -361,7 +361,7 @@ async fn reconfigure_swaps_backends_while_requests_in_flight_finish() {
     let root = tempfile::tempdir().unwrap();
     let manager = running(root.path()).await;
     let old_blob = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
-    let in_flight = manager.backend().unwrap();
+    let in_flight = manager.backend(None).unwrap();
 
     let new_dir = root.path().join("keys-2");
     manager.reconfigure(local_config(&new_dir)).await.unwrap();
@@ -383,7 +383,7 @@ async fn reconfigure_swaps_backends_while_requests_in_flight_finish() {
     drop((manager, in_flight));
     let restarted = KmsManager::open(root.path().join("kms")).unwrap();
     restarted.restore().await.unwrap();
-    assert_eq!(restarted.config().unwrap()["backend"]["key_dir"], new_dir.display().to_string());
+    assert_eq!(restarted.config().unwrap()["stores"]["local"]["key_dir"], new_dir.display().to_string());
 }
 
 #[tokio::test]
@@ -393,14 +393,14 @@ async fn a_failed_reconfigure_keeps_the_running_backend() {
     let written = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
     // The same key directory under another master key: its default key does not open.
     let mut wrong_master = local_config(&root.path().join("keys"));
-    let BackendConfig::Local(local) = &mut wrong_master.backend else { unreachable!() };
+    let BackendConfig::Local(local) = wrong_master.default_backend_mut() else { unreachable!() };
     local.master_key = Some(Secret::new("another-master-key-that-opens-nothing-0000"));
     let err = manager.reconfigure(wrong_master).await.unwrap_err();
     assert!(err.to_string().contains("coffer-default.key"), "{err}");
 
     assert_eq!(manager.status().await.state, LifecycleState::Running);
     manager.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
-    manager.clear_cache().await;
+    manager.clear_cache(None).await.unwrap();
     manager.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
     let shown = manager.config().unwrap().to_string();
     assert!(shown.contains("keys") && !shown.contains("another-master"), "{shown}");
@@ -427,7 +427,7 @@ async fn the_object_path_is_cached_and_counted() {
     assert_eq!((status.cache.miss_count, status.cache.hit_count, status.cache.enabled), (1, 4, true));
     assert!(status.cache.entry_count >= 1);
 
-    manager.clear_cache().await;
+    manager.clear_cache(None).await.unwrap();
     let key = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
     let status = manager.status().await;
     assert_eq!(calls(&status, "generate_data_key"), before + 2, "clear-cache forces a new backend call");
@@ -485,7 +485,7 @@ async fn key_administration_goes_through_and_the_cache_follows_it() {
     let manager = running(root.path()).await;
     let created = manager.create_key(Some("orders"), Some("orders")).await.unwrap();
     assert_eq!(created.state, KeyState::Enabled);
-    let page = manager.list_keys(10, None).await.unwrap();
+    let page = manager.list_keys(None, 10, None).await.unwrap();
     assert_eq!(page.keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["coffer-default", "orders"]);
     let written = manager.bucket_key("orders", "b", &context("b")).await.unwrap();
 
@@ -578,26 +578,36 @@ async fn paths_are_saved_absolute_and_relative_ones_saved_by_older_versions_are_
     let written = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
     let shown = manager.config().unwrap();
     for field in ["key_dir", "master_key_file"] {
-        let path = shown["backend"][field].as_str().unwrap();
+        let path = shown["stores"]["local"][field].as_str().unwrap();
         assert!(Path::new(path).is_absolute() && path.starts_with(&state_dir.display().to_string()), "{path}");
     }
     drop(manager);
 
-    // What the embedded default used to save when started as `coffer server` with the default `./data`.
+    // What the embedded default of the previous format saved when started as `coffer server` with `./data`.
     let config_file = state_dir.join(CONFIG_FILE);
-    let mut persisted: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
-    persisted["config"]["backend"]["key_dir"] = "./data/.coffer/kms/local/keys".into();
-    persisted["config"]["backend"]["master_key_file"] = "./data/.coffer/kms/local/master.key".into();
+    let persisted = serde_json::json!({"format": 1, "state": "Running", "config": {
+        "backend": {"type": "local", "key_dir": "./data/.coffer/kms/local/keys",
+                    "master_key_file": "./data/.coffer/kms/local/master.key"},
+        "default_key_id": "coffer-default", "timeout_seconds": 10, "retry_attempts": 3,
+        "cache": {"enabled": true, "max_cached_keys": 1000, "ttl_seconds": 300, "max_uses": 100000}}});
     std::fs::write(&config_file, serde_json::to_vec(&persisted).unwrap()).unwrap();
+    // …and the blobs it wrote, which named no store.
+    let header = written.wrapped.header().unwrap();
+    let unnamed = WrappedKey::new(header.backend, header.key_id, header.key_version, header.payload).unwrap();
+    assert_eq!(unnamed.header().unwrap().store, None);
 
     // Opened from another working directory (the test's), the keys are found where they are.
     let restarted = KmsManager::open(state_dir.clone()).unwrap();
     restarted.restore().await.unwrap();
     assert_eq!(restarted.status().await.state, LifecycleState::Running);
-    let opened = restarted.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
-    assert_eq!(opened.as_bytes(), written.plaintext.as_bytes());
+    for blob in [&written.wrapped, &unnamed] {
+        let opened = restarted.unwrap_key(blob, &context("b")).await.unwrap();
+        assert_eq!(opened.as_bytes(), written.plaintext.as_bytes());
+    }
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
-    assert_eq!(saved["config"]["backend"]["key_dir"], state_dir.join("local/keys").display().to_string());
+    assert_eq!(saved["format"], 2);
+    assert_eq!(saved["config"]["stores"]["local"]["key_dir"], state_dir.join("local/keys").display().to_string());
+    assert_eq!(saved["config"]["legacy_stores"]["local"], "local");
 }
 
 #[tokio::test]
@@ -608,5 +618,99 @@ async fn relative_paths_given_to_configure_are_saved_absolute() {
     manager.configure(local_config(relative)).await.unwrap();
     let shown = manager.config().unwrap();
     let expected = std::env::current_dir().unwrap().join(relative);
-    assert_eq!(shown["backend"]["key_dir"], expected.display().to_string());
+    assert_eq!(shown["stores"]["local"]["key_dir"], expected.display().to_string());
+}
+
+fn local_store(dir: &Path) -> BackendConfig {
+    BackendConfig::Local(LocalConfig {
+        key_dir: Some(dir.to_owned()),
+        master_key: Some(Secret::new(MASTER)),
+        master_key_file: None,
+    })
+}
+
+#[tokio::test]
+async fn keys_of_a_named_store_are_wrapped_and_opened_there_whatever_the_default() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = running(root.path()).await;
+    manager.add_store("archive", local_store(&root.path().join("archive-keys"))).await.unwrap();
+    let created = manager.create_key(Some("archive/cold"), None).await.unwrap();
+    assert_eq!(created.key_id, "archive/cold");
+    assert!(root.path().join("archive-keys/cold.key").exists());
+    assert!(matches!(manager.describe_key("cold").await, Err(KmsError::KeyNotFound(_))), "not in the default store");
+
+    let written = manager.bucket_key("archive/cold", "b", &context("b")).await.unwrap();
+    assert_eq!(written.wrapped.header().unwrap().store, Some("archive"));
+    let default_written = manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
+    assert_eq!(default_written.wrapped.header().unwrap().store, Some("local"));
+
+    // Another default store changes where new writes go, not where old blobs are opened.
+    manager.set_default_store("archive").await.unwrap();
+    assert!(root.path().join("archive-keys/coffer-default.key").exists(), "the new default store got the default key");
+    for (blob, key) in [(&written, "archive"), (&default_written, "local")] {
+        let opened = manager.unwrap_key(&blob.wrapped, &context("b")).await.unwrap();
+        assert_eq!(opened.as_bytes(), blob.plaintext.as_bytes(), "{key}");
+    }
+    let status = manager.status().await;
+    assert_eq!(status.default_store.as_deref(), Some("archive"));
+    let names: Vec<_> = status.stores.iter().map(|store| (store.name.as_str(), store.default, store.healthy)).collect();
+    assert_eq!(names, [("archive", true, true), ("local", false, true)]);
+
+    // A restart keeps the stores and the default.
+    drop(manager);
+    let restarted = KmsManager::open(root.path().join("kms")).unwrap();
+    restarted.restore().await.unwrap();
+    let opened = restarted.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), written.plaintext.as_bytes());
+    assert!(matches!(restarted.bucket_key("nowhere/k", "b", &context("b")).await, Err(KmsError::StoreNotFound(_))));
+}
+
+#[tokio::test]
+async fn stores_in_use_are_not_removed_and_bucket_keys_choose_the_store() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = running(root.path()).await;
+    manager.add_store("eu", local_store(&root.path().join("eu-keys"))).await.unwrap();
+    manager.create_key(Some("eu/gdpr"), None).await.unwrap();
+    assert_eq!(manager.default_key_for("photos").as_deref(), Some("coffer-default"));
+    manager.set_bucket_key("photos", "eu/gdpr").await.unwrap();
+    assert_eq!(manager.default_key_for("photos").as_deref(), Some("eu/gdpr"));
+    assert_eq!(manager.bucket_key_ref("photos").as_deref(), Some("eu/gdpr"));
+    assert!(matches!(manager.set_bucket_key("docs", "eu/missing").await, Err(KmsError::KeyNotFound(_))));
+    assert_eq!(manager.bucket_key_ref("docs"), None, "a refused bucket key is not kept");
+
+    let err = manager.remove_store("eu").await.unwrap_err();
+    assert!(matches!(&err, KmsError::StoreInUse(message) if message.contains("1 bucket")), "{err}");
+    let err = manager.remove_store("local").await.unwrap_err();
+    assert!(matches!(&err, KmsError::StoreInUse(message) if message.contains("default store")), "{err}");
+    assert!(matches!(manager.add_store("eu", local_store(root.path())).await, Err(KmsError::StoreInUse(_))));
+
+    manager.unset_bucket_key("photos").await.unwrap();
+    manager.remove_store("eu").await.unwrap();
+    assert!(matches!(manager.describe_key("eu/gdpr").await, Err(KmsError::StoreNotFound(_))));
+    assert_eq!(manager.saved_config().unwrap().unwrap().stores.keys().collect::<Vec<_>>(), ["local"]);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_serve_fails_only_its_own_requests() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = running(root.path()).await;
+    let not_a_dir = root.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, b"file").unwrap();
+    // Added while running, it is built first: refused, nothing changes.
+    assert!(manager.add_store("broken", local_store(&not_a_dir)).await.is_err());
+    assert!(!manager.saved_config().unwrap().unwrap().stores.contains_key("broken"));
+
+    // Saved while stopped, it is broken at the next start; the default store serves.
+    manager.add_store("spare", local_store(&root.path().join("spare-keys"))).await.unwrap();
+    manager.stop().await.unwrap();
+    manager.add_store("broken", local_store(&not_a_dir)).await.unwrap();
+    manager.start().await.unwrap();
+    let err = manager.bucket_key("broken/k", "b", &context("b")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::Unavailable(reason) if reason.starts_with("store broken:")), "{err}");
+    manager.bucket_key("coffer-default", "b", &context("b")).await.unwrap();
+    manager.create_key(Some("spare/k"), None).await.unwrap();
+    let status = manager.status().await;
+    assert!(status.healthy, "the default store is healthy");
+    let broken = status.stores.iter().find(|store| store.name == "broken").unwrap();
+    assert!(!broken.healthy && broken.reason.as_deref().unwrap().contains("not-a-dir"), "{broken:?}");
 }

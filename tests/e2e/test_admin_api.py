@@ -478,14 +478,16 @@ def test_the_config_cli_prints_is_accepted_back_and_secrets_can_be_files(coffer_
     token_file = tmp_path / "bao-token"
     token_file.write_text(openbao.token + "\n")
     document = json.loads(shown.read_text())
-    document["backend"]["auth"] = {"method": "token-file", "path": str(token_file)}
+    store = document["default_store"]
+    document["stores"][store]["auth"] = {"method": "token-file", "path": str(token_file)}
     shown.write_text(json.dumps(document))
     status = json.loads(cli(server, "kms", "reconfigure", "--file", str(shown)).stdout)
     assert (status["status"], status["healthy"]) == ("Running", True), status
-    assert ok(admin(server, "GET", "/config"))["backend"]["auth"] == {"method": "token-file", "path": str(token_file)}
+    assert ok(admin(server, "GET", "/config"))["stores"][store]["auth"] == {"method": "token-file",
+                                                                           "path": str(token_file)}
     ok(admin(server, "POST", "/keys", {"key_id": unique_name("from-file")}))
 
     # A redacted secret with nothing to keep (another method in force) is refused, naming the field.
-    document["backend"]["auth"] = {"method": "app-role", "role_id": "r", "secret_id": "***"}
+    document["stores"][store]["auth"] = {"method": "app-role", "role_id": "r", "secret_id": "***"}
     answer = error(admin(server, "POST", "/reconfigure", document), 400, "InvalidConfig")
     assert answer["field"] == "secret_id", answer

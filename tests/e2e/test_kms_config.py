@@ -58,7 +58,7 @@ def test_the_embedded_default_works_from_any_working_directory(coffer_factory):
     first.s3.put_object(Bucket=bucket, Key="kms", Body=BODY, ServerSideEncryption="aws:kms")
     shown = kms_admin_ok(first, "GET", "/config")
     for field in ("key_dir", "master_key_file"):
-        assert Path(shown["backend"][field]).is_absolute(), shown
+        assert Path(shown["stores"]["local"][field]).is_absolute(), shown
     first.stop_and_check()
 
     # The same data directory, from another working directory.

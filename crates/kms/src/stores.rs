@@ -13,7 +13,9 @@ use serde::Serialize;
 
 use crate::backend::{BackendKind, KmsBackend};
 use crate::cache::DataKeyCache;
+use crate::config::validate_store_name;
 use crate::error::{KmsError, Result};
+use crate::key_id::validate_key_id;
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage};
 use crate::wrapped::{WrappedKey, WrappedKeyHeader};
 
@@ -79,6 +81,11 @@ impl Stores {
     /// The store serving `key_ref` and the key's id in it.
     pub fn resolve<'a>(&self, key_ref: &'a str) -> Result<(Arc<Store>, &'a str)> {
         let (store, key_id) = split_key_ref(key_ref);
+        if let Some(store) = store {
+            // A malformed reference is a malformed key id (`../x`), not a missing store.
+            validate_store_name(store).map_err(|_| KmsError::InvalidKeyId(format!("{key_ref}: not `store/key`")))?;
+            validate_key_id(key_id)?;
+        }
         Ok((self.serving(store.unwrap_or(&self.default_store))?, key_id))
     }
 

@@ -1,6 +1,7 @@
 //! The listener: accepts TCP (optionally TLS) connections, serves HTTP/1.1 and h2 with hyper-util, gives every
 //! request an id (`x-amz-request-id`), its [`ClientConnection`] (as a request extension) and one log line, and
-//! drains in-flight requests on shutdown. It also closes an HTTP/1 connection after refusing a request whose body
+//! drains in-flight requests on shutdown. Unsigned health probes are answered here, before s3s ([`crate::health`]).
+//! It also closes an HTTP/1 connection after refusing a request whose body
 //! the client holds back (`Expect: 100-continue`), see [`refused_before_its_body`].
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::errors::with_default_message;
+use crate::health::{Health, Probe};
 
 /// A TLS handshake that takes longer than this is dropped (it would otherwise hold up shutdown).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +65,7 @@ impl RequestIds {
 pub async fn serve(
     listener: TcpListener,
     service: S3Service,
+    health: Arc<Health>,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -90,8 +93,14 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        let connection =
-            Connection { builder: builder.clone(), service: service.clone(), ids: ids.clone(), tls: tls.clone(), peer };
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.clone(),
+            health: health.clone(),
+            ids: ids.clone(),
+            tls: tls.clone(),
+            peer,
+        };
         tokio::spawn(connection.run(stream, graceful.watcher()));
     }
     drop(listener);
@@ -129,6 +138,7 @@ pub async fn shutdown_signal() {
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
     service: S3Service,
+    health: Arc<Health>,
     ids: Arc<RequestIds>,
     tls: Option<TlsAcceptor>,
     peer: SocketAddr,
@@ -136,9 +146,9 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: Watcher) {
-        let Connection { builder, service, ids, tls, peer } = self;
+        let Connection { builder, service, health, ids, tls, peer } = self;
         let client = ClientConnection { peer, tls: tls.is_some() };
-        let handler = service_fn(move |request| handle(service.clone(), ids.clone(), client, request));
+        let handler = service_fn(move |request| handle(service.clone(), health.clone(), ids.clone(), client, request));
         let result = match tls {
             None => watcher.watch(builder.serve_connection(TokioIo::new(stream), handler).into_owned()).await,
             Some(acceptor) => {
@@ -174,10 +184,12 @@ fn refused_before_its_body(expects_continue: bool, status: StatusCode) -> bool {
     expects_continue && (status.is_client_error() || status.is_server_error())
 }
 
-/// Runs one request through s3s, adds `x-amz-request-id` and logs one line. The query string is not logged:
+/// Runs one request through s3s (or answers a health probe), adds `x-amz-request-id` and logs one line (at debug
+/// level for health probes, which load balancers send every few seconds). The query string is not logged:
 /// presigned URLs carry their signature there.
 async fn handle(
     service: S3Service,
+    health: Arc<Health>,
     ids: Arc<RequestIds>,
     client: ClientConnection,
     mut request: Request<Incoming>,
@@ -188,6 +200,14 @@ async fn handle(
     let id = ids.next();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    if let Some(probe) = Probe::of(&request) {
+        let mut response = health.respond(probe, &method).await;
+        insert_request_id(&mut response, &id);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        debug!(target: "coffer_server::request", request_id = %id, %peer, %method, %path,
+               status = response.status().as_u16(), ms = format_args!("{elapsed_ms:.1}"), "health probe");
+        return Ok(response);
+    }
     let expects_continue = request.version() <= Version::HTTP_11
         && request
             .headers()
@@ -206,9 +226,7 @@ async fn handle(
             if refused_before_its_body(expects_continue, response.status()) {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-amz-request-id", value);
-            }
+            insert_request_id(&mut response, &id);
             let status = response.status().as_u16();
             info!(target: "coffer_server::request", request_id = %id, %peer, %method, %path, status,
                   ms = format_args!("{elapsed_ms:.1}"), "request");
@@ -219,5 +237,11 @@ async fn handle(
                   ms = format_args!("{elapsed_ms:.1}"), ?error, "request aborted");
             Err(error)
         }
+    }
+}
+
+fn insert_request_id(response: &mut Response<Body>, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-amz-request-id", value);
     }
 }

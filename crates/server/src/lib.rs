@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod config;
 pub mod encryption;
 pub mod errors;
+pub mod health;
 pub mod http_server;
 pub mod kms;
 pub mod listing;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, ServerArgs, ServerConfig};
+use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal};
 use crate::kms::{kms_config, kms_state_dir, start_kms, KmsSecrets};
 use crate::s3::CofferS3;
@@ -136,9 +137,10 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let admin =
         coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key));
     let service = build_service(&state, Some(Box::new(admin)));
+    let health = Arc::new(Health::new(state.store.clone(), Arc::clone(&state.kms)));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
-    serve(listener, service, tls, shutdown_signal()).await;
+    serve(listener, service, health, tls, shutdown_signal()).await;
     Ok(())
 }

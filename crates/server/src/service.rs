@@ -106,6 +106,7 @@ pub enum StartError {
 /// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns.
 pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let config = ServerConfig::load(args)?;
+    crate::resources::raise_open_file_limit(config.connections.max_connections);
     let root = RootCredentials::from_env(config.address)?;
     if root.is_default() {
         warn!(
@@ -141,6 +142,6 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
-    serve(listener, service, health, tls, shutdown_signal()).await;
+    serve(listener, service, health, tls, config.connections, shutdown_signal()).await;
     Ok(())
 }

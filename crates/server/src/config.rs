@@ -39,7 +39,9 @@ Credentials (environment only, never flags or the config file):
                                            on any other address the server refuses to start.
   --users-file FILE                        more users, TOML: [[user]] access_key = \"…\" secret_key = \"…\" admin = false
 
-Logging: RUST_LOG with per-crate filters, e.g. RUST_LOG=info,coffer_store=debug (default: info).";
+Logging: --log-level or RUST_LOG with per-crate filters, e.g. info,coffer_store=debug (default: info).
+
+SIGHUP reloads the users file, the TLS certificate and key, and the config file's log-level.";
 
 /// Flags of `coffer server`. Every value is optional here so that unset flags can fall back to the file.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -99,6 +101,11 @@ pub struct ServerArgs {
     /// Connections served at once; further connections wait in the listen backlog until one closes [default: 4096].
     #[arg(long, env = "COFFER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Log filter: a level (`info`, `debug`) or per-crate directives (`info,coffer_store=debug`); overrides
+    /// RUST_LOG. The config file's value is read again on SIGHUP [default: RUST_LOG, else info].
+    #[arg(long, env = "COFFER_LOG_LEVEL", value_name = "DIRECTIVES")]
+    pub log_level: Option<String>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -242,6 +249,7 @@ pub struct ServerConfig {
     pub min_part_size: u64,
     pub allow_insecure_sse_c: bool,
     pub connections: ConnectionLimits,
+    pub log_level: Option<String>,
     pub kms: KmsArgs,
 }
 
@@ -280,12 +288,22 @@ impl ServerConfig {
             min_part_size: args.min_part_size.unwrap_or(DEFAULT_MIN_PART_SIZE),
             allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false),
             connections,
+            log_level: args.log_level,
             kms: args.kms,
         })
     }
 }
 
 impl ServerArgs {
+    /// `--log-level` as it stands now: the flag or environment value, else the config file's, read afresh.
+    pub fn current_log_level(&self) -> Result<Option<String>, ConfigError> {
+        match (&self.log_level, &self.config) {
+            (Some(level), _) => Ok(Some(level.clone())),
+            (None, Some(path)) => Ok(read_config_file(path)?.log_level),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Field-wise `self.or(lower)`: values set here win.
     fn or(self, lower: ServerArgs) -> ServerArgs {
         ServerArgs {
@@ -301,6 +319,7 @@ impl ServerArgs {
             header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             max_connections: self.max_connections.or(lower.max_connections),
+            log_level: self.log_level.or(lower.log_level),
             kms: self.kms.or(lower.kms),
         }
     }
@@ -490,6 +509,24 @@ max-connections = 100
         assert_eq!(parse_flags(&["--allow-insecure-sse-c"]).allow_insecure_sse_c, Some(true));
         assert_eq!(parse_flags(&["--allow-insecure-sse-c=false"]).allow_insecure_sse_c, Some(false));
         assert_eq!(parse_flags(&[]).allow_insecure_sse_c, None);
+    }
+
+    #[test]
+    fn the_log_level_is_read_from_the_file_again_unless_a_flag_sets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.toml");
+        std::fs::write(&path, "log-level = \"warn\"\n").unwrap();
+        let from_file = ServerArgs { config: Some(path.clone()), ..ServerArgs::default() };
+        assert_eq!(from_file.current_log_level().unwrap().as_deref(), Some("warn"));
+        std::fs::write(&path, "log-level = \"debug\"\n").unwrap();
+        assert_eq!(from_file.current_log_level().unwrap().as_deref(), Some("debug"));
+        std::fs::write(&path, "region = \"x\"\n").unwrap();
+        assert_eq!(from_file.current_log_level().unwrap(), None);
+        std::fs::write(&path, "log-levle = \"debug\"\n").unwrap();
+        assert!(matches!(from_file.current_log_level(), Err(ConfigError::UnknownKey { .. })));
+
+        let flagged = ServerArgs { log_level: Some("error".into()), ..from_file };
+        assert_eq!(flagged.current_log_level().unwrap().as_deref(), Some("error"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod listing;
 pub mod logging;
 pub mod object_headers;
 pub mod object_io;
+pub mod reload;
 pub mod resources;
 pub mod s3;
 pub mod service;

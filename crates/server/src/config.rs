@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -20,6 +21,12 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// S3's minimum size of every multipart part but the last (5 MiB).
 pub const DEFAULT_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Seconds a new connection has to deliver its first request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
+/// Seconds an HTTP/1.1 connection may wait for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 30;
+/// Connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 const AFTER_HELP: &str = "\
 Every flag can also be given as an environment variable (shown as [env: …]) or as a key in the TOML file named by \
@@ -32,7 +39,9 @@ Credentials (environment only, never flags or the config file):
                                            on any other address the server refuses to start.
   --users-file FILE                        more users, TOML: [[user]] access_key = \"…\" secret_key = \"…\" admin = false
 
-Logging: RUST_LOG with per-crate filters, e.g. RUST_LOG=info,coffer_store=debug (default: info).";
+Logging: --log-level or RUST_LOG with per-crate filters, e.g. info,coffer_store=debug (default: info).
+
+SIGHUP reloads the users file, the TLS certificate and key, and the config file's log-level.";
 
 /// Flags of `coffer server`. Every value is optional here so that unset flags can fall back to the file.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -78,6 +87,25 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_ALLOW_INSECURE_SSE_C", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
     pub allow_insecure_sse_c: Option<bool>,
+
+    /// Seconds a new connection has to send its first complete request head, TLS handshake included; then it is
+    /// closed [default: 10].
+    #[arg(long, env = "COFFER_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    pub header_read_timeout: Option<u64>,
+
+    /// Seconds an HTTP/1.1 keep-alive connection may wait for its next request (idle time and the reading of that
+    /// request's head together); then it is closed [default: 30].
+    #[arg(long, env = "COFFER_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Connections served at once; further connections wait in the listen backlog until one closes [default: 4096].
+    #[arg(long, env = "COFFER_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Log filter: a level (`info`, `debug`) or per-crate directives (`info,coffer_store=debug`); overrides
+    /// RUST_LOG. The config file's value is read again on SIGHUP [default: RUST_LOG, else info].
+    #[arg(long, env = "COFFER_LOG_LEVEL", value_name = "DIRECTIVES")]
+    pub log_level: Option<String>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -197,6 +225,8 @@ pub enum ConfigError {
     TlsIncomplete,
     #[error("cannot resolve the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("--{key} must be at least 1")]
+    Zero { key: &'static str },
 }
 
 /// Certificate and key files for HTTPS.
@@ -204,6 +234,16 @@ pub enum ConfigError {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// How the listener treats connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From accept to the first complete request head (TLS handshake included).
+    pub header_read_timeout: Duration,
+    /// From the end of a response on an HTTP/1.1 connection to the next complete request head.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// The effective configuration after merging all sources and applying defaults.
@@ -216,6 +256,8 @@ pub struct ServerConfig {
     pub region: String,
     pub min_part_size: u64,
     pub allow_insecure_sse_c: bool,
+    pub connections: ConnectionLimits,
+    pub log_level: Option<String>,
     pub kms: KmsArgs,
 }
 
@@ -236,6 +278,15 @@ impl ServerConfig {
             (None, None) => None,
             _ => return Err(ConfigError::TlsIncomplete),
         };
+        let connections = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(at_least_one(
+                args.header_read_timeout,
+                DEFAULT_HEADER_READ_TIMEOUT,
+                "header-read-timeout",
+            )?),
+            idle_timeout: Duration::from_secs(at_least_one(args.idle_timeout, DEFAULT_IDLE_TIMEOUT, "idle-timeout")?),
+            max_connections: at_least_one(args.max_connections, DEFAULT_MAX_CONNECTIONS, "max-connections")?,
+        };
         Ok(ServerConfig {
             address: args.address.unwrap_or_else(|| DEFAULT_ADDRESS.parse().expect("valid default address")),
             data_dir: absolute(args.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)))?,
@@ -244,6 +295,8 @@ impl ServerConfig {
             region: args.region.unwrap_or_else(|| DEFAULT_REGION.to_owned()),
             min_part_size: args.min_part_size.unwrap_or(DEFAULT_MIN_PART_SIZE),
             allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false),
+            connections,
+            log_level: args.log_level,
             kms: args.kms,
         })
     }
@@ -256,6 +309,15 @@ fn absolute(path: PathBuf) -> Result<PathBuf, ConfigError> {
 }
 
 impl ServerArgs {
+    /// `--log-level` as it stands now: the flag or environment value, else the config file's, read afresh.
+    pub fn current_log_level(&self) -> Result<Option<String>, ConfigError> {
+        match (&self.log_level, &self.config) {
+            (Some(level), _) => Ok(Some(level.clone())),
+            (None, Some(path)) => Ok(read_config_file(path)?.log_level),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Field-wise `self.or(lower)`: values set here win.
     fn or(self, lower: ServerArgs) -> ServerArgs {
         ServerArgs {
@@ -268,6 +330,10 @@ impl ServerArgs {
             region: self.region.or(lower.region),
             min_part_size: self.min_part_size.or(lower.min_part_size),
             allow_insecure_sse_c: self.allow_insecure_sse_c.or(lower.allow_insecure_sse_c),
+            header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            max_connections: self.max_connections.or(lower.max_connections),
+            log_level: self.log_level.or(lower.log_level),
             kms: self.kms.or(lower.kms),
         }
     }
@@ -360,6 +426,15 @@ impl KmsArgs {
     }
 }
 
+/// `value`, or `default` when unset; zero is refused.
+fn at_least_one<T: PartialEq + From<u8>>(value: Option<T>, default: T, key: &'static str) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value == T::from(0) {
+        return Err(ConfigError::Zero { key });
+    }
+    Ok(value)
+}
+
 /// Reads a config file. Unknown keys are errors: a typo must not silently fall back to a default.
 pub fn read_config_file(path: &Path) -> Result<ServerArgs, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
@@ -411,6 +486,34 @@ mod tests {
         assert_eq!(config.min_part_size, 5 * 1024 * 1024);
         assert!(!config.allow_insecure_sse_c);
         assert!(config.tls.is_none());
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 4096
+            }
+        );
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_or_the_file_and_must_not_be_zero() {
+        let file = parse_config(
+            Path::new("c.toml"),
+            "idle-timeout = 75
+max-connections = 100
+",
+        )
+        .unwrap();
+        let flags = parse_flags(&["--header-read-timeout", "2", "--max-connections", "10"]);
+        let limits = ServerConfig::resolve(flags.or(file)).unwrap().connections;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(75));
+        assert_eq!(limits.max_connections, 10);
+        for flag in ["--header-read-timeout", "--idle-timeout", "--max-connections"] {
+            let err = ServerConfig::resolve(parse_flags(&[flag, "0"])).unwrap_err();
+            assert_eq!(err.to_string(), format!("{flag} must be at least 1"));
+        }
     }
 
     #[test]
@@ -437,6 +540,24 @@ mod tests {
         assert_eq!(parse_flags(&["--allow-insecure-sse-c"]).allow_insecure_sse_c, Some(true));
         assert_eq!(parse_flags(&["--allow-insecure-sse-c=false"]).allow_insecure_sse_c, Some(false));
         assert_eq!(parse_flags(&[]).allow_insecure_sse_c, None);
+    }
+
+    #[test]
+    fn the_log_level_is_read_from_the_file_again_unless_a_flag_sets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.toml");
+        std::fs::write(&path, "log-level = \"warn\"\n").unwrap();
+        let from_file = ServerArgs { config: Some(path.clone()), ..ServerArgs::default() };
+        assert_eq!(from_file.current_log_level().unwrap().as_deref(), Some("warn"));
+        std::fs::write(&path, "log-level = \"debug\"\n").unwrap();
+        assert_eq!(from_file.current_log_level().unwrap().as_deref(), Some("debug"));
+        std::fs::write(&path, "region = \"x\"\n").unwrap();
+        assert_eq!(from_file.current_log_level().unwrap(), None);
+        std::fs::write(&path, "log-levle = \"debug\"\n").unwrap();
+        assert!(matches!(from_file.current_log_level(), Err(ConfigError::UnknownKey { .. })));
+
+        let flagged = ServerArgs { log_level: Some("error".into()), ..from_file };
+        assert_eq!(flagged.current_log_level().unwrap().as_deref(), Some("error"));
     }
 
     #[test]

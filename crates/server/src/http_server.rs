@@ -1,11 +1,16 @@
 //! The listener: accepts TCP (optionally TLS) connections, serves HTTP/1.1 and h2 with hyper-util, gives every
 //! request an id (`x-amz-request-id`), its [`ClientConnection`] (as a request extension) and one log line, and
-//! drains in-flight requests on shutdown. It also closes an HTTP/1 connection after refusing a request whose body
+//! drains in-flight requests on shutdown. Unsigned health probes are answered here, before s3s ([`crate::health`]).
+//!
+//! Connections are bounded ([`ConnectionLimits`]): at most `max_connections` are served at once (the next ones wait
+//! in the listen backlog), a connection that has not sent a complete first request head by `header_read_timeout`
+//! after accept is closed, and so is an HTTP/1.1 connection that waits longer than `idle_timeout` for its next one.
+//! It also closes an HTTP/1 connection after refusing a request whose body
 //! the client holds back (`Expect: 100-continue`), see [`refused_before_its_body`].
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +23,13 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use s3s::service::S3Service;
 use s3s::{Body, HttpError};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::config::ConnectionLimits;
 use crate::errors::with_default_message;
-
-/// A TLS handshake that takes longer than this is dropped (it would otherwise hold up shutdown).
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::health::{Health, Probe};
 
 /// How a request's client is connected, put into every request's extensions (s3s hands them on to the
 /// operations as `S3Request::extensions`): SSE-C keys may only travel over TLS or from loopback.
@@ -63,16 +68,44 @@ impl RequestIds {
 pub async fn serve(
     listener: TcpListener,
     service: S3Service,
+    health: Arc<Health>,
     tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    // hyper runs this timer whenever an HTTP/1 connection waits for a request head: from the end of the previous
+    // response to the end of the next head. The first head has its own deadline, see `first_head_by`.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let ids = Arc::new(RequestIds::new());
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut saturated = false;
     tokio::pin!(shutdown);
     loop {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                saturated = false;
+                slot
+            }
+            Err(_) => {
+                if !saturated {
+                    warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait in the listen backlog until one closes"
+                    );
+                    saturated = true;
+                }
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break, // never closed
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -90,8 +123,16 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        let connection =
-            Connection { builder: builder.clone(), service: service.clone(), ids: ids.clone(), tls: tls.clone(), peer };
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.clone(),
+            health: health.clone(),
+            ids: ids.clone(),
+            tls: tls.clone(),
+            peer,
+            first_head_by: tokio::time::Instant::now() + limits.header_read_timeout,
+            _slot: slot,
+        };
         tokio::spawn(connection.run(stream, graceful.watcher()));
     }
     drop(listener);
@@ -129,29 +170,66 @@ pub async fn shutdown_signal() {
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
     service: S3Service,
+    health: Arc<Health>,
     ids: Arc<RequestIds>,
     tls: Option<TlsAcceptor>,
     peer: SocketAddr,
+    /// When the first request head must have arrived (see [`first_head_within`]).
+    first_head_by: tokio::time::Instant,
+    /// Its place among the `max_connections`, given back when the connection ends.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: Watcher) {
-        let Connection { builder, service, ids, tls, peer } = self;
+        let Connection { builder, service, health, ids, tls, peer, first_head_by, _slot } = self;
         let client = ClientConnection { peer, tls: tls.is_some() };
-        let handler = service_fn(move |request| handle(service.clone(), ids.clone(), client, request));
+        let has_had_a_request = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&has_had_a_request);
+        let handler = service_fn(move |request| {
+            seen.store(true, Ordering::Relaxed);
+            handle(service.clone(), health.clone(), ids.clone(), client, request)
+        });
         let result = match tls {
-            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), handler).into_owned()).await,
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(stream), handler).into_owned();
+                first_head_within(first_head_by, &has_had_a_request, watcher.watch(connection)).await
+            }
             Some(acceptor) => {
-                let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let stream = match tokio::time::timeout_at(first_head_by, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => return debug!(%peer, %error, "TLS handshake failed"),
-                    Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                    Err(_) => return debug!(%peer, "TLS handshake not done within the header read timeout"),
                 };
-                watcher.watch(builder.serve_connection(TokioIo::new(stream), handler).into_owned()).await
+                let connection = builder.serve_connection(TokioIo::new(stream), handler).into_owned();
+                first_head_within(first_head_by, &has_had_a_request, watcher.watch(connection)).await
             }
         };
-        if let Err(error) = result {
-            debug!(%peer, error = %error, "connection ended with an error");
+        match result {
+            None => debug!(%peer, "no complete request head within the header read timeout: connection closed"),
+            Some(Err(error)) => debug!(%peer, error = %error, "connection ended with an error"),
+            Some(Ok(())) => {}
+        }
+    }
+}
+
+/// Drives `connection`, but drops it (closing the socket) at `deadline` if no request head has arrived by then.
+/// hyper's own header timer starts only once hyper-util has told HTTP/1 from HTTP/2 by the first bytes, so without
+/// this a client that sends nothing, or the first bytes of the HTTP/2 preface, would hold its connection forever.
+async fn first_head_within<F: Future>(
+    deadline: tokio::time::Instant,
+    has_had_a_request: &AtomicBool,
+    connection: F,
+) -> Option<F::Output> {
+    tokio::pin!(connection);
+    tokio::select! {
+        output = &mut connection => Some(output),
+        () = tokio::time::sleep_until(deadline) => {
+            if has_had_a_request.load(Ordering::Relaxed) {
+                Some(connection.await)
+            } else {
+                None
+            }
         }
     }
 }
@@ -174,10 +252,12 @@ fn refused_before_its_body(expects_continue: bool, status: StatusCode) -> bool {
     expects_continue && (status.is_client_error() || status.is_server_error())
 }
 
-/// Runs one request through s3s, adds `x-amz-request-id` and logs one line. The query string is not logged:
+/// Runs one request through s3s (or answers a health probe), adds `x-amz-request-id` and logs one line (at debug
+/// level for health probes, which load balancers send every few seconds). The query string is not logged:
 /// presigned URLs carry their signature there.
 async fn handle(
     service: S3Service,
+    health: Arc<Health>,
     ids: Arc<RequestIds>,
     client: ClientConnection,
     mut request: Request<Incoming>,
@@ -188,6 +268,14 @@ async fn handle(
     let id = ids.next();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    if let Some(probe) = Probe::of(&request) {
+        let mut response = health.respond(probe, &method).await;
+        insert_request_id(&mut response, &id);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        debug!(target: "coffer_server::request", request_id = %id, %peer, %method, %path,
+               status = response.status().as_u16(), ms = format_args!("{elapsed_ms:.1}"), "health probe");
+        return Ok(response);
+    }
     let expects_continue = request.version() <= Version::HTTP_11
         && request
             .headers()
@@ -206,9 +294,7 @@ async fn handle(
             if refused_before_its_body(expects_continue, response.status()) {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-amz-request-id", value);
-            }
+            insert_request_id(&mut response, &id);
             let status = response.status().as_u16();
             info!(target: "coffer_server::request", request_id = %id, %peer, %method, %path, status,
                   ms = format_args!("{elapsed_ms:.1}"), "request");
@@ -219,5 +305,11 @@ async fn handle(
                   ms = format_args!("{elapsed_ms:.1}"), ?error, "request aborted");
             Err(error)
         }
+    }
+}
+
+fn insert_request_id(response: &mut Response<Body>, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-amz-request-id", value);
     }
 }

@@ -1,7 +1,9 @@
-//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (per-crate directives, default `info`).
+//! Logging setup: `tracing` to stderr, filtered by `--log-level` (flag, `COFFER_LOG_LEVEL` or the config file's
+//! `log-level`) or else `RUST_LOG`, both with per-crate directives (default `info`). The filter can be replaced while
+//! the server runs ([`LogFilter::set`], on SIGHUP).
 //!
 //! The protocol crates underneath (s3s, hyper, h2) print request headers, computed signatures and chunk signatures
-//! in their debug/trace events, so those crates are capped at `info` whatever `RUST_LOG` says. s3s is off by
+//! in their debug/trace events, so those crates are capped at `info` whatever the filter says. s3s is off by
 //! default: it reports every client error (a 404 included) at `error` level, and Coffer's own request line already
 //! carries the status. vaultrs is silenced: it reports every Vault error answer at `error` level, including the
 //! 404s Coffer expects when it probes for a key, and Coffer logs the failures it acts on in its own words.
@@ -12,9 +14,9 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{EnvFilter, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
+use tracing_subscriber::{reload, Layer, Registry};
 
-/// Directives used when `RUST_LOG` is unset or empty.
+/// Directives used when neither `--log-level` nor `RUST_LOG` says anything.
 pub const DEFAULT_FILTER: &str = "info,s3s=off";
 
 /// Crates whose verbose events may contain signatures or headers.
@@ -24,17 +26,50 @@ const CAPPED_CRATES: [&str; 3] = ["s3s", "hyper", "h2"];
 /// paths and, at trace level, bodies) and are not what an operator can act on.
 const SILENCED_CRATES: [&str; 2] = ["vaultrs", "rustify"];
 
-/// Installs the global subscriber. Call once, before anything logs.
-pub fn init() {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::new(directives),
-        _ => EnvFilter::new(DEFAULT_FILTER),
+/// Changes the filter of the installed subscriber.
+#[derive(Debug, Clone)]
+pub struct LogFilter {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// `RUST_LOG`, or [`DEFAULT_FILTER`]: what applies without `--log-level`.
+    fallback: String,
+}
+
+/// `--log-level` holds directives `tracing` cannot parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid log level `{directives}`: {message}")]
+pub struct InvalidLogLevel {
+    directives: String,
+    message: String,
+}
+
+impl LogFilter {
+    /// Filters by `directives` (`--log-level`), or by `RUST_LOG` / the default when `None`. Returns the directives
+    /// now in force; on an error the filter stays as it was.
+    pub fn set(&self, directives: Option<&str>) -> Result<String, InvalidLogLevel> {
+        let directives = directives.unwrap_or(&self.fallback);
+        let filter = EnvFilter::try_new(directives)
+            .map_err(|error| InvalidLogLevel { directives: directives.to_owned(), message: error.to_string() })?;
+        self.handle
+            .reload(filter)
+            .map_err(|error| InvalidLogLevel { directives: directives.to_owned(), message: error.to_string() })?;
+        Ok(directives.to_owned())
+    }
+}
+
+/// Installs the global subscriber, filtered by `RUST_LOG` until [`LogFilter::set`] says otherwise. Call once,
+/// before anything logs.
+pub fn init() -> LogFilter {
+    let fallback = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => directives,
+        _ => DEFAULT_FILTER.to_owned(),
     };
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(&fallback));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter);
     tracing_subscriber::registry().with(fmt.with_filter(FilterFn::new(is_safe_to_emit))).init();
+    LogFilter { handle, fallback }
 }
 
 /// False for debug/trace events of the crates in [`CAPPED_CRATES`] and every event of [`SILENCED_CRATES`].

@@ -23,7 +23,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    coffer_server::logging::init();
+    let log = coffer_server::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(coffer_server::service::run(*args)),
+        Command::Server(args) => runtime.block_on(coffer_server::service::run(*args, log)),
         Command::Admin(command) => return runtime.block_on(coffer_admin_api::cli::run(command)),
     };
     match result {

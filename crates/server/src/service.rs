@@ -14,10 +14,13 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, ServerArgs, ServerConfig};
+use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal};
 use crate::kms::{kms_state_dir, start_kms, KmsSecrets};
+use crate::logging::{InvalidLogLevel, LogFilter};
+use crate::reload::Reloader;
 use crate::s3::CofferS3;
-use crate::tls::TlsError;
+use crate::tls::{ServerCertificate, TlsError};
 use crate::users::{RootCredentials, UserRegistry, UsersError};
 
 /// What every request handler shares. Cheap to clone.
@@ -93,6 +96,10 @@ pub enum StartError {
     Users(#[from] UsersError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    LogLevel(#[from] InvalidLogLevel),
+    #[error("cannot listen for SIGHUP: {0}")]
+    Signal(std::io::Error),
     #[error("cannot open the data directory {path}: {source}")]
     Store { path: std::path::PathBuf, source: StoreError },
     #[error("cannot listen on {address}: {source}")]
@@ -102,9 +109,12 @@ pub enum StartError {
     Kms(#[from] KmsError),
 }
 
-/// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns.
-pub async fn run(args: ServerArgs) -> Result<(), StartError> {
-    let config = ServerConfig::load(args)?;
+/// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns. SIGHUP reloads users,
+/// certificate and log level ([`Reloader`]).
+pub async fn run(args: ServerArgs, log: LogFilter) -> Result<(), StartError> {
+    let config = ServerConfig::load(args.clone())?;
+    log.set(config.log_level.as_deref())?;
+    crate::resources::raise_open_file_limit(config.connections.max_connections);
     let root = RootCredentials::from_env(config.address)?;
     if root.is_default() {
         warn!(
@@ -113,7 +123,13 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         );
     }
     let users = UserRegistry::load(root, config.users_file.as_deref())?;
-    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let (certificate, tls) = match &config.tls {
+        Some(files) => {
+            let (certificate, acceptor) = ServerCertificate::load(files)?;
+            (Some(certificate), Some(acceptor))
+        }
+        None => (None, None),
+    };
     let store = Store::open(config.data_dir.clone())
         .await
         .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
@@ -134,9 +150,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let admin =
         coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key));
     let service = build_service(&state, Some(Box::new(admin)));
+    let health = Arc::new(Health::new(state.store.clone(), Arc::clone(&state.kms)));
+    Reloader { args, users: state.users.clone(), certificate, log }.on_sighup().map_err(StartError::Signal)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
-    serve(listener, service, tls, shutdown_signal()).await;
+    serve(listener, service, health, tls, config.connections, shutdown_signal()).await;
     Ok(())
 }

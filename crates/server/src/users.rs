@@ -2,12 +2,13 @@
 //! plus optional users from a TOML users file.
 //!
 //! [`UserRegistry`] answers s3s's secret-key lookups ([`S3Auth`]) and tells the admin API who is an admin. Secrets
-//! are held as s3s [`SecretKey`]s, which zeroize on drop and print a placeholder in `Debug`.
+//! are held as s3s [`SecretKey`]s, which zeroize on drop and print a placeholder in `Debug`. The users file is read
+//! again by [`UserRegistry::reload`] (on SIGHUP); a file that does not load leaves the users as they were.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
@@ -133,15 +134,25 @@ struct User {
     admin: bool,
 }
 
-/// All users that may sign requests. Cheap to clone.
+type Users = HashMap<String, User>;
+
+/// All users that may sign requests. Cheap to clone; clones share the users, and a reload.
 #[derive(Clone)]
 pub struct UserRegistry {
-    users: Arc<HashMap<String, User>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    root: RootCredentials,
+    users_file: Option<PathBuf>,
+    /// Replaced whole by a reload; a lookup takes the current map.
+    users: RwLock<Arc<Users>>,
 }
 
 impl std::fmt::Debug for UserRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut keys: Vec<&String> = self.users.keys().collect();
+        let users = self.current();
+        let mut keys: Vec<&String> = users.keys().collect();
         keys.sort();
         f.debug_struct("UserRegistry").field("access_keys", &keys).finish()
     }
@@ -150,38 +161,63 @@ impl std::fmt::Debug for UserRegistry {
 impl UserRegistry {
     /// The root user (admin) plus the users of `users_file`, if given.
     pub fn load(root: RootCredentials, users_file: Option<&Path>) -> Result<Self, UsersError> {
-        let mut users = HashMap::new();
-        users.insert(root.access_key, User { secret_key: root.secret_key, admin: true });
-        if let Some(path) = users_file {
-            let mut text =
-                std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: path.to_owned(), source })?;
-            let parsed = toml::from_str::<UsersFile>(&text);
-            text.zeroize();
-            let file =
-                parsed.map_err(|e| UsersError::Parse { path: path.to_owned(), message: describe_parse_error(&e) })?;
-            for entry in &file.user {
-                if entry.access_key.is_empty() || entry.secret_key.is_empty() {
-                    return Err(UsersError::Empty { path: path.to_owned() });
-                }
-                if users.contains_key(&entry.access_key) {
-                    return Err(UsersError::Duplicate { path: path.to_owned(), access_key: entry.access_key.clone() });
-                }
-                let user = User { secret_key: SecretKey::from(entry.secret_key.as_str()), admin: entry.admin };
-                users.insert(entry.access_key.clone(), user);
-            }
-        }
-        Ok(UserRegistry { users: Arc::new(users) })
+        let users = read_users(&root, users_file)?;
+        let shared = Shared { root, users_file: users_file.map(Path::to_owned), users: RwLock::new(Arc::new(users)) };
+        Ok(UserRegistry { shared: Arc::new(shared) })
+    }
+
+    /// Reads the users file again and, if it loads, replaces every user but the root user with its users. Returns
+    /// how many users there are now, root included. Without a users file there is nothing to read: `Ok(1)`.
+    pub fn reload(&self) -> Result<usize, UsersError> {
+        let users = read_users(&self.shared.root, self.shared.users_file.as_deref())?;
+        let count = users.len();
+        *self.shared.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
+        Ok(count)
+    }
+
+    /// Whether there is a users file to reload.
+    pub fn has_users_file(&self) -> bool {
+        self.shared.users_file.is_some()
+    }
+
+    fn current(&self) -> Arc<Users> {
+        Arc::clone(&self.shared.users.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The secret key of `access_key`, if such a user exists.
     pub fn secret_for(&self, access_key: &str) -> Option<SecretKey> {
-        self.users.get(access_key).map(|user| user.secret_key.clone())
+        self.current().get(access_key).map(|user| user.secret_key.clone())
     }
 
     /// True if `access_key` belongs to an admin (the root user, or a users-file entry with `admin = true`).
     pub fn is_admin(&self, access_key: &str) -> bool {
-        self.users.get(access_key).is_some_and(|user| user.admin)
+        self.current().get(access_key).is_some_and(|user| user.admin)
     }
+}
+
+/// The root user plus the users of `users_file`, if given.
+fn read_users(root: &RootCredentials, users_file: Option<&Path>) -> Result<Users, UsersError> {
+    let mut users = HashMap::new();
+    users.insert(root.access_key.clone(), User { secret_key: root.secret_key.clone(), admin: true });
+    if let Some(path) = users_file {
+        let mut text =
+            std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: path.to_owned(), source })?;
+        let parsed = toml::from_str::<UsersFile>(&text);
+        text.zeroize();
+        let file =
+            parsed.map_err(|e| UsersError::Parse { path: path.to_owned(), message: describe_parse_error(&e) })?;
+        for entry in &file.user {
+            if entry.access_key.is_empty() || entry.secret_key.is_empty() {
+                return Err(UsersError::Empty { path: path.to_owned() });
+            }
+            if users.contains_key(&entry.access_key) {
+                return Err(UsersError::Duplicate { path: path.to_owned(), access_key: entry.access_key.clone() });
+            }
+            let user = User { secret_key: SecretKey::from(entry.secret_key.as_str()), admin: entry.admin };
+            users.insert(entry.access_key.clone(), user);
+        }
+    }
+    Ok(users)
 }
 
 /// A users-file parse error without the offending value: type errors quote the value, which may be a secret.
@@ -257,6 +293,26 @@ mod tests {
         assert!(!users.is_admin("nobody"));
         assert!(users.secret_for("nobody").is_none());
         assert!(!format!("{users:?}").contains("secret"));
+    }
+
+    #[test]
+    fn reload_replaces_the_file_users_and_keeps_them_when_the_file_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        std::fs::write(&path, "[[user]]\naccess_key = \"alice\"\nsecret_key = \"alice-secret\"\n").unwrap();
+        let root = RootCredentials::resolve(Some("root".into()), Some("root-secret".into()), loopback()).unwrap();
+        let users = UserRegistry::load(root, Some(&path)).unwrap();
+        let shared = users.clone();
+
+        std::fs::write(&path, "[[user]]\naccess_key = \"bob\"\nsecret_key = \"bob-secret\"\nadmin = true\n").unwrap();
+        assert_eq!(users.reload().unwrap(), 2);
+        assert!(shared.secret_for("alice").is_none());
+        assert_eq!(shared.secret_for("bob").unwrap().expose(), "bob-secret");
+        assert!(shared.is_admin("bob") && shared.is_admin("root"));
+
+        std::fs::write(&path, "[[user]]\naccess_key = \"carol\"\n").unwrap();
+        assert!(matches!(users.reload(), Err(UsersError::Parse { .. })));
+        assert!(shared.secret_for("bob").is_some() && shared.secret_for("carol").is_none());
     }
 
     #[test]

@@ -4,14 +4,16 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use time::OffsetDateTime;
 
 use crate::error::{Result, StoreError};
-use crate::fsio::{create_private_dir, create_private_dir_all, fsync_dir, remove_any, write_json_atomic, TempPath};
+use crate::fsio::{
+    create_private_dir, create_private_dir_all, create_private_file, fsync_dir, remove_any, write_json_atomic, TempPath,
+};
 use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
 use crate::listing::{list_page, IndexEntry, IndexEtag, KeyIndex, ListPage, ListQuery};
 use crate::locks::LockStripes;
@@ -72,6 +74,17 @@ impl Engine {
 
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp_dir
+    }
+
+    /// Creates, writes, fsyncs and removes a probe file in the temp directory.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        let probe = self.temp_path("probe")?;
+        let mut file = create_private_file(probe.path())?;
+        file.write_all(b"coffer")?;
+        file.sync_all()?;
+        drop(file);
+        fs::remove_file(probe.path())?;
+        Ok(())
     }
 
     /// A fresh path in the temp directory, deleted on drop unless persisted.

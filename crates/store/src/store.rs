@@ -179,6 +179,13 @@ impl Store {
         self.run(move |e| e.abort_upload(&bucket, &key, &upload_id)).await
     }
 
+    /// Checks that the data directory takes durable writes right now: creates a small file in the temp directory,
+    /// writes and fsyncs it, and removes it. Readiness checks call it; it runs to completion even when the caller
+    /// gives up waiting.
+    pub async fn check_writable(&self) -> Result<()> {
+        self.run(|e| e.check_writable()).await
+    }
+
     /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.
     pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
         let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());

@@ -15,7 +15,8 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use coffer_kms::KmsManager;
-use coffer_server::config::KmsArgs;
+use coffer_server::config::{KmsArgs, ServerArgs, ServerConfig};
+use coffer_server::health::Health;
 use coffer_server::kms::{kms_state_dir, start_kms, KmsSecrets};
 use coffer_server::service::{build_service, AppState};
 use coffer_server::users::{RootCredentials, UserRegistry};
@@ -69,7 +70,9 @@ impl TestServer {
         };
         let service = build_service(&state, None);
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, None, async {
+        let health = Arc::new(Health::new(state.store.clone(), kms.clone()));
+        let limits = ServerConfig::resolve(ServerArgs::default()).unwrap().connections;
+        let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, health, None, limits, async {
             let _ = stopped.await;
         }));
         TestServer {

@@ -5,3 +5,4 @@ mod common;
 mod listing;
 mod multipart;
 mod objects;
+mod writable;

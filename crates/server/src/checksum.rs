@@ -4,16 +4,27 @@
 //! checksum trailer of an aws-chunked body, or just an algorithm to compute); [`BodyDigests`] computes MD5 (the
 //! ETag) and that checksum while the body streams; [`DeclaredIntegrity::verify`] compares them afterwards. s3s
 //! parses these headers but verifies none of them. The hashers are s3s's own.
+//!
+//! Object data (PutObject, UploadPart) is checked as it streams into the store. DeleteObjects' XML body is read
+//! whole by s3s and never handed on, so the listener keeps the bytes as s3s reads them ([`CapturedBody`]) and the
+//! operation checks them with the same [`DeclaredIntegrity`] ([`verify_captured_body`]).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use base64_simd::STANDARD as BASE64;
+use bytes::Bytes;
 use coffer_store::{Checksum, ChecksumKind};
 use crc_fast::CrcAlgorithm;
-use http::HeaderMap;
+use futures::Stream;
+use http::{HeaderMap, Method, Request};
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::ChecksumType;
-use s3s::{s3_error, S3Result, TrailingHeaders};
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{s3_error, Body, S3Result, StdError, TrailingHeaders};
 
-use crate::errors::custom_error;
+use crate::errors::{custom_error, internal};
 
 /// The checksum algorithms S3 defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +276,18 @@ impl ChecksumFields {
         fields
     }
 
+    /// The values as sent in the request headers, for operations whose s3s input does not carry them
+    /// (DeleteObjects).
+    pub fn from_headers(headers: &HeaderMap) -> S3Result<Self> {
+        let mut fields = ChecksumFields::default();
+        for algorithm in ChecksumAlgorithm::ALL {
+            if let Some(value) = headers.get(algorithm.header_name()) {
+                *fields.slot(algorithm) = Some(value.to_str().map_err(|_| algorithm.invalid_value())?.to_owned());
+            }
+        }
+        Ok(fields)
+    }
+
     fn slot(&mut self, algorithm: ChecksumAlgorithm) -> &mut Option<String> {
         match algorithm {
             ChecksumAlgorithm::Crc32 => &mut self.crc32,
@@ -340,9 +363,9 @@ pub struct DeclaredIntegrity {
     checksum: Option<(ChecksumAlgorithm, Expected)>,
 }
 
-/// The checksum-related parts of a request that carries a body.
+/// The checksum-related parts of a request that carries a body. Content-MD5 is read from `headers`: s3s takes an
+/// empty one for none, where S3 answers `InvalidDigest`.
 pub struct IntegrityHeaders<'a> {
-    pub content_md5: Option<&'a str>,
     pub checksums: &'a ChecksumFields,
     /// `x-amz-checksum-algorithm` as s3s parsed it.
     pub algorithm: Option<&'a str>,
@@ -354,7 +377,7 @@ impl DeclaredIntegrity {
     /// Reads the declarations. `fallback` is computed when the request names no algorithm (a multipart upload's
     /// algorithm, so that every part has a checksum for the composite).
     pub fn from_request(request: IntegrityHeaders<'_>, fallback: Option<ChecksumAlgorithm>) -> S3Result<Self> {
-        let content_md5 = request.content_md5.map(parse_content_md5).transpose()?;
+        let content_md5 = request.headers.get("content-md5").map(parse_content_md5).transpose()?;
         let named = match request.algorithm {
             Some(name) => Some(ChecksumAlgorithm::from_name(name).ok_or_else(|| {
                 s3_error!(InvalidRequest, "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
@@ -397,6 +420,11 @@ impl DeclaredIntegrity {
         self.checksum.as_ref().map(|(algorithm, _)| *algorithm)
     }
 
+    /// Whether the request sent a value to check the body against (not just an algorithm to compute).
+    fn expects_a_value(&self) -> bool {
+        self.content_md5.is_some() || matches!(self.checksum, Some((_, Expected::Value(_) | Expected::Trailer(_))))
+    }
+
     /// Fresh digests for the body. MD5 is computed when the caller needs it for the ETag (`etag_md5`) or the
     /// request sent Content-MD5: SSE-KMS and SSE-C ETags are not MD5s, and skipping it saves a pass over the data.
     pub fn digests(&self, etag_md5: bool) -> BodyDigests {
@@ -432,10 +460,11 @@ impl DeclaredIntegrity {
     }
 }
 
-fn parse_content_md5(value: &str) -> S3Result<[u8; 16]> {
-    BASE64
-        .decode_to_vec(value.trim())
+fn parse_content_md5(value: &http::HeaderValue) -> S3Result<[u8; 16]> {
+    value
+        .to_str()
         .ok()
+        .and_then(|value| BASE64.decode_to_vec(value.trim()).ok())
         .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
         .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))
 }
@@ -495,6 +524,79 @@ impl BodyDigests {
     pub fn finish(self) -> ComputedDigests {
         ComputedDigests { md5: self.md5.map(Md5::finalize), checksum: self.checksum.map(ChecksumHasher::finish) }
     }
+}
+
+/// The bytes of a request body as s3s reads it, kept for an operation whose body s3s reads whole and does not hand
+/// on (DeleteObjects), so that its declared digests can be checked. The listener puts it into the request's
+/// extensions ([`CapturedBody::install`]); s3s's own body-size limit bounds what it holds.
+#[derive(Clone, Debug, Default)]
+pub struct CapturedBody(Arc<Mutex<Vec<Bytes>>>);
+
+impl CapturedBody {
+    /// Captures the body of `request` if it is a DeleteObjects (`POST /bucket?delete`). The bytes are the body as
+    /// sent: s3s refuses an aws-chunked XML body (`IncompleteBody`), so no encoded body reaches the operation.
+    pub fn install(request: &mut Request<Body>) {
+        let is_delete_objects = request.method() == Method::POST
+            && request.uri().query().is_some_and(|query| {
+                query.split('&').any(|pair| pair.split_once('=').map_or(pair, |(name, _)| name) == "delete")
+            });
+        if !is_delete_objects {
+            return;
+        }
+        let captured = CapturedBody::default();
+        request.extensions_mut().insert(captured.clone());
+        let body = std::mem::take(request.body_mut());
+        let tapped: s3s::stream::DynByteStream = Box::pin(Tap { body, captured });
+        *request.body_mut() = Body::from(tapped);
+    }
+
+    fn push(&self, chunk: &Bytes) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(chunk.clone());
+    }
+
+    fn digests(&self, integrity: &DeclaredIntegrity) -> ComputedDigests {
+        let mut digests = integrity.digests(false);
+        for chunk in self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            digests.update(chunk);
+        }
+        digests.finish()
+    }
+}
+
+/// A request body that hands every chunk to a [`CapturedBody`] on its way to s3s.
+struct Tap {
+    body: Body,
+    captured: CapturedBody,
+}
+
+impl Stream for Tap {
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(Pin::new(&mut self.body).poll_next(cx));
+        if let Some(Ok(chunk)) = &item {
+            self.captured.push(chunk);
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl ByteStream for Tap {
+    fn remaining_length(&self) -> RemainingLength {
+        self.body.remaining_length()
+    }
+}
+
+/// Checks what a request whose body s3s read whole declares about that body (Content-MD5, `x-amz-checksum-*`)
+/// against the bytes [`CapturedBody`] kept: `BadDigest` on a mismatch, before the operation changes anything.
+pub fn verify_captured_body(integrity: DeclaredIntegrity, captured: Option<&CapturedBody>) -> S3Result<()> {
+    if !integrity.expects_a_value() {
+        return Ok(());
+    }
+    let captured =
+        captured.ok_or_else(|| internal(&"the listener did not capture a body whose digests are checked"))?;
+    let computed = captured.digests(&integrity);
+    integrity.verify(&computed)
 }
 
 #[cfg(test)]
@@ -596,14 +698,12 @@ mod tests {
     }
 
     fn declared(fields: &ChecksumFields, md5: Option<&str>, algorithm: Option<&str>) -> S3Result<DeclaredIntegrity> {
+        let mut headers = HeaderMap::new();
+        if let Some(md5) = md5 {
+            headers.insert("content-md5", md5.parse().unwrap());
+        }
         DeclaredIntegrity::from_request(
-            IntegrityHeaders {
-                content_md5: md5,
-                checksums: fields,
-                algorithm,
-                headers: &HeaderMap::new(),
-                trailing: None,
-            },
+            IntegrityHeaders { checksums: fields, algorithm, headers: &headers, trailing: None },
             None,
         )
     }
@@ -640,6 +740,7 @@ mod tests {
         assert_eq!(declared(&short, None, None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
         let none = ChecksumFields::default();
         assert_eq!(declared(&none, Some("abc"), None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidDigest);
+        assert_eq!(declared(&none, Some(""), None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidDigest);
         let crc = ChecksumFields { crc32: Some("AAAAAA==".into()), ..ChecksumFields::default() };
         assert_eq!(declared(&crc, None, Some("SHA256")).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
     }

@@ -104,7 +104,6 @@ pub async fn upload_part(
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
-            content_md5: input.content_md5.as_deref(),
             checksums: &checksums,
             algorithm: input.checksum_algorithm.as_ref().map(s3s::dto::ChecksumAlgorithm::as_str),
             headers: &req.headers,

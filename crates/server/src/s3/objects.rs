@@ -13,8 +13,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
 use crate::checksum::{
-    checksum_type, set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity,
-    IntegrityHeaders,
+    checksum_type, set_checksum_fields, take_checksum_fields, verify_captured_body, CapturedBody, ChecksumFields,
+    ChecksumValue, DeclaredIntegrity, IntegrityHeaders,
 };
 use crate::conditions::{check_write, ReadConditions};
 use crate::encryption::{
@@ -38,7 +38,6 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
-            content_md5: input.content_md5.as_deref(),
             checksums: &checksums,
             algorithm: input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str),
             headers: &req.headers,
@@ -256,8 +255,19 @@ pub async fn delete_object(
 
 pub async fn delete_objects(
     state: &AppState,
-    req: S3Request<DeleteObjectsInput>,
+    mut req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let checksums = ChecksumFields::from_headers(&req.headers)?;
+    let integrity = DeclaredIntegrity::from_request(
+        IntegrityHeaders {
+            checksums: &checksums,
+            algorithm: req.input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str),
+            headers: &req.headers,
+            trailing: req.trailing_headers.take(),
+        },
+        None,
+    )?;
+    verify_captured_body(integrity, req.extensions.get::<CapturedBody>())?;
     let input = req.input;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
         return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most {MAX_DELETE_KEYS} keys."));

@@ -5,26 +5,18 @@
 //! ETag) and that checksum while the body streams; [`DeclaredIntegrity::verify`] compares them afterwards. s3s
 //! parses these headers but verifies none of them. The hashers are s3s's own.
 //!
-//! Object data (PutObject, UploadPart) is checked as it streams into the store. DeleteObjects' XML body is read
-//! whole by s3s and never handed on, so the listener keeps the bytes as s3s reads them ([`CapturedBody`]) and the
-//! operation checks them with the same [`DeclaredIntegrity`] ([`verify_captured_body`]).
-
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+//! Object data (PutObject, UploadPart) is checked as it streams into the store; DeleteObjects' body, which s3s reads
+//! whole, through [`crate::body_taps`].
 
 use base64_simd::STANDARD as BASE64;
-use bytes::Bytes;
 use coffer_store::{Checksum, ChecksumKind};
 use crc_fast::CrcAlgorithm;
-use futures::Stream;
-use http::{HeaderMap, Method, Request};
+use http::HeaderMap;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::ChecksumType;
-use s3s::stream::{ByteStream, RemainingLength};
-use s3s::{s3_error, Body, S3Result, StdError, TrailingHeaders};
+use s3s::{s3_error, S3Result, TrailingHeaders};
 
-use crate::errors::{custom_error, internal};
+use crate::errors::custom_error;
 
 /// The checksum algorithms S3 defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,7 +413,7 @@ impl DeclaredIntegrity {
     }
 
     /// Whether the request sent a value to check the body against (not just an algorithm to compute).
-    fn expects_a_value(&self) -> bool {
+    pub fn expects_a_value(&self) -> bool {
         self.content_md5.is_some() || matches!(self.checksum, Some((_, Expected::Value(_) | Expected::Trailer(_))))
     }
 
@@ -524,79 +516,6 @@ impl BodyDigests {
     pub fn finish(self) -> ComputedDigests {
         ComputedDigests { md5: self.md5.map(Md5::finalize), checksum: self.checksum.map(ChecksumHasher::finish) }
     }
-}
-
-/// The bytes of a request body as s3s reads it, kept for an operation whose body s3s reads whole and does not hand
-/// on (DeleteObjects), so that its declared digests can be checked. The listener puts it into the request's
-/// extensions ([`CapturedBody::install`]); s3s's own body-size limit bounds what it holds.
-#[derive(Clone, Debug, Default)]
-pub struct CapturedBody(Arc<Mutex<Vec<Bytes>>>);
-
-impl CapturedBody {
-    /// Captures the body of `request` if it is a DeleteObjects (`POST /bucket?delete`). The bytes are the body as
-    /// sent: s3s refuses an aws-chunked XML body (`IncompleteBody`), so no encoded body reaches the operation.
-    pub fn install(request: &mut Request<Body>) {
-        let is_delete_objects = request.method() == Method::POST
-            && request.uri().query().is_some_and(|query| {
-                query.split('&').any(|pair| pair.split_once('=').map_or(pair, |(name, _)| name) == "delete")
-            });
-        if !is_delete_objects {
-            return;
-        }
-        let captured = CapturedBody::default();
-        request.extensions_mut().insert(captured.clone());
-        let body = std::mem::take(request.body_mut());
-        let tapped: s3s::stream::DynByteStream = Box::pin(Tap { body, captured });
-        *request.body_mut() = Body::from(tapped);
-    }
-
-    fn push(&self, chunk: &Bytes) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(chunk.clone());
-    }
-
-    fn digests(&self, integrity: &DeclaredIntegrity) -> ComputedDigests {
-        let mut digests = integrity.digests(false);
-        for chunk in self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-            digests.update(chunk);
-        }
-        digests.finish()
-    }
-}
-
-/// A request body that hands every chunk to a [`CapturedBody`] on its way to s3s.
-struct Tap {
-    body: Body,
-    captured: CapturedBody,
-}
-
-impl Stream for Tap {
-    type Item = Result<Bytes, StdError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(Pin::new(&mut self.body).poll_next(cx));
-        if let Some(Ok(chunk)) = &item {
-            self.captured.push(chunk);
-        }
-        Poll::Ready(item)
-    }
-}
-
-impl ByteStream for Tap {
-    fn remaining_length(&self) -> RemainingLength {
-        self.body.remaining_length()
-    }
-}
-
-/// Checks what a request whose body s3s read whole declares about that body (Content-MD5, `x-amz-checksum-*`)
-/// against the bytes [`CapturedBody`] kept: `BadDigest` on a mismatch, before the operation changes anything.
-pub fn verify_captured_body(integrity: DeclaredIntegrity, captured: Option<&CapturedBody>) -> S3Result<()> {
-    if !integrity.expects_a_value() {
-        return Ok(());
-    }
-    let captured =
-        captured.ok_or_else(|| internal(&"the listener did not capture a body whose digests are checked"))?;
-    let computed = captured.digests(&integrity);
-    integrity.verify(&computed)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The listener: accepts TCP (optionally TLS) connections, serves HTTP/1.1 and h2 with hyper-util, gives every
 //! request an id (`x-amz-request-id`), its [`ClientConnection`] (as a request extension) and one log line, and
 //! drains in-flight requests on shutdown. It also closes an HTTP/1 connection after refusing a request whose body
-//! the client holds back (`Expect: 100-continue`), see [`refused_before_its_body`], and keeps the body of a request
-//! whose digests can only be checked over the bytes as received ([`CapturedBody`]).
+//! the client holds back (`Expect: 100-continue`), see [`refused_before_its_body`]. Request bodies pass through
+//! [`body_taps`] on their way into s3s.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::checksum::CapturedBody;
+use crate::body_taps;
 use crate::errors::with_default_message;
 
 /// A TLS handshake that takes longer than this is dropped (it would otherwise hold up shutdown).
@@ -196,7 +196,7 @@ async fn handle(
             .get(header::EXPECT)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut request = request.map(Body::from);
-    CapturedBody::install(&mut request);
+    body_taps::install(&mut request);
     let result = service.call(request).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {

@@ -226,6 +226,35 @@ async fn body_shorter_than_declared_decoded_length_is_rejected() {
 }
 
 #[tokio::test]
+async fn aws_chunked_body_without_its_final_chunk_is_incomplete() {
+    let (server, client) = server_with_bucket("unfinished").await;
+    let body = data(1000, 7);
+    let crc = crc32_b64(&body);
+    let decoded_len = body.len().to_string();
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ("x-amz-decoded-content-length", decoded_len.as_str()),
+    ];
+    let encoded = aws_chunked(&body, 400, &[("x-amz-checksum-crc32", &crc)]);
+    let final_chunk = encoded.windows(5).rposition(|w| w == b"\r\n0\r\n").unwrap() + 2;
+    let unfinished = &encoded[..final_chunk];
+    let reply = client.send("PUT", "/unfinished/k", &headers, Payload::StreamingUnsignedTrailer(unfinished)).await;
+    reply.expect(400, Some("IncompleteBody"));
+    client.head("/unfinished/k", &[]).await.expect(404, None);
+    let id = create_upload(&client, "/unfinished/mpu", &[]).await;
+    let part = format!("/unfinished/mpu?partNumber=1&uploadId={id}");
+    let reply = client.send("PUT", &part, &headers, Payload::StreamingUnsignedTrailer(unfinished)).await;
+    reply.expect(400, Some("IncompleteBody"));
+    assert!(!client.get(&format!("/unfinished/mpu?uploadId={id}"), &[]).await.text().contains("<Part>"));
+    assert!(server.staged_files().is_empty());
+
+    let reply = client.send("PUT", "/unfinished/k", &headers, Payload::StreamingUnsignedTrailer(&encoded)).await;
+    reply.expect(200, None);
+    assert_eq!(client.get("/unfinished/k", &[]).await.body, body);
+}
+
+#[tokio::test]
 async fn unsigned_payload_with_header_checksum() {
     let (_server, client) = server_with_bucket("unsigned").await;
     let body = data(4096, 6);

@@ -12,9 +12,10 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
+use crate::body_taps::{verify_captured_body, CapturedBody};
 use crate::checksum::{
-    checksum_type, set_checksum_fields, take_checksum_fields, verify_captured_body, CapturedBody, ChecksumFields,
-    ChecksumValue, DeclaredIntegrity, IntegrityHeaders,
+    checksum_type, set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity,
+    IntegrityHeaders,
 };
 use crate::conditions::{check_write, ReadConditions};
 use crate::encryption::{
@@ -51,7 +52,9 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     }
     let declared_len = declared_length(input.content_length)?;
     let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &encryption).await?);
-    let received = receive(&state.store, request_body(input.body.take()), declared_len, integrity, encryptor).await?;
+    let received =
+        receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
+            .await?;
 
     let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
     meta.headers = headers;

@@ -192,6 +192,32 @@ def test_expired_presigned_url(coffer, bucket, monkeypatch):
     assert status == 403 and b"AccessDenied" in body, body
 
 
+@pytest.mark.parametrize("expires_in", [604801, 30 * 24 * 3600], ids=["a-week-and-a-second", "30-days"])
+def test_presigned_url_valid_for_more_than_a_week_is_refused(coffer, bucket, expires_in):
+    """AWS allows 1 second to 7 days (604,800 s); botocore presigns any ExpiresIn it is given."""
+    s3 = coffer.s3_client(signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="shared", Body=b"presigned body")
+    week = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=604800)
+    assert http_get(week) == (200, b"presigned body")
+
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=expires_in)
+    assert f"X-Amz-Expires={expires_in}&" in url
+    status, body = http_get(url)
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body, (status, body)
+    assert b"less than a week" in body, body
+
+
+@pytest.mark.parametrize("expires", ["0", "-1", "soon"])
+def test_presigned_url_expiry_below_one_second_or_not_a_number_is_refused(coffer, bucket, expires):
+    """botocore will not presign these, so a valid URL's X-Amz-Expires is rewritten: the parameter is checked
+    before the signature, as in AWS."""
+    s3 = coffer.s3_client(signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="shared", Body=b"presigned body")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=300)
+    status, body = http_get(url.replace("X-Amz-Expires=300&", f"X-Amz-Expires={expires}&"))
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body, (status, body)
+
+
 def send_raw(server, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:

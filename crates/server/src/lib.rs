@@ -21,6 +21,7 @@ pub mod listing;
 pub mod logging;
 pub mod object_headers;
 pub mod object_io;
+pub mod presigned;
 pub mod s3;
 pub mod service;
 pub mod tls;

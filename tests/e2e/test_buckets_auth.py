@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,7 +12,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from harness import Credentials, awscurl_status, unique_name
+from harness import Credentials, awscurl_status, signed_chunked_put, unique_name
 
 
 def error_of(excinfo):
@@ -189,6 +190,71 @@ def test_expired_presigned_url(coffer, bucket, monkeypatch):
     expired = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "old"}, ExpiresIn=60)
     status, body = http_get(expired)
     assert status == 403 and b"AccessDenied" in body, body
+
+
+@pytest.mark.parametrize("expires_in", [604801, 30 * 24 * 3600], ids=["a-week-and-a-second", "30-days"])
+def test_presigned_url_valid_for_more_than_a_week_is_refused(coffer, bucket, expires_in):
+    """AWS allows 1 second to 7 days (604,800 s); botocore presigns any ExpiresIn it is given."""
+    s3 = coffer.s3_client(signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="shared", Body=b"presigned body")
+    week = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=604800)
+    assert http_get(week) == (200, b"presigned body")
+
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=expires_in)
+    assert f"X-Amz-Expires={expires_in}&" in url
+    status, body = http_get(url)
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body, (status, body)
+    assert b"less than a week" in body, body
+
+
+@pytest.mark.parametrize("expires", ["0", "-1", "soon"])
+def test_presigned_url_expiry_below_one_second_or_not_a_number_is_refused(coffer, bucket, expires):
+    """botocore will not presign these, so a valid URL's X-Amz-Expires is rewritten: the parameter is checked
+    before the signature, as in AWS."""
+    s3 = coffer.s3_client(signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="shared", Body=b"presigned body")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared"}, ExpiresIn=300)
+    status, body = http_get(url.replace("X-Amz-Expires=300&", f"X-Amz-Expires={expires}&"))
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body, (status, body)
+
+
+def send_raw(server, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+CHUNKED_PAYLOAD = bytes(range(256)) * 600  # 153,600 bytes: two full 64 KiB chunks and a shorter one
+
+
+def test_signed_aws_chunked_put(coffer, bucket):
+    """A hand-signed STREAMING-AWS4-HMAC-SHA256-PAYLOAD upload is stored whole; a chunk whose data does not match
+    its signature is refused."""
+    path = f"/{bucket}/chunked"
+    headers, body = signed_chunked_put(coffer.root, coffer.endpoint + path, CHUNKED_PAYLOAD, 64 * 1024)
+    assert send_raw(coffer, "PUT", path, headers, body)[0] == 200
+    assert coffer.s3.get_object(Bucket=bucket, Key="chunked")["Body"].read() == CHUNKED_PAYLOAD
+
+    tampered = body.replace(CHUNKED_PAYLOAD[:16], b"X" * 16, 1)
+    status, answer = send_raw(coffer, "PUT", f"/{bucket}/tampered", headers, tampered)
+    assert status == 403 and b"SignatureDoesNotMatch" in answer, answer
+    assert coffer.s3.list_objects_v2(Bucket=bucket, Prefix="tampered").get("KeyCount") == 0
+
+
+def test_signed_aws_chunked_put_without_its_final_chunk_is_incomplete(coffer, bucket):
+    """Every data chunk arrives, signed, but not the zero-length chunk that ends the body: 400 IncompleteBody, as in
+    AWS, and the previous object stays."""
+    coffer.s3.put_object(Bucket=bucket, Key="chunked", Body=b"before")
+    path = f"/{bucket}/chunked"
+    headers, body = signed_chunked_put(coffer.root, coffer.endpoint + path, CHUNKED_PAYLOAD, 64 * 1024,
+                                       final_chunk=False)
+    status, answer = send_raw(coffer, "PUT", path, headers, body)
+    assert status == 400 and b"<Code>IncompleteBody</Code>" in answer, answer
+    assert coffer.s3.get_object(Bucket=bucket, Key="chunked")["Body"].read() == b"before"
 
 
 def test_awscurl_signed_requests(coffer, bucket):

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from harness import crc32_b64
+from sse_helpers import extra_headers
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes, every offset distinguishable
 
@@ -252,6 +253,56 @@ def test_malformed_content_md5_is_invalid_digest(coffer, bucket):
     with pytest.raises(ClientError) as error:
         coffer.s3.put_object(Bucket=bucket, Key="bad-md5", Body=BODY, ContentMD5="not-base64!")
     assert error_of(error) == (400, "InvalidDigest")
+
+
+def md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+# botocore sends DeleteObjects with a CRC32 of its body; the hook replaces what it computed before signing.
+CHECKSUM_HEADERS = ("x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm", "Content-MD5")
+
+
+@pytest.mark.parametrize("header, value, code", [
+    ("Content-MD5", md5_b64(b"another body"), "BadDigest"),
+    ("x-amz-checksum-crc32", crc32_b64(b"another body"), "BadDigest"),
+    ("Content-MD5", "", "InvalidDigest"),
+], ids=["wrong-content-md5", "wrong-crc32", "empty-content-md5"])
+def test_delete_objects_with_a_wrong_digest_deletes_nothing(coffer, bucket, header, value, code):
+    s3 = coffer.s3
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"k")
+    with extra_headers(s3, "DeleteObjects", {header: value}, drop=CHECKSUM_HEADERS):
+        with pytest.raises(ClientError) as error:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "kept"}]})
+    assert error_of(error) == (400, code)
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"k"
+
+
+def test_delete_objects_with_the_right_content_md5_deletes(coffer, bucket):
+    """What clients that send Content-MD5 instead of a CRC32 (botocore before 1.36) get."""
+    s3 = coffer.s3
+    s3.put_object(Bucket=bucket, Key="gone", Body=b"g")
+
+    def content_md5_only(request, **_):
+        for name in CHECKSUM_HEADERS:
+            del request.headers[name]
+        request.headers["Content-MD5"] = md5_b64(request.body)
+
+    s3.meta.events.register("before-sign.s3.DeleteObjects", content_md5_only)
+    try:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "gone"}]})
+    finally:
+        s3.meta.events.unregister("before-sign.s3.DeleteObjects", content_md5_only)
+    assert s3.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+def test_empty_content_md5_on_put_is_invalid_digest(coffer, bucket):
+    with extra_headers(coffer.s3, "PutObject", {"Content-MD5": ""}):
+        with pytest.raises(ClientError) as error:
+            coffer.s3.put_object(Bucket=bucket, Key="empty-md5", Body=BODY)
+    assert error_of(error) == (400, "InvalidDigest")
+    with pytest.raises(ClientError):
+        coffer.s3.head_object(Bucket=bucket, Key="empty-md5")
 
 
 def test_wrong_part_checksum_is_bad_digest(coffer, bucket):

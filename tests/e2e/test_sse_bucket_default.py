@@ -160,3 +160,23 @@ def test_invalid_configuration_is_refused(coffer, bucket, entry):
     expect_error(lambda: set_default(coffer.s3, bucket, entry), 400)
     expect_error(lambda: coffer.s3.get_bucket_encryption(Bucket=bucket), 404, NOT_FOUND)
     Sse.none().check_echo(coffer.s3.put_object(Bucket=bucket, Key="still-plain", Body=BODY))
+
+
+@pytest.mark.parametrize("key_id, status, code", [
+    ("k" * 10_000, 400, "InvalidArgument"),
+    ("alias/some-key", 400, "InvalidArgument"),
+    ("no-such-key", 400, "KMS.NotFoundException"),
+], ids=["10000-characters", "alias", "unknown-key"])
+def test_kms_key_that_writes_would_fail_on_is_refused(coffer, bucket, key_id, status, code):
+    """Refused at PutBucketEncryption rather than failing every later write; nothing is stored."""
+    answer = expect_error(lambda: set_default(coffer.s3, bucket, rule("aws:kms", key_id)), status, code)
+    assert len(answer["Error"]["Message"]) < 500, "the answer echoed a huge id"
+    expect_error(lambda: coffer.s3.get_bucket_encryption(Bucket=bucket), 404, NOT_FOUND)
+    Sse.none().check_echo(coffer.s3.put_object(Bucket=bucket, Key="still-plain", Body=BODY))
+
+
+def test_kms_key_arn_is_accepted(coffer, bucket, kms_key):
+    arn = f"arn:aws:kms:us-east-1:123456789012:key/{kms_key}"
+    set_default(coffer.s3, bucket, rule("aws:kms", arn))
+    Sse.kms(arn).check_echo(coffer.s3.put_object(Bucket=bucket, Key="by-arn", Body=BODY))
+    assert coffer.s3.get_object(Bucket=bucket, Key="by-arn")["Body"].read() == BODY

@@ -4,6 +4,9 @@
 //! checksum trailer of an aws-chunked body, or just an algorithm to compute); [`BodyDigests`] computes MD5 (the
 //! ETag) and that checksum while the body streams; [`DeclaredIntegrity::verify`] compares them afterwards. s3s
 //! parses these headers but verifies none of them. The hashers are s3s's own.
+//!
+//! Object data (PutObject, UploadPart) is checked as it streams into the store; DeleteObjects' body, which s3s reads
+//! whole, through [`crate::body_taps`].
 
 use base64_simd::STANDARD as BASE64;
 use coffer_store::{Checksum, ChecksumKind};
@@ -265,6 +268,18 @@ impl ChecksumFields {
         fields
     }
 
+    /// The values as sent in the request headers, for operations whose s3s input does not carry them
+    /// (DeleteObjects).
+    pub fn from_headers(headers: &HeaderMap) -> S3Result<Self> {
+        let mut fields = ChecksumFields::default();
+        for algorithm in ChecksumAlgorithm::ALL {
+            if let Some(value) = headers.get(algorithm.header_name()) {
+                *fields.slot(algorithm) = Some(value.to_str().map_err(|_| algorithm.invalid_value())?.to_owned());
+            }
+        }
+        Ok(fields)
+    }
+
     fn slot(&mut self, algorithm: ChecksumAlgorithm) -> &mut Option<String> {
         match algorithm {
             ChecksumAlgorithm::Crc32 => &mut self.crc32,
@@ -340,9 +355,9 @@ pub struct DeclaredIntegrity {
     checksum: Option<(ChecksumAlgorithm, Expected)>,
 }
 
-/// The checksum-related parts of a request that carries a body.
+/// The checksum-related parts of a request that carries a body. Content-MD5 is read from `headers`: s3s takes an
+/// empty one for none, where S3 answers `InvalidDigest`.
 pub struct IntegrityHeaders<'a> {
-    pub content_md5: Option<&'a str>,
     pub checksums: &'a ChecksumFields,
     /// `x-amz-checksum-algorithm` as s3s parsed it.
     pub algorithm: Option<&'a str>,
@@ -354,7 +369,7 @@ impl DeclaredIntegrity {
     /// Reads the declarations. `fallback` is computed when the request names no algorithm (a multipart upload's
     /// algorithm, so that every part has a checksum for the composite).
     pub fn from_request(request: IntegrityHeaders<'_>, fallback: Option<ChecksumAlgorithm>) -> S3Result<Self> {
-        let content_md5 = request.content_md5.map(parse_content_md5).transpose()?;
+        let content_md5 = request.headers.get("content-md5").map(parse_content_md5).transpose()?;
         let named = match request.algorithm {
             Some(name) => Some(ChecksumAlgorithm::from_name(name).ok_or_else(|| {
                 s3_error!(InvalidRequest, "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
@@ -397,6 +412,11 @@ impl DeclaredIntegrity {
         self.checksum.as_ref().map(|(algorithm, _)| *algorithm)
     }
 
+    /// Whether the request sent a value to check the body against (not just an algorithm to compute).
+    pub fn expects_a_value(&self) -> bool {
+        self.content_md5.is_some() || matches!(self.checksum, Some((_, Expected::Value(_) | Expected::Trailer(_))))
+    }
+
     /// Fresh digests for the body. MD5 is computed when the caller needs it for the ETag (`etag_md5`) or the
     /// request sent Content-MD5: SSE-KMS and SSE-C ETags are not MD5s, and skipping it saves a pass over the data.
     pub fn digests(&self, etag_md5: bool) -> BodyDigests {
@@ -432,10 +452,11 @@ impl DeclaredIntegrity {
     }
 }
 
-fn parse_content_md5(value: &str) -> S3Result<[u8; 16]> {
-    BASE64
-        .decode_to_vec(value.trim())
+fn parse_content_md5(value: &http::HeaderValue) -> S3Result<[u8; 16]> {
+    value
+        .to_str()
         .ok()
+        .and_then(|value| BASE64.decode_to_vec(value.trim()).ok())
         .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
         .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))
 }
@@ -596,14 +617,12 @@ mod tests {
     }
 
     fn declared(fields: &ChecksumFields, md5: Option<&str>, algorithm: Option<&str>) -> S3Result<DeclaredIntegrity> {
+        let mut headers = HeaderMap::new();
+        if let Some(md5) = md5 {
+            headers.insert("content-md5", md5.parse().unwrap());
+        }
         DeclaredIntegrity::from_request(
-            IntegrityHeaders {
-                content_md5: md5,
-                checksums: fields,
-                algorithm,
-                headers: &HeaderMap::new(),
-                trailing: None,
-            },
+            IntegrityHeaders { checksums: fields, algorithm, headers: &headers, trailing: None },
             None,
         )
     }
@@ -640,6 +659,7 @@ mod tests {
         assert_eq!(declared(&short, None, None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
         let none = ChecksumFields::default();
         assert_eq!(declared(&none, Some("abc"), None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidDigest);
+        assert_eq!(declared(&none, Some(""), None).err().unwrap().code(), &s3s::S3ErrorCode::InvalidDigest);
         let crc = ChecksumFields { crc32: Some("AAAAAA==".into()), ..ChecksumFields::default() };
         assert_eq!(declared(&crc, None, Some("SHA256")).err().unwrap().code(), &s3s::S3ErrorCode::InvalidRequest);
     }

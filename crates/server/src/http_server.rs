@@ -5,8 +5,9 @@
 //! Connections are bounded ([`ConnectionLimits`]): at most `max_connections` are served at once (the next ones wait
 //! in the listen backlog), a connection that has not sent a complete first request head by `header_read_timeout`
 //! after accept is closed, and so is an HTTP/1.1 connection that waits longer than `idle_timeout` for its next one.
-//! It also closes an HTTP/1 connection after refusing a request whose body
-//! the client holds back (`Expect: 100-continue`), see [`refused_before_its_body`].
+//! It also closes an HTTP/1 connection after refusing a request whose body the client holds back
+//! (`Expect: 100-continue`), see [`refused_before_its_body`]. Request bodies pass through [`body_taps`] on their way
+//! into s3s; a presigned URL asking for an impossible validity is refused here ([`presigned::check_expires`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,15 +22,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use s3s::service::S3Service;
-use s3s::{Body, HttpError};
+use s3s::xml::Serialize as _;
+use s3s::{Body, HttpError, S3Error};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::body_taps;
 use crate::config::ConnectionLimits;
 use crate::errors::with_default_message;
 use crate::health::{Health, Probe};
+use crate::presigned;
 
 /// How a request's client is connected, put into every request's extensions (s3s hands them on to the
 /// operations as `S3Request::extensions`): SSE-C keys may only travel over TLS or from loopback.
@@ -234,6 +238,20 @@ async fn first_head_within<F: Future>(
     }
 }
 
+/// The answer to a request refused before s3s saw it, in the XML s3s writes for its own errors.
+fn error_response(error: &S3Error) -> Response<Body> {
+    let mut xml = Vec::new();
+    let mut serializer = s3s::xml::Serializer::new(&mut xml);
+    if let Err(cause) = serializer.decl().and_then(|()| error.serialize(&mut serializer)) {
+        warn!(%cause, "cannot write an error answer");
+        xml.clear();
+    }
+    let mut response = Response::new(Body::from(xml));
+    *response.status_mut() = error.status_code().unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
 /// Gives an error answer that s3s built from a bare code AWS's message for it ([`with_default_message`]).
 fn add_default_message(response: &mut Response<Body>) {
     let patched = response.body().bytes().and_then(|xml| with_default_message(std::str::from_utf8(&xml).ok()?));
@@ -281,7 +299,14 @@ async fn handle(
             .headers()
             .get(header::EXPECT)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let result = service.call(request.map(Body::from)).await;
+    let result = match presigned::check_expires(request.uri().query()) {
+        Err(refused) => Ok(error_response(&refused)),
+        Ok(()) => {
+            let mut request = request.map(Body::from);
+            body_taps::install(&mut request);
+            service.call(request).await
+        }
+    };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {

@@ -9,6 +9,7 @@
 //! It must not reach into the store's on-disk layout (only the `coffer-store` API), must not log or echo secrets,
 //! signatures or keys, and must not store anything from a request that failed validation.
 
+pub mod body_taps;
 pub mod checksum;
 pub mod conditions;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod listing;
 pub mod logging;
 pub mod object_headers;
 pub mod object_io;
+pub mod presigned;
 pub mod reload;
 pub mod resources;
 pub mod s3;

@@ -24,10 +24,12 @@ use coffer_store::{
     ObjectMeta, ObjectReader, PartMeta, PartStream, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
 };
 use futures::{Stream, StreamExt};
+use http::Extensions;
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{s3_error, S3Result, StdError};
 
+use crate::body_taps::ChunkedBodyEnd;
 use crate::checksum::{BodyDigests, ComputedDigests, DeclaredIntegrity};
 use crate::encryption::sse_error;
 use crate::errors::{body_error, internal, store_error};
@@ -63,9 +65,16 @@ impl Received {
     }
 }
 
-/// A request body as a stream of S3 results (read errors mapped to S3 errors); an absent body is empty.
-pub fn request_body(body: Option<StreamingBlob>) -> impl Stream<Item = S3Result<Bytes>> + Send {
-    futures::stream::iter(body).flatten().map(|chunk| chunk.map_err(|err| body_error(&err)))
+/// A request body as a stream of S3 results (read errors mapped to S3 errors); an absent body is empty. An
+/// aws-chunked body that stopped before its final zero-length chunk ends in `IncompleteBody` (s3s passes it as
+/// complete; the listener's [`ChunkedBodyEnd`] in the request's `extensions` knows).
+pub fn request_body(
+    body: Option<StreamingBlob>,
+    extensions: &Extensions,
+) -> impl Stream<Item = S3Result<Bytes>> + Send {
+    let end = extensions.get::<ChunkedBodyEnd>().cloned();
+    let unfinished = futures::stream::iter(end).filter_map(|end| futures::future::ready(end.check().err().map(Err)));
+    futures::stream::iter(body).flatten().map(|chunk| chunk.map_err(|err| body_error(&err))).chain(unfinished)
 }
 
 /// Streams `body` into new staged data, checking `declared_len` (Content-Length) and the declared digests,

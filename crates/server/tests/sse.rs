@@ -551,6 +551,44 @@ async fn bucket_default_encryption_applies_to_every_write_without_headers() {
     assert!(server.staged_files().is_empty());
 }
 
+#[tokio::test]
+async fn bucket_default_kms_key_must_be_well_formed_and_exist() {
+    let (server, client) = sse_server("dkey").await;
+    let arn = format!("arn:aws:kms:us-east-1:123456789012:key/{KMS_KEY}");
+    client.put("/dkey?encryption", &[], encryption_config("aws:kms", Some(&arn)).as_bytes()).await.expect(200, None);
+    let config_before = client.get("/dkey?encryption", &[]).await;
+    assert!(
+        config_before.text().contains(&format!("<KMSMasterKeyID>{arn}</KMSMasterKeyID>")),
+        "{}",
+        config_before.text()
+    );
+
+    let too_long = "k".repeat(10_000);
+    let too_long_arn = format!("arn:aws:kms:us-east-1:123456789012:key/{}", "k".repeat(coffer_kms::MAX_KEY_ID_LEN + 1));
+    for bad in [too_long.as_str(), "bad/key", "two words", ".hidden", "alias/test-kms-key", too_long_arn.as_str()] {
+        let reply = client.put("/dkey?encryption", &[], encryption_config("aws:kms", Some(bad)).as_bytes()).await;
+        reply.expect(400, Some("InvalidArgument"));
+        assert!(!reply.text().contains(&too_long), "the id was echoed");
+    }
+    client
+        .put("/dkey?encryption", &[], encryption_config("aws:kms", Some("no-such-key")).as_bytes())
+        .await
+        .expect(400, Some("KMS.NotFoundException"));
+    server.kms.stop().await.unwrap();
+    client
+        .put("/dkey?encryption", &[], encryption_config("aws:kms", Some(KMS_KEY)).as_bytes())
+        .await
+        .expect(503, Some("ServiceUnavailable"));
+    server.kms.start().await.unwrap();
+
+    // Nothing refused was stored: the configuration is the one set first, and writes use it.
+    assert_eq!(client.get("/dkey?encryption", &[]).await.text(), config_before.text());
+    let reply = client.put("/dkey/obj", &[], b"data").await;
+    reply.expect(200, None);
+    assert_eq!(reply.header("x-amz-server-side-encryption-aws-kms-key-id"), Some(arn.as_str()));
+    assert_body(&client.get("/dkey/obj", &[]).await, 200, b"data");
+}
+
 // ---------------------------------------------------------------- copies
 
 fn copy_headers(source: &str, from: Mode, to: Mode) -> Headers {

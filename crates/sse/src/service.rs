@@ -11,7 +11,10 @@
 
 use std::sync::Arc;
 
-use coffer_kms::{EncryptionContext, KeyMaterial, KmsError, KmsManager, WrappedKey};
+use coffer_kms::{
+    split_key_ref, validate_key_id, validate_store_name, EncryptionContext, KeyMaterial, KmsError, KmsManager,
+    WrappedKey, MAX_KEY_ID_LEN,
+};
 
 use crate::error::{Result, SseError};
 use crate::headers::{
@@ -53,6 +56,26 @@ impl SseService {
             return Ok(None);
         };
         Ok(Some(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode()), encryption }))
+    }
+
+    /// Checks a KMS key that is named now and used later (PutBucketEncryption's `KMSMasterKeyID`), so a
+    /// configuration every later write would fail on is refused up front: the id must be in a form the object path
+    /// accepts (a key id or key ARN, resolved by [`kms_lookup_id`]) and name a key the running KMS has. A disabled key
+    /// or one pending deletion exists and passes: it can be enabled again. Answers: a malformed id `InvalidArgument`,
+    /// an unknown key `KMS.NotFoundException` (as a write naming it), a KMS that is not running 503.
+    pub async fn check_kms_key(&self, named: &str) -> Result<()> {
+        let key_ref = kms_lookup_id(named);
+        let (store, key_id) = split_key_ref(key_ref);
+        let well_formed =
+            validate_key_id(key_id).is_ok() && store.is_none_or(|store| validate_store_name(store).is_ok());
+        if !well_formed {
+            return Err(SseError::invalid_argument(format!(
+                "The KMS key id must be a key id of 1 to {MAX_KEY_ID_LEN} letters, digits, '-', '_' or '.' (starting \
+                 with a letter or digit), `store/key` for a key of another KMS store, or the ARN of such a key"
+            )));
+        }
+        self.kms.describe_key(key_ref).await?;
+        Ok(())
     }
 
     /// GetObject, copy source, UploadPartCopy source: checks the customer key against the object

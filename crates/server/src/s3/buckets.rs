@@ -81,6 +81,9 @@ pub async fn put_bucket_encryption(
         rule.bucket_key_enabled,
     )
     .map_err(sse_error)?;
+    if let Some(key_id) = config.kms_master_key_id() {
+        state.sse.check_kms_key(key_id).await.map_err(sse_error)?;
+    }
     state.store.set_bucket_encryption(&input.bucket, Some(config.to_json().into())).await.map_err(store_error)?;
     Ok(S3Response::new(PutBucketEncryptionOutput::default()))
 }

@@ -104,7 +104,6 @@ pub async fn upload_part(
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
-            content_md5: input.content_md5.as_deref(),
             checksums: &checksums,
             algorithm: input.checksum_algorithm.as_ref().map(s3s::dto::ChecksumAlgorithm::as_str),
             headers: &req.headers,
@@ -125,7 +124,9 @@ pub async fn upload_part(
     let declared_len = declared_length(input.content_length)?;
     let encryptor =
         part_encryptor(state, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref(), number).await?;
-    let received = receive(&state.store, request_body(input.body.take()), declared_len, integrity, encryptor).await?;
+    let received =
+        receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
+            .await?;
     let part = commit_part(state, &input.bucket, &input.key, &input.upload_id, number, received).await?;
 
     let mut output = UploadPartOutput { e_tag: Some(etag(&part.etag)), ..Default::default() };

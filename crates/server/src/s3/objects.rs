@@ -12,6 +12,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
+use crate::body_taps::{verify_captured_body, CapturedBody};
 use crate::checksum::{
     checksum_type, set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity,
     IntegrityHeaders,
@@ -38,7 +39,6 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     let checksums = take_checksum_fields!(input);
     let integrity = DeclaredIntegrity::from_request(
         IntegrityHeaders {
-            content_md5: input.content_md5.as_deref(),
             checksums: &checksums,
             algorithm: input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str),
             headers: &req.headers,
@@ -52,7 +52,9 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     }
     let declared_len = declared_length(input.content_length)?;
     let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &encryption).await?);
-    let received = receive(&state.store, request_body(input.body.take()), declared_len, integrity, encryptor).await?;
+    let received =
+        receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
+            .await?;
 
     let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
     meta.headers = headers;
@@ -256,8 +258,19 @@ pub async fn delete_object(
 
 pub async fn delete_objects(
     state: &AppState,
-    req: S3Request<DeleteObjectsInput>,
+    mut req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let checksums = ChecksumFields::from_headers(&req.headers)?;
+    let integrity = DeclaredIntegrity::from_request(
+        IntegrityHeaders {
+            checksums: &checksums,
+            algorithm: req.input.checksum_algorithm.as_ref().map(ChecksumAlgorithm::as_str),
+            headers: &req.headers,
+            trailing: req.trailing_headers.take(),
+        },
+        None,
+    )?;
+    verify_captured_body(integrity, req.extensions.get::<CapturedBody>())?;
     let input = req.input;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
         return Err(s3_error!(MalformedXML, "A DeleteObjects request may name at most {MAX_DELETE_KEYS} keys."));

@@ -140,9 +140,11 @@ pub fn store_name_for(backend: &BackendConfig) -> &'static str {
 }
 
 /// Checks a store name: 1–64 lowercase letters, digits, `-` or `_`, starting with a letter or digit. No `/`: key
-/// references are `store/key`.
+/// references are `store/key`. `alias` is reserved: `alias/NAME` is how AWS names key aliases, which Coffer does not
+/// have, and must not be read as a store.
 pub fn validate_store_name(name: &str) -> Result<()> {
-    let valid = (1..=64).contains(&name.len())
+    let valid = name != "alias"
+        && (1..=64).contains(&name.len())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric());
     if valid {
@@ -150,7 +152,8 @@ pub fn validate_store_name(name: &str) -> Result<()> {
     } else {
         Err(KmsError::InvalidConfig {
             field: "store".into(),
-            message: "a store name is 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+            message: "a store name is 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit \
+                      (not `alias`)"
                 .into(),
         })
     }
@@ -622,7 +625,7 @@ mod tests {
         config.default_store = "local".into();
         config.bucket_keys.insert("photos".into(), "prod/key".into());
         assert!(config.validate().unwrap_err().to_string().contains("photos"));
-        for bad in ["", "Prod", "a/b", "-x", &"x".repeat(65)] {
+        for bad in ["", "Prod", "a/b", "-x", "alias", &"x".repeat(65)] {
             assert!(validate_store_name(bad).is_err(), "{bad}");
         }
         validate_store_name("eu-vault_2").unwrap();

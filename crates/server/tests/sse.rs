@@ -565,7 +565,15 @@ async fn bucket_default_kms_key_must_be_well_formed_and_exist() {
 
     let too_long = "k".repeat(10_000);
     let too_long_arn = format!("arn:aws:kms:us-east-1:123456789012:key/{}", "k".repeat(coffer_kms::MAX_KEY_ID_LEN + 1));
-    for bad in [too_long.as_str(), "bad/key/more", "two words", ".hidden", "Upper/key", too_long_arn.as_str()] {
+    for bad in [
+        too_long.as_str(),
+        "bad/key/more",
+        "two words",
+        ".hidden",
+        "alias/test-kms-key",
+        "Upper/key",
+        too_long_arn.as_str(),
+    ] {
         let reply = client.put("/dkey?encryption", &[], encryption_config("aws:kms", Some(bad)).as_bytes()).await;
         reply.expect(400, Some("InvalidArgument"));
         assert!(!reply.text().contains(&too_long), "the id was echoed");

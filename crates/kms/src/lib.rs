@@ -1,9 +1,10 @@
 //! coffer-kms: master keys, data keys and the data-key cache.
 //!
 //! This crate owns the KMS backends (a local directory of encrypted key files and a Vault/OpenBao transit engine),
-//! the lifecycle manager that configures, starts, stops and persists them, and the data-key cache the object path
-//! draws from. It hands out data keys and unwraps wrapped ones; it must not know about buckets' objects, S3 headers,
-//! the encryption format of object data or HTTP routing — those belong to `coffer-sse`, the server and `admin-api`.
+//! the named stores that run several of them at once (each with its own data-key cache, one the default), and the
+//! lifecycle manager that configures, starts, stops and persists them. It hands out data keys and unwraps wrapped
+//! ones, and knows which key a bucket uses by default; it must not know about buckets' objects, S3 headers, the
+//! encryption format of object data or HTTP routing — those belong to `coffer-sse`, the server and `admin-api`.
 //! Plaintext key material never leaves this crate except as [`KeyMaterial`], which zeroizes on drop and cannot be
 //! printed.
 

@@ -21,6 +21,12 @@ pub struct KeyInfo {
     /// When a key pending deletion is destroyed (RFC 3339).
     pub deletion_date: Option<String>,
     pub description: Option<String>,
+    /// After this time (RFC 3339) the key makes no new data keys; objects it encrypted stay readable.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Whole days until `expires_at`, rounded down: 0 on its last day, negative once expired.
+    #[serde(default)]
+    pub days_left: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,8 @@ impl From<KeyMetadata> for KeyInfo {
                 .collect(),
             deletion_date: key.deletion_date.map(rfc3339),
             description: key.description,
+            expires_at: key.expires_at.map(rfc3339),
+            days_left: key.expires_at.map(|at| (at - OffsetDateTime::now_utc()).whole_seconds().div_euclid(86_400)),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use coffer_kms::{BackendConfig, KmsConfig, LocalConfig, Secret, VaultAuth, VaultConfig};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 
 use crate::error::ApiError;
 
@@ -44,7 +45,8 @@ const CONFIG_FIELDS: &[&str] = &[
 const TOKEN_FIELDS: &[&str] = &["token"];
 const TOKEN_FILE_FIELDS: &[&str] = &["path"];
 const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id", "secret_id_file"];
-const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description"];
+const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description", "expires_at"];
+const EXPIRY_FIELDS: &[&str] = &["expires_at"];
 const BUCKET_KEY_FIELDS: &[&str] = &["key_id"];
 const LOCAL_ONLY_FIELDS: [&str; 3] = ["key_dir", "master_key", "master_key_file"];
 const VAULT_ONLY_FIELDS: [&str; 8] = [
@@ -236,11 +238,12 @@ fn missing_for_vault(field: &str) -> ApiError {
     )
 }
 
-/// A key to create: an explicit id or none (the KMS generates one), and an optional description.
+/// A key to create: an explicit id or none (the KMS generates one), an optional description and expiration time.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CreateKeyRequest {
     pub key_id: Option<String>,
     pub description: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Parses the optional `{"key_id":…,"description":…}` body of `POST keys`; an empty body asks for a generated id.
@@ -252,9 +255,31 @@ pub fn parse_create_key(body: &[u8]) -> Result<CreateKeyRequest, ApiError> {
     let request = CreateKeyRequest {
         key_id: fields.optional("key_id", "a string")?,
         description: fields.optional("description", "a string")?,
+        expires_at: expires_at(&mut fields)?,
     };
     fields.finish()?;
     Ok(request)
+}
+
+/// `{"expires_at":"2027-01-01T00:00:00Z"}`, or `null` to clear the expiration.
+pub fn parse_expiry(body: &[u8]) -> Result<Option<OffsetDateTime>, ApiError> {
+    let mut fields = Fields::from_body(body, EXPIRY_FIELDS)?;
+    let expires_at = expires_at(&mut fields)?;
+    fields.finish()?;
+    Ok(expires_at)
+}
+
+fn expires_at(fields: &mut Fields) -> Result<Option<OffsetDateTime>, ApiError> {
+    let Some(text) = fields.optional::<String>("expires_at", "an RFC 3339 time (2027-01-01T00:00:00Z)")? else {
+        return Ok(None);
+    };
+    OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).map(Some).map_err(|_| {
+        ApiError::invalid_field(
+            "InvalidField",
+            "expires_at",
+            "field `expires_at` must be an RFC 3339 time (2027-01-01T00:00:00Z)",
+        )
+    })
 }
 
 /// The fields of one JSON object, consumed as they are read; whatever is left at the end is unknown.
@@ -491,7 +516,7 @@ mod tests {
         assert_eq!(parse_create_key(b"").unwrap(), CreateKeyRequest::default());
         assert_eq!(
             parse_create_key(br#"{"key_id":"app","description":"for app"}"#).unwrap(),
-            CreateKeyRequest { key_id: Some("app".into()), description: Some("for app".into()) }
+            CreateKeyRequest { key_id: Some("app".into()), description: Some("for app".into()), expires_at: None }
         );
         assert_eq!(parse_create_key(br#"{"name":"app"}"#).unwrap_err().field.as_deref(), Some("name"));
     }

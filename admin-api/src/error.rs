@@ -55,6 +55,7 @@ impl From<KmsError> for ApiError {
             KmsError::StoreInUse(_) => (StatusCode::CONFLICT, "StoreInUse"),
             KmsError::KeyDisabled(_) => (StatusCode::CONFLICT, "KeyDisabled"),
             KmsError::KeyPendingDeletion(_) => (StatusCode::CONFLICT, "KeyPendingDeletion"),
+            KmsError::KeyExpired { .. } => (StatusCode::CONFLICT, "KeyExpired"),
             KmsError::KeyExists(_) => (StatusCode::CONFLICT, "KeyAlreadyExists"),
             KmsError::InvalidKeyId(_) => (StatusCode::BAD_REQUEST, "InvalidKeyId"),
             KmsError::UnusableKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKeyUsage"),

@@ -7,7 +7,7 @@ use coffer_kms::{split_key_ref, BackendConfig, EncryptionContext, KmsConfig, Kms
 use serde::Serialize;
 
 use crate::api::{BucketKeyInfo, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList};
-use crate::body::{parse_bucket_key, parse_create_key, parse_kms_config, parse_store, ConfigBody};
+use crate::body::{parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_store, ConfigBody};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::routes::Endpoint;
@@ -69,6 +69,7 @@ impl Handlers {
             Endpoint::Configure
                 | Endpoint::Reconfigure
                 | Endpoint::CreateKey
+                | Endpoint::SetKeyExpiry
                 | Endpoint::AddStore
                 | Endpoint::UpdateStore
                 | Endpoint::SetBucketKey
@@ -180,8 +181,18 @@ impl Handlers {
                 let request = parse_create_key(body)?;
                 query.finish()?;
                 call.subject.clone_from(&request.key_id);
-                let key = self.kms.create_key(request.key_id.as_deref(), request.description.as_deref()).await?;
+                if request.expires_at.is_some_and(|at| at <= time::OffsetDateTime::now_utc()) {
+                    return Err(KmsError::invalid_argument(
+                        "expires_at",
+                        "a key's expiration time must lie in the future",
+                    )
+                    .into());
+                }
+                let mut key = self.kms.create_key(request.key_id.as_deref(), request.description.as_deref()).await?;
                 call.subject = Some(key.key_id.clone());
+                if request.expires_at.is_some() {
+                    key = self.kms.set_key_expiry(&key.key_id, request.expires_at).await?;
+                }
                 Ok(json(KeyInfo::from(key)))
             }
             Endpoint::ListKeys => {
@@ -213,6 +224,11 @@ impl Handlers {
                 let days = query.integer("pending_window_days", 0..=u32::MAX)?.unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
                 query.finish()?;
                 Ok(json(KeyInfo::from(self.kms.schedule_deletion(&path_key, days).await?)))
+            }
+            Endpoint::SetKeyExpiry => {
+                let expires_at = parse_expiry(body)?;
+                query.finish()?;
+                Ok(json(KeyInfo::from(self.kms.set_key_expiry(&path_key, expires_at).await?)))
             }
             Endpoint::CancelKeyDeletion => {
                 query.finish()?;

@@ -151,6 +151,15 @@ enum KeyCommand {
         /// What the key is for.
         #[arg(long)]
         description: Option<String>,
+        /// When the key stops encrypting new data (RFC 3339, e.g. 2027-01-01T00:00:00Z); objects stay readable.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Set when a key stops encrypting new data (RFC 3339); without --at, the key never expires.
+    SetExpiry {
+        key_id: String,
+        #[arg(long)]
+        at: Option<String>,
     },
     /// List master keys, a page at a time.
     List {
@@ -337,13 +346,16 @@ impl KeyCommand {
             request(method, &[["keys", key_id].as_slice(), action.as_slice()].concat())
         };
         match self {
-            Self::Create { key_id, description } => {
+            Self::Create { key_id, description, expires_at } => {
                 let mut body = serde_json::Map::new();
                 if let Some(key_id) = key_id {
                     body.insert("key_id".into(), key_id.as_str().into());
                 }
                 if let Some(description) = description {
                     body.insert("description".into(), description.as_str().into());
+                }
+                if let Some(expires_at) = expires_at {
+                    body.insert("expires_at".into(), expires_at.as_str().into());
                 }
                 with_body(request(Method::POST, &["keys"]), Value::Object(body).to_string().into_bytes())
             }
@@ -364,6 +376,10 @@ impl KeyCommand {
                 delete
             }
             Self::CancelDeletion { key_id } => on_key(Method::POST, key_id, Some("cancel-deletion")),
+            Self::SetExpiry { key_id, at } => with_body(
+                on_key(Method::POST, key_id, Some("expiry")),
+                serde_json::json!({ "expires_at": at }).to_string().into_bytes(),
+            ),
         }
     }
 }

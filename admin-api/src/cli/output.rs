@@ -90,11 +90,22 @@ pub fn key(key: &KeyInfo) -> String {
         ("versions", versions),
         ("deletion_date", or_none(key.deletion_date.as_deref())),
         ("description", or_none(key.description.as_deref())),
+        ("expires_at", expiry(key)),
     ])
 }
 
+/// `2027-01-01T00:00:00Z (12 days left)`, `… (expired)` or `-`.
+fn expiry(key: &KeyInfo) -> String {
+    match (&key.expires_at, key.days_left) {
+        (Some(at), Some(days)) if days < 0 => format!("{at} (expired)"),
+        (Some(at), Some(days)) => format!("{at} ({days} days left)"),
+        (Some(at), None) => at.clone(),
+        (None, _) => NONE.to_owned(),
+    }
+}
+
 pub fn key_list(list: &KeyList) -> String {
-    let header = ["KEY ID", "STATE", "VERSION", "CREATED", "DELETION DATE"].map(str::to_owned);
+    let header = ["KEY ID", "STATE", "VERSION", "CREATED", "DELETION DATE", "EXPIRES"].map(str::to_owned);
     let rows = list.keys.iter().map(|key| {
         [
             key.key_id.clone(),
@@ -102,6 +113,7 @@ pub fn key_list(list: &KeyList) -> String {
             key.current_version.to_string(),
             key.created_at.clone(),
             or_none(key.deletion_date.as_deref()),
+            expiry(key),
         ]
     });
     let mut text = columns(std::iter::once(header).chain(rows).collect());
@@ -203,11 +215,16 @@ mod tests {
             versions: vec![KeyVersionInfo { version: 1, created_at: "2025-01-01T00:00:00Z".into() }],
             deletion_date: None,
             description: None,
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
+            days_left: Some(12),
         };
         let text = key_list(&KeyList { keys: vec![key], next_marker: Some("app".into()) });
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "KEY ID  STATE    VERSION  CREATED               DELETION DATE");
-        assert_eq!(lines[1], "app     Enabled  2        2025-01-01T00:00:00Z  -");
+        assert_eq!(lines[0], "KEY ID  STATE    VERSION  CREATED               DELETION DATE  EXPIRES");
+        assert_eq!(
+            lines[1],
+            "app     Enabled  2        2025-01-01T00:00:00Z  -              2027-01-01T00:00:00Z (12 days left)"
+        );
         assert_eq!(lines[2], "more keys follow: list again with --marker app");
     }
 }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::error::Result;
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage};
@@ -44,6 +45,8 @@ pub trait KmsBackend: Send + Sync {
     async fn cancel_deletion(&self, key_id: &str) -> Result<KeyMetadata>;
     /// Adds a key version; new data keys use it, old wrapped keys still open.
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata>;
+    /// Sets (or clears, with `None`) the time after which the key makes no new data keys; it must lie in the future.
+    async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata>;
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey>;
     async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial>;
     async fn health(&self) -> Health;

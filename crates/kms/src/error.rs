@@ -23,6 +23,9 @@ pub enum KmsError {
     KeyDisabled(String),
     #[error("KMS key is pending deletion: {0}")]
     KeyPendingDeletion(String),
+    /// The key's expiration time has passed: it makes no new data keys (it still opens the ones it made).
+    #[error("KMS key {key_id} expired at {expired_at}: it no longer encrypts new data")]
+    KeyExpired { key_id: String, expired_at: String },
     #[error("KMS key already exists: {0}")]
     KeyExists(String),
     #[error("invalid key id: {0}")]
@@ -81,6 +84,7 @@ impl KmsError {
             | Self::StoreInUse(_)
             | Self::KeyDisabled(_)
             | Self::KeyPendingDeletion(_)
+            | Self::KeyExpired { .. }
             | Self::KeyExists(_)
             | Self::InvalidKeyId(_)
             | Self::UnusableKey { .. }
@@ -100,6 +104,9 @@ impl KmsError {
             Self::StoreInUse(message) => Self::StoreInUse(message.clone()),
             Self::KeyDisabled(id) => Self::KeyDisabled(id.clone()),
             Self::KeyPendingDeletion(id) => Self::KeyPendingDeletion(id.clone()),
+            Self::KeyExpired { key_id, expired_at } => {
+                Self::KeyExpired { key_id: key_id.clone(), expired_at: expired_at.clone() }
+            }
             Self::KeyExists(id) => Self::KeyExists(id.clone()),
             Self::InvalidKeyId(message) => Self::InvalidKeyId(message.clone()),
             Self::UnusableKey { key_id, reason } => {

@@ -29,6 +29,29 @@ pub(crate) fn key_to_create(key_id: Option<&str>, description: Option<&str>) -> 
     Ok(key_id)
 }
 
+/// Checks an expiration time to set on a key: it must lie in the future (a key created already expired is useless).
+pub(crate) fn expiry_to_set(expires_at: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>> {
+    match expires_at {
+        Some(at) if at <= OffsetDateTime::now_utc() => {
+            Err(KmsError::invalid_argument("expires_at", "a key's expiration time must lie in the future"))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Refuses to make data keys with a key whose expiration time has passed.
+pub(crate) fn refuse_if_expired(key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<()> {
+    match expires_at {
+        Some(at) if at <= OffsetDateTime::now_utc() => Err(expired(key_id, at)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn expired(key_id: &str, at: OffsetDateTime) -> KmsError {
+    let expired_at = at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string());
+    KmsError::KeyExpired { key_id: key_id.to_owned(), expired_at }
+}
+
 /// When a key scheduled for deletion now with a window of `pending_window_days` is deleted; refuses a window
 /// outside [`PENDING_WINDOW_DAYS`].
 pub(crate) fn deletion_date(pending_window_days: u32) -> Result<OffsetDateTime> {

@@ -378,11 +378,15 @@ impl KmsManager {
     }
 
     /// The cached bucket key for writes under `key_ref` (`store/key`, or `key` in the default store) in `bucket`
-    /// with `context` (see [`DataKeyCache`]).
+    /// with `context` (see [`DataKeyCache`]). A cached key whose master key has expired since is not used.
     pub async fn bucket_key(&self, key_ref: &str, bucket: &str, context: &EncryptionContext) -> Result<Arc<DataKey>> {
         let stores = self.active()?;
         let (store, key_id) = stores.resolve(key_ref)?;
-        store.named(store.cache.bucket_key(store.backend.as_ref(), key_id, bucket, context).await)
+        let data_key = store.named(store.cache.bucket_key(store.backend.as_ref(), key_id, bucket, context).await)?;
+        match data_key.expires_at {
+            Some(at) if at <= time::OffsetDateTime::now_utc() => Err(crate::key_requests::expired(key_ref, at)),
+            _ => Ok(data_key),
+        }
     }
 
     /// The plaintext of a stored wrapped key, opened by the store that made it and cached by blob and context.
@@ -603,6 +607,17 @@ impl KmsManager {
             default_store: config.default_store.clone(),
             legacy_stores: config.legacy_stores.clone(),
         }))
+    }
+
+    /// Sets (or clears) the time after which the key makes no new data keys, and drops its cached bucket keys so
+    /// the new time applies at once. The time must lie in the future.
+    pub async fn set_key_expiry(&self, key_ref: &str, expires_at: Option<time::OffsetDateTime>) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move {
+            let metadata = store.backend.set_expiry(&key_id, expires_at).await?;
+            store.cache.invalidate_bucket_keys(&key_id).await;
+            Ok(metadata)
+        })
+        .await
     }
 
     /// Runs a key operation in the store `key_ref` names; the answer names the key as the caller does.

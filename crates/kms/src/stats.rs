@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
+use time::OffsetDateTime;
 
 use crate::backend::{BackendKind, KmsBackend};
 use crate::error::{KmsError, Result};
@@ -30,13 +31,14 @@ pub(crate) enum Operation {
     ScheduleDeletion,
     CancelDeletion,
     RotateKey,
+    SetExpiry,
     GenerateDataKey,
     DecryptDataKey,
     Health,
 }
 
 impl Operation {
-    const ALL: [Operation; 11] = [
+    const ALL: [Operation; 12] = [
         Self::CreateKey,
         Self::DescribeKey,
         Self::ListKeys,
@@ -45,6 +47,7 @@ impl Operation {
         Self::ScheduleDeletion,
         Self::CancelDeletion,
         Self::RotateKey,
+        Self::SetExpiry,
         Self::GenerateDataKey,
         Self::DecryptDataKey,
         Self::Health,
@@ -60,6 +63,7 @@ impl Operation {
             Self::ScheduleDeletion => "schedule_deletion",
             Self::CancelDeletion => "cancel_deletion",
             Self::RotateKey => "rotate_key",
+            Self::SetExpiry => "set_expiry",
             Self::GenerateDataKey => "generate_data_key",
             Self::DecryptDataKey => "decrypt_data_key",
             Self::Health => "health",
@@ -206,6 +210,10 @@ impl KmsBackend for Metered {
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
         self.timed(Operation::RotateKey, self.inner.rotate_key(key_id)).await
+    }
+
+    async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata> {
+        self.timed(Operation::SetExpiry, self.inner.set_expiry(key_id, expires_at)).await
     }
 
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {

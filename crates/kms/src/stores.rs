@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use time::OffsetDateTime;
 
 use crate::backend::{BackendKind, KmsBackend};
 use crate::cache::DataKeyCache;
@@ -214,6 +215,10 @@ impl KmsBackend for InStore {
 
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
         self.inner.rotate_key(key_id).await
+    }
+
+    async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata> {
+        self.inner.set_expiry(key_id, expires_at).await
     }
 
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {

@@ -76,6 +76,8 @@ pub struct DataKey {
     pub key_version: u32,
     pub plaintext: KeyMaterial,
     pub wrapped: WrappedKey,
+    /// When its master key stops making data keys: a cached data key is not used past it either.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Whether a master key may be used.
@@ -106,6 +108,9 @@ pub struct KeyMetadata {
     #[serde(with = "time::serde::rfc3339::option")]
     pub deletion_date: Option<OffsetDateTime>,
     pub description: Option<String>,
+    /// After this time the key makes no new data keys (it still opens the ones it made).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// One page of a key listing; `next_marker` continues it.

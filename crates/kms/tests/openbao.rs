@@ -520,6 +520,27 @@ async fn any_symmetric_transit_key_works_and_other_key_types_are_unusable() {
 }
 
 #[tokio::test]
+async fn a_transit_key_can_expire_for_new_data_keys_only() {
+    let bao = OpenBao::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let backend = root_backend(&bao, state.path()).await;
+    backend.create_key(Some("expiring"), None).await.unwrap();
+    let soon = time::OffsetDateTime::now_utc() + Duration::from_millis(1500);
+    let metadata = backend.set_expiry("expiring", Some(soon)).await.unwrap();
+    assert_eq!(metadata.expires_at.map(|at| at.unix_timestamp()), Some(soon.unix_timestamp()));
+    let data_key = backend.generate_data_key("expiring", &context("x")).await.unwrap();
+    assert_eq!(data_key.expires_at.map(|at| at.unix_timestamp()), Some(soon.unix_timestamp()));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let err = backend.generate_data_key("expiring", &context("x")).await.unwrap_err();
+    assert!(matches!(err, KmsError::KeyExpired { .. }), "{err}");
+    assert_eq!(bao.encrypt_calls("expiring"), 1, "an expired key never reaches transit/encrypt");
+    let opened = backend.decrypt_data_key(&data_key.wrapped, &context("x")).await.unwrap();
+    assert_eq!(opened.as_bytes(), data_key.plaintext.as_bytes());
+    let past = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+    assert!(matches!(backend.set_expiry("expiring", Some(past)).await, Err(KmsError::InvalidArgument { .. })));
+}
+
+#[tokio::test]
 async fn a_key_past_its_deletion_date_is_deleted_from_transit_on_next_touch() {
     let bao = OpenBao::start().await;
     let state = tempfile::tempdir().unwrap();

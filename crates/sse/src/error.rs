@@ -89,6 +89,7 @@ impl From<KmsError> for SseError {
             KmsError::StoreNotFound(_) => Self::new("KMS.NotFoundException", 400, error.to_string()),
             KmsError::UnusableKey { .. } => Self::new("KMS.InvalidKeyUsageException", 400, error.to_string()),
             KmsError::KeyDisabled(id) => Self::new("KMS.DisabledException", 400, format!("KMS key '{id}' is disabled")),
+            KmsError::KeyExpired { .. } => Self::new("KMS.KMSInvalidStateException", 400, error.to_string()),
             KmsError::KeyPendingDeletion(id) => {
                 Self::new("KMS.KMSInvalidStateException", 400, format!("KMS key '{id}' is pending deletion"))
             }
@@ -131,6 +132,11 @@ mod tests {
                 400,
             ),
             (KmsError::KeyPendingDeletion("k1".into()), "KMS.KMSInvalidStateException", 400),
+            (
+                KmsError::KeyExpired { key_id: "k1".into(), expired_at: "2026-01-01T00:00:00Z".into() },
+                "KMS.KMSInvalidStateException",
+                400,
+            ),
             (KmsError::NotRunning, "ServiceUnavailable", 503),
             (KmsError::NotConfigured, "ServiceUnavailable", 503),
             (KmsError::Unavailable("connection refused".into()), "ServiceUnavailable", 503),

@@ -48,6 +48,9 @@ impl KmsBackend for Counting {
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
         self.inner.rotate_key(key_id).await
     }
+    async fn set_expiry(&self, key_id: &str, expires_at: Option<time::OffsetDateTime>) -> Result<KeyMetadata> {
+        self.inner.set_expiry(key_id, expires_at).await
+    }
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         self.generates.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = &self.gate {

@@ -41,6 +41,7 @@ pub(super) struct StoredKey {
     pub created_at: OffsetDateTime,
     pub deletion_date: Option<OffsetDateTime>,
     pub description: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
     kek_salt: [u8; SALT_LEN],
     versions: Vec<Version>,
 }
@@ -64,6 +65,9 @@ struct KeyFile {
     #[serde(with = "time::serde::rfc3339::option")]
     deletion_date: Option<OffsetDateTime>,
     description: Option<String>,
+    /// Absent in files written before keys could expire.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
     kek_salt: String,
     versions: Vec<SealedVersion>,
 }
@@ -88,6 +92,7 @@ impl StoredKey {
             created_at: now,
             deletion_date: None,
             description,
+            expires_at: None,
             kek_salt,
             versions: vec![Version { number: 1, created_at: now, material: KeyMaterial::generate() }],
         }
@@ -140,6 +145,7 @@ impl StoredKey {
             created_at: file.created_at,
             deletion_date: file.deletion_date,
             description: file.description,
+            expires_at: file.expires_at,
             kek_salt,
             versions,
         })
@@ -155,6 +161,7 @@ impl StoredKey {
             created_at: self.created_at,
             deletion_date: self.deletion_date,
             description: self.description.clone(),
+            expires_at: self.expires_at,
             kek_salt: STANDARD.encode_to_string(self.kek_salt),
             versions: self
                 .versions
@@ -186,6 +193,7 @@ impl StoredKey {
                 .collect(),
             deletion_date: self.deletion_date,
             description: self.description.clone(),
+            expires_at: self.expires_at,
         }
     }
 

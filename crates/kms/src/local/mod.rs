@@ -24,7 +24,7 @@ use crate::config::LocalConfig;
 use crate::error::{KmsError, Result};
 use crate::fs;
 use crate::key_id::validate_key_id;
-use crate::key_requests::{deletion_date, key_to_create};
+use crate::key_requests::{deletion_date, expiry_to_set, key_to_create, refuse_if_expired};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState};
 use crate::wrapped::WrappedKey;
 
@@ -218,6 +218,16 @@ impl KmsBackend for LocalBackend {
         .await
     }
 
+    async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata> {
+        let expires_at = expiry_to_set(expires_at)?;
+        self.update(key_id, move |key| {
+            refuse_pending_deletion(key)?;
+            key.expires_at = expires_at;
+            Ok(())
+        })
+        .await
+    }
+
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         validate_key_id(key_id)?;
         let key_id = key_id.to_owned();
@@ -225,9 +235,10 @@ impl KmsBackend for LocalBackend {
         self.blocking(move |store| {
             let key = store.read(&key_id)?;
             refuse_unless_enabled(&key)?;
+            refuse_if_expired(&key_id, key.expires_at)?;
             let plaintext = KeyMaterial::generate();
             let wrapped = key.wrap(&plaintext, &context)?;
-            Ok(DataKey { key_version: key.current_version(), key_id, plaintext, wrapped })
+            Ok(DataKey { key_version: key.current_version(), key_id, plaintext, wrapped, expires_at: key.expires_at })
         })
         .await
     }

@@ -714,3 +714,40 @@ async fn a_store_that_cannot_serve_fails_only_its_own_requests() {
     let broken = status.stores.iter().find(|store| store.name == "broken").unwrap();
     assert!(!broken.healthy && broken.reason.as_deref().unwrap().contains("not-a-dir"), "{broken:?}");
 }
+
+#[tokio::test]
+async fn an_expired_key_makes_no_new_data_keys_even_from_the_cache_but_still_opens_old_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = running(root.path()).await;
+    manager.create_key(Some("short-lived"), None).await.unwrap();
+    let past = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
+    let err = manager.set_key_expiry("short-lived", Some(past)).await.unwrap_err();
+    assert!(matches!(&err, KmsError::InvalidArgument { field, .. } if field == "expires_at"), "{err}");
+
+    let soon = time::OffsetDateTime::now_utc() + Duration::from_millis(1500);
+    let metadata = manager.set_key_expiry("short-lived", Some(soon)).await.unwrap();
+    assert_eq!(metadata.expires_at.map(|at| at.unix_timestamp()), Some(soon.unix_timestamp()));
+    let written = manager.bucket_key("short-lived", "b", &context("b")).await.unwrap();
+    assert!(manager.bucket_key("short-lived", "b", &context("b")).await.is_ok(), "served from the cache");
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let err = manager.bucket_key("short-lived", "b", &context("b")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::KeyExpired { key_id, .. } if key_id == "short-lived"), "{err}");
+    assert!(!err.is_fault());
+    manager.clear_cache(None).await.unwrap();
+    let err = manager.bucket_key("short-lived", "b", &context("b")).await.unwrap_err();
+    assert!(matches!(err, KmsError::KeyExpired { .. }), "the backend refuses too: {err}");
+    let opened = manager.unwrap_key(&written.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), written.plaintext.as_bytes(), "objects under an expired key stay readable");
+
+    // Clearing the expiration (or moving it into the future) makes the key usable again; it survives a restart.
+    manager.set_key_expiry("short-lived", None).await.unwrap();
+    manager.bucket_key("short-lived", "b", &context("b")).await.unwrap();
+    let later = time::OffsetDateTime::now_utc() + Duration::from_secs(86_400 * 40);
+    manager.set_key_expiry("short-lived", Some(later)).await.unwrap();
+    drop(manager);
+    let restarted = KmsManager::open(root.path().join("kms")).unwrap();
+    restarted.restore().await.unwrap();
+    let described = restarted.describe_key("short-lived").await.unwrap();
+    assert_eq!(described.expires_at.map(|at| at.unix_timestamp()), Some(later.unix_timestamp()));
+}

@@ -26,11 +26,13 @@ pub(super) struct KeyRecord {
     pub deletion_date: Option<OffsetDateTime>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl KeyRecord {
     pub fn enabled(description: Option<String>) -> Self {
-        Self { state: KeyState::Enabled, deletion_date: None, description }
+        Self { state: KeyState::Enabled, deletion_date: None, description, expires_at: None }
     }
 
     /// Whether the pending-deletion window has passed, so the key must now really be deleted.

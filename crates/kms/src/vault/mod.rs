@@ -41,7 +41,7 @@ use crate::backend::{BackendKind, BackendOptions, KmsBackend};
 use crate::config::VaultConfig;
 use crate::error::{KmsError, Result};
 use crate::key_id::validate_key_id;
-use crate::key_requests::{deletion_date, key_to_create};
+use crate::key_requests::{deletion_date, expiry_to_set, key_to_create, refuse_if_expired};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 use crate::wrapped::WrappedKey;
 
@@ -290,10 +290,21 @@ impl KmsBackend for VaultTransitBackend {
         self.metadata(key_id, &record).await
     }
 
+    async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata> {
+        validate_key_id(key_id)?;
+        let expires_at = expiry_to_set(expires_at)?;
+        let record = self.live_record(key_id).await?;
+        if record.state == KeyState::PendingDeletion {
+            return Err(KmsError::KeyPendingDeletion(key_id.to_owned()));
+        }
+        self.set_record(key_id, KeyRecord { expires_at, ..record }).await
+    }
+
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         validate_key_id(key_id)?;
         let record = self.live_record(key_id).await?;
         refuse_unless_enabled(key_id, &record)?;
+        refuse_if_expired(key_id, record.expires_at)?;
         let binding = self.ensure_usable(key_id).await?;
         let plaintext = KeyMaterial::generate();
         let encoded = Zeroizing::new(STANDARD.encode_to_string(plaintext.as_bytes()));
@@ -304,7 +315,7 @@ impl KmsBackend for VaultTransitBackend {
             .map_err(|failure| self.key_failure(key_id, failure))?;
         let wrapped = wrap_blob(key_id, &binding.payload(&ciphertext, &plaintext, context))?;
         let key_version = wrapped.header()?.key_version;
-        Ok(DataKey { key_id: key_id.to_owned(), key_version, plaintext, wrapped })
+        Ok(DataKey { key_id: key_id.to_owned(), key_version, plaintext, wrapped, expires_at: record.expires_at })
     }
 
     async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
@@ -442,6 +453,7 @@ fn to_metadata(key_id: &str, versions: &HashMap<String, u64>, record: &KeyRecord
         current_version: latest.version,
         deletion_date: record.deletion_date,
         description: record.description.clone(),
+        expires_at: record.expires_at,
         versions,
     })
 }

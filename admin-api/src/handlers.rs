@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use coffer_kms::{split_key_ref, BackendConfig, EncryptionContext, KmsConfig, KmsError, KmsManager, StoreStatus};
+use coffer_kms::{
+    expiry_to_set, split_key_ref, BackendConfig, EncryptionContext, KmsConfig, KmsError, KmsManager, StoreStatus,
+};
 use serde::Serialize;
 
 use crate::api::{BucketKeyInfo, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList};
@@ -128,7 +130,8 @@ impl Handlers {
             Endpoint::ListStores => {
                 query.finish()?;
                 let status = self.kms.status().await;
-                let stores = status.stores.into_iter().map(|store| self.store_info(store)).collect();
+                let config = self.kms.saved_config().ok().flatten();
+                let stores = status.stores.into_iter().map(|store| store_info(store, config.as_ref())).collect();
                 Ok(json(StoreList { default_store: status.default_store, stores }))
             }
             Endpoint::DescribeStore => {
@@ -181,13 +184,8 @@ impl Handlers {
                 let request = parse_create_key(body)?;
                 query.finish()?;
                 call.subject.clone_from(&request.key_id);
-                if request.expires_at.is_some_and(|at| at <= time::OffsetDateTime::now_utc()) {
-                    return Err(KmsError::invalid_argument(
-                        "expires_at",
-                        "a key's expiration time must lie in the future",
-                    )
-                    .into());
-                }
+                // Checked before the key is made, so a refused expiry creates nothing.
+                expiry_to_set(request.expires_at)?;
                 let mut key = self.kms.create_key(request.key_id.as_deref(), request.description.as_deref()).await?;
                 call.subject = Some(key.key_id.clone());
                 if request.expires_at.is_some() {
@@ -260,7 +258,7 @@ impl Handlers {
         let status = self.kms.status().await;
         let store = status.stores.into_iter().find(|store| store.name == name);
         match store {
-            Some(store) => Ok(self.store_info(store)),
+            Some(store) => Ok(store_info(store, self.kms.saved_config().ok().flatten().as_ref())),
             // Not running: the configuration alone says whether the store exists.
             None => {
                 let config = self.kms.saved_config()?.ok_or(KmsError::NotConfigured)?;
@@ -276,12 +274,6 @@ impl Handlers {
                 })
             }
         }
-    }
-
-    fn store_info(&self, store: StoreStatus) -> StoreInfo {
-        let config = self.kms.saved_config().ok().flatten();
-        let shown = config.and_then(|config| config.stores.get(&store.name).map(BackendConfig::redacted));
-        StoreInfo { config: shown, ..StoreInfo::from(store) }
     }
 
     fn bucket_key(&self, bucket: &str) -> Result<BucketKeyInfo, ApiError> {
@@ -348,6 +340,12 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A store's status with its configuration (secrets as `***`) from `config`.
+fn store_info(store: StoreStatus, config: Option<&KmsConfig>) -> StoreInfo {
+    let shown = config.and_then(|config| config.stores.get(&store.name).map(BackendConfig::redacted));
+    StoreInfo { config: shown, ..StoreInfo::from(store) }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub(crate) fn key_to_create(key_id: Option<&str>, description: Option<&str>) -> 
 }
 
 /// Checks an expiration time to set on a key: it must lie in the future (a key created already expired is useless).
-pub(crate) fn expiry_to_set(expires_at: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>> {
+pub fn expiry_to_set(expires_at: Option<OffsetDateTime>) -> Result<Option<OffsetDateTime>> {
     match expires_at {
         Some(at) if at <= OffsetDateTime::now_utc() => {
             Err(KmsError::invalid_argument("expires_at", "a key's expiration time must lie in the future"))

@@ -31,7 +31,7 @@ pub use config::{
 };
 pub use error::{KmsError, Result};
 pub use key_id::{generate_key_id, validate_key_id, MAX_KEY_ID_LEN};
-pub use key_requests::{MAX_DESCRIPTION_LEN, PENDING_WINDOW_DAYS};
+pub use key_requests::{expiry_to_set, MAX_DESCRIPTION_LEN, PENDING_WINDOW_DAYS};
 pub use local::{LocalBackend, MIN_MASTER_KEY_LEN};
 pub use manager::{KmsManager, KmsStatus, LifecycleState};
 pub use stats::{CallStats, LatencyStats};

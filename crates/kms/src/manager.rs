@@ -372,7 +372,11 @@ impl KmsManager {
     }
 
     /// The key (`store/key`, or `key` in the default store) SSE-S3 and SSE-KMS without a key id use in `bucket`.
+    /// On the object path this reads the running stores (no copy of the configuration); otherwise the configuration.
     pub fn default_key_for(&self, bucket: &str) -> Option<String> {
+        if let Ok(stores) = self.active() {
+            return Some(stores.default_key_for(bucket).to_owned());
+        }
         let config = self.snapshot().config?;
         Some(config.bucket_keys.get(bucket).cloned().unwrap_or(config.default_key_id))
     }
@@ -602,11 +606,7 @@ impl KmsManager {
             }
             slots.insert(name.to_owned(), Slot::Serving(store));
         }
-        Ok(Arc::new(Stores {
-            slots,
-            default_store: config.default_store.clone(),
-            legacy_stores: config.legacy_stores.clone(),
-        }))
+        Ok(Arc::new(Stores::new(slots, config)))
     }
 
     /// Sets (or clears) the time after which the key makes no new data keys, and drops its cached bucket keys so
@@ -798,11 +798,7 @@ impl KmsManager {
             };
             slots.insert(name.clone(), slot);
         }
-        Ok(Arc::new(Stores {
-            slots,
-            default_store: config.default_store.clone(),
-            legacy_stores: config.legacy_stores.clone(),
-        }))
+        Ok(Arc::new(Stores::new(slots, config)))
     }
 
     /// One store: its backend opened (the default store also probed and given the default key), metered, naming

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::backend::{BackendKind, KmsBackend};
 use crate::cache::DataKeyCache;
-use crate::config::validate_store_name;
+use crate::config::{validate_store_name, KmsConfig};
 use crate::error::{KmsError, Result};
 use crate::key_id::validate_key_id;
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage};
@@ -76,9 +76,27 @@ pub(crate) struct Stores {
     pub slots: BTreeMap<String, Slot>,
     pub default_store: String,
     pub legacy_stores: BTreeMap<BackendKind, String>,
+    default_key_id: String,
+    bucket_keys: BTreeMap<String, String>,
 }
 
 impl Stores {
+    /// The running set of `config`'s stores, given as `slots`.
+    pub fn new(slots: BTreeMap<String, Slot>, config: &KmsConfig) -> Self {
+        Self {
+            slots,
+            default_store: config.default_store.clone(),
+            legacy_stores: config.legacy_stores.clone(),
+            default_key_id: config.default_key_id.clone(),
+            bucket_keys: config.bucket_keys.clone(),
+        }
+    }
+
+    /// The key (`store/key` or `key`) SSE-S3, and SSE-KMS naming no key, use in `bucket`.
+    pub fn default_key_for(&self, bucket: &str) -> &str {
+        self.bucket_keys.get(bucket).unwrap_or(&self.default_key_id)
+    }
+
     /// The store serving `key_ref` and the key's id in it.
     pub fn resolve<'a>(&self, key_ref: &'a str) -> Result<(Arc<Store>, &'a str)> {
         let (store, key_id) = split_key_ref(key_ref);

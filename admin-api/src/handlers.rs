@@ -9,7 +9,10 @@ use coffer_kms::{
 use serde::Serialize;
 
 use crate::api::{BucketKeyInfo, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList};
-use crate::body::{parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_store, ConfigBody};
+use crate::body::{
+    parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_min_decryption_version, parse_store,
+    ConfigBody,
+};
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::routes::Endpoint;
@@ -72,6 +75,7 @@ impl Handlers {
                 | Endpoint::Reconfigure
                 | Endpoint::CreateKey
                 | Endpoint::SetKeyExpiry
+                | Endpoint::SetKeyMinDecryptionVersion
                 | Endpoint::AddStore
                 | Endpoint::UpdateStore
                 | Endpoint::SetBucketKey
@@ -227,6 +231,11 @@ impl Handlers {
                 let expires_at = parse_expiry(body)?;
                 query.finish()?;
                 Ok(json(KeyInfo::from(self.kms.set_key_expiry(&path_key, expires_at).await?)))
+            }
+            Endpoint::SetKeyMinDecryptionVersion => {
+                let version = parse_min_decryption_version(body)?;
+                query.finish()?;
+                Ok(json(KeyInfo::from(self.kms.set_min_decryption_version(&path_key, version).await?)))
             }
             Endpoint::CancelKeyDeletion => {
                 query.finish()?;

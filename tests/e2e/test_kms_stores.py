@@ -91,9 +91,10 @@ def test_two_openbao_stores_and_the_local_store_serve_side_by_side(coffer_factor
     assert strict.get_object(Bucket=buckets["local"], Key="kms")["Body"].read() == BODY
     assert strict.get_object(Bucket=buckets["bao-a"], Key="s3")["Body"].read() == BODY
 
-    # A store buckets depend on is not removed; the default store neither.
+    # A store objects or buckets depend on is not removed (the objects are counted); the default store neither.
     status, refused = kms_admin(server, "DELETE", "/stores/bao-a")
-    assert (status, refused["code"]) == (409, "StoreInUse") and "1 bucket" in refused["message"], refused
+    assert (status, refused["code"]) == (409, "StoreInUse"), refused
+    assert f"3 objects (450009 bytes) in {buckets['bao-a']} still need KMS store bao-a" in refused["message"], refused
     status, refused = kms_admin(server, "DELETE", "/stores/local")
     assert (status, refused["code"]) == (409, "StoreInUse"), refused
 

@@ -142,6 +142,7 @@ impl SseService {
                 };
                 let seal = KmsSeal::SseKms {
                     key_id: &key_id,
+                    lookup: kms_lookup_id(&key_id),
                     context: context.as_ref(),
                     bucket_key_enabled: *bucket_key_enabled,
                 };
@@ -170,7 +171,7 @@ impl SseService {
     async fn kms_bucket_key(&self, bucket: &str, seal: &KmsSeal<'_>) -> Result<Arc<DataKey>> {
         let (key_ref, context) = match seal {
             KmsSeal::SseS3 { key_ref } => (*key_ref, sse_s3_context(bucket)),
-            KmsSeal::SseKms { key_id, context, .. } => (kms_lookup_id(key_id), sse_kms_context(bucket, *context)),
+            KmsSeal::SseKms { lookup, context, .. } => (*lookup, sse_kms_context(bucket, *context)),
         };
         Ok(self.kms.bucket_key(key_ref, bucket, &context).await?)
     }
@@ -202,13 +203,19 @@ impl SseService {
             Scheme::SseS3 { .. } => (None, None),
             Scheme::SseC { .. } => return Err(SseError::invalid_argument("SSE-C objects cannot be rewrapped")),
         };
-        let default_key;
-        let key_ref = match (&target.key, mode, kept_key_id) {
-            (Some(named), _, _) => named.as_str(),
-            (None, SseMode::SseKms, Some(kept)) => kept,
+        let origin = self.key_origin(stored)?;
+        let (default_key, own_key);
+        // What the metadata records, and the key to seal under: an SSE-KMS object's own key is found by its origin,
+        // not by its recorded name (a bare name follows the default store, which may have changed since).
+        let (recorded, lookup) = match (&target.key, mode, kept_key_id, &origin) {
+            (Some(named), ..) => (named.as_str(), kms_lookup_id(named)),
+            (None, SseMode::SseKms, Some(kept), Some(origin)) => {
+                own_key = format!("{}/{}", origin.store, origin.key_id);
+                (kept, own_key.as_str())
+            }
             _ => {
                 default_key = self.default_key_for(bucket)?;
-                &default_key
+                (default_key.as_str(), kms_lookup_id(&default_key))
             }
         };
         let context = match (mode, kept_context) {
@@ -216,18 +223,19 @@ impl SseService {
             _ => None,
         };
         let seal = match mode {
-            SseMode::SseS3 => KmsSeal::SseS3 { key_ref: kms_lookup_id(key_ref) },
+            SseMode::SseS3 => KmsSeal::SseS3 { key_ref: lookup },
             SseMode::SseKms => KmsSeal::SseKms {
-                key_id: key_ref,
+                key_id: recorded,
+                lookup,
                 context: context.as_ref(),
                 bucket_key_enabled: matches!(stored.scheme(), Scheme::SseKms { bucket_key_enabled: true, .. }),
             },
             SseMode::SseC => return Err(SseError::invalid_argument("a rewrap targets SSE-S3 or SSE-KMS")),
         };
         let data_key = self.kms_bucket_key(bucket, &seal).await?;
-        let same_key = self.key_origin(stored)? == Some(self.kms.key_origin(&data_key.wrapped)?);
+        let same_key = origin == Some(self.kms.key_origin(&data_key.wrapped)?);
         // SSE-S3 records no key name; SSE-KMS records the name the target gives.
-        let same_name = mode == SseMode::SseS3 || kept_key_id == Some(key_ref);
+        let same_name = mode == SseMode::SseS3 || kept_key_id == Some(recorded);
         if same_key && mode == stored.mode() && same_name {
             return Ok(Rewrapped::Unchanged);
         }
@@ -249,7 +257,12 @@ impl SseService {
         };
         let seal = match target.mode {
             Some(SseMode::SseS3) => KmsSeal::SseS3 { key_ref: kms_lookup_id(key_ref) },
-            Some(SseMode::SseKms) => KmsSeal::SseKms { key_id: key_ref, context: None, bucket_key_enabled: false },
+            Some(SseMode::SseKms) => KmsSeal::SseKms {
+                key_id: key_ref,
+                lookup: kms_lookup_id(key_ref),
+                context: None,
+                bucket_key_enabled: false,
+            },
             _ => {
                 return Err(SseError::invalid_argument(
                     "encrypting a plaintext object needs an SSE-S3 or SSE-KMS target",
@@ -317,8 +330,8 @@ pub enum Rewrapped {
 enum KmsSeal<'a> {
     /// SSE-S3 under `key_ref` (a key reference, resolved as given).
     SseS3 { key_ref: &'a str },
-    /// SSE-KMS under `key_id` as named (a key reference or its ARN), recorded so.
-    SseKms { key_id: &'a str, context: Option<&'a KmsContext>, bucket_key_enabled: bool },
+    /// SSE-KMS under `lookup` (a key reference), recorded as `key_id` (as named: a key reference or its ARN).
+    SseKms { key_id: &'a str, lookup: &'a str, context: Option<&'a KmsContext>, bucket_key_enabled: bool },
 }
 
 /// The key an object key is sealed under.
@@ -352,7 +365,7 @@ fn seal_with(
     let wrapped_key = data_key.wrapped.to_base64();
     let scheme = match seal {
         KmsSeal::SseS3 { .. } => Scheme::SseS3 { wrapped_key },
-        KmsSeal::SseKms { key_id, context, bucket_key_enabled } => Scheme::SseKms {
+        KmsSeal::SseKms { key_id, context, bucket_key_enabled, .. } => Scheme::SseKms {
             key_id: (*key_id).to_owned(),
             wrapped_key,
             context: context.map(|c| c.header().to_owned()),

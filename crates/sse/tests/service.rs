@@ -445,3 +445,29 @@ async fn rewrap_refuses_sse_c_and_encrypts_plaintext_under_the_target() {
     let no_mode = f.sse.encrypt_plaintext("b", "p", &RewrapTarget::default()).await;
     assert_code(no_mode, "InvalidArgument", 400);
 }
+
+#[tokio::test]
+async fn an_sse_kms_object_named_by_a_bare_key_id_stays_with_its_store() {
+    let f = fixture().await;
+    f.kms.create_key(Some("app-key"), None).await.unwrap();
+    let headers = SseHeaders { kms_key_id: Some("app-key".into()), ..sse("aws:kms") };
+    let new = f.sse.start_object("b", "k", &write_decision(headers)).await.unwrap().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let backend = coffer_kms::BackendConfig::Local(coffer_kms::LocalConfig {
+        key_dir: Some(other_dir.path().join("keys")),
+        master_key: Some(coffer_kms::Secret::new("an-other-store-master-key-0123456789")),
+        master_key_file: None,
+    });
+    f.kms.add_store("other", backend).await.unwrap();
+    f.kms.create_key(Some("other/app-key"), None).await.unwrap();
+    f.kms.set_default_store("other").await.unwrap();
+    f.kms.rotate_key("local/app-key").await.unwrap();
+
+    // "app-key" now names other/app-key for new writes; the old object still moves along its own key.
+    let Rewrapped::Resealed(rotated) = f.sse.rewrap("b", "k", &new.encryption, &RewrapTarget::default()).await.unwrap()
+    else {
+        panic!("a version-1 object moves to version 2 of its own key");
+    };
+    assert_eq!(origin(&f, &rotated), ("local".into(), "app-key".into(), 2));
+    assert_eq!(rotated.response().kms_key_id.as_deref(), Some("app-key"), "the recorded name stays");
+}

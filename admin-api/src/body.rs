@@ -373,10 +373,22 @@ impl Fields {
     }
 }
 
-/// A rewrap job's spec (docs/rewrap.md). Serde's messages name the offending field; the spec holds no secrets.
+/// A rewrap job's spec (docs/rewrap.md); an error names the field (`from.mode`) in `field` and the message. The
+/// spec holds no secrets, so serde's message (which may quote a value) can be shown.
 pub(crate) fn parse_rewrap(body: &[u8]) -> Result<RewrapSpec, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|err| ApiError::bad_request("InvalidRequestBody", err.to_string()))
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|err| {
+        let field = err.path().to_string();
+        let inner = err.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "MalformedJSON"
+        } else if inner.to_string().starts_with("unknown field") {
+            "UnknownField"
+        } else {
+            "InvalidField"
+        };
+        ApiError::invalid_field(code, field.clone(), format!("{field}: {inner}"))
+    })
 }
 
 #[cfg(test)]
@@ -608,15 +620,18 @@ mod tests {
         assert_eq!((spec.concurrency, spec.objects_per_second, spec.dry_run), (4, 0, false));
         let spec = parse_rewrap(br#"{"from": {"key": "k", "versions_below": 2}, "to": {"mode": "sse-kms"}}"#).unwrap();
         assert_eq!(spec.from.versions_below, Some(2));
-        for (body, field) in [
-            (r#"{"form": {}}"#, "form"),
-            (r#"{"from": {"bucket": "b"}}"#, "bucket"),
-            (r#"{"to": {"mode": "sse-c"}}"#, "sse-c"),
-            (r#"{"concurrency": -1}"#, "-1"),
+        for (body, code, field) in [
+            (r#"{"form": {}}"#, "UnknownField", "form"),
+            (r#"{"from": {"bucket": "b"}}"#, "UnknownField", "from.bucket"),
+            (r#"{"to": {"mode": "sse-c"}}"#, "InvalidField", "to.mode"),
+            (r#"{"from": {"versions_below": "two"}}"#, "InvalidField", "from.versions_below"),
+            (r#"{"concurrency": -1}"#, "InvalidField", "concurrency"),
+            (r#"{"concurrency": "#, "MalformedJSON", "concurrency"),
         ] {
             let err = parse_rewrap(body.as_bytes()).unwrap_err();
-            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{body}");
-            assert!(err.message.contains(field), "{body}: {}", err.message);
+            assert_eq!((err.status, err.code), (http::StatusCode::BAD_REQUEST, code), "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}: {}", err.message);
+            assert!(err.message.starts_with(&format!("{field}: ")), "{body}: {}", err.message);
         }
     }
 }

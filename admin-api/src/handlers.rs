@@ -19,7 +19,7 @@ use crate::body::{
 use crate::error::ApiError;
 use crate::objects::{ImpactScope, JobAction, ObjectAdmin};
 use crate::query::Query;
-use crate::routes::Endpoint;
+use crate::routes::{self, Endpoint};
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -101,6 +101,12 @@ impl Handlers {
                 "UnexpectedBody",
                 "this endpoint takes no request body; its parameters go in the query string",
             ));
+        }
+        if routes::subject_is_key(endpoint) {
+            if let Some(store) = query.string("store") {
+                let key_id = call.subject.take().unwrap_or_default();
+                call.subject = Some(format!("{store}/{key_id}"));
+            }
         }
         let path_key = call.subject.clone().unwrap_or_default();
         match endpoint {

@@ -166,6 +166,13 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/jobs/{job_id}/cancel", Endpoint::CancelJob),
 ];
 
+/// Whether the endpoint's path segment is a key id: such endpoints also take `?store=S` for a key of store `S`, since
+/// a `%2F` in a path (`S%2Fkey`) does not survive SigV4 path canonicalization on the server (s3s signs the decoded
+/// path).
+pub fn subject_is_key(endpoint: Endpoint) -> bool {
+    ROUTES.iter().any(|route| route.endpoint == endpoint && route.path.contains("{key_id}"))
+}
+
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
     Route { method, path, endpoint }
 }

@@ -8,7 +8,7 @@ use http::Method;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::client::{AdminClient, AdminRequest, CliError};
-use super::{output, request};
+use super::{key_request, output, request};
 use crate::api::{ImpactReport, JobInfo, JobState};
 
 /// How often a followed job is polled.
@@ -84,7 +84,7 @@ pub(super) fn outcome(job: &JobInfo) -> Result<(), CliError> {
 /// Before a key is disabled or scheduled for deletion: if objects still need it, asks on a terminal and refuses
 /// without one (unless `--yes`).
 pub(super) async fn confirm_key_change(client: &AdminClient, key_id: &str, action: &str) -> Result<(), CliError> {
-    let report: ImpactReport = fetch(client, request(Method::GET, &["keys", key_id, "impact"])).await?;
+    let report: ImpactReport = fetch(client, key_request(Method::GET, key_id, Some("impact"))).await?;
     if report.objects == 0 {
         return Ok(());
     }

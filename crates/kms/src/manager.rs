@@ -410,6 +410,12 @@ impl KmsManager {
         Ok(KeyOrigin { store, key_id: header.key_id.to_owned(), version: header.key_version })
     }
 
+    /// The names of the configured stores (running or not).
+    pub fn store_names(&self) -> std::collections::BTreeSet<String> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.config.as_ref().map(|config| config.stores.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// The store and key id `key_ref` names (`store/key`, or `key` in the default store); checks the form only.
     pub fn locate_key(&self, key_ref: &str) -> Result<(String, String)> {
         self.active()?.locate(key_ref)

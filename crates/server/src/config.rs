@@ -27,6 +27,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
 pub const DEFAULT_IDLE_TIMEOUT: u64 = 30;
 /// Connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Bytes an audit file grows to before it is rotated.
+pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 100 * 1024 * 1024;
 
 const AFTER_HELP: &str = "\
 Every flag can also be given as an environment variable (shown as [env: …]) or as a key in the TOML file named by \
@@ -106,6 +108,15 @@ pub struct ServerArgs {
     /// RUST_LOG. The config file's value is read again on SIGHUP [default: RUST_LOG, else info].
     #[arg(long, env = "COFFER_LOG_LEVEL", value_name = "DIRECTIVES")]
     pub log_level: Option<String>,
+
+    /// Append every audit event — admin actions and each use of a KMS key on the object path — to this file, one
+    /// JSON line each (created 0600) [default: audit events go to the log only].
+    #[arg(long, env = "COFFER_AUDIT_FILE", value_name = "FILE")]
+    pub audit_file: Option<PathBuf>,
+
+    /// Size in bytes past which the audit file is renamed to FILE.1 and a new one started [default: 104857600].
+    #[arg(long, env = "COFFER_AUDIT_MAX_BYTES", value_name = "BYTES")]
+    pub audit_max_bytes: Option<u64>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -246,6 +257,13 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+/// Where audit events are written besides the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub file: PathBuf,
+    pub max_bytes: u64,
+}
+
 /// The effective configuration after merging all sources and applying defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -258,6 +276,7 @@ pub struct ServerConfig {
     pub allow_insecure_sse_c: bool,
     pub connections: ConnectionLimits,
     pub log_level: Option<String>,
+    pub audit: Option<AuditSettings>,
     pub kms: KmsArgs,
 }
 
@@ -297,6 +316,13 @@ impl ServerConfig {
             allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false),
             connections,
             log_level: args.log_level,
+            audit: match args.audit_file {
+                Some(file) => Some(AuditSettings {
+                    file,
+                    max_bytes: at_least_one(args.audit_max_bytes, DEFAULT_AUDIT_MAX_BYTES, "audit-max-bytes")?,
+                }),
+                None => None,
+            },
             kms: args.kms,
         })
     }
@@ -334,6 +360,8 @@ impl ServerArgs {
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
             max_connections: self.max_connections.or(lower.max_connections),
             log_level: self.log_level.or(lower.log_level),
+            audit_file: self.audit_file.or(lower.audit_file),
+            audit_max_bytes: self.audit_max_bytes.or(lower.audit_max_bytes),
             kms: self.kms.or(lower.kms),
         }
     }

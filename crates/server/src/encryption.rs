@@ -7,13 +7,14 @@
 
 use coffer_sse::{
     authorize_read, authorize_upload_part, BucketEncryption, CustomerKey, CustomerKeyHeaders, NewObject, ObjectCipher,
-    ObjectEncryption, PartEncryptor, SseError, SseHeaders, Transport, WriteEncryption,
+    ObjectEncryption, PartEncryptor, SseError, SseHeaders, SseMode, Transport, WriteEncryption,
 };
 use coffer_store::RawJson;
 use http::{Extensions, HeaderMap, StatusCode};
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 use tracing::error;
 
+use crate::audit_log::{key_use, KeyAction, Requester};
 use crate::errors::store_error;
 use crate::http_server::ClientConnection;
 use crate::service::AppState;
@@ -132,14 +133,70 @@ pub async fn write_encryption(
     headers.for_write(default.as_ref(), transport).map_err(sse_error)
 }
 
-/// A fresh object key sealed as `encryption` says, or `None` for plaintext.
+/// A fresh object key sealed as `encryption` says, or `None` for plaintext. A KMS bucket key's use is audited.
 pub async fn start_object(
     state: &AppState,
+    who: &Requester,
     bucket: &str,
     key: &str,
     encryption: &WriteEncryption,
 ) -> S3Result<Option<NewObject>> {
-    state.sse.start_object(bucket, key, encryption).await.map_err(sse_error)
+    let started = state.sse.start_object(bucket, key, encryption).await;
+    let named = match encryption {
+        WriteEncryption::SseS3 => None,
+        WriteEncryption::SseKms(request) => request.key_id.as_deref(),
+        WriteEncryption::None | WriteEncryption::SseC(_) => return started.map_err(sse_error),
+    };
+    match started {
+        Ok(new) => {
+            let origin = new.as_ref().and_then(|new| state.sse.key_origin(&new.encryption).ok().flatten());
+            key_use(who, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), named, None);
+            Ok(new)
+        }
+        Err(err) => {
+            key_use(who, KeyAction::GenerateDataKey, bucket, key, None, named, Some(err.code()));
+            Err(sse_error(err))
+        }
+    }
+}
+
+/// CopyObject onto itself with new encryption: the same object key under a new outer key (see
+/// [`coffer_sse::SseService::reseal`]); opening the old bucket key and sealing under the new one are audited.
+pub async fn reseal(
+    state: &AppState,
+    who: &Requester,
+    bucket: &str,
+    key: &str,
+    stored: &ObjectEncryption,
+    customer_key: Option<&CustomerKey>,
+    new: &WriteEncryption,
+) -> S3Result<ObjectEncryption> {
+    let resealed = state.sse.reseal(bucket, key, stored, customer_key, new).await;
+    audit_open(state, who, bucket, key, stored, &resealed);
+    if let Ok(resealed) = &resealed {
+        if resealed.mode() != SseMode::SseC {
+            let origin = state.sse.key_origin(resealed).ok().flatten();
+            key_use(who, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), None, None);
+        }
+    }
+    resealed.map_err(sse_error)
+}
+
+/// Audits opening a stored object's (or upload's) KMS bucket key; nothing for SSE-C.
+fn audit_open<T>(
+    state: &AppState,
+    who: &Requester,
+    bucket: &str,
+    key: &str,
+    stored: &ObjectEncryption,
+    opened: &Result<T, SseError>,
+) {
+    if stored.mode() == SseMode::SseC {
+        return;
+    }
+    let origin = state.sse.key_origin(stored).ok().flatten();
+    let error = opened.as_ref().err().map(SseError::code);
+    key_use(who, KeyAction::Decrypt, bucket, key, origin.as_ref(), None, error);
 }
 
 /// A new single-part object (PutObject, CopyObject): its encryption metadata and the encryptor of its one part,
@@ -160,13 +217,18 @@ pub fn stored_encryption(json: Option<&RawJson>) -> S3Result<Option<ObjectEncryp
 /// the object key; `None` for a plaintext object (which must not be sent a customer key).
 pub async fn read_cipher(
     state: &AppState,
+    who: &Requester,
     bucket: &str,
     key: &str,
     stored: Option<&ObjectEncryption>,
     customer_key: Option<&CustomerKey>,
 ) -> S3Result<Option<ObjectCipher>> {
     match stored {
-        Some(stored) => state.sse.open_object(bucket, key, stored, customer_key).await.map(Some).map_err(sse_error),
+        Some(stored) => {
+            let opened = state.sse.open_object(bucket, key, stored, customer_key).await;
+            audit_open(state, who, bucket, key, stored, &opened);
+            opened.map(Some).map_err(sse_error)
+        }
         None => authorize_read(None, customer_key).map(|()| None).map_err(sse_error),
     }
 }
@@ -175,6 +237,7 @@ pub async fn read_cipher(
 /// upload and opens its object key; `None` for a plaintext upload (which must not be sent a customer key).
 pub async fn part_encryptor(
     state: &AppState,
+    who: &Requester,
     bucket: &str,
     key: &str,
     upload: Option<&ObjectEncryption>,
@@ -183,8 +246,9 @@ pub async fn part_encryptor(
 ) -> S3Result<Option<PartEncryptor>> {
     match upload {
         Some(upload) => {
-            let cipher = state.sse.open_upload(bucket, key, upload, customer_key).await.map_err(sse_error)?;
-            Ok(Some(cipher.encrypt_part(number)))
+            let opened = state.sse.open_upload(bucket, key, upload, customer_key).await;
+            audit_open(state, who, bucket, key, upload, &opened);
+            Ok(Some(opened.map_err(sse_error)?.encrypt_part(number)))
         }
         None => authorize_upload_part(None, customer_key).map(|()| None).map_err(sse_error),
     }

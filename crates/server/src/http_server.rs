@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::audit_log::RequestId;
 use crate::body_taps;
 use crate::config::ConnectionLimits;
 use crate::errors::with_default_message;
@@ -284,6 +285,7 @@ async fn handle(
     let peer = client.peer;
     request.extensions_mut().insert(client);
     let id = ids.next();
+    request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if let Some(probe) = Probe::of(&request) {

@@ -9,6 +9,7 @@
 //! It must not reach into the store's on-disk layout (only the `coffer-store` API), must not log or echo secrets,
 //! signatures or keys, and must not store anything from a request that failed validation.
 
+pub mod audit_log;
 pub mod body_taps;
 pub mod checksum;
 pub mod conditions;

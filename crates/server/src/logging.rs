@@ -11,6 +11,8 @@
 use std::io::IsTerminal;
 
 use tracing::{Level, Metadata};
+
+use crate::audit_log::{is_audit_event, AuditLayer};
 use tracing_subscriber::filter::{EnvFilter, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -26,12 +28,19 @@ const CAPPED_CRATES: [&str; 3] = ["s3s", "hyper", "h2"];
 /// paths and, at trace level, bodies) and are not what an operator can act on.
 const SILENCED_CRATES: [&str; 2] = ["vaultrs", "rustify"];
 
-/// Changes the filter of the installed subscriber.
-#[derive(Debug, Clone)]
+/// Changes the filter of the installed subscriber; holds its audit layer, to attach the audit file to.
+#[derive(Clone)]
 pub struct LogFilter {
     handle: reload::Handle<EnvFilter, Registry>,
     /// `RUST_LOG`, or [`DEFAULT_FILTER`]: what applies without `--log-level`.
     fallback: String,
+    audit: AuditLayer,
+}
+
+impl std::fmt::Debug for LogFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFilter").field("fallback", &self.fallback).finish_non_exhaustive()
+    }
 }
 
 /// `--log-level` holds directives `tracing` cannot parse.
@@ -54,6 +63,11 @@ impl LogFilter {
             .map_err(|error| InvalidLogLevel { directives: directives.to_owned(), message: error.to_string() })?;
         Ok(directives.to_owned())
     }
+
+    /// The layer audit events reach, whatever the filter (see [`crate::audit_log`]).
+    pub fn audit(&self) -> &AuditLayer {
+        &self.audit
+    }
 }
 
 /// Installs the global subscriber, filtered by `RUST_LOG` until [`LogFilter::set`] says otherwise. Call once,
@@ -68,8 +82,12 @@ pub fn init() -> LogFilter {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter);
-    tracing_subscriber::registry().with(fmt.with_filter(FilterFn::new(is_safe_to_emit))).init();
-    LogFilter { handle, fallback }
+    let audit = AuditLayer::new();
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(FilterFn::new(is_safe_to_emit)))
+        .with(audit.clone().with_filter(FilterFn::new(is_audit_event)))
+        .init();
+    LogFilter { handle, fallback, audit }
 }
 
 /// False for debug/trace events of the crates in [`CAPPED_CRATES`] and every event of [`SILENCED_CRATES`].

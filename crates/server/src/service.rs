@@ -13,6 +13,7 @@ use s3s::{Body, S3Request, S3Response, S3Result};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::audit_log::AuditFile;
 use crate::config::{ConfigError, ServerArgs, ServerConfig};
 use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal};
@@ -99,6 +100,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     LogLevel(#[from] InvalidLogLevel),
+    #[error("cannot open the audit file {path}: {source}")]
+    Audit { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot listen for SIGHUP: {0}")]
     Signal(std::io::Error),
     #[error("cannot open the data directory {path}: {source}")]
@@ -115,6 +118,13 @@ pub enum StartError {
 pub async fn run(args: ServerArgs, log: LogFilter) -> Result<(), StartError> {
     let config = ServerConfig::load(args.clone())?;
     log.set(config.log_level.as_deref())?;
+    let audit = match &config.audit {
+        Some(settings) => Some(
+            AuditFile::open(log.audit(), &settings.file, settings.max_bytes)
+                .map_err(|source| StartError::Audit { path: settings.file.clone(), source })?,
+        ),
+        None => None,
+    };
     crate::resources::raise_open_file_limit(config.connections.max_connections);
     let root = RootCredentials::from_env(config.address)?;
     if root.is_default() {
@@ -159,5 +169,8 @@ pub async fn run(args: ServerArgs, log: LogFilter) -> Result<(), StartError> {
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
     serve(listener, service, health, tls, config.connections, shutdown_signal()).await;
+    if let Some(audit) = audit {
+        audit.close();
+    }
     Ok(())
 }

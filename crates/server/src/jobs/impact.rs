@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use coffer_admin_api::api::{ImpactReport, UsageCount, VersionCount};
 use coffer_admin_api::{ImpactScope, ObjectAdminError};
-use coffer_kms::{validate_store_name, KeyOrigin};
+use coffer_kms::{validate_store_name, KeyOrigin, KmsError};
 use coffer_sse::ObjectEncryption;
 use coffer_store::{ListQuery, StoreError};
 use futures::{StreamExt, TryStreamExt};
@@ -20,10 +20,20 @@ pub(crate) async fn impact(state: &AppState, scope: &ImpactScope) -> Result<Impa
     let (store, key_id) = match scope {
         ImpactScope::Key(key_ref) => {
             let (store, key_id) = state.kms.locate_key(key_ref)?;
+            // A mistyped key must not read as "nothing depends on it". A store that cannot answer now does not
+            // stop the count: it needs only the objects' records.
+            if let Err(e @ (KmsError::KeyNotFound(_) | KmsError::StoreNotFound(_))) =
+                state.kms.describe_key(key_ref).await
+            {
+                return Err(e.into());
+            }
             (store, Some(key_id))
         }
         ImpactScope::Store(store) => {
             validate_store_name(store)?;
+            if !state.kms.store_names().contains(store) {
+                return Err(KmsError::StoreNotFound(store.clone()).into());
+            }
             (store.clone(), None)
         }
     };

@@ -50,9 +50,17 @@ impl RewrapPlan {
                 Err(e) => return Err(ObjectAdminError::Internal(e.to_string())),
             }
         }
-        if let Some(key) = &spec.to.key {
+        if let Some(store) = &spec.from.store {
+            if !state.kms.store_names().contains(store) {
+                return Err(invalid(format!("from.store: there is no KMS store {store}")));
+            }
+        }
+        for (field, key) in [("from.key", &spec.from.key), ("to.key", &spec.to.key)] {
+            let Some(key) = key else { continue };
             state.kms.describe_key(key).await.map_err(|err| match err {
-                KmsError::KeyNotFound(_) => invalid(format!("to.key: there is no key {key}")),
+                KmsError::KeyNotFound(_) | KmsError::StoreNotFound(_) => {
+                    invalid(format!("{field}: there is no key {key}"))
+                }
                 other => other.into(),
             })?;
         }

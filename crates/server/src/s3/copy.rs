@@ -13,11 +13,12 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::multipart::{commit_part, part_number, upload_checksum};
 use super::objects::reject_versions;
 use super::{etag, now};
+use crate::audit_log::Requester;
 use crate::checksum::{set_checksum_fields, ChecksumAlgorithm, ChecksumFields, DeclaredIntegrity};
 use crate::conditions::ReadConditions;
 use crate::encryption::{
-    copy_source_customer_headers, customer_headers, names_encryption, part_encryptor, read_cipher, set_sse_fields,
-    sse_error, sse_headers, start_object, stored_encryption, transport, write_encryption,
+    copy_source_customer_headers, customer_headers, names_encryption, part_encryptor, read_cipher, reseal,
+    set_sse_fields, sse_error, sse_headers, start_object, stored_encryption, transport, write_encryption,
 };
 use crate::errors::store_error;
 use crate::object_headers::object_headers_from;
@@ -62,6 +63,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
     let transport = transport(state, &req.extensions);
     let source_key_material = source_customer_key(state, &req)?;
     let destination_sse = sse_headers(&req.headers)?;
+    let who = Requester::of(&req);
     let mut input = req.input;
     let (source_bucket, source_key) = copy_source(&input.copy_source)?;
     let reader = state.store.open_object(&source_bucket, &source_key).await.map_err(store_error)?;
@@ -99,11 +101,7 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         // object keeps its object key (so its data and parts), sealed under the new outer key.
         let encryption = match &source_encryption {
             Some(stored) => Some(
-                state
-                    .sse
-                    .reseal(&input.bucket, &input.key, stored, source_key_material.as_ref(), &write)
-                    .await
-                    .map_err(sse_error)?,
+                reseal(state, &who, &input.bucket, &input.key, stored, source_key_material.as_ref(), &write).await?,
             ),
             None => None,
         };
@@ -116,10 +114,16 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
             state.store.update_object_meta(&input.bucket, &input.key, source, meta).await.map_err(store_error)?;
         (stored, encryption)
     } else {
-        let cipher =
-            read_cipher(state, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
-                .await?;
-        let new = start_object(state, &input.bucket, &input.key, &write).await?;
+        let cipher = read_cipher(
+            state,
+            &who,
+            &source_bucket,
+            &source_key,
+            source_encryption.as_ref(),
+            source_key_material.as_ref(),
+        )
+        .await?;
+        let new = start_object(state, &who, &input.bucket, &input.key, &write).await?;
         let algorithm = requested.or(source_algorithm);
         let (file, meta, encryption) =
             restage_object(&state.store, &input.key, reader, cipher, new, algorithm, headers).await?;
@@ -163,6 +167,7 @@ pub async fn upload_part_copy(
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let source_key_material = source_customer_key(state, &req)?;
     let customer_key = customer_headers(&req.headers)?.parse(&transport(state, &req.extensions)).map_err(sse_error)?;
+    let who = Requester::of(&req);
     let mut input = req.input;
     let number = part_number(input.part_number)?;
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
@@ -183,11 +188,18 @@ pub async fn upload_part_copy(
     };
     let source_encryption = stored_encryption(source.encryption.as_ref())?;
     let cipher =
-        read_cipher(state, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
+        read_cipher(state, &who, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
             .await?;
-    let encryptor =
-        part_encryptor(state, &input.bucket, &input.key, upload_encryption.as_ref(), customer_key.as_ref(), number)
-            .await?;
+    let encryptor = part_encryptor(
+        state,
+        &who,
+        &input.bucket,
+        &input.key,
+        upload_encryption.as_ref(),
+        customer_key.as_ref(),
+        number,
+    )
+    .await?;
     let len = range.end - range.start;
     let body = ObjectBody::new(reader, range, cipher)?.into_copy_source();
     let integrity = DeclaredIntegrity::compute(upload_checksum(&upload).map(|c| c.algorithm));

@@ -18,6 +18,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
 use super::objects::{declared_length, existing_object};
+use crate::audit_log::Requester;
 use crate::checksum::{
     checksum_type, kind_name, set_checksum_fields, take_checksum_fields, ChecksumAlgorithm, ChecksumFields,
     ChecksumValue, DeclaredIntegrity, IntegrityHeaders, MultipartChecksum,
@@ -67,13 +68,14 @@ pub async fn create_multipart_upload(
     let write =
         write_encryption(state, &req.input.bucket, &sse_headers(&req.headers)?, &transport(state, &req.extensions))
             .await?;
+    let who = Requester::of(&req);
     let mut input = req.input;
     let headers = object_headers_from!(input)?;
     let checksum = MultipartChecksum::from_request(
         input.checksum_algorithm.as_ref().map(s3s::dto::ChecksumAlgorithm::as_str),
         input.checksum_type.as_ref().map(ChecksumType::as_str),
     )?;
-    let encryption = start_object(state, &input.bucket, &input.key, &write).await?.map(|new| new.encryption);
+    let encryption = start_object(state, &who, &input.bucket, &input.key, &write).await?.map(|new| new.encryption);
     let mut upload = UploadMeta { headers, ..UploadMeta::default() };
     upload.checksum_algorithm = checksum.map(|c| c.algorithm.name().to_owned());
     upload.checksum_kind = checksum.map(|c| c.kind);
@@ -95,6 +97,7 @@ pub async fn upload_part(
     state: &AppState,
     mut req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
+    let who = Requester::of(&req);
     let input = &mut req.input;
     let number = part_number(input.part_number)?;
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
@@ -123,7 +126,8 @@ pub async fn upload_part(
     }
     let declared_len = declared_length(input.content_length)?;
     let encryptor =
-        part_encryptor(state, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref(), number).await?;
+        part_encryptor(state, &who, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref(), number)
+            .await?;
     let received =
         receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
             .await?;

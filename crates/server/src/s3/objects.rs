@@ -12,6 +12,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
+use crate::audit_log::Requester;
 use crate::body_taps::{verify_captured_body, CapturedBody};
 use crate::checksum::{
     checksum_type, set_checksum_fields, take_checksum_fields, ChecksumFields, ChecksumValue, DeclaredIntegrity,
@@ -32,6 +33,7 @@ use crate::service::AppState;
 const MAX_DELETE_KEYS: usize = 1000;
 
 pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    let who = Requester::of(&req);
     let input = &mut req.input;
     let headers = object_headers_from!(input)?;
     let encryption =
@@ -51,7 +53,7 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
         check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
     let declared_len = declared_length(input.content_length)?;
-    let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &encryption).await?);
+    let (encryption, encryptor) = single_part(start_object(state, &who, &input.bucket, &input.key, &encryption).await?);
     let received =
         receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
             .await?;
@@ -207,6 +209,7 @@ macro_rules! read_output {
 
 pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let customer_key = sse_headers(&req.headers)?.for_read(&transport(state, &req.extensions)).map_err(sse_error)?;
+    let who = Requester::of(&req);
     let input = req.input;
     reject_versions(input.version_id.as_deref())?;
     let reader = state.store.open_object(&input.bucket, &input.key).await.map_err(store_error)?;
@@ -214,7 +217,8 @@ pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3R
     let encryption = stored_encryption(meta.encryption.as_ref())?;
     authorize_read(encryption.as_ref(), customer_key.as_ref()).map_err(sse_error)?;
     let plan = plan_read(&meta, &read_request!(input))?;
-    let cipher = read_cipher(state, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref()).await?;
+    let cipher =
+        read_cipher(state, &who, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref()).await?;
     let body = ObjectBody::new(reader, plan.range.clone(), cipher)?.first_chunk_checked().await?.into_blob();
     let mut output = read_output!(GetObjectOutput, meta, plan, body: Some(body),);
     set_sse_fields!(output, encryption.as_ref());

@@ -214,3 +214,184 @@ impl From<KmsStatus> for KmsStatusInfo {
         }
     }
 }
+
+/// An object's encryption as a rewrap job selects and targets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectMode {
+    SseS3,
+    SseKms,
+    Plaintext,
+}
+
+/// What a rewrap job changes: the objects in `buckets` (all when empty) under `prefix` matching every `from`
+/// filter, moved to `to` (docs/rewrap.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewrapSpec {
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub from: RewrapFrom,
+    #[serde(default)]
+    pub to: RewrapTo,
+    /// At most this many objects per second (0: no limit).
+    #[serde(default)]
+    pub objects_per_second: u32,
+    /// Objects changed at once, 1 to [`MAX_JOB_CONCURRENCY`].
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Walk and count, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The most objects a job changes at once.
+pub const MAX_JOB_CONCURRENCY: u32 = 64;
+
+fn default_concurrency() -> u32 {
+    4
+}
+
+/// Which objects a rewrap job selects: all filters given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewrapFrom {
+    /// Objects whose bucket key this store wrapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// … this key wrapped (`store/key`, or `key` in the default store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// … a version lower than this wrapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions_below: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ObjectMode>,
+}
+
+/// Where a rewrap job moves objects; see docs/rewrap.md for the defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewrapTo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `sse-s3` or `sse-kms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ObjectMode>,
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+    /// The job as a whole could not go on (`error` says why); per-object failures do not fail a job.
+    Failed,
+}
+
+impl JobState {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the job is over for good.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled | Self::Failed)
+    }
+}
+
+/// A job as `GET jobs/{job_id}` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub state: JobState,
+    pub dry_run: bool,
+    pub spec: RewrapSpec,
+    /// RFC 3339.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub progress: JobProgress,
+    /// Objects that could not be changed (the first [`MAX_JOB_FAILURES`]).
+    pub failures: Vec<JobFailure>,
+    pub error: Option<String>,
+}
+
+/// The most per-object failures a job keeps.
+pub const MAX_JOB_FAILURES: usize = 1000;
+
+/// A job's counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// Objects in scope when the job started.
+    pub total: u64,
+    pub examined: u64,
+    /// Objects changed (in a dry run: that would change).
+    pub changed: u64,
+    pub unchanged: u64,
+    pub skipped_sse_c: u64,
+    pub failed: u64,
+    /// Size of the changed objects.
+    pub bytes: u64,
+    /// Examined objects per second while running.
+    pub objects_per_second: f64,
+    /// Seconds left at that rate, while running.
+    pub eta_seconds: Option<u64>,
+}
+
+/// An object a job could not change, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    pub bucket: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// `GET jobs`, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobInfo>,
+}
+
+/// Which objects depend on a key or a store: `GET keys/{key_id}/impact`, `GET stores/{store}/impact`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpactReport {
+    pub store: String,
+    /// `store/key` for a key report; `None` for a store report.
+    pub key: Option<String>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub buckets: Vec<UsageCount>,
+    /// Per key version, for a key report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<VersionCount>>,
+}
+
+/// Objects and bytes of one bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCount {
+    pub bucket: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// Objects and bytes under one key version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionCount {
+    pub version: u32,
+    pub objects: u64,
+    pub bytes: u64,
+}

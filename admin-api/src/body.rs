@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use crate::api::RewrapSpec;
 use crate::error::ApiError;
 
 /// Vault's own conventions for where the transit engine and AppRole auth are mounted when nobody says otherwise.
@@ -363,6 +364,12 @@ impl Fields {
     }
 }
 
+/// A rewrap job's spec (docs/rewrap.md). Serde's messages name the offending field; the spec holds no secrets.
+pub(crate) fn parse_rewrap(body: &[u8]) -> Result<RewrapSpec, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|err| ApiError::bad_request("InvalidRequestBody", err.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,5 +578,23 @@ mod tests {
             r#"{"backend_type":"vault","address":"http://v","auth_method":{"AppRole":{"role_id":"r","secret_id":"s","secret_id_file":"/f"}}}"#,
         );
         assert_eq!(field, "auth_method.AppRole.secret_id");
+    }
+
+    #[test]
+    fn rewrap_specs_name_what_is_wrong() {
+        let spec = parse_rewrap(b"").unwrap();
+        assert_eq!((spec.concurrency, spec.objects_per_second, spec.dry_run), (4, 0, false));
+        let spec = parse_rewrap(br#"{"from": {"key": "k", "versions_below": 2}, "to": {"mode": "sse-kms"}}"#).unwrap();
+        assert_eq!(spec.from.versions_below, Some(2));
+        for (body, field) in [
+            (r#"{"form": {}}"#, "form"),
+            (r#"{"from": {"bucket": "b"}}"#, "bucket"),
+            (r#"{"to": {"mode": "sse-c"}}"#, "sse-c"),
+            (r#"{"concurrency": -1}"#, "-1"),
+        ] {
+            let err = parse_rewrap(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{body}");
+            assert!(err.message.contains(field), "{body}: {}", err.message);
+        }
     }
 }

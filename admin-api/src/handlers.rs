@@ -6,11 +6,17 @@ use std::sync::Arc;
 use coffer_kms::{
     expiry_to_set, split_key_ref, BackendConfig, EncryptionContext, KmsConfig, KmsError, KmsManager, StoreStatus,
 };
+use http::StatusCode;
 use serde::Serialize;
 
-use crate::api::{BucketKeyInfo, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList};
-use crate::body::{parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_store, ConfigBody};
+use crate::api::{
+    BucketKeyInfo, JobList, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList,
+};
+use crate::body::{
+    parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_rewrap, parse_store, ConfigBody,
+};
 use crate::error::ApiError;
+use crate::objects::{ImpactScope, JobAction, ObjectAdmin};
 use crate::query::Query;
 use crate::routes::Endpoint;
 
@@ -19,9 +25,10 @@ const MAX_PAGE_SIZE: u32 = 1000;
 /// AWS KMS's default waiting period before a scheduled key deletion happens (the KMS enforces the allowed range).
 const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
 
-/// Runs admin endpoints against one KMS manager.
+/// Runs admin endpoints against one KMS manager and, for impact reports and jobs, the server's object side.
 pub(crate) struct Handlers {
     kms: Arc<KmsManager>,
+    objects: Option<Arc<dyn ObjectAdmin>>,
 }
 
 /// One resolved admin request: the endpoint, the key it is about, query and body.
@@ -36,7 +43,17 @@ pub(crate) struct Call<'a> {
 
 impl Handlers {
     pub fn new(kms: Arc<KmsManager>) -> Self {
-        Self { kms }
+        Self { kms, objects: None }
+    }
+
+    pub fn set_objects(&mut self, objects: Arc<dyn ObjectAdmin>) {
+        self.objects = Some(objects);
+    }
+
+    fn objects(&self) -> Result<&dyn ObjectAdmin, ApiError> {
+        self.objects.as_deref().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", "this server has no object side mounted")
+        })
     }
 
     /// A configure body, with the secrets it shows redacted (`***`) taken from the configuration in force.
@@ -75,6 +92,7 @@ impl Handlers {
                 | Endpoint::AddStore
                 | Endpoint::UpdateStore
                 | Endpoint::SetBucketKey
+                | Endpoint::StartRewrap
         );
         if !takes_body && !body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
@@ -152,6 +170,7 @@ impl Handlers {
             }
             Endpoint::RemoveStore => {
                 query.finish()?;
+                self.check_unused(&path_key).await?;
                 self.kms.remove_store(&path_key).await?;
                 self.status().await
             }
@@ -232,6 +251,38 @@ impl Handlers {
                 query.finish()?;
                 Ok(json(KeyInfo::from(self.kms.cancel_deletion(&path_key).await?)))
             }
+            Endpoint::KeyImpact => {
+                query.finish()?;
+                Ok(json(self.objects()?.impact(&ImpactScope::Key(path_key)).await?))
+            }
+            Endpoint::StoreImpact => {
+                query.finish()?;
+                Ok(json(self.objects()?.impact(&ImpactScope::Store(path_key)).await?))
+            }
+            Endpoint::StartRewrap => {
+                let spec = parse_rewrap(body)?;
+                query.finish()?;
+                let job = self.objects()?.start_rewrap(spec).await?;
+                call.subject = Some(job.id.clone());
+                Ok(json(job))
+            }
+            Endpoint::ListJobs => {
+                query.finish()?;
+                Ok(json(JobList { jobs: self.objects()?.jobs().await }))
+            }
+            Endpoint::DescribeJob => {
+                query.finish()?;
+                Ok(json(self.objects()?.job(&path_key).await?))
+            }
+            Endpoint::PauseJob | Endpoint::ResumeJob | Endpoint::CancelJob => {
+                query.finish()?;
+                let action = match endpoint {
+                    Endpoint::PauseJob => JobAction::Pause,
+                    Endpoint::ResumeJob => JobAction::Resume,
+                    _ => JobAction::Cancel,
+                };
+                Ok(json(self.objects()?.control_job(&path_key, action).await?))
+            }
             Endpoint::MinioCreateKey => {
                 let key_id = query.required_string("key-id")?;
                 query.finish()?;
@@ -274,6 +325,26 @@ impl Handlers {
                 })
             }
         }
+    }
+
+    /// Refuses to remove a store objects still need (their data could never be read again).
+    async fn check_unused(&self, store: &str) -> Result<(), ApiError> {
+        let Some(objects) = &self.objects else {
+            return Ok(());
+        };
+        let report = objects.impact(&ImpactScope::Store(store.to_owned())).await?;
+        if report.objects == 0 {
+            return Ok(());
+        }
+        let buckets: Vec<&str> = report.buckets.iter().map(|usage| usage.bucket.as_str()).collect();
+        Err(KmsError::StoreInUse(format!(
+            "{} objects ({} bytes) in {} still need KMS store {store}; rewrap them onto another store first \
+             (docs/rewrap.md)",
+            report.objects,
+            report.bytes,
+            buckets.join(", ")
+        ))
+        .into())
     }
 
     fn bucket_key(&self, bucket: &str) -> Result<BucketKeyInfo, ApiError> {

@@ -15,9 +15,11 @@ mod body;
 pub mod cli;
 mod error;
 mod handlers;
+pub mod objects;
 mod query;
 mod route;
 pub mod routes;
 
 pub use audit::AUDIT_TARGET;
+pub use objects::{ImpactScope, JobAction, ObjectAdmin, ObjectAdminError};
 pub use route::AdminRoute;

@@ -16,6 +16,7 @@ use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
 use crate::audit::{self, Outcome};
 use crate::error::ApiError;
 use crate::handlers::{Call, Handlers};
+use crate::objects::ObjectAdmin;
 use crate::query::Query;
 use crate::routes::{self, Endpoint, Resolution};
 
@@ -32,6 +33,12 @@ impl AdminRoute {
     /// `is_admin` tells whether an authenticated access key may use the admin API.
     pub fn new(kms: Arc<KmsManager>, is_admin: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         Self { handlers: Handlers::new(kms), is_admin: Box::new(is_admin) }
+    }
+
+    /// Serves key impact reports and jobs over stored objects (without it those endpoints answer 501).
+    pub fn with_objects(mut self, objects: Arc<dyn ObjectAdmin>) -> Self {
+        self.handlers.set_objects(objects);
+        self
     }
 
     async fn respond(&self, mut req: S3Request<Body>, who: &str) -> S3Result<S3Response<Body>> {

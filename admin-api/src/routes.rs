@@ -40,6 +40,14 @@ pub enum Endpoint {
     GetBucketKey,
     SetBucketKey,
     UnsetBucketKey,
+    KeyImpact,
+    StoreImpact,
+    StartRewrap,
+    ListJobs,
+    DescribeJob,
+    PauseJob,
+    ResumeJob,
+    CancelJob,
 }
 
 impl Endpoint {
@@ -72,6 +80,14 @@ impl Endpoint {
             Self::GetBucketKey => "kms.bucket-key.get",
             Self::SetBucketKey => "kms.bucket-key.set",
             Self::UnsetBucketKey => "kms.bucket-key.unset",
+            Self::KeyImpact => "kms.key.impact",
+            Self::StoreImpact => "kms.store.impact",
+            Self::StartRewrap => "kms.job.rewrap",
+            Self::ListJobs => "kms.job.list",
+            Self::DescribeJob => "kms.job.describe",
+            Self::PauseJob => "kms.job.pause",
+            Self::ResumeJob => "kms.job.resume",
+            Self::CancelJob => "kms.job.cancel",
         }
     }
 
@@ -88,11 +104,15 @@ impl Endpoint {
                 | Self::ListStores
                 | Self::DescribeStore
                 | Self::GetBucketKey
+                | Self::KeyImpact
+                | Self::StoreImpact
+                | Self::ListJobs
+                | Self::DescribeJob
         )
     }
 }
 
-/// A method and a path template served by one endpoint. A `{…}` part (`{key_id}`, `{store}`, `{bucket}`) stands
+/// A method and a path template served by one endpoint. A `{…}` part (`{key_id}`, `{store}`, `{bucket}`, `{job_id}`) stands
 /// for one path segment, the call's subject; a template has at most one.
 #[derive(Debug)]
 pub struct Route {
@@ -132,6 +152,15 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/buckets/{bucket}/key", Endpoint::GetBucketKey),
     route(Method::PUT, "/buckets/{bucket}/key", Endpoint::SetBucketKey),
     route(Method::DELETE, "/buckets/{bucket}/key", Endpoint::UnsetBucketKey),
+    route(Method::GET, "/keys/{key_id}/impact", Endpoint::KeyImpact),
+    route(Method::GET, "/stores/{store}/impact", Endpoint::StoreImpact),
+    // Before `/jobs/{job_id}`: `rewrap` is not a job id.
+    route(Method::POST, "/jobs/rewrap", Endpoint::StartRewrap),
+    route(Method::GET, "/jobs", Endpoint::ListJobs),
+    route(Method::GET, "/jobs/{job_id}", Endpoint::DescribeJob),
+    route(Method::POST, "/jobs/{job_id}/pause", Endpoint::PauseJob),
+    route(Method::POST, "/jobs/{job_id}/resume", Endpoint::ResumeJob),
+    route(Method::POST, "/jobs/{job_id}/cancel", Endpoint::CancelJob),
 ];
 
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {

@@ -32,6 +32,9 @@ pub enum CliError {
     /// Something on this side is wrong: missing credentials, a bad endpoint, an unreadable file.
     #[error("{0}")]
     Usage(String),
+    /// A followed job ended without settling every object (failures, paused, cancelled, failed).
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// Access key and secret key; `Debug` never shows the secret.

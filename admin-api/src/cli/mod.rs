@@ -2,9 +2,11 @@
 //! subcommand and calls [`run`]; everything else (credentials, signing, HTTP, output) lives here.
 //!
 //! Every command is one signed request, the same one an operator would make with awscurl, so the CLI can do
-//! exactly what the HTTP API does and nothing more.
+//! exactly what the HTTP API does and nothing more. Three add requests around it (see [`jobs`]): `rewrap` and
+//! `jobs watch` follow the job, and `key disable` / `key delete` first ask for the key's impact.
 
 mod client;
+mod jobs;
 mod output;
 
 use std::fmt;
@@ -18,6 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use client::{AdminClient, AdminRequest, CliError, SigningKeys};
+
+use crate::api::{ObjectMode, RewrapFrom, RewrapSpec, RewrapTo};
 
 /// Manage a running Coffer server through its admin API (requests are SigV4-signed like S3 requests).
 #[derive(Args, Debug)]
@@ -104,6 +108,87 @@ enum KmsCommand {
     /// The key SSE-S3, and SSE-KMS naming no key, use in one bucket.
     #[command(subcommand)]
     BucketKey(BucketKeyCommand),
+    /// Move stored objects onto a key's newest version, another key or store, or the other KMS mode, and follow
+    /// the job (docs/rewrap.md).
+    Rewrap(RewrapArgs),
+    /// Rewrap jobs: list, show, pause, resume, cancel, watch.
+    #[command(subcommand)]
+    Jobs(JobCommand),
+}
+
+#[derive(Args, Debug)]
+struct RewrapArgs {
+    /// Only this bucket (repeat for several; default: every bucket).
+    #[arg(long = "bucket")]
+    buckets: Vec<String>,
+    /// Only keys starting with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Only objects whose bucket key this store wrapped.
+    #[arg(long)]
+    from_store: Option<String>,
+    /// Only objects whose bucket key this key wrapped (`store/key`, or `key` in the default store).
+    #[arg(long)]
+    from_key: Option<String>,
+    /// Only objects wrapped by a key version lower than this.
+    #[arg(long)]
+    from_versions_below: Option<u32>,
+    /// Only objects in this mode.
+    #[arg(long)]
+    from_mode: Option<ObjectMode>,
+    /// The key to move objects onto (default: their own key's newest version; SSE-S3: the bucket's key).
+    #[arg(long)]
+    to_key: Option<String>,
+    /// The mode to move objects to (sse-s3 or sse-kms; with plaintext objects selected, encrypts them).
+    #[arg(long)]
+    to_mode: Option<ObjectMode>,
+    /// At most this many objects per second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    objects_per_second: u32,
+    /// Objects changed at once, 1 to 64.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u32,
+    /// Report what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Start the job and return at once instead of following it.
+    #[arg(long)]
+    detach: bool,
+}
+
+impl RewrapArgs {
+    fn spec(&self) -> RewrapSpec {
+        RewrapSpec {
+            buckets: self.buckets.clone(),
+            prefix: self.prefix.clone(),
+            from: RewrapFrom {
+                store: self.from_store.clone(),
+                key: self.from_key.clone(),
+                versions_below: self.from_versions_below,
+                mode: self.from_mode,
+            },
+            to: RewrapTo { key: self.to_key.clone(), mode: self.to_mode },
+            objects_per_second: self.objects_per_second,
+            concurrency: self.concurrency,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCommand {
+    /// Every job, newest first.
+    List,
+    /// A job's state, counters and failures.
+    Show { job_id: String },
+    /// Pause a running job (it keeps its position).
+    Pause { job_id: String },
+    /// Go on with a paused job.
+    Resume { job_id: String },
+    /// Stop a job for good.
+    Cancel { job_id: String },
+    /// Follow a job until it is no longer running.
+    Watch { job_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,8 +209,10 @@ enum StoreCommand {
         #[arg(long, short)]
         file: PathBuf,
     },
-    /// Remove a store (refused for the default store and while buckets use it).
+    /// Remove a store (refused for the default store and while buckets or objects use it).
     Remove { name: String },
+    /// The objects and bytes, per bucket, whose keys the store wrapped.
+    Impact { name: String },
     /// Make a store the default: requests naming no store use it.
     SetDefault { name: String },
     /// Drop and zeroize the store's cached data keys.
@@ -179,15 +266,26 @@ enum KeyCommand {
     Rotate { key_id: String },
     /// Enable a disabled key again.
     Enable { key_id: String },
-    /// Disable a key: it no longer makes or opens data keys until enabled again.
-    Disable { key_id: String },
-    /// Schedule a key for deletion after a waiting period (cancel it with cancel-deletion).
+    /// Disable a key: it no longer makes or opens data keys until enabled again. Asks first if objects need it.
+    Disable {
+        key_id: String,
+        /// Do not ask, even if objects need the key.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Schedule a key for deletion after a waiting period (cancel it with cancel-deletion). Asks first if objects
+    /// need it.
     Delete {
         key_id: String,
         /// Days before the key is destroyed, 7 to 30 (server default 30).
         #[arg(long)]
         pending_window_days: Option<u32>,
+        /// Do not ask, even if objects need the key.
+        #[arg(long)]
+        yes: bool,
     },
+    /// The objects and bytes, per bucket and per key version, that need the key to be read.
+    Impact { key_id: String },
     /// Cancel a scheduled deletion.
     CancelDeletion { key_id: String },
 }
@@ -200,6 +298,9 @@ enum Rendering {
     Key,
     KeyList,
     Stores,
+    Impact,
+    Job,
+    JobList,
     Json,
 }
 
@@ -217,7 +318,7 @@ pub async fn run(command: AdminCommand) -> ExitCode {
             }
             eprintln!("coffer admin: {err}");
             match err {
-                CliError::Api { .. } | CliError::Transport(_) => ExitCode::from(1),
+                CliError::Api { .. } | CliError::Transport(_) | CliError::Incomplete(_) => ExitCode::from(1),
                 CliError::Usage(_) => ExitCode::from(2),
             }
         }
@@ -228,20 +329,57 @@ async fn execute(command: &AdminCommand) -> Result<String, CliError> {
     let AdminArea::Kms(kms) = &command.area;
     let (request, rendering) = kms.request()?;
     let client = command.connection.client()?;
-    let answer = client.send(&request).await?;
-    if command.json {
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&answer).expect("JSON values always serialize")));
+    match kms {
+        KmsCommand::Key(KeyCommand::Disable { key_id, yes: false }) => {
+            jobs::confirm_key_change(&client, key_id, "disable").await?;
+        }
+        KmsCommand::Key(KeyCommand::Delete { key_id, yes: false, .. }) => {
+            jobs::confirm_key_change(&client, key_id, "delete").await?;
+        }
+        _ => {}
     }
-    Ok(match rendering {
+    let mut answer = client.send(&request).await?;
+    let follow = match kms {
+        KmsCommand::Rewrap(args) => !args.detach,
+        KmsCommand::Jobs(JobCommand::Watch { .. }) => true,
+        _ => false,
+    };
+    let mut ended = Ok(());
+    if follow {
+        let id = answer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let job = jobs::follow(&client, &id).await?;
+        ended = jobs::outcome(&job);
+        answer = serde_json::to_value(&job).expect("a job always serializes");
+    }
+    let text = if command.json {
+        format!("{}\n", serde_json::to_string_pretty(&answer).expect("JSON values always serialize"))
+    } else {
+        render(answer, rendering)
+    };
+    match ended {
+        Ok(()) => Ok(text),
+        Err(err) => {
+            // The job's last state is the useful part of the failure: show it before the error.
+            print!("{text}");
+            Err(err)
+        }
+    }
+}
+
+fn render(answer: Value, rendering: Rendering) -> String {
+    match rendering {
         Rendering::Status => typed(answer, output::status),
         Rendering::Config => output::config(&answer),
         Rendering::Key => typed(answer, output::key),
         Rendering::KeyList => typed(answer, output::key_list),
         Rendering::Stores => typed(answer, output::stores),
+        Rendering::Impact => typed(answer, output::impact),
+        Rendering::Job => typed(answer, output::job),
+        Rendering::JobList => typed(answer, output::job_list),
         Rendering::Json => {
             format!("{}\n", serde_json::to_string_pretty(&answer).expect("JSON values always serialize"))
         }
-    })
+    }
 }
 
 /// Renders a typed answer; an answer of another shape (a newer server, say) is shown as JSON rather than lost.
@@ -298,10 +436,19 @@ impl KmsCommand {
             }
             Self::Key(key) => (
                 key.request(),
-                if matches!(key, KeyCommand::List { .. }) { Rendering::KeyList } else { Rendering::Key },
+                match key {
+                    KeyCommand::List { .. } => Rendering::KeyList,
+                    KeyCommand::Impact { .. } => Rendering::Impact,
+                    _ => Rendering::Key,
+                },
             ),
             Self::Stores(store) => store.request()?,
             Self::BucketKey(bucket) => (bucket.request(), Rendering::Json),
+            Self::Rewrap(args) => {
+                let body = serde_json::to_vec(&args.spec()).expect("a rewrap spec always serializes");
+                (with_body(post(&["jobs", "rewrap"]), body), Rendering::Job)
+            }
+            Self::Jobs(job) => job.request(),
         })
     }
 }
@@ -321,6 +468,7 @@ impl StoreCommand {
                 (with_body(on_store(Method::PUT, name, None), read_body_file(file)?), Rendering::Json)
             }
             Self::Remove { name } => (on_store(Method::DELETE, name, None), Rendering::Status),
+            Self::Impact { name } => (on_store(Method::GET, name, Some("impact")), Rendering::Impact),
             Self::SetDefault { name } => (on_store(Method::POST, name, Some("default")), Rendering::Status),
             Self::ClearCache { name } => (on_store(Method::POST, name, Some("clear-cache")), Rendering::Json),
         })
@@ -369,8 +517,9 @@ impl KeyCommand {
             Self::Describe { key_id } => on_key(Method::GET, key_id, None),
             Self::Rotate { key_id } => on_key(Method::POST, key_id, Some("rotate")),
             Self::Enable { key_id } => on_key(Method::POST, key_id, Some("enable")),
-            Self::Disable { key_id } => on_key(Method::POST, key_id, Some("disable")),
-            Self::Delete { key_id, pending_window_days } => {
+            Self::Disable { key_id, .. } => on_key(Method::POST, key_id, Some("disable")),
+            Self::Impact { key_id } => on_key(Method::GET, key_id, Some("impact")),
+            Self::Delete { key_id, pending_window_days, .. } => {
                 let mut delete = on_key(Method::DELETE, key_id, None);
                 delete.query.extend(pending_window_days.map(|days| ("pending_window_days", days.to_string())));
                 delete
@@ -380,6 +529,21 @@ impl KeyCommand {
                 on_key(Method::POST, key_id, Some("expiry")),
                 serde_json::json!({ "expires_at": at }).to_string().into_bytes(),
             ),
+        }
+    }
+}
+
+impl JobCommand {
+    fn request(&self) -> (AdminRequest, Rendering) {
+        let on_job = |method: Method, id: &str, action: Option<&str>| {
+            request(method, &[["jobs", id].as_slice(), action.as_slice()].concat())
+        };
+        match self {
+            Self::List => (request(Method::GET, &["jobs"]), Rendering::JobList),
+            Self::Show { job_id } | Self::Watch { job_id } => (on_job(Method::GET, job_id, None), Rendering::Job),
+            Self::Pause { job_id } => (on_job(Method::POST, job_id, Some("pause")), Rendering::Job),
+            Self::Resume { job_id } => (on_job(Method::POST, job_id, Some("resume")), Rendering::Job),
+            Self::Cancel { job_id } => (on_job(Method::POST, job_id, Some("cancel")), Rendering::Job),
         }
     }
 }
@@ -445,6 +609,15 @@ mod tests {
             &["kms", "key", "disable", "app"],
             &["kms", "key", "delete", "app", "--pending-window-days", "7"],
             &["kms", "key", "cancel-deletion", "app"],
+            &["kms", "key", "impact", "app"],
+            &["kms", "stores", "impact", "local"],
+            &["kms", "rewrap", "--from-key", "app", "--to-mode", "sse-kms"],
+            &["kms", "jobs", "list"],
+            &["kms", "jobs", "show", "rewrap-1"],
+            &["kms", "jobs", "watch", "rewrap-1"],
+            &["kms", "jobs", "pause", "rewrap-1"],
+            &["kms", "jobs", "resume", "rewrap-1"],
+            &["kms", "jobs", "cancel", "rewrap-1"],
         ];
         for args in commands {
             let request = kms_request(args);
@@ -466,6 +639,41 @@ mod tests {
         assert_eq!(delete.query, vec![("pending_window_days", "7".to_owned())]);
         let list = kms_request(&["kms", "key", "list", "--limit", "5"]);
         assert_eq!(list.query, vec![("limit", "5".to_owned())]);
+    }
+
+    #[test]
+    fn rewrap_sends_the_spec_it_was_given() {
+        let rewrap = kms_request(&[
+            "kms",
+            "rewrap",
+            "--bucket",
+            "a",
+            "--bucket",
+            "b",
+            "--from-store",
+            "local",
+            "--from-versions-below",
+            "3",
+            "--from-mode",
+            "plaintext",
+            "--to-key",
+            "bao/k",
+            "--to-mode",
+            "sse-s3",
+            "--objects-per-second",
+            "50",
+            "--dry-run",
+        ]);
+        let body: Value = serde_json::from_slice(rewrap.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"buckets": ["a", "b"], "prefix": null,
+                "from": {"store": "local", "versions_below": 3, "mode": "plaintext"},
+                "to": {"key": "bao/k", "mode": "sse-s3"},
+                "objects_per_second": 50, "concurrency": 4, "dry_run": true})
+        );
+        let spec: RewrapSpec = serde_json::from_value(body).unwrap();
+        assert_eq!(spec.from.mode, Some(ObjectMode::Plaintext));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::api::{KeyInfo, KeyList, KmsStatusInfo, StoreInfo, StoreList};
+use crate::api::{ImpactReport, JobInfo, JobList, KeyInfo, KeyList, KmsStatusInfo, StoreInfo, StoreList};
 
 const NONE: &str = "-";
 
@@ -121,6 +121,78 @@ pub fn key_list(list: &KeyList) -> String {
         text.push_str(&format!("more keys follow: list again with --marker {marker}\n"));
     }
     text
+}
+
+/// What depends on a key or store: totals, then one row per bucket and per key version.
+pub fn impact(report: &ImpactReport) -> String {
+    let subject = report.key.clone().unwrap_or_else(|| format!("store {}", report.store));
+    let mut text = format!("{subject}: {} objects, {} bytes\n", report.objects, report.bytes);
+    let mut rows = vec![["BUCKET".to_owned(), "OBJECTS".to_owned(), "BYTES".to_owned()]];
+    rows.extend(
+        report.buckets.iter().map(|usage| [usage.bucket.clone(), usage.objects.to_string(), usage.bytes.to_string()]),
+    );
+    if rows.len() > 1 {
+        text.push_str(&columns(rows));
+    }
+    if let Some(versions) = report.versions.as_ref().filter(|versions| !versions.is_empty()) {
+        let mut rows = vec![["VERSION".to_owned(), "OBJECTS".to_owned(), "BYTES".to_owned()]];
+        rows.extend(versions.iter().map(|v| [v.version.to_string(), v.objects.to_string(), v.bytes.to_string()]));
+        text.push_str(&columns(rows));
+    }
+    text
+}
+
+/// `12 changed, 3 unchanged, 1 SSE-C skipped, 0 failed, 410.5 objects/s, 3 s left`.
+pub fn progress_line(job: &JobInfo) -> String {
+    let progress = &job.progress;
+    let changed = if job.dry_run { "would change" } else { "changed" };
+    let mut line = format!(
+        "{} {changed}, {} unchanged, {} SSE-C skipped, {} failed",
+        progress.changed, progress.unchanged, progress.skipped_sse_c, progress.failed
+    );
+    if progress.objects_per_second > 0.0 {
+        line.push_str(&format!(", {} objects/s", progress.objects_per_second));
+    }
+    if let Some(eta) = progress.eta_seconds {
+        line.push_str(&format!(", {eta} s left"));
+    }
+    line
+}
+
+pub fn job(job: &JobInfo) -> String {
+    let progress = &job.progress;
+    let mut text = two_columns(&[
+        ("id", job.id.clone()),
+        ("state", job.state.as_str().to_owned()),
+        ("dry_run", job.dry_run.to_string()),
+        ("objects", format!("{}/{} examined, {}", progress.examined, progress.total, progress_line(job))),
+        ("bytes", progress.bytes.to_string()),
+        ("created_at", job.created_at.clone()),
+        ("finished_at", or_none(job.finished_at.as_deref())),
+        ("error", or_none(job.error.as_deref())),
+    ]);
+    if !job.failures.is_empty() {
+        let mut rows = vec![["BUCKET".to_owned(), "KEY".to_owned(), "REASON".to_owned()]];
+        rows.extend(job.failures.iter().map(|f| [f.bucket.clone(), f.key.clone(), f.reason.clone()]));
+        text.push_str(&columns(rows));
+    }
+    text
+}
+
+pub fn job_list(list: &JobList) -> String {
+    let header = ["JOB ID", "STATE", "EXAMINED", "TOTAL", "CHANGED", "FAILED", "CREATED"].map(str::to_owned);
+    let rows = list.jobs.iter().map(|job| {
+        [
+            job.id.clone(),
+            job.state.as_str().to_owned(),
+            job.progress.examined.to_string(),
+            job.progress.total.to_string(),
+            job.progress.changed.to_string(),
+            job.progress.failed.to_string(),
+            job.created_at.clone(),
+        ]
+    });
+    columns(std::iter::once(header).chain(rows).collect())
 }
 
 fn flatten(path: &str, value: &Value, rows: &mut Vec<(String, String)>) {

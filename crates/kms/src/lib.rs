@@ -36,5 +36,7 @@ pub use local::{LocalBackend, MIN_MASTER_KEY_LEN};
 pub use manager::{KmsManager, KmsStatus, LifecycleState};
 pub use stats::{CallStats, LatencyStats};
 pub use stores::{split_key_ref, StoreStatus};
-pub use types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
+pub use types::{
+    DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyOrigin, KeyPage, KeyState, KeyVersion,
+};
 pub use wrapped::{WrappedKey, WrappedKeyHeader};

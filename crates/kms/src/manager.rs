@@ -33,7 +33,7 @@ use crate::fs;
 use crate::local::{create_master_key_file, LocalBackend};
 use crate::stats::{CallStats, Metered, Stats};
 use crate::stores::{InStore, Slot, Store, StoreStatus, Stores};
-use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage};
+use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyOrigin, KeyPage};
 use crate::vault::VaultTransitBackend;
 use crate::wrapped::WrappedKey;
 
@@ -398,6 +398,20 @@ impl KmsManager {
         let stores = self.active()?;
         let store = stores.for_blob(&wrapped.header()?)?;
         store.named(store.cache.unwrap_key(store.backend.as_ref(), wrapped, context).await)
+    }
+
+    /// Which store, key and key version made a wrapped key. Reads only the blob and the configuration: the store
+    /// need not be up.
+    pub fn key_origin(&self, wrapped: &WrappedKey) -> Result<KeyOrigin> {
+        let stores = self.active()?;
+        let header = wrapped.header()?;
+        let store = stores.blob_store(&header)?.to_owned();
+        Ok(KeyOrigin { store, key_id: header.key_id.to_owned(), version: header.key_version })
+    }
+
+    /// The store and key id `key_ref` names (`store/key`, or `key` in the default store); checks the form only.
+    pub fn locate_key(&self, key_ref: &str) -> Result<(String, String)> {
+        self.active()?.locate(key_ref)
     }
 
     /// Creates a key in the store `key_ref` names (the default store for a bare or generated id).

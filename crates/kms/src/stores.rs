@@ -99,31 +99,38 @@ impl Stores {
 
     /// The store serving `key_ref` and the key's id in it.
     pub fn resolve<'a>(&self, key_ref: &'a str) -> Result<(Arc<Store>, &'a str)> {
-        let (store, key_id) = split_key_ref(key_ref);
-        if let Some(store) = store {
-            // A malformed reference is a malformed key id (`../x`), not a missing store.
-            validate_store_name(store).map_err(|_| KmsError::InvalidKeyId(format!("{key_ref}: not `store/key`")))?;
-            validate_key_id(key_id)?;
-        }
+        let (store, key_id) = checked_key_ref(key_ref)?;
         Ok((self.serving(store.unwrap_or(&self.default_store))?, key_id))
+    }
+
+    /// The names of the store and key `key_ref` refers to (the default store for a bare key id); the store need not
+    /// exist or be up.
+    pub fn locate(&self, key_ref: &str) -> Result<(String, String)> {
+        let (store, key_id) = checked_key_ref(key_ref)?;
+        Ok((store.unwrap_or(&self.default_store).to_owned(), key_id.to_owned()))
     }
 
     /// The store that opens a wrapped key.
     pub fn for_blob(&self, header: &WrappedKeyHeader<'_>) -> Result<Arc<Store>> {
-        let name = match header.store {
-            Some(name) => name,
+        let store = self.serving(self.blob_store(header)?)?;
+        if store.backend.kind() != header.backend {
+            return Err(KmsError::InvalidCiphertext);
+        }
+        Ok(store)
+    }
+
+    /// The name of the store that made a wrapped key (for blobs made before stores had names: the store of their
+    /// backend kind that took over the unnamed backend).
+    pub fn blob_store<'a>(&'a self, header: &WrappedKeyHeader<'a>) -> Result<&'a str> {
+        match header.store {
+            Some(name) => Ok(name),
             None => self.legacy_store(header.backend).ok_or_else(|| {
                 KmsError::StoreNotFound(format!(
                     "(any {} store, for a key wrapped before stores had names)",
                     header.backend.as_str()
                 ))
-            })?,
-        };
-        let store = self.serving(name)?;
-        if store.backend.kind() != header.backend {
-            return Err(KmsError::InvalidCiphertext);
+            }),
         }
-        Ok(store)
     }
 
     /// A key's metadata as the admin API shows it: ids of keys outside the default store are `store/key`.
@@ -183,6 +190,16 @@ pub fn split_key_ref(key_ref: &str) -> (Option<&str>, &str) {
         Some((store, key_id)) => (Some(store), key_id),
         None => (None, key_ref),
     }
+}
+
+/// [`split_key_ref`], refusing a malformed reference as a malformed key id (`../x`), not a missing store.
+fn checked_key_ref(key_ref: &str) -> Result<(Option<&str>, &str)> {
+    let (store, key_id) = split_key_ref(key_ref);
+    if let Some(store) = store {
+        validate_store_name(store).map_err(|_| KmsError::InvalidKeyId(format!("{key_ref}: not `store/key`")))?;
+        validate_key_id(key_id)?;
+    }
+    Ok((store, key_id))
 }
 
 /// A backend serving as a named store: the blobs it makes name the store.

@@ -113,6 +113,14 @@ pub struct KeyMetadata {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// The store, key and key version that wrapped a data key: what an object's readability depends on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyOrigin {
+    pub store: String,
+    pub key_id: String,
+    pub version: u32,
+}
+
 /// One page of a key listing; `next_marker` continues it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyPage {

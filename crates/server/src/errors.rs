@@ -33,6 +33,10 @@ pub fn store_error(err: StoreError) -> S3Error {
             "One or more of the specified parts could not be found (part {number}). The part may not have been \
              uploaded, or the specified entity tag may not have matched the part's entity tag."
         ),
+        StoreError::Changed => s3_error!(
+            OperationAborted,
+            "A conflicting conditional operation is currently in progress against this resource. Please try again."
+        ),
         other @ (StoreError::InvalidMeta(_) | StoreError::Io(_)) => internal(&other),
     }
 }

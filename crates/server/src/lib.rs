@@ -17,6 +17,7 @@ pub mod encryption;
 pub mod errors;
 pub mod health;
 pub mod http_server;
+pub mod jobs;
 pub mod kms;
 pub mod listing;
 pub mod logging;

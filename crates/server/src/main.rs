@@ -18,7 +18,7 @@ enum Command {
     /// Run the S3 server.
     Server(Box<ServerArgs>),
     /// Manage a running server through its admin API (KMS status, configuration, keys).
-    Admin(coffer_admin_api::cli::AdminCommand),
+    Admin(Box<coffer_admin_api::cli::AdminCommand>),
 }
 
 fn main() -> ExitCode {
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(coffer_server::service::run(*args, log)),
-        Command::Admin(command) => return runtime.block_on(coffer_admin_api::cli::run(command)),
+        Command::Admin(command) => return runtime.block_on(coffer_admin_api::cli::run(*command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

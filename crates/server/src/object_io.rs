@@ -19,9 +19,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use coffer_sse::{ObjectCipher, PartEncryption, PartEncryptor};
+use coffer_sse::{NewObject, ObjectCipher, ObjectEncryption, PartEncryption, PartEncryptor};
 use coffer_store::{
-    ObjectMeta, ObjectReader, PartMeta, PartStream, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
+    ObjectHeaders, ObjectMeta, ObjectReader, PartMeta, PartStream, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
 };
 use futures::{Stream, StreamExt};
 use http::Extensions;
@@ -30,8 +30,8 @@ use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{s3_error, S3Result, StdError};
 
 use crate::body_taps::ChunkedBodyEnd;
-use crate::checksum::{BodyDigests, ComputedDigests, DeclaredIntegrity};
-use crate::encryption::sse_error;
+use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumValue, ComputedDigests, DeclaredIntegrity};
+use crate::encryption::{single_part, sse_error};
 use crate::errors::{body_error, internal, store_error};
 
 /// Largest object a single PutObject, UploadPart or CopyObject may write (S3's limit).
@@ -133,6 +133,30 @@ pub async fn receive(
     };
     let file = staged.finish().await.map_err(store_error)?;
     Ok(Received { file, size, etag, digests, encryption })
+}
+
+/// The whole plaintext of the object `reader` pinned (opened with `cipher`), streamed into new staged data as one
+/// part encrypted as `new` says, with the metadata to commit it under `key` (CopyObject, and the rewrap job that
+/// encrypts a plaintext object). The new checksum uses `algorithm`. Nothing is committed.
+pub async fn restage_object(
+    store: &Store,
+    key: &str,
+    reader: ObjectReader,
+    cipher: Option<ObjectCipher>,
+    new: Option<NewObject>,
+    algorithm: Option<ChecksumAlgorithm>,
+    headers: ObjectHeaders,
+) -> S3Result<(StagedFile, ObjectMeta, Option<ObjectEncryption>)> {
+    let size = reader.meta().size;
+    let (encryption, encryptor) = single_part(new);
+    let body = ObjectBody::new(reader, 0..size, cipher)?.into_copy_source();
+    let received = receive(store, body, Some(size), DeclaredIntegrity::compute(algorithm), encryptor).await?;
+    let mut meta = ObjectMeta::new(key, received.size, received.etag.clone());
+    meta.headers = headers;
+    meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
+    meta.parts = vec![received.part(1)];
+    meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
+    Ok((received.file, meta, encryption))
 }
 
 fn entity_too_large() -> s3s::S3Error {

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::{ConfigError, ServerArgs, ServerConfig};
 use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal};
+use crate::jobs::Jobs;
 use crate::kms::{kms_state_dir, start_kms, KmsSecrets};
 use crate::logging::{InvalidLogLevel, LogFilter};
 use crate::reload::Reloader;
@@ -147,8 +148,10 @@ pub async fn run(args: ServerArgs, log: LogFilter) -> Result<(), StartError> {
         allow_insecure_sse_c: config.allow_insecure_sse_c,
     };
     let users = state.users.clone();
+    let jobs = Jobs::start(state.clone()).await;
     let admin =
-        coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key));
+        coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key))
+            .with_objects(jobs);
     let service = build_service(&state, Some(Box::new(admin)));
     let health = Arc::new(Health::new(state.store.clone(), Arc::clone(&state.kms)));
     Reloader { args, users: state.users.clone(), certificate, log }.on_sighup().map_err(StartError::Signal)?;

@@ -23,4 +23,4 @@ pub use headers::{
 };
 pub use metadata::{ObjectEncryption, PartEncryption, SseMode, SseResponse};
 pub use package::{plaintext_size, stored_size, ObjectCipher, PartDecryptor, PartEncryptor, SealedPart, PACKAGE_SIZE};
-pub use service::{NewObject, SseService};
+pub use service::{NewObject, RewrapTarget, Rewrapped, SseService};

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use coffer_kms::{
-    split_key_ref, validate_key_id, validate_store_name, EncryptionContext, KeyMaterial, KmsError, KmsManager,
-    WrappedKey, MAX_KEY_ID_LEN,
+    split_key_ref, validate_key_id, validate_store_name, DataKey, EncryptionContext, KeyMaterial, KeyOrigin, KmsError,
+    KmsManager, WrappedKey, MAX_KEY_ID_LEN,
 };
 
 use crate::error::{Result, SseError};
@@ -129,37 +129,136 @@ impl SseService {
         object_key: &ObjectKey,
         encryption: &WriteEncryption,
     ) -> Result<Option<ObjectEncryption>> {
-        let binding = |mode| SealBinding { bucket, key, mode };
         let sealed = match encryption {
             WriteEncryption::None => return Ok(None),
             WriteEncryption::SseS3 => {
-                let default_key = self.default_key_for(bucket)?;
-                let data_key = self.kms.bucket_key(&default_key, bucket, &sse_s3_context(bucket)).await?;
-                let sealed = object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseS3));
-                ObjectEncryption::new(Scheme::SseS3 { wrapped_key: data_key.wrapped.to_base64() }, sealed)
+                let key_ref = self.default_key_for(bucket)?;
+                self.seal_under_kms(bucket, key, object_key, &KmsSeal::SseS3 { key_ref: &key_ref }).await?
             }
             WriteEncryption::SseKms(KmsRequest { key_id, context, bucket_key_enabled }) => {
                 let key_id = match key_id {
                     Some(named) => named.clone(),
                     None => self.default_key_for(bucket)?,
                 };
-                let kms_context = sse_kms_context(bucket, context.as_ref());
-                let data_key = self.kms.bucket_key(kms_lookup_id(&key_id), bucket, &kms_context).await?;
-                let sealed = object_key.seal(data_key.plaintext.as_bytes(), binding(SseMode::SseKms));
-                let scheme = Scheme::SseKms {
-                    key_id,
-                    wrapped_key: data_key.wrapped.to_base64(),
-                    context: context.as_ref().map(|c| c.header().to_owned()),
+                let seal = KmsSeal::SseKms {
+                    key_id: &key_id,
+                    context: context.as_ref(),
                     bucket_key_enabled: *bucket_key_enabled,
                 };
-                ObjectEncryption::new(scheme, sealed)
+                self.seal_under_kms(bucket, key, object_key, &seal).await?
             }
             WriteEncryption::SseC(customer) => {
-                let sealed = object_key.seal(customer.key(), binding(SseMode::SseC));
+                let sealed = object_key.seal(customer.key(), SealBinding { bucket, key, mode: SseMode::SseC });
                 ObjectEncryption::new(Scheme::SseC { key_md5: *customer.md5() }, sealed)
             }
         };
         Ok(Some(sealed))
+    }
+
+    /// Seals `object_key` under the current bucket key of a KMS key.
+    async fn seal_under_kms(
+        &self,
+        bucket: &str,
+        key: &str,
+        object_key: &ObjectKey,
+        seal: &KmsSeal<'_>,
+    ) -> Result<ObjectEncryption> {
+        let data_key = self.kms_bucket_key(bucket, seal).await?;
+        Ok(seal_with(bucket, key, object_key, seal, &data_key))
+    }
+
+    async fn kms_bucket_key(&self, bucket: &str, seal: &KmsSeal<'_>) -> Result<Arc<DataKey>> {
+        let (key_ref, context) = match seal {
+            KmsSeal::SseS3 { key_ref } => (*key_ref, sse_s3_context(bucket)),
+            KmsSeal::SseKms { key_id, context, .. } => (kms_lookup_id(key_id), sse_kms_context(bucket, *context)),
+        };
+        Ok(self.kms.bucket_key(key_ref, bucket, &context).await?)
+    }
+
+    /// The store, key and key version an object's outer key was wrapped by; `None` for SSE-C (no KMS key). Reads
+    /// only the metadata: no KMS call.
+    pub fn key_origin(&self, stored: &ObjectEncryption) -> Result<Option<KeyOrigin>> {
+        let wrapped_key = match stored.scheme() {
+            Scheme::SseS3 { wrapped_key } | Scheme::SseKms { wrapped_key, .. } => wrapped_key,
+            Scheme::SseC { .. } => return Ok(None),
+        };
+        let wrapped = WrappedKey::from_base64(wrapped_key).map_err(|_| corrupted())?;
+        Ok(Some(self.kms.key_origin(&wrapped)?))
+    }
+
+    /// Moves an SSE-S3 or SSE-KMS object onto `target` (docs/rewrap.md): the same object key, sealed under the
+    /// target's current bucket key. `Unchanged` when the object is already under the newest version of the target
+    /// key in the target mode. The data, part metadata and ETag stay valid.
+    pub async fn rewrap(
+        &self,
+        bucket: &str,
+        key: &str,
+        stored: &ObjectEncryption,
+        target: &RewrapTarget,
+    ) -> Result<Rewrapped> {
+        let mode = target.mode.unwrap_or(stored.mode());
+        let (kept_key_id, kept_context) = match stored.scheme() {
+            Scheme::SseKms { key_id, context, .. } => (Some(key_id.as_str()), context.as_deref()),
+            Scheme::SseS3 { .. } => (None, None),
+            Scheme::SseC { .. } => return Err(SseError::invalid_argument("SSE-C objects cannot be rewrapped")),
+        };
+        let default_key;
+        let key_ref = match (&target.key, mode, kept_key_id) {
+            (Some(named), _, _) => named.as_str(),
+            (None, SseMode::SseKms, Some(kept)) => kept,
+            _ => {
+                default_key = self.default_key_for(bucket)?;
+                &default_key
+            }
+        };
+        let context = match (mode, kept_context) {
+            (SseMode::SseKms, Some(header)) => Some(KmsContext::parse(header).map_err(|_| corrupted())?),
+            _ => None,
+        };
+        let seal = match mode {
+            SseMode::SseS3 => KmsSeal::SseS3 { key_ref: kms_lookup_id(key_ref) },
+            SseMode::SseKms => KmsSeal::SseKms {
+                key_id: key_ref,
+                context: context.as_ref(),
+                bucket_key_enabled: matches!(stored.scheme(), Scheme::SseKms { bucket_key_enabled: true, .. }),
+            },
+            SseMode::SseC => return Err(SseError::invalid_argument("a rewrap targets SSE-S3 or SSE-KMS")),
+        };
+        let data_key = self.kms_bucket_key(bucket, &seal).await?;
+        let same_key = self.key_origin(stored)? == Some(self.kms.key_origin(&data_key.wrapped)?);
+        // SSE-S3 records no key name; SSE-KMS records the name the target gives.
+        let same_name = mode == SseMode::SseS3 || kept_key_id == Some(key_ref);
+        if same_key && mode == stored.mode() && same_name {
+            return Ok(Rewrapped::Unchanged);
+        }
+        let cipher = self.unseal(bucket, key, stored, None).await?;
+        let resealed = seal_with(bucket, key, cipher.object_key(), &seal, &data_key);
+        Ok(Rewrapped::Resealed(resealed))
+    }
+
+    /// A fresh object key for a plaintext object a rewrap encrypts, sealed as `target` says (`target.mode` must
+    /// be SSE-S3 or SSE-KMS; the key defaults to the bucket's key, as for a new write).
+    pub async fn encrypt_plaintext(&self, bucket: &str, key: &str, target: &RewrapTarget) -> Result<NewObject> {
+        let default_key;
+        let key_ref = match &target.key {
+            Some(named) => named.as_str(),
+            None => {
+                default_key = self.default_key_for(bucket)?;
+                &default_key
+            }
+        };
+        let seal = match target.mode {
+            Some(SseMode::SseS3) => KmsSeal::SseS3 { key_ref: kms_lookup_id(key_ref) },
+            Some(SseMode::SseKms) => KmsSeal::SseKms { key_id: key_ref, context: None, bucket_key_enabled: false },
+            _ => {
+                return Err(SseError::invalid_argument(
+                    "encrypting a plaintext object needs an SSE-S3 or SSE-KMS target",
+                ))
+            }
+        };
+        let object_key = ObjectKey::generate();
+        let encryption = self.seal_under_kms(bucket, key, &object_key, &seal).await?;
+        Ok(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode()), encryption })
     }
 
     async fn unseal(
@@ -197,6 +296,31 @@ impl SseService {
     }
 }
 
+/// Where a rewrap moves objects: `key` (`store/key` or `key`; default: the object's own SSE-KMS key, else the
+/// bucket's key) and `mode` (SSE-S3 or SSE-KMS; default: the object's mode).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RewrapTarget {
+    pub key: Option<String>,
+    pub mode: Option<SseMode>,
+}
+
+/// What [`SseService::rewrap`] decided for one object.
+#[derive(Debug)]
+pub enum Rewrapped {
+    /// Already under the target: nothing to write.
+    Unchanged,
+    /// The object-level encryption metadata to store instead of the old one.
+    Resealed(ObjectEncryption),
+}
+
+/// A KMS bucket key to seal under, and what the metadata records of it.
+enum KmsSeal<'a> {
+    /// SSE-S3 under `key_ref` (a key reference, resolved as given).
+    SseS3 { key_ref: &'a str },
+    /// SSE-KMS under `key_id` as named (a key reference or its ARN), recorded so.
+    SseKms { key_id: &'a str, context: Option<&'a KmsContext>, bucket_key_enabled: bool },
+}
+
 /// The key an object key is sealed under.
 enum OuterKey<'a> {
     Kms(Arc<KeyMaterial>),
@@ -210,6 +334,32 @@ impl OuterKey<'_> {
             Self::Customer(customer) => customer.key(),
         }
     }
+}
+
+/// `object_key` sealed under `data_key`, with the metadata `seal` records.
+fn seal_with(
+    bucket: &str,
+    key: &str,
+    object_key: &ObjectKey,
+    seal: &KmsSeal<'_>,
+    data_key: &DataKey,
+) -> ObjectEncryption {
+    let mode = match seal {
+        KmsSeal::SseS3 { .. } => SseMode::SseS3,
+        KmsSeal::SseKms { .. } => SseMode::SseKms,
+    };
+    let sealed = object_key.seal(data_key.plaintext.as_bytes(), SealBinding { bucket, key, mode });
+    let wrapped_key = data_key.wrapped.to_base64();
+    let scheme = match seal {
+        KmsSeal::SseS3 { .. } => Scheme::SseS3 { wrapped_key },
+        KmsSeal::SseKms { key_id, context, bucket_key_enabled } => Scheme::SseKms {
+            key_id: (*key_id).to_owned(),
+            wrapped_key,
+            context: context.map(|c| c.header().to_owned()),
+            bucket_key_enabled: *bucket_key_enabled,
+        },
+    };
+    ObjectEncryption::new(scheme, sealed)
 }
 
 fn corrupted() -> SseError {

@@ -31,6 +31,7 @@ type SharedIndex = Arc<RwLock<Option<KeyIndex>>>;
 pub(crate) struct Engine {
     buckets_dir: PathBuf,
     tmp_dir: PathBuf,
+    jobs_dir: PathBuf,
     /// Written by bucket create/delete/config changes; read by every operation that changes a bucket's contents,
     /// so a bucket cannot vanish between "it exists" and the commit into it.
     namespace: RwLock<()>,
@@ -51,8 +52,10 @@ impl Engine {
     pub(crate) fn open(root: &Path) -> Result<Engine> {
         let buckets_dir = root.join("buckets");
         let tmp_dir = root.join(".coffer").join("tmp");
+        let jobs_dir = root.join(".coffer").join("jobs");
         create_private_dir_all(&buckets_dir)?;
         create_private_dir_all(&tmp_dir)?;
+        create_private_dir_all(&jobs_dir)?;
         let mut swept = 0usize;
         for entry in fs::read_dir(&tmp_dir)? {
             remove_any(&entry?.path());
@@ -64,6 +67,7 @@ impl Engine {
         Ok(Engine {
             buckets_dir,
             tmp_dir,
+            jobs_dir,
             namespace: RwLock::new(()),
             object_locks: LockStripes::new(),
             upload_locks: LockStripes::new(),
@@ -74,6 +78,10 @@ impl Engine {
 
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp_dir
+    }
+
+    pub(crate) fn jobs_dir(&self) -> &Path {
+        &self.jobs_dir
     }
 
     /// Creates, writes, fsyncs and removes a probe file in the temp directory.

@@ -36,6 +36,10 @@ pub enum StoreError {
     /// with a different part list).
     #[error("metadata does not match the stored data: {0}")]
     InvalidMeta(&'static str),
+    /// A conditional write (`update_object_meta`, `replace_object`) found the object changed or deleted since the
+    /// caller read the version it expected.
+    #[error("the object changed since it was read")]
+    Changed,
     /// A filesystem error, or a corrupt / unsupported metadata file.
     #[error("storage i/o error: {0}")]
     Io(#[from] io::Error),

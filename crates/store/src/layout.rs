@@ -8,6 +8,7 @@
 //! DIR/buckets/<bucket>/uploads/<upload id>/part-NNNNN.json  part record (NNNNN = zero-padded part number)
 //! DIR/buckets/<bucket>/uploads/<upload id>/data-<id>      stored bytes of one uploaded part
 //! DIR/.coffer/tmp/                                    temp files and trash; emptied by Store::open
+//! DIR/.coffer/jobs/<job id>.json                      a long-running job's record (opaque JSON of the server)
 //! DIR/.coffer/kms/                                    not the store's (coffer-kms)
 //! ```
 //!

@@ -15,6 +15,7 @@
 mod engine;
 mod error;
 mod fsio;
+mod jobs;
 pub mod layout;
 mod listing;
 mod locks;

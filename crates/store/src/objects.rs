@@ -23,12 +23,14 @@ pub(crate) fn new_data_file_name() -> std::io::Result<String> {
 }
 
 impl Engine {
+    /// Commits `data` as the object; with `expected`, only while the stored version is still that one.
     pub(crate) fn put_object(
         &self,
         bucket: &str,
         key: &str,
         data: StagedFile,
         mut meta: ObjectMeta,
+        expected: Option<&ObjectMeta>,
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
         let mut part = match meta.parts.len() {
@@ -56,6 +58,9 @@ impl Engine {
         self.bucket_record(bucket)?;
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
+        if let Some(expected) = expected {
+            check_current(&dir, key, expected)?;
+        }
         let created = create_private_dir(&dir)?;
         let (data_files, inline_data) = match data.inline() {
             Some(bytes) => (Vec::new(), Some(BASE64.encode_to_string(bytes))),
@@ -70,13 +75,19 @@ impl Engine {
         self.commit_object(bucket, &dir, changes, record)
     }
 
-    pub(crate) fn update_object_meta(&self, bucket: &str, key: &str, mut meta: ObjectMeta) -> Result<ObjectMeta> {
+    pub(crate) fn update_object_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: &ObjectMeta,
+        mut meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
         validate_key(key)?;
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
-        let current = read_object(&dir, key)?;
+        let current = check_current(&dir, key, expected)?;
         let same_data = meta.parts.len() == current.meta.parts.len()
             && meta
                 .parts
@@ -211,6 +222,16 @@ pub(crate) fn read_object(dir: &Path, key: &str) -> Result<ObjectRecord> {
     match load::<ObjectRecord>(&dir.join(OBJECT_FILE))? {
         Some(record) if record.meta.key == key => Ok(record),
         _ => Err(StoreError::NoSuchKey),
+    }
+}
+
+/// The committed record of `key`, if it is still the version `expected` describes; else `Changed` (also when the
+/// object was deleted meanwhile). A new version always differs: the store stamps each commit's `last_modified`.
+fn check_current(dir: &Path, key: &str, expected: &ObjectMeta) -> Result<ObjectRecord> {
+    match read_object(dir, key) {
+        Ok(record) if record.meta == *expected => Ok(record),
+        Ok(_) | Err(StoreError::NoSuchKey) => Err(StoreError::Changed),
+        Err(e) => Err(e),
     }
 }
 

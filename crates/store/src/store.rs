@@ -89,15 +89,37 @@ impl Store {
     /// `last_modified` and the part's `number`, `stored_size` and `last_modified`.
     pub async fn put_object(&self, bucket: &str, key: &str, data: StagedFile, meta: ObjectMeta) -> Result<ObjectMeta> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.put_object(&bucket, &key, data, meta)).await
+        self.run(move |e| e.put_object(&bucket, &key, data, meta, None)).await
     }
 
-    /// Rewrites an object's metadata without touching its data. `meta.parts` must list the same parts (numbers and
-    /// stored sizes, in order) as the stored version, else `InvalidMeta`; everything else, including
-    /// `last_modified` and each part's `encryption`, is stored as given.
-    pub async fn update_object_meta(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<ObjectMeta> {
+    /// `put_object`, committed only if the stored version is still `expected` (as `head_object` or a reader
+    /// returned it); else `Changed`, and nothing is stored. A rewrite of an object's data never overwrites a
+    /// version written (or a delete made) after the caller read it.
+    pub async fn replace_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: StagedFile,
+        meta: ObjectMeta,
+        expected: ObjectMeta,
+    ) -> Result<ObjectMeta> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.update_object_meta(&bucket, &key, meta)).await
+        self.run(move |e| e.put_object(&bucket, &key, data, meta, Some(&expected))).await
+    }
+
+    /// Rewrites the metadata of the stored version `expected` without touching its data; `Changed` (nothing
+    /// written) if the object was overwritten or deleted since the caller read `expected`. `meta.parts` must list
+    /// the same parts (numbers and stored sizes, in order), else `InvalidMeta`; everything else, including
+    /// `last_modified` and each part's `encryption`, is stored as given.
+    pub async fn update_object_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: ObjectMeta,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |e| e.update_object_meta(&bucket, &key, &expected, meta)).await
     }
 
     /// The object's metadata. `NoSuchKey` / `NoSuchBucket`.
@@ -184,6 +206,18 @@ impl Store {
     /// gives up waiting.
     pub async fn check_writable(&self) -> Result<()> {
         self.run(|e| e.check_writable()).await
+    }
+
+    /// Saves (creates or replaces, atomically and durably) the record of a long-running job. The record is the
+    /// caller's JSON; `id` is 1 to 64 lowercase letters, digits and `-`.
+    pub async fn save_job(&self, id: &str, record: RawJson) -> Result<()> {
+        let id = id.to_owned();
+        self.run(move |e| e.save_job(&id, &record)).await
+    }
+
+    /// Every saved job record, in no particular order.
+    pub async fn job_records(&self) -> Result<Vec<RawJson>> {
+        self.run(|e| e.job_records()).await
     }
 
     /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.

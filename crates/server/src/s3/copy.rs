@@ -7,22 +7,21 @@
 use std::ops::Range;
 
 use coffer_sse::{authorize_read, CustomerKey, WriteEncryption};
-use coffer_store::ObjectMeta;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::multipart::{commit_part, part_number, upload_checksum};
 use super::objects::reject_versions;
 use super::{etag, now};
-use crate::checksum::{set_checksum_fields, ChecksumAlgorithm, ChecksumFields, ChecksumValue, DeclaredIntegrity};
+use crate::checksum::{set_checksum_fields, ChecksumAlgorithm, ChecksumFields, DeclaredIntegrity};
 use crate::conditions::ReadConditions;
 use crate::encryption::{
     copy_source_customer_headers, customer_headers, names_encryption, part_encryptor, read_cipher, set_sse_fields,
-    single_part, sse_error, sse_headers, start_object, stored_encryption, transport, write_encryption,
+    sse_error, sse_headers, start_object, stored_encryption, transport, write_encryption,
 };
 use crate::errors::store_error;
 use crate::object_headers::object_headers_from;
-use crate::object_io::{receive, ObjectBody};
+use crate::object_io::{receive, restage_object, ObjectBody};
 use crate::service::AppState;
 
 /// The bucket and key named by `x-amz-copy-source`.
@@ -108,29 +107,23 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
             ),
             None => None,
         };
-        let mut meta = source;
+        let mut meta = source.clone();
         meta.headers = headers;
         meta.last_modified = now();
         meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
-        let stored = state.store.update_object_meta(&input.bucket, &input.key, meta).await.map_err(store_error)?;
+        // Only onto the version that was resealed: a concurrent overwrite has another object key.
+        let stored =
+            state.store.update_object_meta(&input.bucket, &input.key, source, meta).await.map_err(store_error)?;
         (stored, encryption)
     } else {
-        let size = source.size;
-        let algorithm = requested.or(source_algorithm);
         let cipher =
             read_cipher(state, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
                 .await?;
-        let (encryption, encryptor) = single_part(start_object(state, &input.bucket, &input.key, &write).await?);
-        let body = ObjectBody::new(reader, 0..size, cipher)?.into_copy_source();
-        let integrity = DeclaredIntegrity::compute(algorithm);
-        let received = receive(&state.store, body, Some(size), integrity, encryptor).await?;
-        let mut meta = ObjectMeta::new(input.key.clone(), received.size, received.etag.clone());
-        meta.headers = headers;
-        meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
-        meta.parts = vec![received.part(1)];
-        meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
-        let stored =
-            state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
+        let new = start_object(state, &input.bucket, &input.key, &write).await?;
+        let algorithm = requested.or(source_algorithm);
+        let (file, meta, encryption) =
+            restage_object(&state.store, &input.key, reader, cipher, new, algorithm, headers).await?;
+        let stored = state.store.put_object(&input.bucket, &input.key, file, meta).await.map_err(store_error)?;
         (stored, encryption)
     };
 

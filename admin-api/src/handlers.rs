@@ -13,7 +13,8 @@ use crate::api::{
     BucketKeyInfo, JobList, KeyInfo, KeyList, KmsStatusInfo, MinioKeyInfo, MinioKeyStatus, StoreInfo, StoreList,
 };
 use crate::body::{
-    parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_rewrap, parse_store, ConfigBody,
+    parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_min_decryption_version, parse_rewrap,
+    parse_store, ConfigBody,
 };
 use crate::error::ApiError;
 use crate::objects::{ImpactScope, JobAction, ObjectAdmin};
@@ -89,6 +90,7 @@ impl Handlers {
                 | Endpoint::Reconfigure
                 | Endpoint::CreateKey
                 | Endpoint::SetKeyExpiry
+                | Endpoint::SetKeyMinDecryptionVersion
                 | Endpoint::AddStore
                 | Endpoint::UpdateStore
                 | Endpoint::SetBucketKey
@@ -247,6 +249,15 @@ impl Handlers {
                 query.finish()?;
                 Ok(json(KeyInfo::from(self.kms.set_key_expiry(&path_key, expires_at).await?)))
             }
+            Endpoint::SetKeyMinDecryptionVersion => {
+                let version = parse_min_decryption_version(body)?;
+                let force = query.flag("force")?;
+                query.finish()?;
+                if !force {
+                    self.check_versions_unused(&path_key, version).await?;
+                }
+                Ok(json(KeyInfo::from(self.kms.set_min_decryption_version(&path_key, version).await?)))
+            }
             Endpoint::CancelKeyDeletion => {
                 query.finish()?;
                 Ok(json(KeyInfo::from(self.kms.cancel_deletion(&path_key).await?)))
@@ -345,6 +356,31 @@ impl Handlers {
             buckets.join(", ")
         ))
         .into())
+    }
+
+    /// Refuses to retire key versions objects still need (unless forced): their reads would fail until the
+    /// minimum is lowered again.
+    async fn check_versions_unused(&self, key_ref: &str, min_version: u32) -> Result<(), ApiError> {
+        let Some(objects) = &self.objects else {
+            return Ok(());
+        };
+        if !(1..=self.kms.describe_key(key_ref).await?.current_version).contains(&min_version) {
+            // Out of range: the KMS refuses it with the reason.
+            return Ok(());
+        }
+        let report = objects.impact(&ImpactScope::Key(key_ref.to_owned())).await?;
+        let below = report.versions.unwrap_or_default().into_iter().filter(|count| count.version < min_version);
+        let (count, bytes) =
+            below.fold((0, 0), |(count, bytes), version| (count + version.objects, bytes + version.bytes));
+        if count == 0 {
+            return Ok(());
+        }
+        let message = format!(
+            "{count} objects ({bytes} bytes) still need versions below {min_version} of key {key_ref}; rewrap them \
+             first (coffer admin kms rewrap --from-key {key_ref} --from-versions-below {min_version}), or retire the \
+             versions anyway with force=true"
+        );
+        Err(ApiError::new(StatusCode::CONFLICT, "KeyVersionInUse", message))
     }
 
     fn bucket_key(&self, bucket: &str) -> Result<BucketKeyInfo, ApiError> {

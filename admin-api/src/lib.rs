@@ -6,7 +6,8 @@
 //! only through `coffer_kms::KmsManager`.
 //!
 //! It must not touch object data or the store, and must not reach into the server: the server hands it a KMS
-//! manager and a function telling admins apart, nothing more. Secrets submitted to it (tokens, secret ids, master
+//! manager, a function telling admins apart and an [`ObjectAdmin`] (impact reports and jobs over objects), nothing
+//! more. Secrets submitted to it (tokens, secret ids, master
 //! keys) go to the KMS and nowhere else: not into answers, error messages or logs.
 
 pub mod api;

@@ -58,6 +58,19 @@ impl Query {
         }
     }
 
+    /// `true` or `false` (absent: `false`).
+    pub fn flag(&mut self, name: &str) -> Result<bool, ApiError> {
+        match self.string(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(ApiError::invalid_field(
+                "InvalidQuery",
+                name,
+                format!("query parameter `{name}` must be true or false"),
+            )),
+        }
+    }
+
     /// Fails on the first parameter the endpoint did not read.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.params.into_keys().next() {

@@ -222,6 +222,23 @@ async fn keys_round_trip() {
     assert!(restored["deletion_date"].is_null(), "{restored}");
     let described = harness.admin(Method::GET, "/keys/orders", None).await.ok();
     assert_eq!(described["versions"].as_array().unwrap().len(), 2, "{described}");
+    assert_eq!(described["min_decryption_version"], 1, "{described}");
+
+    // Retiring version 1 (the key is disabled after the cancelled deletion: that does not matter here).
+    let minimum = "/keys/orders/min-decryption-version";
+    for refused in [r#"{"min_decryption_version":3}"#, r#"{"min_decryption_version":0}"#] {
+        let error =
+            harness.admin(Method::PUT, minimum, Some(refused)).await.error(StatusCode::BAD_REQUEST, "InvalidArgument");
+        assert_eq!(error["field"], "min_decryption_version", "{error}");
+    }
+    for (malformed, code) in [(r#"{"min_decryption_version":-1}"#, "InvalidField"), ("{}", "MissingField")] {
+        harness.admin(Method::PUT, minimum, Some(malformed)).await.error(StatusCode::BAD_REQUEST, code);
+    }
+    let raised = harness.admin(Method::PUT, minimum, Some(r#"{"min_decryption_version":2}"#)).await.ok();
+    assert_eq!((&raised["min_decryption_version"], &raised["current_version"]), (&2.into(), &2.into()), "{raised}");
+    assert_eq!(raised["versions"].as_array().unwrap().len(), 1, "only the versions that still decrypt: {raised}");
+    let listed = harness.admin(Method::GET, "/keys?marker=order&limit=1", None).await.ok();
+    assert_eq!(listed["keys"][0]["min_decryption_version"], 2, "{listed}");
 
     harness.admin(Method::GET, "/keys/missing", None).await.error(StatusCode::NOT_FOUND, "KeyNotFound");
     let out_of_range = harness.admin(Method::DELETE, "/keys/orders?pending_window_days=1", None).await;

@@ -248,6 +248,16 @@ enum KeyCommand {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Retire a key's older versions: data keys they wrapped no longer decrypt (rewrap objects off them first).
+    /// Lowering it again makes them decrypt again.
+    SetMinVersion {
+        key_id: String,
+        /// The lowest version that still decrypts, 1 to the key's current version.
+        version: u32,
+        /// Retire the versions even while objects still need them (the server refuses otherwise).
+        #[arg(long)]
+        force: bool,
+    },
     /// List master keys, a page at a time.
     List {
         /// The store whose keys to list (default: the default store).
@@ -529,6 +539,14 @@ impl KeyCommand {
                 on_key(Method::POST, key_id, Some("expiry")),
                 serde_json::json!({ "expires_at": at }).to_string().into_bytes(),
             ),
+            Self::SetMinVersion { key_id, version, force } => {
+                let mut retire = with_body(
+                    on_key(Method::PUT, key_id, Some("min-decryption-version")),
+                    serde_json::json!({ "min_decryption_version": version }).to_string().into_bytes(),
+                );
+                retire.query.extend(force.then(|| ("force", "true".to_owned())));
+                retire
+            }
         }
     }
 }
@@ -618,6 +636,8 @@ mod tests {
             &["kms", "jobs", "pause", "rewrap-1"],
             &["kms", "jobs", "resume", "rewrap-1"],
             &["kms", "jobs", "cancel", "rewrap-1"],
+            &["kms", "key", "set-expiry", "app", "--at", "2027-01-01T00:00:00Z"],
+            &["kms", "key", "set-min-version", "app", "2"],
         ];
         for args in commands {
             let request = kms_request(args);
@@ -639,6 +659,9 @@ mod tests {
         assert_eq!(delete.query, vec![("pending_window_days", "7".to_owned())]);
         let list = kms_request(&["kms", "key", "list", "--limit", "5"]);
         assert_eq!(list.query, vec![("limit", "5".to_owned())]);
+        let retire = kms_request(&["kms", "key", "set-min-version", "app", "2"]);
+        let body: Value = serde_json::from_slice(retire.body.as_deref().unwrap()).unwrap();
+        assert_eq!((retire.method, body), (Method::PUT, serde_json::json!({"min_decryption_version": 2})));
     }
 
     #[test]

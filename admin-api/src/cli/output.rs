@@ -87,6 +87,7 @@ pub fn key(key: &KeyInfo) -> String {
         ("state", key.state.clone()),
         ("created_at", key.created_at.clone()),
         ("current_version", key.current_version.to_string()),
+        ("min_decryption_version", key.min_decryption_version.to_string()),
         ("versions", versions),
         ("deletion_date", or_none(key.deletion_date.as_deref())),
         ("description", or_none(key.description.as_deref())),
@@ -278,19 +279,21 @@ mod tests {
     }
 
     #[test]
-    fn key_lists_have_a_header_and_a_continuation_hint() {
-        let key = KeyInfo {
+    fn keys_and_key_lists_show_their_fields_with_a_continuation_hint() {
+        let app = KeyInfo {
             key_id: "app".into(),
             state: "Enabled".into(),
             created_at: "2025-01-01T00:00:00Z".into(),
             current_version: 2,
-            versions: vec![KeyVersionInfo { version: 1, created_at: "2025-01-01T00:00:00Z".into() }],
+            min_decryption_version: 2,
+            versions: vec![KeyVersionInfo { version: 2, created_at: "2025-01-01T00:00:00Z".into() }],
             deletion_date: None,
             description: None,
             expires_at: Some("2027-01-01T00:00:00Z".into()),
             days_left: Some(12),
         };
-        let text = key_list(&KeyList { keys: vec![key], next_marker: Some("app".into()) });
+        assert!(key(&app).contains("\nmin_decryption_version  2\nversions                2 (2025-01-01T00:00:00Z)\n"));
+        let text = key_list(&KeyList { keys: vec![app], next_marker: Some("app".into()) });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "KEY ID  STATE    VERSION  CREATED               DELETION DATE  EXPIRES");
         assert_eq!(

@@ -47,6 +47,8 @@ pub trait KmsBackend: Send + Sync {
     async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata>;
     /// Sets (or clears, with `None`) the time after which the key makes no new data keys; it must lie in the future.
     async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata>;
+    /// Sets the lowest key version whose data keys still decrypt (1 to the current version; lowering is allowed).
+    async fn set_min_decryption_version(&self, key_id: &str, version: u32) -> Result<KeyMetadata>;
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey>;
     async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial>;
     async fn health(&self) -> Health;

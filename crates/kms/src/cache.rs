@@ -14,6 +14,9 @@
 //! which another thread can hold up indefinitely), so each cached key sits in a [`Slot`] that is emptied when its
 //! entry leaves the cache (the eviction listener, for every cause) or when the cache is dropped.
 //!
+//! Invalidating a key's entries (it was disabled, rotated, or its older versions retired) also drops what a backend
+//! call already under way caches after it: that call may have seen the key as it was before the change.
+//!
 //! Counting: a request served by a cached entry, or by another request's backend call it waited for, is a hit;
 //! every other request (it made the backend call, or the call failed) is a miss. Evictions are entries dropped for age (TTL) or capacity; explicit
 //! invalidation, retirement after `max_uses` and clearing are not evictions.
@@ -91,6 +94,9 @@ pub struct DataKeyCache {
 struct Caches {
     bucket_keys: Cache<BucketKeyId, Arc<BucketKey>>,
     unwrapped: Cache<UnwrappedId, Arc<Slot<KeyMaterial>>>,
+    /// Counts invalidations. A backend call that one overtook may have seen the key as it was before the change
+    /// (enabled, or with a lower minimum decryption version); what that call cached is dropped again.
+    invalidations: AtomicU64,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -161,6 +167,7 @@ impl DataKeyCache {
         };
         let id = BucketKeyId { key_id: key_id.to_owned(), bucket: bucket.to_owned(), context: context.clone() };
         loop {
+            let invalidations = caches.invalidations();
             // The key this request generated, if it made the backend call: its entry may already be gone (evicted
             // on admission, cleared), but the request that paid for the key still uses it.
             let mut generated = None;
@@ -179,7 +186,11 @@ impl DataKeyCache {
             let data_key = match generated {
                 Some(data_key) => {
                     self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                    caches.remember_unwrapped(&data_key, context).await;
+                    let read_side = caches.remember_unwrapped(&data_key, context).await;
+                    if caches.invalidations() != invalidations {
+                        caches.bucket_keys.invalidate(&id).await;
+                        caches.unwrapped.invalidate(&read_side).await;
+                    }
                     data_key
                 }
                 // The entry left the cache between lookup and use: look again.
@@ -211,6 +222,7 @@ impl DataKeyCache {
         let key_id = wrapped.header()?.key_id.to_owned();
         let id = UnwrappedId { key_id, wrapped: wrapped.clone(), context: context.clone() };
         loop {
+            let invalidations = caches.invalidations();
             // As in `bucket_key`: the request that made the backend call uses its key even if the entry is gone.
             let mut opened = None;
             let entry = caches
@@ -224,7 +236,12 @@ impl DataKeyCache {
                 .await
                 .map_err(|err| self.missed(&err))?;
             let (key, counter) = match opened {
-                Some(key) => (key, &self.stats.misses),
+                Some(key) => {
+                    if caches.invalidations() != invalidations {
+                        caches.unwrapped.invalidate(&id).await;
+                    }
+                    (key, &self.stats.misses)
+                }
                 None => match entry.into_value().get() {
                     Some(key) => (key, &self.stats.hits),
                     None => continue,
@@ -301,17 +318,23 @@ impl Caches {
                 .time_to_live(settings.ttl)
                 .eviction_listener(on_removal(stats, |key: &Arc<Slot<KeyMaterial>>| key.empty()))
                 .build(),
+            invalidations: AtomicU64::new(0),
         }
     }
 
-    /// Enters a freshly generated data key on the read side.
-    async fn remember_unwrapped(&self, data_key: &DataKey, context: &EncryptionContext) {
+    fn invalidations(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
+    }
+
+    /// Enters a freshly generated data key on the read side, under the id it returns.
+    async fn remember_unwrapped(&self, data_key: &DataKey, context: &EncryptionContext) -> UnwrappedId {
         let id = UnwrappedId {
             key_id: data_key.key_id.clone(),
             wrapped: data_key.wrapped.clone(),
             context: context.clone(),
         };
-        self.unwrapped.insert(id, Arc::new(Slot::new(Arc::new(data_key.plaintext.clone())))).await;
+        self.unwrapped.insert(id.clone(), Arc::new(Slot::new(Arc::new(data_key.plaintext.clone())))).await;
+        id
     }
 
     /// Removes a used-up bucket key unless another request already replaced it.
@@ -329,6 +352,8 @@ impl Caches {
     }
 
     async fn invalidate_bucket_keys(&self, key_id: &str) {
+        // Counted before the entries go, so a backend call finishing after this sees it.
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<_> = self.bucket_keys.iter().filter(|(id, _)| id.key_id == key_id).map(|(id, _)| id).collect();
         for id in ids {
             self.bucket_keys.invalidate(id.as_ref()).await;
@@ -338,6 +363,7 @@ impl Caches {
     }
 
     async fn invalidate_unwrapped(&self, key_id: &str) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<_> = self.unwrapped.iter().filter(|(id, _)| id.key_id == key_id).map(|(id, _)| id).collect();
         for id in ids {
             self.unwrapped.invalidate(id.as_ref()).await;

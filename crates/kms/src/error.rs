@@ -26,6 +26,12 @@ pub enum KmsError {
     /// The key's expiration time has passed: it makes no new data keys (it still opens the ones it made).
     #[error("KMS key {key_id} expired at {expired_at}: it no longer encrypts new data")]
     KeyExpired { key_id: String, expired_at: String },
+    /// The data key was wrapped by a version below the key's minimum decryption version: that version is retired.
+    #[error(
+        "version {version} of KMS key {key_id} is retired (below the key's minimum decryption version): data keys it \
+         wrapped no longer decrypt"
+    )]
+    KeyVersionRetired { key_id: String, version: u32 },
     #[error("KMS key already exists: {0}")]
     KeyExists(String),
     #[error("invalid key id: {0}")]
@@ -85,6 +91,7 @@ impl KmsError {
             | Self::KeyDisabled(_)
             | Self::KeyPendingDeletion(_)
             | Self::KeyExpired { .. }
+            | Self::KeyVersionRetired { .. }
             | Self::KeyExists(_)
             | Self::InvalidKeyId(_)
             | Self::UnusableKey { .. }
@@ -106,6 +113,9 @@ impl KmsError {
             Self::KeyPendingDeletion(id) => Self::KeyPendingDeletion(id.clone()),
             Self::KeyExpired { key_id, expired_at } => {
                 Self::KeyExpired { key_id: key_id.clone(), expired_at: expired_at.clone() }
+            }
+            Self::KeyVersionRetired { key_id, version } => {
+                Self::KeyVersionRetired { key_id: key_id.clone(), version: *version }
             }
             Self::KeyExists(id) => Self::KeyExists(id.clone()),
             Self::InvalidKeyId(message) => Self::InvalidKeyId(message.clone()),

@@ -1,5 +1,5 @@
 //! Checks on key-management requests that every backend applies the same way: the arguments of a create-key
-//! request and the pending-deletion window.
+//! request, the pending-deletion window, expiration times and minimum decryption versions.
 
 use time::OffsetDateTime;
 
@@ -50,6 +50,18 @@ pub(crate) fn refuse_if_expired(key_id: &str, expires_at: Option<OffsetDateTime>
 pub(crate) fn expired(key_id: &str, at: OffsetDateTime) -> KmsError {
     let expired_at = at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string());
     KmsError::KeyExpired { key_id: key_id.to_owned(), expired_at }
+}
+
+/// Checks a minimum decryption version to set on a key whose newest version is `current_version`: as in Vault, it
+/// must name one of the key's versions (so the newest always decrypts); lowering it again is allowed.
+pub(crate) fn check_min_decryption_version(version: u32, current_version: u32) -> Result<()> {
+    if (1..=current_version).contains(&version) {
+        return Ok(());
+    }
+    Err(KmsError::invalid_argument(
+        "min_decryption_version",
+        format!("minimum decryption version must be between 1 and the key's current version {current_version}"),
+    ))
 }
 
 /// When a key scheduled for deletion now with a window of `pending_window_days` is deleted; refuses a window

@@ -13,7 +13,8 @@
 //!
 //! Key administration goes through the manager too, so calls are counted and the cache follows key changes: disabling
 //! a key or scheduling its deletion drops its cached keys at once (new writes and reads go to the backend, which
-//! refuses them), and rotating a key drops its bucket keys so new writes use the new version.
+//! refuses them), rotating a key drops its bucket keys so new writes use the new version, and raising its minimum
+//! decryption version drops its cached keys so reads of retired versions stop at once.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -629,6 +630,18 @@ impl KmsManager {
         self.on_key(key_ref, |store, key_id| async move {
             let metadata = store.backend.set_expiry(&key_id, expires_at).await?;
             store.cache.invalidate_bucket_keys(&key_id).await;
+            Ok(metadata)
+        })
+        .await
+    }
+
+    /// Sets the lowest key version whose data keys still decrypt, and drops every cached key of the key: an unwrapped
+    /// key of a version now retired must not keep serving reads, nor a bucket key of one (an operator may have rotated
+    /// the key outside Coffer) new writes.
+    pub async fn set_min_decryption_version(&self, key_ref: &str, version: u32) -> Result<KeyMetadata> {
+        self.on_key(key_ref, |store, key_id| async move {
+            let metadata = store.backend.set_min_decryption_version(&key_id, version).await?;
+            store.cache.invalidate_key(&key_id).await;
             Ok(metadata)
         })
         .await

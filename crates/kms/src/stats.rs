@@ -32,13 +32,14 @@ pub(crate) enum Operation {
     CancelDeletion,
     RotateKey,
     SetExpiry,
+    SetMinDecryptionVersion,
     GenerateDataKey,
     DecryptDataKey,
     Health,
 }
 
 impl Operation {
-    const ALL: [Operation; 12] = [
+    const ALL: [Operation; 13] = [
         Self::CreateKey,
         Self::DescribeKey,
         Self::ListKeys,
@@ -48,6 +49,7 @@ impl Operation {
         Self::CancelDeletion,
         Self::RotateKey,
         Self::SetExpiry,
+        Self::SetMinDecryptionVersion,
         Self::GenerateDataKey,
         Self::DecryptDataKey,
         Self::Health,
@@ -64,6 +66,7 @@ impl Operation {
             Self::CancelDeletion => "cancel_deletion",
             Self::RotateKey => "rotate_key",
             Self::SetExpiry => "set_expiry",
+            Self::SetMinDecryptionVersion => "set_min_decryption_version",
             Self::GenerateDataKey => "generate_data_key",
             Self::DecryptDataKey => "decrypt_data_key",
             Self::Health => "health",
@@ -214,6 +217,10 @@ impl KmsBackend for Metered {
 
     async fn set_expiry(&self, key_id: &str, expires_at: Option<OffsetDateTime>) -> Result<KeyMetadata> {
         self.timed(Operation::SetExpiry, self.inner.set_expiry(key_id, expires_at)).await
+    }
+
+    async fn set_min_decryption_version(&self, key_id: &str, version: u32) -> Result<KeyMetadata> {
+        self.timed(Operation::SetMinDecryptionVersion, self.inner.set_min_decryption_version(key_id, version)).await
     }
 
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {

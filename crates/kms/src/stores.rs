@@ -256,6 +256,10 @@ impl KmsBackend for InStore {
         self.inner.set_expiry(key_id, expires_at).await
     }
 
+    async fn set_min_decryption_version(&self, key_id: &str, version: u32) -> Result<KeyMetadata> {
+        self.inner.set_min_decryption_version(key_id, version).await
+    }
+
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         let mut data_key = self.inner.generate_data_key(key_id, context).await?;
         data_key.wrapped = data_key.wrapped.in_store(&self.name)?;

@@ -104,6 +104,7 @@ pub struct KeyMetadata {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     pub current_version: u32,
+    /// The versions whose data keys still decrypt: from `min_decryption_version` to `current_version`.
     pub versions: Vec<KeyVersion>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub deletion_date: Option<OffsetDateTime>,
@@ -111,6 +112,14 @@ pub struct KeyMetadata {
     /// After this time the key makes no new data keys (it still opens the ones it made).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// Data keys wrapped by versions below it no longer decrypt (1: every version does).
+    #[serde(default = "first_version")]
+    pub min_decryption_version: u32,
+}
+
+/// The version numbering starts at; serde's default for a minimum decryption version not written down.
+pub(crate) fn first_version() -> u32 {
+    1
 }
 
 /// The store, key and key version that wrapped a data key: what an object's readability depends on.

@@ -520,6 +520,39 @@ async fn any_symmetric_transit_key_works_and_other_key_types_are_unusable() {
 }
 
 #[tokio::test]
+async fn a_minimum_decryption_version_is_transits_own_and_vault_refuses_retired_versions() {
+    let bao = OpenBao::start().await;
+    install_policy(&bao).await;
+    let state = tempfile::tempdir().unwrap();
+    // The documented policy is enough.
+    let auth = VaultAuth::Token { token: Secret::new(policy_token(&bao).await) };
+    let backend = VaultTransitBackend::connect(&vault_config(&bao, auth), &options(state.path())).await.unwrap();
+    assert_eq!(backend.create_key(Some("retiring"), None).await.unwrap().min_decryption_version, 1);
+    let old = backend.generate_data_key("retiring", &context("x")).await.unwrap();
+    backend.rotate_key("retiring").await.unwrap();
+    let new = backend.generate_data_key("retiring", &context("x")).await.unwrap();
+    for refused in [0, 3] {
+        let err = backend.set_min_decryption_version("retiring", refused).await.unwrap_err();
+        assert!(matches!(&err, KmsError::InvalidArgument { field, .. } if field == "min_decryption_version"), "{err}");
+    }
+
+    let raised = backend.set_min_decryption_version("retiring", 2).await.unwrap();
+    assert_eq!((raised.min_decryption_version, raised.current_version), (2, 2));
+    assert_eq!(raised.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2]);
+    assert_eq!(bao.api("GET", "transit/keys/retiring", None).await["data"]["min_decryption_version"], 2);
+    assert_eq!(backend.describe_key("retiring").await.unwrap(), raised);
+    let err = backend.decrypt_data_key(&old.wrapped, &context("x")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::KeyVersionRetired { key_id, version: 1 } if key_id == "retiring"), "{err}");
+    let opened = backend.decrypt_data_key(&new.wrapped, &context("x")).await.unwrap();
+    assert_eq!(opened.as_bytes(), new.plaintext.as_bytes());
+    assert!(matches!(backend.rewrap(&old.wrapped, &context("x")).await, Err(KmsError::KeyVersionRetired { .. })));
+
+    assert_eq!(backend.set_min_decryption_version("retiring", 1).await.unwrap().versions.len(), 2);
+    let opened = backend.decrypt_data_key(&old.wrapped, &context("x")).await.unwrap();
+    assert_eq!(opened.as_bytes(), old.plaintext.as_bytes(), "lowering the minimum makes old versions open again");
+}
+
+#[tokio::test]
 async fn a_transit_key_can_expire_for_new_data_keys_only() {
     let bao = OpenBao::start().await;
     let state = tempfile::tempdir().unwrap();

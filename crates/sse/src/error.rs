@@ -89,7 +89,9 @@ impl From<KmsError> for SseError {
             KmsError::StoreNotFound(_) => Self::new("KMS.NotFoundException", 400, error.to_string()),
             KmsError::UnusableKey { .. } => Self::new("KMS.InvalidKeyUsageException", 400, error.to_string()),
             KmsError::KeyDisabled(id) => Self::new("KMS.DisabledException", 400, format!("KMS key '{id}' is disabled")),
-            KmsError::KeyExpired { .. } => Self::new("KMS.KMSInvalidStateException", 400, error.to_string()),
+            KmsError::KeyExpired { .. } | KmsError::KeyVersionRetired { .. } => {
+                Self::new("KMS.KMSInvalidStateException", 400, error.to_string())
+            }
             KmsError::KeyPendingDeletion(id) => {
                 Self::new("KMS.KMSInvalidStateException", 400, format!("KMS key '{id}' is pending deletion"))
             }
@@ -137,6 +139,7 @@ mod tests {
                 "KMS.KMSInvalidStateException",
                 400,
             ),
+            (KmsError::KeyVersionRetired { key_id: "k1".into(), version: 1 }, "KMS.KMSInvalidStateException", 400),
             (KmsError::NotRunning, "ServiceUnavailable", 503),
             (KmsError::NotConfigured, "ServiceUnavailable", 503),
             (KmsError::Unavailable("connection refused".into()), "ServiceUnavailable", 503),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use base64_simd::STANDARD;
 use coffer_kms::KmsManager;
 use coffer_sse::{
-    authorize_read, CustomerKey, CustomerKeyHeaders, ObjectCipher, ObjectEncryption, PartEncryption, SseError,
-    SseHeaders, SseMode, SseService, Transport, WriteEncryption,
+    authorize_read, CustomerKey, CustomerKeyHeaders, ObjectCipher, ObjectEncryption, PartEncryption, RewrapTarget,
+    Rewrapped, SseError, SseHeaders, SseMode, SseService, Transport, WriteEncryption,
 };
 use md5::{Digest as _, Md5};
 
@@ -360,4 +360,88 @@ async fn bucket_keys_spare_the_kms() {
     f.sse.start_object("b2", "k", &decision).await.unwrap();
     let calls = f.kms.status().await.calls.kms_calls;
     assert_eq!(calls.get("generate_data_key").copied().unwrap_or(0), 2, "{calls:?}");
+}
+
+/// The store, key id and version an object's outer key comes from.
+fn origin(f: &Fixture, encryption: &ObjectEncryption) -> (String, String, u32) {
+    let origin = f.sse.key_origin(encryption).unwrap().expect("a KMS mode");
+    (origin.store, origin.key_id, origin.version)
+}
+
+#[tokio::test]
+async fn rewrap_moves_objects_onto_the_newest_version_another_key_or_mode() {
+    let f = fixture().await;
+    f.kms.create_key(Some("app-key"), None).await.unwrap();
+    f.kms.create_key(Some("other-key"), None).await.unwrap();
+    let context = STANDARD.encode_to_string(br#"{"team":"a"}"#);
+    let kms_headers =
+        SseHeaders { kms_key_id: Some("app-key".into()), context: Some(context.clone()), ..sse("aws:kms") };
+    let kms_object = f.sse.start_object("b", "kms", &write_decision(kms_headers)).await.unwrap().unwrap();
+    let s3_object = f.sse.start_object("b", "s3", &write_decision(sse("AES256"))).await.unwrap().unwrap();
+    let plaintext = data(70_000);
+    let (kms_part, s3_part) = (encrypt(&kms_object.cipher, 1, &plaintext), encrypt(&s3_object.cipher, 1, &plaintext));
+    let default = f.kms.default_key_id().unwrap();
+    assert_eq!(origin(&f, &kms_object.encryption), ("local".into(), "app-key".into(), 1));
+    assert_eq!(origin(&f, &s3_object.encryption), ("local".into(), default.clone(), 1));
+
+    // Already under the newest version: nothing to do.
+    let newest = RewrapTarget::default();
+    assert!(matches!(f.sse.rewrap("b", "kms", &kms_object.encryption, &newest).await.unwrap(), Rewrapped::Unchanged));
+
+    // After rotation: the same object key under version 2, the context and key name kept.
+    f.kms.rotate_key("app-key").await.unwrap();
+    let Rewrapped::Resealed(rotated) = f.sse.rewrap("b", "kms", &kms_object.encryption, &newest).await.unwrap() else {
+        panic!("a version-1 object moves to version 2");
+    };
+    assert_eq!(origin(&f, &rotated), ("local".into(), "app-key".into(), 2));
+    assert_eq!(rotated.response(), kms_object.encryption.response());
+    let cipher = f.sse.open_object("b", "kms", &reload(&rotated), None).await.unwrap();
+    assert_eq!(decrypt(&cipher, &kms_part, 0..70_000).unwrap(), plaintext);
+    assert!(matches!(f.sse.rewrap("b", "kms", &rotated, &newest).await.unwrap(), Rewrapped::Unchanged));
+
+    // To another key, then SSE-KMS → SSE-S3 → SSE-KMS: the data opens each time; the ETag rule is the data's.
+    let to_other = RewrapTarget { key: Some("other-key".into()), mode: None };
+    let Rewrapped::Resealed(moved) = f.sse.rewrap("b", "kms", &rotated, &to_other).await.unwrap() else { panic!() };
+    assert_eq!(origin(&f, &moved), ("local".into(), "other-key".into(), 1));
+    assert_eq!(moved.response().kms_key_id.as_deref(), Some("other-key"));
+    let to_s3 = RewrapTarget { key: None, mode: Some(SseMode::SseS3) };
+    let Rewrapped::Resealed(as_s3) = f.sse.rewrap("b", "kms", &moved, &to_s3).await.unwrap() else { panic!() };
+    assert_eq!((as_s3.mode(), as_s3.response().context), (SseMode::SseS3, None));
+    assert_eq!(origin(&f, &as_s3), ("local".into(), default.clone(), 1));
+    let cipher = f.sse.open_object("b", "kms", &reload(&as_s3), None).await.unwrap();
+    assert_eq!(decrypt(&cipher, &kms_part, 0..70_000).unwrap(), plaintext);
+    let to_kms = RewrapTarget { key: Some("app-key".into()), mode: Some(SseMode::SseKms) };
+    let Rewrapped::Resealed(back) = f.sse.rewrap("b", "kms", &as_s3, &to_kms).await.unwrap() else { panic!() };
+    assert_eq!(origin(&f, &back), ("local".into(), "app-key".into(), 2));
+    let cipher = f.sse.open_object("b", "kms", &reload(&back), None).await.unwrap();
+    assert_eq!(decrypt(&cipher, &kms_part, 0..70_000).unwrap(), plaintext);
+
+    // An SSE-S3 object follows the bucket's key, and stays bound to its bucket and name.
+    f.kms.set_bucket_key("b", "other-key").await.unwrap();
+    let Rewrapped::Resealed(followed) = f.sse.rewrap("b", "s3", &s3_object.encryption, &newest).await.unwrap() else {
+        panic!("an SSE-S3 object follows the bucket's key")
+    };
+    assert_eq!(origin(&f, &followed), ("local".into(), "other-key".into(), 1));
+    let cipher = f.sse.open_object("b", "s3", &reload(&followed), None).await.unwrap();
+    assert_eq!(decrypt(&cipher, &s3_part, 0..70_000).unwrap(), plaintext);
+    assert!(f.sse.open_object("b", "kms", &reload(&followed), None).await.is_err());
+}
+
+#[tokio::test]
+async fn rewrap_refuses_sse_c_and_encrypts_plaintext_under_the_target() {
+    let f = fixture().await;
+    let customer = f.sse.start_object("b", "c", &WriteEncryption::SseC(customer_key(&[5; 32]))).await.unwrap().unwrap();
+    assert!(f.sse.key_origin(&customer.encryption).unwrap().is_none());
+    let refused = f.sse.rewrap("b", "c", &customer.encryption, &RewrapTarget::default()).await;
+    assert_code(refused, "InvalidArgument", 400);
+
+    f.kms.create_key(Some("app-key"), None).await.unwrap();
+    let target = RewrapTarget { key: Some("app-key".into()), mode: Some(SseMode::SseKms) };
+    let new = f.sse.encrypt_plaintext("b", "p", &target).await.unwrap();
+    assert_eq!(origin(&f, &new.encryption), ("local".into(), "app-key".into(), 1));
+    let part = encrypt(&new.cipher, 1, b"was plaintext");
+    let cipher = f.sse.open_object("b", "p", &reload(&new.encryption), None).await.unwrap();
+    assert_eq!(decrypt(&cipher, &part, 0..13).unwrap(), b"was plaintext");
+    let no_mode = f.sse.encrypt_plaintext("b", "p", &RewrapTarget::default()).await;
+    assert_code(no_mode, "InvalidArgument", 400);
 }

@@ -11,12 +11,14 @@ use crate::config::{LocalConfig, Secret};
 use crate::local::LocalBackend;
 use crate::types::{Health, KeyMetadata, KeyPage};
 
-/// The real local backend, counting data-key calls; `generate_data_key` can be held at a gate.
+/// The real local backend, counting data-key calls; `generate_data_key` can be held at a gate before it runs, and
+/// `decrypt_data_key` at another after it ran (to finish after a key change it did not see).
 struct Counting {
     inner: LocalBackend,
     generates: AtomicUsize,
     decrypts: AtomicUsize,
     gate: Option<Semaphore>,
+    decrypted_gate: Option<Semaphore>,
 }
 
 #[async_trait]
@@ -51,6 +53,9 @@ impl KmsBackend for Counting {
     async fn set_expiry(&self, key_id: &str, expires_at: Option<time::OffsetDateTime>) -> Result<KeyMetadata> {
         self.inner.set_expiry(key_id, expires_at).await
     }
+    async fn set_min_decryption_version(&self, key_id: &str, version: u32) -> Result<KeyMetadata> {
+        self.inner.set_min_decryption_version(key_id, version).await
+    }
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         self.generates.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
@@ -60,7 +65,11 @@ impl KmsBackend for Counting {
     }
     async fn decrypt_data_key(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<KeyMaterial> {
         self.decrypts.fetch_add(1, Ordering::SeqCst);
-        self.inner.decrypt_data_key(wrapped, context).await
+        let opened = self.inner.decrypt_data_key(wrapped, context).await;
+        if let Some(gate) = &self.decrypted_gate {
+            drop(gate.acquire().await.expect("the gate is never closed"));
+        }
+        opened
     }
     async fn health(&self) -> Health {
         self.inner.health().await
@@ -82,6 +91,10 @@ struct Fixture {
 }
 
 async fn fixture(gated: bool) -> Fixture {
+    fixture_with(gated.then(|| Semaphore::new(0)), None).await
+}
+
+async fn fixture_with(gate: Option<Semaphore>, decrypted_gate: Option<Semaphore>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = LocalConfig {
         key_dir: Some(dir.path().to_owned()),
@@ -91,8 +104,8 @@ async fn fixture(gated: bool) -> Fixture {
     let inner = LocalBackend::open(&config).await.unwrap();
     inner.create_key(Some("k"), None).await.unwrap();
     inner.create_key(Some("k2"), None).await.unwrap();
-    let gate = gated.then(|| Semaphore::new(0));
-    let backend = Arc::new(Counting { inner, generates: AtomicUsize::new(0), decrypts: AtomicUsize::new(0), gate });
+    let (generates, decrypts) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let backend = Arc::new(Counting { inner, generates, decrypts, gate, decrypted_gate });
     Fixture { _dir: dir, backend }
 }
 
@@ -328,4 +341,29 @@ fn settings_follow_the_configuration_and_debug_shows_no_keys() {
     assert_eq!(settings, CacheSettings { enabled: true, capacity: 7, ttl: Duration::from_secs(9), max_uses: 11 });
     let shown = format!("{:?}", DataKeyCache::new(settings));
     assert!(shown.starts_with("DataKeyCache"), "{shown}");
+}
+
+/// A key change lands while a backend call that saw the key as it was is still finishing: that call's answer serves
+/// its own request, but is not cached past the invalidation that followed the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwrap_overtaken_by_an_invalidation_is_not_cached() {
+    let fx = fixture_with(None, Some(Semaphore::new(0))).await;
+    let cache = Arc::new(DataKeyCache::new(long()));
+    let old = fx.backend.inner.generate_data_key("k", &context("b")).await.unwrap();
+    fx.backend.inner.rotate_key("k").await.unwrap();
+    let in_flight = {
+        let (cache, backend, wrapped) = (Arc::clone(&cache), Arc::clone(&fx.backend), old.wrapped.clone());
+        tokio::spawn(async move { cache.unwrap_key(backend.as_ref(), &wrapped, &context("b")).await })
+    };
+    while fx.backend.decrypts() == 0 {
+        tokio::task::yield_now().await;
+    }
+    fx.backend.inner.set_min_decryption_version("k", 2).await.unwrap();
+    cache.invalidate_key("k").await;
+    fx.backend.decrypted_gate.as_ref().unwrap().add_permits(1000);
+    assert_eq!(in_flight.await.unwrap().unwrap().as_bytes(), old.plaintext.as_bytes());
+
+    let err = cache.unwrap_key(fx.backend.as_ref(), &old.wrapped, &context("b")).await.unwrap_err();
+    assert!(matches!(err, KmsError::KeyVersionRetired { version: 1, .. }), "{err}");
+    assert_eq!(fx.backend.decrypts(), 2, "the second read asked the backend");
 }

@@ -5,9 +5,15 @@
 //!
 //! ```text
 //! {"format":1, "key_id":"orders", "state":"Enabled", "created_at":"2025-01-01T00:00:00Z", "deletion_date":null,
-//!  "description":null, "kek_salt":"<base64, 32 bytes>",
-//!  "versions":[{"version":1, "created_at":"…", "material":"<base64: nonce(12) | ciphertext(32) | tag(16)>"}]}
+//!  "description":null, "expires_at":"2027-01-01T00:00:00Z", "min_decryption_version":2,
+//!  "kek_salt":"<base64, 32 bytes>",
+//!  "versions":[{"version":1, "created_at":"…", "material":"<base64: nonce(12) | ciphertext(32) | tag(16)>"}, …]}
 //! ```
+//!
+//! `expires_at` is written only when set and `min_decryption_version` only when above 1, so files written before
+//! either existed still load, and a file that uses neither stays readable by those versions of Coffer. Data keys
+//! wrapped by a version below `min_decryption_version` are refused; the version's material stays in the file, so
+//! lowering the minimum again makes them open again.
 //!
 //! The file's key-encryption key is HKDF-SHA256(salt = `kek_salt`, ikm = master secret, info = [`KEK_INFO`]); each
 //! version is sealed with AES-256-GCM under it, the associated data binding the key id and the version number so
@@ -24,7 +30,8 @@ use zeroize::Zeroizing;
 use super::MasterSecret;
 use crate::backend::BackendKind;
 use crate::error::{KmsError, Result};
-use crate::types::{EncryptionContext, KeyMaterial, KeyMetadata, KeyState, KeyVersion};
+use crate::key_requests::check_min_decryption_version;
+use crate::types::{first_version, EncryptionContext, KeyMaterial, KeyMetadata, KeyState, KeyVersion};
 use crate::wrapped::WrappedKey;
 
 const FORMAT: u32 = 1;
@@ -42,6 +49,8 @@ pub(super) struct StoredKey {
     pub deletion_date: Option<OffsetDateTime>,
     pub description: Option<String>,
     pub expires_at: Option<OffsetDateTime>,
+    /// Data keys wrapped by versions below it are refused; between 1 and the current version.
+    pub min_decryption_version: u32,
     kek_salt: [u8; SALT_LEN],
     versions: Vec<Version>,
 }
@@ -68,6 +77,9 @@ struct KeyFile {
     /// Absent in files written before keys could expire.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
+    /// Absent (1) in files written before versions could be retired, and whenever every version decrypts.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    min_decryption_version: u32,
     kek_salt: String,
     versions: Vec<SealedVersion>,
 }
@@ -93,6 +105,7 @@ impl StoredKey {
             deletion_date: None,
             description,
             expires_at: None,
+            min_decryption_version: first_version(),
             kek_salt,
             versions: vec![Version { number: 1, created_at: now, material: KeyMaterial::generate() }],
         }
@@ -136,8 +149,14 @@ impl StoredKey {
                 })?;
             versions.push(Version { number: sealed.version, created_at: sealed.created_at, material });
         }
-        if versions.is_empty() {
+        let Some(current) = versions.last() else {
             return Err("it has no key versions".into());
+        };
+        if !(1..=current.number).contains(&file.min_decryption_version) {
+            return Err(format!(
+                "its minimum decryption version {} is not one of its versions",
+                file.min_decryption_version
+            ));
         }
         Ok(Self {
             key_id: file.key_id,
@@ -146,6 +165,7 @@ impl StoredKey {
             deletion_date: file.deletion_date,
             description: file.description,
             expires_at: file.expires_at,
+            min_decryption_version: file.min_decryption_version,
             kek_salt,
             versions,
         })
@@ -162,6 +182,7 @@ impl StoredKey {
             deletion_date: self.deletion_date,
             description: self.description.clone(),
             expires_at: self.expires_at,
+            min_decryption_version: self.min_decryption_version,
             kek_salt: STANDARD.encode_to_string(self.kek_salt),
             versions: self
                 .versions
@@ -186,14 +207,17 @@ impl StoredKey {
             state: self.state,
             created_at: self.created_at,
             current_version: self.current().number,
+            // As Vault transit does, only the versions that still decrypt.
             versions: self
                 .versions
                 .iter()
+                .filter(|version| version.number >= self.min_decryption_version)
                 .map(|version| KeyVersion { version: version.number, created_at: version.created_at })
                 .collect(),
             deletion_date: self.deletion_date,
             description: self.description.clone(),
             expires_at: self.expires_at,
+            min_decryption_version: self.min_decryption_version,
         }
     }
 
@@ -221,9 +245,20 @@ impl StoredKey {
         WrappedKey::new(BackendKind::Local, &self.key_id, version.number, &payload)
     }
 
-    /// Opens a data key wrapped under `version`; any mismatch (context, version, tampering) is `InvalidCiphertext`.
+    /// Sets the lowest version whose data keys still open (1 to the current version).
+    pub fn set_min_decryption_version(&mut self, version: u32) -> Result<()> {
+        check_min_decryption_version(version, self.current_version())?;
+        self.min_decryption_version = version;
+        Ok(())
+    }
+
+    /// Opens a data key wrapped under `version`; any mismatch (context, version, tampering) is `InvalidCiphertext`,
+    /// a version below the minimum decryption version `KeyVersionRetired`.
     pub fn unwrap(&self, version: u32, payload: &[u8], context: &EncryptionContext) -> Result<KeyMaterial> {
         let version = self.versions.iter().find(|v| v.number == version).ok_or(KmsError::InvalidCiphertext)?;
+        if version.number < self.min_decryption_version {
+            return Err(KmsError::KeyVersionRetired { key_id: self.key_id.clone(), version: version.number });
+        }
         let aad = data_key_aad(&self.key_id, version.number, context);
         let plain = open(&version.material, &aad, payload).ok_or(KmsError::InvalidCiphertext)?;
         KeyMaterial::filled_by(|out| copy_key(&plain, out)).map_err(|()| KmsError::InvalidCiphertext)
@@ -309,6 +344,10 @@ fn bound_prefix(domain: &[u8], key_id: &str, version: u32) -> Vec<u8> {
     aad
 }
 
+fn is_first_version(version: &u32) -> bool {
+    *version == first_version()
+}
+
 /// Where and how the JSON broke, without quoting the file.
 fn describe_json_error(err: &serde_json::Error) -> String {
     let what = match err.classify() {
@@ -342,6 +381,29 @@ mod tests {
         let back = StoredKey::decode(&bytes, "orders", &master).unwrap();
         assert_eq!(back.metadata(), key.metadata());
         assert_eq!(back.versions[1].material.as_bytes(), key.versions[1].material.as_bytes());
+    }
+
+    #[test]
+    fn the_minimum_decryption_version_is_written_only_above_1_and_checked_on_load() {
+        let master = master(&"m".repeat(32));
+        let mut key = StoredKey::new("k".into(), None, OffsetDateTime::now_utc());
+        key.rotate(OffsetDateTime::now_utc()).unwrap();
+        // A file written before versions could be retired has no such field, and loads with every version open.
+        let old_file = key.encode(&master);
+        assert!(!String::from_utf8_lossy(&old_file).contains("min_decryption_version"));
+        assert_eq!(StoredKey::decode(&old_file, "k", &master).unwrap().min_decryption_version, 1);
+
+        key.set_min_decryption_version(2).unwrap();
+        let back = StoredKey::decode(&key.encode(&master), "k", &master).unwrap();
+        assert_eq!(back.min_decryption_version, 2);
+        assert!(matches!(key.set_min_decryption_version(3), Err(KmsError::InvalidArgument { .. })));
+
+        let mut file: serde_json::Value = serde_json::from_slice(&key.encode(&master)).unwrap();
+        for outside in [0, 3] {
+            file["min_decryption_version"] = outside.into();
+            let err = StoredKey::decode(&serde_json::to_vec(&file).unwrap(), "k", &master).err().unwrap();
+            assert!(err.contains("minimum decryption version"), "{err}");
+        }
     }
 
     #[test]

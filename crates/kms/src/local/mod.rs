@@ -7,6 +7,7 @@
 //!
 //! Key states follow AWS KMS: a disabled key neither makes nor opens data keys; a key pending deletion opens data
 //! keys but makes none, and is deleted for good (file removed) the first time it is touched after its deletion date.
+//! As in Vault transit, a key's minimum decryption version retires older versions: data keys they wrapped are refused.
 
 mod key_file;
 
@@ -224,6 +225,14 @@ impl KmsBackend for LocalBackend {
             refuse_pending_deletion(key)?;
             key.expires_at = expires_at;
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_min_decryption_version(&self, key_id: &str, version: u32) -> Result<KeyMetadata> {
+        self.update(key_id, move |key| {
+            refuse_pending_deletion(key)?;
+            key.set_min_decryption_version(version)
         })
         .await
     }

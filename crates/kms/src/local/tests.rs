@@ -141,6 +141,45 @@ async fn rotation_adds_a_version_and_old_blobs_still_open() {
     }
 }
 
+#[tokio::test]
+async fn a_minimum_decryption_version_retires_older_versions_until_lowered_again() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = backend(root.path()).await;
+    assert_eq!(backend.create_key(Some("k"), None).await.unwrap().min_decryption_version, 1);
+    let old = backend.generate_data_key("k", &context("b")).await.unwrap();
+    for refused in [0, 2] {
+        let err = backend.set_min_decryption_version("k", refused).await.unwrap_err();
+        assert!(
+            matches!(&err, KmsError::InvalidArgument { field, .. } if field == "min_decryption_version"),
+            "{refused}: {err}"
+        );
+    }
+    backend.rotate_key("k").await.unwrap();
+    let new = backend.generate_data_key("k", &context("b")).await.unwrap();
+    assert!(matches!(backend.set_min_decryption_version("k", 3).await, Err(KmsError::InvalidArgument { .. })));
+    assert!(matches!(backend.set_min_decryption_version("missing", 1).await, Err(KmsError::KeyNotFound(_))));
+
+    let raised = backend.set_min_decryption_version("k", 2).await.unwrap();
+    assert_eq!((raised.min_decryption_version, raised.current_version), (2, 2));
+    assert_eq!(raised.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2], "only versions that decrypt");
+    // Persisted: a backend opened afresh reads the file.
+    let reopened = LocalBackend::open(&config(root.path(), MASTER)).await.unwrap();
+    assert_eq!(reopened.describe_key("k").await.unwrap(), raised);
+    let err = reopened.decrypt_data_key(&old.wrapped, &context("b")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::KeyVersionRetired { key_id, version: 1 } if key_id == "k"), "{err}");
+    assert!(err.to_string().contains("version 1 of KMS key k is retired"), "{err}");
+    let opened = reopened.decrypt_data_key(&new.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), new.plaintext.as_bytes());
+    assert_eq!(reopened.generate_data_key("k", &context("b")).await.unwrap().key_version, 2);
+
+    assert_eq!(reopened.set_min_decryption_version("k", 1).await.unwrap().min_decryption_version, 1);
+    let opened = backend.decrypt_data_key(&old.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), old.plaintext.as_bytes(), "lowering the minimum makes old versions open again");
+
+    backend.schedule_deletion("k", 7).await.unwrap();
+    assert!(matches!(backend.set_min_decryption_version("k", 2).await, Err(KmsError::KeyPendingDeletion(_))));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_changes_are_never_lost() {
     let root = tempfile::tempdir().unwrap();

@@ -751,3 +751,36 @@ async fn an_expired_key_makes_no_new_data_keys_even_from_the_cache_but_still_ope
     let described = restarted.describe_key("short-lived").await.unwrap();
     assert_eq!(described.expires_at.map(|at| at.unix_timestamp()), Some(later.unix_timestamp()));
 }
+
+#[tokio::test]
+async fn raising_the_minimum_decryption_version_stops_cached_keys_of_retired_versions_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = running(root.path()).await;
+    manager.create_key(Some("orders"), None).await.unwrap();
+    let old = manager.bucket_key("orders", "b", &context("b")).await.unwrap();
+    manager.unwrap_key(&old.wrapped, &context("b")).await.unwrap();
+    // Rotated behind the manager's back (as an operator may rotate a transit key in Vault): the cache still holds
+    // the version-1 bucket key.
+    manager.backend(None).unwrap().rotate_key("orders").await.unwrap();
+    assert_eq!(manager.bucket_key("orders", "b", &context("b")).await.unwrap().key_version, 1);
+    let decrypts = calls(&manager.status().await, "decrypt_data_key");
+    manager.unwrap_key(&old.wrapped, &context("b")).await.unwrap();
+    assert_eq!(calls(&manager.status().await, "decrypt_data_key"), decrypts, "served from the cache");
+
+    let err = manager.set_min_decryption_version("orders", 3).await.unwrap_err();
+    assert!(matches!(&err, KmsError::InvalidArgument { field, .. } if field == "min_decryption_version"), "{err}");
+    let raised = manager.set_min_decryption_version("orders", 2).await.unwrap();
+    assert_eq!(raised.min_decryption_version, 2);
+    let err = manager.unwrap_key(&old.wrapped, &context("b")).await.unwrap_err();
+    assert!(matches!(&err, KmsError::KeyVersionRetired { key_id, version: 1 } if key_id == "orders"), "{err}");
+    assert!(!err.is_fault());
+    let new = manager.bucket_key("orders", "b", &context("b")).await.unwrap();
+    assert_eq!(new.key_version, 2, "no bucket key of a retired version serves writes");
+    manager.unwrap_key(&new.wrapped, &context("b")).await.unwrap();
+
+    manager.set_min_decryption_version("orders", 1).await.unwrap();
+    let opened = manager.unwrap_key(&old.wrapped, &context("b")).await.unwrap();
+    assert_eq!(opened.as_bytes(), old.plaintext.as_bytes());
+    let status = manager.status().await;
+    assert_eq!((calls(&status, "set_min_decryption_version"), status.calls.kms_errors["decrypt_data_key"]), (3, 0));
+}

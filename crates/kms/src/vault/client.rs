@@ -31,6 +31,8 @@ pub(super) enum Failure {
     NotFound,
     /// The ciphertext does not open: wrong encryption context, another key, tampered bytes.
     BadCiphertext,
+    /// The ciphertext's key version is below the key's `min_decryption_version`.
+    VersionRetired,
     /// Any other refusal (4xx).
     Rejected { status: u16, message: String },
     /// An answer or a local input Coffer cannot use.
@@ -60,6 +62,7 @@ impl Failure {
             429 | 500..=599 => Self::Unavailable { status: Some(status), message },
             _ if mentions("key not found") => Self::NotFound,
             _ if mentions("message authentication failed") || mentions("invalid ciphertext") => Self::BadCiphertext,
+            _ if mentions("version is disallowed by policy") => Self::VersionRetired,
             _ => Self::Rejected { status, message },
         }
     }
@@ -83,6 +86,11 @@ impl Failure {
                 None => KmsError::Backend("Vault path not found".to_owned()),
             },
             Self::BadCiphertext => KmsError::InvalidCiphertext,
+            // Callers that know the ciphertext's version say which one ([`KmsError::KeyVersionRetired`]).
+            Self::VersionRetired => KmsError::Backend(
+                "Vault refused a ciphertext of a retired key version (below the key's minimum decryption version)"
+                    .into(),
+            ),
             Self::Rejected { status, message } => {
                 KmsError::Backend(format!("Vault refused the request ({status}): {message}"))
             }
@@ -295,6 +303,10 @@ mod tests {
         assert!(matches!(
             Failure::from_status(400, &errs(&["invalid ciphertext: version is too new"])),
             Failure::BadCiphertext
+        ));
+        assert!(matches!(
+            Failure::from_status(400, &errs(&["ciphertext or signature version is disallowed by policy (too old)"])),
+            Failure::VersionRetired
         ));
         let sealed = Failure::from_status(503, &errs(&["Vault is sealed"]));
         assert!(sealed.is_transient());

@@ -41,7 +41,9 @@ use crate::backend::{BackendKind, BackendOptions, KmsBackend};
 use crate::config::VaultConfig;
 use crate::error::{KmsError, Result};
 use crate::key_id::validate_key_id;
-use crate::key_requests::{deletion_date, expiry_to_set, key_to_create, refuse_if_expired};
+use crate::key_requests::{
+    check_min_decryption_version, deletion_date, expiry_to_set, key_to_create, refuse_if_expired,
+};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 use crate::wrapped::WrappedKey;
 
@@ -94,7 +96,7 @@ impl VaultTransitBackend {
             .transit
             .rewrap(key_id, sealed.ciphertext, sealed.binding.transit_context(context).as_deref())
             .await
-            .map_err(|failure| self.key_failure(key_id, failure))?;
+            .map_err(|failure| self.open_failure(key_id, &sealed, failure))?;
         wrap_blob(key_id, &sealed.around(&rewrapped))
     }
 
@@ -128,7 +130,7 @@ impl VaultTransitBackend {
             key_id: key_id.to_owned(),
             reason: "it must be a symmetric encryption key (aes256-gcm96, aes128-gcm96 or chacha20-poly1305)".into(),
         })?;
-        let metadata = to_metadata(key_id, versions, record)?;
+        let metadata = to_metadata(key_id, versions, key.min_decryption_version, record)?;
         self.verified.lock().expect("verified set poisoned").insert(key_id.to_owned(), binding);
         Ok(metadata)
     }
@@ -162,6 +164,16 @@ impl VaultTransitBackend {
             self.verified.lock().expect("verified set poisoned").clear();
         }
         failure.into_kms(Some(key_id))
+    }
+
+    /// [`Self::key_failure`] for a call opening `sealed`: a retired key version is named.
+    fn open_failure(&self, key_id: &str, sealed: &Sealed<'_>, failure: Failure) -> KmsError {
+        match (failure, ciphertext_version(sealed.ciphertext)) {
+            (Failure::VersionRetired, Some(version)) => {
+                KmsError::KeyVersionRetired { key_id: key_id.to_owned(), version }
+            }
+            (failure, _) => self.key_failure(key_id, failure),
+        }
     }
 
     fn forget(&self, key_id: &str) {
@@ -228,7 +240,7 @@ impl KmsBackend for VaultTransitBackend {
             };
             // Signing and asymmetric keys share the mount but cannot wrap data keys.
             if let Some((versions, _)) = usable_versions(&key) {
-                keys.push(to_metadata(&name, versions, &record)?);
+                keys.push(to_metadata(&name, versions, key.min_decryption_version, &record)?);
             }
         }
         let next_marker = match (remaining.peek(), keys.last()) {
@@ -300,6 +312,21 @@ impl KmsBackend for VaultTransitBackend {
         self.set_record(key_id, KeyRecord { expires_at, ..record }).await
     }
 
+    /// Transit's own `min_decryption_version`: Vault then refuses older ciphertexts itself.
+    async fn set_min_decryption_version(&self, key_id: &str, version: u32) -> Result<KeyMetadata> {
+        validate_key_id(key_id)?;
+        let record = self.live_record(key_id).await?;
+        if record.state == KeyState::PendingDeletion {
+            return Err(KmsError::KeyPendingDeletion(key_id.to_owned()));
+        }
+        check_min_decryption_version(version, self.metadata(key_id, &record).await?.current_version)?;
+        self.transit
+            .set_min_decryption_version(key_id, version)
+            .await
+            .map_err(|failure| self.key_failure(key_id, failure))?;
+        self.metadata(key_id, &record).await
+    }
+
     async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey> {
         validate_key_id(key_id)?;
         let record = self.live_record(key_id).await?;
@@ -330,7 +357,7 @@ impl KmsBackend for VaultTransitBackend {
             .transit
             .decrypt(key_id, sealed.ciphertext, sealed.binding.transit_context(context).as_deref())
             .await
-            .map_err(|failure| self.key_failure(key_id, failure))?;
+            .map_err(|failure| self.open_failure(key_id, &sealed, failure))?;
         let bytes =
             Zeroizing::new(STANDARD.decode_to_vec(encoded.as_bytes()).map_err(|_| KmsError::InvalidCiphertext)?);
         let data_key = KeyMaterial::from_slice(&bytes).ok_or(KmsError::InvalidCiphertext)?;
@@ -432,7 +459,14 @@ fn usable_versions(key: &ReadKeyResponse) -> Option<(&HashMap<String, u64>, Cont
     }
 }
 
-fn to_metadata(key_id: &str, versions: &HashMap<String, u64>, record: &KeyRecord) -> Result<KeyMetadata> {
+/// The key's metadata from what transit says of it (`versions` lists only the versions at or above
+/// `min_decryption_version`: transit archives the others) and Coffer's record.
+fn to_metadata(
+    key_id: &str,
+    versions: &HashMap<String, u64>,
+    min_decryption_version: u64,
+    record: &KeyRecord,
+) -> Result<KeyMetadata> {
     let mut versions = versions
         .iter()
         .map(|(version, created)| {
@@ -454,6 +488,8 @@ fn to_metadata(key_id: &str, versions: &HashMap<String, u64>, record: &KeyRecord
         deletion_date: record.deletion_date,
         description: record.description.clone(),
         expires_at: record.expires_at,
+        // Transit reports 1 for a key made before it kept a minimum, and forces 0 up to 1.
+        min_decryption_version: u32::try_from(min_decryption_version).unwrap_or(u32::MAX).max(1),
         versions,
     })
 }
@@ -539,13 +575,15 @@ mod tests {
         let versions = HashMap::from([("2".to_owned(), 1_700_000_100), ("1".to_owned(), 1_700_000_000)]);
         let mut record = KeyRecord::enabled(Some("orders".into()));
         record.state = KeyState::Disabled;
-        let metadata = to_metadata("k", &versions, &record).unwrap();
+        let metadata = to_metadata("k", &versions, 2, &record).unwrap();
         assert_eq!(metadata.current_version, 2);
         assert_eq!(metadata.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(metadata.created_at.unix_timestamp(), 1_700_000_000);
         assert_eq!(metadata.state, KeyState::Disabled);
         assert_eq!(metadata.description.as_deref(), Some("orders"));
-        assert!(to_metadata("k", &HashMap::new(), &record).is_err());
+        assert_eq!(metadata.min_decryption_version, 2);
+        assert_eq!(to_metadata("k", &versions, 0, &record).unwrap().min_decryption_version, 1);
+        assert!(to_metadata("k", &HashMap::new(), 1, &record).is_err());
     }
 
     #[tokio::test]

@@ -123,6 +123,16 @@ impl Transit {
         self.call(|c| async move { vaultrs::transit::key::rotate(&*c, &self.mount, name).await }).await
     }
 
+    /// Sets the lowest key version transit decrypts with; transit refuses one above the latest version.
+    pub async fn set_min_decryption_version(&self, name: &str, version: u32) -> Result<(), Failure> {
+        self.call(|c| async move {
+            let mut options = UpdateKeyConfigurationRequest::builder();
+            options.min_decryption_version(Some(u64::from(version)));
+            vaultrs::transit::key::update(&*c, &self.mount, name, Some(&mut options)).await
+        })
+        .await
+    }
+
     /// Really deletes a key: transit refuses until `deletion_allowed` is set on it.
     pub async fn delete_key(&self, name: &str) -> Result<(), Failure> {
         self.call(|c| async move {

@@ -257,6 +257,9 @@ def test_rewrap_of_2000_objects_while_clients_overwrite_and_delete_them(server):
     for key_id in (kms_key, DEFAULT_KMS_KEY):
         assert rotate(server, key_id) == 2
         assert objects_below(impact(server, key_id), 2) == expected_impact(catalogue, key_id)[0] > 100
+        status, refused = kms_admin(server, "PUT", key_path(key_id) + "/min-decryption-version",
+                                    {"min_decryption_version": 2})
+        assert (status, refused["code"]) == (409, "KeyVersionInUse"), refused
 
     with Writers(server, catalogue, busy, kms_key) as writers:
         time.sleep(1)
@@ -496,7 +499,7 @@ def test_sse_s3_objects_move_to_sse_kms_without_their_data_changing(server):
     ({"to": {"key": "no-such-key"}}, "to.key"),
     ({"to": {"key": "nostore/key"}}, "to.key"),
     ({"from": {"store": "nostore"}}, "from.store"),
-    ({"buckets": ["no-such-bucket"]}, "buckets"),
+    ({"buckets": ["no-such-bucket"]}, "bucket"),
     ({"from": {"mode": "sse-x"}}, "from.mode"),
     ({"to": {"mode": "sse-c"}}, "to.mode"),
     ({"to": {"mode": "plaintext"}}, "to.mode"),

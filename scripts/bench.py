@@ -1,5 +1,6 @@
 """Coffer benchmark: throughput and server CPU per encryption mode, KMS calls per 1,000 SSE-KMS PUTs, peak RSS of a
-5 GiB upload.
+5 GiB upload; with `--rewrap`, rewrap jobs instead: their rate for small and large objects and the client traffic
+they slow down.
 
 Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
@@ -33,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 from urllib.parse import quote, urlsplit
 
 from bench_servers import REPO, Endpoint, Servers  # also puts tests/e2e (the e2e harness) on sys.path
@@ -42,7 +43,7 @@ from harness import OpenBao, sign_unsigned_payload
 MiB = 1 << 20
 GiB = 1 << 30
 CHUNK = MiB
-KMS_STATUS_PATH = "/coffer/admin/v3/kms/status"
+ADMIN_KMS = "/coffer/admin/v3/kms"
 COFFER_KMS_KEY = "coffer-default"      # the embedded local default key, and the default key on OpenBao
 PEER_KMS_KEY = "coffer-bench-key"       # created on demand by SeaweedFS's local KMS provider
 
@@ -125,15 +126,25 @@ def create_bucket(endpoint: Endpoint) -> str:
     return bucket
 
 
-def kms_status(endpoint: Endpoint) -> dict:
-    """The coffer admin API's KMS status (SigV4-signed as the root user, who is an admin)."""
-    client = Client(endpoint)
+def kms_admin(endpoint: Endpoint, method: str, path: str, body: dict | None = None,
+              client: Client | None = None) -> dict:
+    """One call to coffer's KMS admin API (SigV4-signed as the root user, who is an admin), on `client`'s connection
+    or a new one."""
+    own = client is None
+    client = client or Client(endpoint)
     try:
-        reply = client.fetch("GET", KMS_STATUS_PATH)
+        payload = b"" if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        reply = client.fetch(method, ADMIN_KMS + path, payload, headers)
     finally:
-        client.close()
-    expect(reply, 200, "GET kms/status")
+        if own:
+            client.close()
+    expect(reply, 200, f"{method} kms{path}")
     return json.loads(reply.body)
+
+
+def kms_status(endpoint: Endpoint) -> dict:
+    return kms_admin(endpoint, "GET", "/status")
 
 
 def backend_calls(status: dict) -> int:
@@ -385,11 +396,14 @@ class Cycles:
         return label in self.values
 
 
-def cycle_order(scenarios: list[Scenario], cycle: int) -> list[Scenario]:
+Row = TypeVar("Row")
+
+
+def cycle_order(rows: list[Row], cycle: int) -> list[Row]:
     """The rows in a shuffled order, a different one each cycle (seeded by the cycle: the same in every run). Not a
     rotation: in a rotation every row would always follow the same row and inherit whatever that row leaves behind
     (a server's background work, dirty pages)."""
-    order = list(scenarios)
+    order = list(rows)
     random.Random(cycle).shuffle(order)
     return order
 
@@ -547,6 +561,171 @@ def multipart_peak_rss(scenario: Scenario, total: int, part_size: int, big_data:
     print(f"multipart: {scenario.label}: {rate:.0f} MB/s, peak RSS {peak / 1024:.0f} MiB", file=sys.stderr,
           flush=True)
     return Footprint(scenario.label, rate, rss_before, peak)
+
+
+# ---- rewrap jobs (--rewrap) -------------------------------------------------------------------------------------
+
+@dataclass
+class RewrapSizes:
+    count: int          # objects per size for the rewrap rate
+    big: int            # the large objects' size
+    small: int          # the small objects' size (also the client traffic's)
+    background: int     # objects the job rewraps while the client traffic is measured
+    block: int          # client requests per block (PUTs, then as many GETs)
+    cycles: int
+    concurrency: int    # client connections
+
+
+IDLE = "no job"
+BUSY = "rewrap job running"
+
+
+def rewrap_bucket(endpoint: Endpoint, name: str, count: int, body: bytes | memoryview,
+                  connections: int) -> tuple[str, str]:
+    """A bucket of `count` SSE-KMS objects of `body` under a key of its own: (bucket, key id)."""
+    key_id = f"bench-{name}-{os.urandom(3).hex()}"
+    kms_admin(endpoint, "POST", "/keys", {"key_id": key_id})
+    bucket = create_bucket(endpoint)
+    put, _ = small_requests(bucket, Mode(name, put_headers=sse_kms(key_id)), name, name, body)
+    pool = Connections(endpoint, connections)
+    try:
+        timed_batch(pool, range(count), put)
+    finally:
+        pool.close()
+    return bucket, key_id
+
+
+def start_rewrap(endpoint: Endpoint, client: Client, bucket: str, key_id: str) -> dict:
+    """Rotates the key and starts a job moving the bucket's objects onto its new version (default settings)."""
+    kms_admin(endpoint, "POST", f"/keys/{key_id}/rotate", client=client)
+    job = kms_admin(endpoint, "POST", "/jobs/rewrap", {"buckets": [bucket], "from": {"key": key_id}}, client=client)
+    if job["state"] != "running":
+        raise SystemExit(f"bench: a rewrap job did not start: {job}")
+    return job
+
+
+def timed_rewrap(endpoint: Endpoint, bucket: str, key_id: str, count: int) -> Timed:
+    """Rotate, rewrap the whole bucket, poll until done: objects/s from the POST to the first poll that sees the job
+    completed, and the server's CPU per object over the same time (client CPU: the polling)."""
+    client = Client(endpoint)
+    cpu = ServerCpu(endpoint.pid)
+    try:
+        kms_admin(endpoint, "POST", f"/keys/{key_id}/rotate", client=client)
+        cpu.start()
+        client_started = time.thread_time()
+        started = time.perf_counter()
+        job = kms_admin(endpoint, "POST", "/jobs/rewrap", {"buckets": [bucket], "from": {"key": key_id}},
+                        client=client)
+        while job["state"] == "running":
+            time.sleep(0.005)
+            job = kms_admin(endpoint, "GET", f"/jobs/{job['id']}", client=client)
+        elapsed = time.perf_counter() - started
+        timed = Timed(count / elapsed, cpu.seconds() / count * 1e6,
+                      (time.thread_time() - client_started) / count * 1e6)
+    finally:
+        client.close()
+    if job["state"] != "completed" or job["progress"]["changed"] != count or job["progress"]["failed"]:
+        raise SystemExit(f"bench: the rewrap job did not change all {count} objects: {job}")
+    return timed
+
+
+def measure_rewrap_rate(endpoint: Endpoint, sizes: RewrapSizes) -> tuple[Cycles, list[str]]:
+    """Rewrap rate of `count` small and `count` large objects, one job per size per cycle, in shuffled order."""
+    rows = {f"{sizes.small} B": (sizes.small, os.urandom(sizes.small), 8),
+            f"{sizes.big // MiB} MiB": (sizes.big, os.urandom(sizes.big), 2)}
+    buckets = {label: rewrap_bucket(endpoint, f"rewrap-{size}", sizes.count, body, connections)
+               for label, (size, body, connections) in rows.items()}
+    progress(f"rewrap: {sizes.count} objects of each size written")
+    cycles = Cycles()
+    for cycle in range(sizes.cycles):
+        for label in cycle_order(list(rows), cycle):
+            timed = timed_rewrap(endpoint, *buckets[label], sizes.count)
+            cycles.add(label, "rewrap", timed.rate)
+            cycles.add(label, "cpu_rewrap", timed.cpu)
+    progress("rewrap rate: " + ", ".join(f"{label} {cycles.median(label, 'rewrap'):.0f} obj/s" for label in rows))
+    return cycles, list(rows)
+
+
+def measure_rewrap_slowdown(endpoint: Endpoint, sizes: RewrapSizes) -> tuple[Cycles, list[float]]:
+    """Small SSE-S3 PUTs and GETs of client traffic, in blocks, with no job and while a rewrap job (default settings:
+    4 objects at once, unthrottled) works through `background` objects of another bucket, the two situations in
+    shuffled order each cycle. The job is cancelled at the end of its block; its own rate during the block is kept."""
+    background, key_id = rewrap_bucket(endpoint, "rewrap-background", sizes.background, os.urandom(sizes.small), 8)
+    traffic = create_bucket(endpoint)
+    put, get = small_requests(traffic, Mode(SSE_S3, put_headers={"x-amz-server-side-encryption": "AES256"}),
+                              "client traffic", "traffic", os.urandom(sizes.small))
+    connections = Connections(endpoint, sizes.concurrency)
+    control = Client(endpoint)
+    cycles = Cycles()
+    job_rates = []
+    try:
+        warmup = range(sizes.block)
+        timed_batch(connections, warmup, put)
+        timed_batch(connections, warmup, get)
+        progress(f"rewrap: {sizes.background} background objects written")
+        first = sizes.block
+        for cycle in range(sizes.cycles):
+            for situation in cycle_order([IDLE, BUSY], cycle):
+                numbers = range(first, first + sizes.block)
+                first += sizes.block
+                job = start_rewrap(endpoint, control, background, key_id) if situation == BUSY else None
+                started = time.perf_counter()
+                puts = timed_batch(connections, numbers, put)
+                gets = timed_batch(connections, numbers, get)
+                if job is not None:
+                    seen = kms_admin(endpoint, "GET", f"/jobs/{job['id']}", client=control)
+                    if seen["state"] != "running":
+                        raise SystemExit(f"bench: the rewrap job ended before the client block did (raise "
+                                         f"--rewrap-background): {seen}")
+                    job_rates.append(seen["progress"]["examined"] / (time.perf_counter() - started))
+                    kms_admin(endpoint, "POST", f"/jobs/{job['id']}/cancel", client=control)
+                    while kms_admin(endpoint, "GET", f"/jobs/{job['id']}", client=control)["state"] == "running":
+                        time.sleep(0.01)
+                for metric, timed in (("put_small", puts), ("get_small", gets)):
+                    cycles.add(situation, metric, timed.rate)
+                    cycles.add(situation, "cpu_" + metric, timed.cpu)
+    finally:
+        control.close()
+        connections.close()
+    progress("client traffic: " + ", ".join(f"{situation} {cycles.median(situation, 'put_small'):.0f} PUT/s "
+                                            f"{cycles.median(situation, 'get_small'):.0f} GET/s"
+                                            for situation in (IDLE, BUSY)))
+    return cycles, job_rates
+
+
+def rewrap_report(rate: Cycles, labels: list[str], slowdown: Cycles, job_rates: list[float],
+                  sizes: RewrapSizes) -> str:
+    small, big = labels
+    rows = []
+    for label in labels:
+        paired = ""
+        if label == big:
+            low, high = quartiles(rate.ratios(big, small, "rewrap"))
+            paired = f" ({rate.paired(big, small, 'rewrap'):.2f}x of {small}; {low:.2f} … {high:.2f})"
+        rows.append([label, str(sizes.count), f"{rate.median(label, 'rewrap'):.0f}{paired}",
+                     f"{rate.median(label, 'cpu_rewrap'):.0f}"])
+    text = (f"Rewrap rate: one job per size and cycle ({sizes.cycles} cycles), each after a rotation of the objects' "
+            f"key, job defaults (concurrency 4, unthrottled); median over the cycles (in brackets: median of the "
+            f"per-cycle ratios to the small objects, 25th … 75th percentile):\n\n")
+    text += table(["objects (SSE-KMS)", "count", "rewrap obj/s", "server CPU-µs/obj"], rows)
+    rows = []
+    for situation in (IDLE, BUSY):
+        cells = []
+        for metric in ("put_small", "get_small"):
+            cell = f"{slowdown.median(situation, metric):.0f}"
+            if situation == BUSY:
+                low, high = quartiles(slowdown.ratios(BUSY, IDLE, metric))
+                cell += f" ({slowdown.paired(BUSY, IDLE, metric) - 1:+.1%}; {low - 1:+.0%} … {high - 1:+.0%})"
+            cells.append(cell)
+            cells.append(f"{slowdown.median(situation, 'cpu_' + metric):.0f}")
+        rows.append([situation, *cells])
+    text += (f"\n\nClient traffic while a rewrap job runs: {sizes.cycles} cycles of one block per situation "
+             f"({sizes.block} SSE-S3 PUTs of {sizes.small} B, then {sizes.block} GETs, over {sizes.concurrency} "
+             f"connections), in shuffled order; median over the cycles (in brackets: median of the per-cycle changes "
+             f"against no job, 25th … 75th percentile). The job rewrapped {statistics.median(job_rates):.0f} obj/s "
+             f"(median) meanwhile:\n\n")
+    text += table(["situation", "PUT obj/s", "server CPU-µs/PUT", "GET obj/s", "server CPU-µs/GET"], rows)
+    return text
 
 
 # ---- report -----------------------------------------------------------------------------------------------------
@@ -741,6 +920,28 @@ def measure_kms(servers: Servers, scenarios: list[Scenario], sizes: Sizes, count
     return rows
 
 
+def run_rewrap(args: argparse.Namespace) -> int:
+    """`--rewrap`: the rewrap rate for small and large objects, then client traffic with and without a job, on one
+    coffer with its embedded local KMS."""
+    sizes = RewrapSizes(count=args.rewrap_count, big=args.rewrap_big_mib * MiB, small=args.small_size,
+                        background=args.rewrap_background, block=args.rewrap_block, cycles=args.rewrap_cycles,
+                        concurrency=args.concurrency)
+    print(f"method:  {sizes.cycles} cycles of each measurement, its rows in shuffled order; rates are medians over "
+          f"the cycles, comparisons medians of per-cycle ratios; server CPU from /proc/PID/task/*/schedstat\n",
+          flush=True)
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    try:
+        with Servers(args.workdir) as servers:
+            endpoint = servers.coffer("coffer")
+            rate, labels = measure_rewrap_rate(endpoint, sizes)
+            slowdown, job_rates = measure_rewrap_slowdown(endpoint, sizes)
+            print(rewrap_report(rate, labels, slowdown, job_rates, sizes), flush=True)
+    finally:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peers", action="store_true",
@@ -762,6 +963,17 @@ def main() -> int:
                         help="rounds: cycles of large PUTs, and small_count objects per row (default 3)")
     parser.add_argument("--big-gets", type=int, default=3,
                         help="cycles of large GETs per round (default 3)")
+    parser.add_argument("--rewrap", action="store_true",
+                        help="measure rewrap jobs instead: their rate for small and large objects, and client "
+                             "traffic with and without a job running")
+    parser.add_argument("--rewrap-count", type=int, default=200,
+                        help="objects of each size a rewrap job moves (default 200)")
+    parser.add_argument("--rewrap-big-mib", type=int, default=64, help="size of the large objects (MiB, default 64)")
+    parser.add_argument("--rewrap-background", type=int, default=10000,
+                        help="small objects the job works through while client traffic is measured (default 10000)")
+    parser.add_argument("--rewrap-block", type=int, default=400,
+                        help="client PUTs (then GETs) per block with and without a job (default 400)")
+    parser.add_argument("--rewrap-cycles", type=int, default=7, help="cycles of each rewrap measurement (default 7)")
     parser.add_argument("--only", action="append", default=[],
                         help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
@@ -778,6 +990,8 @@ def main() -> int:
     print(f"machine: {machine_description()}")
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
+    if args.rewrap:
+        return run_rewrap(args)
     small_cycles = -(-args.runs * sizes.small_count // sizes.small_block)
     print(f"method:  rows measured in cycles, one visit per row each, shuffled; {args.runs} cycles of large PUTs, "
           f"{args.runs * args.big_gets} of large GETs, {small_cycles} each of small PUTs and GETs (blocks of "

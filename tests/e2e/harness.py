@@ -313,6 +313,12 @@ class CofferServer:
             self.process.wait()
             raise AssertionError(f"coffer ignored SIGTERM for {STOP_TIMEOUT}s:\n{log_tail(self.log_path)}")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would end it; a killed server is not expected to have exited gracefully."""
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
     def stop_and_check(self) -> None:
         code = self.stop()
         assert code == 0, f"coffer exited with {code} after SIGTERM (graceful shutdown must exit 0):\n" \
@@ -338,6 +344,17 @@ class CofferServer:
         """`aws --endpoint-url … ARGS` with the aws CLI v1 from .venv and its default settings."""
         command = [tool("aws"), "--endpoint-url", self.endpoint, *args]
         return run(command, self.client_env(creds), check=check, input=input, cwd=cwd)
+
+    def admin_cli(self, *args: str, creds: Credentials | None = None, check: bool = True, json_output: bool = True,
+                  input: str | None = None) -> subprocess.CompletedProcess:
+        """`coffer admin ARGS [--json]` from the release binary, endpoint and credentials from the environment.
+        `input` is its stdin (a pipe, so never a terminal, when given)."""
+        creds = creds or self.root
+        env = clean_environment()
+        env.update(COFFER_ENDPOINT=self.endpoint, COFFER_ROOT_USER=creds.access_key,
+                   COFFER_ROOT_PASSWORD=creds.secret_key)
+        command = [str(coffer_binary()), "admin", *args] + (["--json"] if json_output else [])
+        return run(command, env, check=check, input=input, timeout=180)
 
     def awscurl(self, path: str, *args: str, check: bool = True,
                 creds: Credentials | None = None) -> subprocess.CompletedProcess:

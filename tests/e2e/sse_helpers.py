@@ -5,7 +5,7 @@
                      arguments for writes, reads and copy sources, and `check_echo` for the response headers.
 - `expect_error`, `refused_write`   error assertions that also check nothing was stored and no temp file stayed.
 - `extra_headers`    add, replace or drop raw request headers of one boto3 operation (a `before-sign` hook).
-- `kms_admin`, `create_kms_key`     the KMS admin API through awscurl.
+- `kms_admin`, `create_kms_key`, `vault_store`   the KMS admin API through awscurl; an OpenBao store's settings.
 - on-disk helpers    the store's documented layout (crates/store/src/layout.rs): object directories and data files.
 - servers            `running_server` (one per module), `running_server_on_all_interfaces` + `client_via` (to
                      connect from a non-loopback address), `no_retry_client` (asserting 5xx answers).
@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import ROOT, CofferFactory, CofferServer, awscurl_status, free_port, unique_name
+from harness import ROOT, CofferFactory, CofferServer, OpenBao, awscurl_status, free_port, unique_name
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -338,6 +338,11 @@ def kms_admin_ok(server: CofferServer, method: str, path: str, body: dict | None
     status, answer = kms_admin(server, method, path, body)
     assert status == 200, f"KMS admin {method} {path}: HTTP {status}: {answer}"
     return answer
+
+
+def vault_store(bao: OpenBao) -> dict:
+    """A KMS store's settings for an OpenBao transit engine, logged in with its root token (`POST /stores/NAME`)."""
+    return {"type": "vault-transit", "address": bao.address, "auth": {"method": "token", "token": bao.token}}
 
 
 def create_kms_key(server: CofferServer, key_id: str | None = None) -> str:

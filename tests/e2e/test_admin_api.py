@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -56,17 +55,6 @@ def error(reply: Reply, status: int, code: str) -> dict:
     assert body["code"] == code, body
     assert body["message"], body
     return body
-
-
-def cli(server: CofferServer, *args: str, creds: Credentials | None = None, check: bool = True,
-        json_output: bool = True) -> subprocess.CompletedProcess:
-    """`coffer admin …` from the release binary, endpoint and credentials from the environment."""
-    creds = creds or server.root
-    env = clean_environment()
-    env.update(COFFER_ENDPOINT=server.endpoint, COFFER_ROOT_USER=creds.access_key,
-               COFFER_ROOT_PASSWORD=creds.secret_key)
-    command = [str(coffer_binary()), "admin", *args] + (["--json"] if json_output else [])
-    return run(command, env, check=check, timeout=180)
 
 
 def local_body(server: CofferServer, **extra) -> dict:
@@ -246,7 +234,7 @@ def test_only_admin_users_are_let_in(coffer_factory):
     assert ok(admin(server, "GET", "/status", creds=operator.credentials))["status"] == "Running"
     assert any("e2e-reader" in line and "denied" in line for line in audit_lines(server))
 
-    refused = cli(server, "kms", "stop", creds=reader.credentials, check=False)
+    refused = server.admin_cli("kms", "stop", creds=reader.credentials, check=False)
     assert refused.returncode == 1, refused
     assert json.loads(refused.stdout)["status"] == 403
     assert ok(admin(server, "GET", "/status"))["status"] == "Running"  # the refused stop changed nothing
@@ -395,12 +383,12 @@ def test_cli_does_everything_awscurl_does(coffer_factory, tmp_path):
     server = coffer_factory()
 
     def cli_json(*args: str):
-        return json.loads(cli(server, *args).stdout)
+        return json.loads(server.admin_cli(*args).stdout)
 
     stable = ("status", "healthy", "backend_type", "default_key_id")  # counters move with every call
     via_cli, via_awscurl = cli_json("kms", "status"), ok(admin(server, "GET", "/status"))
     assert {k: via_cli[k] for k in stable} == {k: via_awscurl[k] for k in stable}
-    table = cli(server, "kms", "status", json_output=False).stdout
+    table = server.admin_cli("kms", "status", json_output=False).stdout
     assert table.startswith("status") and "Running" in table.splitlines()[0], table
 
     cli_json("kms", "stop")
@@ -428,16 +416,16 @@ def test_cli_does_everything_awscurl_does(coffer_factory, tmp_path):
     assert deleted["state"] == "PendingDeletion" and deleted["deletion_date"]
     assert cli_json("kms", "key", "cancel-deletion", "cli-key")["deletion_date"] is None
 
-    listing = cli(server, "kms", "key", "list", json_output=False).stdout
+    listing = server.admin_cli("kms", "key", "list", json_output=False).stdout
     assert listing.splitlines()[0].split()[:2] == ["KEY", "ID"] and "cli-key" in listing, listing
 
     # errors: exit 1, the API's JSON error on stdout with --json, a readable line on stderr
-    missing = cli(server, "kms", "key", "describe", "no-such-key", check=False)
+    missing = server.admin_cli("kms", "key", "describe", "no-such-key", check=False)
     assert missing.returncode == 1
     answer = json.loads(missing.stdout)
     assert (answer["status"], answer["code"]) == (404, "KeyNotFound") and "no-such-key" in answer["message"], answer
     assert "KeyNotFound" in missing.stderr, missing.stderr
-    conflict = cli(server, "kms", "configure", "--file", str(config_file), check=False, json_output=False)
+    conflict = server.admin_cli("kms", "configure", "--file", str(config_file), check=False, json_output=False)
     assert conflict.returncode == 1 and "409" in conflict.stderr and "reconfigure" in conflict.stderr, conflict
     assert body["master_key"] not in server.log()
 
@@ -446,7 +434,7 @@ def test_cli_reports_local_problems_with_exit_2(coffer):
     no_creds = run([str(coffer_binary()), "admin", "kms", "status", "--endpoint", coffer.endpoint],
                    clean_environment(), check=False)
     assert no_creds.returncode == 2 and "credentials" in no_creds.stderr, no_creds
-    no_file = cli(coffer, "kms", "configure", "--file", "/nonexistent/kms.json", check=False)
+    no_file = coffer.admin_cli("kms", "configure", "--file", "/nonexistent/kms.json", check=False)
     assert no_file.returncode == 2, no_file
     unreachable = run([str(coffer_binary()), "admin", "kms", "status", "--endpoint", "http://127.0.0.1:9",
                        "--access-key", "a", "--secret-key", "b"], clean_environment(), check=False)
@@ -468,9 +456,9 @@ def test_the_config_cli_prints_is_accepted_back_and_secrets_can_be_files(coffer_
     server = coffer_factory()
     reset(server, vault_body(openbao, cache_ttl_seconds=42))
     shown = tmp_path / "config.json"
-    shown.write_text(cli(server, "kms", "config").stdout)
+    shown.write_text(server.admin_cli("kms", "config").stdout)
     assert openbao.token not in shown.read_text() and "***" in shown.read_text()
-    status = json.loads(cli(server, "kms", "reconfigure", "--file", str(shown)).stdout)
+    status = json.loads(server.admin_cli("kms", "reconfigure", "--file", str(shown)).stdout)
     assert (status["status"], status["healthy"]) == ("Running", True), status
     ok(admin(server, "POST", "/keys", {"key_id": unique_name("kept")}))  # the kept token still works
     assert ok(admin(server, "GET", "/config"))["cache"]["ttl_seconds"] == 42
@@ -481,7 +469,7 @@ def test_the_config_cli_prints_is_accepted_back_and_secrets_can_be_files(coffer_
     store = document["default_store"]
     document["stores"][store]["auth"] = {"method": "token-file", "path": str(token_file)}
     shown.write_text(json.dumps(document))
-    status = json.loads(cli(server, "kms", "reconfigure", "--file", str(shown)).stdout)
+    status = json.loads(server.admin_cli("kms", "reconfigure", "--file", str(shown)).stdout)
     assert (status["status"], status["healthy"]) == ("Running", True), status
     assert ok(admin(server, "GET", "/config"))["stores"][store]["auth"] == {"method": "token-file",
                                                                            "path": str(token_file)}

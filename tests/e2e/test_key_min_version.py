@@ -12,7 +12,6 @@ import pytest
 
 from harness import CofferServer, unique_name
 from sse_helpers import expect_error, kms_admin, kms_admin_ok, no_retry_client, random_bytes, running_server
-from test_admin_api import cli
 from test_sse_openbao import vault_server_args
 
 BODY = random_bytes(70_001, seed=83)
@@ -52,7 +51,7 @@ def test_a_raised_minimum_decryption_version_retires_old_objects_until_lowered(s
     assert (status, in_use["code"]) == (409, "KeyVersionInUse"), in_use
     assert "1 objects" in in_use["message"] and "--from-versions-below 2" in in_use["message"], in_use
     assert kms_admin_ok(server, "GET", f"/keys/{key_id}")["min_decryption_version"] == 1
-    raised = json.loads(cli(server, "kms", "key", "set-min-version", key_id, "2", "--force").stdout)
+    raised = json.loads(server.admin_cli("kms", "key", "set-min-version", key_id, "2", "--force").stdout)
     assert (raised["min_decryption_version"], raised["current_version"]) == (2, 2), raised
     assert [version["version"] for version in raised["versions"]] == [2], raised
     assert kms_admin_ok(server, "GET", f"/keys/{key_id}")["min_decryption_version"] == 2

@@ -10,15 +10,11 @@ import signal
 import pytest
 
 from harness import OpenBao, unique_name
-from sse_helpers import expect_error, kms_admin, kms_admin_ok, no_retry_client, random_bytes
+from sse_helpers import expect_error, kms_admin, kms_admin_ok, no_retry_client, random_bytes, vault_store
 
 pytestmark = pytest.mark.openbao
 
 BODY = random_bytes(150_003, seed=61)
-
-
-def vault_store(bao: OpenBao) -> dict:
-    return {"type": "vault-transit", "address": bao.address, "auth": {"method": "token", "token": bao.token}}
 
 
 def transit_key(bao: OpenBao) -> str:

@@ -138,8 +138,11 @@ def mixed_plan(buckets: list[str], count: int, kms_key: str, seed: int,
 
 # ---- the admin API ---------------------------------------------------------------------------------------------
 
-def key_path(key_id: str) -> str:
-    return f"/keys/{quote(key_id, safe='')}"
+def key_path(key_id: str, action: str | None = None) -> str:
+    """`/keys/KEY[/ACTION]`, with `?store=S` for a key `S/KEY` of another store (docs/admin-api.md)."""
+    store, _, key = key_id.rpartition("/")
+    path = f"/keys/{quote(key, safe='')}" + (f"/{action}" if action else "")
+    return path + (f"?store={store}" if store else "")
 
 
 def start_job(server: CofferServer, spec: dict) -> dict:
@@ -173,11 +176,11 @@ def wait_until(server: CofferServer, job_id: str, examined: int, timeout: float 
 
 
 def rotate(server: CofferServer, key_id: str) -> int:
-    return kms_admin_ok(server, "POST", key_path(key_id) + "/rotate")["current_version"]
+    return kms_admin_ok(server, "POST", key_path(key_id, "rotate"))["current_version"]
 
 
 def impact(server: CofferServer, key_id: str) -> dict:
-    return kms_admin_ok(server, "GET", key_path(key_id) + "/impact")
+    return kms_admin_ok(server, "GET", key_path(key_id, "impact"))
 
 
 def objects_below(report: dict, version: int) -> int:
@@ -191,7 +194,7 @@ def expected_impact(catalogue: dict[tuple[str, str], Stored | None], key_id: str
 
 
 def set_min_version(server: CofferServer, key_id: str, version: int) -> None:
-    kms_admin_ok(server, "PUT", key_path(key_id) + "/min-decryption-version", {"min_decryption_version": version})
+    kms_admin_ok(server, "PUT", key_path(key_id, "min-decryption-version"), {"min_decryption_version": version})
 
 
 def job_ids(server: CofferServer) -> list[str]:
@@ -257,7 +260,7 @@ def test_rewrap_of_2000_objects_while_clients_overwrite_and_delete_them(server):
     for key_id in (kms_key, DEFAULT_KMS_KEY):
         assert rotate(server, key_id) == 2
         assert objects_below(impact(server, key_id), 2) == expected_impact(catalogue, key_id)[0] > 100
-        status, refused = kms_admin(server, "PUT", key_path(key_id) + "/min-decryption-version",
+        status, refused = kms_admin(server, "PUT", key_path(key_id, "min-decryption-version"),
                                     {"min_decryption_version": 2})
         assert (status, refused["code"]) == (409, "KeyVersionInUse"), refused
 
@@ -559,7 +562,7 @@ def test_key_and_store_impact_reports(server):
 
 def test_the_impact_of_a_key_that_does_not_exist_is_a_404(coffer):
     # Not "0 objects": a mistyped key id must not read as "safe to delete".
-    status, answer = kms_admin(coffer, "GET", key_path(unique_name("no-such-key")) + "/impact")
+    status, answer = kms_admin(coffer, "GET", key_path(unique_name("no-such-key"), "impact"))
     assert (status, isinstance(answer, dict) and answer.get("code")) == (404, "KeyNotFound"), answer
 
 

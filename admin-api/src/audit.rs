@@ -1,4 +1,4 @@
-//! Audit lines for the admin API: who (access key) did what (action, key), when and with what outcome, on the
+//! Audit lines for the admin API: who (access key) did what (action, subject), when and with what outcome, on the
 //! `coffer::audit` tracing target. Only identifiers and error codes are logged: request bodies, which carry tokens
 //! and master keys, never are.
 
@@ -19,19 +19,19 @@ pub enum Outcome<'a> {
     Failed(&'a str),
 }
 
-/// Writes one audit line.
-pub fn record(who: &str, action: &str, key_id: Option<&str>, outcome: Outcome<'_>) {
+/// Writes one audit line: `access_key` did `action` on `subject` (a key, store, bucket or job).
+pub fn record(access_key: &str, action: &str, subject: Option<&str>, outcome: Outcome<'_>) {
     let at = rfc3339(OffsetDateTime::now_utc());
-    let key_id = key_id.unwrap_or("-");
+    let subject = subject.unwrap_or("-");
     match outcome {
         Outcome::Success => {
-            tracing::info!(target: AUDIT_TARGET, who, action, key_id, at, outcome = "success", "admin action");
+            tracing::info!(target: AUDIT_TARGET, access_key, action, subject, at, outcome = "success", "admin action");
         }
         Outcome::Denied => {
-            tracing::warn!(target: AUDIT_TARGET, who, action, key_id, at, outcome = "denied", "admin action refused");
+            tracing::warn!(target: AUDIT_TARGET, access_key, action, subject, at, outcome = "denied", "admin action refused");
         }
         Outcome::Failed(code) => {
-            tracing::warn!(target: AUDIT_TARGET, who, action, key_id, at, outcome = "failed", error = code, "admin action failed");
+            tracing::warn!(target: AUDIT_TARGET, access_key, action, subject, at, outcome = "failed", error = code, "admin action failed");
         }
     }
 }

@@ -386,21 +386,21 @@ fn record_outcome(record: &mut JobRecord, bucket: &str, key: String, outcome: Ou
 /// Spaces object starts `1 / objects_per_second` apart (no spacing at 0).
 struct Pace {
     interval: Option<Duration>,
-    next: Instant,
+    next: tokio::time::Instant,
 }
 
 impl Pace {
     fn new(objects_per_second: u32) -> Self {
         let interval = (objects_per_second > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(objects_per_second)));
-        Self { interval, next: Instant::now() }
+        Self { interval, next: tokio::time::Instant::now() }
     }
 
     /// Waits for the next start slot, or until an admin changes the job's control.
     async fn wait(&mut self, control: &mut watch::Receiver<Control>) {
         let Some(interval) = self.interval else { return };
-        let slot = self.next.max(Instant::now());
+        let slot = self.next.max(tokio::time::Instant::now());
         tokio::select! {
-            () = tokio::time::sleep_until(slot.into()) => self.next = slot + interval,
+            () = tokio::time::sleep_until(slot) => self.next = slot + interval,
             _ = control.changed() => {}
         }
     }
@@ -441,4 +441,86 @@ fn random_id() -> [u8; 8] {
 
 fn internal(err: StoreError) -> ObjectAdminError {
     ObjectAdminError::Internal(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> JobRecord {
+        let info = JobInfo {
+            id: "rewrap-1".into(),
+            state: JobState::Running,
+            dry_run: false,
+            spec: RewrapSpec::default(),
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            progress: JobProgress { total: 10, ..JobProgress::default() },
+            failures: Vec::new(),
+            error: None,
+        };
+        JobRecord { format: RECORD_FORMAT, info, buckets: vec!["b".into()], cursor: None }
+    }
+
+    #[test]
+    fn outcomes_count_and_move_the_cursor() {
+        let mut record = record();
+        record_outcome(&mut record, "b", "a".into(), Outcome::Changed(100));
+        record_outcome(&mut record, "b", "b".into(), Outcome::Unchanged);
+        record_outcome(&mut record, "b", "c".into(), Outcome::SkippedSseC);
+        record_outcome(&mut record, "b", "d".into(), Outcome::Failed("KMS.DisabledException: off".into()));
+        let progress = &record.info.progress;
+        assert_eq!(
+            (progress.examined, progress.changed, progress.unchanged, progress.skipped_sse_c, progress.failed),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(progress.bytes, 100);
+        assert_eq!(
+            record.info.failures,
+            [JobFailure { bucket: "b".into(), key: "d".into(), reason: "KMS.DisabledException: off".into() }]
+        );
+        let cursor = record.cursor.as_ref().unwrap();
+        assert_eq!((cursor.bucket.as_str(), cursor.key.as_str()), ("b", "d"));
+    }
+
+    #[test]
+    fn failures_are_counted_past_the_ones_kept() {
+        let mut record = record();
+        for n in 0..MAX_JOB_FAILURES + 5 {
+            record_outcome(&mut record, "b", format!("k{n:05}"), Outcome::Failed("no".into()));
+        }
+        assert_eq!(record.info.progress.failed, (MAX_JOB_FAILURES + 5) as u64);
+        assert_eq!(record.info.failures.len(), MAX_JOB_FAILURES);
+        assert_eq!(record.info.failures[0].key, "k00000");
+    }
+
+    #[test]
+    fn records_round_trip_through_their_json() {
+        let mut record = record();
+        record_outcome(&mut record, "b", "x".into(), Outcome::Changed(7));
+        let json = serde_json::to_string(&record).unwrap();
+        let back: JobRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.info, record.info);
+        assert_eq!(back.cursor.unwrap().key, "x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_spaces_starts_and_yields_to_a_control_change() {
+        let (control, mut receiver) = watch::channel(Control::Run);
+        let mut pace = Pace::new(4);
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            pace.wait(&mut receiver).await;
+        }
+        assert_eq!(started.elapsed(), Duration::from_millis(500), "starts at 0, 250 and 500 ms");
+        let waiting = tokio::spawn(async move {
+            pace.wait(&mut receiver).await;
+            tokio::time::Instant::now()
+        });
+        tokio::task::yield_now().await;
+        control.send_replace(Control::Pause);
+        let woke = waiting.await.unwrap();
+        assert!(woke - started < Duration::from_millis(750), "a pause does not wait for the next slot");
+    }
 }

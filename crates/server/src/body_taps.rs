@@ -1,4 +1,5 @@
-//! What the listener learns from a request body on its way into s3s, for two checks s3s does not make:
+//! What the listener learns from the bodies passing through it: how many bytes each request and response body
+//! carried ([`BodyBytes`], for the request log and metrics), and, for two checks s3s does not make:
 //!
 //! - DeleteObjects: s3s reads the XML body whole and hands none of it on, so the body's `Content-MD5` or
 //!   `x-amz-checksum-*` could not be checked. [`CapturedBody`] keeps the bytes as s3s reads them and
@@ -8,9 +9,11 @@
 //!   body as sent and tells the object path whether that final chunk arrived.
 //!
 //! [`install`] taps the requests that need it and puts the tap's handle into the request's extensions, where the
-//! operations find it. A tap only looks at the bytes passing through; s3s still parses and verifies them.
+//! operations find it; [`tapped`] taps a response body. A tap only looks at the bytes passing through; s3s still
+//! parses and verifies them.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -23,15 +26,18 @@ use s3s::{s3_error, Body, S3Result, StdError};
 use crate::checksum::DeclaredIntegrity;
 use crate::errors::internal;
 
-/// Taps `request`'s body if an operation needs to know something about it that s3s does not tell (see the module
-/// documentation).
-pub fn install(request: &mut Request<Body>) {
+/// Taps `request`'s body: to count its bytes (returned), and if an operation needs to know something about it that
+/// s3s does not tell (see the module documentation).
+pub fn install(request: &mut Request<Body>) -> BodyBytes {
+    let received = BodyBytes::default();
+    tap(request, received.clone());
     if is_delete_objects(request) {
         tap(request, CapturedBody::default());
     }
     if is_aws_chunked(request) {
         tap(request, ChunkedBodyEnd::default());
     }
+    received
 }
 
 /// `POST /bucket?delete`, as s3s routes it.
@@ -47,19 +53,24 @@ fn is_aws_chunked(request: &Request<Body>) -> bool {
     request.headers().get("x-amz-content-sha256").is_some_and(|value| value.as_bytes().starts_with(b"STREAMING-"))
 }
 
-/// Something that sees every chunk of a request body; clones share what it saw.
-trait Observer: Clone + Send + Sync + Unpin + 'static {
+/// Something that sees every chunk of a body; clones share what it saw.
+pub trait Observer: Clone + Send + Sync + Unpin + 'static {
     fn observe(&self, chunk: &Bytes);
 }
 
 fn tap<O: Observer>(request: &mut Request<Body>, observer: O) {
     request.extensions_mut().insert(observer.clone());
     let body = std::mem::take(request.body_mut());
-    let tapped: DynByteStream = Box::pin(Tap { body, observer });
-    *request.body_mut() = Body::from(tapped);
+    *request.body_mut() = tapped(body, observer);
 }
 
-/// A request body that shows every chunk to an [`Observer`] on its way to s3s.
+/// `body`, showing every chunk to `observer` as it is read; the observer is dropped with the body.
+pub fn tapped<O: Observer>(body: Body, observer: O) -> Body {
+    let tapped: DynByteStream = Box::pin(Tap { body, observer });
+    Body::from(tapped)
+}
+
+/// A body that shows every chunk to an [`Observer`] on its way through.
 struct Tap<O> {
     body: Body,
     observer: O,
@@ -85,6 +96,22 @@ impl<O: Observer> ByteStream for Tap<O> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How many bytes of a body went through so far; clones share the count.
+#[derive(Clone, Debug, Default)]
+pub struct BodyBytes(Arc<AtomicU64>);
+
+impl BodyBytes {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Observer for BodyBytes {
+    fn observe(&self, chunk: &Bytes) {
+        self.0.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
 }
 
 /// The bytes of a DeleteObjects body as s3s read it. s3s's own body-size limit bounds what it holds. The bytes are

@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+
 /// Listen address when none is configured.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9000";
 /// Data directory when none is configured.
@@ -41,9 +43,13 @@ Credentials (environment only, never flags or the config file):
                                            on any other address the server refuses to start.
   --users-file FILE                        more users, TOML: [[user]] access_key = \"…\" secret_key = \"…\" admin = false
 
-Logging: --log-level or RUST_LOG with per-crate filters, e.g. info,coffer_store=debug (default: info).
+Logging: --log-level or RUST_LOG with per-crate filters, e.g. info,coffer_store=debug (default: info);
+--log-format text or json.
 
-SIGHUP reloads the users file, the TLS certificate and key, and the config file's log-level.";
+Metrics: GET /metrics (Prometheus text format), open to anyone unless --metrics-token-file is set; --metrics=false
+turns it off.
+
+SIGHUP reloads the users file, the TLS certificate and key, the metrics token and the config file's log-level.";
 
 /// Flags of `coffer server`. Every value is optional here so that unset flags can fall back to the file.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -117,6 +123,19 @@ pub struct ServerArgs {
     /// Size in bytes past which the audit file is renamed to FILE.1 and a new one started [default: 104857600].
     #[arg(long, env = "COFFER_AUDIT_MAX_BYTES", value_name = "BYTES")]
     pub audit_max_bytes: Option<u64>,
+
+    /// Log line format: `text` (human-readable) or `json` (one JSON object per line) [default: text].
+    #[arg(long, env = "COFFER_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Serve Prometheus metrics at GET /metrics on the S3 listener [default: true].
+    #[arg(long, env = "COFFER_METRICS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics: Option<bool>,
+
+    /// File holding a bearer token that /metrics then requires (`Authorization: Bearer TOKEN`); read again on
+    /// SIGHUP [default: none, /metrics is open to anyone].
+    #[arg(long, env = "COFFER_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -277,7 +296,18 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     pub log_level: Option<String>,
     pub audit: Option<AuditSettings>,
+    pub log_format: LogFormat,
+    pub metrics: MetricsAccess,
     pub kms: KmsArgs,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    Off,
+    Public,
+    /// Requests must carry the bearer token held in this file.
+    TokenFile(PathBuf),
 }
 
 impl ServerConfig {
@@ -323,6 +353,12 @@ impl ServerConfig {
                 }),
                 None => None,
             },
+            log_format: args.log_format.unwrap_or_default(),
+            metrics: match (args.metrics.unwrap_or(true), args.metrics_token_file) {
+                (false, _) => MetricsAccess::Off,
+                (true, None) => MetricsAccess::Public,
+                (true, Some(path)) => MetricsAccess::TokenFile(path),
+            },
             kms: args.kms,
         })
     }
@@ -362,6 +398,9 @@ impl ServerArgs {
             log_level: self.log_level.or(lower.log_level),
             audit_file: self.audit_file.or(lower.audit_file),
             audit_max_bytes: self.audit_max_bytes.or(lower.audit_max_bytes),
+            log_format: self.log_format.or(lower.log_format),
+            metrics: self.metrics.or(lower.metrics),
+            metrics_token_file: self.metrics_token_file.or(lower.metrics_token_file),
             kms: self.kms.or(lower.kms),
         }
     }
@@ -586,6 +625,24 @@ max-connections = 100
 
         let flagged = ServerArgs { log_level: Some("error".into()), ..from_file };
         assert_eq!(flagged.current_log_level().unwrap().as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn metrics_access_and_log_format_come_from_flags_or_the_file() {
+        let defaults = ServerConfig::resolve(ServerArgs::default()).unwrap();
+        assert_eq!((defaults.metrics, defaults.log_format), (MetricsAccess::Public, LogFormat::Text));
+        let file = parse_config(
+            Path::new("c.toml"),
+            "log-format = \"json\"\nmetrics-token-file = \"/etc/coffer/metrics.token\"\n",
+        )
+        .unwrap();
+        let config = ServerConfig::resolve(parse_flags(&[]).or(file.clone())).unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.metrics, MetricsAccess::TokenFile("/etc/coffer/metrics.token".into()));
+        let off = ServerConfig::resolve(parse_flags(&["--metrics=false"]).or(file)).unwrap();
+        assert_eq!(off.metrics, MetricsAccess::Off);
+        assert!(Cli::try_parse_from(["coffer", "--log-format", "xml"]).is_err());
+        assert!(matches!(parse_config(Path::new("c.toml"), "log-format = \"xml\"\n"), Err(ConfigError::Parse { .. })));
     }
 
     #[test]

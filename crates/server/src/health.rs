@@ -54,12 +54,16 @@ const PRESIGNED_QUERY_PARAMETERS: [&str; 4] = ["X-Amz-Signature", "X-Amz-Credent
 
 /// True for a request signed in its header or presigned in its query.
 fn is_signed<B>(request: &Request<B>) -> bool {
+    request.headers().contains_key(header::AUTHORIZATION) || is_presigned(request)
+}
+
+/// True for a request whose query holds a presigned URL's signature parameters.
+pub(crate) fn is_presigned<B>(request: &Request<B>) -> bool {
     let presigned_parameter = |pair: &str| {
         let name = pair.split('=').next().unwrap_or_default();
         PRESIGNED_QUERY_PARAMETERS.iter().any(|parameter| name.eq_ignore_ascii_case(parameter))
     };
-    request.headers().contains_key(header::AUTHORIZATION)
-        || request.uri().query().is_some_and(|query| query.split('&').any(presigned_parameter))
+    request.uri().query().is_some_and(|query| query.split('&').any(presigned_parameter))
 }
 
 /// The outcome of one readiness check.

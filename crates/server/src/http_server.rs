@@ -1,6 +1,7 @@
 //! The listener: accepts TCP (optionally TLS) connections, serves HTTP/1.1 and h2 with hyper-util, gives every
-//! request an id (`x-amz-request-id`), its [`ClientConnection`] (as a request extension) and one log line, and
-//! drains in-flight requests on shutdown. Unsigned health probes are answered here, before s3s ([`crate::health`]).
+//! request an id (`x-amz-request-id`), its [`ClientConnection`] (as a request extension), one log line and its
+//! metrics ([`crate::request_record`]), and drains in-flight requests on shutdown. Unsigned health probes and
+//! metrics scrapes are answered here, before s3s ([`LocalEndpoints`]).
 //!
 //! Connections are bounded ([`ConnectionLimits`]): at most `max_connections` are served at once (the next ones wait
 //! in the listen backlog), a connection that has not sent a complete first request head by `header_read_timeout`
@@ -34,7 +35,9 @@ use crate::body_taps;
 use crate::config::ConnectionLimits;
 use crate::errors::with_default_message;
 use crate::health::{Health, Probe};
+use crate::metrics::Metrics;
 use crate::presigned;
+use crate::request_record::{rounded_ms, RequestIdentity, RequestRecord};
 
 /// How a request's client is connected, put into every request's extensions (s3s hands them on to the
 /// operations as `S3Request::extensions`): SSE-C keys may only travel over TLS or from loopback.
@@ -48,6 +51,13 @@ pub struct ClientConnection {
 /// 206 for a ranged GetObject on its own but ignores `S3Response::status`, so [`handle`] applies it.
 #[derive(Debug, Clone, Copy)]
 pub struct PartialContent;
+
+/// What the listener answers itself, before s3s, for requests without S3 authentication.
+pub struct LocalEndpoints {
+    pub health: Health,
+    /// Also where S3 requests are counted.
+    pub metrics: Metrics,
+}
 
 /// Hands out request ids: the process start time and a counter, unique within the process and across restarts.
 #[derive(Debug)]
@@ -73,7 +83,7 @@ impl RequestIds {
 pub async fn serve(
     listener: TcpListener,
     service: S3Service,
-    health: Arc<Health>,
+    local: Arc<LocalEndpoints>,
     tls: Option<TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -131,7 +141,7 @@ pub async fn serve(
         let connection = Connection {
             builder: builder.clone(),
             service: service.clone(),
-            health: health.clone(),
+            local: local.clone(),
             ids: ids.clone(),
             tls: tls.clone(),
             peer,
@@ -175,7 +185,7 @@ pub async fn shutdown_signal() {
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
     service: S3Service,
-    health: Arc<Health>,
+    local: Arc<LocalEndpoints>,
     ids: Arc<RequestIds>,
     tls: Option<TlsAcceptor>,
     peer: SocketAddr,
@@ -187,13 +197,13 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: Watcher) {
-        let Connection { builder, service, health, ids, tls, peer, first_head_by, _slot } = self;
+        let Connection { builder, service, local, ids, tls, peer, first_head_by, _slot } = self;
         let client = ClientConnection { peer, tls: tls.is_some() };
         let has_had_a_request = Arc::new(AtomicBool::new(false));
         let seen = Arc::clone(&has_had_a_request);
         let handler = service_fn(move |request| {
             seen.store(true, Ordering::Relaxed);
-            handle(service.clone(), health.clone(), ids.clone(), client, request)
+            handle(service.clone(), local.clone(), ids.clone(), client, request)
         });
         let result = match tls {
             None => {
@@ -271,12 +281,13 @@ fn refused_before_its_body(expects_continue: bool, status: StatusCode) -> bool {
     expects_continue && (status.is_client_error() || status.is_server_error())
 }
 
-/// Runs one request through s3s (or answers a health probe), adds `x-amz-request-id` and logs one line (at debug
-/// level for health probes, which load balancers send every few seconds). The query string is not logged:
-/// presigned URLs carry their signature there.
+/// Runs one request through s3s (or answers a health probe or metrics scrape) and adds `x-amz-request-id`. An S3
+/// request is logged and counted when its response body is done ([`RequestRecord`]); probes and scrapes are logged
+/// at debug level only (load balancers and Prometheus send them every few seconds), and not counted. The query
+/// string is not logged: presigned URLs carry their signature there.
 async fn handle(
     service: S3Service,
-    health: Arc<Health>,
+    local: Arc<LocalEndpoints>,
     ids: Arc<RequestIds>,
     client: ClientConnection,
     mut request: Request<Incoming>,
@@ -288,12 +299,17 @@ async fn handle(
     request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    if let Some(probe) = Probe::of(&request) {
-        let mut response = health.respond(probe, &method).await;
+    let answered_here = if let Some(probe) = Probe::of(&request) {
+        Some((local.health.respond(probe, &method).await, "health probe"))
+    } else if Metrics::is_scrape(&request) {
+        Some((local.metrics.respond(&request).await, "metrics scrape"))
+    } else {
+        None
+    };
+    if let Some((mut response, what)) = answered_here {
         insert_request_id(&mut response, &id);
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         debug!(target: "coffer_server::request", request_id = %id, %peer, %method, %path,
-               status = response.status().as_u16(), ms = format_args!("{elapsed_ms:.1}"), "health probe");
+               status = response.status().as_u16(), ms = rounded_ms(started.elapsed()), "{what}");
         return Ok(response);
     }
     let expects_continue = request.version() <= Version::HTTP_11
@@ -301,15 +317,14 @@ async fn handle(
             .headers()
             .get(header::EXPECT)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let identity = RequestIdentity::default();
+    request.extensions_mut().insert(identity.clone());
+    let mut request = request.map(Body::from);
+    let received = body_taps::install(&mut request);
     let result = match presigned::check_expires(request.uri().query()) {
         Err(refused) => Ok(error_response(&refused)),
-        Ok(()) => {
-            let mut request = request.map(Body::from);
-            body_taps::install(&mut request);
-            service.call(request).await
-        }
+        Ok(()) => service.call(request).await,
     };
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {
             if response.extensions_mut().remove::<PartialContent>().is_some() {
@@ -322,14 +337,22 @@ async fn handle(
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             insert_request_id(&mut response, &id);
-            let status = response.status().as_u16();
-            info!(target: "coffer_server::request", request_id = %id, %peer, %method, %path, status,
-                  ms = format_args!("{elapsed_ms:.1}"), "request");
-            Ok(response)
+            let record = RequestRecord {
+                id,
+                peer,
+                method,
+                path,
+                status: response.status().as_u16(),
+                started,
+                identity,
+                received,
+                metrics: Arc::clone(local.metrics.requests()),
+            };
+            Ok(response.map(|body| record.follow(body)))
         }
         Err(error) => {
             warn!(target: "coffer_server::request", request_id = %id, %peer, %method, %path,
-                  ms = format_args!("{elapsed_ms:.1}"), ?error, "request aborted");
+                  ms = rounded_ms(started.elapsed()), ?error, "request aborted");
             Err(error)
         }
     }

@@ -1,6 +1,7 @@
-//! Logging setup: `tracing` to stderr, filtered by `--log-level` (flag, `COFFER_LOG_LEVEL` or the config file's
-//! `log-level`) or else `RUST_LOG`, both with per-crate directives (default `info`). The filter can be replaced while
-//! the server runs ([`LogFilter::set`], on SIGHUP).
+//! Logging setup: `tracing` to stderr as text or as one JSON object per line ([`LogFormat`]), filtered by
+//! `--log-level` (flag, `COFFER_LOG_LEVEL` or the config file's `log-level`) or else `RUST_LOG`, both with per-crate
+//! directives (default `info`). The filter can be replaced while the server runs ([`LogFilter::set`], on SIGHUP);
+//! the format is fixed at start.
 //!
 //! The protocol crates underneath (s3s, hyper, h2) print request headers, computed signatures and chunk signatures
 //! in their debug/trace events, so those crates are capped at `info` whatever the filter says. s3s is off by
@@ -10,6 +11,8 @@
 
 use std::io::IsTerminal;
 
+use clap::ValueEnum;
+use serde::Deserialize;
 use tracing::{Level, Metadata};
 
 use crate::audit_log::{is_audit_event, AuditLayer};
@@ -27,6 +30,17 @@ const CAPPED_CRATES: [&str; 3] = ["s3s", "hyper", "h2"];
 /// Crates never heard from, whatever `RUST_LOG` says: their events repeat Vault's answers (which may quote request
 /// paths and, at trace level, bodies) and are not what an operator can act on.
 const SILENCED_CRATES: [&str; 2] = ["vaultrs", "rustify"];
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-01-01T00:00:00.000000Z  INFO coffer_server::request: request request_id=… status=200`.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's fields.
+    Json,
+}
 
 /// Changes the filter of the installed subscriber; holds its audit layer, to attach the audit file to.
 #[derive(Clone)]
@@ -70,18 +84,21 @@ impl LogFilter {
     }
 }
 
-/// Installs the global subscriber, filtered by `RUST_LOG` until [`LogFilter::set`] says otherwise. Call once,
-/// before anything logs.
-pub fn init() -> LogFilter {
+/// Installs the global subscriber writing `format`, filtered by `RUST_LOG` until [`LogFilter::set`] says
+/// otherwise. Call once, before anything logs.
+pub fn init(format: LogFormat) -> LogFilter {
     let fallback = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => directives,
         _ => DEFAULT_FILTER.to_owned(),
     };
     let (filter, handle) = reload::Layer::new(EnvFilter::new(&fallback));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        // Fields at the top level, beside `message`: what log shippers index without a nested path.
+        LogFormat::Json => lines.json().flatten_event(true).with_current_span(false).with_span_list(false).boxed(),
+    }
+    .with_filter(filter);
     let audit = AuditLayer::new();
     tracing_subscriber::registry()
         .with(fmt.with_filter(FilterFn::new(is_safe_to_emit)))

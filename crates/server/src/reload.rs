@@ -1,8 +1,8 @@
-//! SIGHUP: reloads what can change without a restart — the users file, the TLS certificate and key, and the log
-//! level (the config file's `log-level`, unless a flag or `COFFER_LOG_LEVEL` sets it) — and logs one line saying
-//! what was reloaded and what was refused. Each part is checked before it replaces the old one: a users file that
-//! does not load, a certificate that does not load or does not match its key, or an unparsable log level keeps
-//! what is in force. Every other setting needs a restart.
+//! SIGHUP: reloads what can change without a restart — the users file, the TLS certificate and key, the metrics
+//! token file, and the log level (the config file's `log-level`, unless a flag or `COFFER_LOG_LEVEL` sets it) — and
+//! logs one line saying what was reloaded and what was refused. Each part is checked before it replaces the old
+//! one: a users file that does not load, a certificate that does not load or does not match its key, an empty or
+//! unreadable token file, or an unparsable log level keeps what is in force. Every other setting needs a restart.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::ServerArgs;
 use crate::logging::LogFilter;
+use crate::metrics::MetricsToken;
 use crate::tls::ServerCertificate;
 use crate::users::UserRegistry;
 
@@ -20,6 +21,7 @@ pub struct Reloader {
     pub args: ServerArgs,
     pub users: UserRegistry,
     pub certificate: Option<Arc<ServerCertificate>>,
+    pub metrics_token: Option<Arc<MetricsToken>>,
     pub log: LogFilter,
 }
 
@@ -49,6 +51,12 @@ impl Reloader {
             match certificate.reload() {
                 Ok(()) => reloaded.push("TLS certificate".to_owned()),
                 Err(error) => refused.push(format!("TLS certificate: {error}")),
+            }
+        }
+        if let Some(token) = &self.metrics_token {
+            match token.reload() {
+                Ok(()) => reloaded.push("metrics token".to_owned()),
+                Err(error) => refused.push(error.to_string()), // names the token file, not the token
             }
         }
         let log_level = match self.args.current_log_level() {

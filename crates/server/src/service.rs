@@ -1,5 +1,6 @@
 //! Wiring: the shared [`AppState`], the s3s service built from it ([`build_service`], the one place where extra
-//! routes such as the admin API are mounted), and [`run`], which starts `coffer server` from its configuration.
+//! routes such as the admin API are mounted, and where s3s's access check notes each request's operation and access
+//! key for [`crate::request_record`]), and [`run`], which starts `coffer server` from its configuration.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,13 +15,15 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::audit_log::AuditFile;
-use crate::config::{ConfigError, ServerArgs, ServerConfig};
+use crate::config::{ServerArgs, ServerConfig};
 use crate::health::Health;
-use crate::http_server::{serve, shutdown_signal};
+use crate::http_server::{serve, shutdown_signal, LocalEndpoints};
 use crate::jobs::Jobs;
 use crate::kms::{kms_state_dir, start_kms, KmsSecrets};
 use crate::logging::{InvalidLogLevel, LogFilter};
+use crate::metrics::{Metrics, MetricsTokenError};
 use crate::reload::Reloader;
+use crate::request_record::{RecordIdentity, RequestIdentity, ADMIN_OPERATION};
 use crate::s3::CofferS3;
 use crate::tls::{ServerCertificate, TlsError};
 use crate::users::{RootCredentials, UserRegistry, UsersError};
@@ -59,13 +62,15 @@ impl fmt::Debug for AppState {
 pub fn build_service(state: &AppState, route: Option<Box<dyn S3Route>>) -> S3Service {
     let mut builder = S3ServiceBuilder::new(CofferS3::new(state.clone()));
     builder.set_auth(state.users.clone());
+    builder.set_access(RecordIdentity);
     if let Some(route) = route {
         builder.set_route(BoxedRoute(route));
     }
     builder.build()
 }
 
-/// Lets [`build_service`] take any route as a trait object.
+/// Lets [`build_service`] take any route as a trait object, and notes its requests' identity (s3s does not run its
+/// access check for routes).
 struct BoxedRoute(Box<dyn S3Route>);
 
 #[async_trait::async_trait]
@@ -81,6 +86,9 @@ impl S3Route for BoxedRoute {
     }
 
     async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        if let Some(identity) = req.extensions.get::<RequestIdentity>() {
+            identity.note(ADMIN_OPERATION, req.credentials.as_ref().map(|credentials| credentials.access_key.as_str()));
+        }
         self.0.check_access(req).await
     }
 
@@ -93,8 +101,6 @@ impl S3Route for BoxedRoute {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
     Users(#[from] UsersError),
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -102,6 +108,8 @@ pub enum StartError {
     LogLevel(#[from] InvalidLogLevel),
     #[error("cannot open the audit file {path}: {source}")]
     Audit { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    MetricsToken(#[from] MetricsTokenError),
     #[error("cannot listen for SIGHUP: {0}")]
     Signal(std::io::Error),
     #[error("cannot open the data directory {path}: {source}")]
@@ -113,10 +121,9 @@ pub enum StartError {
     Kms(#[from] KmsError),
 }
 
-/// Runs `coffer server` until SIGINT/SIGTERM, then drains in-flight requests and returns. SIGHUP reloads users,
-/// certificate and log level ([`Reloader`]).
-pub async fn run(args: ServerArgs, log: LogFilter) -> Result<(), StartError> {
-    let config = ServerConfig::load(args.clone())?;
+/// Runs `coffer server` with `config` (loaded from `args`) until SIGINT/SIGTERM, then drains in-flight requests and
+/// returns. SIGHUP reloads users, certificate, metrics token and log level ([`Reloader`]).
+pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Result<(), StartError> {
     log.set(config.log_level.as_deref())?;
     let audit = match &config.audit {
         Some(settings) => Some(
@@ -159,16 +166,20 @@ pub async fn run(args: ServerArgs, log: LogFilter) -> Result<(), StartError> {
     };
     let users = state.users.clone();
     let jobs = Jobs::start(state.clone()).await;
+    let metrics = Metrics::new(&config.metrics, Arc::clone(&state.kms), Some(jobs.clone()))?;
     let admin =
         coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key))
             .with_objects(jobs);
     let service = build_service(&state, Some(Box::new(admin)));
-    let health = Arc::new(Health::new(state.store.clone(), Arc::clone(&state.kms)));
-    Reloader { args, users: state.users.clone(), certificate, log }.on_sighup().map_err(StartError::Signal)?;
+    let metrics_token = metrics.token();
+    let local = Arc::new(LocalEndpoints { health: Health::new(state.store.clone(), Arc::clone(&state.kms)), metrics });
+    Reloader { args, users: state.users.clone(), certificate, metrics_token, log }
+        .on_sighup()
+        .map_err(StartError::Signal)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
-    serve(listener, service, health, tls, config.connections, shutdown_signal()).await;
+    serve(listener, service, local, tls, config.connections, shutdown_signal()).await;
     if let Some(audit) = audit {
         audit.close();
     }

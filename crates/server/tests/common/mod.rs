@@ -17,7 +17,9 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use coffer_kms::KmsManager;
 use coffer_server::config::{KmsArgs, ServerArgs, ServerConfig};
 use coffer_server::health::Health;
+use coffer_server::http_server::LocalEndpoints;
 use coffer_server::kms::{kms_state_dir, start_kms, KmsSecrets};
+use coffer_server::metrics::Metrics;
 use coffer_server::service::{build_service, AppState};
 use coffer_server::users::{RootCredentials, UserRegistry};
 use coffer_sse::SseService;
@@ -70,9 +72,13 @@ impl TestServer {
         };
         let service = build_service(&state, None);
         let (stop, stopped) = oneshot::channel::<()>();
-        let health = Arc::new(Health::new(state.store.clone(), kms.clone()));
-        let limits = ServerConfig::resolve(ServerArgs::default()).unwrap().connections;
-        let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, health, None, limits, async {
+        let config = ServerConfig::resolve(ServerArgs::default()).unwrap();
+        let local = Arc::new(LocalEndpoints {
+            health: Health::new(state.store.clone(), kms.clone()),
+            metrics: Metrics::new(&config.metrics, kms.clone(), None).unwrap(),
+        });
+        let limits = config.connections;
+        let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, local, None, limits, async {
             let _ = stopped.await;
         }));
         TestServer {

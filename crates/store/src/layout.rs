@@ -34,7 +34,8 @@
 //!   otherwise. A part is `{number, size, stored_size, etag, checksum, last_modified, encryption}` with `size` in
 //!   client bytes and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" |
 //!   "COMPOSITE"}`. The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is
-//!   detected. `data_checksums[i]` are the checksums of `data_files[i]` or `null` (data staged by version 3).
+//!   detected. `data_checksums[i]` are the checksums of `data_files[i]` or `null` (data staged by version 3); the
+//!   field is absent when there are no data files.
 //! * `upload.json`: `{format_version, key, upload_id, meta: {headers, initiated, checksum_algorithm, checksum_kind,
 //!   encryption}, mac}` (`checksum_kind` may be absent: composite).
 //! * `part-NNNNN.json`: `{format_version, meta: part, data_file, data_checksums, mac}`.
@@ -42,8 +43,8 @@
 //! # Integrity
 //! `mac` is the lowercase hex HMAC-SHA256, under the key in `record-mac.key`, of `"coffer record mac v1\0"`, the
 //! record's path under `DIR/buckets/` (e.g. `b/objects/<sha256(key)>/meta.json`), a zero byte, and the record
-//! without `mac` as compact JSON with the fields in the order above (opaque `encryption` values as their stored
-//! text). The path binds a record to its bucket, key, upload and part number: an edited record, or one copied
+//! without `mac` as canonical JSON: compact, object keys sorted (opaque `encryption` values included).
+//! Reformatting a record keeps its MAC; changing a value does not. The path binds a record to its bucket, key, upload and part number: an edited record, or one copied
 //! elsewhere, fails its check, and reading it is an `InvalidData` error. Records of versions 1 to 3 have no `mac`;
 //! they are read only if `unsigned-records-accepted` exists, which the store creates when it makes the key in a
 //! data directory that already has buckets. Every commit writes version 4, signed.
@@ -174,10 +175,12 @@ pub(crate) fn sign<T: Record>(record: &mut T, macs: &RecordMac, place: &str) -> 
     Ok(())
 }
 
-/// What a MAC covers besides the place: the record without its MAC, as compact JSON. Every field reads back as
-/// the value it was written from (encryption metadata as its text), so this is the same for writer and reader.
+/// What a MAC covers besides the place: the record without its MAC as canonical JSON — compact, object keys sorted,
+/// the opaque `encryption` values parsed like the rest — so a record only reformatted (pretty-printed, keys
+/// reordered, by hand or by a tool) keeps its MAC and only a change of content breaks it.
 fn signed_payload<T: Record>(record: &T) -> io::Result<Vec<u8>> {
-    serde_json::to_vec(record).map_err(io::Error::other)
+    let canonical = serde_json::to_value(record).map_err(io::Error::other)?;
+    serde_json::to_vec(&canonical).map_err(io::Error::other)
 }
 
 /// Parses a version 3 record, or a flat record of versions 1 and 2 by nesting it first.
@@ -252,8 +255,8 @@ pub(crate) struct ObjectRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline_data: Option<String>,
     /// The checksums of each data file, in `data_files` order; `null` for a file staged before checksums were
-    /// kept, and empty in records written before (versions 1 to 3).
-    #[serde(default)]
+    /// kept; absent (empty) without data files and in records written before (versions 1 to 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_checksums: Vec<Option<ChunkChecksums>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,

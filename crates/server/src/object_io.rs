@@ -6,7 +6,8 @@
 //! checked and the staged data is fsynced. Nothing is committed here: the caller commits the returned
 //! [`StagedFile`] (`put_object` / `put_part`), and dropping it on any error leaves nothing behind.
 //!
-//! Read ([`ObjectBody`]): a plaintext byte range of an object streams part by part. For an encrypted object each
+//! Read ([`ObjectBody`]): a plaintext byte range of an object streams part by part, each chunk of an unencrypted
+//! object checked against its stored checksum before it is sent. For an encrypted object each
 //! part's slice is mapped onto the stored packages that cover it, read in chunks of whole packages and decrypted in
 //! place by a [`PartDecryptor`] on the blocking pool, right after the read and while the previous chunk is being
 //! sent; the body hands out the plaintext inside those chunks without copying it. A package that fails
@@ -21,9 +22,9 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use coffer_sse::{NewObject, ObjectCipher, ObjectEncryption, PartEncryption, PartEncryptor};
 use coffer_store::{
-    ObjectHeaders, ObjectMeta, ObjectReader, PartMeta, PartStream, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
+    ObjectHeaders, ObjectMeta, ObjectReader, PartMeta, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
 };
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use http::Extensions;
 use s3s::dto::StreamingBlob;
 use s3s::stream::{ByteStream, RemainingLength};
@@ -194,6 +195,9 @@ fn plan_slices(parts: &[PartMeta], range: &Range<u64>) -> VecDeque<PartSliceRang
     slices
 }
 
+/// The plaintext pieces of one slice as they are read (s3s wants response bodies `Sync`).
+type SliceStream = Pin<Box<dyn Stream<Item = std::io::Result<Vec<Bytes>>> + Send + Sync>>;
+
 /// A slice to stream, with the part's encryption metadata when the object is encrypted.
 struct PlannedSlice {
     range: PartSliceRange,
@@ -207,7 +211,7 @@ pub struct ObjectBody {
     slices: VecDeque<PlannedSlice>,
     /// The plaintext of the slice being streamed, one read at a time: a plaintext chunk, or the plaintext of the
     /// packages a stored chunk held, decrypted in place on the blocking pool.
-    current: Option<PartStream<Vec<Bytes>>>,
+    current: Option<SliceStream>,
     /// Plaintext pieces read but not yet yielded.
     ready: VecDeque<Bytes>,
     /// Bytes not yet yielded.
@@ -273,12 +277,10 @@ impl ObjectBody {
 
     /// Starts streaming `slice`: its plaintext bytes, or the stored packages covering them, read a few packages at
     /// a time and decrypted in place as they are read.
-    fn open_slice(&self, slice: PlannedSlice) -> std::io::Result<PartStream<Vec<Bytes>>> {
+    fn open_slice(&self, slice: PlannedSlice) -> std::io::Result<SliceStream> {
         let PartSliceRange { index, offset, len } = slice.range;
         let (Some(cipher), Some(encryption)) = (&self.cipher, slice.encryption) else {
-            return Ok(self
-                .reader
-                .read_part_mapped(index, offset, len, READ_CHUNK, |_, chunk| Ok(vec![chunk.freeze()])));
+            return Ok(Box::pin(self.reader.read_part(index, offset, len).map_ok(|chunk| vec![chunk])));
         };
         let part_size = self.reader.meta().parts[index].size;
         let decryptor = cipher.decrypt_part(&encryption, part_size, offset..offset + len)?;
@@ -289,7 +291,7 @@ impl ObjectBody {
             let chunk = chunk.freeze();
             Ok(plaintext.into_iter().map(|range| chunk.slice(range)).collect())
         };
-        Ok(self.reader.read_part_mapped(index, stored.start, stored.end - stored.start, chunk_len, open))
+        Ok(Box::pin(self.reader.read_part_mapped(index, stored.start, stored.end - stored.start, chunk_len, open)))
     }
 
     /// Ends the body with `err`: nothing more is streamed.

@@ -14,11 +14,12 @@ use crate::error::{Result, StoreError};
 use crate::fsio::{
     create_private_dir, create_private_dir_all, create_private_file, fsync_dir, remove_any, write_json_atomic, TempPath,
 };
-use crate::layout::{load, BucketRecord, ObjectRecord, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
+use crate::layout::{load, sign, BucketRecord, ObjectRecord, Record, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
 use crate::listing::{list_page, IndexEntry, IndexEtag, KeyIndex, ListPage, ListQuery};
 use crate::locks::LockStripes;
 use crate::meta::{BucketInfo, RawJson};
 use crate::names::{object_dir_name, validate_bucket_name};
+use crate::record_mac::RecordMac;
 
 const OBJECTS_DIR: &str = "objects";
 const UPLOADS_DIR: &str = "uploads";
@@ -39,6 +40,7 @@ pub(crate) struct Engine {
     upload_locks: LockStripes,
     indexes: Mutex<HashMap<String, SharedIndex>>,
     buckets: BucketRecords,
+    macs: RecordMac,
 }
 
 /// The bucket records read so far, by name. Every object operation checks its bucket's record (a PUT twice), and
@@ -51,8 +53,9 @@ impl Engine {
     /// Creates the layout under `root` and empties the temp directory (nothing can be in flight at open).
     pub(crate) fn open(root: &Path) -> Result<Engine> {
         let buckets_dir = root.join("buckets");
-        let tmp_dir = root.join(".coffer").join("tmp");
-        let jobs_dir = root.join(".coffer").join("jobs");
+        let coffer_dir = root.join(".coffer");
+        let tmp_dir = coffer_dir.join("tmp");
+        let jobs_dir = coffer_dir.join("jobs");
         create_private_dir_all(&buckets_dir)?;
         create_private_dir_all(&tmp_dir)?;
         create_private_dir_all(&jobs_dir)?;
@@ -64,6 +67,7 @@ impl Engine {
         if swept > 0 {
             tracing::info!(count = swept, "removed leftover store temp files");
         }
+        let macs = RecordMac::open(&coffer_dir, &buckets_dir, &tmp_dir)?;
         Ok(Engine {
             buckets_dir,
             tmp_dir,
@@ -73,6 +77,7 @@ impl Engine {
             upload_locks: LockStripes::new(),
             indexes: Mutex::new(HashMap::new()),
             buckets: RwLock::new(HashMap::new()),
+            macs,
         })
     }
 
@@ -98,6 +103,34 @@ impl Engine {
     /// A fresh path in the temp directory, deleted on drop unless persisted.
     pub(crate) fn temp_path(&self, kind: &str) -> io::Result<TempPath> {
         TempPath::new(&self.tmp_dir, kind)
+    }
+
+    // ---- records ----------------------------------------------------------------------------------------------
+
+    /// Where a record's MAC places it: its path under `buckets/`.
+    fn place(&self, path: &Path) -> String {
+        path.strip_prefix(&self.buckets_dir).unwrap_or(path).to_string_lossy().into_owned()
+    }
+
+    /// Reads and checks the record at `path` ([`load`]). `Ok(None)` if there is none.
+    pub(crate) fn load_record<T: Record>(&self, path: &Path) -> io::Result<Option<T>> {
+        load(path, &self.macs, &self.place(path))
+    }
+
+    /// Signs `record` for its final place `path`, where it may arrive later (through a directory renamed into place).
+    pub(crate) fn sign_record<T: Record>(&self, record: &mut T, path: &Path) -> io::Result<()> {
+        sign(record, &self.macs, &self.place(path))
+    }
+
+    /// Signs `record` and atomically replaces the file at `path` with it ([`write_json_atomic`]).
+    pub(crate) fn write_record<T: Record>(
+        &self,
+        path: &Path,
+        record: &mut T,
+        durable_first: &[&Path],
+    ) -> io::Result<()> {
+        self.sign_record(record, path)?;
+        write_json_atomic(&self.tmp_dir, path, record, durable_first)
     }
 
     // ---- locks -------------------------------------------------------------------------------------------------
@@ -153,8 +186,9 @@ impl Engine {
         if let Some(record) = known.get(bucket) {
             return Ok(record.clone());
         }
-        let record =
-            load::<BucketRecord>(&self.bucket_dir(bucket).join(BUCKET_FILE))?.ok_or(StoreError::NoSuchBucket)?;
+        let record = self
+            .load_record::<BucketRecord>(&self.bucket_dir(bucket).join(BUCKET_FILE))?
+            .ok_or(StoreError::NoSuchBucket)?;
         let record = Arc::new(record);
         known.insert(bucket.to_owned(), record.clone());
         Ok(record)
@@ -182,12 +216,14 @@ impl Engine {
         create_private_dir(staging.path())?;
         create_private_dir(&staging.path().join(OBJECTS_DIR))?;
         create_private_dir(&staging.path().join(UPLOADS_DIR))?;
-        let record = BucketRecord {
+        let mut record = BucketRecord {
             format_version: FORMAT_VERSION,
             name: name.to_owned(),
             created: OffsetDateTime::now_utc(),
             encryption: None,
+            mac: None,
         };
+        self.sign_record(&mut record, &dest.join(BUCKET_FILE))?;
         write_json_atomic(&self.tmp_dir, &staging.path().join(BUCKET_FILE), &record, &[])?;
         staging.persist(&dest)?;
         fsync_dir(&self.buckets_dir)?;
@@ -251,7 +287,7 @@ impl Engine {
         let _namespace = self.namespace_write();
         let mut record = BucketRecord::clone(&*self.bucket_record(name)?);
         record.encryption = config;
-        let written = write_json_atomic(&self.tmp_dir, &self.bucket_dir(name).join(BUCKET_FILE), &record, &[]);
+        let written = self.write_record(&self.bucket_dir(name).join(BUCKET_FILE), &mut record, &[]);
         // A failed write may still have replaced the file: then the next read finds out from disk.
         self.bucket_changed(name, written.is_ok().then_some(record));
         Ok(written?)
@@ -298,7 +334,7 @@ impl Engine {
         let mut keys = KeyIndex::new();
         for entry in fs::read_dir(self.objects_dir(bucket))? {
             let dir = entry?.path();
-            match load::<ObjectRecord>(&dir.join(OBJECT_FILE)) {
+            match self.load_record::<ObjectRecord>(&dir.join(OBJECT_FILE)) {
                 Ok(Some(record)) if dir.file_name() == Some(object_dir_name(&record.meta.key).as_ref()) => {
                     keys.insert(record.meta.key.as_str().into(), index_entry(&record));
                 }

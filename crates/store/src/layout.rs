@@ -1,4 +1,4 @@
-//! On-disk layout and metadata format, `format_version` 3.
+//! On-disk layout and metadata format, `format_version` 4.
 //!
 //! ```text
 //! DIR/buckets/<bucket>/bucket.json                    bucket record
@@ -9,6 +9,8 @@
 //! DIR/buckets/<bucket>/uploads/<upload id>/data-<id>      stored bytes of one uploaded part
 //! DIR/.coffer/tmp/                                    temp files and trash; emptied by Store::open
 //! DIR/.coffer/jobs/<job id>.json                      a long-running job's record (opaque JSON of the server)
+//! DIR/.coffer/record-mac.key                          the key of the record MACs (32 random bytes)
+//! DIR/.coffer/unsigned-records-accepted               present if records without a MAC are read (see below)
 //! DIR/.coffer/kms/                                    not the store's (coffer-kms)
 //! ```
 //!
@@ -17,13 +19,14 @@
 //! Directories are created 0700 and files 0600: object data may be plaintext.
 //!
 //! # Records
-//! All records are JSON objects with a `format_version` (currently 3); readers reject later versions. Timestamps
+//! All records are JSON objects with a `format_version` (currently 4); readers reject later versions. Timestamps
 //! are RFC 3339 strings. Unknown fields are ignored, so later versions may add fields without a version bump as
 //! long as old readers stay correct without them. `encryption` fields are opaque JSON owned by the SSE layer.
 //!
-//! * `bucket.json`: `{format_version, name, created, encryption}` — `encryption` is the bucket's default
+//! * `bucket.json`: `{format_version, name, created, encryption, mac}` — `encryption` is the bucket's default
 //!   encryption configuration or `null`.
-//! * `meta.json`: `{format_version, meta: object, data_files: [name], inline_data}`, where an object is `{key,
+//! * `meta.json`: `{format_version, meta: object, data_files: [name], inline_data, data_checksums, mac}`, where an
+//!   object is `{key,
 //!   size, etag, last_modified, headers, checksum, parts: [part], encryption}` and `headers` is `{content_type,
 //!   content_encoding, content_disposition, content_language, cache_control, expires, user_metadata: {name:
 //!   value}}`. `data_files[i]` holds the stored bytes of `parts[i]`, except for an object of one part of at most
@@ -31,14 +34,28 @@
 //!   otherwise. A part is `{number, size, stored_size, etag, checksum, last_modified, encryption}` with `size` in
 //!   client bytes and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" |
 //!   "COMPOSITE"}`. The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is
-//!   detected.
+//!   detected. `data_checksums[i]` are the checksums of `data_files[i]` or `null` (data staged by version 3); the
+//!   field is absent when there are no data files.
 //! * `upload.json`: `{format_version, key, upload_id, meta: {headers, initiated, checksum_algorithm, checksum_kind,
-//!   encryption}}` (`checksum_kind` may be absent: composite).
-//! * `part-NNNNN.json`: `{format_version, meta: part, data_file}`.
+//!   encryption}, mac}` (`checksum_kind` may be absent: composite).
+//! * `part-NNNNN.json`: `{format_version, meta: part, data_file, data_checksums, mac}`.
+//!
+//! # Integrity
+//! `mac` is the lowercase hex HMAC-SHA256, under the key in `record-mac.key`, of `"coffer record mac v1\0"`, the
+//! record's path under `DIR/buckets/` (e.g. `b/objects/<sha256(key)>/meta.json`), a zero byte, and the record
+//! without `mac` as canonical JSON: compact, object keys sorted (opaque `encryption` values included).
+//! Reformatting a record keeps its MAC; changing a value does not. The path binds a record to its bucket, key, upload and part number: an edited record, or one copied
+//! elsewhere, fails its check, and reading it is an `InvalidData` error. Records of versions 1 to 3 have no `mac`;
+//! they are read only if `unsigned-records-accepted` exists, which the store creates when it makes the key in a
+//! data directory that already has buckets. Every commit writes version 4, signed.
+//!
+//! `data_checksums` (see `chunk_checksums.rs`) is the base64 of the big-endian CRC32C of every 1 MiB chunk of a
+//! data file ([`crate::READ_CHUNK`]), computed while the data is staged; reads check each chunk before yielding it.
+//! Inline data needs none: the MAC covers it.
 //!
 //! Versions 1 and 2 wrote the same fields flat: the `meta` fields and the `headers` fields at the top level of the
 //! record (version 1 had no `inline_data`). They are read by nesting them as version 3 does
-//! ([`nest_flat_record`]); every commit writes version 3. Nesting is not cosmetic: serde reads flattened fields
+//! ([`nest_flat_record`]). Version 3 had no `mac` and no `data_checksums`; every commit writes version 4. Nesting is not cosmetic: serde reads flattened fields
 //! through an intermediate copy of the whole record, through which the opaque `encryption` JSON cannot stay text;
 //! reading version 3 saves a GET of a small encrypted object 22 k instructions (5 %, callgrind).
 //!
@@ -65,12 +82,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use crate::chunk_checksums::ChunkChecksums;
 use crate::fsio::read_file;
 use crate::meta::{ObjectMeta, PartMeta, RawJson, UploadMeta};
 use crate::names::is_data_file_name;
+use crate::record_mac::RecordMac;
 
 /// The version written by this crate.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// The first version whose records carry a MAC.
+const FIRST_SIGNED_FORMAT_VERSION: u32 = 4;
 /// The last version that wrote flat records.
 const LAST_FLAT_FORMAT_VERSION: u64 = 2;
 /// The oldest version it reads: version 1 differs from version 2 only in having no `inline_data`.
@@ -99,30 +120,67 @@ pub(crate) fn part_file_name(number: u32) -> String {
 }
 
 /// A metadata record carrying a format version.
-pub(crate) trait Record: DeserializeOwned {
+pub(crate) trait Record: Serialize + DeserializeOwned {
     /// The fields that versions 1 and 2 also wrote at the top level of this record; every other field of theirs
     /// belongs in `meta`. `None`: this record had the same shape then.
     const FLAT_TOP_LEVEL: Option<&'static [&'static str]>;
 
     fn format_version(&self) -> u32;
+    /// The record's MAC (hex), `None` while it is being computed or checked.
+    fn mac_mut(&mut self) -> &mut Option<String>;
     /// Checks invariants the type system cannot express.
     fn validate(&self) -> Result<(), &'static str> {
         Ok(())
     }
 }
 
-/// Reads a record, rejecting unknown versions and invalid contents. `Ok(None)` if the file does not exist.
-pub(crate) fn load<T: Record>(path: &Path) -> io::Result<Option<T>> {
+/// Reads the record at `place` (its path under `buckets/`), rejecting unknown versions, a missing or wrong MAC
+/// (unsigned records of versions 1 to 3 only where `macs` accepts them) and invalid contents. `Ok(None)` if the
+/// file does not exist.
+pub(crate) fn load<T: Record>(path: &Path, macs: &RecordMac, place: &str) -> io::Result<Option<T>> {
     let Some(bytes) = read_file(path)? else {
         return Ok(None);
     };
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
-    let record = parse_record::<T>(&bytes).map_err(|e| invalid(format!("corrupt record: {e}")))?;
-    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&record.format_version()) {
-        return Err(invalid(format!("unsupported format_version {}", record.format_version())));
+    let mut record = parse_record::<T>(&bytes).map_err(|e| invalid(format!("corrupt record: {e}")))?;
+    let version = record.format_version();
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(invalid(format!("unsupported format_version {version}")));
+    }
+    let mac = record.mac_mut().take();
+    if version >= FIRST_SIGNED_FORMAT_VERSION {
+        let mac = mac.ok_or_else(|| invalid("record integrity check failed: the record has no MAC".to_owned()))?;
+        if !macs.verify(place, &signed_payload(&record)?, &mac) {
+            return Err(invalid(
+                "record integrity check failed: wrong MAC (the record was edited, damaged, or copied from another \
+                 place or data directory)"
+                    .to_owned(),
+            ));
+        }
+    } else if !macs.accepts_unsigned() {
+        return Err(invalid(format!(
+            "record integrity check failed: an unsigned record of format_version {version} in a data directory that \
+             has signed every record"
+        )));
     }
     record.validate().map_err(|why| invalid(why.to_owned()))?;
     Ok(Some(record))
+}
+
+/// Sets the MAC of `record`, to be stored at `place` (its path under `buckets/`).
+pub(crate) fn sign<T: Record>(record: &mut T, macs: &RecordMac, place: &str) -> io::Result<()> {
+    *record.mac_mut() = None;
+    let mac = macs.sign(place, &signed_payload(record)?);
+    *record.mac_mut() = Some(mac);
+    Ok(())
+}
+
+/// What a MAC covers besides the place: the record without its MAC as canonical JSON — compact, object keys sorted,
+/// the opaque `encryption` values parsed like the rest — so a record only reformatted (pretty-printed, keys
+/// reordered, by hand or by a tool) keeps its MAC and only a change of content breaks it.
+fn signed_payload<T: Record>(record: &T) -> io::Result<Vec<u8>> {
+    let canonical = serde_json::to_value(record).map_err(io::Error::other)?;
+    serde_json::to_vec(&canonical).map_err(io::Error::other)
 }
 
 /// Parses a version 3 record, or a flat record of versions 1 and 2 by nesting it first.
@@ -172,6 +230,8 @@ pub(crate) struct BucketRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
     pub encryption: Option<RawJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Record for BucketRecord {
@@ -179,6 +239,10 @@ impl Record for BucketRecord {
 
     fn format_version(&self) -> u32 {
         self.format_version
+    }
+
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
     }
 }
 
@@ -190,6 +254,12 @@ pub(crate) struct ObjectRecord {
     /// The stored bytes of a small single-part object, base64; `data_files` is empty then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline_data: Option<String>,
+    /// The checksums of each data file, in `data_files` order; `null` for a file staged before checksums were
+    /// kept; absent (empty) without data files and in records written before (versions 1 to 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_checksums: Vec<Option<ChunkChecksums>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Record for ObjectRecord {
@@ -197,6 +267,10 @@ impl Record for ObjectRecord {
 
     fn format_version(&self) -> u32 {
         self.format_version
+    }
+
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
     }
 
     fn validate(&self) -> Result<(), &'static str> {
@@ -208,6 +282,9 @@ impl Record for ObjectRecord {
         }
         if self.data_files.len() != self.meta.parts.len() {
             return Err("data_files and parts differ in length");
+        }
+        if !self.data_checksums.is_empty() && self.data_checksums.len() != self.data_files.len() {
+            return Err("data_checksums and data_files differ in length");
         }
         if !self.data_files.iter().all(|name| is_data_file_name(name)) {
             return Err("invalid data file name");
@@ -222,6 +299,8 @@ pub(crate) struct UploadRecord {
     pub key: String,
     pub upload_id: String,
     pub meta: UploadMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Record for UploadRecord {
@@ -230,6 +309,10 @@ impl Record for UploadRecord {
     fn format_version(&self) -> u32 {
         self.format_version
     }
+
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,6 +320,11 @@ pub(crate) struct PartRecord {
     pub format_version: u32,
     pub meta: PartMeta,
     pub data_file: String,
+    /// The data file's checksums; absent in records written before (versions 1 to 3).
+    #[serde(default)]
+    pub data_checksums: Option<ChunkChecksums>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Record for PartRecord {
@@ -244,6 +332,10 @@ impl Record for PartRecord {
 
     fn format_version(&self) -> u32 {
         self.format_version
+    }
+
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
     }
 
     fn validate(&self) -> Result<(), &'static str> {

@@ -2,7 +2,9 @@
 //!
 //! Owns buckets, objects, multipart uploads and their metadata on a local directory: atomic writes (temp file,
 //! fsync, rename, directory fsync), a safe key → path mapping (keys are hashed, never used as path components),
-//! version-pinned reads and S3-ordered listing. The on-disk layout and JSON format are documented in [`layout`].
+//! version-pinned reads, S3-ordered listing, and integrity: every record carries a MAC under a key of the data
+//! directory and every data file's chunks have checksums checked as they are read. The on-disk layout, JSON format
+//! and integrity rules are documented in [`layout`].
 //!
 //! It must not speak HTTP or S3 XML, make encryption decisions or talk to a KMS: `encryption` fields are opaque
 //! JSON ([`RawJson`]) it stores and returns, and ETags, checksums and sizes are computed by its callers.
@@ -12,6 +14,7 @@
 //! the staged value instead discards the data. Reading: [`Store::open_object`] pins a version;
 //! [`ObjectReader::read_part`] streams stored bytes of one part.
 
+mod chunk_checksums;
 mod engine;
 mod error;
 mod fsio;
@@ -24,6 +27,7 @@ mod multipart;
 mod names;
 mod objects;
 mod reader;
+mod record_mac;
 mod staging;
 mod store;
 

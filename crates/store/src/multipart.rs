@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir, fsync_dir, remove_file_if_exists, unique_id, write_json_atomic};
-use crate::layout::{load, part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE};
+use crate::layout::{part_file_name, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION, UPLOAD_FILE};
 use crate::meta::{ObjectMeta, PartMeta, UploadInfo, UploadMeta};
 use crate::names::{is_upload_id, validate_key, validate_part_number};
 use crate::objects::{new_data_file_name, DirChanges};
@@ -25,12 +25,15 @@ impl Engine {
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
         let upload_id = unique_id()?;
-        let record = UploadRecord { format_version: FORMAT_VERSION, key: key.to_owned(), upload_id, meta: upload };
+        let mut record =
+            UploadRecord { format_version: FORMAT_VERSION, key: key.to_owned(), upload_id, meta: upload, mac: None };
+        let uploads = self.uploads_dir(bucket);
+        let dest = uploads.join(&record.upload_id);
+        self.sign_record(&mut record, &dest.join(UPLOAD_FILE))?;
         let staging = self.temp_path("upload")?;
         create_private_dir(staging.path())?;
         write_json_atomic(self.tmp_dir(), &staging.path().join(UPLOAD_FILE), &record, &[])?;
-        let uploads = self.uploads_dir(bucket);
-        staging.persist(&uploads.join(&record.upload_id))?;
+        staging.persist(&dest)?;
         fsync_dir(&uploads)?;
         Ok(record.upload_id)
     }
@@ -43,7 +46,7 @@ impl Engine {
             return Err(StoreError::NoSuchUpload);
         }
         let dir = self.uploads_dir(bucket).join(upload_id);
-        match load::<UploadRecord>(&dir.join(UPLOAD_FILE))? {
+        match self.load_record::<UploadRecord>(&dir.join(UPLOAD_FILE))? {
             Some(record) if record.key == key => Ok((dir, record)),
             _ => Err(StoreError::NoSuchUpload),
         }
@@ -68,11 +71,13 @@ impl Engine {
         let _upload = self.lock_upload(bucket, upload_id);
         let (dir, _) = self.find_upload(bucket, key, upload_id)?;
         let data_file = new_data_file_name()?;
+        let data_checksums = Some(data.checksums());
         data.persist(&dir.join(&data_file))?;
         let record_path = dir.join(part_file_name(part.number));
-        let replaced = load::<PartRecord>(&record_path)?;
-        let record = PartRecord { format_version: FORMAT_VERSION, meta: part, data_file };
-        write_json_atomic(self.tmp_dir(), &record_path, &record, &[&dir])?;
+        let replaced = self.load_record::<PartRecord>(&record_path)?;
+        let mut record =
+            PartRecord { format_version: FORMAT_VERSION, meta: part, data_file, data_checksums, mac: None };
+        self.write_record(&record_path, &mut record, &[&dir])?;
         if let Some(old) = replaced {
             remove_file_if_exists(&dir.join(old.data_file))?;
         }
@@ -85,7 +90,9 @@ impl Engine {
         for entry in fs::read_dir(&dir)? {
             let name = entry?.file_name();
             let is_part = name.to_str().is_some_and(|n| n.starts_with("part-") && n.ends_with(".json"));
-            if let Some(record) = is_part.then(|| load::<PartRecord>(&dir.join(&name))).transpose()?.flatten() {
+            if let Some(record) =
+                is_part.then(|| self.load_record::<PartRecord>(&dir.join(&name))).transpose()?.flatten()
+            {
                 parts.push(record.meta);
             }
         }
@@ -119,7 +126,7 @@ impl Engine {
             if !seen.insert(number) {
                 return Err(StoreError::InvalidPart(number));
             }
-            let record = load::<PartRecord>(&upload_dir.join(part_file_name(number)))?;
+            let record = self.load_record::<PartRecord>(&upload_dir.join(part_file_name(number)))?;
             parts.push(record.ok_or(StoreError::InvalidPart(number))?);
         }
 
@@ -129,9 +136,24 @@ impl Engine {
         }
         meta.key = key.to_owned();
         meta.last_modified = OffsetDateTime::now_utc();
-        let (metas, data_files) = parts.into_iter().map(|part| (part.meta, part.data_file)).unzip();
-        meta.parts = metas;
-        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data: None };
+        let mut data_files = Vec::with_capacity(parts.len());
+        let mut data_checksums = Vec::with_capacity(parts.len());
+        meta.parts = parts
+            .into_iter()
+            .map(|part| {
+                data_files.push(part.data_file);
+                data_checksums.push(part.data_checksums);
+                part.meta
+            })
+            .collect();
+        let record = ObjectRecord {
+            format_version: FORMAT_VERSION,
+            meta,
+            data_files,
+            inline_data: None,
+            data_checksums,
+            mac: None,
+        };
         let changes = DirChanges { created, data_files_added: true };
         let committed = self.commit_object(bucket, &object_dir, changes, record)?;
         self.remove_upload(bucket, &upload_dir)?;
@@ -159,7 +181,7 @@ impl Engine {
         let mut uploads = Vec::new();
         for entry in fs::read_dir(self.uploads_dir(bucket))? {
             let path = entry?.path().join(UPLOAD_FILE);
-            match load::<UploadRecord>(&path) {
+            match self.load_record::<UploadRecord>(&path) {
                 Ok(Some(record)) if record.key.starts_with(prefix) => uploads.push(UploadInfo {
                     key: record.key,
                     upload_id: record.upload_id,

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use crate::engine::{index_entry, Engine};
 use crate::error::{Result, StoreError};
-use crate::fsio::{create_private_dir, fsync_dir, parent, remove_any, unique_id, write_json_atomic};
-use crate::layout::{load, ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
+use crate::fsio::{create_private_dir, fsync_dir, parent, remove_any, unique_id};
+use crate::layout::{ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
 use crate::meta::{ObjectMeta, PartMeta};
 use crate::names::validate_key;
 use crate::reader::{ObjectReader, StoredPart};
@@ -59,19 +59,21 @@ impl Engine {
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
         if let Some(expected) = expected {
-            check_current(&dir, key, expected)?;
+            self.check_current(&dir, key, expected)?;
         }
         let created = create_private_dir(&dir)?;
-        let (data_files, inline_data) = match data.inline() {
-            Some(bytes) => (Vec::new(), Some(BASE64.encode_to_string(bytes))),
+        let (data_files, data_checksums, inline_data) = match data.inline() {
+            Some(bytes) => (Vec::new(), Vec::new(), Some(BASE64.encode_to_string(bytes))),
             None => {
                 let data_file = new_data_file_name()?;
+                let checksums = data.checksums();
                 data.persist(&dir.join(&data_file))?;
-                (vec![data_file], None)
+                (vec![data_file], vec![Some(checksums)], None)
             }
         };
         let changes = DirChanges { created, data_files_added: !data_files.is_empty() };
-        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data };
+        let record =
+            ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data, data_checksums, mac: None };
         self.commit_object(bucket, &dir, changes, record)
     }
 
@@ -87,7 +89,7 @@ impl Engine {
         self.bucket_record(bucket)?;
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
-        let current = check_current(&dir, key, expected)?;
+        let current = self.check_current(&dir, key, expected)?;
         let same_data = meta.parts.len() == current.meta.parts.len()
             && meta
                 .parts
@@ -98,11 +100,16 @@ impl Engine {
             return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
         }
         meta.key = key.to_owned();
+        // Records of versions 1 to 3 kept no checksums: their files have none.
+        let mut data_checksums = current.data_checksums;
+        data_checksums.resize(current.data_files.len(), None);
         let record = ObjectRecord {
             format_version: FORMAT_VERSION,
             meta,
             data_files: current.data_files,
             inline_data: current.inline_data,
+            data_checksums,
+            mac: None,
         };
         self.commit_object(bucket, &dir, DirChanges { created: false, data_files_added: false }, record)
     }
@@ -110,7 +117,7 @@ impl Engine {
     pub(crate) fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
         validate_key(key)?;
         self.bucket_record(bucket)?;
-        Ok(read_object(&self.object_dir(bucket, key), key)?.meta)
+        Ok(self.read_object(&self.object_dir(bucket, key), key)?.meta)
     }
 
     pub(crate) fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
@@ -120,7 +127,7 @@ impl Engine {
         // Under the object lock no commit can delete the files between reading meta.json and opening them; once
         // open, the handles outlive any later unlink.
         let _object = self.lock_object(&dir);
-        let record = read_object(&dir, key)?;
+        let record = self.read_object(&dir, key)?;
         let parts = match &record.inline_data {
             Some(text) => {
                 let bytes =
@@ -130,8 +137,20 @@ impl Engine {
             None => record
                 .data_files
                 .iter()
-                .map(|name| File::open(dir.join(name)).map(|file| StoredPart::File(Arc::new(file))))
-                .collect::<std::io::Result<Vec<_>>>()?,
+                .zip(&record.meta.parts)
+                .enumerate()
+                .map(|(index, (name, part))| {
+                    let checksums =
+                        match record.data_checksums.get(index) {
+                            Some(Some(checksums)) => Some(checksums.decode(part.stored_size).map_err(|e| {
+                                corrupt(format!("data of part {} in {}: {e}", part.number, dir.display()))
+                            })?),
+                            _ => None,
+                        };
+                    let file = File::open(dir.join(name))?;
+                    Ok(StoredPart::File { file: Arc::new(file), checksums })
+                })
+                .collect::<Result<Vec<_>>>()?,
         };
         // Stored bytes whose length differs from what was committed were truncated or extended behind our back:
         // refuse them whole rather than serve a body that only looks complete.
@@ -153,7 +172,7 @@ impl Engine {
         self.bucket_record(bucket)?;
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
-        match read_object(&dir, key) {
+        match self.read_object(&dir, key) {
             Ok(_) => {}
             Err(StoreError::NoSuchKey) if dir.exists() && !dir.join(OBJECT_FILE).exists() => {
                 // An uncommitted directory left by a crash: nothing visible to delete, but clear it out.
@@ -181,10 +200,10 @@ impl Engine {
         bucket: &str,
         dir: &Path,
         changes: DirChanges,
-        record: ObjectRecord,
+        mut record: ObjectRecord,
     ) -> Result<ObjectMeta> {
         let durable_first: &[&Path] = if changes.data_files_added { &[dir] } else { &[] };
-        write_json_atomic(self.tmp_dir(), &dir.join(OBJECT_FILE), &record, durable_first)?;
+        self.write_record(&dir.join(OBJECT_FILE), &mut record, durable_first)?;
         if changes.created {
             // A directory this commit created holds nothing but what it wrote: no earlier version to sweep.
             fsync_dir(parent(dir))?;
@@ -216,22 +235,25 @@ pub(crate) struct DirChanges {
     pub data_files_added: bool,
 }
 
-/// The committed record of `key` in `dir`, or `NoSuchKey`. A record for a different key (a SHA-256 collision,
-/// in theory) is also `NoSuchKey`.
-pub(crate) fn read_object(dir: &Path, key: &str) -> Result<ObjectRecord> {
-    match load::<ObjectRecord>(&dir.join(OBJECT_FILE))? {
-        Some(record) if record.meta.key == key => Ok(record),
-        _ => Err(StoreError::NoSuchKey),
+impl Engine {
+    /// The committed record of `key` in `dir`, or `NoSuchKey`. A record for a different key (a SHA-256 collision,
+    /// in theory) is also `NoSuchKey`.
+    pub(crate) fn read_object(&self, dir: &Path, key: &str) -> Result<ObjectRecord> {
+        match self.load_record::<ObjectRecord>(&dir.join(OBJECT_FILE))? {
+            Some(record) if record.meta.key == key => Ok(record),
+            _ => Err(StoreError::NoSuchKey),
+        }
     }
-}
 
-/// The committed record of `key`, if it is still the version `expected` describes; else `Changed` (also when the
-/// object was deleted meanwhile). A new version always differs: the store stamps each commit's `last_modified`.
-fn check_current(dir: &Path, key: &str, expected: &ObjectMeta) -> Result<ObjectRecord> {
-    match read_object(dir, key) {
-        Ok(record) if record.meta == *expected => Ok(record),
-        Ok(_) | Err(StoreError::NoSuchKey) => Err(StoreError::Changed),
-        Err(e) => Err(e),
+    /// The committed record of `key`, if it is still the version `expected` describes; else `Changed` (also when
+    /// the object was deleted meanwhile). A new version always differs: the store stamps each commit's
+    /// `last_modified`.
+    fn check_current(&self, dir: &Path, key: &str, expected: &ObjectMeta) -> Result<ObjectRecord> {
+        match self.read_object(dir, key) {
+            Ok(record) if record.meta == *expected => Ok(record),
+            Ok(_) | Err(StoreError::NoSuchKey) => Err(StoreError::Changed),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -8,6 +8,10 @@
 //! `n`, chunk `n + 1` is being read. A caller that transforms every chunk (decryption) does it in the same blocking
 //! call ([`ObjectReader::read_part_mapped`]), so that work overlaps the sending too. Inline bytes (at most 64 KiB)
 //! need no read: they are mapped on the spot, without a trip to the blocking pool.
+//!
+//! [`ObjectReader::read_part`] checks every chunk of a data file against the file's recorded checksums before
+//! yielding any of its bytes (see `chunk_checksums.rs`), reading whole checksum chunks around the range asked for.
+//! [`ObjectReader::read_part_mapped`] does not: its callers authenticate what they read themselves (decryption).
 
 use std::fs::File;
 use std::future::Future;
@@ -21,6 +25,7 @@ use futures::future::Either;
 use futures::Stream;
 use tokio::task::{JoinError, JoinHandle};
 
+use crate::chunk_checksums::chunk_checksum;
 use crate::meta::ObjectMeta;
 
 /// Largest chunk [`ObjectReader::read_part`] yields; bounds memory per read.
@@ -36,7 +41,10 @@ pub struct ObjectReader {
 /// Where the stored bytes of one part are.
 #[derive(Clone)]
 pub(crate) enum StoredPart {
-    File(Arc<File>),
+    /// A data file, with the CRC32C of each [`READ_CHUNK`] if its record has them (it was written by a version
+    /// that keeps them).
+    File { file: Arc<File>, checksums: Option<Arc<[u32]>> },
+    /// Bytes kept in the signed record itself.
     Inline(Bytes),
 }
 
@@ -44,7 +52,11 @@ pub(crate) enum StoredPart {
 impl std::fmt::Debug for StoredPart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoredPart::File(file) => f.debug_tuple("File").field(file).finish(),
+            StoredPart::File { file, checksums } => f
+                .debug_struct("File")
+                .field("file", file)
+                .field("chunks", &checksums.as_ref().map(|sums| sums.len()))
+                .finish(),
             StoredPart::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
         }
     }
@@ -53,7 +65,7 @@ impl std::fmt::Debug for StoredPart {
 impl StoredPart {
     pub(crate) fn len(&self) -> io::Result<u64> {
         match self {
-            StoredPart::File(file) => Ok(file.metadata()?.len()),
+            StoredPart::File { file, .. } => Ok(file.metadata()?.len()),
             StoredPart::Inline(bytes) => Ok(bytes.len() as u64),
         }
     }
@@ -70,10 +82,36 @@ impl ObjectReader {
     }
 
     /// Streams stored bytes `[offset, offset + len)` of `meta().parts[part_index]` in chunks of at most
-    /// [`READ_CHUNK`] bytes. A range outside the part yields one `InvalidInput` error; a data file shorter than
-    /// recorded yields `UnexpectedEof`.
+    /// [`READ_CHUNK`] bytes, each checked against the data file's checksums before it is yielded. A range outside
+    /// the part yields one `InvalidInput` error; a data file shorter than recorded yields `UnexpectedEof`; a chunk
+    /// that fails its checksum yields `InvalidData`, and nothing of it is yielded.
     pub fn read_part(&self, part_index: usize, offset: u64, len: u64) -> PartStream<Bytes> {
-        self.read_part_mapped(part_index, offset, len, READ_CHUNK, |_, chunk| Ok(chunk.freeze()))
+        let checksums = match self.parts.get(part_index) {
+            Some(StoredPart::File { checksums: Some(checksums), .. }) => checksums.clone(),
+            _ => return self.read_part_mapped(part_index, offset, len, READ_CHUNK, |_, chunk| Ok(chunk.freeze())),
+        };
+        let (stored_size, end) = match (self.meta.parts.get(part_index), offset.checked_add(len)) {
+            (Some(part), Some(end)) if end <= part.stored_size && len > 0 => (part.stored_size, end),
+            // Out of range (the error) or empty: nothing to check.
+            _ => return self.read_part_mapped(part_index, offset, len, READ_CHUNK, |_, chunk| Ok(chunk.freeze())),
+        };
+        // Whole checksum chunks covering the range, each cut down to its part of the range once checked.
+        let chunk = READ_CHUNK as u64;
+        let first = offset / chunk * chunk;
+        let last = end.div_ceil(chunk).saturating_mul(chunk).min(stored_size);
+        let number = self.meta.parts[part_index].number;
+        self.read_part_mapped(part_index, first, last - first, READ_CHUNK, move |at, data| {
+            let start = first + at;
+            if checksums.get((start / chunk) as usize) != Some(&chunk_checksum(&data)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("stored data of part {number} fails its checksum in the chunk at byte {start}"),
+                ));
+            }
+            let from = offset.saturating_sub(start) as usize;
+            let to = (end - start).min(data.len() as u64) as usize;
+            Ok(data.freeze().slice(from..to))
+        })
     }
 
     /// As [`ObjectReader::read_part`], in chunks of `chunk_len` bytes (the last one shorter), each handed to `map`
@@ -159,7 +197,7 @@ impl<T: Send + 'static> PartStream<T> {
         let len = (self.end - pos).min(self.chunk_len);
         self.pos += len;
         self.next = Some(match stored {
-            StoredPart::File(file) => {
+            StoredPart::File { file, .. } => {
                 let (file, map) = (file.clone(), map.clone());
                 Either::Left(tokio::task::spawn_blocking(move || map(offset, read_chunk(&file, pos, len as usize)?)))
             }

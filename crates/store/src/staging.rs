@@ -5,13 +5,15 @@
 //! `put_object` keeps up to [`INLINE_MAX`] bytes in the object's record, and `put_part` writes the buffer straight
 //! to its data file. Dropping a [`StagedWrite`] or [`StagedFile`] without committing deletes any temp file, so a
 //! client that disconnects mid-upload, or a request rejected after its body was read (bad digest, failed
-//! condition), leaves nothing behind.
+//! condition), leaves nothing behind. The checksums of the data are computed as it arrives (see
+//! `chunk_checksums.rs`).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
+use crate::chunk_checksums::{ChunkChecksums, ChunkSummer};
 use crate::error::Result;
 use crate::fsio::{create_private_file, new_private_file, TempPath};
 
@@ -30,16 +32,18 @@ pub struct StagedWrite {
     /// Created once more than [`WRITE_BUFFER`] bytes arrived.
     file: Option<(tokio::fs::File, TempPath)>,
     len: u64,
+    checksums: ChunkSummer,
 }
 
 impl StagedWrite {
     pub(crate) fn new(tmp_dir: PathBuf) -> Self {
-        StagedWrite { tmp_dir, pending: Vec::new(), file: None, len: 0 }
+        StagedWrite { tmp_dir, pending: Vec::new(), file: None, len: 0, checksums: ChunkSummer::new() }
     }
 
     /// Appends `data` (buffered).
     pub async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
+        self.checksums.update(data);
         while !data.is_empty() {
             let taken = (WRITE_BUFFER - self.pending.len()).min(data.len());
             self.pending.extend_from_slice(&data[..taken]);
@@ -78,7 +82,7 @@ impl StagedWrite {
 
     /// Ends the data: a body that fit the buffer stays in memory; a longer one is flushed and fsynced.
     pub async fn finish(self) -> Result<StagedFile> {
-        let StagedWrite { pending, file, len, .. } = self;
+        let StagedWrite { pending, file, len, checksums, .. } = self;
         let data = match file {
             None => Staged::InMemory(pending),
             Some((mut file, temp)) => {
@@ -88,7 +92,7 @@ impl StagedWrite {
                 Staged::OnDisk(temp)
             }
         };
-        Ok(StagedFile { data, len })
+        Ok(StagedFile { data, len, checksums: checksums.finish() })
     }
 }
 
@@ -96,6 +100,7 @@ impl StagedWrite {
 pub struct StagedFile {
     data: Staged,
     len: u64,
+    checksums: ChunkChecksums,
 }
 
 enum Staged {
@@ -135,6 +140,11 @@ impl StagedFile {
             Staged::InMemory(bytes) if bytes.len() <= INLINE_MAX => Some(bytes),
             _ => None,
         }
+    }
+
+    /// The checksums of the data, for the record that will name its file.
+    pub(crate) fn checksums(&self) -> ChunkChecksums {
+        self.checksums.clone()
     }
 
     /// Puts the data at `dest` (same filesystem): the temp file is renamed, bytes in memory are written and

@@ -32,6 +32,26 @@ impl Fixture {
         Store::open(self.data_dir()).await.unwrap()
     }
 
+    /// Rewrites every record as version 3 wrote it (no MAC, no data checksums) and drops the record MAC key, then
+    /// opens the store again: a data directory of an earlier version meeting this one, which accepts its unsigned
+    /// records.
+    pub async fn as_written_by_version_3(&self) -> Store {
+        for path in files_under(&self.data_dir().join("buckets")) {
+            if path.extension().is_some_and(|ext| ext == "json") {
+                let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let fields = record.as_object_mut().unwrap();
+                fields.remove("mac");
+                fields.remove("data_checksums");
+                fields.insert("format_version".into(), serde_json::json!(3));
+                std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+            }
+        }
+        std::fs::remove_file(self.data_dir().join(".coffer/record-mac.key")).unwrap();
+        let store = self.reopen().await;
+        assert!(self.data_dir().join(".coffer/unsigned-records-accepted").exists());
+        store
+    }
+
     pub async fn with_bucket(name: &str) -> Fixture {
         let fixture = Fixture::new().await;
         fixture.store.create_bucket(name).await.unwrap();

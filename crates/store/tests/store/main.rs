@@ -2,6 +2,7 @@
 
 mod buckets;
 mod common;
+mod integrity;
 mod listing;
 mod multipart;
 mod objects;

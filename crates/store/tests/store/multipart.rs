@@ -67,15 +67,16 @@ async fn uploads_recorded_flat_by_version_2_complete() {
     upload_part(&f.store, "k", &id, 1, &data).await;
     let (upload, parts) =
         (f.store.upload_meta("mpu", "k", &id).await.unwrap(), f.store.list_parts("mpu", "k", &id).await);
+    let store = f.as_written_by_version_3().await;
     for name in ["upload.json", "part-00001.json"] {
         let path = uploads_dir(&f).join(&id).join(name);
         let nested: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         std::fs::write(&path, serde_json::to_vec(&flat_record(&nested, 2)).unwrap()).unwrap();
     }
-    assert_eq!(f.store.upload_meta("mpu", "k", &id).await.unwrap(), upload);
-    assert_eq!(f.store.list_parts("mpu", "k", &id).await.unwrap(), parts.unwrap());
-    f.store.complete_upload("mpu", "k", &id, &[1], ObjectMeta::new("k", 1000, "x-1")).await.unwrap();
-    assert_eq!(get(&f.store, "mpu", "k").await, data);
+    assert_eq!(store.upload_meta("mpu", "k", &id).await.unwrap(), upload);
+    assert_eq!(store.list_parts("mpu", "k", &id).await.unwrap(), parts.unwrap());
+    store.complete_upload("mpu", "k", &id, &[1], ObjectMeta::new("k", 1000, "x-1")).await.unwrap();
+    assert_eq!(get(&store, "mpu", "k").await, data);
 }
 
 #[tokio::test]

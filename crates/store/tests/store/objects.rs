@@ -286,7 +286,7 @@ async fn hostile_keys_stay_inside_their_bucket_and_round_trip() {
     // Nothing was written outside the bucket's objects dir, and every object is one hashed directory.
     let bucket_dir = f.data_dir().join("buckets/safe");
     for file in files_under(f.root.path()) {
-        if file == outside || file == bucket_dir.join("bucket.json") {
+        if file == outside || file == bucket_dir.join("bucket.json") || file.starts_with(f.data_dir().join(".coffer")) {
             continue;
         }
         let rel = file.strip_prefix(bucket_dir.join("objects")).unwrap_or_else(|_| panic!("stray {file:?}"));
@@ -396,21 +396,23 @@ async fn a_corrupt_or_future_record_is_an_io_error() {
     put(&f.store, "bkt", "k", &data).await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
     let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    assert_eq!(record["format_version"], 3);
+    assert_eq!(record["format_version"], 4);
     assert_eq!(record["meta"]["key"], "k");
     assert!(record["data_files"][0].as_str().unwrap().starts_with("data-"));
 
-    record["format_version"] = json!(4);
+    record["format_version"] = json!(5);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
     assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 
-    record["format_version"] = json!(3);
+    let store = f.as_written_by_version_3().await;
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    assert_eq!(get(&store, "bkt", "k").await, data);
     record["data_files"] = json!(["../../../../outside"]);
     std::fs::write(&meta_path, serde_json::to_vec(&record).unwrap()).unwrap();
-    assert!(matches!(f.store.open_object("bkt", "k").await, Err(StoreError::Io(_))));
+    assert!(matches!(store.open_object("bkt", "k").await, Err(StoreError::Io(_))));
 
     std::fs::write(&meta_path, b"{ torn").unwrap();
-    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
+    assert!(matches!(store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 }
 
 #[tokio::test]
@@ -422,18 +424,19 @@ async fn flat_records_of_versions_1_and_2_are_read() {
     meta.headers.user_metadata.insert("colour".into(), "blue".into());
     meta.encryption = Some(raw(json!({"mode": "opaque", "nonce": [1, 2, 3]})));
     let stored = f.store.put_object("bkt", "k", staged(&f.store, &data).await, meta).await.unwrap();
+    let store = f.as_written_by_version_3().await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
     let nested: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
     assert_eq!(nested["meta"]["headers"]["content_type"], "text/plain");
 
     for version in [1, 2] {
         std::fs::write(&meta_path, serde_json::to_vec(&flat_record(&nested, version)).unwrap()).unwrap();
-        assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), stored, "version {version}");
-        assert_eq!(get(&f.store, "bkt", "k").await, data, "version {version}");
+        assert_eq!(store.head_object("bkt", "k").await.unwrap(), stored, "version {version}");
+        assert_eq!(get(&store, "bkt", "k").await, data, "version {version}");
     }
     // Only versions 1 and 2 were flat.
     std::fs::write(&meta_path, serde_json::to_vec(&flat_record(&nested, 3)).unwrap()).unwrap();
-    assert!(matches!(f.store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
+    assert!(matches!(store.head_object("bkt", "k").await, Err(StoreError::Io(_))));
 }
 
 #[tokio::test]

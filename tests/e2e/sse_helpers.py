@@ -353,6 +353,19 @@ def create_kms_key(server: CofferServer, key_id: str | None = None) -> str:
     return key_id
 
 
+# ---- writes ------------------------------------------------------------------------------------------------------
+
+def multipart_put(s3, bucket: str, key: str, body: bytes, sse: Sse, part_size: int = 5 * MiB) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **sse.write_args())["UploadId"]
+    parts = []
+    for number, start in enumerate(range(0, len(body), part_size), start=1):
+        reply = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                               Body=body[start:start + part_size], **sse.read_args())
+        parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+
+
+
 # ---- data on disk ------------------------------------------------------------------------------------------------
 
 def object_dir(server: CofferServer, bucket: str, key: str) -> Path:

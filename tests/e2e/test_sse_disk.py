@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, PACKAGE, MiB, CustomerKey, Sse, all_files, encryption_context,
+from sse_helpers import (DEFAULT_KMS_KEY, PACKAGE, MiB, CustomerKey, Sse, all_files, encryption_context, multipart_put,
                          files_containing, flip_byte, no_retry_client, object_data_files, object_inline_data,
                          object_record, random_bytes, running_server, set_object_inline_data)
 
@@ -46,16 +46,6 @@ def canary_body(size: int) -> tuple[bytes, bytes]:
         total += len(line)
         number += 1
     return marker, b"".join(lines)[:size]
-
-
-def multipart_put(s3, bucket: str, key: str, body: bytes, sse: Sse, part_size: int = 5 * MiB) -> None:
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **sse.write_args())["UploadId"]
-    parts = []
-    for number, start in enumerate(range(0, len(body), part_size), start=1):
-        reply = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                               Body=body[start:start + part_size], **sse.read_args())
-        parts.append({"PartNumber": number, "ETag": reply["ETag"]})
-    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
 
 
 def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):

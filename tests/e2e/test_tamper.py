@@ -19,8 +19,8 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, PACKAGE, MiB, Sse, flip_byte, object_data_files, object_dir, random_bytes,
-                         running_server)
+from sse_helpers import (DEFAULT_KMS_KEY, PACKAGE, MiB, Sse, flip_byte, multipart_put, object_data_files, object_dir,
+                         random_bytes, running_server)
 
 TAG = 16  # AES-GCM tag after each sealed package
 MODES = ["plaintext", "sse-s3", "sse-kms", "sse-c"]
@@ -49,13 +49,7 @@ def put(s3, bucket: str, key: str, body: bytes, sse: Sse, multipart: bool) -> No
     if not multipart:
         s3.put_object(Bucket=bucket, Key=key, Body=body, **sse.write_args())
         return
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **sse.write_args())["UploadId"]
-    parts = []
-    for number, start in enumerate(range(0, len(body), PART_SIZE), start=1):
-        reply = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                               Body=body[start:start + PART_SIZE], **sse.read_args())
-        parts.append({"PartNumber": number, "ETag": reply["ETag"]})
-    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    multipart_put(s3, bucket, key, body, sse, PART_SIZE)
 
 
 def get_must_fail(s3, bucket: str, key: str, what: str, **params) -> Exception:

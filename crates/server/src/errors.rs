@@ -37,7 +37,25 @@ pub fn store_error(err: StoreError) -> S3Error {
             OperationAborted,
             "A conflicting conditional operation is currently in progress against this resource. Please try again."
         ),
-        other @ (StoreError::InvalidMeta(_) | StoreError::Io(_)) => internal(&other),
+        StoreError::Io(err) => io_error(&err),
+        other @ StoreError::InvalidMeta(_) => internal(&other),
+    }
+}
+
+/// The S3 error for a failed read or write of the data directory: 507 `XCofferStorageFull` when the disk (or the
+/// user's quota) is full — a code clients do not retry, since retrying cannot help until space is freed — else an
+/// `InternalError`. Nothing was committed either way: data is staged and fsynced before its record replaces the old.
+pub fn io_error(err: &std::io::Error) -> S3Error {
+    match err.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            error!(error = %err, "the data directory is full: writes fail until space is freed");
+            custom_error(
+                "XCofferStorageFull",
+                http::StatusCode::INSUFFICIENT_STORAGE,
+                "The server's storage is full; nothing was stored. Try again once space has been freed.",
+            )
+        }
+        _ => internal(err),
     }
 }
 
@@ -120,6 +138,18 @@ pub fn with_default_message(xml: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_507_that_clients_do_not_retry() {
+        for kind in [std::io::ErrorKind::StorageFull, std::io::ErrorKind::QuotaExceeded] {
+            let err = store_error(StoreError::Io(std::io::Error::from(kind)));
+            assert_eq!(err.code(), &S3ErrorCode::Custom("XCofferStorageFull".into()));
+            assert_eq!(err.status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
+        }
+        let other = store_error(StoreError::Io(std::io::Error::other("boom")));
+        assert_eq!(other.code(), &S3ErrorCode::InternalError);
+        assert!(!other.message().unwrap_or_default().contains("boom"), "causes are logged, not returned");
+    }
 
     #[test]
     fn errors_without_a_message_get_aws_s_message() {

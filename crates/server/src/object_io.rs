@@ -33,7 +33,7 @@ use s3s::{s3_error, S3Result, StdError};
 use crate::body_taps::ChunkedBodyEnd;
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumValue, ComputedDigests, DeclaredIntegrity};
 use crate::encryption::{single_part, sse_error};
-use crate::errors::{body_error, internal, store_error};
+use crate::errors::{body_error, internal, io_error, store_error};
 
 /// Largest object a single PutObject, UploadPart or CopyObject may write (S3's limit).
 pub const MAX_SINGLE_WRITE: u64 = 5 * 1024 * 1024 * 1024;
@@ -111,7 +111,7 @@ pub async fn receive(
             }
             None => &chunk[..],
         };
-        staged.write(stored).await.map_err(|err| internal(&err))?;
+        staged.write(stored).await.map_err(|err| io_error(&err))?;
     }
     if declared_len.is_some_and(|len| len != size) {
         return Err(s3_error!(
@@ -127,7 +127,7 @@ pub async fn receive(
             let metadata: RawJson = encryptor.metadata().to_json().into();
             sealed.clear();
             let part = encryptor.finish(&mut sealed).map_err(sse_error)?;
-            staged.write(&sealed).await.map_err(|err| internal(&err))?;
+            staged.write(&sealed).await.map_err(|err| io_error(&err))?;
             (part.etag.map_or_else(md5_etag, Ok)?, Some(metadata))
         }
         None => (md5_etag()?, None),

@@ -231,8 +231,9 @@ impl KeyAction {
     }
 }
 
-/// Writes the audit line of one key use. `origin` is where the bucket key came from (unknown when a write failed
-/// before it had one: then `named` is the key the request named, if any); `error` is the S3 error code on failure.
+/// Writes the audit line of one key use (in the log at debug level, in the audit file always). `origin` is where the
+/// bucket key came from (unknown when a write failed before it had one: then `named` is the key the request named, if
+/// any); `error` is the S3 error code on failure.
 pub fn key_use(
     who: &Requester,
     action: KeyAction,
@@ -247,7 +248,8 @@ pub fn key_use(
         None => ("-", named.unwrap_or("-"), 0),
     };
     let outcome = if error.is_some() { "failed" } else { "success" };
-    tracing::info!(
+    // Debug level: one per encrypted request would double the log at `info`; the audit file takes every level.
+    tracing::debug!(
         target: AUDIT_TARGET,
         request_id = %who.request_id,
         access_key = %who.access_key,

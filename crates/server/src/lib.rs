@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod object_headers;
 pub mod object_io;
+pub mod policy;
 pub mod presigned;
 pub mod reload;
 pub mod request_record;

@@ -2,8 +2,9 @@
 //!
 //! s3s verifies the SigV4 signature before any route sees a request, so a bad signature is refused there
 //! (403 SignatureDoesNotMatch, S3 XML). This route then refuses unsigned requests in `check_access` (403
-//! AccessDenied, S3 XML, like any unsigned S3 request) and, in `call`, callers who are not admins (403 AccessDenied,
-//! JSON). Everything after authentication answers in JSON.
+//! AccessDenied, S3 XML, like any unsigned S3 request) and, in `call`, callers the [`AdminAuthorizer`] does not allow
+//! the endpoint's `kms:` action (403 AccessDenied, JSON, naming the action). Everything after authentication answers
+//! in JSON.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::audit::{self, Outcome};
 use crate::error::ApiError;
 use crate::handlers::{Call, Handlers};
 use crate::objects::ObjectAdmin;
+use crate::permission::{AdminAuthorizer, AdminPermission, KeyRef};
 use crate::query::Query;
 use crate::routes::{self, Endpoint, Resolution};
 
@@ -26,13 +28,13 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The KMS admin API as an s3s route: serves `/coffer/admin/v3/kms/…` and its `/rustfs/…` and `/minio/…` aliases.
 pub struct AdminRoute {
     handlers: Handlers,
-    is_admin: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    authorizer: Arc<dyn AdminAuthorizer>,
 }
 
 impl AdminRoute {
-    /// `is_admin` tells whether an authenticated access key may use the admin API.
-    pub fn new(kms: Arc<KmsManager>, is_admin: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
-        Self { handlers: Handlers::new(kms), is_admin: Box::new(is_admin) }
+    /// `authorizer` decides which authenticated access key may make which call.
+    pub fn new(kms: Arc<KmsManager>, authorizer: Arc<dyn AdminAuthorizer>) -> Self {
+        Self { handlers: Handlers::new(kms), authorizer }
     }
 
     /// Serves key impact reports and jobs over stored objects (without it those endpoints answer 501).
@@ -42,10 +44,6 @@ impl AdminRoute {
     }
 
     async fn respond(&self, mut req: S3Request<Body>, who: &str) -> S3Result<S3Response<Body>> {
-        if !(self.is_admin)(who) {
-            audit::record(who, &attempted_action(&req.method, &req.uri), None, Outcome::Denied);
-            return Ok(error_response(&ApiError::access_denied("the admin API is only open to admin users")));
-        }
         let (endpoint, subject) = match routes::resolve(&req.method, req.uri.path()) {
             Resolution::Found { endpoint, subject } => (endpoint, subject),
             Resolution::MethodNotAllowed(allowed) => return Ok(method_not_allowed(&req.method, &allowed)),
@@ -54,6 +52,10 @@ impl AdminRoute {
                 return Ok(error_response(&ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", message)));
             }
         };
+        if let Some(refusal) = self.refusal(who, endpoint, subject.as_deref(), req.uri.query()) {
+            audit::record(who, endpoint.action(), subject.as_deref(), Outcome::Denied);
+            return Ok(error_response(&refusal));
+        }
         let (result, subject) = self.run(endpoint, subject, &mut req).await;
         if endpoint.changes_state() {
             let outcome = match &result {
@@ -66,6 +68,22 @@ impl AdminRoute {
             Ok(document) => json_response(StatusCode::OK, document),
             Err(err) => error_response(&err),
         })
+    }
+
+    /// Why `who` may not call `endpoint`, if they may not.
+    fn refusal(&self, who: &str, endpoint: Endpoint, subject: Option<&str>, query: Option<&str>) -> Option<ApiError> {
+        // A malformed query is the handler's to report; only `store` matters here.
+        let store = Query::parse(query).ok().and_then(|mut query| query.string("store"));
+        let permission = AdminPermission::of(endpoint, subject, store.as_deref());
+        if self.authorizer.allows(who, &permission) {
+            return None;
+        }
+        let on = match permission.key {
+            Some(KeyRef { store: Some(store), key_id }) => format!(" on key {key_id} of store {store}"),
+            Some(KeyRef { store: None, key_id }) => format!(" on key {key_id}"),
+            None => String::new(),
+        };
+        Some(ApiError::access_denied(format!("{who} is not allowed to perform {}{on}", permission.action)))
     }
 
     /// Runs the endpoint; also returns what the call was about (a key, store or bucket), for the audit line.

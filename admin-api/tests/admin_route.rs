@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use coffer_admin_api::cli::{AdminClient, SigningKeys};
-use coffer_admin_api::AdminRoute;
+use coffer_admin_api::{AdminPermission, AdminRoute, KeyRef};
 use coffer_kms::KmsManager;
 use http::{Method, StatusCode};
 use s3s::auth::SimpleAuth;
@@ -62,7 +62,13 @@ impl Harness {
         auth.register(READER.0.into(), READER.1.into());
         let mut builder = S3ServiceBuilder::new(NoObjects);
         builder.set_auth(auth);
-        builder.set_route(AdminRoute::new(Arc::clone(&kms), |access_key| access_key == ROOT.0));
+        // The reader may only rotate the key `reader-key` of the default store.
+        let authorizer = |access_key: &str, permission: &AdminPermission<'_>| {
+            access_key == ROOT.0
+                || (permission.action == "kms:RotateKey"
+                    && permission.key == Some(KeyRef { store: None, key_id: "reader-key" }))
+        };
+        builder.set_route(AdminRoute::new(Arc::clone(&kms), Arc::new(authorizer)));
         Self { service: builder.build(), dir }
     }
 
@@ -124,8 +130,19 @@ async fn only_signed_admin_callers_get_in() {
     let harness = Harness::new().await;
     let refused = harness.send_as(READER, Method::POST, &format!("{KMS}/stop"), None).await;
     refused.error(StatusCode::FORBIDDEN, "AccessDenied");
+    assert!(refused.text.contains("kms:Configure"), "{}", refused.text);
     assert!(!refused.text.contains(READER.1));
     assert_eq!(harness.admin(Method::GET, "/status", None).await.ok()["status"], "Running");
+
+    // Key permissions follow the key (and its store) named in the path.
+    harness.admin(Method::POST, "/keys", Some(r#"{"key_id":"reader-key"}"#)).await.ok();
+    harness.admin(Method::POST, "/keys", Some(r#"{"key_id":"other-key"}"#)).await.ok();
+    harness.send_as(READER, Method::POST, &format!("{KMS}/keys/reader-key/rotate"), None).await.ok();
+    let other = harness.send_as(READER, Method::POST, &format!("{KMS}/keys/other-key/rotate"), None).await;
+    other.error(StatusCode::FORBIDDEN, "AccessDenied");
+    assert!(other.text.contains("kms:RotateKey on key other-key"), "{}", other.text);
+    let elsewhere = format!("{KMS}/keys/reader-key/rotate?store=local");
+    harness.send_as(READER, Method::POST, &elsewhere, None).await.error(StatusCode::FORBIDDEN, "AccessDenied");
 
     let unsigned = harness.send_signed(Method::GET, &format!("{KMS}/status"), Vec::new(), Vec::new()).await;
     assert_eq!(unsigned.status, StatusCode::FORBIDDEN);

@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import hmac
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -175,6 +176,7 @@ class User:
     access_key: str
     secret_key: str
     admin: bool = False
+    policy: dict | None = None
 
     @property
     def credentials(self) -> Credentials:
@@ -470,7 +472,10 @@ def write_users_file(path: Path, users: Iterable[User]) -> Path:
     lines = []
     for user in users:
         lines += ["[[user]]", f'access_key = "{user.access_key}"', f'secret_key = "{user.secret_key}"',
-                  f"admin = {'true' if user.admin else 'false'}", ""]
+                  f"admin = {'true' if user.admin else 'false'}"]
+        if user.policy is not None:
+            lines.append("policy = '''" + json.dumps(user.policy) + "'''")
+        lines.append("")
     path.write_text("\n".join(lines))
     path.chmod(0o600)
     return path

@@ -67,7 +67,7 @@ def test_sighup_reloads_the_users_file(coffer_factory):
     bucket = unique_name("users")
     server.s3_client(alice.credentials).create_bucket(Bucket=bucket)
 
-    bob = User(unique_name("bob"), secrets.token_hex(16))
+    bob = User(unique_name("bob"), secrets.token_hex(16), admin=True)
     write_users_file(server.sandbox / "users.toml", [bob])
     assert "users file (2 users)" in sighup(server)
     assert server.s3_client(bob.credentials).head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200

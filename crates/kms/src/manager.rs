@@ -416,6 +416,12 @@ impl KmsManager {
         current.config.as_ref().map(|config| config.stores.keys().cloned().collect()).unwrap_or_default()
     }
 
+    /// The name of the default store, once the KMS is configured.
+    pub fn default_store(&self) -> Option<String> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.config.as_ref().map(|config| config.default_store.clone())
+    }
+
     /// The store and key id `key_ref` names (`store/key`, or `key` in the default store); checks the form only.
     pub fn locate_key(&self, key_ref: &str) -> Result<(String, String)> {
         self.active()?.locate(key_ref)

@@ -223,7 +223,8 @@ pub enum KeyAction {
 }
 
 impl KeyAction {
-    fn as_str(self) -> &'static str {
+    /// The action's name in audit lines and policies.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::GenerateDataKey => "kms:GenerateDataKey",
             Self::Decrypt => "kms:Decrypt",

@@ -41,7 +41,7 @@ pub fn sse_error(err: SseError) -> S3Error {
 /// How the client reached the server, for the SSE-C transport rule. A request without connection details (not
 /// served by [`crate::http_server`]) counts as neither TLS nor loopback.
 pub fn transport(state: &AppState, extensions: &Extensions) -> Transport {
-    connection_transport(extensions.get::<ClientConnection>(), state.allow_insecure_sse_c)
+    connection_transport(extensions.get::<ClientConnection>(), state.settings.allow_insecure_sse_c)
 }
 
 fn connection_transport(connection: Option<&ClientConnection>, allow_insecure_sse_c: bool) -> Transport {
@@ -149,6 +149,11 @@ pub async fn start_object(
     };
     match started {
         Ok(new) => {
+            if let Some(new) = &new {
+                // The key the KMS chose (a bucket key, or the default) is known only now; a refusal drops the fresh
+                // object key, so nothing is sealed under a key the caller may not use.
+                authorize_key_use(state, who, KeyAction::GenerateDataKey, bucket, key, &new.encryption)?;
+            }
             let origin = new.as_ref().and_then(|new| state.sse.key_origin(&new.encryption).ok().flatten());
             key_use(who, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), named, None);
             Ok(new)
@@ -171,15 +176,38 @@ pub async fn reseal(
     customer_key: Option<&CustomerKey>,
     new: &WriteEncryption,
 ) -> S3Result<ObjectEncryption> {
+    authorize_key_use(state, who, KeyAction::Decrypt, bucket, key, stored)?;
     let resealed = state.sse.reseal(bucket, key, stored, customer_key, new).await;
     audit_open(state, who, bucket, key, stored, &resealed);
-    if let Ok(resealed) = &resealed {
-        if resealed.mode() != SseMode::SseC {
-            let origin = state.sse.key_origin(resealed).ok().flatten();
-            key_use(who, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), None, None);
-        }
+    let resealed = resealed.map_err(sse_error)?;
+    if resealed.mode() != SseMode::SseC {
+        authorize_key_use(state, who, KeyAction::GenerateDataKey, bucket, key, &resealed)?;
+        let origin = state.sse.key_origin(&resealed).ok().flatten();
+        key_use(who, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), None, None);
     }
-    resealed.map_err(sse_error)
+    Ok(resealed)
+}
+
+/// Refuses (403 AccessDenied, audited) a use of an SSE-KMS object's key that the caller has no permission for.
+/// SSE-S3 keys are the server's own and SSE-C keys the client's: neither needs a permission.
+fn authorize_key_use(
+    state: &AppState,
+    who: &Requester,
+    action: KeyAction,
+    bucket: &str,
+    key: &str,
+    encryption: &ObjectEncryption,
+) -> S3Result<()> {
+    if encryption.mode() != SseMode::SseKms {
+        return Ok(());
+    }
+    // Without a known origin the KMS cannot open the key either; that error is the one to report.
+    let Ok(Some(origin)) = state.sse.key_origin(encryption) else {
+        return Ok(());
+    };
+    state.authz.check_key_use(&who.access_key, action.as_str(), &origin).inspect_err(|_| {
+        key_use(who, action, bucket, key, Some(&origin), None, Some("AccessDenied"));
+    })
 }
 
 /// Audits opening a stored object's (or upload's) KMS bucket key; nothing for SSE-C.
@@ -225,6 +253,7 @@ pub async fn read_cipher(
 ) -> S3Result<Option<ObjectCipher>> {
     match stored {
         Some(stored) => {
+            authorize_key_use(state, who, KeyAction::Decrypt, bucket, key, stored)?;
             let opened = state.sse.open_object(bucket, key, stored, customer_key).await;
             audit_open(state, who, bucket, key, stored, &opened);
             opened.map(Some).map_err(sse_error)
@@ -246,6 +275,7 @@ pub async fn part_encryptor(
 ) -> S3Result<Option<PartEncryptor>> {
     match upload {
         Some(upload) => {
+            authorize_key_use(state, who, KeyAction::Decrypt, bucket, key, upload)?;
             let opened = state.sse.open_upload(bucket, key, upload, customer_key).await;
             audit_open(state, who, bucket, key, upload, &opened);
             Ok(Some(opened.map_err(sse_error)?.encrypt_part(number)))

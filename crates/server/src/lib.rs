@@ -10,6 +10,7 @@
 //! signatures or keys, and must not store anything from a request that failed validation.
 
 pub mod audit_log;
+pub mod authz;
 pub mod body_taps;
 pub mod checksum;
 pub mod conditions;

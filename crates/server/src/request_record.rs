@@ -2,9 +2,9 @@
 //! body is done (sent, or dropped because the client went away), so they carry the bytes that really went each way
 //! and the whole duration.
 //!
-//! The operation and the access key are known only inside s3s. [`RecordIdentity`] is s3s's access check: it
-//! notes both in the request's [`RequestIdentity`] (put there by the listener) before applying s3s's default rule,
-//! and the admin API's route notes them in [`crate::service::build_service`]. A request refused before s3s knew its
+//! The operation and the access key are known only inside s3s. s3s's access check ([`crate::authz::AccessCheck`])
+//! notes both in the request's [`RequestIdentity`] (put there by the listener) before deciding, and the admin API's
+//! route notes them in [`crate::service::build_service`]. A request refused before s3s knew its
 //! operation — a bad signature, an unknown access key — is recorded as operation `unknown`.
 
 use std::net::SocketAddr;
@@ -13,8 +13,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use s3s::access::{S3Access, S3AccessContext};
-use s3s::{s3_error, S3Result};
 use tracing::info;
 
 use crate::body_taps::{BodyBytes, Observer};
@@ -47,25 +45,6 @@ impl RequestIdentity {
 
     fn access_key(&self) -> Option<&str> {
         self.0.get().and_then(|identity| identity.access_key.as_deref())
-    }
-}
-
-/// s3s's access check: notes the request's identity, then requires a signature as s3s's default check does.
-#[derive(Debug)]
-pub struct RecordIdentity;
-
-#[async_trait::async_trait]
-impl S3Access for RecordIdentity {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let operation = cx.s3_op().name().to_owned();
-        let access_key = cx.credentials().map(|credentials| credentials.access_key.clone());
-        if let Some(identity) = cx.extensions_mut().get::<RequestIdentity>() {
-            identity.note(&operation, access_key.as_deref());
-        }
-        match access_key {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
-        }
     }
 }
 

@@ -1,6 +1,5 @@
 //! Wiring: the shared [`AppState`], the s3s service built from it ([`build_service`], the one place where extra
-//! routes such as the admin API are mounted, and where s3s's access check notes each request's operation and access
-//! key for [`crate::request_record`]), and [`run`], which starts `coffer server` from its configuration.
+//! routes such as the admin API are mounted, and where [`AccessCheck`] becomes s3s's access check), and [`run`], which starts `coffer server` from its configuration.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::audit_log::AuditFile;
+use crate::authz::{AccessCheck, Authorizer};
 use crate::config::{ServerArgs, ServerConfig};
 use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal, LocalEndpoints};
@@ -23,7 +23,7 @@ use crate::kms::{kms_state_dir, start_kms, KmsSecrets};
 use crate::logging::{InvalidLogLevel, LogFilter};
 use crate::metrics::{Metrics, MetricsTokenError};
 use crate::reload::Reloader;
-use crate::request_record::{RecordIdentity, RequestIdentity, ADMIN_OPERATION};
+use crate::request_record::{RequestIdentity, ADMIN_OPERATION};
 use crate::s3::CofferS3;
 use crate::tls::{ServerCertificate, TlsError};
 use crate::users::{RootCredentials, UserRegistry, UsersError};
@@ -33,10 +33,32 @@ use crate::users::{RootCredentials, UserRegistry, UsersError};
 pub struct AppState {
     pub store: Store,
     pub users: UserRegistry,
+    /// Who may do what (users' and buckets' policies, bucket ownership).
+    pub authz: Arc<Authorizer>,
     /// The KMS (shared with the admin API).
     pub kms: Arc<KmsManager>,
     /// Server-side encryption, drawing keys from `kms`.
     pub sse: Arc<SseService>,
+    pub settings: ObjectSettings,
+}
+
+impl AppState {
+    /// The state of a server over `store`, `users` and `kms`; encryption and authorization are built on them.
+    pub fn new(store: Store, users: UserRegistry, kms: Arc<KmsManager>, settings: ObjectSettings) -> Self {
+        AppState {
+            authz: Arc::new(Authorizer::new(users.clone(), store.clone(), Arc::clone(&kms))),
+            sse: Arc::new(SseService::new(Arc::clone(&kms))),
+            store,
+            users,
+            kms,
+            settings,
+        }
+    }
+}
+
+/// The settings of the S3 operations.
+#[derive(Clone, Debug)]
+pub struct ObjectSettings {
     /// Region reported by GetBucketLocation / HeadBucket.
     pub region: Arc<str>,
     /// Minimum size of every multipart part but the last, checked at CompleteMultipartUpload.
@@ -50,9 +72,7 @@ impl fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("store", &self.store)
             .field("kms", &self.kms)
-            .field("region", &self.region)
-            .field("min_part_size", &self.min_part_size)
-            .field("allow_insecure_sse_c", &self.allow_insecure_sse_c)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -62,7 +82,7 @@ impl fmt::Debug for AppState {
 pub fn build_service(state: &AppState, route: Option<Box<dyn S3Route>>) -> S3Service {
     let mut builder = S3ServiceBuilder::new(CofferS3::new(state.clone()));
     builder.set_auth(state.users.clone());
-    builder.set_access(RecordIdentity);
+    builder.set_access(AccessCheck::new(Arc::clone(&state.authz), state.store.clone()));
     if let Some(route) = route {
         builder.set_route(BoxedRoute(route));
     }
@@ -155,21 +175,15 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
     let listener = TcpListener::bind(config.address)
         .await
         .map_err(|source| StartError::Bind { address: config.address, source })?;
-    let state = AppState {
-        store,
-        users,
-        sse: Arc::new(SseService::new(kms.clone())),
-        kms,
+    let settings = ObjectSettings {
         region: Arc::from(config.region.as_str()),
         min_part_size: config.min_part_size,
         allow_insecure_sse_c: config.allow_insecure_sse_c,
     };
-    let users = state.users.clone();
+    let state = AppState::new(store, users, kms, settings);
     let jobs = Jobs::start(state.clone()).await;
     let metrics = Metrics::new(&config.metrics, Arc::clone(&state.kms), Some(jobs.clone()))?;
-    let admin =
-        coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), move |access_key: &str| users.is_admin(access_key))
-            .with_objects(jobs);
+    let admin = coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), state.authz.clone()).with_objects(jobs);
     let service = build_service(&state, Some(Box::new(admin)));
     let metrics_token = metrics.token();
     let local = Arc::new(LocalEndpoints { health: Health::new(state.store.clone(), Arc::clone(&state.kms)), metrics });

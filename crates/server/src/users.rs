@@ -1,7 +1,8 @@
 //! Users and their SigV4 secrets: the root user from `COFFER_ROOT_USER` / `COFFER_ROOT_PASSWORD` (always admin)
 //! plus optional users from a TOML users file.
 //!
-//! [`UserRegistry`] answers s3s's secret-key lookups ([`S3Auth`]) and tells the admin API who is an admin. Secrets
+//! [`UserRegistry`] answers s3s's secret-key lookups ([`S3Auth`]) and tells [`crate::authz`] each user's rights: the
+//! admin flag and the user's policy (`policy`, a JSON policy document in the users file). Secrets
 //! are held as s3s [`SecretKey`]s, which zeroize on drop and print a placeholder in `Debug`. The users file is read
 //! again by [`UserRegistry::reload`] (on SIGHUP); a file that does not load leaves the users as they were.
 
@@ -14,6 +15,8 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use serde::Deserialize;
 use zeroize::Zeroize;
+
+use crate::policy::{Policy, PolicyError, PolicyKind};
 
 /// Env var holding the root user's access key.
 pub const ROOT_USER_ENV: &str = "COFFER_ROOT_USER";
@@ -42,6 +45,8 @@ pub enum UsersError {
     Duplicate { path: PathBuf, access_key: String },
     #[error("users file {path}: a user has an empty access key or secret key")]
     Empty { path: PathBuf },
+    #[error("users file {path}: the policy of `{access_key}` is not valid: {source}")]
+    Policy { path: PathBuf, access_key: String, source: PolicyError },
 }
 
 /// The root user's credentials and where they came from.
@@ -121,6 +126,8 @@ struct UserEntry {
     secret_key: String,
     #[serde(default)]
     admin: bool,
+    /// An IAM-style identity policy (JSON text).
+    policy: Option<String>,
 }
 
 impl Drop for UserEntry {
@@ -131,7 +138,16 @@ impl Drop for UserEntry {
 
 struct User {
     secret_key: SecretKey,
-    admin: bool,
+    rights: UserRights,
+}
+
+/// What a user may do beyond what they own: everything (admins), or what their policy allows.
+#[derive(Clone, Debug, Default)]
+pub struct UserRights {
+    /// The root user and users file entries with `admin = true`: every action, unless a policy denies it.
+    pub admin: bool,
+    /// The user's identity policy from the users file.
+    pub policy: Option<Arc<Policy>>,
 }
 
 type Users = HashMap<String, User>;
@@ -189,16 +205,17 @@ impl UserRegistry {
         self.current().get(access_key).map(|user| user.secret_key.clone())
     }
 
-    /// True if `access_key` belongs to an admin (the root user, or a users-file entry with `admin = true`).
-    pub fn is_admin(&self, access_key: &str) -> bool {
-        self.current().get(access_key).is_some_and(|user| user.admin)
+    /// The rights of `access_key`, if such a user exists.
+    pub fn rights(&self, access_key: &str) -> Option<UserRights> {
+        self.current().get(access_key).map(|user| user.rights.clone())
     }
 }
 
 /// The root user plus the users of `users_file`, if given.
 fn read_users(root: &RootCredentials, users_file: Option<&Path>) -> Result<Users, UsersError> {
     let mut users = HashMap::new();
-    users.insert(root.access_key.clone(), User { secret_key: root.secret_key.clone(), admin: true });
+    let root_rights = UserRights { admin: true, policy: None };
+    users.insert(root.access_key.clone(), User { secret_key: root.secret_key.clone(), rights: root_rights });
     if let Some(path) = users_file {
         let mut text =
             std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: path.to_owned(), source })?;
@@ -213,7 +230,12 @@ fn read_users(root: &RootCredentials, users_file: Option<&Path>) -> Result<Users
             if users.contains_key(&entry.access_key) {
                 return Err(UsersError::Duplicate { path: path.to_owned(), access_key: entry.access_key.clone() });
             }
-            let user = User { secret_key: SecretKey::from(entry.secret_key.as_str()), admin: entry.admin };
+            let policy =
+                entry.policy.as_deref().map(|text| Policy::parse(text, &PolicyKind::Identity)).transpose().map_err(
+                    |source| UsersError::Policy { path: path.to_owned(), access_key: entry.access_key.clone(), source },
+                )?;
+            let rights = UserRights { admin: entry.admin, policy: policy.map(Arc::new) };
+            let user = User { secret_key: SecretKey::from(entry.secret_key.as_str()), rights };
             users.insert(entry.access_key.clone(), user);
         }
     }
@@ -226,7 +248,9 @@ fn describe_parse_error(error: &toml::de::Error) -> String {
     if message.starts_with("unknown field") || message.starts_with("missing field") {
         message.to_owned()
     } else {
-        "expected [[user]] tables with string access_key and secret_key and an optional boolean admin".to_owned()
+        "expected [[user]] tables with string access_key and secret_key, an optional boolean admin and an optional \
+         string policy"
+            .to_owned()
     }
 }
 
@@ -287,10 +311,11 @@ mod tests {
         let root = RootCredentials::resolve(Some("root".into()), Some("root-secret".into()), loopback()).unwrap();
         let users = UserRegistry::load(root, Some(&path)).unwrap();
         assert_eq!(users.secret_for("reader").unwrap().expose(), "reader-secret");
-        assert!(!users.is_admin("reader"));
-        assert!(users.is_admin("ops"));
-        assert!(users.is_admin("root"));
-        assert!(!users.is_admin("nobody"));
+        let is_admin = |access_key: &str| users.rights(access_key).is_some_and(|rights| rights.admin);
+        assert!(!is_admin("reader"));
+        assert!(is_admin("ops"));
+        assert!(is_admin("root"));
+        assert!(!is_admin("nobody"));
         assert!(users.secret_for("nobody").is_none());
         assert!(!format!("{users:?}").contains("secret"));
     }
@@ -308,7 +333,7 @@ mod tests {
         assert_eq!(users.reload().unwrap(), 2);
         assert!(shared.secret_for("alice").is_none());
         assert_eq!(shared.secret_for("bob").unwrap().expose(), "bob-secret");
-        assert!(shared.is_admin("bob") && shared.is_admin("root"));
+        assert!(shared.rights("bob").unwrap().admin && shared.rights("root").unwrap().admin);
 
         std::fs::write(&path, "[[user]]\naccess_key = \"carol\"\n").unwrap();
         assert!(matches!(users.reload(), Err(UsersError::Parse { .. })));

@@ -776,14 +776,17 @@ async fn authentication_failures() {
 
     client.send_anonymous("GET", "/auth/k").await.expect(403, Some("AccessDenied"));
 
-    // Users from the users file can work with objects.
+    // Users from the users file work with the buckets they own; another user's bucket is closed to them.
     let user = server.client_as(USER_KEY, USER_SECRET);
-    assert_eq!(user.get("/auth/k", &[]).await.body, b"secret data");
-    user.send("PUT", "/auth/signed", &[], Payload::Signed(b"abc")).await.expect(200, None);
+    user.get("/auth/k", &[]).await.expect(403, Some("AccessDenied"));
+    user.send("PUT", "/auth/signed", &[], Payload::Signed(b"abc")).await.expect(403, Some("AccessDenied"));
+    user.create_bucket("mine").await;
+    user.send("PUT", "/mine/signed", &[], Payload::Signed(b"abc")).await.expect(200, None);
+    assert_eq!(user.get("/mine/signed", &[]).await.body, b"abc");
     // A body that does not match the signed payload hash is refused and not stored.
     let tampered = Payload::Tampered { signed: b"abc", sent: b"abd" };
-    user.send("PUT", "/auth/tampered", &[], tampered).await.expect(400, Some("XAmzContentSHA256Mismatch"));
-    user.head("/auth/tampered", &[]).await.expect(404, None);
+    user.send("PUT", "/mine/tampered", &[], tampered).await.expect(400, Some("XAmzContentSHA256Mismatch"));
+    user.head("/mine/tampered", &[]).await.expect(404, None);
 }
 
 // ---------------------------------------------------------------- shutdown

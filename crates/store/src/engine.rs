@@ -204,7 +204,7 @@ impl Engine {
         };
     }
 
-    pub(crate) fn create_bucket(&self, name: &str) -> Result<()> {
+    pub(crate) fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<()> {
         validate_bucket_name(name)?;
         let _namespace = self.namespace_write();
         let dest = self.bucket_dir(name);
@@ -221,6 +221,8 @@ impl Engine {
             name: name.to_owned(),
             created: OffsetDateTime::now_utc(),
             encryption: None,
+            owner: owner.map(str::to_owned),
+            policy: None,
             mac: None,
         };
         self.sign_record(&mut record, &dest.join(BUCKET_FILE))?;
@@ -259,7 +261,12 @@ impl Engine {
 
     pub(crate) fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
         let record = self.bucket_record(name)?;
-        Ok(BucketInfo { name: record.name.clone(), created: record.created })
+        Ok(BucketInfo {
+            name: record.name.clone(),
+            created: record.created,
+            owner: record.owner.clone(),
+            policy: record.policy.clone(),
+        })
     }
 
     pub(crate) fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -284,9 +291,18 @@ impl Engine {
     }
 
     pub(crate) fn set_bucket_encryption(&self, name: &str, config: Option<RawJson>) -> Result<()> {
+        self.change_bucket(name, |record| record.encryption = config)
+    }
+
+    pub(crate) fn set_bucket_policy(&self, name: &str, policy: Option<String>) -> Result<()> {
+        self.change_bucket(name, |record| record.policy = policy)
+    }
+
+    /// Applies `change` to the bucket's record and writes it.
+    fn change_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
         let _namespace = self.namespace_write();
         let mut record = BucketRecord::clone(&*self.bucket_record(name)?);
-        record.encryption = config;
+        change(&mut record);
         let written = self.write_record(&self.bucket_dir(name).join(BUCKET_FILE), &mut record, &[]);
         // A failed write may still have replaced the file: then the next read finds out from disk.
         self.bucket_changed(name, written.is_ok().then_some(record));

@@ -230,6 +230,12 @@ pub(crate) struct BucketRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
     pub encryption: Option<RawJson>,
+    /// The access key that created the bucket; absent for buckets made before buckets had owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The bucket policy (PutBucketPolicy) as submitted; opaque to the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
 }

@@ -50,6 +50,10 @@ pub struct BucketInfo {
     pub name: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// The access key that created the bucket (`None` for buckets made before buckets had owners).
+    pub owner: Option<String>,
+    /// The bucket policy as submitted (PutBucketPolicy), if any.
+    pub policy: Option<String>,
 }
 
 /// How a stored checksum covers the object (S3 `x-amz-checksum-type`).

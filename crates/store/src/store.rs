@@ -40,10 +40,10 @@ impl Store {
     }
 
     /// Creates a bucket. `InvalidBucketName` for names breaking S3 rules or reserved (`coffer`, `rustfs`, `minio`);
-    /// `BucketAlreadyOwnedByYou` if it exists.
-    pub async fn create_bucket(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.run(move |e| e.create_bucket(&name)).await
+    /// `BucketAlreadyOwnedByYou` if it exists. `owner` is the creating access key (`None` only for tools and tests).
+    pub async fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<()> {
+        let (name, owner) = (name.to_owned(), owner.map(str::to_owned));
+        self.run(move |e| e.create_bucket(&name, owner.as_deref())).await
     }
 
     /// Deletes an empty bucket together with its in-progress uploads. `BucketNotEmpty` if it holds objects.
@@ -73,6 +73,12 @@ impl Store {
     pub async fn set_bucket_encryption(&self, name: &str, config: Option<RawJson>) -> Result<()> {
         let name = name.to_owned();
         self.run(move |e| e.set_bucket_encryption(&name, config)).await
+    }
+
+    /// Sets (`Some`) or deletes (`None`) the bucket's policy (opaque, owned by the server).
+    pub async fn set_bucket_policy(&self, name: &str, policy: Option<String>) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |e| e.set_bucket_policy(&name, policy)).await
     }
 
     /// Starts receiving data for `put_object` / `put_part` (in memory, then a temp file). No I/O happens here: the

@@ -228,7 +228,7 @@ pub async fn complete_multipart_upload(
         .map(|part| (part.number, part))
         .collect();
     let requested = input.multipart_upload.take().and_then(|upload| upload.parts).unwrap_or_default();
-    let parts = chosen_parts(&requested, &stored, state.min_part_size)?;
+    let parts = chosen_parts(&requested, &stored, state.settings.min_part_size)?;
 
     let size: u64 = parts.iter().map(|part| part.size).sum();
     if let Some(expected) = input.mpu_object_size {

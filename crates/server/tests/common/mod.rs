@@ -20,9 +20,8 @@ use coffer_server::health::Health;
 use coffer_server::http_server::LocalEndpoints;
 use coffer_server::kms::{kms_state_dir, start_kms, KmsSecrets};
 use coffer_server::metrics::Metrics;
-use coffer_server::service::{build_service, AppState};
+use coffer_server::service::{build_service, AppState, ObjectSettings};
 use coffer_server::users::{RootCredentials, UserRegistry};
-use coffer_sse::SseService;
 use coffer_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -61,15 +60,8 @@ impl TestServer {
         let users = UserRegistry::load(root, Some(&users_file)).unwrap();
         let store = Store::open(data_dir.clone()).await.unwrap();
         let kms = start_kms(kms_state_dir(&data_dir), &KmsArgs::default(), KmsSecrets::default()).await.unwrap();
-        let state = AppState {
-            store,
-            users,
-            sse: Arc::new(SseService::new(kms.clone())),
-            kms: kms.clone(),
-            region: Arc::from("us-east-1"),
-            min_part_size,
-            allow_insecure_sse_c: false,
-        };
+        let settings = ObjectSettings { region: Arc::from("us-east-1"), min_part_size, allow_insecure_sse_c: false };
+        let state = AppState::new(store, users, kms.clone(), settings);
         let service = build_service(&state, None);
         let (stop, stopped) = oneshot::channel::<()>();
         let config = ServerConfig::resolve(ServerArgs::default()).unwrap();

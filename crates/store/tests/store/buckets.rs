@@ -10,7 +10,7 @@ async fn create_head_and_list_buckets() {
     let f = Fixture::new().await;
     assert!(f.store.list_buckets().await.unwrap().is_empty());
     for name in ["zeta", "alpha.one", "mid-1"] {
-        f.store.create_bucket(name).await.unwrap();
+        f.store.create_bucket(name, None).await.unwrap();
     }
     let names: Vec<_> = f.store.list_buckets().await.unwrap().into_iter().map(|b| b.name).collect();
     assert_eq!(names, ["alpha.one", "mid-1", "zeta"]);
@@ -24,7 +24,7 @@ async fn create_head_and_list_buckets() {
 #[tokio::test]
 async fn creating_an_existing_bucket_fails() {
     let f = Fixture::with_bucket("dup").await;
-    assert!(matches!(f.store.create_bucket("dup").await, Err(StoreError::BucketAlreadyOwnedByYou)));
+    assert!(matches!(f.store.create_bucket("dup", None).await, Err(StoreError::BucketAlreadyOwnedByYou)));
 }
 
 #[tokio::test]
@@ -32,7 +32,7 @@ async fn invalid_and_reserved_names_are_refused_and_create_nothing() {
     let f = Fixture::new().await;
     for name in ["ab", "UPPER", "a_b", "-ab", "a..b", "192.168.0.1", "coffer", "rustfs", "minio", "../x", "..."] {
         assert!(
-            matches!(f.store.create_bucket(name).await, Err(StoreError::InvalidBucketName(_))),
+            matches!(f.store.create_bucket(name, None).await, Err(StoreError::InvalidBucketName(_))),
             "{name:?} accepted"
         );
     }
@@ -77,7 +77,7 @@ async fn deleting_a_bucket_removes_its_uploads() {
     let f = Fixture::with_bucket("ups").await;
     let id = f.store.create_upload("ups", "k", UploadMeta::default()).await.unwrap();
     f.store.delete_bucket("ups").await.unwrap();
-    f.store.create_bucket("ups").await.unwrap();
+    f.store.create_bucket("ups", None).await.unwrap();
     assert!(f.store.list_uploads("ups", "").await.unwrap().is_empty());
     assert!(matches!(f.store.list_parts("ups", "k", &id).await, Err(StoreError::NoSuchUpload)));
 }
@@ -90,7 +90,7 @@ async fn a_recreated_bucket_starts_empty() {
     assert_eq!(f.store.list_objects("again", &Default::default()).await.unwrap().objects.len(), 1);
     f.store.delete_object("again", "k").await.unwrap();
     f.store.delete_bucket("again").await.unwrap();
-    f.store.create_bucket("again").await.unwrap();
+    f.store.create_bucket("again", None).await.unwrap();
     assert!(f.store.list_objects("again", &Default::default()).await.unwrap().objects.is_empty());
     assert!(matches!(f.store.head_object("again", "k").await, Err(StoreError::NoSuchKey)));
 }
@@ -107,7 +107,7 @@ async fn a_deleted_bucket_is_gone_after_being_read_and_comes_back_new() {
     assert!(matches!(f.store.bucket_encryption("gone").await, Err(StoreError::NoSuchBucket)));
     assert!(matches!(f.store.head_object("gone", "k").await, Err(StoreError::NoSuchBucket)));
     assert!(!f.store.list_buckets().await.unwrap().iter().any(|b| b.name == "gone"));
-    f.store.create_bucket("gone").await.unwrap();
+    f.store.create_bucket("gone", None).await.unwrap();
     assert_eq!(f.store.bucket_encryption("gone").await.unwrap(), None);
     assert!(f.store.head_bucket("gone").await.unwrap().created >= before.created);
 }
@@ -132,7 +132,7 @@ async fn concurrent_creates_of_one_bucket_succeed_once() {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let store = f.store.clone();
-            tokio::spawn(async move { store.create_bucket("race").await })
+            tokio::spawn(async move { store.create_bucket("race", None).await })
         })
         .collect();
     let mut created = 0;

@@ -54,7 +54,7 @@ impl Fixture {
 
     pub async fn with_bucket(name: &str) -> Fixture {
         let fixture = Fixture::new().await;
-        fixture.store.create_bucket(name).await.unwrap();
+        fixture.store.create_bucket(name, None).await.unwrap();
         fixture
     }
 }

@@ -102,7 +102,7 @@ fn base64_of(data: &[u8]) -> String {
 #[tokio::test]
 async fn a_record_copied_to_another_key_or_bucket_is_refused() {
     let f = Fixture::with_bucket("bkt").await;
-    f.store.create_bucket("other").await.unwrap();
+    f.store.create_bucket("other", None).await.unwrap();
     put(&f.store, "bkt", "a", b"secret of a").await;
     put(&f.store, "bkt", "b", b"b").await;
     put(&f.store, "other", "a", b"a elsewhere").await;

@@ -19,19 +19,32 @@ pub enum Outcome<'a> {
     Failed(&'a str),
 }
 
-/// Writes one audit line: `access_key` did `action` on `subject` (a key, store, bucket or job).
-pub fn record(access_key: &str, action: &str, subject: Option<&str>, outcome: Outcome<'_>) {
+/// The id the server gave a request (its `x-amz-request-id`), which it keeps in the request's extensions so that
+/// audit lines name the request the client saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Writes one audit line: `access_key` did `action` on `subject` (a key, store, bucket or job) in request
+/// `request_id`.
+pub fn record(
+    request_id: Option<&RequestId>,
+    access_key: &str,
+    action: &str,
+    subject: Option<&str>,
+    outcome: Outcome<'_>,
+) {
     let at = rfc3339(OffsetDateTime::now_utc());
     let subject = subject.unwrap_or("-");
+    let request_id = request_id.map_or("-", |id| id.0.as_str());
     match outcome {
         Outcome::Success => {
-            tracing::info!(target: AUDIT_TARGET, access_key, action, subject, at, outcome = "success", "admin action");
+            tracing::info!(target: AUDIT_TARGET, request_id, access_key, action, subject, at, outcome = "success", "admin action");
         }
         Outcome::Denied => {
-            tracing::warn!(target: AUDIT_TARGET, access_key, action, subject, at, outcome = "denied", "admin action refused");
+            tracing::warn!(target: AUDIT_TARGET, request_id, access_key, action, subject, at, outcome = "denied", "admin action refused");
         }
         Outcome::Failed(code) => {
-            tracing::warn!(target: AUDIT_TARGET, access_key, action, subject, at, outcome = "failed", error = code, "admin action failed");
+            tracing::warn!(target: AUDIT_TARGET, request_id, access_key, action, subject, at, outcome = "failed", error = code, "admin action failed");
         }
     }
 }

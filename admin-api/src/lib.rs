@@ -22,7 +22,7 @@ mod query;
 mod route;
 pub mod routes;
 
-pub use audit::AUDIT_TARGET;
+pub use audit::{RequestId, AUDIT_TARGET};
 pub use objects::{ImpactScope, JobAction, ObjectAdmin, ObjectAdminError};
 pub use permission::{AdminAuthorizer, AdminPermission, KeyRef};
 pub use route::AdminRoute;

@@ -53,7 +53,7 @@ impl AdminRoute {
             }
         };
         if let Some(refusal) = self.refusal(who, endpoint, subject.as_deref(), req.uri.query()) {
-            audit::record(who, endpoint.action(), subject.as_deref(), Outcome::Denied);
+            audit::record(req.extensions.get(), who, endpoint.action(), subject.as_deref(), Outcome::Denied);
             return Ok(error_response(&refusal));
         }
         let (result, subject) = self.run(endpoint, subject, &mut req).await;
@@ -62,7 +62,7 @@ impl AdminRoute {
                 Ok(_) => Outcome::Success,
                 Err(err) => Outcome::Failed(err.code),
             };
-            audit::record(who, endpoint.action(), subject.as_deref(), outcome);
+            audit::record(req.extensions.get(), who, endpoint.action(), subject.as_deref(), outcome);
         }
         Ok(match result {
             Ok(document) => json_response(StatusCode::OK, document),
@@ -117,7 +117,8 @@ impl S3Route for AdminRoute {
         if req.credentials.is_some() {
             return Ok(());
         }
-        audit::record("anonymous", &attempted_action(&req.method, &req.uri), None, Outcome::Denied);
+        let action = attempted_action(&req.method, &req.uri);
+        audit::record(req.extensions.get(), "anonymous", &action, None, Outcome::Denied);
         Err(s3_error!(AccessDenied, "admin API requests must be signed with SigV4 (service s3) by an admin user"))
     }
 

@@ -25,14 +25,18 @@ def lines(path) -> list[dict]:
 
 def test_every_key_use_and_admin_action_is_one_line(coffer_factory, tmp_path):
     audit_file = tmp_path / "audit.jsonl"
-    user = User("audit-user", "audit-user-secret-" + secrets.token_hex(8))
+    bucket, key_id, refused_key = unique_name("audit"), unique_name("audit-key"), unique_name("refused-key")
+    may_use = {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+               "Resource": [f"arn:aws:kms:::key/{key_id}", "arn:aws:kms:::key/no-such-key"]}
+    user = User("audit-user", "audit-user-secret-" + secrets.token_hex(8),
+                policy={"Version": "2012-10-17", "Statement": [may_use]})
     server = coffer_factory(args=["--audit-file", str(audit_file), "--min-part-size", "1"], users=[user])
     s3 = server.s3_client(user.credentials)
-    bucket, key_id = unique_name("audit"), unique_name("audit-key")
     customer_key = secrets.token_bytes(32)
     sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
 
     kms_admin_ok(server, "POST", "/keys", {"key_id": key_id})                        # admin: create
+    kms_admin_ok(server, "POST", "/keys", {"key_id": refused_key})                   # admin: create
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="s3", Body=BODY, ServerSideEncryption="AES256")          # generate 1
     put = s3.put_object(Bucket=bucket, Key="kms", Body=BODY, ServerSideEncryption="aws:kms",
@@ -55,6 +59,10 @@ def test_every_key_use_and_admin_action_is_one_line(coffer_factory, tmp_path):
     with pytest.raises(botocore.exceptions.ClientError):
         s3.put_object(Bucket=bucket, Key="nokey", Body=BODY, ServerSideEncryption="aws:kms",
                       SSEKMSKeyId="no-such-key")                                     # generate 5, failed
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        s3.put_object(Bucket=bucket, Key="denied", Body=BODY, ServerSideEncryption="aws:kms",
+                      SSEKMSKeyId=refused_key)                                       # generate 6, refused
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
     kms_admin_ok(server, "POST", f"/keys/{key_id}/rotate")                           # admin: rotate
     status, _ = kms_admin(server, "POST", "/keys/no-such-key/rotate")                # admin: rotate, failed
     assert status == 404
@@ -66,15 +74,15 @@ def test_every_key_use_and_admin_action_is_one_line(coffer_factory, tmp_path):
     assert len(key_uses) + len(admin) == len(audit), audit
     assert Counter((line["action"], line["outcome"]) for line in key_uses) == {
         ("kms:GenerateDataKey", "success"): 4,
-        ("kms:GenerateDataKey", "failed"): 1,
+        ("kms:GenerateDataKey", "failed"): 2,
         ("kms:Decrypt", "success"): 5,
     }, key_uses
     assert Counter((line["action"], line["outcome"]) for line in admin) == {
-        ("kms.key.create", "success"): 1,
+        ("kms.key.create", "success"): 2,
         ("kms.key.rotate", "success"): 1,
         ("kms.key.rotate", "failed"): 1,
     }, admin
-    assert {line["key"] for line in key_uses} == {"s3", "kms", "mp", "nokey"}
+    assert {line["key"] for line in key_uses} == {"s3", "kms", "mp", "nokey", "denied"}
     for line in key_uses:
         assert line["access_key"] == user.access_key and line["bucket"] == bucket, line
         assert line["time"].endswith("Z") and line["request_id"] != "-", line
@@ -86,9 +94,12 @@ def test_every_key_use_and_admin_action_is_one_line(coffer_factory, tmp_path):
     assert read["key_id"] == key_id, read
     write = next(line for line in key_uses if line["key"] == "kms" and line["action"] == "kms:GenerateDataKey")
     assert write["request_id"] == put["ResponseMetadata"]["RequestId"], write
-    failed = next(line for line in key_uses if line["outcome"] == "failed")
-    assert (failed["key_id"], failed["error"]) == ("no-such-key", "KMS.NotFoundException"), failed
-    assert {line["subject"] for line in admin} == {key_id, "no-such-key"}, admin
+    failed = {line["key"]: line for line in key_uses if line["outcome"] == "failed"}
+    assert (failed["nokey"]["key_id"], failed["nokey"]["error"]) == ("no-such-key", "KMS.NotFoundException"), failed
+    assert (failed["denied"]["key_id"], failed["denied"]["error"]) == (refused_key, "AccessDenied"), failed
+    assert failed["denied"]["request_id"] == denied.value.response["ResponseMetadata"]["RequestId"]
+    assert {line["subject"] for line in admin} == {key_id, refused_key, "no-such-key"}, admin
+    assert all(line["request_id"] != "-" and line["access_key"] == server.root.access_key for line in admin), admin
 
     text = audit_file.read_text()
     for secret in (user.secret_key, server.root.secret_key, base64.b64encode(customer_key).decode(),

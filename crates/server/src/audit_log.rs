@@ -193,9 +193,7 @@ fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).expect("a UTC timestamp always formats as RFC 3339")
 }
 
-/// The id the listener gave a request (`x-amz-request-id`), kept in its extensions for audit lines.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub use coffer_admin_api::RequestId;
 
 /// Who made an object request, as audit lines name them.
 #[derive(Clone, Debug)]

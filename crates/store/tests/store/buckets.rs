@@ -22,6 +22,21 @@ async fn create_head_and_list_buckets() {
 }
 
 #[tokio::test]
+async fn a_bucket_keeps_its_owner_and_policy_across_restarts() {
+    let f = Fixture::new().await;
+    f.store.create_bucket("owned", Some("alice")).await.unwrap();
+    let info = f.store.head_bucket("owned").await.unwrap();
+    assert_eq!((info.owner.as_deref(), info.policy.as_deref()), (Some("alice"), None));
+    f.store.set_bucket_policy("owned", Some("{\"Statement\": []}".into())).await.unwrap();
+    let reopened = f.reopen().await;
+    let info = reopened.head_bucket("owned").await.unwrap();
+    assert_eq!((info.owner.as_deref(), info.policy.as_deref()), (Some("alice"), Some("{\"Statement\": []}")));
+    reopened.set_bucket_policy("owned", None).await.unwrap();
+    assert_eq!(reopened.head_bucket("owned").await.unwrap().policy, None);
+    assert!(matches!(reopened.set_bucket_policy("missing", None).await, Err(StoreError::NoSuchBucket)));
+}
+
+#[tokio::test]
 async fn creating_an_existing_bucket_fails() {
     let f = Fixture::with_bucket("dup").await;
     assert!(matches!(f.store.create_bucket("dup", None).await, Err(StoreError::BucketAlreadyOwnedByYou)));

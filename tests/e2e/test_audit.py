@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from collections import Counter
 
 import botocore.exceptions
@@ -122,3 +123,31 @@ def test_the_audit_file_rotates_by_size(coffer_factory, tmp_path):
     newest = lines(audit_file)
     assert newest and newest[-1]["key"] == "k39", newest[-1:]
     assert all(line["action"] == "kms:GenerateDataKey" for line in lines(rotated) + newest)
+
+
+def test_a_rewrap_job_audits_each_object_it_moves(coffer_factory, tmp_path):
+    audit_file = tmp_path / "audit.jsonl"
+    server = coffer_factory(args=["--audit-file", str(audit_file)])
+    bucket, old_key, new_key = unique_name("audit-job"), unique_name("old"), unique_name("new")
+    for key_id in (old_key, new_key):
+        kms_admin_ok(server, "POST", "/keys", {"key_id": key_id})
+    server.s3.create_bucket(Bucket=bucket)
+    for n in range(3):
+        server.s3.put_object(Bucket=bucket, Key=f"k{n}", Body=BODY, ServerSideEncryption="aws:kms",
+                             SSEKMSKeyId=old_key)
+    server.s3.put_object(Bucket=bucket, Key="elsewhere", Body=BODY, ServerSideEncryption="AES256")
+    job = kms_admin_ok(server, "POST", "/jobs/rewrap", {"buckets": [bucket], "from": {"key": old_key},
+                                                        "to": {"key": new_key}})
+    deadline = time.monotonic() + 120
+    while (state := kms_admin_ok(server, "GET", f"/jobs/{job['id']}"))["state"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    assert state["state"] == "completed" and state["progress"]["changed"] == 3, state
+    server.stop()
+
+    by_job = [line for line in lines(audit_file) if line["access_key"] == f"job:{job['id']}"]
+    assert Counter((line["action"], line["key_id"], line["key"]) for line in by_job) == {
+        **{("kms:Decrypt", old_key, f"k{n}"): 1 for n in range(3)},
+        **{("kms:GenerateDataKey", new_key, f"k{n}"): 1 for n in range(3)},
+    }, by_job
+    assert all(line["request_id"] == job["id"] and line["outcome"] == "success" for line in by_job), by_job

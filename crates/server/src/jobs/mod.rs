@@ -171,7 +171,7 @@ impl Jobs {
 
     /// Starts walking the job's objects; the plan is rebuilt from its spec against the KMS as it is now.
     fn spawn(&self, job: &Arc<Job>) -> Result<JoinHandle<()>, ObjectAdminError> {
-        let plan = RewrapPlan::new(&self.state, &job.record().info.spec)?;
+        let plan = RewrapPlan::new(&self.state, &job.record().info.spec)?.for_job(&job.id);
         Ok(tokio::spawn(walk(self.state.clone(), Arc::clone(job), Arc::new(plan))))
     }
 

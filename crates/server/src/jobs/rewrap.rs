@@ -7,6 +7,7 @@ use coffer_kms::{validate_store_name, KeyOrigin, KmsError};
 use coffer_sse::{ObjectEncryption, RewrapTarget, Rewrapped, SseError, SseMode};
 use coffer_store::{ObjectMeta, StoreError};
 
+use crate::audit_log::{key_use, KeyAction, Requester};
 use crate::checksum::ChecksumAlgorithm;
 use crate::object_io::restage_object;
 use crate::service::AppState;
@@ -35,9 +36,17 @@ pub(crate) struct RewrapPlan {
     from_mode: Option<ObjectMode>,
     target: RewrapTarget,
     dry_run: bool,
+    /// Whom the job's key uses are audited as: `job:ID`, with the job id as request id.
+    requester: Requester,
 }
 
 impl RewrapPlan {
+    /// The plan as job `id` runs it: its key uses are audited under the job's name.
+    pub(crate) fn for_job(mut self, id: &str) -> Self {
+        self.requester = Requester { request_id: id.to_owned(), access_key: format!("job:{id}") };
+        self
+    }
+
     /// Checks `spec` against the running KMS and the store; refuses what could never work, before any job exists.
     pub(crate) async fn check(state: &AppState, spec: &RewrapSpec) -> Result<(), ObjectAdminError> {
         Self::new(state, spec)?;
@@ -94,6 +103,7 @@ impl RewrapPlan {
             from_mode: spec.from.mode,
             target: RewrapTarget { key: spec.to.key.clone(), mode },
             dry_run: spec.dry_run,
+            requester: Requester { request_id: "-".to_owned(), access_key: "job".to_owned() },
         })
     }
 
@@ -134,8 +144,17 @@ impl RewrapPlan {
                 let resealed = match state.sse.rewrap(bucket, key, &stored, &self.target).await {
                     Ok(Rewrapped::Unchanged) => return Ok(Outcome::Unchanged),
                     Ok(Rewrapped::Resealed(resealed)) => resealed,
-                    Err(e) => return Err(sse_failure(e)),
+                    Err(e) => {
+                        let who = &self.requester;
+                        key_use(who, KeyAction::Decrypt, bucket, key, origin.as_ref(), None, Some(e.code()));
+                        return Err(sse_failure(e));
+                    }
                 };
+                // The object key was opened under its old bucket key and sealed under the target's.
+                let who = &self.requester;
+                key_use(who, KeyAction::Decrypt, bucket, key, origin.as_ref(), None, None);
+                let target = state.sse.key_origin(&resealed).ok().flatten();
+                key_use(who, KeyAction::GenerateDataKey, bucket, key, target.as_ref(), None, None);
                 let size = meta.size;
                 if !self.dry_run {
                     let mut changed = meta.clone();
@@ -189,6 +208,8 @@ impl RewrapPlan {
             Err(e) => return Err(Attempt::Failed(e.to_string())),
         };
         let new = state.sse.encrypt_plaintext(bucket, key, &self.target).await.map_err(sse_failure)?;
+        let origin = state.sse.key_origin(&new.encryption).ok().flatten();
+        key_use(&self.requester, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), None, None);
         let algorithm = meta.checksum.as_ref().and_then(|checksum| ChecksumAlgorithm::from_name(&checksum.algorithm));
         let (file, encrypted, _) =
             restage_object(&state.store, key, reader, None, Some(new), algorithm, meta.headers.clone())

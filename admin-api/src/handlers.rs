@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::objects::{ImpactScope, JobAction, ObjectAdmin};
 use crate::query::Query;
 use crate::routes::{self, Endpoint};
+use crate::users::{UserAdmin, UserPolicy};
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -30,6 +31,7 @@ const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
 pub(crate) struct Handlers {
     kms: Arc<KmsManager>,
     objects: Option<Arc<dyn ObjectAdmin>>,
+    users: Option<Arc<dyn UserAdmin>>,
 }
 
 /// One resolved admin request: the endpoint, the key it is about, query and body.
@@ -44,11 +46,21 @@ pub(crate) struct Call<'a> {
 
 impl Handlers {
     pub fn new(kms: Arc<KmsManager>) -> Self {
-        Self { kms, objects: None }
+        Self { kms, objects: None, users: None }
     }
 
     pub fn set_objects(&mut self, objects: Arc<dyn ObjectAdmin>) {
         self.objects = Some(objects);
+    }
+
+    pub fn set_users(&mut self, users: Arc<dyn UserAdmin>) {
+        self.users = Some(users);
+    }
+
+    fn users(&self) -> Result<&dyn UserAdmin, ApiError> {
+        self.users.as_deref().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", "this server has no user side mounted")
+        })
     }
 
     fn objects(&self) -> Result<&dyn ObjectAdmin, ApiError> {
@@ -95,6 +107,7 @@ impl Handlers {
                 | Endpoint::UpdateStore
                 | Endpoint::SetBucketKey
                 | Endpoint::StartRewrap
+                | Endpoint::PutUserPolicy
         );
         if !takes_body && !body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
@@ -300,6 +313,23 @@ impl Handlers {
                 };
                 Ok(json(self.objects()?.control_job(&path_key, action).await?))
             }
+            Endpoint::GetUserPolicy => {
+                query.finish()?;
+                let policy = self.users()?.user_policy(&path_key).await?;
+                Ok(user_policy(path_key, Some(policy)))
+            }
+            Endpoint::PutUserPolicy => {
+                query.finish()?;
+                let policy = std::str::from_utf8(body)
+                    .map_err(|_| ApiError::bad_request("MalformedPolicy", "the policy document is not UTF-8"))?;
+                self.users()?.put_user_policy(&path_key, policy).await?;
+                Ok(user_policy(path_key, Some(policy.to_owned())))
+            }
+            Endpoint::DeleteUserPolicy => {
+                query.finish()?;
+                self.users()?.delete_user_policy(&path_key).await?;
+                Ok(user_policy(path_key, None))
+            }
             Endpoint::MinioCreateKey => {
                 let key_id = query.required_string("key-id")?;
                 query.finish()?;
@@ -431,6 +461,12 @@ impl Handlers {
 }
 
 /// Serialized straight from the typed document, so fields keep their declared order (`status` first, …).
+/// The answer of the user-policy endpoints. A stored policy was checked as JSON when attached.
+fn user_policy(user: String, policy: Option<String>) -> Vec<u8> {
+    let policy = policy.and_then(|text| serde_json::value::RawValue::from_string(text).ok());
+    json(UserPolicy { user, policy })
+}
+
 fn json(document: impl Serialize) -> Vec<u8> {
     serde_json::to_vec(&document).expect("API documents always serialize")
 }

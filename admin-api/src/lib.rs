@@ -6,8 +6,8 @@
 //! only through `coffer_kms::KmsManager`.
 //!
 //! It must not touch object data or the store, and must not reach into the server: the server hands it a KMS
-//! manager, an [`AdminAuthorizer`] (who may perform which `kms:` action on which key) and an [`ObjectAdmin`] (impact
-//! reports and jobs over objects), nothing more. Secrets submitted to it (tokens, secret ids, master
+//! manager, an [`AdminAuthorizer`] (who may perform which action on which key or user), an [`ObjectAdmin`] (impact
+//! reports and jobs over objects) and a [`UserAdmin`] (users' identity policies), nothing more. Secrets submitted to it (tokens, secret ids, master
 //! keys) go to the KMS and nowhere else: not into answers, error messages or logs.
 
 pub mod api;
@@ -21,8 +21,10 @@ mod permission;
 mod query;
 mod route;
 pub mod routes;
+mod users;
 
 pub use audit::{RequestId, AUDIT_TARGET};
 pub use objects::{ImpactScope, JobAction, ObjectAdmin, ObjectAdminError};
 pub use permission::{AdminAuthorizer, AdminPermission, KeyRef};
 pub use route::AdminRoute;
+pub use users::{UserAdmin, UserAdminError, UserPolicy};

@@ -1,4 +1,5 @@
-//! What an admin call needs permission for: a `kms:` action and, for calls on one key, that key. The server decides
+//! What an admin call needs permission for: a `kms:` action and, for calls on one key, that key; or an `iam:` action
+//! on one user's policy. The server decides
 //! ([`AdminAuthorizer`]) from its users and their policies; this crate only names the action each endpoint performs.
 
 use crate::routes::{self, Endpoint};
@@ -6,10 +7,12 @@ use crate::routes::{self, Endpoint};
 /// The permission one admin call needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdminPermission<'a> {
-    /// A `kms:` action, e.g. `kms:RotateKey`.
+    /// A `kms:` or `iam:` action, e.g. `kms:RotateKey`.
     pub action: &'static str,
     /// The key the call acts on (endpoints with a key in their path); `None` for calls on the KMS as a whole.
     pub key: Option<KeyRef<'a>>,
+    /// The user whose policy the call reads or changes.
+    pub user: Option<&'a str>,
 }
 
 /// A key named by an admin call: `store` is `None` for the default store.
@@ -40,12 +43,13 @@ impl<'a> AdminPermission<'a> {
             Some(key_id) if routes::subject_is_key(endpoint) => Some(KeyRef { store, key_id }),
             _ => None,
         };
-        AdminPermission { action: endpoint.permission(), key }
+        let user = subject.filter(|_| routes::subject_is_user(endpoint));
+        AdminPermission { action: endpoint.permission(), key, user }
     }
 }
 
 impl Endpoint {
-    /// The `kms:` action this endpoint performs, as policies name it.
+    /// The `kms:` (or, for user policies, `iam:`) action this endpoint performs, as policies name it.
     pub fn permission(self) -> &'static str {
         match self {
             Self::Configure
@@ -73,6 +77,9 @@ impl Endpoint {
             Self::StartRewrap => "kms:ReEncrypt",
             Self::ListJobs | Self::DescribeJob => "kms:ListJobs",
             Self::PauseJob | Self::ResumeJob | Self::CancelJob => "kms:ManageJobs",
+            Self::GetUserPolicy => "iam:GetUserPolicy",
+            Self::PutUserPolicy => "iam:PutUserPolicy",
+            Self::DeleteUserPolicy => "iam:DeleteUserPolicy",
         }
     }
 }
@@ -95,10 +102,13 @@ mod tests {
     }
 
     #[test]
-    fn every_endpoint_has_a_kms_action() {
+    fn every_endpoint_has_an_action() {
         for route in routes::ROUTES {
             let action = route.endpoint.permission();
-            assert!(action.starts_with("kms:") && action.len() > 4, "{:?}", route.endpoint);
+            let (service, name) = action.split_once(':').unwrap();
+            assert!(matches!(service, "kms" | "iam") && !name.is_empty(), "{:?}", route.endpoint);
         }
+        let put = AdminPermission::of(Endpoint::PutUserPolicy, Some("bob"), None);
+        assert_eq!((put.action, put.key, put.user), ("iam:PutUserPolicy", None, Some("bob")));
     }
 }

@@ -21,6 +21,7 @@ use crate::objects::ObjectAdmin;
 use crate::permission::{AdminAuthorizer, AdminPermission, KeyRef};
 use crate::query::Query;
 use crate::routes::{self, Endpoint, Resolution};
+use crate::users::UserAdmin;
 
 /// Admin bodies are small JSON documents; anything bigger is a mistake.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,6 +36,12 @@ impl AdminRoute {
     /// `authorizer` decides which authenticated access key may make which call.
     pub fn new(kms: Arc<KmsManager>, authorizer: Arc<dyn AdminAuthorizer>) -> Self {
         Self { handlers: Handlers::new(kms), authorizer }
+    }
+
+    /// Serves users' identity policies (without it those endpoints answer 501).
+    pub fn with_users(mut self, users: Arc<dyn UserAdmin>) -> Self {
+        self.handlers.set_users(users);
+        self
     }
 
     /// Serves key impact reports and jobs over stored objects (without it those endpoints answer 501).
@@ -78,10 +85,11 @@ impl AdminRoute {
         if self.authorizer.allows(who, &permission) {
             return None;
         }
-        let on = match permission.key {
-            Some(KeyRef { store: Some(store), key_id }) => format!(" on key {key_id} of store {store}"),
-            Some(KeyRef { store: None, key_id }) => format!(" on key {key_id}"),
-            None => String::new(),
+        let on = match (permission.key, permission.user) {
+            (Some(KeyRef { store: Some(store), key_id }), _) => format!(" on key {key_id} of store {store}"),
+            (Some(KeyRef { store: None, key_id }), _) => format!(" on key {key_id}"),
+            (None, Some(user)) => format!(" on user {user}"),
+            (None, None) => String::new(),
         };
         Some(ApiError::access_denied(format!("{who} is not allowed to perform {}{on}", permission.action)))
     }

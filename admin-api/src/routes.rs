@@ -49,6 +49,9 @@ pub enum Endpoint {
     PauseJob,
     ResumeJob,
     CancelJob,
+    GetUserPolicy,
+    PutUserPolicy,
+    DeleteUserPolicy,
 }
 
 impl Endpoint {
@@ -90,6 +93,9 @@ impl Endpoint {
             Self::PauseJob => "kms.job.pause",
             Self::ResumeJob => "kms.job.resume",
             Self::CancelJob => "kms.job.cancel",
+            Self::GetUserPolicy => "iam.user-policy.get",
+            Self::PutUserPolicy => "iam.user-policy.put",
+            Self::DeleteUserPolicy => "iam.user-policy.delete",
         }
     }
 
@@ -110,11 +116,13 @@ impl Endpoint {
                 | Self::StoreImpact
                 | Self::ListJobs
                 | Self::DescribeJob
+                | Self::GetUserPolicy
         )
     }
 }
 
-/// A method and a path template served by one endpoint. A `{…}` part (`{key_id}`, `{store}`, `{bucket}`, `{job_id}`) stands
+/// A method and a path template served by one endpoint. A `{…}` part (`{key_id}`, `{store}`, `{bucket}`, `{job_id}`,
+/// `{user}`) stands
 /// for one path segment, the call's subject; a template has at most one.
 #[derive(Debug)]
 pub struct Route {
@@ -164,6 +172,9 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/jobs/{job_id}/pause", Endpoint::PauseJob),
     route(Method::POST, "/jobs/{job_id}/resume", Endpoint::ResumeJob),
     route(Method::POST, "/jobs/{job_id}/cancel", Endpoint::CancelJob),
+    route(Method::GET, "/users/{user}/policy", Endpoint::GetUserPolicy),
+    route(Method::PUT, "/users/{user}/policy", Endpoint::PutUserPolicy),
+    route(Method::DELETE, "/users/{user}/policy", Endpoint::DeleteUserPolicy),
 ];
 
 /// Whether the endpoint's path segment is a key id: such endpoints also take `?store=S` for a key of store `S`, since
@@ -171,6 +182,11 @@ pub static ROUTES: &[Route] = &[
 /// path).
 pub fn subject_is_key(endpoint: Endpoint) -> bool {
     ROUTES.iter().any(|route| route.endpoint == endpoint && route.path.contains("{key_id}"))
+}
+
+/// Whether the endpoint's path segment is a user's access key.
+pub fn subject_is_user(endpoint: Endpoint) -> bool {
+    ROUTES.iter().any(|route| route.endpoint == endpoint && route.path.contains("{user}"))
 }
 
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {

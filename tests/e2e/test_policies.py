@@ -238,3 +238,48 @@ def test_identity_policy_deny_binds_the_owner(servers):
     assert s3.head_object(Bucket=bucket, Key="tmp/b")["ContentLength"] == 1
     s3.delete_object(Bucket=bucket, Key="tmp/b")
     absent(s3, bucket, "tmp/b")
+
+
+def test_policies_attached_through_the_admin_api(servers, tmp_path):
+    dave = User(unique_name("dave"), secrets.token_hex(16))
+    erin = User(unique_name("erin"), secrets.token_hex(16))
+    server = servers(users=[dave, erin])
+    key = create_kms_key(server, unique_name("dave-key"))
+    s3 = server.s3_client(dave.credentials)
+    bucket = unique_name("dave")
+    s3.create_bucket(Bucket=bucket)
+    under_key = Sse.kms(key).write_args()
+    refused(lambda: s3.put_object(Bucket=bucket, Key="k", Body=BODY, **under_key))
+
+    document = policy(kms_use(key))
+    policy_file = tmp_path / "dave.json"
+    policy_file.write_text(json.dumps(document))
+    attached = json.loads(server.admin_cli("kms", "user-policy", "set", dave.access_key, "--file",
+                                           str(policy_file)).stdout)
+    assert (attached["user"], attached["policy"]) == (dave.access_key, document)
+    s3.put_object(Bucket=bucket, Key="k", Body=BODY, **under_key)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == BODY
+
+    # Only those allowed iam:PutUserPolicy attach policies; bad documents and unknown users change nothing.
+    by_erin = server.admin_cli("kms", "user-policy", "set", erin.access_key, "--file", str(policy_file),
+                               creds=erin.credentials, check=False)
+    assert by_erin.returncode != 0 and "iam:PutUserPolicy" in by_erin.stderr + by_erin.stdout
+    policy_file.write_text(json.dumps(policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+                                              "Principal": "*"})))
+    bad = server.admin_cli("kms", "user-policy", "set", dave.access_key, "--file", str(policy_file), check=False)
+    assert bad.returncode != 0 and "MalformedPolicy" in bad.stderr + bad.stdout
+    nobody = server.admin_cli("kms", "user-policy", "set", "no-such-user", "--file", str(policy_file), check=False)
+    assert nobody.returncode != 0 and "NoSuchUser" in nobody.stderr + nobody.stdout
+    shown = json.loads(server.admin_cli("kms", "user-policy", "get", dave.access_key).stdout)
+    assert shown["policy"] == document
+
+    # The attached policy survives a restart.
+    server.stop()
+    server = servers(users=[dave, erin], data_dir=server.data_dir)
+    s3 = server.s3_client(dave.credentials)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == BODY
+
+    server.admin_cli("kms", "user-policy", "delete", dave.access_key)
+    refused(lambda: s3.get_object(Bucket=bucket, Key="k"))
+    gone = server.admin_cli("kms", "user-policy", "get", dave.access_key, check=False)
+    assert gone.returncode != 0 and "NoSuchUserPolicy" in gone.stderr + gone.stdout

@@ -114,6 +114,23 @@ enum KmsCommand {
     /// Rewrap jobs: list, show, pause, resume, cancel, watch.
     #[command(subcommand)]
     Jobs(JobCommand),
+    /// Identity policies attached to users (next to the users file's; docs/authorization.md).
+    #[command(subcommand)]
+    UserPolicy(UserPolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserPolicyCommand {
+    /// Show the policy attached to USER.
+    Get { user: String },
+    /// Attach the policy in a JSON file (`-` reads stdin) to USER, replacing any.
+    Set {
+        user: String,
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Detach USER's policy.
+    Delete { user: String },
 }
 
 #[derive(Args, Debug)]
@@ -459,6 +476,18 @@ impl KmsCommand {
                 (with_body(post(&["jobs", "rewrap"]), body), Rendering::Job)
             }
             Self::Jobs(job) => job.request(),
+            Self::UserPolicy(command) => (command.request()?, Rendering::Json),
+        })
+    }
+}
+
+impl UserPolicyCommand {
+    fn request(&self) -> Result<AdminRequest, CliError> {
+        let on_user = |method: Method, user: &str| request(method, &["users", user, "policy"]);
+        Ok(match self {
+            Self::Get { user } => on_user(Method::GET, user),
+            Self::Set { user, file } => with_body(on_user(Method::PUT, user), read_body_file(file)?),
+            Self::Delete { user } => on_user(Method::DELETE, user),
         })
     }
 }
@@ -581,7 +610,7 @@ fn with_body(mut request: AdminRequest, body: Vec<u8>) -> AdminRequest {
     request
 }
 
-/// The configure body from a file, or from stdin for `-`.
+/// A request body from a file, or from stdin for `-`.
 fn read_body_file(path: &Path) -> Result<Vec<u8>, CliError> {
     let mut body = Vec::new();
     let read = if path == Path::new("-") {

@@ -34,4 +34,5 @@ pub mod resources;
 pub mod s3;
 pub mod service;
 pub mod tls;
+pub mod user_policies;
 pub mod users;

@@ -26,6 +26,7 @@ use crate::reload::Reloader;
 use crate::request_record::{RequestIdentity, ADMIN_OPERATION};
 use crate::s3::CofferS3;
 use crate::tls::{ServerCertificate, TlsError};
+use crate::user_policies::UserPolicies;
 use crate::users::{RootCredentials, UserRegistry, UsersError};
 
 /// What every request handler shares. Cheap to clone.
@@ -183,7 +184,12 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
     let state = AppState::new(store, users, kms, settings);
     let jobs = Jobs::start(state.clone()).await;
     let metrics = Metrics::new(&config.metrics, Arc::clone(&state.kms), Some(jobs.clone()))?;
-    let admin = coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), state.authz.clone()).with_objects(jobs);
+    let user_policies = UserPolicies::load(state.users.clone(), state.store.clone())
+        .await
+        .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
+    let admin = coffer_admin_api::AdminRoute::new(Arc::clone(&state.kms), state.authz.clone())
+        .with_objects(jobs)
+        .with_users(Arc::new(user_policies));
     let service = build_service(&state, Some(Box::new(admin)));
     let metrics_token = metrics.token();
     let local = Arc::new(LocalEndpoints { health: Health::new(state.store.clone(), Arc::clone(&state.kms)), metrics });

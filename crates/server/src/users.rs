@@ -141,14 +141,17 @@ struct User {
     rights: UserRights,
 }
 
-/// What a user may do beyond what they own: everything (admins), or what their policy allows.
+/// What a user may do beyond what they own: everything (admins), or what their policies allow.
 #[derive(Clone, Debug, Default)]
 pub struct UserRights {
     /// The root user and users file entries with `admin = true`: every action, unless a policy denies it.
     pub admin: bool,
-    /// The user's identity policy from the users file.
-    pub policy: Option<Arc<Policy>>,
+    /// The user's identity policies: the users file's, then the one attached through the admin API.
+    pub policies: Vec<Arc<Policy>>,
 }
+
+/// Policies attached through the admin API, by access key.
+type AttachedPolicies = HashMap<String, Arc<Policy>>;
 
 type Users = HashMap<String, User>;
 
@@ -163,6 +166,8 @@ struct Shared {
     users_file: Option<PathBuf>,
     /// Replaced whole by a reload; a lookup takes the current map.
     users: RwLock<Arc<Users>>,
+    /// Kept by the store ([`crate::user_policies`]), mirrored here; a users-file reload leaves them alone.
+    attached: RwLock<AttachedPolicies>,
 }
 
 impl std::fmt::Debug for UserRegistry {
@@ -178,7 +183,12 @@ impl UserRegistry {
     /// The root user (admin) plus the users of `users_file`, if given.
     pub fn load(root: RootCredentials, users_file: Option<&Path>) -> Result<Self, UsersError> {
         let users = read_users(&root, users_file)?;
-        let shared = Shared { root, users_file: users_file.map(Path::to_owned), users: RwLock::new(Arc::new(users)) };
+        let shared = Shared {
+            root,
+            users_file: users_file.map(Path::to_owned),
+            users: RwLock::new(Arc::new(users)),
+            attached: RwLock::new(HashMap::new()),
+        };
         Ok(UserRegistry { shared: Arc::new(shared) })
     }
 
@@ -207,14 +217,26 @@ impl UserRegistry {
 
     /// The rights of `access_key`, if such a user exists.
     pub fn rights(&self, access_key: &str) -> Option<UserRights> {
-        self.current().get(access_key).map(|user| user.rights.clone())
+        let mut rights = self.current().get(access_key).map(|user| user.rights.clone())?;
+        let attached = self.shared.attached.read().unwrap_or_else(PoisonError::into_inner);
+        rights.policies.extend(attached.get(access_key).cloned());
+        Some(rights)
+    }
+
+    /// Attaches (`Some`) or detaches (`None`) the admin API policy of `access_key`.
+    pub fn attach(&self, access_key: &str, policy: Option<Arc<Policy>>) {
+        let mut attached = self.shared.attached.write().unwrap_or_else(PoisonError::into_inner);
+        match policy {
+            Some(policy) => attached.insert(access_key.to_owned(), policy),
+            None => attached.remove(access_key),
+        };
     }
 }
 
 /// The root user plus the users of `users_file`, if given.
 fn read_users(root: &RootCredentials, users_file: Option<&Path>) -> Result<Users, UsersError> {
     let mut users = HashMap::new();
-    let root_rights = UserRights { admin: true, policy: None };
+    let root_rights = UserRights { admin: true, policies: Vec::new() };
     users.insert(root.access_key.clone(), User { secret_key: root.secret_key.clone(), rights: root_rights });
     if let Some(path) = users_file {
         let mut text =
@@ -234,7 +256,7 @@ fn read_users(root: &RootCredentials, users_file: Option<&Path>) -> Result<Users
                 entry.policy.as_deref().map(|text| Policy::parse(text, &PolicyKind::Identity)).transpose().map_err(
                     |source| UsersError::Policy { path: path.to_owned(), access_key: entry.access_key.clone(), source },
                 )?;
-            let rights = UserRights { admin: entry.admin, policy: policy.map(Arc::new) };
+            let rights = UserRights { admin: entry.admin, policies: policy.map(Arc::new).into_iter().collect() };
             let user = User { secret_key: SecretKey::from(entry.secret_key.as_str()), rights };
             users.insert(entry.access_key.clone(), user);
         }

@@ -89,6 +89,15 @@ impl Engine {
         &self.jobs_dir
     }
 
+    /// `DATA/.coffer`: the store's own files (temp files, jobs, the record MAC key, user policies).
+    pub(crate) fn coffer_dir(&self) -> &Path {
+        self.tmp_dir.parent().unwrap_or(&self.tmp_dir)
+    }
+
+    pub(crate) fn macs(&self) -> &RecordMac {
+        &self.macs
+    }
+
     /// Creates, writes, fsyncs and removes a probe file in the temp directory.
     pub(crate) fn check_writable(&self) -> Result<()> {
         let probe = self.temp_path("probe")?;
@@ -140,7 +149,7 @@ impl Engine {
         self.namespace.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn namespace_write(&self) -> RwLockWriteGuard<'_, ()> {
+    pub(crate) fn namespace_write(&self) -> RwLockWriteGuard<'_, ()> {
         self.namespace.write().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -30,6 +30,7 @@ mod reader;
 mod record_mac;
 mod staging;
 mod store;
+mod user_policies;
 
 pub use error::{Result, StoreError};
 pub use listing::{ListPage, ListQuery, ObjectSummary};

@@ -226,6 +226,17 @@ impl Store {
         self.run(|e| e.job_records()).await
     }
 
+    /// The identity policies attached to users through the admin API, by access key (opaque documents).
+    pub async fn user_policies(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        self.run(|e| e.user_policies()).await
+    }
+
+    /// Attaches (`Some`, replacing any) or detaches (`None`) the identity policy of `access_key`, durably.
+    pub async fn set_user_policy(&self, access_key: &str, policy: Option<String>) -> Result<()> {
+        let access_key = access_key.to_owned();
+        self.run(move |e| e.set_user_policy(&access_key, policy)).await
+    }
+
     /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.
     pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
         let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());

@@ -7,7 +7,7 @@
 //! 2. otherwise an `Allow` in either allows it;
 //! 3. otherwise only what needs no policy is allowed: everything for admins (the root user and `admin = true`
 //!    users); creating buckets and listing one's buckets for everyone; every `s3:` action on a bucket one owns.
-//!    `kms:` actions (a key's use on the object path, or the admin API) need an admin or a policy.
+//!    `kms:` and `iam:` actions (a key's use on the object path, the admin API) need an admin or a policy.
 //!
 //! Requests on a bucket that does not exist pass, so that the operation answers `NoSuchBucket` as S3 does.
 
@@ -126,14 +126,20 @@ impl Authorizer {
     /// Allows or refuses (403 AccessDenied naming the action) a use of a KMS key on the object path.
     pub fn check_key_use(&self, access_key: &str, action: &'static str, origin: &KeyOrigin) -> S3Result<()> {
         let resources = self.key_resources(Some(&origin.store), &origin.key_id);
-        if self.allows_kms(access_key, action, &resources, &ConditionContext::default()) {
+        if self.allows_by_policy(access_key, action, &resources, &ConditionContext::default()) {
             Ok(())
         } else {
             Err(denied(access_key, action, &resources[0]))
         }
     }
 
-    fn allows_kms(&self, access_key: &str, action: &str, resources: &[String], context: &ConditionContext) -> bool {
+    fn allows_by_policy(
+        &self,
+        access_key: &str,
+        action: &str,
+        resources: &[String],
+        context: &ConditionContext,
+    ) -> bool {
         let Some(rights) = self.users.rights(access_key) else {
             return false;
         };
@@ -180,11 +186,12 @@ impl Authorizer {
 
 impl AdminAuthorizer for Authorizer {
     fn allows(&self, access_key: &str, permission: &AdminPermission<'_>) -> bool {
-        let resources = match permission.key {
-            Some(key) => self.key_resources(key.store, key.key_id),
-            None => vec![ALL_KMS.to_owned()],
+        let resources = match (permission.key, permission.user) {
+            (Some(key), _) => self.key_resources(key.store, key.key_id),
+            (None, Some(user)) => vec![format!("arn:aws:iam:::user/{user}")],
+            (None, None) => vec![ALL_KMS.to_owned()],
         };
-        self.allows_kms(access_key, permission.action, &resources, &ConditionContext::default())
+        self.allows_by_policy(access_key, permission.action, &resources, &ConditionContext::default())
     }
 }
 
@@ -206,7 +213,7 @@ pub fn request_context(access_key: &str, extensions: &Extensions) -> ConditionCo
 }
 
 fn identity_decision(rights: &UserRights, request: &Request<'_>) -> Decision {
-    rights.policy.as_ref().map_or(Decision::NotApplicable, |policy| policy.evaluate(request))
+    rights.policies.iter().fold(Decision::NotApplicable, |decision, policy| decision.and(policy.evaluate(request)))
 }
 
 fn denied(access_key: &str, action: &str, resource: &str) -> S3Error {

@@ -160,3 +160,21 @@ async fn concurrent_creates_of_one_bucket_succeed_once() {
     }
     assert_eq!(created, 1);
 }
+
+#[tokio::test]
+async fn user_policies_are_kept_signed_across_restarts() {
+    let f = Fixture::new().await;
+    assert!(f.store.user_policies().await.unwrap().is_empty());
+    f.store.set_user_policy("alice", Some("{\"a\":1}".into())).await.unwrap();
+    f.store.set_user_policy("bob", Some("{\"b\":2}".into())).await.unwrap();
+    f.store.set_user_policy("alice", None).await.unwrap();
+    let reopened = f.reopen().await;
+    let policies = reopened.user_policies().await.unwrap();
+    assert_eq!(policies.into_iter().collect::<Vec<_>>(), [("bob".to_owned(), "{\"b\":2}".to_owned())]);
+
+    // An edited file fails closed instead of granting what it now says.
+    let file = f.data_dir().join(".coffer/user-policies.json");
+    let edited = std::fs::read_to_string(&file).unwrap().replace("bob", "eve");
+    std::fs::write(&file, edited).unwrap();
+    assert!(reopened.user_policies().await.is_err());
+}

@@ -35,6 +35,7 @@ from harness import ROOT, CofferFactory, CofferServer, OpenBao, awscurl_status, 
 KiB = 1 << 10
 MiB = 1 << 20
 PACKAGE = 64 * KiB  # plaintext bytes per sealed package (crates/sse PACKAGE_SIZE)
+MARKER = 16  # bytes of the format marker before an encrypted part's packages (crates/sse ENCRYPTED_DATA_MARKER)
 DEFAULT_KMS_KEY = "coffer-default"
 ADMIN_KMS = "/coffer/admin/v3/kms"
 

@@ -18,9 +18,9 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, PACKAGE, MiB, CustomerKey, Sse, all_files, encryption_context, multipart_put,
-                         files_containing, flip_byte, no_retry_client, object_data_files, object_inline_data,
-                         object_record, random_bytes, running_server, set_object_inline_data)
+from sse_helpers import (DEFAULT_KMS_KEY, MARKER, PACKAGE, MiB, CustomerKey, Sse, all_files, encryption_context,
+                         multipart_put, files_containing, flip_byte, no_retry_client, object_data_files,
+                         object_inline_data, object_record, random_bytes, running_server, set_object_inline_data)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_one_flipped_byte_makes_get_fail(server, kms_key, tmp_path, mode):
         try:
             get_error(s3, bucket, "obj", body, **read)
             # the package holding the flipped byte cannot be read by range either
-            package = min(offset // (PACKAGE + 16), (len(body) - part_start - 1) // PACKAGE)
+            package = min(max(0, offset - MARKER) // (PACKAGE + 16), (len(body) - part_start - 1) // PACKAGE)
             first = part_start + package * PACKAGE
             get_error(s3, bucket, "obj", body[first:first + 10], Range=f"bytes={first}-{first + 9}", **read)
             if offset == 0 and mode == "sse-c":  # the aws CLI retries (with backoff) before it gives up: once
@@ -234,7 +234,7 @@ def test_one_flipped_byte_in_a_small_object_makes_get_fail(server, kms_key, mode
     s3.put_object(Bucket=bucket, Key="obj", Body=body, **sse.write_args())
     assert object_data_files(server, bucket, "obj") == []
     stored = object_inline_data(server, bucket, "obj")
-    assert stored is not None and len(stored) == len(body) + 16, "one package and its tag"
+    assert stored is not None and len(stored) == MARKER + len(body) + 16, "the marker, one package and its tag"
     read = sse.read_args()
     try:
         for offset in (0, 500, len(body), len(stored) - 1):
@@ -255,7 +255,7 @@ def test_untouched_packages_stay_readable_by_range(server, kms_key):
     body = random_bytes(6 * PACKAGE, seed=53)
     s3.put_object(Bucket=bucket, Key="obj", Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key)
     [data_file] = object_data_files(server, bucket, "obj")
-    original = flip_byte(data_file, 4 * (PACKAGE + 16) + 5)  # inside the fifth package
+    original = flip_byte(data_file, MARKER + 4 * (PACKAGE + 16) + 5)  # inside the fifth package
     try:
         get_error(s3, bucket, "obj", body)
         first_two = s3.get_object(Bucket=bucket, Key="obj", Range=f"bytes=0-{2 * PACKAGE - 1}")["Body"].read()
@@ -281,7 +281,7 @@ def test_truncated_or_swapped_data_files_make_get_fail(server, kms_key):
         get_error(s3, bucket, "a", bodies["a"])
         get_error(s3, bucket, "b", bodies["b"])
         # the last package (and its "final" mark) cut off, or part of it
-        for cut in (16, PACKAGE // 2, (len(saved_a) - 1) % (PACKAGE + 16) + 1):
+        for cut in (16, PACKAGE // 2, (len(saved_a) - MARKER - 1) % (PACKAGE + 16) + 1):
             file_a.write_bytes(saved_a[:-cut])
             get_error(s3, bucket, "a", bodies["a"])
         # a package appended after the final one: the stored length no longer matches, so the object is refused

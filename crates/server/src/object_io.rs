@@ -17,10 +17,11 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use coffer_sse::{NewObject, ObjectCipher, ObjectEncryption, PartEncryption, PartEncryptor};
+use coffer_sse::{NewObject, ObjectCipher, ObjectEncryption, PartEncryption, PartEncryptor, ENCRYPTED_DATA_MARKER};
 use coffer_store::{
     ObjectHeaders, ObjectMeta, ObjectReader, PartMeta, RawJson, StagedFile, StagedWrite, Store, READ_CHUNK,
 };
@@ -91,6 +92,13 @@ pub async fn receive(
         return Err(entity_too_large());
     }
     let etag_md5 = encryptor.as_ref().is_none_or(PartEncryptor::etag_is_plaintext_md5);
+    if let Some(encryptor) = &mut encryptor {
+        // Every package is bound to the part's size, so it must be known before the first one is sealed.
+        let size = declared_len
+            .ok_or_else(|| s3_error!(MissingContentLength, "You must provide the Content-Length HTTP header."))?;
+        encryptor.declare_size(size).map_err(sse_error)?;
+    }
+    let mut head = DataHead::default();
     let mut staged: StagedWrite = store.stage();
     let mut digests: BodyDigests = integrity.digests(etag_md5);
     let mut sealed = Vec::new();
@@ -102,6 +110,9 @@ pub async fn receive(
         if size > MAX_SINGLE_WRITE {
             return Err(entity_too_large());
         }
+        if declared_len.is_some_and(|len| size > len) {
+            return Err(incomplete_body());
+        }
         digests.update(&chunk);
         let stored = match &mut encryptor {
             Some(encryptor) => {
@@ -109,15 +120,15 @@ pub async fn receive(
                 encryptor.push(&chunk, &mut sealed).map_err(sse_error)?;
                 &sealed[..]
             }
-            None => &chunk[..],
+            None => {
+                head.update(&chunk)?;
+                &chunk[..]
+            }
         };
         staged.write(stored).await.map_err(|err| io_error(&err))?;
     }
     if declared_len.is_some_and(|len| len != size) {
-        return Err(s3_error!(
-            IncompleteBody,
-            "You did not provide the number of bytes specified by the Content-Length HTTP header."
-        ));
+        return Err(incomplete_body());
     }
     let digests = digests.finish();
     integrity.verify(&digests)?;
@@ -158,6 +169,48 @@ pub async fn restage_object(
     meta.parts = vec![received.part(1)];
     meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
     Ok((received.file, meta, encryption))
+}
+
+fn incomplete_body() -> s3s::S3Error {
+    s3_error!(IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+}
+
+/// The first bytes of unencrypted data being received, to refuse data that starts as encrypted data does
+/// ([`ENCRYPTED_DATA_MARKER`]): reads refuse to serve such data as unencrypted, so it could never be read back.
+#[derive(Default)]
+struct DataHead {
+    bytes: Vec<u8>,
+}
+
+impl DataHead {
+    fn update(&mut self, chunk: &[u8]) -> S3Result<()> {
+        let wanted = ENCRYPTED_DATA_MARKER.len().saturating_sub(self.bytes.len());
+        if wanted == 0 {
+            return Ok(());
+        }
+        self.bytes.extend_from_slice(&chunk[..wanted.min(chunk.len())]);
+        if self.bytes[..] == ENCRYPTED_DATA_MARKER {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Unencrypted object data may not start with the 16 bytes that mark Coffer's encrypted data \
+                 (docs/encryption-format.md); store it encrypted instead."
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether stored bytes that start a part recorded as unencrypted are encrypted data: the record lost its
+/// encryption, and the bytes must not be served.
+fn is_encrypted_data(head: &[u8]) -> bool {
+    head.starts_with(&ENCRYPTED_DATA_MARKER)
+}
+
+fn unencrypted_record_of_encrypted_data(number: u32) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the data of part {number}, recorded as unencrypted, is encrypted: the object's record is damaged"),
+    )
 }
 
 fn entity_too_large() -> s3s::S3Error {
@@ -220,9 +273,10 @@ pub struct ObjectBody {
 
 impl ObjectBody {
     /// Streams `range` (validated by the caller against `reader.meta().size`), decrypting with `cipher` (the
-    /// object's, opened by the caller) when the object is encrypted. Fails if a part's encryption metadata is
-    /// missing or unreadable.
+    /// object's, opened by the caller) when the object is encrypted. Fails if the record's sizes disagree with its
+    /// parts, or a part's encryption metadata is missing, unreadable or not that of its place in the object.
     pub fn new(reader: ObjectReader, range: Range<u64>, cipher: Option<ObjectCipher>) -> S3Result<Self> {
+        check_layout(reader.meta(), cipher.is_some())?;
         let parts = &reader.meta().parts;
         let slices = plan_slices(parts, &range)
             .into_iter()
@@ -280,18 +334,69 @@ impl ObjectBody {
     fn open_slice(&self, slice: PlannedSlice) -> std::io::Result<SliceStream> {
         let PartSliceRange { index, offset, len } = slice.range;
         let (Some(cipher), Some(encryption)) = (&self.cipher, slice.encryption) else {
-            return Ok(Box::pin(self.reader.read_part(index, offset, len).map_ok(|chunk| vec![chunk])));
+            return Ok(self.open_unencrypted_slice(index, offset, len));
         };
         let part_size = self.reader.meta().parts[index].size;
-        let decryptor = cipher.decrypt_part(&encryption, part_size, offset..offset + len)?;
+        let decryptor = Arc::new(cipher.decrypt_part(&encryption, part_size, offset..offset + len)?);
         let stored = decryptor.stored_range();
+        let total = stored.end - stored.start;
+        // The first chunk may also hold the format marker; the others are whole packages.
+        let first_len = (decryptor.first_chunk_len(READ_CHUNK) as u64).min(total);
         let chunk_len = decryptor.chunk_len(READ_CHUNK);
-        let open = move |offset, mut chunk: BytesMut| {
-            let plaintext = decryptor.open_in_place(offset, &mut chunk)?;
-            let chunk = chunk.freeze();
-            Ok(plaintext.into_iter().map(|range| chunk.slice(range)).collect())
+        let opener = |shift: u64| {
+            let decryptor = decryptor.clone();
+            move |offset, mut chunk: BytesMut| {
+                let plaintext = decryptor.open_in_place(shift + offset, &mut chunk)?;
+                let chunk = chunk.freeze();
+                Ok(plaintext.into_iter().map(|range| chunk.slice(range)).collect())
+            }
         };
-        Ok(Box::pin(self.reader.read_part_mapped(index, stored.start, stored.end - stored.start, chunk_len, open)))
+        let first = self.reader.read_part_mapped(index, stored.start, first_len, first_len as usize, opener(0));
+        if first_len == total {
+            return Ok(Box::pin(first));
+        }
+        let rest = self.reader.read_part_mapped(
+            index,
+            stored.start + first_len,
+            total - first_len,
+            chunk_len,
+            opener(first_len),
+        );
+        Ok(Box::pin(first.chain(rest)))
+    }
+
+    /// The stored bytes of an unencrypted part's slice, refused if the part's data is encrypted data (its record
+    /// lost its encryption). The marker check rides on the first chunk when the slice starts the part, and costs a
+    /// 16-byte read otherwise.
+    fn open_unencrypted_slice(&self, index: usize, offset: u64, len: u64) -> SliceStream {
+        let part = &self.reader.meta().parts[index];
+        let (number, marker_len) = (part.number, ENCRYPTED_DATA_MARKER.len() as u64);
+        let data = self.reader.read_part(index, offset, len);
+        if part.stored_size < marker_len {
+            return Box::pin(data.map_ok(|chunk| vec![chunk]));
+        }
+        let check = move |head: &[u8]| {
+            if is_encrypted_data(head) {
+                return Err(unencrypted_record_of_encrypted_data(number));
+            }
+            Ok(())
+        };
+        if offset == 0 && len >= marker_len {
+            // The first chunk starts the part and is at least as long as the marker.
+            let mut first = true;
+            return Box::pin(data.map(move |chunk| {
+                let chunk = chunk?;
+                if std::mem::take(&mut first) {
+                    check(&chunk)?;
+                }
+                Ok(vec![chunk])
+            }));
+        }
+        // Only the marker's bytes, unchecked: damage elsewhere in the part's first chunk must not fail this range.
+        let head = self.reader.read_part_mapped(index, 0, marker_len, marker_len as usize, move |_, head| {
+            check(&head).map(|()| Vec::new())
+        });
+        Box::pin(head.chain(data.map_ok(|chunk| vec![chunk])))
     }
 
     /// Ends the body with `err`: nothing more is streamed.
@@ -301,6 +406,34 @@ impl ObjectBody {
         self.ready.clear();
         Poll::Ready(Some(Err(Box::new(err))))
     }
+}
+
+/// Checks what the record says about how to read the object against itself: the object's size is the sum of its
+/// parts', and for an encrypted object each part's encryption names its own part number, in increasing order, and
+/// its stored size is what its plaintext size makes in its format. Part sizes and numbers are bound into the
+/// packages (format 2) and the order here, so an edited record fails instead of yielding a short or reordered body.
+fn check_layout(meta: &ObjectMeta, encrypted: bool) -> S3Result<()> {
+    let damaged = |what: &str| internal(&format!("the object's record is inconsistent: {what}"));
+    let total = meta.parts.iter().try_fold(0u64, |sum, part| sum.checked_add(part.size));
+    if total != Some(meta.size) {
+        return Err(damaged("its size is not the sum of its parts' sizes"));
+    }
+    if !encrypted {
+        return Ok(());
+    }
+    let mut previous = 0;
+    for part in &meta.parts {
+        let json = part.encryption.as_ref().ok_or_else(|| damaged("a part has no encryption metadata"))?;
+        let encryption = PartEncryption::from_json(json.get()).map_err(sse_error)?;
+        if encryption.part_number() != part.number || part.number <= previous {
+            return Err(damaged("the part numbers are not those the parts were encrypted as, in order"));
+        }
+        if encryption.stored_size(part.size) != part.stored_size {
+            return Err(damaged("a part's stored size does not match its size"));
+        }
+        previous = part.number;
+    }
+    Ok(())
 }
 
 /// The S3 error for a failed read of stored data: coffer-sse's answer when decryption failed (e.g. the data failed

@@ -194,19 +194,20 @@ impl PartKey {
         Nonce::assume_unique_for_key(nonce)
     }
 
-    /// Encrypts one package in place and returns its tag.
-    pub(crate) fn seal(&self, index: u32, last: bool, in_out: &mut [u8]) -> [u8; TAG_LEN] {
+    /// Encrypts one package in place, authenticating `aad` with it (empty in format 1, the part layout in format
+    /// 2: see `package`), and returns its tag.
+    pub(crate) fn seal(&self, index: u32, last: bool, aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
         let tag = self
             .aead
-            .seal_in_place_separate_tag(self.nonce(index, last), Aad::empty(), in_out)
+            .seal_in_place_separate_tag(self.nonce(index, last), Aad::from(aad), in_out)
             .expect("AES-256-GCM sealing of a package cannot fail");
         tag.as_ref().try_into().expect("AES-256-GCM tags are 16 bytes")
     }
 
     /// Decrypts one package in place; `false` (with `in_out` clobbered) when it does not authenticate.
     #[must_use]
-    pub(crate) fn open(&self, index: u32, last: bool, tag: &[u8], in_out: &mut [u8]) -> bool {
-        self.aead.open_in_place_separate_tag(self.nonce(index, last), Aad::empty(), tag, in_out).is_ok()
+    pub(crate) fn open(&self, index: u32, last: bool, aad: &[u8], tag: &[u8], in_out: &mut [u8]) -> bool {
+        self.aead.open_in_place_separate_tag(self.nonce(index, last), Aad::from(aad), tag, in_out).is_ok()
     }
 }
 
@@ -284,7 +285,7 @@ mod tests {
         let mut tags = std::collections::HashSet::new();
         for (salt, number) in [([1u8; 16], 1), ([1u8; 16], 2), ([2u8; 16], 1)] {
             let mut data = *b"same plaintext";
-            tags.insert(key.part_key(&salt, number).seal(0, true, &mut data));
+            tags.insert(key.part_key(&salt, number).seal(0, true, &[], &mut data));
         }
         assert_eq!(tags.len(), 3);
     }

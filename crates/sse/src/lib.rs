@@ -22,5 +22,8 @@ pub use headers::{
     SseHeaders, Transport, WriteEncryption,
 };
 pub use metadata::{ObjectEncryption, PartEncryption, SseMode, SseResponse};
-pub use package::{plaintext_size, stored_size, ObjectCipher, PartDecryptor, PartEncryptor, SealedPart, PACKAGE_SIZE};
+pub use package::{
+    plaintext_size, stored_size, ObjectCipher, PartDecryptor, PartEncryptor, SealedPart, ENCRYPTED_DATA_MARKER,
+    PACKAGE_SIZE,
+};
 pub use service::{NewObject, RewrapTarget, Rewrapped, SseService};

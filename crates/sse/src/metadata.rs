@@ -2,7 +2,8 @@
 //!
 //! [`ObjectEncryption`] is the object-level (and multipart-upload-level) `encryption` JSON: mode, sealed object key
 //! and what is needed to get the outer key back. [`PartEncryption`] is the part-level JSON: the part's salt and
-//! number. Both are versioned (`"v": 1`). [`SseResponse`] is the only view of them that reaches a client: the
+//! number. Both are versioned: objects `"v": 1`; parts `"v": 2` (the package layout of format 2, see `package`),
+//! and parts written as `"v": 1` still read. [`SseResponse`] is the only view of them that reaches a client: the
 //! sealed key, wrapped key and salts never leave this crate's metadata.
 
 use base64_simd::STANDARD;
@@ -13,6 +14,10 @@ use crate::error::{Result, SseError};
 use crate::keys::{SealedKey, PART_SALT_LEN};
 
 const FORMAT_VERSION: u32 = 1;
+/// The part format written: 2 binds the part's layout into every package and marks its data (see `package`).
+const PART_FORMAT_VERSION: u32 = 2;
+/// Part formats read: 1 (packages without associated data or marker) and 2.
+const PART_FORMATS_READ: std::ops::RangeInclusive<u32> = 1..=PART_FORMAT_VERSION;
 
 /// The three server-side encryption modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -154,14 +159,14 @@ pub struct PartEncryption {
 
 impl PartEncryption {
     pub(crate) fn new(part: u32, salt: [u8; PART_SALT_LEN]) -> Self {
-        Self { v: FORMAT_VERSION, part, salt }
+        Self { v: PART_FORMAT_VERSION, part, salt }
     }
 
     /// Reads the JSON the store kept on a part (`PartMeta::encryption`).
     pub fn from_json(json: &str) -> Result<Self> {
         let parsed = serde_json::from_str::<Self>(json)
             .map_err(|_| SseError::internal("The part's stored encryption metadata is invalid"))?;
-        if parsed.v != FORMAT_VERSION {
+        if !PART_FORMATS_READ.contains(&parsed.v) {
             return Err(SseError::internal("The part's stored encryption metadata has an unsupported version"));
         }
         Ok(parsed)
@@ -172,8 +177,20 @@ impl PartEncryption {
         serde_json::value::to_raw_value(self).expect("part encryption metadata always serializes")
     }
 
-    pub(crate) fn part_number(&self) -> u32 {
+    /// The part number the part's key was derived with (and, in format 2, bound into its packages). A reader
+    /// checks it against the part's place in the object.
+    pub fn part_number(&self) -> u32 {
         self.part
+    }
+
+    /// The part's data format: 1 or 2.
+    pub(crate) fn format(&self) -> u32 {
+        self.v
+    }
+
+    /// Bytes on disk of this part when it holds `plaintext_size` bytes; a record that says otherwise is damaged.
+    pub fn stored_size(&self, plaintext_size: u64) -> u64 {
+        crate::package::Layout::of(self).stored_size(plaintext_size)
     }
 
     pub(crate) fn salt(&self) -> &[u8; PART_SALT_LEN] {
@@ -286,9 +303,19 @@ mod tests {
     #[test]
     fn part_json_round_trips() {
         let part = PartEncryption::new(3, [1; 16]);
-        assert_eq!(value_of(&part.to_json()), json!({"v": 1, "part": 3, "salt": STANDARD.encode_to_string([1u8; 16])}));
+        let salt = STANDARD.encode_to_string([1u8; 16]);
+        assert_eq!(value_of(&part.to_json()), json!({"v": 2, "part": 3, "salt": salt}));
         assert_eq!(PartEncryption::from_json(part.to_json().get()).unwrap(), part);
-        assert_eq!(PartEncryption::from_json(r#"{"v": 1, "part": 3}"#).unwrap_err().status(), 500);
+        // Format 1 parts still read; formats this version does not know do not.
+        let old = PartEncryption::from_json(&json!({"v": 1, "part": 3, "salt": salt}).to_string()).unwrap();
+        assert_eq!((old.format(), old.part_number()), (1, 3));
+        for bad in [
+            json!({"v": 2, "part": 3}),
+            json!({"v": 3, "part": 3, "salt": salt}),
+            json!({"v": 0, "part": 3, "salt": salt}),
+        ] {
+            assert_eq!(PartEncryption::from_json(&bad.to_string()).unwrap_err().status(), 500, "{bad}");
+        }
     }
 
     #[test]

@@ -1,10 +1,18 @@
-//! The data format: each part is a sequence of AES-256-GCM packages of 64 KiB plaintext.
+//! The data format: each part is a marker and a sequence of AES-256-GCM packages of 64 KiB plaintext.
 //!
 //! A part of `n` plaintext bytes is `max(1, ceil(n / 64 KiB))` packages; all are full except the last, which holds
 //! the rest (and is empty only for an empty part). Package `i` is `ciphertext || tag` sealed under the part key with
 //! nonce `prefix || u32be(i) || final flag`, so a package read at another position, a dropped, appended or
 //! reordered package, or a stream cut at a package boundary fails to authenticate. Parts are independent (their
 //! keys come from the object key, a random part salt and the part number), so they can be written in any order.
+//!
+//! Format 2 (written now) binds what a reader takes from the record into every package: the associated data
+//! ([`PackageAad`]) holds the part number, part plaintext size, package size, package index and final flag, so a
+//! record edited to another size or part number (even with a valid record MAC) makes the packages fail to
+//! authenticate instead of yielding a short body. The mode is bound by the seal of the object key (its associated
+//! data), not by the packages: re-keying to another mode rewrites only metadata. Its data starts with [`ENCRYPTED_DATA_MARKER`], which a part
+//! recorded as unencrypted may not start with, so a record whose encryption was removed does not serve ciphertext.
+//! Format 1 parts (no associated data, no marker) still read.
 //!
 //! [`PartEncryptor`] takes plaintext in chunks of any size, holds back at most one package and writes into a
 //! caller-owned `Vec<u8>`, so a caller that reuses its buffer allocates nothing per package. [`PartDecryptor`] reads
@@ -26,29 +34,115 @@ const STORED_PACKAGE: u64 = PACKAGE + TAG_LEN as u64;
 /// Package indexes are 32-bit in the nonce: a part holds at most 2^32 packages (256 TiB).
 const MAX_PACKAGES: u64 = 1 << 32;
 const ETAG_LABEL: &[u8] = b"coffer-sse/v1/etag";
+const PACKAGE_AAD_LABEL: &[u8] = b"coffer-sse/v2/package";
+
+/// The first 16 bytes of every part stored in format 2 (PNG-style: a high byte, a name, line ends that a text
+/// transfer would mangle, the format number). The server refuses unencrypted data that starts with it and refuses
+/// to serve data recorded as unencrypted that starts with it, so an encrypted part whose record lost its
+/// encryption is never served as plaintext.
+pub const ENCRYPTED_DATA_MARKER: [u8; 16] = *b"\x89COFFER-SSE\r\n\x1a\n\x02";
+const MARKER_LEN: u64 = ENCRYPTED_DATA_MARKER.len() as u64;
 
 fn package_count(plaintext_size: u64) -> u64 {
     plaintext_size.div_ceil(PACKAGE).max(1)
 }
 
-/// Bytes on disk for a part of `plaintext_size` bytes: one 16-byte tag per package.
-pub fn stored_size(plaintext_size: u64) -> u64 {
-    plaintext_size + TAG_LEN as u64 * package_count(plaintext_size)
+/// How a part's data is laid out and authenticated, by part format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Format 1: the packages alone, sealed without associated data.
+    V1,
+    /// Format 2: [`ENCRYPTED_DATA_MARKER`], then the packages, sealed with [`PackageAad`].
+    V2,
 }
 
-/// The plaintext size of a part stored in `stored_size` bytes, or `None` if no part has that stored size.
+impl Layout {
+    pub(crate) fn of(part: &PartEncryption) -> Self {
+        if part.format() == 1 {
+            Self::V1
+        } else {
+            Self::V2
+        }
+    }
+
+    fn header_len(self) -> u64 {
+        match self {
+            Self::V1 => 0,
+            Self::V2 => MARKER_LEN,
+        }
+    }
+
+    /// Bytes on disk for a part of `plaintext_size` bytes: the marker, and one 16-byte tag per package.
+    pub(crate) fn stored_size(self, plaintext_size: u64) -> u64 {
+        self.header_len() + plaintext_size + TAG_LEN as u64 * package_count(plaintext_size)
+    }
+}
+
+/// Bytes on disk for a part of `plaintext_size` bytes written now (format 2).
+pub fn stored_size(plaintext_size: u64) -> u64 {
+    Layout::V2.stored_size(plaintext_size)
+}
+
+/// The plaintext size of a part written now (format 2) stored in `stored_size` bytes, or `None` if no part has
+/// that stored size.
 pub fn plaintext_size(stored_size: u64) -> Option<u64> {
-    let packages = stored_size.div_ceil(STORED_PACKAGE);
-    let last = stored_size.checked_sub(packages.checked_sub(1)? * STORED_PACKAGE)?;
+    let packages_size = stored_size.checked_sub(MARKER_LEN)?;
+    let packages = packages_size.div_ceil(STORED_PACKAGE);
+    let last = packages_size.checked_sub(packages.checked_sub(1)? * STORED_PACKAGE)?;
     // Only a part's single package may be empty.
     let min_last = if packages == 1 { TAG_LEN as u64 } else { TAG_LEN as u64 + 1 };
-    (last >= min_last).then(|| stored_size - TAG_LEN as u64 * packages)
+    (last >= min_last).then(|| packages_size - TAG_LEN as u64 * packages)
 }
 
 /// Stored length of package `index` of a part whose last package is `final_index`.
 fn stored_package_len(plaintext_size: u64, final_index: u64, index: u64) -> usize {
     let plaintext = if index < final_index { PACKAGE } else { plaintext_size - index * PACKAGE };
     usize::try_from(plaintext).expect("a package is at most 64 KiB") + TAG_LEN
+}
+
+/// Length of the associated data: label, part number, part size, package size, index, final flag.
+const AAD_LEN: usize = 21 + 4 + 8 + 4 + 4 + 1;
+
+/// The associated data of the packages of one format-2 part, all computable from the record alone:
+/// `"coffer-sse/v2/package" || u32be(part number) || u64be(part plaintext size) || u32be(package size) ||
+/// u32be(package index) || final flag (1 byte)`. Format 1 packages have none (`len` 0).
+#[derive(Clone, Copy)]
+struct PackageAad {
+    bytes: [u8; AAD_LEN],
+    len: usize,
+}
+
+impl PackageAad {
+    const NONE: Self = Self { bytes: [0; AAD_LEN], len: 0 };
+
+    fn new(part_number: u32, plaintext_size: u64) -> Self {
+        let package_size = u32::try_from(PACKAGE_SIZE).expect("64 KiB fits in 32 bits");
+        let fields: [&[u8]; 5] = [
+            PACKAGE_AAD_LABEL,
+            &part_number.to_be_bytes(),
+            &plaintext_size.to_be_bytes(),
+            &package_size.to_be_bytes(),
+            // The package index and final flag, set per package.
+            &[0; 5],
+        ];
+        let mut aad = Self::NONE;
+        for field in fields {
+            aad.bytes[aad.len..aad.len + field.len()].copy_from_slice(field);
+            aad.len += field.len();
+        }
+        debug_assert_eq!(aad.len, AAD_LEN);
+        aad
+    }
+
+    /// The associated data of package `index` (the final one if `last`).
+    fn package(&mut self, index: u32, last: bool) -> &[u8] {
+        if self.len > 0 {
+            let at = self.len - 5;
+            self.bytes[at..at + 4].copy_from_slice(&index.to_be_bytes());
+            self.bytes[at + 4] = u8::from(last);
+        }
+        &self.bytes[..self.len]
+    }
 }
 
 /// The key of one object, ready to encrypt and decrypt its parts.
@@ -72,7 +166,8 @@ impl ObjectCipher {
     }
 
     /// An encryptor for part `part_number` (1 for a single PUT) under a fresh random part salt. Uploading the same
-    /// part number again gets a new salt, hence a new key: nonces never repeat.
+    /// part number again gets a new salt, hence a new key: nonces never repeat. The part's size must be declared
+    /// ([`PartEncryptor::declare_size`]) before its data is pushed: every package is bound to it.
     pub fn encrypt_part(&self, part_number: u32) -> PartEncryptor {
         self.encrypt_part_with_salt(part_number, random_bytes())
     }
@@ -82,6 +177,8 @@ impl ObjectCipher {
             key: self.key.part_key(&salt, part_number),
             metadata: PartEncryption::new(part_number, salt),
             mode: self.mode,
+            declared_size: None,
+            aad: PackageAad::NONE,
             pending: Vec::with_capacity(PACKAGE_SIZE),
             packages: 0,
             plaintext_size: 0,
@@ -89,10 +186,16 @@ impl ObjectCipher {
         }
     }
 
-    /// A decryptor for the plaintext `range` of a part of `plaintext_size` bytes described by `part`.
-    /// Read [`PartDecryptor::stored_range`] of the part's stored bytes and push them through it.
+    /// A decryptor for the plaintext `range` of a part of `plaintext_size` bytes described by `part` (format 1 or
+    /// 2). Read [`PartDecryptor::stored_range`] of the part's stored bytes and push them through it.
     pub fn decrypt_part(&self, part: &PartEncryption, plaintext_size: u64, range: Range<u64>) -> Result<PartDecryptor> {
-        PartDecryptor::new(self.key.part_key(part.salt(), part.part_number()), plaintext_size, range)
+        let layout = Layout::of(part);
+        let aad = match layout {
+            Layout::V1 => PackageAad::NONE,
+            Layout::V2 => PackageAad::new(part.part_number(), plaintext_size),
+        };
+        let key = self.key.part_key(part.salt(), part.part_number());
+        PartDecryptor::new(key, layout, aad, plaintext_size, range)
     }
 }
 
@@ -102,11 +205,14 @@ fn etag_digest() -> Context {
     digest
 }
 
-/// Encrypts one part as a stream: push plaintext chunks of any size, then `finish`.
+/// Encrypts one part as a stream: declare its size, push plaintext chunks of any size, then `finish`.
 pub struct PartEncryptor {
     key: PartKey,
     metadata: PartEncryption,
     mode: SseMode,
+    /// The part's plaintext size, bound into every package; `None` until declared.
+    declared_size: Option<u64>,
+    aad: PackageAad,
     /// Plaintext held back: the encryptor cannot seal a package before it knows whether it is the last one.
     pending: Vec<u8>,
     packages: u64,
@@ -137,10 +243,24 @@ impl PartEncryptor {
         self.mode.etag_is_plaintext_md5()
     }
 
+    /// Declares the part's plaintext size (its Content-Length), which every package is bound to: pushing more
+    /// data, or finishing with less, fails.
+    pub fn declare_size(&mut self, plaintext_size: u64) -> Result<()> {
+        if package_count(plaintext_size) > MAX_PACKAGES {
+            return Err(SseError::invalid_argument("The part is too large to encrypt (over 256 TiB)"));
+        }
+        if self.declared_size.is_some() {
+            return Err(SseError::internal("A part's size was declared twice"));
+        }
+        self.declared_size = Some(plaintext_size);
+        self.aad = PackageAad::new(self.metadata.part_number(), plaintext_size);
+        Ok(())
+    }
+
     /// Encrypts `plaintext`, appending the ciphertext of every package completed so far to `out`.
     pub fn push(&mut self, mut plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let sealable = self.pending.len() + plaintext.len();
-        out.reserve(sealable + (sealable / PACKAGE_SIZE + 1) * TAG_LEN);
+        out.reserve(sealable + (sealable / PACKAGE_SIZE + 1) * TAG_LEN + MARKER_LEN as usize);
         loop {
             if self.pending.len() == PACKAGE_SIZE && !plaintext.is_empty() {
                 self.seal_pending(false, out)?;
@@ -165,13 +285,17 @@ impl PartEncryptor {
     }
 
     /// Seals the held-back plaintext as the final package (an empty one for an empty part) and appends it to `out`.
+    /// Fails if the part holds fewer bytes than declared.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<SealedPart> {
-        out.reserve(self.pending.len() + TAG_LEN);
+        out.reserve(self.pending.len() + TAG_LEN + MARKER_LEN as usize);
         self.seal_pending(true, out)?;
+        if self.declared_size != Some(self.plaintext_size) {
+            return Err(SseError::internal("An encrypted part ended before its declared size"));
+        }
         let etag = (!self.etag_is_plaintext_md5()).then(|| hex::encode(&self.tags.finish().as_ref()[..16]));
         Ok(SealedPart {
             plaintext_size: self.plaintext_size,
-            stored_size: self.plaintext_size + TAG_LEN as u64 * self.packages,
+            stored_size: Layout::V2.stored_size(self.plaintext_size),
             etag,
         })
     }
@@ -185,11 +309,19 @@ impl PartEncryptor {
     }
 
     fn seal(&mut self, plaintext: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
-        let index = u32::try_from(self.packages)
-            .map_err(|_| SseError::invalid_argument("The part is too large to encrypt (over 256 TiB)"))?;
+        let declared = self
+            .declared_size
+            .ok_or_else(|| SseError::internal("An encrypted part's size must be declared before its data"))?;
+        if self.plaintext_size + plaintext.len() as u64 > declared {
+            return Err(SseError::internal("An encrypted part got more data than its declared size"));
+        }
+        let index = u32::try_from(self.packages).expect("package count checked against MAX_PACKAGES");
+        if index == 0 {
+            out.extend_from_slice(&ENCRYPTED_DATA_MARKER);
+        }
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = self.key.seal(index, last, &mut out[start..]);
+        let tag = self.key.seal(index, last, self.aad.package(index, last), &mut out[start..]);
         out.extend_from_slice(&tag);
         self.tags.update(&tag);
         self.packages += 1;
@@ -201,12 +333,15 @@ impl PartEncryptor {
 /// Decrypts a plaintext range of one part from the stored packages that cover it, in place.
 ///
 /// The caller reads [`PartDecryptor::stored_range`] of the part's stored data — all of it, failing if the data ends
-/// early — in chunks of whole packages ([`PartDecryptor::chunk_len`]) and hands each chunk, with its offset in that
-/// range, to [`PartDecryptor::open_in_place`], which decrypts it where it lies and says which of its bytes are
-/// requested plaintext: no package is copied. Chunks are independent, so they can be opened in any order and on
-/// any thread.
+/// early — in chunks of whole packages: a first chunk of [`PartDecryptor::first_chunk_len`] (which also holds the
+/// format-2 marker when the range starts with the part), then chunks of [`PartDecryptor::chunk_len`]; it hands
+/// each chunk, with its offset in that range, to [`PartDecryptor::open_in_place`], which decrypts it where it lies
+/// and says which of its bytes are requested plaintext: no package is copied. Chunks are independent, so they can
+/// be opened in any order and on any thread.
 pub struct PartDecryptor {
     key: PartKey,
+    layout: Layout,
+    aad: PackageAad,
     plaintext_size: u64,
     final_index: u64,
     first_index: u64,
@@ -216,7 +351,7 @@ pub struct PartDecryptor {
 }
 
 impl PartDecryptor {
-    fn new(key: PartKey, plaintext_size: u64, range: Range<u64>) -> Result<Self> {
+    fn new(key: PartKey, layout: Layout, aad: PackageAad, plaintext_size: u64, range: Range<u64>) -> Result<Self> {
         if range.start > range.end || range.end > plaintext_size {
             return Err(SseError::invalid_range());
         }
@@ -228,44 +363,70 @@ impl PartDecryptor {
         // Even an empty range reads (and so authenticates) one package.
         let first_index = (range.start / PACKAGE).min(final_index);
         let last_index = if range.is_empty() { first_index } else { (range.end - 1) / PACKAGE };
-        Ok(Self { key, plaintext_size, final_index, first_index, last_index, range })
+        Ok(Self { key, layout, aad, plaintext_size, final_index, first_index, last_index, range })
     }
 
-    /// The byte range of the part's stored data to read and open with this decryptor.
+    fn package_start(&self, index: u64) -> u64 {
+        self.layout.header_len() + index * STORED_PACKAGE
+    }
+
+    /// The byte range of the part's stored data to read and open with this decryptor: the packages covering the
+    /// plaintext range, and the marker before them if they start with the part's first package.
     pub fn stored_range(&self) -> Range<u64> {
         let last_len = stored_package_len(self.plaintext_size, self.final_index, self.last_index) as u64;
-        self.first_index * STORED_PACKAGE..self.last_index * STORED_PACKAGE + last_len
+        let start = if self.first_index == 0 { 0 } else { self.package_start(self.first_index) };
+        start..self.package_start(self.last_index) + last_len
     }
 
-    /// The chunk length to read the stored range in: as many whole stored packages as fit in `max` bytes (at least
-    /// one). Every chunk but the last has this length; the last one ends with the range.
+    /// The chunk length to read the stored range in after the first chunk: as many whole stored packages as fit in
+    /// `max` bytes (at least one). Every chunk but the first and the last has this length; the last one ends with
+    /// the range.
     pub fn chunk_len(&self, max: usize) -> usize {
         let stored_package = STORED_PACKAGE as usize;
         (max / stored_package).max(1) * stored_package
     }
 
+    /// The length of the first chunk: [`PartDecryptor::chunk_len`], plus the marker when the range starts with it.
+    pub fn first_chunk_len(&self, max: usize) -> usize {
+        let header = if self.first_index == 0 { self.layout.header_len() as usize } else { 0 };
+        header + self.chunk_len(max)
+    }
+
     /// Authenticates and decrypts, in place, the whole stored packages in `chunk`, which starts `offset` bytes into
-    /// [`PartDecryptor::stored_range`], and returns the byte ranges of `chunk` that are requested plaintext (tags
-    /// and bytes outside the range left out). Fails on a package that does not authenticate, a chunk that does not
-    /// start at a package or ends inside one, and bytes past the range; on failure `chunk` holds nothing the caller
-    /// may use.
+    /// [`PartDecryptor::stored_range`], and returns the byte ranges of `chunk` that are requested plaintext (marker,
+    /// tags and bytes outside the range left out). Fails on a package that does not authenticate, a marker that
+    /// is not the format's, a chunk that does not start at a package (or the marker) or ends inside one, and bytes
+    /// past the range; on failure `chunk` holds nothing the caller may use.
     pub fn open_in_place(&self, offset: u64, chunk: &mut [u8]) -> Result<Vec<Range<usize>>> {
         let misaligned = || SseError::internal("A read of encrypted data did not cover whole packages");
-        if !offset.is_multiple_of(STORED_PACKAGE) {
+        let header = self.layout.header_len();
+        let mut position = self.stored_range().start + offset;
+        let mut at = 0;
+        if header > 0 && position == 0 {
+            let marker = chunk.get(..MARKER_LEN as usize).ok_or_else(misaligned)?;
+            if marker != ENCRYPTED_DATA_MARKER {
+                return Err(SseError::corrupted_data());
+            }
+            at = MARKER_LEN as usize;
+            position = MARKER_LEN;
+        }
+        let packages_offset = position.checked_sub(header).ok_or_else(misaligned)?;
+        if !packages_offset.is_multiple_of(STORED_PACKAGE) {
             return Err(misaligned());
         }
-        let mut index = self.first_index + offset / STORED_PACKAGE;
+        let mut index = packages_offset / STORED_PACKAGE;
+        let mut aad = self.aad;
         let mut plaintext = Vec::with_capacity(chunk.len().div_ceil(STORED_PACKAGE as usize));
-        let mut at = 0;
         while at < chunk.len() {
-            if index > self.last_index {
+            if index < self.first_index || index > self.last_index {
                 return Err(SseError::corrupted_data());
             }
             let package_len = stored_package_len(self.plaintext_size, self.final_index, index);
             let package = chunk.get_mut(at..at + package_len).ok_or_else(misaligned)?;
             let (ciphertext, tag) = package.split_at_mut(package_len - TAG_LEN);
             let nonce_index = u32::try_from(index).expect("package count checked against MAX_PACKAGES");
-            if !self.key.open(nonce_index, index == self.final_index, tag, ciphertext) {
+            let last = index == self.final_index;
+            if !self.key.open(nonce_index, last, aad.package(nonce_index, last), tag, ciphertext) {
                 return Err(SseError::corrupted_data());
             }
             // The package's plaintext is [index * PACKAGE, + its length) of the part; emit what the range wants.
@@ -301,6 +462,7 @@ mod tests {
     /// Encrypts `data` pushed in chunks of `chunk` bytes.
     fn encrypt(cipher: &ObjectCipher, data: &[u8], chunk: usize) -> (PartEncryption, Vec<u8>, SealedPart) {
         let mut encryptor = cipher.encrypt_part(1);
+        encryptor.declare_size(data.len() as u64).unwrap();
         let metadata = encryptor.metadata().clone();
         let mut stored = Vec::new();
         for piece in data.chunks(chunk.max(1)) {
@@ -318,10 +480,14 @@ mod tests {
         if (stored.len() as u64) < range.end - range.start {
             return Err(SseError::internal("the stored data ended early"));
         }
+        let first_len = decryptor.first_chunk_len(max_chunk).min(stored.len());
+        let (first, rest) = stored.split_at(first_len);
         let chunk_len = decryptor.chunk_len(max_chunk);
-        for (i, piece) in stored.chunks(chunk_len).enumerate() {
+        let chunks = std::iter::once((0, first))
+            .chain(rest.chunks(chunk_len).enumerate().map(|(i, piece)| (first_len + i * chunk_len, piece)));
+        for (offset, piece) in chunks {
             let mut chunk = piece.to_vec();
-            for plaintext in decryptor.open_in_place((i * chunk_len) as u64, &mut chunk)? {
+            for plaintext in decryptor.open_in_place(offset as u64, &mut chunk)? {
                 out.extend_from_slice(&chunk[plaintext]);
             }
         }
@@ -347,15 +513,17 @@ mod tests {
 
     #[test]
     fn size_math() {
-        assert_eq!(stored_size(0), 16);
-        assert_eq!(stored_size(1), 17);
-        assert_eq!(stored_size(PACKAGE), PACKAGE + 16);
-        assert_eq!(stored_size(PACKAGE + 1), PACKAGE + 1 + 32);
+        // The marker, then one tag per package.
+        assert_eq!(stored_size(0), 32);
+        assert_eq!(stored_size(1), 33);
+        assert_eq!(stored_size(PACKAGE), PACKAGE + 32);
+        assert_eq!(stored_size(PACKAGE + 1), PACKAGE + 1 + 48);
+        assert_eq!(Layout::V1.stored_size(PACKAGE + 1), PACKAGE + 1 + 32);
         for size in (0..4 * PACKAGE + 3).step_by(997).chain([PACKAGE - 1, PACKAGE, PACKAGE + 1, 2 * PACKAGE]) {
             assert_eq!(plaintext_size(stored_size(size)), Some(size), "{size}");
         }
-        // Sizes no part can have: nothing, a bare partial tag, an empty second package.
-        for bad in [0, 1, 15, STORED_PACKAGE + 1, STORED_PACKAGE + 16, 2 * STORED_PACKAGE + 16] {
+        // Sizes no part can have: nothing, the marker alone or with a partial tag, an empty second package.
+        for bad in [0, 1, 15, 16, 31, 16 + STORED_PACKAGE + 1, 16 + STORED_PACKAGE + 16, 16 + 2 * STORED_PACKAGE + 16] {
             assert_eq!(plaintext_size(bad), None, "{bad}");
         }
     }
@@ -385,6 +553,7 @@ mod tests {
     fn empty_pushes_change_nothing() {
         let cipher = cipher(SseMode::SseKms);
         let mut encryptor = cipher.encrypt_part(1);
+        encryptor.declare_size(PACKAGE + 3).unwrap();
         let part = encryptor.metadata().clone();
         let mut stored = Vec::new();
         for piece in [&[][..], &plaintext(PACKAGE_SIZE), &[], &[1, 2, 3], &[]] {
@@ -404,6 +573,7 @@ mod tests {
         let cipher = cipher(SseMode::SseKms);
         let data = plaintext(1 << 20);
         let mut encryptor = cipher.encrypt_part(1);
+        encryptor.declare_size(1 << 20).unwrap();
         let mut stored = Vec::new();
         for piece in data.chunks(40_000) {
             encryptor.push(piece, &mut stored).unwrap();
@@ -421,26 +591,33 @@ mod tests {
         let decryptor = cipher.decrypt_part(&part, size, 5..size - 3).unwrap();
         assert_eq!(decryptor.chunk_len(0), STORED_PACKAGE as usize);
         assert_eq!(decryptor.chunk_len(2 * STORED_PACKAGE as usize + 1), 2 * STORED_PACKAGE as usize);
-        // Package i's plaintext starts at i * STORED_PACKAGE; the range skips 5 bytes and stops 3 short.
-        let (sp, p) = (STORED_PACKAGE as usize, PACKAGE_SIZE);
+        // The range starts in package 0, so the first chunk also holds the marker.
+        assert_eq!(decryptor.first_chunk_len(0), 16 + STORED_PACKAGE as usize);
+        // Package i's plaintext starts at 16 + i * STORED_PACKAGE; the range skips 5 bytes and stops 3 short.
+        let (h, sp, p) = (16, STORED_PACKAGE as usize, PACKAGE_SIZE);
         let mut chunk = stored.clone();
         let ranges = decryptor.open_in_place(0, &mut chunk).unwrap();
-        assert_eq!(ranges, vec![5..p, sp..sp + p, 2 * sp..2 * sp + p, 3 * sp..3 * sp + 7]);
+        assert_eq!(
+            ranges,
+            vec![h + 5..h + p, h + sp..h + sp + p, h + 2 * sp..h + 2 * sp + p, h + 3 * sp..h + 3 * sp + 7]
+        );
         let joined: Vec<u8> = ranges.into_iter().flat_map(|r| chunk[r].to_vec()).collect();
         assert!(joined == data[5..size as usize - 3]);
-        // Chunks are independent: the last two packages first, then the first two.
-        let mut tail = stored[2 * sp..].to_vec();
-        assert_eq!(decryptor.open_in_place(2 * sp as u64, &mut tail).unwrap(), vec![0..p, sp..sp + 7]);
-        let mut head = stored[..2 * sp].to_vec();
-        assert_eq!(decryptor.open_in_place(0, &mut head).unwrap(), vec![5..p, sp..sp + p]);
+        // Chunks are independent: the last two packages first, then the marker and the first two.
+        let mut tail = stored[h + 2 * sp..].to_vec();
+        assert_eq!(decryptor.open_in_place((h + 2 * sp) as u64, &mut tail).unwrap(), vec![0..p, sp..sp + 7]);
+        let mut head = stored[..h + 2 * sp].to_vec();
+        assert_eq!(decryptor.open_in_place(0, &mut head).unwrap(), vec![h + 5..h + p, h + sp..h + sp + p]);
         // A chunk that ends inside a package or starts inside one is refused.
-        let mut partial = stored[..sp + 100].to_vec();
+        let mut partial = stored[..h + sp + 100].to_vec();
         assert_eq!(decryptor.open_in_place(0, &mut partial).unwrap_err().status(), 500);
-        let mut shifted = stored[1..sp + 1].to_vec();
-        assert_eq!(decryptor.open_in_place(1, &mut shifted).unwrap_err().status(), 500);
-        // A package opened at another position does not authenticate.
-        let mut moved = stored[sp..2 * sp].to_vec();
-        assert!(decryptor.open_in_place(0, &mut moved).is_err());
+        let mut shifted = stored[h + 1..h + sp + 1].to_vec();
+        assert_eq!(decryptor.open_in_place(h as u64 + 1, &mut shifted).unwrap_err().status(), 500);
+        // A package opened at another position, or without the marker before package 0, does not authenticate.
+        let mut moved = stored[h + sp..h + 2 * sp].to_vec();
+        assert!(decryptor.open_in_place(h as u64, &mut moved).is_err());
+        let mut unmarked = stored[h..h + sp].to_vec();
+        assert!(decryptor.open_in_place(0, &mut unmarked).is_err());
     }
 
     #[test]
@@ -487,15 +664,17 @@ mod tests {
         let part = cipher.encrypt_part(1).metadata().clone();
         let size = 10 * PACKAGE + 5;
         let at = |range: Range<u64>| cipher.decrypt_part(&part, size, range).unwrap().stored_range();
-        assert_eq!(at(0..1), 0..STORED_PACKAGE);
-        assert_eq!(at(PACKAGE..PACKAGE + 1), STORED_PACKAGE..2 * STORED_PACKAGE);
-        assert_eq!(at(PACKAGE - 1..PACKAGE + 1), 0..2 * STORED_PACKAGE);
-        assert_eq!(at(size - 1..size), 10 * STORED_PACKAGE..10 * STORED_PACKAGE + 5 + 16);
+        // Package i is at 16 + i * STORED_PACKAGE; a range starting in package 0 also reads the marker.
+        let package = |i: u64| 16 + i * STORED_PACKAGE;
+        assert_eq!(at(0..1), 0..package(1));
+        assert_eq!(at(PACKAGE..PACKAGE + 1), package(1)..package(2));
+        assert_eq!(at(PACKAGE - 1..PACKAGE + 1), 0..package(2));
+        assert_eq!(at(size - 1..size), package(10)..package(10) + 5 + 16);
         assert_eq!(at(0..size), 0..stored_size(size));
         // An empty range still authenticates one package; the end of a part reads the final one.
-        assert_eq!(at(size..size), 10 * STORED_PACKAGE..10 * STORED_PACKAGE + 21);
+        assert_eq!(at(size..size), package(10)..package(10) + 21);
         let empty = cipher.decrypt_part(&part, 0, 0..0).unwrap().stored_range();
-        assert_eq!(empty, 0..16);
+        assert_eq!(empty, 0..32);
     }
 
     #[test]
@@ -539,32 +718,38 @@ mod tests {
             bad[at] ^= 0x80;
             bad
         };
-        // One flipped byte in a ciphertext, in a tag, in the final package.
-        assert_rejected(&cipher, &part, &flip(0), size, "first ciphertext byte");
-        assert_rejected(&cipher, &part, &flip(sp + 1234), size, "ciphertext in package 1");
-        assert_rejected(&cipher, &part, &flip(sp - 1), size, "tag of package 0");
+        // Package i starts at h + i * sp, after the marker.
+        let h = 16;
+        // One flipped byte in the marker, in a ciphertext, in a tag, in the final package.
+        assert_rejected(&cipher, &part, &flip(0), size, "first marker byte");
+        assert_rejected(&cipher, &part, &flip(h - 1), size, "last marker byte");
+        assert_rejected(&cipher, &part, &flip(h), size, "first ciphertext byte");
+        assert_rejected(&cipher, &part, &flip(h + sp + 1234), size, "ciphertext in package 1");
+        assert_rejected(&cipher, &part, &flip(h + sp - 1), size, "tag of package 0");
         assert_rejected(&cipher, &part, &flip(stored.len() - 1), size, "tag of the final package");
-        assert_rejected(&cipher, &part, &flip(3 * sp + 10), size, "final package ciphertext");
-        // Drop the final package, drop a middle package.
-        assert_rejected(&cipher, &part, &stored[..3 * sp], size, "final package dropped");
-        let mut dropped_middle = stored[..sp].to_vec();
-        dropped_middle.extend_from_slice(&stored[2 * sp..]);
+        assert_rejected(&cipher, &part, &flip(h + 3 * sp + 10), size, "final package ciphertext");
+        // Drop the marker, the final package, a middle package.
+        assert_rejected(&cipher, &part, &stored[h..], size, "marker dropped");
+        assert_rejected(&cipher, &part, &stored[..h + 3 * sp], size, "final package dropped");
+        let mut dropped_middle = stored[..h + sp].to_vec();
+        dropped_middle.extend_from_slice(&stored[h + 2 * sp..]);
         assert_rejected(&cipher, &part, &dropped_middle, size, "middle package dropped");
         // Swap two packages.
-        let mut swapped = stored[sp..2 * sp].to_vec();
-        swapped.extend_from_slice(&stored[..sp]);
-        swapped.extend_from_slice(&stored[2 * sp..]);
+        let mut swapped = stored[..h].to_vec();
+        swapped.extend_from_slice(&stored[h + sp..h + 2 * sp]);
+        swapped.extend_from_slice(&stored[h..h + sp]);
+        swapped.extend_from_slice(&stored[h + 2 * sp..]);
         assert_rejected(&cipher, &part, &swapped, size, "packages 0 and 1 swapped");
         // Append a package (a copy of the last one) or a stray byte.
         let mut appended = stored.clone();
-        appended.extend_from_slice(&stored[3 * sp..]);
+        appended.extend_from_slice(&stored[h + 3 * sp..]);
         assert_rejected(&cipher, &part, &appended, size, "package appended");
         let mut extra_byte = stored.clone();
         extra_byte.push(0);
         assert_rejected(&cipher, &part, &extra_byte, size, "byte appended");
         // Truncate mid-package and at a package boundary.
-        assert_rejected(&cipher, &part, &stored[..sp + 100], size, "truncated mid-package");
-        assert_rejected(&cipher, &part, &stored[..2 * sp], size, "truncated at a boundary");
+        assert_rejected(&cipher, &part, &stored[..h + sp + 100], size, "truncated mid-package");
+        assert_rejected(&cipher, &part, &stored[..h + 2 * sp], size, "truncated at a boundary");
         assert_rejected(&cipher, &part, &stored[..stored.len() - 1], size, "last byte cut");
     }
 
@@ -584,12 +769,14 @@ mod tests {
     fn an_empty_part_is_one_authenticated_package() {
         let cipher = cipher(SseMode::SseC);
         let (part, stored, _) = encrypt(&cipher, &[], 1);
-        assert_eq!(stored.len(), 16);
+        assert_eq!(stored.len(), 32);
         assert_eq!(decrypt(&cipher, &part, &stored, 0, 0..0, 16).unwrap(), b"");
-        assert!(decrypt(&cipher, &part, &[], 0, 0..0, 16).is_err(), "missing final package");
-        let mut bad = stored.clone();
-        bad[3] ^= 1;
-        assert!(decrypt(&cipher, &part, &bad, 0, 0..0, 16).is_err());
+        assert!(decrypt(&cipher, &part, &stored[..16], 0, 0..0, 16).is_err(), "missing final package");
+        for at in [3, 20] {
+            let mut bad = stored.clone();
+            bad[at] ^= 1;
+            assert!(decrypt(&cipher, &part, &bad, 0, 0..0, 16).is_err(), "byte {at}");
+        }
     }
 
     #[test]
@@ -654,6 +841,7 @@ mod tests {
                 .map(|i| {
                     let data = &object[offsets[i] as usize..offsets[i + 1] as usize];
                     let mut encryptor = cipher.encrypt_part(i as u32 + 1);
+                    encryptor.declare_size(data.len() as u64).unwrap();
                     let metadata = encryptor.metadata().clone();
                     let mut stored = Vec::new();
                     for piece in data.chunks(write_chunk) {
@@ -684,31 +872,137 @@ mod tests {
         }
     }
 
-    /// Pinned in docs/encryption-format.md ("Package" vectors).
+    /// Every field a reader takes from the record is bound: decrypting with any one of them changed fails, for
+    /// the whole part and for a range of its first package alone (which format 1 did not catch).
+    #[test]
+    fn the_recorded_layout_is_bound_into_every_package() {
+        let key = || ObjectKey::from_bytes(std::array::from_fn(|i| i as u8));
+        let cipher = ObjectCipher::new(key(), SseMode::SseKms);
+        let size = 3 * PACKAGE + 100;
+        let data = plaintext(size as usize);
+        let (part, stored, _) = encrypt(&cipher, &data, 70_000);
+        assert_eq!(decrypt(&cipher, &part, &stored, size, 0..size, 1 << 20).unwrap(), data);
+        assert_eq!(decrypt(&cipher, &part, &stored, size, 0..1, 1 << 20).unwrap(), &data[..1]);
+        let fails = |cipher: &ObjectCipher, part: &PartEncryption, size: u64, what: &str| {
+            for range in [0..size, 0..1, PACKAGE + 1..PACKAGE + 2] {
+                assert!(decrypt(cipher, part, &stored, size, range.clone(), 1 << 20).is_err(), "{what}: {range:?}");
+            }
+        };
+        // The part's plaintext size: one byte, or the final package (truncation with the size adjusted), off.
+        for wrong in [size - 1, size + 1, 3 * PACKAGE, 2 * PACKAGE + 100, size + PACKAGE] {
+            fails(&cipher, &part, wrong, &format!("size {wrong}"));
+        }
+        // The mode is not (the seal binds it: re-keying to another mode keeps the data).
+        for mode in [SseMode::SseS3, SseMode::SseC] {
+            let other_mode = ObjectCipher::new(key(), mode);
+            assert_eq!(decrypt(&other_mode, &part, &stored, size, 0..size, 1 << 20).unwrap(), data);
+        }
+        // The part number (it also derives the key) and the format (format 1 has no marker nor associated data).
+        let renumbered = PartEncryption::new(2, *part.salt());
+        fails(&cipher, &renumbered, size, "part number");
+        let salt = base64_simd::STANDARD.encode_to_string(part.salt());
+        let format_1 = PartEncryption::from_json(&format!(r#"{{"v":1,"part":1,"salt":"{salt}"}}"#)).unwrap();
+        assert!(decrypt(&cipher, &format_1, &stored[16..], size, 0..size, 1 << 20).is_err(), "read as format 1");
+        // The package size and each package's index and final flag: a package sealed for one place opens nowhere
+        // else (tampering_is_detected moves packages); its associated data names all of them.
+        let mut aad = PackageAad::new(7, 0x0102_0304_0506);
+        let expected = "636f666665722d7373652f76322f7061636b61676500000007000001020304050600010000";
+        assert_eq!(hex::encode(aad.package(9, true)), format!("{expected}0000000901"));
+        assert_eq!(hex::encode(aad.package(10, false)), format!("{expected}0000000a00"));
+    }
+
+    #[test]
+    fn declared_sizes_are_kept() {
+        let cipher = cipher(SseMode::SseS3);
+        let mut undeclared = cipher.encrypt_part(1);
+        assert_eq!(undeclared.push(&plaintext(PACKAGE_SIZE + 1), &mut Vec::new()).unwrap_err().status(), 500);
+        let mut short = cipher.encrypt_part(1);
+        short.declare_size(10).unwrap();
+        short.push(&plaintext(9), &mut Vec::new()).unwrap();
+        assert_eq!(short.finish(&mut Vec::new()).unwrap_err().status(), 500);
+        let mut long = cipher.encrypt_part(1);
+        long.declare_size(10).unwrap();
+        long.push(&plaintext(11), &mut Vec::new()).unwrap();
+        assert_eq!(long.finish(&mut Vec::new()).unwrap_err().status(), 500);
+        let mut twice = cipher.encrypt_part(1);
+        twice.declare_size(10).unwrap();
+        assert!(twice.declare_size(10).is_err());
+    }
+
+    /// Pinned in docs/encryption-format.md ("Package" vectors, format 2).
     #[test]
     fn package_test_vectors() {
-        let cipher = cipher(SseMode::SseC);
-        let run = |data: &[u8]| {
-            let mut encryptor = cipher.encrypt_part_with_salt(1, [0x5a; 16]);
+        let cipher = cipher(SseMode::SseKms);
+        let run = |part_number: u32, data: &[u8]| {
+            let mut encryptor = cipher.encrypt_part_with_salt(part_number, [0x5a; 16]);
+            encryptor.declare_size(data.len() as u64).unwrap();
             let mut stored = Vec::new();
             encryptor.push(data, &mut stored).unwrap();
             let sealed = encryptor.finish(&mut stored).unwrap();
             (stored, sealed.etag.unwrap())
         };
-        let (empty, empty_etag) = run(b"");
-        assert_eq!(hex::encode(&empty), "51602bbe427edc368e350ca12f8e966f");
-        assert_eq!(empty_etag, "95ec2932d5a3c7fd67a054f44bd68233");
-        let (hello, hello_etag) = run(b"Hello, world!");
-        assert_eq!(hello_etag, "4f76602e52a01a949d16677ae1a730a4");
-        assert_eq!(hex::encode(&hello), "49c066587a20c0d40bd1cce50cc062884c8c31fab07fe4cdf0a896ad0a");
-        let (big, big_etag) = run(&plaintext(PACKAGE_SIZE + 1));
-        assert_eq!(big.len(), PACKAGE_SIZE + 1 + 32);
-        assert_eq!(hex::encode(&big[PACKAGE_SIZE..PACKAGE_SIZE + 16]), "819d1c86a480abddcc7475140c169abb");
-        assert_eq!(hex::encode(&big[PACKAGE_SIZE + 16..]), "b0d420fdc73effc9e04114a44e2138c8d8");
+        let marker = "89434f464645522d5353450d0a1a0a02";
+        assert_eq!(hex::encode(ENCRYPTED_DATA_MARKER), marker);
+        let mut aad = PackageAad::new(1, 13);
+        assert_eq!(
+            hex::encode(aad.package(0, true)),
+            "636f666665722d7373652f76322f7061636b61676500000001000000000000000d000100000000000001"
+        );
+        let (empty, empty_etag) = run(1, b"");
+        assert_eq!(hex::encode(&empty), format!("{marker}9d187432bf286f9e33150592581aa0d9"));
+        assert_eq!(empty_etag, "c12872cdeb7cf89f649b7c587d42e288");
+        let (hello, hello_etag) = run(1, b"Hello, world!");
+        assert_eq!(hex::encode(&hello), format!("{marker}49c066587a20c0d40bd1cce50cec0eccb1c38e7306df716408825c0206"));
+        assert_eq!(hello_etag, "594f1c8fc7477f5ea093374534ad5e27");
+        let (big, big_etag) = run(1, &plaintext(PACKAGE_SIZE + 1));
+        assert_eq!(big.len(), 16 + PACKAGE_SIZE + 1 + 32);
+        assert_eq!(hex::encode(&big[16 + PACKAGE_SIZE..16 + PACKAGE_SIZE + 16]), "b910ff122dcc1dc8b1fab82bcc454895");
+        assert_eq!(hex::encode(&big[16 + PACKAGE_SIZE + 16..]), "b0eff5f488d1a01e75d9401a4114def39d");
+        assert_eq!(
+            hex::encode(aws_lc_rs::digest::digest(&SHA256, &big)),
+            "e0451faae0097bc4ceff13a8e395f1e9cc3e6d7e37ecfc3cf39e795356a60ee9"
+        );
+        assert_eq!(big_etag, "7f35d6985d85be00c43c4b3231f22110");
+        // Each vector decrypts back.
+        let part = |n| PartEncryption::new(n, [0x5a; 16]);
+        assert_eq!(decrypt(&cipher, &part(1), &hello, 13, 0..13, 1 << 20).unwrap(), b"Hello, world!");
+        assert_eq!(
+            decrypt(&cipher, &part(1), &big, PACKAGE + 1, 0..PACKAGE + 1, 1 << 20).unwrap(),
+            plaintext(PACKAGE_SIZE + 1)
+        );
+    }
+
+    /// Data written in format 1 (the vectors docs/encryption-format.md keeps for it) still reads, and only as
+    /// format 1.
+    #[test]
+    fn format_1_test_vectors_still_read() {
+        let cipher = cipher(SseMode::SseC);
+        let part = PartEncryption::from_json(r#"{"v":1,"part":1,"salt":"WlpaWlpaWlpaWlpaWlpaWg=="}"#).unwrap();
+        let empty = hex::decode("51602bbe427edc368e350ca12f8e966f").unwrap();
+        assert_eq!(decrypt(&cipher, &part, &empty, 0, 0..0, 1 << 20).unwrap(), b"");
+        let hello = hex::decode("49c066587a20c0d40bd1cce50cc062884c8c31fab07fe4cdf0a896ad0a").unwrap();
+        assert_eq!(decrypt(&cipher, &part, &hello, 13, 0..13, 1 << 20).unwrap(), b"Hello, world!");
+        assert_eq!(decrypt(&cipher, &part, &hello, 13, 5..7, 1).unwrap(), b", ");
+        // The 65 537-byte vector, sealed as format 1 did (no associated data, no marker), pinned by its digest.
+        let key = cipher.key.part_key(&[0x5a; 16], 1);
+        let data = plaintext(PACKAGE_SIZE + 1);
+        let mut big = Vec::new();
+        for (index, package) in data.chunks(PACKAGE_SIZE).enumerate() {
+            let start = big.len();
+            big.extend_from_slice(package);
+            let tag = key.seal(index as u32, index == 1, &[], &mut big[start..]);
+            big.extend_from_slice(&tag);
+        }
         assert_eq!(
             hex::encode(aws_lc_rs::digest::digest(&SHA256, &big)),
             "bd9ccf4643793aaf0cef03c81fdc88c97833a46bc7212c0aee19cc085ac2f815"
         );
-        assert_eq!(big_etag, "e37fafadbfe3f5ef48b42f415024912a");
+        let size = PACKAGE + 1;
+        assert!(decrypt(&cipher, &part, &big, size, 0..size, 1 << 20).unwrap() == data);
+        assert!(decrypt(&cipher, &part, &big, size, PACKAGE..size, 1 << 20).unwrap() == data[PACKAGE_SIZE..]);
+        assert_eq!(part.stored_size(size), big.len() as u64);
+        // Format-1 data read as format 2 fails: no marker, and packages without associated data.
+        let as_format_2 = PartEncryption::new(1, [0x5a; 16]);
+        assert!(decrypt(&cipher, &as_format_2, &hello, 13, 0..13, 1 << 20).is_err());
     }
 }

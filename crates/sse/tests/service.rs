@@ -66,6 +66,7 @@ struct StoredPart {
 /// plaintext → encryptor → "store", pushing in 10 000-byte chunks through one reused buffer.
 fn encrypt(cipher: &ObjectCipher, part_number: u32, plaintext: &[u8]) -> StoredPart {
     let mut encryptor = cipher.encrypt_part(part_number);
+    encryptor.declare_size(plaintext.len() as u64).unwrap();
     let encryption = encryptor.metadata().to_json();
     let mut bytes = Vec::new();
     let mut buffer = Vec::new();
@@ -88,12 +89,18 @@ fn decrypt(cipher: &ObjectCipher, part: &StoredPart, range: std::ops::Range<u64>
     let decryptor = cipher.decrypt_part(&metadata, part.size, range)?;
     let stored = decryptor.stored_range();
     let mut out = Vec::new();
-    let chunk_len = decryptor.chunk_len(2 * (coffer_sse::PACKAGE_SIZE + 16));
-    for (i, chunk) in part.bytes[stored.start as usize..stored.end as usize].chunks(chunk_len).enumerate() {
+    let max = 2 * (coffer_sse::PACKAGE_SIZE + 16);
+    let (first_len, chunk_len) = (decryptor.first_chunk_len(max), decryptor.chunk_len(max));
+    let bytes = &part.bytes[stored.start as usize..stored.end as usize];
+    let (first, rest) = bytes.split_at(first_len.min(bytes.len()));
+    let chunks = std::iter::once(first).chain(rest.chunks(chunk_len));
+    let mut offset = 0;
+    for chunk in chunks {
         let mut chunk = chunk.to_vec();
-        for plaintext in decryptor.open_in_place((i * chunk_len) as u64, &mut chunk)? {
+        for plaintext in decryptor.open_in_place(offset, &mut chunk)? {
             out.extend_from_slice(&chunk[plaintext]);
         }
+        offset += chunk.len() as u64;
     }
     Ok(out)
 }

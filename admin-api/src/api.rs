@@ -293,6 +293,54 @@ pub struct RewrapTo {
     pub mode: Option<ObjectMode>,
 }
 
+/// What a scrub job checks: every stored object of `bucket` (all buckets when absent) whose key starts with
+/// `prefix`; see docs/operations.md.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubSpec {
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// At most this many objects per second (0: no limit).
+    #[serde(default)]
+    pub objects_per_second: u32,
+}
+
+/// What a job does: its `kind` and its `spec`, side by side in the job's document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "spec", rename_all = "kebab-case")]
+pub enum JobSpec {
+    Rewrap(RewrapSpec),
+    Scrub(ScrubSpec),
+}
+
+impl JobSpec {
+    /// The `kind` the API shows.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rewrap(_) => "rewrap",
+            Self::Scrub(_) => "scrub",
+        }
+    }
+
+    /// At most this many objects per second (0: no limit).
+    pub fn objects_per_second(&self) -> u32 {
+        match self {
+            Self::Rewrap(spec) => spec.objects_per_second,
+            Self::Scrub(spec) => spec.objects_per_second,
+        }
+    }
+
+    /// The key prefix the job is limited to.
+    pub fn prefix(&self) -> Option<&str> {
+        match self {
+            Self::Rewrap(spec) => spec.prefix.as_deref(),
+            Self::Scrub(spec) => spec.prefix.as_deref(),
+        }
+    }
+}
+
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -327,16 +375,22 @@ impl JobState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
     pub id: String,
+    /// `kind` (`rewrap`, `scrub`) and `spec`.
+    #[serde(flatten)]
+    pub spec: JobSpec,
     pub state: JobState,
+    /// A rewrap that walks and counts without changing anything (a scrub never changes anything either).
     pub dry_run: bool,
-    pub spec: RewrapSpec,
     /// RFC 3339.
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub progress: JobProgress,
-    /// Objects that could not be changed (the first [`MAX_JOB_FAILURES`]).
+    /// Objects that could not be changed, or (a scrub) checked (the first [`MAX_JOB_FAILURES`]).
     pub failures: Vec<JobFailure>,
+    /// Objects a scrub found damaged (the first [`MAX_JOB_FAILURES`]; `progress.damaged` counts them all).
+    #[serde(default)]
+    pub damaged: Vec<JobFailure>,
     pub error: Option<String>,
 }
 
@@ -353,8 +407,18 @@ pub struct JobProgress {
     pub changed: u64,
     pub unchanged: u64,
     pub skipped_sse_c: u64,
+    /// Objects a scrub found intact.
+    #[serde(default)]
+    pub verified: u64,
+    /// Objects a scrub found nothing wrong with, but could not check every byte of (stored before data checksums
+    /// were kept).
+    #[serde(default)]
+    pub unverifiable: u64,
+    /// Objects a scrub found damaged.
+    #[serde(default)]
+    pub damaged: u64,
     pub failed: u64,
-    /// Size of the changed objects.
+    /// Size of the changed objects; for a scrub, the stored bytes read.
     pub bytes: u64,
     /// Examined objects per second while running.
     pub objects_per_second: f64,
@@ -362,7 +426,8 @@ pub struct JobProgress {
     pub eta_seconds: Option<u64>,
 }
 
-/// An object a job could not change, and why.
+/// An object a job could not change or check, or found damaged, and why. `key` is empty when a damaged record no
+/// longer tells its key (the reason names the object's directory then).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
     pub bucket: String,

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::api::RewrapSpec;
+use crate::api::{RewrapSpec, ScrubSpec};
 use crate::error::ApiError;
 
 /// Vault's own conventions for where the transit engine and AppRole auth are mounted when nobody says otherwise.
@@ -373,9 +373,19 @@ impl Fields {
     }
 }
 
-/// A rewrap job's spec (docs/rewrap.md); an error names the field (`from.mode`) in `field` and the message. The
-/// spec holds no secrets, so serde's message (which may quote a value) can be shown.
+/// A rewrap job's spec (docs/rewrap.md); an error names the field (`from.mode`) in `field` and the message.
 pub(crate) fn parse_rewrap(body: &[u8]) -> Result<RewrapSpec, ApiError> {
+    parse_job_spec(body)
+}
+
+/// A scrub job's spec; errors as [`parse_rewrap`]'s.
+pub(crate) fn parse_scrub(body: &[u8]) -> Result<ScrubSpec, ApiError> {
+    parse_job_spec(body)
+}
+
+/// A job's spec; an empty body is `{}`. Specs hold no secrets, so serde's message (which may quote a value) can be
+/// shown.
+fn parse_job_spec<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
     serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|err| {
         let field = err.path().to_string();
@@ -612,6 +622,17 @@ mod tests {
             r#"{"backend_type":"vault","address":"http://v","auth_method":{"AppRole":{"role_id":"r","secret_id":"s","secret_id_file":"/f"}}}"#,
         );
         assert_eq!(field, "auth_method.AppRole.secret_id");
+    }
+
+    #[test]
+    fn scrub_specs_take_a_bucket_a_prefix_and_a_pace_only() {
+        assert_eq!(parse_scrub(b" ").unwrap(), ScrubSpec::default());
+        let spec = parse_scrub(br#"{"bucket": "b", "prefix": "logs/", "objects_per_second": 5}"#).unwrap();
+        assert_eq!(spec, ScrubSpec { bucket: Some("b".into()), prefix: Some("logs/".into()), objects_per_second: 5 });
+        let err = parse_scrub(br#"{"buckets": ["b"]}"#).unwrap_err();
+        assert_eq!((err.code, err.field.as_deref()), ("UnknownField", Some("buckets")));
+        let err = parse_scrub(br#"{"objects_per_second": -1}"#).unwrap_err();
+        assert_eq!((err.code, err.field.as_deref()), ("InvalidField", Some("objects_per_second")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::body::{
     parse_bucket_key, parse_create_key, parse_expiry, parse_kms_config, parse_min_decryption_version, parse_rewrap,
-    parse_store, ConfigBody,
+    parse_scrub, parse_store, ConfigBody,
 };
 use crate::error::ApiError;
 use crate::objects::{ImpactScope, JobAction, ObjectAdmin};
@@ -108,6 +108,7 @@ impl Handlers {
                 | Endpoint::SetBucketKey
                 | Endpoint::StartRewrap
                 | Endpoint::PutUserPolicy
+                | Endpoint::StartScrub
         );
         if !takes_body && !body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
@@ -293,6 +294,13 @@ impl Handlers {
                 let spec = parse_rewrap(body)?;
                 query.finish()?;
                 let job = self.objects()?.start_rewrap(spec).await?;
+                call.subject = Some(job.id.clone());
+                Ok(json(job))
+            }
+            Endpoint::StartScrub => {
+                let spec = parse_scrub(body)?;
+                query.finish()?;
+                let job = self.objects()?.start_scrub(spec).await?;
                 call.subject = Some(job.id.clone());
                 Ok(json(job))
             }

@@ -1,11 +1,11 @@
 //! [`ObjectAdmin`]: what the admin API needs from the side of the server that holds objects — key impact reports
-//! and jobs over stored objects. The server implements it and hands it to [`crate::AdminRoute::with_objects`]; this
+//! and jobs over stored objects (rewraps, scrubs). The server implements it and hands it to [`crate::AdminRoute::with_objects`]; this
 //! crate only routes, checks and answers, so it never touches the store or object data itself.
 
 use coffer_kms::KmsError;
 use http::StatusCode;
 
-use crate::api::{ImpactReport, JobInfo, RewrapSpec};
+use crate::api::{ImpactReport, JobInfo, RewrapSpec, ScrubSpec};
 use crate::error::ApiError;
 
 /// What an impact report counts.
@@ -69,6 +69,8 @@ pub trait ObjectAdmin: Send + Sync {
     async fn impact(&self, scope: &ImpactScope) -> Result<ImpactReport, ObjectAdminError>;
     /// Checks `spec` and starts a rewrap job (nothing is created when the spec is refused).
     async fn start_rewrap(&self, spec: RewrapSpec) -> Result<JobInfo, ObjectAdminError>;
+    /// Checks `spec` and starts a scrub job (nothing is created when the spec is refused).
+    async fn start_scrub(&self, spec: ScrubSpec) -> Result<JobInfo, ObjectAdminError>;
     /// Every job, newest first.
     async fn jobs(&self) -> Vec<JobInfo>;
     async fn job(&self, id: &str) -> Result<JobInfo, ObjectAdminError>;

@@ -76,7 +76,7 @@ impl Endpoint {
             Self::SetBucketKey | Self::UnsetBucketKey => "kms:PutBucketKey",
             Self::StartRewrap => "kms:ReEncrypt",
             Self::ListJobs | Self::DescribeJob => "kms:ListJobs",
-            Self::PauseJob | Self::ResumeJob | Self::CancelJob => "kms:ManageJobs",
+            Self::PauseJob | Self::ResumeJob | Self::CancelJob | Self::StartScrub => "kms:ManageJobs",
             Self::GetUserPolicy => "iam:GetUserPolicy",
             Self::PutUserPolicy => "iam:PutUserPolicy",
             Self::DeleteUserPolicy => "iam:DeleteUserPolicy",

@@ -44,6 +44,7 @@ pub enum Endpoint {
     KeyImpact,
     StoreImpact,
     StartRewrap,
+    StartScrub,
     ListJobs,
     DescribeJob,
     PauseJob,
@@ -88,6 +89,7 @@ impl Endpoint {
             Self::KeyImpact => "kms.key.impact",
             Self::StoreImpact => "kms.store.impact",
             Self::StartRewrap => "kms.job.rewrap",
+            Self::StartScrub => "kms.job.scrub",
             Self::ListJobs => "kms.job.list",
             Self::DescribeJob => "kms.job.describe",
             Self::PauseJob => "kms.job.pause",
@@ -165,8 +167,9 @@ pub static ROUTES: &[Route] = &[
     route(Method::DELETE, "/buckets/{bucket}/key", Endpoint::UnsetBucketKey),
     route(Method::GET, "/keys/{key_id}/impact", Endpoint::KeyImpact),
     route(Method::GET, "/stores/{store}/impact", Endpoint::StoreImpact),
-    // Before `/jobs/{job_id}`: `rewrap` is not a job id.
+    // Before `/jobs/{job_id}`: `rewrap` and `scrub` are not job ids.
     route(Method::POST, "/jobs/rewrap", Endpoint::StartRewrap),
+    route(Method::POST, "/jobs/scrub", Endpoint::StartScrub),
     route(Method::GET, "/jobs", Endpoint::ListJobs),
     route(Method::GET, "/jobs/{job_id}", Endpoint::DescribeJob),
     route(Method::POST, "/jobs/{job_id}/pause", Endpoint::PauseJob),

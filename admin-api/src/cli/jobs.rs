@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::client::{AdminClient, AdminRequest, CliError};
 use super::{key_request, output, request};
-use crate::api::{ImpactReport, JobInfo, JobState};
+use crate::api::{ImpactReport, JobInfo, JobSpec, JobState};
 
 /// How often a followed job is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -66,7 +66,15 @@ pub(super) async fn follow(client: &AdminClient, id: &str) -> Result<JobInfo, Cl
 pub(super) fn outcome(job: &JobInfo) -> Result<(), CliError> {
     let id = &job.id;
     match job.state {
+        JobState::Completed if job.progress.damaged > 0 => Err(CliError::Incomplete(format!(
+            "job {id} found {} damaged objects (see `coffer admin kms jobs show {id}`; docs/troubleshooting.md)",
+            job.progress.damaged
+        ))),
         JobState::Completed if job.progress.failed == 0 => Ok(()),
+        JobState::Completed if matches!(job.spec, JobSpec::Scrub(_)) => Err(CliError::Incomplete(format!(
+            "job {id}: {} objects could not be checked (see `coffer admin kms jobs show {id}`)",
+            job.progress.failed
+        ))),
         JobState::Completed => Err(CliError::Incomplete(format!(
             "job {id}: {} objects could not be changed (see `coffer admin kms jobs show {id}`)",
             job.progress.failed

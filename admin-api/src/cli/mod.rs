@@ -21,7 +21,7 @@ use serde_json::Value;
 
 pub use client::{AdminClient, AdminRequest, CliError, SigningKeys};
 
-use crate::api::{ObjectMode, RewrapFrom, RewrapSpec, RewrapTo};
+use crate::api::{ObjectMode, RewrapFrom, RewrapSpec, RewrapTo, ScrubSpec};
 
 /// Manage a running Coffer server through its admin API (requests are SigV4-signed like S3 requests).
 #[derive(Args, Debug)]
@@ -72,6 +72,37 @@ enum AdminArea {
     /// The key management service: lifecycle, configuration and master keys.
     #[command(subcommand)]
     Kms(KmsCommand),
+    /// Check every stored object (of one bucket, under a prefix) against the checksums and MACs kept for it — no
+    /// KMS needed, nothing changed — and report the damaged ones (docs/operations.md).
+    Scrub(ScrubArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScrubArgs {
+    /// Only this bucket (default: every bucket).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Only keys starting with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// At most this many objects per second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    objects_per_second: u32,
+    /// Follow the job until it ends; then exit with status 1 if it found damaged objects or could not check some.
+    #[arg(long)]
+    wait: bool,
+}
+
+impl ScrubArgs {
+    fn request(&self) -> AdminRequest {
+        let spec = ScrubSpec {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            objects_per_second: self.objects_per_second,
+        };
+        let body = serde_json::to_vec(&spec).expect("a scrub spec always serializes");
+        with_body(request(Method::POST, &["jobs", "scrub"]), body)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,7 +142,7 @@ enum KmsCommand {
     /// Move stored objects onto a key's newest version, another key or store, or the other KMS mode, and follow
     /// the job (docs/rewrap.md).
     Rewrap(RewrapArgs),
-    /// Rewrap jobs: list, show, pause, resume, cancel, watch.
+    /// Jobs (rewraps and scrubs): list, show, pause, resume, cancel, watch.
     #[command(subcommand)]
     Jobs(JobCommand),
     /// Identity policies attached to users (next to the users file's; docs/authorization.md).
@@ -353,24 +384,29 @@ pub async fn run(command: AdminCommand) -> ExitCode {
 }
 
 async fn execute(command: &AdminCommand) -> Result<String, CliError> {
-    let AdminArea::Kms(kms) = &command.area;
-    let (request, rendering) = kms.request()?;
+    let (request, rendering, follow) = match &command.area {
+        AdminArea::Kms(kms) => {
+            let (request, rendering) = kms.request()?;
+            let follow = match kms {
+                KmsCommand::Rewrap(args) => !args.detach,
+                KmsCommand::Jobs(JobCommand::Watch { .. }) => true,
+                _ => false,
+            };
+            (request, rendering, follow)
+        }
+        AdminArea::Scrub(args) => (args.request(), Rendering::Job, args.wait),
+    };
     let client = command.connection.client()?;
-    match kms {
-        KmsCommand::Key(KeyCommand::Disable { key_id, yes: false }) => {
+    match &command.area {
+        AdminArea::Kms(KmsCommand::Key(KeyCommand::Disable { key_id, yes: false })) => {
             jobs::confirm_key_change(&client, key_id, "disable").await?;
         }
-        KmsCommand::Key(KeyCommand::Delete { key_id, yes: false, .. }) => {
+        AdminArea::Kms(KmsCommand::Key(KeyCommand::Delete { key_id, yes: false, .. })) => {
             jobs::confirm_key_change(&client, key_id, "delete").await?;
         }
         _ => {}
     }
     let mut answer = client.send(&request).await?;
-    let follow = match kms {
-        KmsCommand::Rewrap(args) => !args.detach,
-        KmsCommand::Jobs(JobCommand::Watch { .. }) => true,
-        _ => false,
-    };
     let mut ended = Ok(());
     if follow {
         let id = answer.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -640,8 +676,10 @@ mod tests {
     }
 
     fn kms_request(args: &[&str]) -> AdminRequest {
-        let AdminArea::Kms(kms) = parse(args).area;
-        kms.request().unwrap().0
+        match parse(args).area {
+            AdminArea::Kms(kms) => kms.request().unwrap().0,
+            AdminArea::Scrub(scrub) => scrub.request(),
+        }
     }
 
     /// Every CLI command must hit a route the server serves.
@@ -671,6 +709,8 @@ mod tests {
             &["kms", "jobs", "pause", "rewrap-1"],
             &["kms", "jobs", "resume", "rewrap-1"],
             &["kms", "jobs", "cancel", "rewrap-1"],
+            &["scrub"],
+            &["scrub", "--bucket", "b", "--prefix", "p/", "--wait"],
             &["kms", "key", "set-expiry", "app", "--at", "2027-01-01T00:00:00Z"],
             &["kms", "key", "set-min-version", "app", "2"],
         ];
@@ -745,6 +785,16 @@ mod tests {
     }
 
     #[test]
+    fn scrub_sends_its_scope() {
+        let scrub = kms_request(&["scrub", "--bucket", "b", "--prefix", "logs/", "--objects-per-second", "9"]);
+        assert_eq!((scrub.method, scrub.segments.join("/")), (Method::POST, "jobs/scrub".to_owned()));
+        let body: Value = serde_json::from_slice(scrub.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body, serde_json::json!({"bucket": "b", "prefix": "logs/", "objects_per_second": 9}));
+        let all: Value = serde_json::from_slice(kms_request(&["scrub"]).body.as_deref().unwrap()).unwrap();
+        assert_eq!(all, serde_json::json!({"bucket": null, "prefix": null, "objects_per_second": 0}));
+    }
+
+    #[test]
     fn options_go_anywhere_and_secrets_stay_out_of_debug() {
         let command = parse(&["kms", "status", "--json", "--endpoint", "http://h:1", "--secret-key", "hunter2"]);
         assert!(command.json);
@@ -760,7 +810,9 @@ mod tests {
         let request = kms_request(&["kms", "configure", "--file", file.to_str().unwrap()]);
         assert_eq!(request.method, Method::POST);
         assert_eq!(request.body.as_deref(), Some(br#"{"backend_type":"local","key_dir":"/k"}"#.as_slice()));
-        let AdminArea::Kms(kms) = parse(&["kms", "configure", "--file", "/nonexistent/kms.json"]).area;
+        let AdminArea::Kms(kms) = parse(&["kms", "configure", "--file", "/nonexistent/kms.json"]).area else {
+            panic!("a kms command")
+        };
         assert!(matches!(kms.request(), Err(CliError::Usage(_))));
     }
 }

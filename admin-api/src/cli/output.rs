@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::api::{ImpactReport, JobInfo, JobList, KeyInfo, KeyList, KmsStatusInfo, StoreInfo, StoreList};
+use crate::api::{ImpactReport, JobInfo, JobList, JobSpec, KeyInfo, KeyList, KmsStatusInfo, StoreInfo, StoreList};
 
 const NONE: &str = "-";
 
@@ -143,14 +143,24 @@ pub fn impact(report: &ImpactReport) -> String {
     text
 }
 
-/// `12 changed, 3 unchanged, 1 SSE-C skipped, 0 failed, 410.5 objects/s, 3 s left`.
+/// `12 changed, 3 unchanged, 1 SSE-C skipped, 0 failed, 410.5 objects/s, 3 s left` (a rewrap), or
+/// `15 verified, 0 unverifiable, 1 damaged, 0 failed, …` (a scrub).
 pub fn progress_line(job: &JobInfo) -> String {
     let progress = &job.progress;
-    let changed = if job.dry_run { "would change" } else { "changed" };
-    let mut line = format!(
-        "{} {changed}, {} unchanged, {} SSE-C skipped, {} failed",
-        progress.changed, progress.unchanged, progress.skipped_sse_c, progress.failed
-    );
+    let mut line = match job.spec {
+        JobSpec::Rewrap(_) => format!(
+            "{} {}, {} unchanged, {} SSE-C skipped, {} failed",
+            progress.changed,
+            if job.dry_run { "would change" } else { "changed" },
+            progress.unchanged,
+            progress.skipped_sse_c,
+            progress.failed
+        ),
+        JobSpec::Scrub(_) => format!(
+            "{} verified, {} unverifiable, {} damaged, {} failed",
+            progress.verified, progress.unverifiable, progress.damaged, progress.failed
+        ),
+    };
     if progress.objects_per_second > 0.0 {
         line.push_str(&format!(", {} objects/s", progress.objects_per_second));
     }
@@ -164,6 +174,7 @@ pub fn job(job: &JobInfo) -> String {
     let progress = &job.progress;
     let mut text = two_columns(&[
         ("id", job.id.clone()),
+        ("kind", job.spec.kind().to_owned()),
         ("state", job.state.as_str().to_owned()),
         ("dry_run", job.dry_run.to_string()),
         ("objects", format!("{}/{} examined, {}", progress.examined, progress.total, progress_line(job))),
@@ -175,6 +186,17 @@ pub fn job(job: &JobInfo) -> String {
     if !job.failures.is_empty() {
         let mut rows = vec![["BUCKET".to_owned(), "KEY".to_owned(), "REASON".to_owned()]];
         rows.extend(job.failures.iter().map(|f| [f.bucket.clone(), f.key.clone(), f.reason.clone()]));
+        text.push_str(&columns(rows));
+    }
+    if !job.damaged.is_empty() {
+        let shown = if job.progress.damaged > job.damaged.len() as u64 {
+            format!("the first {} of {}", job.damaged.len(), job.progress.damaged)
+        } else {
+            job.damaged.len().to_string()
+        };
+        text.push_str(&format!("damaged objects ({shown}):\n"));
+        let mut rows = vec![["BUCKET".to_owned(), "KEY".to_owned(), "DAMAGE".to_owned()]];
+        rows.extend(job.damaged.iter().map(|d| [d.bucket.clone(), d.key.clone(), d.reason.clone()]));
         text.push_str(&columns(rows));
     }
     text

@@ -137,6 +137,11 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
 
+    /// Scrub every stored object (as `coffer admin scrub` does) whenever the last scrub finished this long ago: a
+    /// number with s, m, h or d (`24h`), or `off` [default: off].
+    #[arg(long, env = "COFFER_SCRUB_INTERVAL", value_name = "DURATION")]
+    pub scrub_interval: Option<String>,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub kms: KmsArgs,
@@ -257,6 +262,8 @@ pub enum ConfigError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("--{key} must be at least 1")]
     Zero { key: &'static str },
+    #[error("--{key} {value:?} is not a duration: a whole number with s, m, h or d (e.g. `24h`), or `off`")]
+    Duration { key: &'static str, value: String },
 }
 
 /// Certificate and key files for HTTPS.
@@ -298,6 +305,8 @@ pub struct ServerConfig {
     pub audit: Option<AuditSettings>,
     pub log_format: LogFormat,
     pub metrics: MetricsAccess,
+    /// How long after the last scrub finished a background scrub starts; `None`: no background scrubs.
+    pub scrub_interval: Option<Duration>,
     pub kms: KmsArgs,
 }
 
@@ -359,6 +368,11 @@ impl ServerConfig {
                 (true, None) => MetricsAccess::Public,
                 (true, Some(path)) => MetricsAccess::TokenFile(path),
             },
+            scrub_interval: match args.scrub_interval {
+                Some(text) => parse_interval(&text)
+                    .ok_or_else(|| ConfigError::Duration { key: "scrub-interval", value: text.clone() })?,
+                None => None,
+            },
             kms: args.kms,
         })
     }
@@ -401,6 +415,7 @@ impl ServerArgs {
             log_format: self.log_format.or(lower.log_format),
             metrics: self.metrics.or(lower.metrics),
             metrics_token_file: self.metrics_token_file.or(lower.metrics_token_file),
+            scrub_interval: self.scrub_interval.or(lower.scrub_interval),
             kms: self.kms.or(lower.kms),
         }
     }
@@ -500,6 +515,23 @@ fn at_least_one<T: PartialEq + From<u8>>(value: Option<T>, default: T, key: &'st
         return Err(ConfigError::Zero { key });
     }
     Ok(value)
+}
+
+/// An interval such as `90s`, `30m`, `24h`, `7d`: `Some(None)` for `off`, `None` if it is neither.
+fn parse_interval(text: &str) -> Option<Option<Duration>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let count: u64 = text[..text.len() - 1].parse().ok().filter(|count| *count > 0)?;
+    Some(Some(Duration::from_secs(count.checked_mul(unit)?)))
 }
 
 /// Reads a config file. Unknown keys are errors: a typo must not silently fall back to a default.
@@ -643,6 +675,22 @@ max-connections = 100
         assert_eq!(off.metrics, MetricsAccess::Off);
         assert!(Cli::try_parse_from(["coffer", "--log-format", "xml"]).is_err());
         assert!(matches!(parse_config(Path::new("c.toml"), "log-format = \"xml\"\n"), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn the_scrub_interval_is_off_by_default_and_takes_a_unit() {
+        assert_eq!(ServerConfig::resolve(ServerArgs::default()).unwrap().scrub_interval, None);
+        let file = parse_config(Path::new("c.toml"), "scrub-interval = \"7d\"\n").unwrap();
+        let config = ServerConfig::resolve(parse_flags(&[]).or(file.clone())).unwrap();
+        assert_eq!(config.scrub_interval, Some(Duration::from_secs(7 * 86_400)));
+        for (flag, interval) in [("24h", Some(86_400)), ("90m", Some(5400)), ("30s", Some(30)), ("off", None)] {
+            let config = ServerConfig::resolve(parse_flags(&["--scrub-interval", flag]).or(file.clone())).unwrap();
+            assert_eq!(config.scrub_interval, interval.map(Duration::from_secs), "{flag}");
+        }
+        for bad in ["24", "0h", "-1h", "1.5h", "h", "1w", ""] {
+            let err = ServerConfig::resolve(parse_flags(&[&format!("--scrub-interval={bad}")])).unwrap_err();
+            assert!(matches!(err, ConfigError::Duration { key: "scrub-interval", .. }), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::http_server::{serve, shutdown_signal, LocalEndpoints};
 use crate::jobs::Jobs;
 use crate::kms::{kms_state_dir, start_kms, KmsSecrets};
 use crate::logging::{InvalidLogLevel, LogFilter};
-use crate::metrics::{Metrics, MetricsTokenError};
+use crate::metrics::{Metrics, MetricsTokenError, UpkeepMetrics};
 use crate::reload::Reloader;
 use crate::request_record::{RequestIdentity, ADMIN_OPERATION};
 use crate::s3::CofferS3;
@@ -182,8 +182,10 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
         allow_insecure_sse_c: config.allow_insecure_sse_c,
     };
     let state = AppState::new(store, users, kms, settings);
-    let jobs = Jobs::start(state.clone()).await;
-    let metrics = Metrics::new(&config.metrics, Arc::clone(&state.kms), Some(jobs.clone()))?;
+    let upkeep = Arc::new(UpkeepMetrics::default());
+    let jobs = Jobs::start(state.clone(), Arc::clone(&upkeep)).await;
+    crate::jobs::upkeep::start(Arc::clone(&jobs), config.scrub_interval);
+    let metrics = Metrics::new(&config.metrics, Arc::clone(&state.kms), Some(jobs.clone()), upkeep)?;
     let user_policies = UserPolicies::load(state.users.clone(), state.store.clone())
         .await
         .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;

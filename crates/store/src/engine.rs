@@ -12,8 +12,9 @@ use time::OffsetDateTime;
 
 use crate::error::{Result, StoreError};
 use crate::fsio::{
-    create_private_dir, create_private_dir_all, create_private_file, fsync_dir, remove_any, write_json_atomic, TempPath,
+    create_private_dir, create_private_dir_all, create_private_file, fsync_dir, write_json_atomic, TempPath,
 };
+use crate::garbage::Reclaimed;
 use crate::layout::{load, sign, BucketRecord, ObjectRecord, Record, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
 use crate::listing::{list_page, IndexEntry, IndexEtag, KeyIndex, ListPage, ListQuery};
 use crate::locks::LockStripes;
@@ -41,6 +42,8 @@ pub(crate) struct Engine {
     indexes: Mutex<HashMap<String, SharedIndex>>,
     buckets: BucketRecords,
     macs: RecordMac,
+    /// What emptying the temp directory at open reclaimed.
+    swept_at_open: Reclaimed,
 }
 
 /// The bucket records read so far, by name. Every object operation checks its bucket's record (a PUT twice), and
@@ -50,7 +53,8 @@ pub(crate) struct Engine {
 type BucketRecords = RwLock<HashMap<String, Arc<BucketRecord>>>;
 
 impl Engine {
-    /// Creates the layout under `root` and empties the temp directory (nothing can be in flight at open).
+    /// Creates the layout under `root`, empties the temp directory (nothing can be in flight at open) and removes
+    /// uploads whose completion was committed before a crash.
     pub(crate) fn open(root: &Path) -> Result<Engine> {
         let buckets_dir = root.join("buckets");
         let coffer_dir = root.join(".coffer");
@@ -59,16 +63,19 @@ impl Engine {
         create_private_dir_all(&buckets_dir)?;
         create_private_dir_all(&tmp_dir)?;
         create_private_dir_all(&jobs_dir)?;
-        let mut swept = 0usize;
+        let mut swept_at_open = Reclaimed::default();
         for entry in fs::read_dir(&tmp_dir)? {
-            remove_any(&entry?.path());
-            swept += 1;
+            swept_at_open.remove(&entry?.path());
         }
-        if swept > 0 {
-            tracing::info!(count = swept, "removed leftover store temp files");
+        if swept_at_open.files > 0 {
+            tracing::info!(
+                files = swept_at_open.files,
+                bytes = swept_at_open.bytes,
+                "removed leftover store temp files"
+            );
         }
         let macs = RecordMac::open(&coffer_dir, &buckets_dir, &tmp_dir)?;
-        Ok(Engine {
+        let engine = Engine {
             buckets_dir,
             tmp_dir,
             jobs_dir,
@@ -78,7 +85,21 @@ impl Engine {
             indexes: Mutex::new(HashMap::new()),
             buckets: RwLock::new(HashMap::new()),
             macs,
-        })
+            swept_at_open,
+        };
+        let completed = engine.remove_completed_uploads()?;
+        if completed > 0 {
+            tracing::info!(count = completed, "removed uploads whose completion was committed before a crash");
+        }
+        Ok(engine)
+    }
+
+    pub(crate) fn swept_at_open(&self) -> Reclaimed {
+        self.swept_at_open
+    }
+
+    pub(crate) fn buckets_dir(&self) -> &Path {
+        &self.buckets_dir
     }
 
     pub(crate) fn tmp_dir(&self) -> &Path {

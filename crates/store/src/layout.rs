@@ -25,7 +25,8 @@
 //!
 //! * `bucket.json`: `{format_version, name, created, encryption, mac}` — `encryption` is the bucket's default
 //!   encryption configuration or `null`.
-//! * `meta.json`: `{format_version, meta: object, data_files: [name], inline_data, data_checksums, mac}`, where an
+//! * `meta.json`: `{format_version, meta: object, data_files: [name], inline_data, data_checksums, completed_upload,
+//!   mac}`, where an
 //!   object is `{key,
 //!   size, etag, last_modified, headers, checksum, parts: [part], encryption}` and `headers` is `{content_type,
 //!   content_encoding, content_disposition, content_language, cache_control, expires, user_metadata: {name:
@@ -35,7 +36,8 @@
 //!   client bytes and `stored_size` in bytes on disk; a checksum is `{algorithm, value, kind: "FULL_OBJECT" |
 //!   "COMPOSITE"}`. The `key` is kept so listings can be rebuilt from the directory and so a hash mismatch is
 //!   detected. `data_checksums[i]` are the checksums of `data_files[i]` or `null` (data staged by version 3); the
-//!   field is absent when there are no data files.
+//!   field is absent when there are no data files. `completed_upload` is the id of the multipart upload whose
+//!   completion committed this version (absent for other versions; see the commit protocol).
 //! * `upload.json`: `{format_version, key, upload_id, meta: {headers, initiated, checksum_algorithm, checksum_kind,
 //!   encryption}, mac}` (`checksum_kind` may be absent: composite).
 //! * `part-NNNNN.json`: `{format_version, meta: part, data_file, data_checksums, mac}`.
@@ -68,8 +70,14 @@
 //! before the write is acknowledged. (Fsyncing the directory only after the temp file lets one journal commit cover
 //! the temp file, the data file's new name and the new directory; a new small object costs three fsyncs.) Data files
 //! the new `meta.json` does not reference are then deleted. A crash at any step leaves the old or the new version,
-//! plus at worst unreferenced data files that the next commit to that key removes. Deleting an object or bucket
-//! renames its directory into `.coffer/tmp` first, so it disappears in one step.
+//! plus at worst unreferenced data files that the next commit to that key removes, or the garbage collection
+//! (`garbage.rs`) does. Deleting an object or bucket renames its directory into `.coffer/tmp` first, so it
+//! disappears in one step.
+//!
+//! Completing a multipart upload hard-links its parts into the object directory, commits `meta.json` naming the
+//! upload in `completed_upload`, then removes the upload directory. A crash between the commit and the removal
+//! leaves an upload whose object is committed: [`crate::Store::open`] removes such uploads before anything is
+//! served (and a listing skips and removes any it meets), so a completed upload is never listed as in progress.
 //!
 //! Nothing else is persisted: the listing index is rebuilt in memory from the `meta.json` files on a bucket's first
 //! listing after start.
@@ -264,6 +272,10 @@ pub(crate) struct ObjectRecord {
     /// kept; absent (empty) without data files and in records written before (versions 1 to 3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_checksums: Vec<Option<ChunkChecksums>>,
+    /// The id of the multipart upload whose completion committed this version: an upload directory left behind by
+    /// a crash between the commit and its removal is recognised as completed by it. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_upload: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
 }

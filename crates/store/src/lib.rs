@@ -13,11 +13,15 @@
 //! a [`StagedFile`], verify what must be verified, then [`Store::put_object`] (or [`Store::put_part`]). Dropping
 //! the staged value instead discards the data. Reading: [`Store::open_object`] pins a version;
 //! [`ObjectReader::read_part`] streams stored bytes of one part.
+//!
+//! Maintenance: [`Store::scrub_object`] checks an object's record and stored bytes without a KMS, walking
+//! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.
 
 mod chunk_checksums;
 mod engine;
 mod error;
 mod fsio;
+mod garbage;
 mod jobs;
 pub mod layout;
 mod listing;
@@ -28,16 +32,19 @@ mod names;
 mod objects;
 mod reader;
 mod record_mac;
+mod scrub;
 mod staging;
 mod store;
 mod user_policies;
 
 pub use error::{Result, StoreError};
+pub use garbage::Reclaimed;
 pub use listing::{ListPage, ListQuery, ObjectSummary};
 pub use meta::{
     BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
 };
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
+pub use scrub::ScrubFinding;
 pub use staging::{StagedFile, StagedWrite};
 pub use store::Store;

@@ -152,11 +152,16 @@ impl Engine {
             data_files,
             inline_data: None,
             data_checksums,
+            completed_upload: Some(upload_id.to_owned()),
             mac: None,
         };
         let changes = DirChanges { created, data_files_added: true };
         let committed = self.commit_object(bucket, &object_dir, changes, record)?;
-        self.remove_upload(bucket, &upload_dir)?;
+        // The object is committed, and its record says this upload is done: an upload directory that stays is
+        // removed at the next start or listing, so the completion stands even if this fails.
+        if let Err(e) = self.remove_upload(bucket, &upload_dir) {
+            tracing::warn!(bucket, upload_id, error = %e, "cannot remove a completed upload; it is removed later");
+        }
         Ok(committed)
     }
 
@@ -168,7 +173,7 @@ impl Engine {
     }
 
     /// Renames the upload directory away (one atomic step), then deletes it.
-    fn remove_upload(&self, bucket: &str, dir: &Path) -> Result<()> {
+    pub(crate) fn remove_upload(&self, bucket: &str, dir: &Path) -> Result<()> {
         let trash = self.temp_path("trash")?;
         fs::rename(dir, trash.path())?;
         fsync_dir(&self.uploads_dir(bucket))?;
@@ -182,6 +187,11 @@ impl Engine {
         for entry in fs::read_dir(self.uploads_dir(bucket))? {
             let path = entry?.path().join(UPLOAD_FILE);
             match self.load_record::<UploadRecord>(&path) {
+                Ok(Some(record)) if self.upload_completed(bucket, &record) => {
+                    if let Err(e) = self.remove_if_completed(bucket, &record.upload_id) {
+                        tracing::warn!(bucket, error = %e, "cannot remove a completed upload");
+                    }
+                }
                 Ok(Some(record)) if record.key.starts_with(prefix) => uploads.push(UploadInfo {
                     key: record.key,
                     upload_id: record.upload_id,
@@ -193,6 +203,54 @@ impl Engine {
         }
         uploads.sort_by(|a, b| (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id)));
         Ok(uploads)
+    }
+}
+
+impl Engine {
+    /// Whether the current version of `record.key` was committed by completing this upload: then the upload is
+    /// over, even if a crash kept its directory. An unreadable object record says no.
+    pub(crate) fn upload_completed(&self, bucket: &str, record: &UploadRecord) -> bool {
+        match self.read_object(&self.object_dir(bucket, &record.key), &record.key) {
+            Ok(object) => object.completed_upload.as_deref() == Some(record.upload_id.as_str()),
+            Err(_) => false,
+        }
+    }
+
+    /// Removes upload `upload_id` of `bucket` if its completion was committed; true if it did.
+    pub(crate) fn remove_if_completed(&self, bucket: &str, upload_id: &str) -> Result<bool> {
+        let _namespace = self.namespace_read();
+        let _upload = self.lock_upload(bucket, upload_id);
+        let dir = self.uploads_dir(bucket).join(upload_id);
+        match self.load_record::<UploadRecord>(&dir.join(UPLOAD_FILE))? {
+            Some(record) if self.upload_completed(bucket, &record) => {
+                self.remove_upload(bucket, &dir)?;
+                tracing::info!(bucket, upload_id, "removed an upload whose completion was committed before a crash");
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Removes every upload whose completion was committed (a crash came between the commit and the upload's
+    /// removal), so none is listed as in progress. Run at open, before anything is served; returns how many.
+    pub(crate) fn remove_completed_uploads(&self) -> Result<usize> {
+        let mut removed = 0;
+        for bucket in fs::read_dir(self.buckets_dir())? {
+            let Ok(bucket) = bucket?.file_name().into_string() else { continue };
+            let Ok(uploads) = fs::read_dir(self.uploads_dir(&bucket)) else { continue };
+            for upload in uploads {
+                let Ok(upload_id) = upload?.file_name().into_string() else { continue };
+                if !is_upload_id(&upload_id) {
+                    continue;
+                }
+                match self.remove_if_completed(&bucket, &upload_id) {
+                    Ok(true) => removed += 1,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(bucket, upload_id, error = %e, "cannot check an upload for completion"),
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 

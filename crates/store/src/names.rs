@@ -75,6 +75,11 @@ pub(crate) fn is_upload_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// True if `name` has the shape of an object directory name (64 lowercase hex characters).
+pub(crate) fn is_object_dir_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The directory name of the object `key`: lowercase hex SHA-256 of its UTF-8 bytes.
 pub(crate) fn object_dir_name(key: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, key.as_bytes()))

@@ -72,8 +72,15 @@ impl Engine {
             }
         };
         let changes = DirChanges { created, data_files_added: !data_files.is_empty() };
-        let record =
-            ObjectRecord { format_version: FORMAT_VERSION, meta, data_files, inline_data, data_checksums, mac: None };
+        let record = ObjectRecord {
+            format_version: FORMAT_VERSION,
+            meta,
+            data_files,
+            inline_data,
+            data_checksums,
+            completed_upload: None,
+            mac: None,
+        };
         self.commit_object(bucket, &dir, changes, record)
     }
 
@@ -109,6 +116,7 @@ impl Engine {
             data_files: current.data_files,
             inline_data: current.inline_data,
             data_checksums,
+            completed_upload: current.completed_upload,
             mac: None,
         };
         self.commit_object(bucket, &dir, DirChanges { created: false, data_files_added: false }, record)

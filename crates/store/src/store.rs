@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
+use crate::garbage::Reclaimed;
 use crate::listing::{ListPage, ListQuery};
 use crate::meta::{BucketInfo, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta};
 use crate::reader::ObjectReader;
+use crate::scrub::ScrubFinding;
 use crate::staging::{StagedFile, StagedWrite};
 
 /// Handle to a data directory. Cheap to clone; all clones share locks and indexes.
@@ -31,8 +33,9 @@ impl Store {
         blocking(move || op(&engine)).await
     }
 
-    /// Opens (creating if needed) the store under `root` and sweeps temp files left by a previous run. Only one
-    /// `Store` (and its clones) may use a directory at a time.
+    /// Opens (creating if needed) the store under `root`, sweeps temp files left by a previous run and removes
+    /// uploads whose completion a crash interrupted after the commit. Only one `Store` (and its clones) may use a
+    /// directory at a time.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         let engine = blocking(move || Engine::open(&root)).await?;
@@ -235,6 +238,33 @@ impl Store {
     pub async fn set_user_policy(&self, access_key: &str, policy: Option<String>) -> Result<()> {
         let access_key = access_key.to_owned();
         self.run(move |e| e.set_user_policy(&access_key, policy)).await
+    }
+
+    /// What emptying the temp directory reclaimed when this store was opened (leftovers of the previous run).
+    pub fn swept_at_open(&self) -> Reclaimed {
+        self.engine.swept_at_open()
+    }
+
+    /// Removes what crashes left behind that no record references (see `garbage.rs`): temp files untouched for
+    /// `temp_min_age`, data files no record names, object directories never committed, completed uploads. Never
+    /// touches a file a record references, nor the directory of a record that cannot be read.
+    pub async fn collect_garbage(&self, temp_min_age: std::time::Duration) -> Result<Reclaimed> {
+        self.run(move |e| e.collect_garbage(temp_min_age)).await
+    }
+
+    /// Ids of the bucket's stored objects (the names of their directories, see [`crate::layout`]) after `after`, in
+    /// order, at most `limit`: what a scrub walks. Every directory is listed, whether or not its record reads.
+    pub async fn object_ids(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let (bucket, after) = (bucket.to_owned(), after.map(str::to_owned));
+        self.run(move |e| e.object_ids(&bucket, after.as_deref(), limit)).await
+    }
+
+    /// Checks the stored object `id` of `bucket` (from [`Store::object_ids`]) if its key starts with `prefix`:
+    /// its record, and every stored byte against the checksums kept for it. Reads everything, changes nothing.
+    /// `Err` only when it could not be checked (an I/O error other than damage).
+    pub async fn scrub_object(&self, bucket: &str, id: &str, prefix: &str) -> Result<ScrubFinding> {
+        let (bucket, id, prefix) = (bucket.to_owned(), id.to_owned(), prefix.to_owned());
+        self.run(move |e| e.scrub_object(&bucket, &id, &prefix)).await
     }
 
     /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.

@@ -1,20 +1,26 @@
-//! Long operations over stored objects, and the object side of the admin API ([`ObjectAdmin`]): rewrap jobs and
-//! key impact reports (docs/rewrap.md).
+//! Long operations over stored objects, and the object side of the admin API ([`ObjectAdmin`]): rewrap jobs
+//! (docs/rewrap.md), scrub jobs (docs/operations.md) and key impact reports; and the store's upkeep ([`upkeep`]):
+//! background scrubs and the collection of what crashes leave behind.
 //!
-//! A job walks its buckets in key order, one listing page at a time, and changes up to `concurrency` objects at
-//! once; results are taken in key order, so everything up to the job's cursor is done. The record (spec, state,
+//! A job walks its buckets in order, one page at a time — a rewrap the keys of the listing, a scrub the stored
+//! objects' directories (so it also meets records that no longer read) — and works on up to `concurrency` objects
+//! at once; results are taken in order, so everything up to the job's cursor is done. The record (spec, state,
 //! counters, cursor) is saved through the store at least once a second and at every state change; a job that was
-//! running when the server stopped resumes from its cursor at the next start. Objects redone after a crash are
-//! found already changed, so they come out `unchanged`: the end state is the same.
+//! running when the server stopped resumes from its cursor at the next start. Objects a rewrap redoes after a crash
+//! are found already changed, so they come out `unchanged`: the end state is the same; a scrub checks them again.
 
 mod impact;
 mod rewrap;
+mod scrub;
+pub mod upkeep;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use coffer_admin_api::api::{JobFailure, JobInfo, JobProgress, JobState, RewrapSpec, MAX_JOB_FAILURES};
+use coffer_admin_api::api::{
+    JobFailure, JobInfo, JobProgress, JobSpec, JobState, RewrapSpec, ScrubSpec, MAX_JOB_FAILURES,
+};
 use coffer_admin_api::{ImpactScope, JobAction, ObjectAdmin, ObjectAdminError};
 use coffer_store::{ListQuery, RawJson, StoreError};
 use serde::{Deserialize, Serialize};
@@ -24,7 +30,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use self::rewrap::{Outcome, RewrapPlan};
+use self::rewrap::RewrapPlan;
+use self::scrub::ScrubPlan;
+use crate::metrics::UpkeepMetrics;
 use crate::service::AppState;
 
 /// Objects listed (and so at most redone after a crash) per step of a job.
@@ -37,7 +45,101 @@ const RECORD_FORMAT: u32 = 1;
 /// The jobs of one server, and its answers to the admin API about objects.
 pub struct Jobs {
     state: AppState,
+    metrics: Arc<UpkeepMetrics>,
     jobs: Mutex<BTreeMap<String, Arc<Job>>>,
+}
+
+/// What happened to one object.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Changed (in a dry run: would be); the object's size.
+    Changed(u64),
+    /// Not selected, already at the target, or deleted meanwhile.
+    Unchanged,
+    SkippedSseC,
+    Failed(String),
+    /// Found intact by a scrub; the stored bytes read.
+    Verified(u64),
+    /// Nothing wrong found, but not every byte could be checked; the stored bytes read.
+    Unverifiable(u64),
+    /// Found damaged by a scrub: the object's key (empty if unknown) and what is wrong.
+    Damaged {
+        key: String,
+        reason: String,
+    },
+    /// A scrub could not check the object: its key (empty if unknown) and why.
+    Unchecked {
+        key: String,
+        reason: String,
+    },
+    /// Not one of the job's objects after all (gone, or outside its prefix): not counted.
+    Skipped,
+}
+
+/// How a job walks and what it does to each object.
+enum Plan {
+    Rewrap(RewrapPlan),
+    Scrub(ScrubPlan),
+}
+
+impl Plan {
+    /// The plan of job `id`.
+    fn new(state: &AppState, spec: &JobSpec, id: &str) -> Result<Self, ObjectAdminError> {
+        Ok(match spec {
+            JobSpec::Rewrap(spec) => Plan::Rewrap(RewrapPlan::new(state, spec)?.for_job(id)),
+            JobSpec::Scrub(_) => Plan::Scrub(ScrubPlan),
+        })
+    }
+
+    /// Objects worked on at once.
+    fn concurrency(&self, spec: &JobSpec) -> usize {
+        match (self, spec) {
+            (Plan::Rewrap(_), JobSpec::Rewrap(spec)) => spec.concurrency as usize,
+            _ => 1,
+        }
+    }
+
+    /// The next page of the bucket's objects after `after`, and whether more may follow. `None` if the bucket is
+    /// gone.
+    async fn page(
+        &self,
+        state: &AppState,
+        bucket: &str,
+        prefix: &str,
+        after: Option<String>,
+    ) -> Result<Option<(Vec<String>, bool)>, StoreError> {
+        let page = match self {
+            Plan::Rewrap(_) => {
+                let query = ListQuery {
+                    prefix: prefix.to_owned(),
+                    start_after: after,
+                    max_keys: PAGE_SIZE,
+                    ..ListQuery::default()
+                };
+                state
+                    .store
+                    .list_objects(bucket, &query)
+                    .await
+                    .map(|page| (page.objects.into_iter().map(|object| object.key).collect(), page.is_truncated))
+            }
+            Plan::Scrub(_) => state.store.object_ids(bucket, after.as_deref(), PAGE_SIZE).await.map(|ids| {
+                let more = ids.len() == PAGE_SIZE;
+                (ids, more)
+            }),
+        };
+        match page {
+            Ok(page) => Ok(Some(page)),
+            Err(StoreError::NoSuchBucket) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn process(&self, state: &AppState, bucket: &str, item: &str, prefix: &str) -> Outcome {
+        match self {
+            Plan::Rewrap(plan) => plan.process(state, bucket, item).await,
+            Plan::Scrub(plan) => plan.process(state, bucket, item, prefix).await,
+        }
+    }
 }
 
 /// What the persisted record of a job holds besides what the API shows.
@@ -54,6 +156,7 @@ struct JobRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cursor {
     bucket: String,
+    /// The last key done; for a scrub, the id of the last stored object done (`Store::object_ids`).
     key: String,
 }
 
@@ -111,8 +214,8 @@ impl Job {
 
 impl Jobs {
     /// Loads the saved jobs and resumes those that were running.
-    pub async fn start(state: AppState) -> Arc<Jobs> {
-        let jobs = Arc::new(Jobs { state, jobs: Mutex::new(BTreeMap::new()) });
+    pub async fn start(state: AppState, metrics: Arc<UpkeepMetrics>) -> Arc<Jobs> {
+        let jobs = Arc::new(Jobs { state, metrics, jobs: Mutex::new(BTreeMap::new()) });
         let records = match jobs.state.store.job_records().await {
             Ok(records) => records,
             Err(e) => {
@@ -121,7 +224,7 @@ impl Jobs {
             }
         };
         for raw in records {
-            let record = match serde_json::from_str::<JobRecord>(raw.get()) {
+            let record = match parse_record(raw.get()) {
                 Ok(record) if record.format == RECORD_FORMAT => record,
                 Ok(record) => {
                     warn!(format = record.format, "skipping a job record of an unknown format");
@@ -171,22 +274,23 @@ impl Jobs {
 
     /// Starts walking the job's objects; the plan is rebuilt from its spec against the KMS as it is now.
     fn spawn(&self, job: &Arc<Job>) -> Result<JoinHandle<()>, ObjectAdminError> {
-        let plan = RewrapPlan::new(&self.state, &job.record().info.spec)?.for_job(&job.id);
-        Ok(tokio::spawn(walk(self.state.clone(), Arc::clone(job), Arc::new(plan))))
+        let plan = Plan::new(&self.state, &job.record().info.spec, &job.id)?;
+        let walker = Walker { state: self.state.clone(), metrics: Arc::clone(&self.metrics) };
+        Ok(tokio::spawn(walker.walk(Arc::clone(job), Arc::new(plan))))
     }
 
-    /// The buckets a spec names (all when none), sorted, and how many objects they hold under its prefix.
-    async fn scope(&self, spec: &RewrapSpec) -> Result<(Vec<String>, u64), ObjectAdminError> {
-        let mut buckets = if spec.buckets.is_empty() {
+    /// The buckets named (all when none), sorted, and how many objects they hold under `prefix`.
+    async fn scope(&self, named: &[String], prefix: Option<&str>) -> Result<(Vec<String>, u64), ObjectAdminError> {
+        let mut buckets = if named.is_empty() {
             self.state.store.list_buckets().await.map_err(internal)?.into_iter().map(|bucket| bucket.name).collect()
         } else {
-            spec.buckets.clone()
+            named.to_vec()
         };
         buckets.sort();
         buckets.dedup();
         let mut total = 0u64;
         for bucket in &buckets {
-            let mut query = ListQuery { prefix: spec.prefix.clone().unwrap_or_default(), ..ListQuery::default() };
+            let mut query = ListQuery { prefix: prefix.unwrap_or_default().to_owned(), ..ListQuery::default() };
             loop {
                 let page = match self.state.store.list_objects(bucket, &query).await {
                     Ok(page) => page,
@@ -204,6 +308,43 @@ impl Jobs {
     }
 }
 
+impl Jobs {
+    /// Creates, saves and starts the job of a checked spec over `buckets` (`total` objects).
+    async fn start_job(&self, spec: JobSpec, buckets: Vec<String>, total: u64) -> Result<JobInfo, ObjectAdminError> {
+        let kind = spec.kind();
+        let id = format!("{kind}-{}", hex::encode(random_id()));
+        let created = now();
+        let info = JobInfo {
+            id: id.clone(),
+            dry_run: matches!(&spec, JobSpec::Rewrap(rewrap) if rewrap.dry_run),
+            spec,
+            state: JobState::Running,
+            created_at: created.clone(),
+            started_at: Some(created),
+            finished_at: None,
+            progress: JobProgress { total, ..JobProgress::default() },
+            failures: Vec::new(),
+            damaged: Vec::new(),
+            error: None,
+        };
+        let job = self.add(JobRecord { format: RECORD_FORMAT, info, buckets, cursor: None }, Control::Run);
+        let mut runner = job.runner.lock().await;
+        job.save(&self.state).await;
+        info!(job = %id, objects = total, "{kind} job started");
+        *runner = Some(self.spawn(&job)?);
+        Ok(job.info())
+    }
+}
+
+/// A saved job record. Records written before scrubs existed are rewrap jobs without a `kind`.
+fn parse_record(json: &str) -> serde_json::Result<JobRecord> {
+    let mut value: serde_json::Value = serde_json::from_str(json)?;
+    if let Some(info) = value.get_mut("info").and_then(serde_json::Value::as_object_mut) {
+        info.entry("kind").or_insert_with(|| "rewrap".into());
+    }
+    serde_json::from_value(value)
+}
+
 #[async_trait::async_trait]
 impl ObjectAdmin for Jobs {
     async fn impact(&self, scope: &ImpactScope) -> Result<coffer_admin_api::api::ImpactReport, ObjectAdminError> {
@@ -212,27 +353,14 @@ impl ObjectAdmin for Jobs {
 
     async fn start_rewrap(&self, spec: RewrapSpec) -> Result<JobInfo, ObjectAdminError> {
         RewrapPlan::check(&self.state, &spec).await?;
-        let (buckets, total) = self.scope(&spec).await?;
-        let id = format!("rewrap-{}", hex::encode(random_id()));
-        let created = now();
-        let info = JobInfo {
-            id: id.clone(),
-            state: JobState::Running,
-            dry_run: spec.dry_run,
-            spec,
-            created_at: created.clone(),
-            started_at: Some(created),
-            finished_at: None,
-            progress: JobProgress { total, ..JobProgress::default() },
-            failures: Vec::new(),
-            error: None,
-        };
-        let job = self.add(JobRecord { format: RECORD_FORMAT, info, buckets, cursor: None }, Control::Run);
-        let mut runner = job.runner.lock().await;
-        job.save(&self.state).await;
-        info!(job = %id, objects = total, "rewrap job started");
-        *runner = Some(self.spawn(&job)?);
-        Ok(job.info())
+        let (buckets, total) = self.scope(&spec.buckets, spec.prefix.as_deref()).await?;
+        self.start_job(JobSpec::Rewrap(spec), buckets, total).await
+    }
+
+    async fn start_scrub(&self, spec: ScrubSpec) -> Result<JobInfo, ObjectAdminError> {
+        ScrubPlan::check(&self.state, &spec).await?;
+        let (buckets, total) = self.scope(spec.bucket.as_slice(), spec.prefix.as_deref()).await?;
+        self.start_job(JobSpec::Scrub(spec), buckets, total).await
     }
 
     async fn jobs(&self) -> Vec<JobInfo> {
@@ -287,76 +415,107 @@ impl ObjectAdmin for Jobs {
     }
 }
 
-/// Walks a job's objects from its cursor until done, or until an admin pauses or cancels it.
-async fn walk(state: AppState, job: Arc<Job>, plan: Arc<RewrapPlan>) {
-    let mut control = job.control.subscribe();
-    let (buckets, cursor, spec) = {
-        let record = job.record();
-        (record.buckets.clone(), record.cursor.clone(), record.info.spec.clone())
-    };
-    let mut pace = Pace::new(spec.objects_per_second);
-    let rate = Rate::new(job.record().info.progress.examined);
-    let mut last_save = Instant::now();
-    let first =
-        cursor.as_ref().and_then(|cursor| buckets.iter().position(|bucket| *bucket == cursor.bucket)).unwrap_or(0);
-    for bucket in &buckets[first..] {
-        let mut query = ListQuery {
-            prefix: spec.prefix.clone().unwrap_or_default(),
-            start_after: cursor.as_ref().filter(|cursor| cursor.bucket == *bucket).map(|cursor| cursor.key.clone()),
-            max_keys: PAGE_SIZE,
-            ..ListQuery::default()
+/// What a walk needs besides its job and plan.
+struct Walker {
+    state: AppState,
+    metrics: Arc<UpkeepMetrics>,
+}
+
+impl Walker {
+    /// Walks a job's objects from its cursor until done, or until an admin pauses or cancels it.
+    async fn walk(self, job: Arc<Job>, plan: Arc<Plan>) {
+        let state = &self.state;
+        let mut control = job.control.subscribe();
+        let (buckets, cursor, spec) = {
+            let record = job.record();
+            (record.buckets.clone(), record.cursor.clone(), record.info.spec.clone())
         };
-        loop {
-            let page = match state.store.list_objects(bucket, &query).await {
-                Ok(page) => page,
-                Err(StoreError::NoSuchBucket) => break,
-                Err(e) => {
-                    job.record().info.error = Some(format!("cannot list bucket {bucket}: {e}"));
-                    job.set_state(JobState::Failed);
-                    job.save(&state).await;
+        let prefix = spec.prefix().unwrap_or_default().to_owned();
+        let concurrency = plan.concurrency(&spec);
+        let mut pace = Pace::new(spec.objects_per_second());
+        let rate = Rate::new(job.record().info.progress.examined);
+        let mut last_save = Instant::now();
+        let first =
+            cursor.as_ref().and_then(|cursor| buckets.iter().position(|bucket| *bucket == cursor.bucket)).unwrap_or(0);
+        for bucket in &buckets[first..] {
+            let mut after = cursor.as_ref().filter(|cursor| cursor.bucket == *bucket).map(|cursor| cursor.key.clone());
+            loop {
+                let (items, more) = match plan.page(state, bucket, &prefix, after.clone()).await {
+                    Ok(Some(page)) => page,
+                    Ok(None) => break,
+                    Err(e) => {
+                        job.record().info.error = Some(format!("cannot list bucket {bucket}: {e}"));
+                        job.set_state(JobState::Failed);
+                        job.save(state).await;
+                        return;
+                    }
+                };
+                after = items.last().cloned();
+                let mut items = items.into_iter().peekable();
+                let mut in_flight: VecDeque<(String, JoinHandle<Outcome>)> = VecDeque::new();
+                loop {
+                    while in_flight.len() < concurrency && items.peek().is_some() && running(&control) {
+                        pace.wait(&mut control).await;
+                        if !running(&control) {
+                            break;
+                        }
+                        let item = items.next().expect("peeked");
+                        let (state, plan, bucket_name, object, prefix) =
+                            (state.clone(), Arc::clone(&plan), bucket.clone(), item.clone(), prefix.clone());
+                        let task =
+                            tokio::spawn(async move { plan.process(&state, &bucket_name, &object, &prefix).await });
+                        in_flight.push_back((item, task));
+                    }
+                    let Some((item, task)) = in_flight.pop_front() else { break };
+                    let outcome =
+                        task.await.unwrap_or_else(|e| Outcome::Failed(format!("the object's task failed: {e}")));
+                    if matches!(*plan, Plan::Scrub(_)) {
+                        self.metrics.scrubbed(&outcome);
+                    }
+                    {
+                        let mut record = job.record();
+                        record_outcome(&mut record, bucket, item, outcome);
+                        rate.update(&mut record.info.progress);
+                    }
+                    if last_save.elapsed() >= SAVE_INTERVAL {
+                        job.save(state).await;
+                        last_save = Instant::now();
+                    }
+                }
+                if !running(&control) {
+                    // The admin's action sets the state and saves once this walk has ended.
                     return;
                 }
-            };
-            let mut keys = page.objects.into_iter().map(|object| object.key).peekable();
-            let mut in_flight: VecDeque<(String, JoinHandle<Outcome>)> = VecDeque::new();
-            loop {
-                while in_flight.len() < spec.concurrency as usize && keys.peek().is_some() && running(&control) {
-                    pace.wait(&mut control).await;
-                    if !running(&control) {
-                        break;
-                    }
-                    let key = keys.next().expect("peeked");
-                    let (state, plan, bucket_name, object) =
-                        (state.clone(), Arc::clone(&plan), bucket.clone(), key.clone());
-                    let task = tokio::spawn(async move { plan.process(&state, &bucket_name, &object).await });
-                    in_flight.push_back((key, task));
-                }
-                let Some((key, task)) = in_flight.pop_front() else { break };
-                let outcome = task.await.unwrap_or_else(|e| Outcome::Failed(format!("the object's task failed: {e}")));
-                {
-                    let mut record = job.record();
-                    record_outcome(&mut record, bucket, key, outcome);
-                    rate.update(&mut record.info.progress);
-                }
-                if last_save.elapsed() >= SAVE_INTERVAL {
-                    job.save(&state).await;
-                    last_save = Instant::now();
+                if !more {
+                    break;
                 }
             }
-            if !running(&control) {
-                // The admin's action sets the state and saves once this walk has ended.
-                return;
+        }
+        job.set_state(JobState::Completed);
+        job.save(state).await;
+        let progress = job.record().info.progress.clone();
+        match *plan {
+            Plan::Rewrap(_) => {
+                info!(job = %job.id, changed = progress.changed, failed = progress.failed, "job completed");
             }
-            match page.next_start_after {
-                Some(next) if page.is_truncated => query.start_after = Some(next),
-                _ => break,
+            Plan::Scrub(_) => {
+                info!(
+                    job = %job.id,
+                    verified = progress.verified,
+                    unverifiable = progress.unverifiable,
+                    damaged = progress.damaged,
+                    failed = progress.failed,
+                    bytes = progress.bytes,
+                    "scrub completed"
+                );
+                if progress.damaged > 0 {
+                    warn!(job = %job.id, damaged = progress.damaged, "the scrub found damaged objects: see the job's `damaged` list (docs/troubleshooting.md)");
+                }
+                self.metrics.scrub_completed(progress.damaged);
+                upkeep::collect_garbage(&state.store, &self.metrics).await;
             }
         }
     }
-    job.set_state(JobState::Completed);
-    job.save(&state).await;
-    let progress = job.record().info.progress.clone();
-    info!(job = %job.id, changed = progress.changed, failed = progress.failed, "job completed");
 }
 
 fn running(control: &watch::Receiver<Control>) -> bool {
@@ -364,8 +523,16 @@ fn running(control: &watch::Receiver<Control>) -> bool {
 }
 
 fn record_outcome(record: &mut JobRecord, bucket: &str, key: String, outcome: Outcome) {
-    let progress = &mut record.info.progress;
-    progress.examined += 1;
+    let info = &mut record.info;
+    let progress = &mut info.progress;
+    let keep = |list: &mut Vec<JobFailure>, key: String, reason: String| {
+        if list.len() < MAX_JOB_FAILURES {
+            list.push(JobFailure { bucket: bucket.to_owned(), key, reason });
+        }
+    };
+    if !matches!(outcome, Outcome::Skipped) {
+        progress.examined += 1;
+    }
     match outcome {
         Outcome::Changed(bytes) => {
             progress.changed += 1;
@@ -375,10 +542,25 @@ fn record_outcome(record: &mut JobRecord, bucket: &str, key: String, outcome: Ou
         Outcome::SkippedSseC => progress.skipped_sse_c += 1,
         Outcome::Failed(reason) => {
             progress.failed += 1;
-            if record.info.failures.len() < MAX_JOB_FAILURES {
-                record.info.failures.push(JobFailure { bucket: bucket.to_owned(), key: key.clone(), reason });
-            }
+            keep(&mut info.failures, key.clone(), reason);
         }
+        Outcome::Verified(bytes) => {
+            progress.verified += 1;
+            progress.bytes += bytes;
+        }
+        Outcome::Unverifiable(bytes) => {
+            progress.unverifiable += 1;
+            progress.bytes += bytes;
+        }
+        Outcome::Damaged { key, reason } => {
+            progress.damaged += 1;
+            keep(&mut info.damaged, key, reason);
+        }
+        Outcome::Unchecked { key, reason } => {
+            progress.failed += 1;
+            keep(&mut info.failures, key, reason);
+        }
+        Outcome::Skipped => {}
     }
     record.cursor = Some(Cursor { bucket: bucket.to_owned(), key });
 }
@@ -452,12 +634,13 @@ mod tests {
             id: "rewrap-1".into(),
             state: JobState::Running,
             dry_run: false,
-            spec: RewrapSpec::default(),
+            spec: JobSpec::Rewrap(RewrapSpec::default()),
             created_at: now(),
             started_at: None,
             finished_at: None,
             progress: JobProgress { total: 10, ..JobProgress::default() },
             failures: Vec::new(),
+            damaged: Vec::new(),
             error: None,
         };
         JobRecord { format: RECORD_FORMAT, info, buckets: vec!["b".into()], cursor: None }
@@ -503,6 +686,48 @@ mod tests {
         let back: JobRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back.info, record.info);
         assert_eq!(back.cursor.unwrap().key, "x");
+    }
+
+    #[test]
+    fn scrub_findings_count_keep_the_first_damaged_and_skip_what_is_not_in_scope() {
+        let mut record = record();
+        record.info.spec = JobSpec::Scrub(ScrubSpec::default());
+        record_outcome(&mut record, "b", "id1".into(), Outcome::Verified(10));
+        record_outcome(&mut record, "b", "id2".into(), Outcome::Unverifiable(5));
+        record_outcome(&mut record, "b", "id3".into(), Outcome::Skipped);
+        for n in 0..MAX_JOB_FAILURES + 2 {
+            let (key, reason) = (format!("k{n:05}"), "fails its checksum".to_owned());
+            record_outcome(&mut record, "b", format!("d{n:05}"), Outcome::Damaged { key, reason });
+        }
+        record_outcome(&mut record, "b", "id4".into(), Outcome::Unchecked { key: String::new(), reason: "EIO".into() });
+        let progress = &record.info.progress;
+        assert_eq!(
+            (progress.examined, progress.verified, progress.unverifiable, progress.damaged, progress.failed),
+            (5 + MAX_JOB_FAILURES as u64, 1, 1, MAX_JOB_FAILURES as u64 + 2, 1)
+        );
+        assert_eq!(progress.bytes, 15);
+        assert_eq!(record.info.damaged.len(), MAX_JOB_FAILURES);
+        assert_eq!(
+            record.info.damaged[0],
+            JobFailure { bucket: "b".into(), key: "k00000".into(), reason: "fails its checksum".into() }
+        );
+        assert_eq!(record.info.failures.len(), 1);
+        assert_eq!(record.cursor.as_ref().unwrap().key, "id4");
+
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!((json["info"]["kind"].as_str(), json["info"]["spec"]["bucket"].is_null()), (Some("scrub"), true));
+        let back = parse_record(&json.to_string()).unwrap();
+        assert_eq!(back.info, record.info);
+    }
+
+    #[test]
+    fn records_saved_before_scrubs_are_rewrap_jobs() {
+        let mut json = serde_json::to_value(record()).unwrap();
+        let info = json["info"].as_object_mut().unwrap();
+        info.remove("kind");
+        info.remove("damaged");
+        let back = parse_record(&json.to_string()).unwrap();
+        assert_eq!(back.info.spec, JobSpec::Rewrap(RewrapSpec::default()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,6 +7,7 @@ use coffer_kms::{validate_store_name, KeyOrigin, KmsError};
 use coffer_sse::{ObjectEncryption, RewrapTarget, Rewrapped, SseError, SseMode};
 use coffer_store::{ObjectMeta, StoreError};
 
+use super::Outcome;
 use crate::audit_log::{key_use, KeyAction, Requester};
 use crate::checksum::ChecksumAlgorithm;
 use crate::object_io::restage_object;
@@ -14,17 +15,6 @@ use crate::service::AppState;
 
 /// How often one object is retried when clients keep replacing it between the job's read and its commit.
 const MAX_ATTEMPTS: usize = 5;
-
-/// What happened to one object.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Changed (in a dry run: would be); the object's size.
-    Changed(u64),
-    /// Not selected, already at the target, or deleted meanwhile.
-    Unchanged,
-    SkippedSseC,
-    Failed(String),
-}
 
 /// A checked rewrap spec: the filters and the target, resolved once.
 #[derive(Debug)]

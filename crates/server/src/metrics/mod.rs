@@ -4,11 +4,12 @@
 //!
 //! Who may read it is [`MetricsAccess`]: anyone, holders of a bearer token kept in a file ([`MetricsToken`], read
 //! again on SIGHUP), or nobody (404). What it serves: the S3 request metrics ([`RequestMetrics`], counted as
-//! requests finish) and the metrics read at scrape time ([`scraped`]: KMS, keys, jobs). docs/operations.md lists
-//! every metric.
+//! requests finish), the store's upkeep ([`UpkeepMetrics`]: scrubs, reclaimed space) and the metrics read at scrape
+//! time ([`scraped`]: KMS, keys, jobs). docs/operations.md lists every metric.
 
 mod requests;
 mod scraped;
+mod upkeep;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -24,6 +25,7 @@ use zeroize::Zeroizing;
 
 pub use self::requests::RequestMetrics;
 use self::scraped::Scraped;
+pub use self::upkeep::UpkeepMetrics;
 use crate::config::MetricsAccess;
 use crate::health::is_presigned;
 
@@ -34,6 +36,7 @@ pub const METRICS_PATH: &str = "/metrics";
 pub struct Metrics {
     access: Access,
     requests: Arc<RequestMetrics>,
+    upkeep: Arc<UpkeepMetrics>,
     scraped: Scraped,
 }
 
@@ -44,18 +47,20 @@ enum Access {
 }
 
 impl Metrics {
-    /// Metrics served as `access` says (its token file is read now), with scraped metrics from `kms` and `jobs`.
+    /// Metrics served as `access` says (its token file is read now): `upkeep`'s, and scraped metrics from `kms` and
+    /// `jobs`.
     pub fn new(
         access: &MetricsAccess,
         kms: Arc<KmsManager>,
         jobs: Option<Arc<dyn ObjectAdmin>>,
+        upkeep: Arc<UpkeepMetrics>,
     ) -> Result<Self, MetricsTokenError> {
         let access = match access {
             MetricsAccess::Off => Access::Off,
             MetricsAccess::Public => Access::Public,
             MetricsAccess::TokenFile(path) => Access::Token(Arc::new(MetricsToken::load(path)?)),
         };
-        Ok(Metrics { access, requests: Arc::default(), scraped: Scraped::new(kms, jobs) })
+        Ok(Metrics { access, requests: Arc::default(), upkeep, scraped: Scraped::new(kms, jobs) })
     }
 
     /// Where finished requests are counted.
@@ -116,6 +121,7 @@ impl Metrics {
         let scraped = self.scraped.registry().await;
         let mut text = String::new();
         prometheus_text::encode(&mut text, self.requests.registry())?;
+        prometheus_text::encode(&mut text, self.upkeep.registry())?;
         prometheus_text::encode(&mut text, &scraped)?;
         Ok(text)
     }

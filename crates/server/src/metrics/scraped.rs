@@ -274,7 +274,7 @@ fn register_jobs(registry: &mut Registry, jobs: &[JobInfo]) {
         let count = jobs.iter().filter(|job| job.state == state).count();
         by_state.get_or_create(&StateLabel { state: state.as_str() }).set(saturating_i64(count as u64));
     }
-    registry.register("jobs", "Rewrap jobs by state", by_state);
+    registry.register("jobs", "Jobs (rewraps and scrubs) by state", by_state);
 
     let state = Family::<JobStateLabels, Gauge>::default();
     let objects = Family::<JobObjects, Gauge>::default();
@@ -288,15 +288,23 @@ fn register_jobs(registry: &mut Registry, jobs: &[JobInfo]) {
             ("changed", progress.changed),
             ("unchanged", progress.unchanged),
             ("skipped_sse_c", progress.skipped_sse_c),
+            ("verified", progress.verified),
+            ("unverifiable", progress.unverifiable),
+            ("damaged", progress.damaged),
             ("failed", progress.failed),
         ] {
             objects.get_or_create(&JobObjects { job_id: job.id.clone(), kind }).set(saturating_i64(count));
         }
         bytes.get_or_create(&JobLabel { job_id: job.id.clone() }).set(saturating_i64(progress.bytes));
     }
-    registry.register("job_state", "State of each unfinished rewrap job (1 for its current state)", state);
-    registry.register("job_objects", "Objects of each unfinished rewrap job, by what became of them", objects);
-    registry.register_with_unit("job_changed", "Size of the objects each unfinished job changed", Unit::Bytes, bytes);
+    registry.register("job_state", "State of each unfinished job (1 for its current state)", state);
+    registry.register("job_objects", "Objects of each unfinished job, by what became of them", objects);
+    registry.register_with_unit(
+        "job_changed",
+        "Size of the objects each unfinished job changed (a scrub: stored bytes read)",
+        Unit::Bytes,
+        bytes,
+    );
 }
 
 fn saturating_i64(value: u64) -> i64 {

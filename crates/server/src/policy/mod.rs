@@ -323,20 +323,21 @@ fn aws_principal(value: &str) -> Option<AwsPrincipal<'_>> {
     }
 }
 
-/// `*` or `s3:NAME`/`kms:NAME` (service in any case), the name made of letters, digits and wildcards.
+/// `*` or `s3:NAME`/`kms:NAME`/`iam:NAME` (service in any case; `iam:` for user-policy admin calls), the name made
+/// of letters, digits and wildcards.
 fn valid_action(action: &str) -> bool {
     let Some((service, name)) = action.split_once(':') else { return action == "*" };
-    (service.eq_ignore_ascii_case("s3") || service.eq_ignore_ascii_case("kms"))
+    ["s3", "kms", "iam"].iter().any(|known| service.eq_ignore_ascii_case(known))
         && !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?')
 }
 
-/// Identity policies: `*`, `s3` or `kms` ARNs. Bucket policies: the bucket itself or objects in it.
+/// Identity policies: `*`, `s3`, `kms` or `iam` (users) ARNs. Bucket policies: the bucket itself or objects in it.
 fn valid_resource(resource: &str, kind: &PolicyKind) -> bool {
     match kind {
         PolicyKind::Identity => {
             resource == "*"
-                || ["arn:aws:s3:::", "arn:aws:kms:"]
+                || ["arn:aws:s3:::", "arn:aws:kms:", "arn:aws:iam:"]
                     .iter()
                     .any(|prefix| resource.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty()))
         }

@@ -67,7 +67,7 @@ impl TestServer {
         let config = ServerConfig::resolve(ServerArgs::default()).unwrap();
         let local = Arc::new(LocalEndpoints {
             health: Health::new(state.store.clone(), kms.clone()),
-            metrics: Metrics::new(&config.metrics, kms.clone(), None).unwrap(),
+            metrics: Metrics::new(&config.metrics, kms.clone(), None, Arc::default()).unwrap(),
         });
         let limits = config.connections;
         let serving = tokio::spawn(coffer_server::http_server::serve(listener, service, local, None, limits, async {

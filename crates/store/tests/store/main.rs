@@ -4,6 +4,7 @@ mod buckets;
 mod common;
 mod integrity;
 mod listing;
+mod maintenance;
 mod multipart;
 mod objects;
 mod writable;

@@ -418,6 +418,14 @@ fn json_numbers_and_booleans_in_conditions_read_as_strings() {
 }
 
 #[test]
+fn user_policy_admin_actions_are_iam_actions_on_users() {
+    let policy = identity(r#"{"Effect":"Allow","Action":"iam:*UserPolicy","Resource":"arn:aws:iam:::user/team-*"}"#);
+    assert_eq!(decide(&policy, "lead", "iam:PutUserPolicy", "arn:aws:iam:::user/team-bob", &[]), Allow);
+    assert_eq!(decide(&policy, "lead", "iam:PutUserPolicy", "arn:aws:iam:::user/root", &[]), NotApplicable);
+    assert_eq!(decide(&policy, "lead", "kms:RotateKey", "arn:aws:iam:::user/team-bob", &[]), NotApplicable);
+}
+
+#[test]
 fn parse_refusals() {
     let bucket = PolicyKind::Bucket(BUCKET.into());
     let identity = PolicyKind::Identity;
@@ -443,7 +451,7 @@ fn parse_refusals() {
         // Actions.
         (&identity, allow(r#""Resource":"*""#), "Missing required field Action"),
         (&identity, allow(r#""Action":"*","NotAction":"s3:GetObject","Resource":"*""#), "both Action and NotAction"),
-        (&identity, allow(r#""Action":"iam:CreateUser","Resource":"*""#), "Policy has invalid action"),
+        (&identity, allow(r#""Action":"ec2:RunInstances","Resource":"*""#), "Policy has invalid action"),
         (&identity, allow(r#""Action":"GetObject","Resource":"*""#), "Policy has invalid action"),
         (&identity, allow(r#""Action":"s3:","Resource":"*""#), "Policy has invalid action"),
         (&identity, allow(r#""Action":"s3:Get Object","Resource":"*""#), "Policy has invalid action"),
@@ -455,7 +463,7 @@ fn parse_refusals() {
         (&identity, allow(r#""Action":"*""#), "Missing required field Resource"),
         (&identity, allow(r#""Action":"*","Resource":"*","NotResource":"*""#), "both Resource and NotResource"),
         (&identity, allow(r#""Action":"*","Resource":"bucket/*""#), "Policy has invalid resource"),
-        (&identity, allow(r#""Action":"*","Resource":"arn:aws:iam::1:user/x""#), "Policy has invalid resource"),
+        (&identity, allow(r#""Action":"*","Resource":"arn:aws:ec2:::instance/x""#), "Policy has invalid resource"),
         (&identity, allow(r#""Action":"*","Resource":"arn:aws:s3:::""#), "Policy has invalid resource"),
         (&bucket, allow(r#""Principal":"*","Action":"*","Resource":"*""#), "Policy has invalid resource"),
         (&bucket, allow(r#""Principal":"*","Action":"*","Resource":["*"]"#), "Policy has invalid resource"),

@@ -134,14 +134,15 @@ def test_kms_permissions_per_key_on_the_object_path(world):
 
     # The key administrator manages `key` but cannot read what it protects, nor run the KMS.
     assert "kms:Decrypt" in refused(lambda: key_admin.get_object(Bucket=bucket, Key="under-key"))["Message"]
-    rotated = world.server.admin_cli("key", "rotate", world.key, creds=world.key_admin.credentials)
+    rotated = world.server.admin_cli("kms", "key", "rotate", world.key, creds=world.key_admin.credentials)
     assert json.loads(rotated.stdout)["key_id"] == world.key
     stop = world.server.admin_cli("kms", "stop", creds=world.key_admin.credentials, check=False)
     assert stop.returncode != 0 and "kms:Configure" in stop.stderr + stop.stdout
-    other = world.server.admin_cli("key", "rotate", world.other_key, creds=world.key_admin.credentials, check=False)
+    other = world.server.admin_cli("kms", "key", "rotate", world.other_key, creds=world.key_admin.credentials,
+                                   check=False)
     assert other.returncode != 0 and "kms:RotateKey" in other.stderr + other.stdout
     # A key user cannot manage the key.
-    by_alice = world.server.admin_cli("key", "rotate", world.key, creds=world.alice.credentials, check=False)
+    by_alice = world.server.admin_cli("kms", "key", "rotate", world.key, creds=world.alice.credentials, check=False)
     assert by_alice.returncode != 0 and "AccessDenied" in by_alice.stderr + by_alice.stdout
     # alice still reads everything after the rotation.
     assert alice.get_object(Bucket=bucket, Key="under-key")["Body"].read() == BODY

@@ -87,6 +87,25 @@ impl AccessCheck {
         self.authz.check_s3(access_key, &request, &context).await
     }
 
+    /// UploadPart, UploadPartCopy (whose source must be readable too) and CompleteMultipartUpload: `s3:PutObject`
+    /// with the upload's encryption as condition keys.
+    async fn check_part_write(
+        &self,
+        credentials: Option<&Credentials>,
+        extensions: &Extensions,
+        (bucket, key, upload_id): (&str, &str, &str),
+        copy_source: Option<&CopySource>,
+    ) -> S3Result<()> {
+        let access_key = credentials.map(|c| c.access_key.as_str()).ok_or_else(signature_required)?;
+        let mut context = request_context(access_key, extensions);
+        if let Some(source) = copy_source {
+            self.check_copy_source(access_key, source, &context).await?;
+        }
+        self.add_upload_encryption(&mut context, bucket, key, upload_id).await;
+        let request = S3Action { action: "s3:PutObject", bucket: Some(bucket), key: Some(key) };
+        self.authz.check_s3(access_key, &request, &context).await
+    }
+
     /// The copy source must be readable: `s3:GetObject` on it.
     async fn check_copy_source(
         &self,
@@ -141,31 +160,21 @@ impl S3Access for AccessCheck {
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        let access_key = signer(req)?;
-        let mut context = request_context(&access_key, &req.extensions);
         let input = &req.input;
-        self.check_copy_source(&access_key, &input.copy_source, &context).await?;
-        self.add_upload_encryption(&mut context, &input.bucket, &input.key, &input.upload_id).await;
-        let destination = S3Action { action: "s3:PutObject", bucket: Some(&input.bucket), key: Some(&input.key) };
-        self.authz.check_s3(&access_key, &destination, &context).await
+        let upload = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        self.check_part_write(req.credentials.as_ref(), &req.extensions, upload, Some(&input.copy_source)).await
     }
 
     async fn upload_part(&self, req: &mut S3Request<UploadPartInput>) -> S3Result<()> {
-        let access_key = signer(req)?;
-        let mut context = request_context(&access_key, &req.extensions);
         let input = &req.input;
-        self.add_upload_encryption(&mut context, &input.bucket, &input.key, &input.upload_id).await;
-        let request = S3Action { action: "s3:PutObject", bucket: Some(&input.bucket), key: Some(&input.key) };
-        self.authz.check_s3(&access_key, &request, &context).await
+        let upload = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        self.check_part_write(req.credentials.as_ref(), &req.extensions, upload, None).await
     }
 
     async fn complete_multipart_upload(&self, req: &mut S3Request<CompleteMultipartUploadInput>) -> S3Result<()> {
-        let access_key = signer(req)?;
-        let mut context = request_context(&access_key, &req.extensions);
         let input = &req.input;
-        self.add_upload_encryption(&mut context, &input.bucket, &input.key, &input.upload_id).await;
-        let request = S3Action { action: "s3:PutObject", bucket: Some(&input.bucket), key: Some(&input.key) };
-        self.authz.check_s3(&access_key, &request, &context).await
+        let upload = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        self.check_part_write(req.credentials.as_ref(), &req.extensions, upload, None).await
     }
 
     async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {

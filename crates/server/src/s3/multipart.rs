@@ -124,7 +124,7 @@ pub async fn upload_part(
             ));
         }
     }
-    let declared_len = declared_length(input.content_length)?;
+    let declared_len = declared_length(input.content_length, &req.headers)?;
     let encryptor =
         part_encryptor(state, &who, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref(), number)
             .await?;

@@ -52,7 +52,7 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
         let existing = existing_object(state, &input.bucket, &input.key).await?;
         check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
-    let declared_len = declared_length(input.content_length)?;
+    let declared_len = declared_length(input.content_length, &req.headers)?;
     let (encryption, encryptor) = single_part(start_object(state, &who, &input.bucket, &input.key, &encryption).await?);
     let received =
         receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
@@ -80,10 +80,21 @@ pub(super) async fn existing_object(state: &AppState, bucket: &str, key: &str) -
     }
 }
 
-/// The request's Content-Length as bytes.
-pub(super) fn declared_length(content_length: Option<i64>) -> S3Result<Option<u64>> {
-    content_length
-        .map(|len| u64::try_from(len).map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative.")))
+/// The length of the request's body as bytes: its Content-Length, or for an aws-chunked body whose length s3s does
+/// not pass on (unsigned streaming with trailers, as botocore sends over HTTPS) its `x-amz-decoded-content-length`.
+pub(super) fn declared_length(content_length: Option<i64>, headers: &http::HeaderMap) -> S3Result<Option<u64>> {
+    if let Some(len) = content_length {
+        return u64::try_from(len)
+            .map(Some)
+            .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative."));
+    }
+    headers
+        .get("x-amz-decoded-content-length")
+        .map(|value| {
+            value.to_str().ok().and_then(|text| text.parse::<u64>().ok()).ok_or_else(|| {
+                s3_error!(InvalidArgument, "x-amz-decoded-content-length must be a non-negative number.")
+            })
+        })
         .transpose()
 }
 

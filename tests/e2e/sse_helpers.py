@@ -23,6 +23,7 @@ import json
 import random
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -339,6 +340,22 @@ def kms_admin_ok(server: CofferServer, method: str, path: str, body: dict | None
     status, answer = kms_admin(server, method, path, body)
     assert status == 200, f"KMS admin {method} {path}: HTTP {status}: {answer}"
     return answer
+
+
+JOB_ENDS = ("completed", "cancelled", "failed")
+
+
+def job(server: CofferServer, job_id: str) -> dict:
+    return kms_admin_ok(server, "GET", f"/jobs/{job_id}")
+
+
+def job_when_ended(server: CofferServer, job_id: str, timeout: float, poll: float = 0.2) -> dict:
+    """Polls a job (rewrap or scrub) until it is completed, cancelled or failed, and returns it."""
+    deadline = time.monotonic() + timeout
+    while (current := job(server, job_id))["state"] not in JOB_ENDS:
+        assert time.monotonic() < deadline, f"job {job_id} still {current['state']} after {timeout}s: {current}"
+        time.sleep(poll)
+    return current
 
 
 def vault_store(bao: OpenBao) -> dict:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from collections import Counter
 
 import botocore.exceptions
 import pytest
 
 from harness import User, unique_name
-from sse_helpers import kms_admin, kms_admin_ok
+from sse_helpers import job_when_ended, kms_admin, kms_admin_ok
 
 BODY = b"audited bytes " * 1000
 
@@ -138,10 +137,7 @@ def test_a_rewrap_job_audits_each_object_it_moves(coffer_factory, tmp_path):
     server.s3.put_object(Bucket=bucket, Key="elsewhere", Body=BODY, ServerSideEncryption="AES256")
     job = kms_admin_ok(server, "POST", "/jobs/rewrap", {"buckets": [bucket], "from": {"key": old_key},
                                                         "to": {"key": new_key}})
-    deadline = time.monotonic() + 120
-    while (state := kms_admin_ok(server, "GET", f"/jobs/{job['id']}"))["state"] == "running":
-        assert time.monotonic() < deadline, state
-        time.sleep(0.2)
+    state = job_when_ended(server, job["id"], timeout=120)
     assert state["state"] == "completed" and state["progress"]["changed"] == 3, state
     server.stop()
 

@@ -25,13 +25,12 @@ import pytest
 from harness import CofferServer, unique_name
 from sse_helpers import (DEFAULT_KMS_KEY, KiB, MiB, Sse, all_files, assert_absent, create_kms_key,
                          encryption_context, etag_of, files_containing, kms_admin, kms_admin_ok, object_data_files,
-                         sha256, vault_store)
+                         job, job_when_ended, sha256, vault_store)
 
 MIN_PART = 64 * KiB            # the lowered part minimum of the servers here
 SMALL_PARTS = [MIN_PART, MIN_PART + 1, 1000]
 NORMAL_PARTS = [5 * MiB, MiB + 3]
 SIZES = [0, 1, 1000, 4096, 65_536, 65_537, 200_000]
-TERMINAL = ("completed", "cancelled", "failed")
 
 
 @pytest.fixture
@@ -151,16 +150,9 @@ def start_job(server: CofferServer, spec: dict) -> dict:
     return job
 
 
-def job(server: CofferServer, job_id: str) -> dict:
-    return kms_admin_ok(server, "GET", f"/jobs/{job_id}")
-
-
 def wait_for_job(server: CofferServer, job_id: str, timeout: float = 180) -> dict:
     """Polls the job until it ends; it must have completed without a failure."""
-    deadline = time.monotonic() + timeout
-    while (current := job(server, job_id))["state"] not in TERMINAL:
-        assert time.monotonic() < deadline, f"job still {current['state']} after {timeout}s: {current}"
-        time.sleep(0.5)
+    current = job_when_ended(server, job_id, timeout, poll=0.5)
     assert current["state"] == "completed", current
     assert (current["progress"]["failed"], current["failures"], current["error"]) == (0, [], None), current
     return current

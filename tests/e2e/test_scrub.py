@@ -28,27 +28,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, MiB, Sse, flip_byte, kms_admin, kms_admin_ok, multipart_put,
-                         object_data_files, object_dir, random_bytes)
+from sse_helpers import (DEFAULT_KMS_KEY, MiB, Sse, flip_byte, job_when_ended, kms_admin, kms_admin_ok,
+                         multipart_put, object_data_files, object_dir, random_bytes)
 
-TERMINAL = ("completed", "cancelled", "failed")
 MODES = {"plaintext": Sse.none(), "sse-s3": Sse.s3(), "sse-kms": Sse.kms(DEFAULT_KMS_KEY), "sse-c": Sse.c()}
 SHAPES = {"small": 1000, "file": 2 * MiB + 11, "multipart": 5 * MiB + 3}
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
-
-def job(server: CofferServer, job_id: str) -> dict:
-    return kms_admin_ok(server, "GET", f"/jobs/{job_id}")
-
-
-def wait_for_job(server: CofferServer, job_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while (current := job(server, job_id))["state"] not in TERMINAL:
-        assert time.monotonic() < deadline, f"job {job_id} did not end: {current}"
-        time.sleep(0.2)
-    return current
-
 
 def scrub_cli(server: CofferServer, *args: str) -> tuple[int, dict]:
     """`coffer admin scrub --wait ARGS --json`: (exit status, the job as it ended)."""
@@ -167,7 +154,7 @@ def test_scrub_jobs_pause_resume_cancel_and_check_their_input(server):
     paused = kms_admin_ok(server, "POST", f"/jobs/{started['id']}/pause")
     assert paused["state"] == "paused", paused
     assert kms_admin_ok(server, "POST", f"/jobs/{started['id']}/resume")["state"] == "running"
-    done = wait_for_job(server, started["id"])
+    done = job_when_ended(server, started["id"], timeout=300)
     assert (done["state"], done["progress"]["examined"], done["progress"]["verified"]) == ("completed", 6, 6), done
     assert any(listed["id"] == started["id"] for listed in kms_admin_ok(server, "GET", "/jobs")["jobs"])
 
@@ -189,7 +176,7 @@ def test_a_background_scrub_starts_by_itself(coffer_factory):
         assert time.monotonic() < deadline, "no background scrub started"
         time.sleep(0.2)
     assert len(scrubs) == 1 and scrubs[0]["spec"]["bucket"] is None, scrubs
-    assert wait_for_job(server, scrubs[0]["id"])["state"] == "completed"
+    assert job_when_ended(server, scrubs[0]["id"], timeout=300)["state"] == "completed"
     assert "background scrub started" in server.log()
 
 

@@ -30,6 +30,7 @@ use crate::http_server::ClientConnection;
 use crate::policy::{ConditionContext, Decision, Policy, PolicyKind, Request};
 use crate::users::{UserRegistry, UserRights};
 
+pub(crate) use s3_access::signer;
 pub use s3_access::AccessCheck;
 
 /// Resource name of actions on no bucket or key (ListAllMyBuckets, CreateBucket is on its bucket).

@@ -202,7 +202,8 @@ impl S3Access for AccessCheck {
     }
 }
 
-fn signer<T>(req: &S3Request<T>) -> S3Result<String> {
+/// The signing access key (unsigned requests are refused by [`AccessCheck`] before any operation runs).
+pub(crate) fn signer<T>(req: &S3Request<T>) -> S3Result<String> {
     req.credentials.as_ref().map(|credentials| credentials.access_key.clone()).ok_or_else(signature_required)
 }
 

@@ -9,7 +9,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use coffer_store::StoreError;
 
-use crate::authz::request_context;
+use crate::authz::{request_context, signer};
 use crate::encryption::{bucket_default, sse_error};
 use crate::errors::{custom_error, store_error};
 use crate::policy::{Policy, PolicyKind};
@@ -174,10 +174,4 @@ pub async fn delete_bucket_policy(
 ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
     state.store.set_bucket_policy(&req.input.bucket, None).await.map_err(store_error)?;
     Ok(S3Response::new(DeleteBucketPolicyOutput::default()))
-}
-
-/// The signing access key (s3s's access check has already refused unsigned requests).
-fn signer<T>(req: &S3Request<T>) -> S3Result<String> {
-    let credentials = req.credentials.as_ref().ok_or_else(|| s3_error!(AccessDenied, "Signature is required"))?;
-    Ok(credentials.access_key.clone())
 }

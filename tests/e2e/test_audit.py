@@ -53,9 +53,9 @@ def test_every_key_use_and_admin_action_is_one_line(coffer_factory, tmp_path):
                                                        PartNumber=n, Body=BODY)["ETag"]}
              for n in (1, 2)]                                                        # decrypt 3, 4
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload["UploadId"],
-                                 MultipartUpload={"Parts": parts})
+                                 MultipartUpload={"Parts": parts})                   # decrypt 5 (part-list commitment)
     s3.copy_object(Bucket=bucket, Key="s3", CopySource={"Bucket": bucket, "Key": "s3"},
-                   ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)               # decrypt 5, generate 4
+                   ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)               # decrypt 6, generate 4
     with pytest.raises(botocore.exceptions.ClientError):
         s3.put_object(Bucket=bucket, Key="nokey", Body=BODY, ServerSideEncryption="aws:kms",
                       SSEKMSKeyId="no-such-key")                                     # generate 5, failed
@@ -75,7 +75,7 @@ def test_every_key_use_and_admin_action_is_one_line(coffer_factory, tmp_path):
     assert Counter((line["action"], line["outcome"]) for line in key_uses) == {
         ("kms:GenerateDataKey", "success"): 4,
         ("kms:GenerateDataKey", "failed"): 2,
-        ("kms:Decrypt", "success"): 5,
+        ("kms:Decrypt", "success"): 6,
     }, key_uses
     assert Counter((line["action"], line["outcome"]) for line in admin) == {
         ("kms.key.create", "success"): 2,

@@ -9,8 +9,8 @@ status or a body cut off, which the client sees as an error. Ranges elsewhere in
 with response checksum validation off, so the client's own check of a stored CRC cannot hide what the server sent.
 
 An encrypted object's read-affecting record fields are also bound into its encryption (docs/encryption-format.md,
-format 2): edits made by someone holding the record MAC key — the MAC recomputed as crates/store/src/record_mac.rs
-does — still fail.
+formats 2 and 3, and the part-list commitment): edits made by someone holding the record MAC key — the MAC
+recomputed as crates/store/src/record_mac.rs does — still fail.
 """
 
 from __future__ import annotations
@@ -254,23 +254,57 @@ def test_read_affecting_edits_with_a_valid_mac_are_refused(server, s3, stored):
     assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body
 
 
-@objects(modes=["sse-s3"], shapes=["multipart"])
-@pytest.mark.xfail(strict=True, reason="dropping a whole part is not bound: the part count of a multipart object is "
-                   "not known when its parts are encrypted (docs/encryption-format.md, 'What is bound')")
-def test_dropping_a_whole_part_with_a_valid_mac(server, s3, stored):
+def part_list_edits(record: dict) -> Iterator[tuple[str, dict]]:
+    """(what, edited record) for each change of a multipart object's part list, every size made to agree: a part
+    dropped (with the commitment kept, removed, or removed with the parts relabelled as format 2) or repeated."""
+    def edited(change) -> dict:
+        copy = json.loads(json.dumps(record))
+        change(copy)
+        return copy
+
+    def keep(r, indexes):
+        for field in ("data_files", "data_checksums"):
+            r[field] = [r[field][i] for i in indexes]
+        r["meta"]["parts"] = [r["meta"]["parts"][i] for i in indexes]
+        r["meta"]["size"] = sum(part["size"] for part in r["meta"]["parts"])
+
+    def uncommitted(r):
+        del r["meta"]["encryption"]["part_list"]
+
+    def as_format_2(r):
+        uncommitted(r)
+        for part in r["meta"]["parts"]:
+            part["encryption"]["v"] = 2
+
+    count = len(record["meta"]["parts"])
+    for dropped in range(count):
+        kept = [i for i in range(count) if i != dropped]
+        yield f"part {dropped} dropped", edited(lambda r: keep(r, kept))
+        yield f"part {dropped} dropped, commitment removed", edited(lambda r: (keep(r, kept), uncommitted(r)))
+        yield f"part {dropped} dropped, commitment removed, parts as format 2", edited(
+            lambda r: (keep(r, kept), as_format_2(r)))
+    yield "commitment removed", edited(uncommitted)
+
+
+@objects(modes=["sse-s3", "sse-kms"], shapes=["multipart"])
+def test_part_list_edits_with_a_valid_mac_are_refused(server, s3, stored):
+    """The part list of an SSE-S3 or SSE-KMS object is committed under its object key (docs/encryption-format.md,
+    'Part list'): a record that drops a whole part, even with the MAC recomputed, every size agreeing and the
+    commitment removed, does not read. (SSE-C multipart objects are the documented exception: no key at completion.)"""
     bucket, key, body, sse = stored
     record_path: Path = object_dir(server, bucket, key) / "meta.json"
     original = record_path.read_bytes()
     record = json.loads(original)
-    dropped = record["meta"]["parts"].pop()
-    record["meta"]["size"] -= dropped["size"]
-    record["data_files"].pop()
-    record["data_checksums"].pop()
+    assert len(record["meta"]["parts"]) == 2 and record["meta"]["encryption"]["part_list"]
+    assert all(part["encryption"]["v"] == 3 for part in record["meta"]["parts"])
     try:
-        record_path.write_text(signed(server, record_path, record))
-        get_must_fail(s3, bucket, key, "last part dropped", **sse.read_args())
+        for where, edited in part_list_edits(record):
+            record_path.write_text(signed(server, record_path, edited))
+            for params in [{}, {"Range": "bytes=0-0"}, {"Range": f"bytes={edited['meta']['size'] - 1}-"}]:
+                get_must_fail(s3, bucket, key, where, **sse.read_args(), **params)
     finally:
         record_path.write_bytes(original)
+    assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body
 
 
 def test_unencrypted_data_may_not_start_like_encrypted_data(s3):

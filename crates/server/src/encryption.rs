@@ -6,16 +6,17 @@
 //! values between s3s, the store and that crate.
 
 use coffer_sse::{
-    authorize_read, authorize_upload_part, BucketEncryption, CustomerKey, CustomerKeyHeaders, NewObject, ObjectCipher,
-    ObjectEncryption, PartEncryptor, SseError, SseHeaders, SseMode, Transport, WriteEncryption,
+    authorize_read, authorize_upload_part, BucketEncryption, CustomerKey, CustomerKeyHeaders, ListedPart, NewObject,
+    ObjectCipher, ObjectEncryption, PartEncryption, PartEncryptor, SseError, SseHeaders, SseMode, Transport,
+    WriteEncryption,
 };
-use coffer_store::RawJson;
+use coffer_store::{PartMeta, RawJson};
 use http::{Extensions, HeaderMap, StatusCode};
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 use tracing::error;
 
 use crate::audit_log::{key_use, KeyAction, Requester};
-use crate::errors::store_error;
+use crate::errors::{internal, store_error};
 use crate::http_server::ClientConnection;
 use crate::service::AppState;
 
@@ -227,13 +228,44 @@ fn audit_open<T>(
     key_use(who, KeyAction::Decrypt, bucket, key, origin.as_ref(), None, error);
 }
 
-/// A new single-part object (PutObject, CopyObject): its encryption metadata and the encryptor of its one part,
-/// both `None` for plaintext.
-pub fn single_part(new: Option<NewObject>) -> (Option<ObjectEncryption>, Option<PartEncryptor>) {
-    match new {
-        Some(new) => (Some(new.encryption), Some(new.cipher.encrypt_part(1))),
-        None => (None, None),
-    }
+/// The encryptor of the one part of a new single-part object (PutObject, CopyObject, a rewrap that encrypts);
+/// `None` for plaintext. Once the part is written, [`committed_encryption`] gives the object's metadata.
+pub fn single_part_encryptor(new: Option<&NewObject>) -> Option<PartEncryptor> {
+    new.map(|new| new.cipher.encrypt_part(1))
+}
+
+/// The encryption metadata of a new object written as `parts`, committed to that part list; `None` for plaintext.
+pub fn committed_encryption(new: Option<NewObject>, parts: &[PartMeta]) -> S3Result<Option<ObjectEncryption>> {
+    let Some(NewObject { mut encryption, cipher }) = new else {
+        return Ok(None);
+    };
+    commit_part_list(&cipher, &mut encryption, parts)?;
+    Ok(Some(encryption))
+}
+
+/// Commits `encryption`, opened as `cipher`, to the object's `parts` (see [`coffer_sse::ListedPart`]).
+pub fn commit_part_list(cipher: &ObjectCipher, encryption: &mut ObjectEncryption, parts: &[PartMeta]) -> S3Result<()> {
+    let encryptions = part_encryptions(parts)?;
+    cipher.commit_part_list(encryption, &listed_parts(parts, &encryptions)).map_err(sse_error)
+}
+
+/// The encryption metadata of an encrypted object's or upload's parts, in order.
+pub fn part_encryptions(parts: &[PartMeta]) -> S3Result<Vec<PartEncryption>> {
+    parts
+        .iter()
+        .map(|part| {
+            let json = part
+                .encryption
+                .as_ref()
+                .ok_or_else(|| internal(&"the object's record is inconsistent: a part has no encryption metadata"))?;
+            PartEncryption::from_json(json.get()).map_err(sse_error)
+        })
+        .collect()
+}
+
+/// `parts` with their `encryptions`, as the part-list commitment covers them.
+pub fn listed_parts<'a>(parts: &[PartMeta], encryptions: &'a [PartEncryption]) -> Vec<ListedPart<'a>> {
+    parts.iter().zip(encryptions).map(|(part, encryption)| ListedPart { encryption, size: part.size }).collect()
 }
 
 /// The encryption metadata stored on an object or upload, if it is encrypted.
@@ -282,6 +314,31 @@ pub async fn part_encryptor(
         }
         None => authorize_upload_part(None, customer_key).map(|()| None).map_err(sse_error),
     }
+}
+
+/// CompleteMultipartUpload: the upload's encryption metadata (`None` for plaintext), committed to the object's
+/// `parts`. The commitment needs the upload's object key: SSE-S3 and SSE-KMS uploads open it (`kms:Decrypt` on an
+/// SSE-KMS key, as AWS asks of a completion; audited). SSE-C uploads stay uncommitted: clients send no customer
+/// key with CompleteMultipartUpload.
+pub async fn completed_encryption(
+    state: &AppState,
+    who: &Requester,
+    bucket: &str,
+    key: &str,
+    upload: Option<ObjectEncryption>,
+    parts: &[PartMeta],
+) -> S3Result<Option<ObjectEncryption>> {
+    let Some(mut encryption) = upload else {
+        return Ok(None);
+    };
+    if encryption.mode() == SseMode::SseC {
+        return Ok(Some(encryption));
+    }
+    authorize_key_use(state, who, KeyAction::Decrypt, bucket, key, &encryption)?;
+    let opened = state.sse.open_upload(bucket, key, &encryption, None).await;
+    audit_open(state, who, bucket, key, &encryption, &opened);
+    commit_part_list(&opened.map_err(sse_error)?, &mut encryption, parts)?;
+    Ok(Some(encryption))
 }
 
 /// Sets the SSE response fields of an s3s output from an [`ObjectEncryption`] (or nothing for plaintext). The

@@ -33,7 +33,7 @@ use s3s::{s3_error, S3Result, StdError};
 
 use crate::body_taps::ChunkedBodyEnd;
 use crate::checksum::{BodyDigests, ChecksumAlgorithm, ChecksumValue, ComputedDigests, DeclaredIntegrity};
-use crate::encryption::{single_part, sse_error};
+use crate::encryption::{committed_encryption, listed_parts, part_encryptions, single_part_encryptor, sse_error};
 use crate::errors::{body_error, internal, io_error, store_error};
 
 /// Largest object a single PutObject, UploadPart or CopyObject may write (S3's limit).
@@ -160,13 +160,14 @@ pub async fn restage_object(
     headers: ObjectHeaders,
 ) -> S3Result<(StagedFile, ObjectMeta, Option<ObjectEncryption>)> {
     let size = reader.meta().size;
-    let (encryption, encryptor) = single_part(new);
+    let encryptor = single_part_encryptor(new.as_ref());
     let body = ObjectBody::new(reader, 0..size, cipher)?.into_copy_source();
     let received = receive(store, body, Some(size), DeclaredIntegrity::compute(algorithm), encryptor).await?;
     let mut meta = ObjectMeta::new(key, received.size, received.etag.clone());
     meta.headers = headers;
     meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
     meta.parts = vec![received.part(1)];
+    let encryption = committed_encryption(new, &meta.parts)?;
     meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
     Ok((received.file, meta, encryption))
 }
@@ -276,24 +277,11 @@ impl ObjectBody {
     /// object's, opened by the caller) when the object is encrypted. Fails if the record's sizes disagree with its
     /// parts, or a part's encryption metadata is missing, unreadable or not that of its place in the object.
     pub fn new(reader: ObjectReader, range: Range<u64>, cipher: Option<ObjectCipher>) -> S3Result<Self> {
-        check_layout(reader.meta(), cipher.is_some())?;
-        let parts = &reader.meta().parts;
-        let slices = plan_slices(parts, &range)
+        let encryptions = check_layout(reader.meta(), cipher.as_ref())?;
+        let slices = plan_slices(&reader.meta().parts, &range)
             .into_iter()
-            .map(|range| {
-                let encryption = match &cipher {
-                    None => None,
-                    Some(_) => {
-                        let value = parts[range.index]
-                            .encryption
-                            .as_ref()
-                            .ok_or_else(|| internal(&"a part of an encrypted object has no encryption metadata"))?;
-                        Some(PartEncryption::from_json(value.get()).map_err(sse_error)?)
-                    }
-                };
-                Ok(PlannedSlice { range, encryption })
-            })
-            .collect::<S3Result<_>>()?;
+            .map(|range| PlannedSlice { range, encryption: encryptions.get(range.index).cloned() })
+            .collect();
         Ok(ObjectBody {
             reader,
             cipher,
@@ -408,23 +396,24 @@ impl ObjectBody {
     }
 }
 
-/// Checks what the record says about how to read the object against itself: the object's size is the sum of its
-/// parts', and for an encrypted object each part's encryption names its own part number, in increasing order, and
-/// its stored size is what its plaintext size makes in its format. Part sizes and numbers are bound into the
-/// packages (format 2) and the order here, so an edited record fails instead of yielding a short or reordered body.
-fn check_layout(meta: &ObjectMeta, encrypted: bool) -> S3Result<()> {
+/// Checks what the record says about how to read the object against itself and returns the parts' encryption
+/// metadata (none for a plaintext object): the object's size is the sum of its parts', and for an encrypted object
+/// each part's encryption names its own part number, in increasing order, its stored size is what its plaintext
+/// size makes in its format, and the part list is the one the object committed to. Part sizes and numbers are bound
+/// into the packages (format 2 and 3), the order here and the part list by the commitment (format 3), so an edited
+/// record fails instead of yielding a short or reordered body.
+fn check_layout(meta: &ObjectMeta, cipher: Option<&ObjectCipher>) -> S3Result<Vec<PartEncryption>> {
     let damaged = |what: &str| internal(&format!("the object's record is inconsistent: {what}"));
     let total = meta.parts.iter().try_fold(0u64, |sum, part| sum.checked_add(part.size));
     if total != Some(meta.size) {
         return Err(damaged("its size is not the sum of its parts' sizes"));
     }
-    if !encrypted {
-        return Ok(());
-    }
+    let Some(cipher) = cipher else {
+        return Ok(Vec::new());
+    };
+    let encryptions = part_encryptions(&meta.parts)?;
     let mut previous = 0;
-    for part in &meta.parts {
-        let json = part.encryption.as_ref().ok_or_else(|| damaged("a part has no encryption metadata"))?;
-        let encryption = PartEncryption::from_json(json.get()).map_err(sse_error)?;
+    for (part, encryption) in meta.parts.iter().zip(&encryptions) {
         if encryption.part_number() != part.number || part.number <= previous {
             return Err(damaged("the part numbers are not those the parts were encrypted as, in order"));
         }
@@ -433,7 +422,8 @@ fn check_layout(meta: &ObjectMeta, encrypted: bool) -> S3Result<()> {
         }
         previous = part.number;
     }
-    Ok(())
+    cipher.check_part_list(&listed_parts(&meta.parts, &encryptions)).map_err(sse_error)?;
+    Ok(encryptions)
 }
 
 /// The S3 error for a failed read of stored data: coffer-sse's answer when decryption failed (e.g. the data failed

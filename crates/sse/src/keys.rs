@@ -3,6 +3,7 @@
 //! ```text
 //! outer key (KMS bucket key | customer key) --HKDF(seal salt)--> KEK --AES-256-GCM(AAD: mode, bucket, key)--> sealed object key
 //! object key --HKDF(part salt, part number)--> part key + nonce prefix --> packages (see `package`)
+//! object key --HKDF("coffer-sse/v3/part-list")--> part-list key --HMAC--> commitment to the parts (see `part_list`)
 //! ```
 //!
 //! Every object (every version written, every multipart upload) gets a fresh random object key, and every seal a
@@ -30,6 +31,7 @@ const SEALED_LEN: usize = SEAL_SALT_LEN + KEY_LEN + TAG_LEN;
 const KEK_INFO: &[u8] = b"coffer-sse/v1/kek";
 const SEAL_AAD_LABEL: &[u8] = b"coffer-sse/v1/seal";
 const PART_INFO: &[u8] = b"coffer-sse/v1/part";
+const PART_LIST_INFO: &[u8] = b"coffer-sse/v3/part-list";
 
 /// Fills `bytes` from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
@@ -158,6 +160,14 @@ impl ObjectKey {
             aead: aes_gcm_key(key.try_into().expect("split at the key length")),
             nonce_prefix: prefix.try_into().expect("split at the key length"),
         }
+    }
+
+    /// The key the commitment to the object's part list is made with: `HKDF(salt = "", IKM = object key,
+    /// info = "coffer-sse/v3/part-list")`, 32 bytes.
+    pub(crate) fn part_list_key(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        hkdf(&[], self.0.as_ref(), &[PART_LIST_INFO], key.as_mut());
+        key
     }
 
     #[cfg(test)]

@@ -14,6 +14,7 @@ mod headers;
 mod keys;
 mod metadata;
 mod package;
+mod part_list;
 mod service;
 
 pub use error::{Result, SseError};
@@ -26,4 +27,5 @@ pub use package::{
     plaintext_size, stored_size, ObjectCipher, PartDecryptor, PartEncryptor, SealedPart, ENCRYPTED_DATA_MARKER,
     PACKAGE_SIZE,
 };
+pub use part_list::ListedPart;
 pub use service::{NewObject, RewrapTarget, Rewrapped, SseService};

@@ -1,9 +1,10 @@
 //! What the store keeps for an encrypted object, and what a response may show of it.
 //!
 //! [`ObjectEncryption`] is the object-level (and multipart-upload-level) `encryption` JSON: mode, sealed object key
-//! and what is needed to get the outer key back. [`PartEncryption`] is the part-level JSON: the part's salt and
-//! number. Both are versioned: objects `"v": 1`; parts `"v": 2` (the package layout of format 2, see `package`),
-//! and parts written as `"v": 1` still read. [`SseResponse`] is the only view of them that reaches a client: the
+//! and what is needed to get the outer key back, and the commitment to the object's part list (see `part_list`).
+//! [`PartEncryption`] is the part-level JSON: the part's salt, number and format. Both are versioned: objects
+//! `"v": 1`; parts `"v": 3` (SSE-S3, SSE-KMS) or `"v": 2` (SSE-C), see `package`, and parts written as `"v": 1`
+//! still read. [`SseResponse`] is the only view of them that reaches a client: the
 //! sealed key, wrapped key and salts never leave this crate's metadata.
 
 use base64_simd::STANDARD;
@@ -12,12 +13,12 @@ use serde_json::value::RawValue;
 
 use crate::error::{Result, SseError};
 use crate::keys::{SealedKey, PART_SALT_LEN};
+use crate::package::Layout;
+use crate::part_list::PartListTag;
 
 const FORMAT_VERSION: u32 = 1;
-/// The part format written: 2 binds the part's layout into every package and marks its data (see `package`).
-const PART_FORMAT_VERSION: u32 = 2;
-/// Part formats read: 1 (packages without associated data or marker) and 2.
-const PART_FORMATS_READ: std::ops::RangeInclusive<u32> = 1..=PART_FORMAT_VERSION;
+/// Part formats read: 1 (packages without associated data or marker), 2 and 3 (see `package`).
+const PART_FORMATS_READ: std::ops::RangeInclusive<u32> = 1..=3;
 
 /// The three server-side encryption modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +54,9 @@ pub struct ObjectEncryption {
     /// The object key sealed under the KEK (`seal salt || ciphertext || tag`, base64).
     #[serde(with = "base64_sealed")]
     sealed_key: SealedKey,
+    /// The commitment to the object's part list (base64), made when the object was committed; never on an upload.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_tag")]
+    part_list: Option<PartListTag>,
 }
 
 /// How the outer key of an object is obtained, per mode.
@@ -90,7 +94,21 @@ impl Scheme {
 
 impl ObjectEncryption {
     pub(crate) fn new(scheme: Scheme, sealed_key: SealedKey) -> Self {
-        Self { v: FORMAT_VERSION, scheme, sealed_key }
+        Self { v: FORMAT_VERSION, scheme, sealed_key, part_list: None }
+    }
+
+    /// The same object key sealed anew (reseal, rewrap): the part list it committed to stays committed.
+    pub(crate) fn keeping_part_list_of(mut self, stored: &ObjectEncryption) -> Self {
+        self.part_list = stored.part_list.clone();
+        self
+    }
+
+    pub(crate) fn part_list(&self) -> Option<&PartListTag> {
+        self.part_list.as_ref()
+    }
+
+    pub(crate) fn set_part_list(&mut self, tag: PartListTag) {
+        self.part_list = Some(tag);
     }
 
     /// Reads the JSON the store kept; fails with a 500 on anything this version cannot read.
@@ -148,7 +166,7 @@ impl ObjectEncryption {
     }
 }
 
-/// The part-level `encryption` JSON: which salt and part number the part's key was derived with.
+/// The part-level `encryption` JSON: which salt and part number the part's key was derived with, and its format.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartEncryption {
     v: u32,
@@ -158,8 +176,8 @@ pub struct PartEncryption {
 }
 
 impl PartEncryption {
-    pub(crate) fn new(part: u32, salt: [u8; PART_SALT_LEN]) -> Self {
-        Self { v: PART_FORMAT_VERSION, part, salt }
+    pub(crate) fn new(layout: Layout, part: u32, salt: [u8; PART_SALT_LEN]) -> Self {
+        Self { v: layout.format(), part, salt }
     }
 
     /// Reads the JSON the store kept on a part (`PartMeta::encryption`).
@@ -177,20 +195,24 @@ impl PartEncryption {
         serde_json::value::to_raw_value(self).expect("part encryption metadata always serializes")
     }
 
-    /// The part number the part's key was derived with (and, in format 2, bound into its packages). A reader
+    /// The part number the part's key was derived with (and, from format 2 on, bound into its packages). A reader
     /// checks it against the part's place in the object.
     pub fn part_number(&self) -> u32 {
         self.part
     }
 
-    /// The part's data format: 1 or 2.
+    /// The part's data format: 1, 2 or 3.
     pub(crate) fn format(&self) -> u32 {
         self.v
     }
 
+    pub(crate) fn layout(&self) -> Layout {
+        Layout::of_format(self.v)
+    }
+
     /// Bytes on disk of this part when it holds `plaintext_size` bytes; a record that says otherwise is damaged.
     pub fn stored_size(&self, plaintext_size: u64) -> u64 {
-        crate::package::Layout::of(self).stored_size(plaintext_size)
+        self.layout().stored_size(plaintext_size)
     }
 
     pub(crate) fn salt(&self) -> &[u8; PART_SALT_LEN] {
@@ -226,6 +248,21 @@ mod base64_array {
         let text = String::deserialize(d)?;
         let bytes = STANDARD.decode_to_vec(text).map_err(serde::de::Error::custom)?;
         bytes.try_into().map_err(|_| serde::de::Error::custom("wrong length"))
+    }
+}
+
+mod base64_tag {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(tag: &Option<PartListTag>, s: S) -> Result<S::Ok, S::Error> {
+        match tag {
+            Some(tag) => super::base64_array::serialize(tag.as_bytes(), s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PartListTag>, D::Error> {
+        Ok(Some(PartListTag::from_bytes(super::base64_array::deserialize(d)?)))
     }
 }
 
@@ -283,6 +320,13 @@ mod tests {
         assert_eq!(value_of(&c.to_json())["mode"], "sse-c");
         assert_eq!(value_of(&c.to_json())["key_md5"], STANDARD.encode_to_string([9u8; 16]));
         assert_eq!(ObjectEncryption::from_json(c.to_json().get()).unwrap(), c);
+
+        let mut committed = s3.clone();
+        committed.set_part_list(PartListTag::from_bytes([3; 32]));
+        assert_eq!(value_of(&committed.to_json())["part_list"], STANDARD.encode_to_string([3u8; 32]));
+        assert_eq!(ObjectEncryption::from_json(committed.to_json().get()).unwrap(), committed);
+        let resealed = ObjectEncryption::new(Scheme::SseC { key_md5: [9; 16] }, sealed());
+        assert_eq!(resealed.keeping_part_list_of(&committed).part_list(), committed.part_list());
     }
 
     #[test]
@@ -294,7 +338,11 @@ mod tests {
         unknown_mode["mode"] = json!("sse-x");
         let mut bad_seal = c.clone();
         bad_seal["sealed_key"] = json!("AAAA");
-        for value in [future, unknown_mode, bad_seal, json!("text"), json!({})] {
+        let mut short_part_list = c.clone();
+        short_part_list["part_list"] = json!("AAAA");
+        let mut null_part_list = c.clone();
+        null_part_list["part_list"] = json!(null);
+        for value in [future, unknown_mode, bad_seal, short_part_list, null_part_list, json!("text"), json!({})] {
             let e = ObjectEncryption::from_json(&value.to_string()).unwrap_err();
             assert_eq!((e.code(), e.status()), ("InternalError", 500), "{value}");
         }
@@ -302,16 +350,18 @@ mod tests {
 
     #[test]
     fn part_json_round_trips() {
-        let part = PartEncryption::new(3, [1; 16]);
         let salt = STANDARD.encode_to_string([1u8; 16]);
-        assert_eq!(value_of(&part.to_json()), json!({"v": 2, "part": 3, "salt": salt}));
-        assert_eq!(PartEncryption::from_json(part.to_json().get()).unwrap(), part);
+        for (layout, v) in [(Layout::V2, 2), (Layout::V3, 3)] {
+            let part = PartEncryption::new(layout, 3, [1; 16]);
+            assert_eq!(value_of(&part.to_json()), json!({"v": v, "part": 3, "salt": salt}));
+            assert_eq!(PartEncryption::from_json(part.to_json().get()).unwrap(), part);
+        }
         // Format 1 parts still read; formats this version does not know do not.
         let old = PartEncryption::from_json(&json!({"v": 1, "part": 3, "salt": salt}).to_string()).unwrap();
         assert_eq!((old.format(), old.part_number()), (1, 3));
         for bad in [
             json!({"v": 2, "part": 3}),
-            json!({"v": 3, "part": 3, "salt": salt}),
+            json!({"v": 4, "part": 3, "salt": salt}),
             json!({"v": 0, "part": 3, "salt": salt}),
         ] {
             assert_eq!(PartEncryption::from_json(&bad.to_string()).unwrap_err().status(), 500, "{bad}");

@@ -6,12 +6,15 @@
 //! reordered package, or a stream cut at a package boundary fails to authenticate. Parts are independent (their
 //! keys come from the object key, a random part salt and the part number), so they can be written in any order.
 //!
-//! Format 2 (written now) binds what a reader takes from the record into every package: the associated data
+//! Formats 2 and 3 (written now) bind what a reader takes from the record into every package: the associated data
 //! ([`PackageAad`]) holds the part number, part plaintext size, package size, package index and final flag, so a
 //! record edited to another size or part number (even with a valid record MAC) makes the packages fail to
 //! authenticate instead of yielding a short body. The mode is bound by the seal of the object key (its associated
-//! data), not by the packages: re-keying to another mode rewrites only metadata. Its data starts with [`ENCRYPTED_DATA_MARKER`], which a part
-//! recorded as unencrypted may not start with, so a record whose encryption was removed does not serve ciphertext.
+//! data), not by the packages: re-keying to another mode rewrites only metadata. Their data starts with
+//! [`ENCRYPTED_DATA_MARKER`], which a part recorded as unencrypted may not start with, so a record whose encryption
+//! was removed does not serve ciphertext. Format 3 differs from format 2 only in the label of its associated data,
+//! which says "this part's object commits to its part list" (see `part_list`): SSE-S3 and SSE-KMS parts are format
+//! 3; SSE-C parts are format 2, because the server has no key to commit with when an SSE-C upload completes.
 //! Format 1 parts (no associated data, no marker) still read.
 //!
 //! [`PartEncryptor`] takes plaintext in chunks of any size, holds back at most one package and writes into a
@@ -26,6 +29,7 @@ use aws_lc_rs::digest::{Context, SHA256};
 use crate::error::{Result, SseError};
 use crate::keys::{random_bytes, ObjectKey, PartKey, TAG_LEN};
 use crate::metadata::{PartEncryption, SseMode};
+use crate::part_list::PartListTag;
 
 /// Plaintext bytes per package.
 pub const PACKAGE_SIZE: usize = 64 * 1024;
@@ -34,10 +38,11 @@ const STORED_PACKAGE: u64 = PACKAGE + TAG_LEN as u64;
 /// Package indexes are 32-bit in the nonce: a part holds at most 2^32 packages (256 TiB).
 const MAX_PACKAGES: u64 = 1 << 32;
 const ETAG_LABEL: &[u8] = b"coffer-sse/v1/etag";
-const PACKAGE_AAD_LABEL: &[u8] = b"coffer-sse/v2/package";
+const PACKAGE_AAD_LABEL_V2: &[u8] = b"coffer-sse/v2/package";
+const PACKAGE_AAD_LABEL_V3: &[u8] = b"coffer-sse/v3/package";
 
-/// The first 16 bytes of every part stored in format 2 (PNG-style: a high byte, a name, line ends that a text
-/// transfer would mangle, the format number). The server refuses unencrypted data that starts with it and refuses
+/// The first 16 bytes of every part stored in format 2 or 3 (PNG-style: a high byte, a name, line ends that a text
+/// transfer would mangle, the marker's version). The server refuses unencrypted data that starts with it and refuses
 /// to serve data recorded as unencrypted that starts with it, so an encrypted part whose record lost its
 /// encryption is never served as plaintext.
 pub const ENCRYPTED_DATA_MARKER: [u8; 16] = *b"\x89COFFER-SSE\r\n\x1a\n\x02";
@@ -54,21 +59,49 @@ pub(crate) enum Layout {
     V1,
     /// Format 2: [`ENCRYPTED_DATA_MARKER`], then the packages, sealed with [`PackageAad`].
     V2,
+    /// Format 3: as format 2, with the associated data of a part whose object commits to its part list.
+    V3,
 }
 
 impl Layout {
-    pub(crate) fn of(part: &PartEncryption) -> Self {
-        if part.format() == 1 {
-            Self::V1
-        } else {
-            Self::V2
+    /// The layout of a part format this version reads (1 to 3; `PartEncryption` refuses others).
+    pub(crate) fn of_format(format: u32) -> Self {
+        match format {
+            1 => Self::V1,
+            2 => Self::V2,
+            _ => Self::V3,
+        }
+    }
+
+    pub(crate) fn format(self) -> u32 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+            Self::V3 => 3,
+        }
+    }
+
+    /// The layout parts are written in: format 3 where the object's part list is committed when it is completed
+    /// (the server holds the key then), format 2 for SSE-C.
+    fn written(mode: SseMode) -> Self {
+        match mode {
+            SseMode::SseC => Self::V2,
+            SseMode::SseS3 | SseMode::SseKms => Self::V3,
         }
     }
 
     fn header_len(self) -> u64 {
         match self {
             Self::V1 => 0,
-            Self::V2 => MARKER_LEN,
+            Self::V2 | Self::V3 => MARKER_LEN,
+        }
+    }
+
+    fn aad(self, part_number: u32, plaintext_size: u64) -> PackageAad {
+        match self {
+            Self::V1 => PackageAad::NONE,
+            Self::V2 => PackageAad::new(PACKAGE_AAD_LABEL_V2, part_number, plaintext_size),
+            Self::V3 => PackageAad::new(PACKAGE_AAD_LABEL_V3, part_number, plaintext_size),
         }
     }
 
@@ -78,13 +111,13 @@ impl Layout {
     }
 }
 
-/// Bytes on disk for a part of `plaintext_size` bytes written now (format 2).
+/// Bytes on disk for a part of `plaintext_size` bytes written now (format 2 or 3: the same layout).
 pub fn stored_size(plaintext_size: u64) -> u64 {
-    Layout::V2.stored_size(plaintext_size)
+    Layout::V3.stored_size(plaintext_size)
 }
 
-/// The plaintext size of a part written now (format 2) stored in `stored_size` bytes, or `None` if no part has
-/// that stored size.
+/// The plaintext size of a part written now (format 2 or 3) stored in `stored_size` bytes, or `None` if no part
+/// has that stored size.
 pub fn plaintext_size(stored_size: u64) -> Option<u64> {
     let packages_size = stored_size.checked_sub(MARKER_LEN)?;
     let packages = packages_size.div_ceil(STORED_PACKAGE);
@@ -103,9 +136,10 @@ fn stored_package_len(plaintext_size: u64, final_index: u64, index: u64) -> usiz
 /// Length of the associated data: label, part number, part size, package size, index, final flag.
 const AAD_LEN: usize = 21 + 4 + 8 + 4 + 4 + 1;
 
-/// The associated data of the packages of one format-2 part, all computable from the record alone:
-/// `"coffer-sse/v2/package" || u32be(part number) || u64be(part plaintext size) || u32be(package size) ||
-/// u32be(package index) || final flag (1 byte)`. Format 1 packages have none (`len` 0).
+/// The associated data of the packages of one format-2 or format-3 part, all computable from the record alone:
+/// `label || u32be(part number) || u64be(part plaintext size) || u32be(package size) || u32be(package index) ||
+/// final flag (1 byte)`, the label `"coffer-sse/v2/package"` or `"coffer-sse/v3/package"` (as long). Format 1
+/// packages have none (`len` 0).
 #[derive(Clone, Copy)]
 struct PackageAad {
     bytes: [u8; AAD_LEN],
@@ -115,10 +149,10 @@ struct PackageAad {
 impl PackageAad {
     const NONE: Self = Self { bytes: [0; AAD_LEN], len: 0 };
 
-    fn new(part_number: u32, plaintext_size: u64) -> Self {
+    fn new(label: &[u8], part_number: u32, plaintext_size: u64) -> Self {
         let package_size = u32::try_from(PACKAGE_SIZE).expect("64 KiB fits in 32 bits");
         let fields: [&[u8]; 5] = [
-            PACKAGE_AAD_LABEL,
+            label,
             &part_number.to_be_bytes(),
             &plaintext_size.to_be_bytes(),
             &package_size.to_be_bytes(),
@@ -145,16 +179,22 @@ impl PackageAad {
     }
 }
 
-/// The key of one object, ready to encrypt and decrypt its parts.
+/// The key of one object, ready to encrypt and decrypt its parts, with the part list the object committed to.
 #[derive(Debug)]
 pub struct ObjectCipher {
     key: ObjectKey,
     mode: SseMode,
+    /// The stored commitment to the part list, checked before a read ([`ObjectCipher::check_part_list`]).
+    part_list: Option<PartListTag>,
 }
 
 impl ObjectCipher {
-    pub(crate) fn new(key: ObjectKey, mode: SseMode) -> Self {
-        Self { key, mode }
+    pub(crate) fn new(key: ObjectKey, mode: SseMode, part_list: Option<PartListTag>) -> Self {
+        Self { key, mode, part_list }
+    }
+
+    pub(crate) fn committed_part_list(&self) -> Option<&PartListTag> {
+        self.part_list.as_ref()
     }
 
     pub(crate) fn object_key(&self) -> &ObjectKey {
@@ -175,7 +215,7 @@ impl ObjectCipher {
     fn encrypt_part_with_salt(&self, part_number: u32, salt: [u8; 16]) -> PartEncryptor {
         PartEncryptor {
             key: self.key.part_key(&salt, part_number),
-            metadata: PartEncryption::new(part_number, salt),
+            metadata: PartEncryption::new(Layout::written(self.mode), part_number, salt),
             mode: self.mode,
             declared_size: None,
             aad: PackageAad::NONE,
@@ -186,14 +226,11 @@ impl ObjectCipher {
         }
     }
 
-    /// A decryptor for the plaintext `range` of a part of `plaintext_size` bytes described by `part` (format 1 or
-    /// 2). Read [`PartDecryptor::stored_range`] of the part's stored bytes and push them through it.
+    /// A decryptor for the plaintext `range` of a part of `plaintext_size` bytes described by `part` (format 1 to
+    /// 3). Read [`PartDecryptor::stored_range`] of the part's stored bytes and push them through it.
     pub fn decrypt_part(&self, part: &PartEncryption, plaintext_size: u64, range: Range<u64>) -> Result<PartDecryptor> {
-        let layout = Layout::of(part);
-        let aad = match layout {
-            Layout::V1 => PackageAad::NONE,
-            Layout::V2 => PackageAad::new(part.part_number(), plaintext_size),
-        };
+        let layout = part.layout();
+        let aad = layout.aad(part.part_number(), plaintext_size);
         let key = self.key.part_key(part.salt(), part.part_number());
         PartDecryptor::new(key, layout, aad, plaintext_size, range)
     }
@@ -253,7 +290,7 @@ impl PartEncryptor {
             return Err(SseError::internal("A part's size was declared twice"));
         }
         self.declared_size = Some(plaintext_size);
-        self.aad = PackageAad::new(self.metadata.part_number(), plaintext_size);
+        self.aad = self.metadata.layout().aad(self.metadata.part_number(), plaintext_size);
         Ok(())
     }
 
@@ -295,7 +332,7 @@ impl PartEncryptor {
         let etag = (!self.etag_is_plaintext_md5()).then(|| hex::encode(&self.tags.finish().as_ref()[..16]));
         Ok(SealedPart {
             plaintext_size: self.plaintext_size,
-            stored_size: Layout::V2.stored_size(self.plaintext_size),
+            stored_size: self.metadata.stored_size(self.plaintext_size),
             etag,
         })
     }
@@ -452,7 +489,7 @@ mod tests {
         [0, 1, 13, PACKAGE_SIZE - 1, PACKAGE_SIZE, PACKAGE_SIZE + 1, 3 * PACKAGE_SIZE, 1 << 20, 1 << 20 | 4242];
 
     fn cipher(mode: SseMode) -> ObjectCipher {
-        ObjectCipher::new(ObjectKey::from_bytes(std::array::from_fn(|i| i as u8)), mode)
+        ObjectCipher::new(ObjectKey::from_bytes(std::array::from_fn(|i| i as u8)), mode, None)
     }
 
     fn plaintext(len: usize) -> Vec<u8> {
@@ -785,11 +822,11 @@ mod tests {
         let data = plaintext(1000);
         let (part, stored, _) = encrypt(&cipher, &data, 1000);
         let other_salt = cipher.encrypt_part(1).metadata().clone();
-        let other_number = PartEncryption::new(2, *part.salt());
+        let other_number = PartEncryption::new(part.layout(), 2, *part.salt());
         for wrong in [other_salt, other_number] {
             assert!(decrypt(&cipher, &wrong, &stored, 1000, 0..1000, 1000).is_err());
         }
-        let other_object = ObjectCipher::new(ObjectKey::generate(), SseMode::SseC);
+        let other_object = ObjectCipher::new(ObjectKey::generate(), SseMode::SseC, None);
         assert!(decrypt(&other_object, &part, &stored, 1000, 0..1000, 1000).is_err());
     }
 
@@ -877,7 +914,7 @@ mod tests {
     #[test]
     fn the_recorded_layout_is_bound_into_every_package() {
         let key = || ObjectKey::from_bytes(std::array::from_fn(|i| i as u8));
-        let cipher = ObjectCipher::new(key(), SseMode::SseKms);
+        let cipher = ObjectCipher::new(key(), SseMode::SseKms, None);
         let size = 3 * PACKAGE + 100;
         let data = plaintext(size as usize);
         let (part, stored, _) = encrypt(&cipher, &data, 70_000);
@@ -894,21 +931,29 @@ mod tests {
         }
         // The mode is not (the seal binds it: re-keying to another mode keeps the data).
         for mode in [SseMode::SseS3, SseMode::SseC] {
-            let other_mode = ObjectCipher::new(key(), mode);
+            let other_mode = ObjectCipher::new(key(), mode, None);
             assert_eq!(decrypt(&other_mode, &part, &stored, size, 0..size, 1 << 20).unwrap(), data);
         }
-        // The part number (it also derives the key) and the format (format 1 has no marker nor associated data).
-        let renumbered = PartEncryption::new(2, *part.salt());
+        // The part number (it also derives the key) and the format (format 1 has no marker nor associated data;
+        // format 2 says "no part-list commitment" in its associated data).
+        assert_eq!(part.layout(), Layout::V3);
+        let renumbered = PartEncryption::new(Layout::V3, 2, *part.salt());
         fails(&cipher, &renumbered, size, "part number");
+        fails(&cipher, &PartEncryption::new(Layout::V2, 1, *part.salt()), size, "format 2");
         let salt = base64_simd::STANDARD.encode_to_string(part.salt());
         let format_1 = PartEncryption::from_json(&format!(r#"{{"v":1,"part":1,"salt":"{salt}"}}"#)).unwrap();
         assert!(decrypt(&cipher, &format_1, &stored[16..], size, 0..size, 1 << 20).is_err(), "read as format 1");
         // The package size and each package's index and final flag: a package sealed for one place opens nowhere
         // else (tampering_is_detected moves packages); its associated data names all of them.
-        let mut aad = PackageAad::new(7, 0x0102_0304_0506);
-        let expected = "636f666665722d7373652f76322f7061636b61676500000007000001020304050600010000";
-        assert_eq!(hex::encode(aad.package(9, true)), format!("{expected}0000000901"));
-        assert_eq!(hex::encode(aad.package(10, false)), format!("{expected}0000000a00"));
+        let fields = "00000007000001020304050600010000";
+        for (label, name) in [
+            (PACKAGE_AAD_LABEL_V2, "636f666665722d7373652f76322f7061636b616765"),
+            (PACKAGE_AAD_LABEL_V3, "636f666665722d7373652f76332f7061636b616765"),
+        ] {
+            let mut aad = PackageAad::new(label, 7, 0x0102_0304_0506);
+            assert_eq!(hex::encode(aad.package(9, true)), format!("{name}{fields}0000000901"));
+            assert_eq!(hex::encode(aad.package(10, false)), format!("{name}{fields}0000000a00"));
+        }
     }
 
     #[test]
@@ -929,10 +974,10 @@ mod tests {
         assert!(twice.declare_size(10).is_err());
     }
 
-    /// Pinned in docs/encryption-format.md ("Package" vectors, format 2).
+    /// Pinned in docs/encryption-format.md ("Package" vectors, format 2: SSE-C parts).
     #[test]
     fn package_test_vectors() {
-        let cipher = cipher(SseMode::SseKms);
+        let cipher = cipher(SseMode::SseC);
         let run = |part_number: u32, data: &[u8]| {
             let mut encryptor = cipher.encrypt_part_with_salt(part_number, [0x5a; 16]);
             encryptor.declare_size(data.len() as u64).unwrap();
@@ -943,7 +988,7 @@ mod tests {
         };
         let marker = "89434f464645522d5353450d0a1a0a02";
         assert_eq!(hex::encode(ENCRYPTED_DATA_MARKER), marker);
-        let mut aad = PackageAad::new(1, 13);
+        let mut aad = Layout::V2.aad(1, 13);
         assert_eq!(
             hex::encode(aad.package(0, true)),
             "636f666665722d7373652f76322f7061636b61676500000001000000000000000d000100000000000001"
@@ -964,12 +1009,41 @@ mod tests {
         );
         assert_eq!(big_etag, "7f35d6985d85be00c43c4b3231f22110");
         // Each vector decrypts back.
-        let part = |n| PartEncryption::new(n, [0x5a; 16]);
+        let part = |n| PartEncryption::new(Layout::V2, n, [0x5a; 16]);
         assert_eq!(decrypt(&cipher, &part(1), &hello, 13, 0..13, 1 << 20).unwrap(), b"Hello, world!");
         assert_eq!(
             decrypt(&cipher, &part(1), &big, PACKAGE + 1, 0..PACKAGE + 1, 1 << 20).unwrap(),
             plaintext(PACKAGE_SIZE + 1)
         );
+    }
+
+    /// Pinned in docs/encryption-format.md ("Package" vectors, format 3: SSE-S3 and SSE-KMS parts). The same key,
+    /// salt and data as format 2: only the associated data's label differs, so the ciphertext stays and the tags
+    /// change. (Checked against an independent implementation with Python's `cryptography`.)
+    #[test]
+    fn format_3_test_vectors() {
+        let cipher = cipher(SseMode::SseS3);
+        let run = |data: &[u8]| {
+            let mut encryptor = cipher.encrypt_part_with_salt(1, [0x5a; 16]);
+            assert_eq!(encryptor.metadata().layout(), Layout::V3);
+            encryptor.declare_size(data.len() as u64).unwrap();
+            let mut stored = Vec::new();
+            encryptor.push(data, &mut stored).unwrap();
+            encryptor.finish(&mut stored).unwrap();
+            stored
+        };
+        let marker = "89434f464645522d5353450d0a1a0a02";
+        assert_eq!(hex::encode(run(b"")), format!("{marker}7bfd106c879aacc866a6d22647cb0d63"));
+        let hello = run(b"Hello, world!");
+        assert_eq!(hex::encode(&hello), format!("{marker}49c066587a20c0d40bd1cce50c930ba0f279d3b732b09274960b3e7549"));
+        assert_eq!(
+            hex::encode(aws_lc_rs::digest::digest(&SHA256, &run(&plaintext(PACKAGE_SIZE + 1)))),
+            "f601e6c282b30e8239591cbf8b9e77e9c9c0afe6c679d2370a7868404f07d6fb"
+        );
+        let part = PartEncryption::new(Layout::V3, 1, [0x5a; 16]);
+        assert_eq!(decrypt(&cipher, &part, &hello, 13, 0..13, 1 << 20).unwrap(), b"Hello, world!");
+        let as_format_2 = PartEncryption::new(Layout::V2, 1, [0x5a; 16]);
+        assert!(decrypt(&cipher, &as_format_2, &hello, 13, 0..13, 1 << 20).is_err());
     }
 
     /// Data written in format 1 (the vectors docs/encryption-format.md keeps for it) still reads, and only as
@@ -1002,7 +1076,7 @@ mod tests {
         assert!(decrypt(&cipher, &part, &big, size, PACKAGE..size, 1 << 20).unwrap() == data[PACKAGE_SIZE..]);
         assert_eq!(part.stored_size(size), big.len() as u64);
         // Format-1 data read as format 2 fails: no marker, and packages without associated data.
-        let as_format_2 = PartEncryption::new(1, [0x5a; 16]);
+        let as_format_2 = PartEncryption::new(Layout::V2, 1, [0x5a; 16]);
         assert!(decrypt(&cipher, &as_format_2, &hello, 13, 0..13, 1 << 20).is_err());
     }
 }

@@ -55,7 +55,7 @@ impl SseService {
         let Some(encryption) = self.seal(bucket, key, &object_key, encryption).await? else {
             return Ok(None);
         };
-        Ok(Some(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode()), encryption }))
+        Ok(Some(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode(), None), encryption }))
     }
 
     /// Checks a KMS key that is named now and used later (PutBucketEncryption's `KMSMasterKeyID`), so a
@@ -117,9 +117,11 @@ impl SseService {
         new: &WriteEncryption,
     ) -> Result<ObjectEncryption> {
         let cipher = self.open_object(bucket, key, stored, customer_key).await?;
-        self.seal(bucket, key, cipher.object_key(), new)
+        let resealed = self
+            .seal(bucket, key, cipher.object_key(), new)
             .await?
-            .ok_or_else(|| SseError::internal("A metadata-only re-encryption needs an encrypted destination"))
+            .ok_or_else(|| SseError::internal("A metadata-only re-encryption needs an encrypted destination"))?;
+        Ok(resealed.keeping_part_list_of(stored))
     }
 
     async fn seal(
@@ -240,7 +242,7 @@ impl SseService {
             return Ok(Rewrapped::Unchanged);
         }
         let cipher = self.unseal(bucket, key, stored, None).await?;
-        let resealed = seal_with(bucket, key, cipher.object_key(), &seal, &data_key);
+        let resealed = seal_with(bucket, key, cipher.object_key(), &seal, &data_key).keeping_part_list_of(stored);
         Ok(Rewrapped::Resealed(resealed))
     }
 
@@ -271,7 +273,7 @@ impl SseService {
         };
         let object_key = ObjectKey::generate();
         let encryption = self.seal_under_kms(bucket, key, &object_key, &seal).await?;
-        Ok(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode()), encryption })
+        Ok(NewObject { cipher: ObjectCipher::new(object_key, encryption.mode(), None), encryption })
     }
 
     async fn unseal(
@@ -295,7 +297,7 @@ impl SseService {
         };
         let object_key = ObjectKey::unseal(outer.bytes(), stored.sealed_key(), SealBinding { bucket, key, mode })
             .ok_or_else(corrupted)?;
-        Ok(ObjectCipher::new(object_key, mode))
+        Ok(ObjectCipher::new(object_key, mode, stored.part_list().cloned()))
     }
 
     async fn unwrap(&self, wrapped_key: &str, context: &EncryptionContext) -> Result<Arc<KeyMaterial>> {

@@ -129,6 +129,14 @@ impl Engine {
             let record = self.load_record::<PartRecord>(&upload_dir.join(part_file_name(number)))?;
             parts.push(record.ok_or(StoreError::InvalidPart(number))?);
         }
+        if !meta.parts.is_empty() {
+            if meta.parts.len() != parts.len() {
+                return Err(StoreError::InvalidMeta("the expected parts are not the chosen parts"));
+            }
+            if let Some(changed) = parts.iter().zip(&meta.parts).find(|(stored, expected)| stored.meta != **expected) {
+                return Err(StoreError::InvalidPart(changed.0.meta.number));
+            }
+        }
 
         let created = create_private_dir(&object_dir)?;
         for part in &parts {

@@ -191,7 +191,9 @@ impl Store {
     /// Completes the upload: the chosen parts (in the given order) become the object's data without copying,
     /// `meta.parts` is filled from the stored parts, the store sets `last_modified`, and the upload with its unused
     /// parts is deleted. `InvalidPart(n)` if `n` was never uploaded or is listed twice. ETag, size and part-size
-    /// validation is the caller's job (via `list_parts`).
+    /// validation is the caller's job (via `list_parts`). A caller that computed values from the parts (the ETag,
+    /// checksums, an encryption commitment) passes them, as `list_parts` returned them, in `meta.parts`: a part
+    /// uploaded again since is `InvalidPart(n)`, and nothing changes.
     pub async fn complete_upload(
         &self,
         bucket: &str,

@@ -7,7 +7,8 @@
 //! composite (`checksum-of-checksums-N`) or full-object (the CRCs combined), as the upload was created.
 //!
 //! An encrypted upload gets its object key at CreateMultipartUpload (sealed into the upload's metadata); every part
-//! is encrypted on its own under a key derived from it, and the object takes the upload's encryption metadata.
+//! is encrypted on its own under a key derived from it, and the object takes the upload's encryption metadata,
+//! committed to its part list at completion (SSE-S3 and SSE-KMS; see `coffer_sse::ListedPart`).
 
 use std::collections::HashMap;
 
@@ -25,8 +26,8 @@ use crate::checksum::{
 };
 use crate::conditions::check_write;
 use crate::encryption::{
-    customer_headers, part_encryptor, set_sse_fields, sse_error, sse_headers, start_object, stored_encryption,
-    transport, write_encryption,
+    completed_encryption, customer_headers, part_encryptor, set_sse_fields, sse_error, sse_headers, start_object,
+    stored_encryption, transport, write_encryption,
 };
 use crate::errors::store_error;
 use crate::listing::{page_size, NameEncoding};
@@ -217,6 +218,7 @@ pub async fn complete_multipart_upload(
     state: &AppState,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let who = Requester::of(&req);
     let mut input = req.input;
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     let stored: HashMap<u32, PartMeta> = state
@@ -285,12 +287,15 @@ pub async fn complete_multipart_upload(
         check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
 
-    let encryption = stored_encryption(upload.encryption.as_ref())?;
+    let upload_encryption = stored_encryption(upload.encryption.as_ref())?;
+    let encryption = completed_encryption(state, &who, &input.bucket, &input.key, upload_encryption, &parts).await?;
     let mut meta = ObjectMeta::new(input.key.clone(), size, multipart_etag(&parts)?);
     meta.headers = upload.headers;
     meta.checksum = checksum;
-    meta.encryption = upload.encryption;
+    meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
     let numbers: Vec<u32> = parts.iter().map(|part| part.number).collect();
+    // What the ETag, checksum and part-list commitment were computed from: a part uploaded again since is refused.
+    meta.parts = parts;
     let object = state
         .store
         .complete_upload(&input.bucket, &input.key, &input.upload_id, &numbers, meta)

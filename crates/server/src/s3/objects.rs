@@ -20,8 +20,8 @@ use crate::checksum::{
 };
 use crate::conditions::{check_write, ReadConditions};
 use crate::encryption::{
-    read_cipher, set_sse_fields, single_part, sse_error, sse_headers, start_object, stored_encryption, transport,
-    write_encryption,
+    committed_encryption, read_cipher, set_sse_fields, single_part_encryptor, sse_error, sse_headers, start_object,
+    stored_encryption, transport, write_encryption,
 };
 use crate::errors::{custom_error, store_error};
 use crate::http_server::PartialContent;
@@ -53,7 +53,8 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
         check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), existing.as_ref())?;
     }
     let declared_len = declared_length(input.content_length, &req.headers)?;
-    let (encryption, encryptor) = single_part(start_object(state, &who, &input.bucket, &input.key, &encryption).await?);
+    let new = start_object(state, &who, &input.bucket, &input.key, &encryption).await?;
+    let encryptor = single_part_encryptor(new.as_ref());
     let received =
         receive(&state.store, request_body(input.body.take(), &req.extensions), declared_len, integrity, encryptor)
             .await?;
@@ -62,6 +63,7 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     meta.headers = headers;
     meta.checksum = received.digests.checksum.as_ref().map(ChecksumValue::to_stored);
     meta.parts = vec![received.part(1)];
+    let encryption = committed_encryption(new, &meta.parts)?;
     meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
     let stored = state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
 

@@ -214,6 +214,31 @@ async fn completing_with_a_missing_or_repeated_part_changes_nothing() {
     assert_eq!(get(&f.store, "mpu", "k").await, b"ab");
 }
 
+/// The caller computes the ETag, checksums and encryption commitment from the parts it listed: a part uploaded
+/// again before the completion commits is refused, not silently taken.
+#[tokio::test]
+async fn completing_with_a_part_replaced_since_it_was_listed_changes_nothing() {
+    let f = Fixture::with_bucket("mpu").await;
+    let id = f.store.create_upload("mpu", "k", UploadMeta::default()).await.unwrap();
+    upload_part(&f.store, "k", &id, 1, b"a").await;
+    upload_part(&f.store, "k", &id, 2, b"b").await;
+    let listed = f.store.list_parts("mpu", "k", &id).await.unwrap();
+    upload_part(&f.store, "k", &id, 2, b"bb").await;
+    let mut meta = ObjectMeta::new("k", 2, "e-2");
+    meta.parts = listed.clone();
+    let result = f.store.complete_upload("mpu", "k", &id, &[1, 2], meta).await;
+    assert!(matches!(result, Err(StoreError::InvalidPart(2))), "{result:?}");
+    let mut fewer = ObjectMeta::new("k", 1, "e-1");
+    fewer.parts = listed[..1].to_vec();
+    let result = f.store.complete_upload("mpu", "k", &id, &[1, 2], fewer).await;
+    assert!(matches!(result, Err(StoreError::InvalidMeta(_))), "{result:?}");
+    assert!(matches!(f.store.head_object("mpu", "k").await, Err(StoreError::NoSuchKey)));
+    let mut current = ObjectMeta::new("k", 3, "e-2");
+    current.parts = f.store.list_parts("mpu", "k", &id).await.unwrap();
+    f.store.complete_upload("mpu", "k", &id, &[1, 2], current).await.unwrap();
+    assert_eq!(get(&f.store, "mpu", "k").await, b"abb");
+}
+
 #[tokio::test]
 async fn abort_removes_the_upload() {
     let f = Fixture::with_bucket("mpu").await;

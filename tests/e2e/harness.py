@@ -280,6 +280,9 @@ class CofferServer:
         env["RUST_LOG"] = os.environ.get("RUST_LOG", "info")
         env["COFFER_ROOT_USER"] = self.root.access_key
         env["COFFER_ROOT_PASSWORD"] = self.root.secret_key
+        # The whole suite runs on another metadata engine with COFFER_E2E_METADATA=sqlite.
+        if os.environ.get("COFFER_E2E_METADATA"):
+            env["COFFER_METADATA"] = os.environ["COFFER_E2E_METADATA"]
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
 

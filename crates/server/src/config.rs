@@ -15,6 +15,17 @@ use serde::Deserialize;
 
 use crate::logging::LogFormat;
 
+/// The metadata engine of the store (`--metadata`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataEngine {
+    /// Records as files in the data directory, listings from an index built in memory.
+    #[default]
+    Directory,
+    /// An SQLite database in the data directory.
+    Sqlite,
+}
+
 /// Listen address when none is configured.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9000";
 /// Data directory when none is configured.
@@ -141,6 +152,11 @@ pub struct ServerArgs {
     /// number with s, m, h or d (`24h`), or `off` [default: off].
     #[arg(long, env = "COFFER_SCRUB_INTERVAL", value_name = "DURATION")]
     pub scrub_interval: Option<String>,
+
+    /// Where the metadata is kept: `directory` (records in the data directory) or `sqlite` (an SQLite database
+    /// in the data directory: listings need no index rebuilt in memory) [default: directory].
+    #[arg(long, env = "COFFER_METADATA", value_name = "ENGINE")]
+    pub metadata: Option<MetadataEngine>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -307,6 +323,7 @@ pub struct ServerConfig {
     pub metrics: MetricsAccess,
     /// How long after the last scrub finished a background scrub starts; `None`: no background scrubs.
     pub scrub_interval: Option<Duration>,
+    pub metadata: MetadataEngine,
     pub kms: KmsArgs,
 }
 
@@ -368,6 +385,7 @@ impl ServerConfig {
                 (true, None) => MetricsAccess::Public,
                 (true, Some(path)) => MetricsAccess::TokenFile(path),
             },
+            metadata: args.metadata.unwrap_or_default(),
             scrub_interval: match args.scrub_interval {
                 Some(text) => parse_interval(&text)
                     .ok_or_else(|| ConfigError::Duration { key: "scrub-interval", value: text.clone() })?,
@@ -416,6 +434,7 @@ impl ServerArgs {
             metrics: self.metrics.or(lower.metrics),
             metrics_token_file: self.metrics_token_file.or(lower.metrics_token_file),
             scrub_interval: self.scrub_interval.or(lower.scrub_interval),
+            metadata: self.metadata.or(lower.metadata),
             kms: self.kms.or(lower.kms),
         }
     }

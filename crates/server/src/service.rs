@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::audit_log::AuditFile;
 use crate::authz::{AccessCheck, Authorizer};
-use crate::config::{ServerArgs, ServerConfig};
+use crate::config::{MetadataEngine, ServerArgs, ServerConfig};
 use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal, LocalEndpoints};
 use crate::jobs::Jobs;
@@ -169,9 +169,11 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
         }
         None => (None, None),
     };
-    let store = Store::open(config.data_dir.clone())
-        .await
-        .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
+    let store = match config.metadata {
+        MetadataEngine::Directory => Store::open(config.data_dir.clone()).await,
+        MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone()).await,
+    }
+    .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
     let kms = start_kms(kms_state_dir(&config.data_dir), &config.kms, KmsSecrets::from_env()).await?;
     let listener = TcpListener::bind(config.address)
         .await

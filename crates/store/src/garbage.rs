@@ -48,7 +48,7 @@ impl Reclaimed {
         }
     }
 
-    fn add(&mut self, other: Reclaimed) {
+    pub(crate) fn add(&mut self, other: Reclaimed) {
         self.files += other.files;
         self.bytes += other.bytes;
     }
@@ -64,6 +64,19 @@ fn tree_size(path: &Path) -> (u64, u64) {
     entries.flatten().map(|entry| tree_size(&entry.path())).fold((0, 0), |(f, b), (f2, b2)| (f + f2, b + b2))
 }
 
+/// Removes what in the temp directory is older than `min_age`: older than any write in flight.
+pub(crate) fn sweep_temp_dir(tmp_dir: &Path, min_age: Duration) -> Result<Reclaimed> {
+    let mut reclaimed = Reclaimed::default();
+    let now = SystemTime::now();
+    for entry in fs::read_dir(tmp_dir)? {
+        let path = entry?.path();
+        if fs::symlink_metadata(&path).is_ok_and(|meta| age(&meta, now) >= min_age) {
+            reclaimed.remove(&path);
+        }
+    }
+    Ok(reclaimed)
+}
+
 /// Time since `meta`'s last change: content, name or attributes (ctime: a rename into the temp directory counts).
 fn age(meta: &fs::Metadata, now: SystemTime) -> Duration {
     let changed =
@@ -73,14 +86,7 @@ fn age(meta: &fs::Metadata, now: SystemTime) -> Duration {
 
 impl Engine {
     pub(crate) fn collect_garbage(&self, temp_min_age: Duration) -> Result<Reclaimed> {
-        let mut reclaimed = Reclaimed::default();
-        let now = SystemTime::now();
-        for entry in fs::read_dir(self.tmp_dir())? {
-            let path = entry?.path();
-            if fs::symlink_metadata(&path).is_ok_and(|meta| age(&meta, now) >= temp_min_age) {
-                reclaimed.remove(&path);
-            }
-        }
+        let mut reclaimed = sweep_temp_dir(self.tmp_dir(), temp_min_age)?;
         for bucket in fs::read_dir(self.buckets_dir())? {
             let Ok(bucket) = bucket?.file_name().into_string() else { continue };
             reclaimed.add(self.collect_bucket(&bucket)?);

@@ -12,7 +12,7 @@ use crate::meta::RawJson;
 const MAX_JOB_ID_LEN: usize = 64;
 
 /// Job ids are 1 to 64 lowercase letters, digits and `-`.
-fn validate_job_id(id: &str) -> Result<()> {
+pub(crate) fn validate_job_id(id: &str) -> Result<()> {
     let plain = id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if id.is_empty() || id.len() > MAX_JOB_ID_LEN || !plain {
         return Err(StoreError::InvalidMeta("a job id is 1 to 64 lowercase letters, digits and '-'"));

@@ -149,8 +149,13 @@ pub(crate) fn load<T: Record>(path: &Path, macs: &RecordMac, place: &str) -> io:
     let Some(bytes) = read_file(path)? else {
         return Ok(None);
     };
-    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
-    let mut record = parse_record::<T>(&bytes).map_err(|e| invalid(format!("corrupt record: {e}")))?;
+    open_record(&bytes, macs, place, &path.display().to_string()).map(Some)
+}
+
+/// Parses and checks a record kept at `place` (see [`load`]); `origin` names where it was read from in errors.
+pub(crate) fn open_record<T: Record>(bytes: &[u8], macs: &RecordMac, place: &str, origin: &str) -> io::Result<T> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{origin}: {why}"));
+    let mut record = parse_record::<T>(bytes).map_err(|e| invalid(format!("corrupt record: {e}")))?;
     let version = record.format_version();
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(invalid(format!("unsupported format_version {version}")));
@@ -172,7 +177,7 @@ pub(crate) fn load<T: Record>(path: &Path, macs: &RecordMac, place: &str) -> io:
         )));
     }
     record.validate().map_err(|why| invalid(why.to_owned()))?;
-    Ok(Some(record))
+    Ok(record)
 }
 
 /// Sets the MAC of `record`, to be stored at `place` (its path under `buckets/`).

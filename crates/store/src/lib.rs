@@ -18,6 +18,7 @@
 //! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.
 
 mod chunk_checksums;
+mod data_dir;
 mod engine;
 mod error;
 mod fsio;
@@ -33,6 +34,7 @@ mod objects;
 mod reader;
 mod record_mac;
 mod scrub;
+mod sql;
 mod staging;
 mod store;
 mod user_policies;

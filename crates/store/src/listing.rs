@@ -110,63 +110,102 @@ impl std::fmt::Display for IndexEtag {
 
 /// Computes one page of `query` over `index`.
 pub(crate) fn list_page(index: &KeyIndex, query: &ListQuery) -> ListPage {
-    let mut page = ListPage::default();
-    if query.max_keys == 0 {
-        return page;
+    let mut walk = ListWalk::new(query);
+    while let Some(from) = walk.seek() {
+        let found = index.range::<str, _>((from.as_ref().map(String::as_str), Bound::Unbounded)).next();
+        walk.take(found.map(|(key, entry)| entry.summary(key)));
     }
-    let prefix = query.prefix.as_str();
-    let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
-    let start_after = query.start_after.as_deref().unwrap_or("");
-    let mut cursor = Some(if start_after >= prefix {
-        Bound::Excluded(start_after.to_owned())
-    } else {
-        Bound::Included(prefix.to_owned())
-    });
-    let mut last_returned = None;
-    while let Some(from) = cursor.take() {
-        let Some((key, entry)) = index.range::<str, _>((from.as_ref().map(String::as_str), Bound::Unbounded)).next()
-        else {
-            break;
-        };
-        if !key.starts_with(prefix) {
-            break;
+    walk.finish()
+}
+
+/// The walk of one listing page over keys in order, whatever holds them: the walk says where to seek next
+/// ([`ListWalk::seek`]: the first key at or after a bound), the caller finds that key and hands it back
+/// ([`ListWalk::take`]), until the page is done. Common prefixes cost one seek each, however many keys they hold.
+pub(crate) struct ListWalk<'q> {
+    query: &'q ListQuery,
+    delimiter: Option<&'q str>,
+    start_after: &'q str,
+    cursor: Option<Bound<String>>,
+    last_returned: Option<String>,
+    page: ListPage,
+}
+
+impl<'q> ListWalk<'q> {
+    pub(crate) fn new(query: &'q ListQuery) -> Self {
+        let prefix = query.prefix.as_str();
+        let start_after = query.start_after.as_deref().unwrap_or("");
+        let cursor = (query.max_keys > 0).then(|| {
+            if start_after >= prefix {
+                Bound::Excluded(start_after.to_owned())
+            } else {
+                Bound::Included(prefix.to_owned())
+            }
+        });
+        ListWalk {
+            query,
+            delimiter: query.delimiter.as_deref().filter(|d| !d.is_empty()),
+            start_after,
+            cursor,
+            last_returned: None,
+            page: ListPage::default(),
         }
+    }
+
+    /// Where the next key is to be looked up, or `None` when the page is done.
+    pub(crate) fn seek(&mut self) -> Option<Bound<String>> {
+        self.cursor.take()
+    }
+
+    /// The first key at or after the bound [`ListWalk::seek`] gave (`None`: there is none).
+    pub(crate) fn take(&mut self, found: Option<ObjectSummary>) {
+        let Some(object) = found else { return };
+        let prefix = self.query.prefix.as_str();
+        if !object.key.starts_with(prefix) {
+            return;
+        }
+        let key = object.key.as_str();
         let common_prefix =
-            delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]));
+            self.delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]));
+        let full = self.page.objects.len() + self.page.common_prefixes.len() == self.query.max_keys;
         match common_prefix {
             Some(common) => {
                 // Every key of this group sorts before the successor, so one seek skips the whole group.
-                cursor = prefix_successor(common).map(Bound::Included);
-                if common <= start_after {
+                let next = prefix_successor(common).map(Bound::Included);
+                if common <= self.start_after {
                     // The group was returned on an earlier page (start_after is the prefix or lies inside it).
-                    continue;
+                    self.cursor = next;
+                    return;
                 }
-                if page.objects.len() + page.common_prefixes.len() == query.max_keys {
-                    page.is_truncated = true;
-                    break;
+                if full {
+                    self.page.is_truncated = true;
+                    return;
                 }
-                page.common_prefixes.push(common.to_owned());
-                last_returned = Some(common.to_owned());
+                self.cursor = next;
+                self.page.common_prefixes.push(common.to_owned());
+                self.last_returned = Some(common.to_owned());
             }
             None => {
-                if page.objects.len() + page.common_prefixes.len() == query.max_keys {
-                    page.is_truncated = true;
-                    break;
+                if full {
+                    self.page.is_truncated = true;
+                    return;
                 }
-                cursor = Some(Bound::Excluded(key.to_string()));
-                page.objects.push(entry.summary(key));
-                last_returned = Some(key.to_string());
+                self.cursor = Some(Bound::Excluded(object.key.clone()));
+                self.last_returned = Some(object.key.clone());
+                self.page.objects.push(object);
             }
         }
     }
-    if page.is_truncated {
-        page.next_start_after = last_returned;
+
+    pub(crate) fn finish(mut self) -> ListPage {
+        if self.page.is_truncated {
+            self.page.next_start_after = self.last_returned;
+        }
+        self.page
     }
-    page
 }
 
 /// The smallest string greater than every string starting with `prefix`, if one exists.
-fn prefix_successor(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = match last as u32 + 1 {

@@ -104,14 +104,19 @@ impl Engine {
             }
             (record, files)
         };
-        let key = record.meta.key.clone();
-        Ok(match check_data(&record, &files) {
-            Ok(Checked { stored_bytes, unverifiable: None }) => ScrubFinding::Intact { key, stored_bytes },
-            Ok(Checked { stored_bytes, unverifiable: Some(reason) }) => {
-                ScrubFinding::Unverifiable { key, stored_bytes, reason }
-            }
-            Err(reason) => ScrubFinding::Damaged { key: Some(key), reason },
-        })
+        Ok(finding(&record, &files))
+    }
+}
+
+/// What checking the data of `record` (`files` are its open data files) finds.
+pub(crate) fn finding(record: &ObjectRecord, files: &[File]) -> ScrubFinding {
+    let key = record.meta.key.clone();
+    match check_data(record, files) {
+        Ok(Checked { stored_bytes, unverifiable: None }) => ScrubFinding::Intact { key, stored_bytes },
+        Ok(Checked { stored_bytes, unverifiable: Some(reason) }) => {
+            ScrubFinding::Unverifiable { key, stored_bytes, reason }
+        }
+        Err(reason) => ScrubFinding::Damaged { key: Some(key), reason },
     }
 }
 

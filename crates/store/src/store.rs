@@ -12,12 +12,20 @@ use crate::listing::{ListPage, ListQuery};
 use crate::meta::{BucketInfo, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta};
 use crate::reader::ObjectReader;
 use crate::scrub::ScrubFinding;
+use crate::sql::SqlEngine;
 use crate::staging::{StagedFile, StagedWrite};
 
 /// Handle to a data directory. Cheap to clone; all clones share locks and indexes.
 #[derive(Debug, Clone)]
 pub struct Store {
-    engine: Arc<Engine>,
+    backend: Backend,
+}
+
+/// Which metadata engine holds the store: the directory format (`layout.rs`), or SQL (`sql/`).
+#[derive(Debug, Clone)]
+enum Backend {
+    Directory(Arc<Engine>),
+    Sql(Arc<SqlEngine>),
 }
 
 /// Runs `op` on the blocking pool. It runs to completion even if the awaiting future is dropped.
@@ -28,8 +36,12 @@ async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'st
 }
 
 impl Store {
+    /// Runs `op` on the directory engine (the callers match the backend first).
     async fn run<T: Send + 'static>(&self, op: impl FnOnce(&Engine) -> Result<T> + Send + 'static) -> Result<T> {
-        let engine = self.engine.clone();
+        let Backend::Directory(engine) = &self.backend else {
+            return Err(StoreError::Io(io::Error::other("the directory engine was asked of an SQL store")));
+        };
+        let engine = engine.clone();
         blocking(move || op(&engine)).await
     }
 
@@ -39,56 +51,101 @@ impl Store {
     pub async fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         let engine = blocking(move || Engine::open(&root)).await?;
-        Ok(Store { engine: Arc::new(engine) })
+        Ok(Store { backend: Backend::Directory(Arc::new(engine)) })
+    }
+
+    /// Opens (creating if needed) the store under `root` with the SQL metadata engine (SQLite in `root`, data in
+    /// `root/data`): listings are range queries, with nothing rebuilt in memory at start. A directory in the
+    /// directory format is refused.
+    pub async fn open_sql(root: impl Into<PathBuf>) -> Result<Store> {
+        let engine = SqlEngine::open(&root.into()).await?;
+        Ok(Store { backend: Backend::Sql(Arc::new(engine)) })
     }
 
     /// Creates a bucket. `InvalidBucketName` for names breaking S3 rules or reserved (`coffer`, `rustfs`, `minio`);
     /// `BucketAlreadyOwnedByYou` if it exists. `owner` is the creating access key (`None` only for tools and tests).
     pub async fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<()> {
-        let (name, owner) = (name.to_owned(), owner.map(str::to_owned));
-        self.run(move |e| e.create_bucket(&name, owner.as_deref())).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (name, owner) = (name.to_owned(), owner.map(str::to_owned));
+                self.run(move |e| e.create_bucket(&name, owner.as_deref())).await
+            }
+            Backend::Sql(sql) => sql.create_bucket(name, owner.as_deref()).await,
+        }
     }
 
     /// Deletes an empty bucket together with its in-progress uploads. `BucketNotEmpty` if it holds objects.
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.run(move |e| e.delete_bucket(&name)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let name = name.to_owned();
+                self.run(move |e| e.delete_bucket(&name)).await
+            }
+            Backend::Sql(sql) => sql.delete_bucket(name).await,
+        }
     }
 
     /// The bucket's info, or `NoSuchBucket`.
     pub async fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
-        let name = name.to_owned();
-        self.run(move |e| e.head_bucket(&name)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let name = name.to_owned();
+                self.run(move |e| e.head_bucket(&name)).await
+            }
+            Backend::Sql(sql) => sql.head_bucket(name).await,
+        }
     }
 
     /// All buckets, sorted by name.
     pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        self.run(|e| e.list_buckets()).await
+        match &self.backend {
+            Backend::Directory(_) => self.run(|e| e.list_buckets()).await,
+            Backend::Sql(sql) => sql.list_buckets().await,
+        }
     }
 
     /// The bucket's default-encryption configuration (opaque, owned by the server/SSE layer).
     pub async fn bucket_encryption(&self, name: &str) -> Result<Option<RawJson>> {
-        let name = name.to_owned();
-        self.run(move |e| e.bucket_encryption(&name)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let name = name.to_owned();
+                self.run(move |e| e.bucket_encryption(&name)).await
+            }
+            Backend::Sql(sql) => sql.bucket_encryption(name).await,
+        }
     }
 
     /// Sets (`Some`) or deletes (`None`) the bucket's default-encryption configuration.
     pub async fn set_bucket_encryption(&self, name: &str, config: Option<RawJson>) -> Result<()> {
-        let name = name.to_owned();
-        self.run(move |e| e.set_bucket_encryption(&name, config)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let name = name.to_owned();
+                self.run(move |e| e.set_bucket_encryption(&name, config)).await
+            }
+            Backend::Sql(sql) => sql.set_bucket_encryption(name, config).await,
+        }
     }
 
     /// Sets (`Some`) or deletes (`None`) the bucket's policy (opaque, owned by the server).
     pub async fn set_bucket_policy(&self, name: &str, policy: Option<String>) -> Result<()> {
-        let name = name.to_owned();
-        self.run(move |e| e.set_bucket_policy(&name, policy)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let name = name.to_owned();
+                self.run(move |e| e.set_bucket_policy(&name, policy)).await
+            }
+            Backend::Sql(sql) => sql.set_bucket_policy(name, policy).await,
+        }
     }
 
     /// Starts receiving data for `put_object` / `put_part` (in memory, then a temp file). No I/O happens here: the
     /// bucket is checked when the data is committed, so callers check it first if the body should not be read
     /// into a missing bucket.
     pub fn stage(&self) -> StagedWrite {
-        StagedWrite::new(self.engine.tmp_dir().to_owned())
+        let tmp_dir = match &self.backend {
+            Backend::Directory(engine) => engine.tmp_dir(),
+            Backend::Sql(sql) => sql.tmp_dir(),
+        };
+        StagedWrite::new(tmp_dir.to_owned())
     }
 
     /// Commits `data` as the object `key`, replacing any previous version, and returns the stored metadata.
@@ -97,8 +154,13 @@ impl Store {
     /// checksum) or hold exactly one part (kept, e.g. for per-part encryption metadata). The store sets
     /// `last_modified` and the part's `number`, `stored_size` and `last_modified`.
     pub async fn put_object(&self, bucket: &str, key: &str, data: StagedFile, meta: ObjectMeta) -> Result<ObjectMeta> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.put_object(&bucket, &key, data, meta, None)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.put_object(&bucket, &key, data, meta, None)).await
+            }
+            Backend::Sql(sql) => sql.put_object(bucket, key, data, meta, None).await,
+        }
     }
 
     /// `put_object`, committed only if the stored version is still `expected` (as `head_object` or a reader
@@ -112,8 +174,13 @@ impl Store {
         meta: ObjectMeta,
         expected: ObjectMeta,
     ) -> Result<ObjectMeta> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.put_object(&bucket, &key, data, meta, Some(&expected))).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.put_object(&bucket, &key, data, meta, Some(&expected))).await
+            }
+            Backend::Sql(sql) => sql.put_object(bucket, key, data, meta, Some(&expected)).await,
+        }
     }
 
     /// Rewrites the metadata of the stored version `expected` without touching its data; `Changed` (nothing
@@ -127,45 +194,80 @@ impl Store {
         expected: ObjectMeta,
         meta: ObjectMeta,
     ) -> Result<ObjectMeta> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.update_object_meta(&bucket, &key, &expected, meta)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.update_object_meta(&bucket, &key, &expected, meta)).await
+            }
+            Backend::Sql(sql) => sql.update_object_meta(bucket, key, &expected, meta).await,
+        }
     }
 
     /// The object's metadata. `NoSuchKey` / `NoSuchBucket`.
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.head_object(&bucket, &key)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.head_object(&bucket, &key)).await
+            }
+            Backend::Sql(sql) => sql.head_object(bucket, key).await,
+        }
     }
 
     /// Opens the current version for reading; later overwrites or deletes do not affect the returned reader.
     pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.open_object(&bucket, &key)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.open_object(&bucket, &key)).await
+            }
+            Backend::Sql(sql) => sql.open_object(bucket, key).await,
+        }
     }
 
     /// Deletes the object. A missing key is not an error (S3 semantics); a missing bucket is.
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.delete_object(&bucket, &key)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.delete_object(&bucket, &key)).await
+            }
+            Backend::Sql(sql) => sql.delete_object(bucket, key).await,
+        }
     }
 
     /// One page of the bucket's objects in UTF-8 byte order.
     pub async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
-        let (bucket, query) = (bucket.to_owned(), query.clone());
-        self.run(move |e| e.list_objects(&bucket, &query)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, query) = (bucket.to_owned(), query.clone());
+                self.run(move |e| e.list_objects(&bucket, &query)).await
+            }
+            Backend::Sql(sql) => sql.list_objects(bucket, query).await,
+        }
     }
 
     /// Starts a multipart upload for `key` and returns its id (32 hex characters). The store sets
     /// `upload.initiated`.
     pub async fn create_upload(&self, bucket: &str, key: &str, upload: UploadMeta) -> Result<String> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |e| e.create_upload(&bucket, &key, upload)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key) = (bucket.to_owned(), key.to_owned());
+                self.run(move |e| e.create_upload(&bucket, &key, upload)).await
+            }
+            Backend::Sql(sql) => sql.create_upload(bucket, key, upload).await,
+        }
     }
 
     /// The metadata recorded by `create_upload`. `NoSuchUpload` if unknown or for another key.
     pub async fn upload_meta(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadMeta> {
-        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.upload_meta(&bucket, &key, &upload_id)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+                self.run(move |e| e.upload_meta(&bucket, &key, &upload_id)).await
+            }
+            Backend::Sql(sql) => sql.upload_meta(bucket, key, upload_id).await,
+        }
     }
 
     /// Commits `data` as part `part.number` (1..=10000, else `InvalidPart`) of the upload, replacing a previous
@@ -178,14 +280,24 @@ impl Store {
         part: PartMeta,
         data: StagedFile,
     ) -> Result<PartMeta> {
-        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.put_part(&bucket, &key, &upload_id, part, data)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+                self.run(move |e| e.put_part(&bucket, &key, &upload_id, part, data)).await
+            }
+            Backend::Sql(sql) => sql.put_part(bucket, key, upload_id, part, data).await,
+        }
     }
 
     /// The upload's parts, sorted by number.
     pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartMeta>> {
-        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.list_parts(&bucket, &key, &upload_id)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+                self.run(move |e| e.list_parts(&bucket, &key, &upload_id)).await
+            }
+            Backend::Sql(sql) => sql.list_parts(bucket, key, upload_id).await,
+        }
     }
 
     /// Completes the upload: the chosen parts (in the given order) become the object's data without copying,
@@ -202,76 +314,127 @@ impl Store {
         parts: &[u32],
         meta: ObjectMeta,
     ) -> Result<ObjectMeta> {
-        let (bucket, key, upload_id, parts) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
-        self.run(move |e| e.complete_upload(&bucket, &key, &upload_id, &parts, meta)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, upload_id, parts) =
+                    (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
+                self.run(move |e| e.complete_upload(&bucket, &key, &upload_id, &parts, meta)).await
+            }
+            Backend::Sql(sql) => sql.complete_upload(bucket, key, upload_id, parts, meta).await,
+        }
     }
 
     /// Deletes the upload and its parts. `NoSuchUpload` if unknown.
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |e| e.abort_upload(&bucket, &key, &upload_id)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+                self.run(move |e| e.abort_upload(&bucket, &key, &upload_id)).await
+            }
+            Backend::Sql(sql) => sql.abort_upload(bucket, key, upload_id).await,
+        }
     }
 
     /// Checks that the data directory takes durable writes right now: creates a small file in the temp directory,
     /// writes and fsyncs it, and removes it. Readiness checks call it; it runs to completion even when the caller
     /// gives up waiting.
     pub async fn check_writable(&self) -> Result<()> {
-        self.run(|e| e.check_writable()).await
+        match &self.backend {
+            Backend::Directory(_) => self.run(|e| e.check_writable()).await,
+            Backend::Sql(sql) => sql.check_writable().await,
+        }
     }
 
     /// Saves (creates or replaces, atomically and durably) the record of a long-running job. The record is the
     /// caller's JSON; `id` is 1 to 64 lowercase letters, digits and `-`.
     pub async fn save_job(&self, id: &str, record: RawJson) -> Result<()> {
-        let id = id.to_owned();
-        self.run(move |e| e.save_job(&id, &record)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let id = id.to_owned();
+                self.run(move |e| e.save_job(&id, &record)).await
+            }
+            Backend::Sql(sql) => sql.save_job(id, &record).await,
+        }
     }
 
     /// Every saved job record, in no particular order.
     pub async fn job_records(&self) -> Result<Vec<RawJson>> {
-        self.run(|e| e.job_records()).await
+        match &self.backend {
+            Backend::Directory(_) => self.run(|e| e.job_records()).await,
+            Backend::Sql(sql) => sql.job_records().await,
+        }
     }
 
     /// The identity policies attached to users through the admin API, by access key (opaque documents).
     pub async fn user_policies(&self) -> Result<std::collections::BTreeMap<String, String>> {
-        self.run(|e| e.user_policies()).await
+        match &self.backend {
+            Backend::Directory(_) => self.run(|e| e.user_policies()).await,
+            Backend::Sql(sql) => sql.user_policies().await,
+        }
     }
 
     /// Attaches (`Some`, replacing any) or detaches (`None`) the identity policy of `access_key`, durably.
     pub async fn set_user_policy(&self, access_key: &str, policy: Option<String>) -> Result<()> {
-        let access_key = access_key.to_owned();
-        self.run(move |e| e.set_user_policy(&access_key, policy)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let access_key = access_key.to_owned();
+                self.run(move |e| e.set_user_policy(&access_key, policy)).await
+            }
+            Backend::Sql(sql) => sql.set_user_policy(access_key, policy).await,
+        }
     }
 
     /// What emptying the temp directory reclaimed when this store was opened (leftovers of the previous run).
     pub fn swept_at_open(&self) -> Reclaimed {
-        self.engine.swept_at_open()
+        match &self.backend {
+            Backend::Directory(engine) => engine.swept_at_open(),
+            Backend::Sql(sql) => sql.swept_at_open(),
+        }
     }
 
     /// Removes what crashes left behind that no record references (see `garbage.rs`): temp files untouched for
     /// `temp_min_age`, data files no record names, object directories never committed, completed uploads. Never
     /// touches a file a record references, nor the directory of a record that cannot be read.
     pub async fn collect_garbage(&self, temp_min_age: std::time::Duration) -> Result<Reclaimed> {
-        self.run(move |e| e.collect_garbage(temp_min_age)).await
+        match &self.backend {
+            Backend::Directory(_) => self.run(move |e| e.collect_garbage(temp_min_age)).await,
+            Backend::Sql(sql) => sql.collect_garbage(temp_min_age).await,
+        }
     }
 
     /// Ids of the bucket's stored objects (the names of their directories, see [`crate::layout`]) after `after`, in
     /// order, at most `limit`: what a scrub walks. Every directory is listed, whether or not its record reads.
     pub async fn object_ids(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let (bucket, after) = (bucket.to_owned(), after.map(str::to_owned));
-        self.run(move |e| e.object_ids(&bucket, after.as_deref(), limit)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, after) = (bucket.to_owned(), after.map(str::to_owned));
+                self.run(move |e| e.object_ids(&bucket, after.as_deref(), limit)).await
+            }
+            Backend::Sql(sql) => sql.object_ids(bucket, after.as_deref(), limit).await,
+        }
     }
 
     /// Checks the stored object `id` of `bucket` (from [`Store::object_ids`]) if its key starts with `prefix`:
     /// its record, and every stored byte against the checksums kept for it. Reads everything, changes nothing.
     /// `Err` only when it could not be checked (an I/O error other than damage).
     pub async fn scrub_object(&self, bucket: &str, id: &str, prefix: &str) -> Result<ScrubFinding> {
-        let (bucket, id, prefix) = (bucket.to_owned(), id.to_owned(), prefix.to_owned());
-        self.run(move |e| e.scrub_object(&bucket, &id, &prefix)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, id, prefix) = (bucket.to_owned(), id.to_owned(), prefix.to_owned());
+                self.run(move |e| e.scrub_object(&bucket, &id, &prefix)).await
+            }
+            Backend::Sql(sql) => sql.scrub_object(bucket, id, prefix).await,
+        }
     }
 
     /// In-progress uploads whose key starts with `prefix`, sorted by key, then initiation time.
     pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
-        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
-        self.run(move |e| e.list_uploads(&bucket, &prefix)).await
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+                self.run(move |e| e.list_uploads(&bucket, &prefix)).await
+            }
+            Backend::Sql(sql) => sql.list_uploads(bucket, prefix).await,
+        }
     }
 }

@@ -35,6 +35,27 @@ impl Record for UserPoliciesRecord {
     }
 }
 
+/// One user's policy as the SQL engine keeps it: a row per user, signed for its place.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UserPolicyRecord {
+    pub format_version: u32,
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl Record for UserPolicyRecord {
+    const FLAT_TOP_LEVEL: Option<&'static [&'static str]> = None;
+
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
+    }
+}
+
 impl Engine {
     fn user_policies_file(&self) -> PathBuf {
         self.coffer_dir().join("user-policies.json")

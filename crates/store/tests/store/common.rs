@@ -15,7 +15,7 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new() -> Fixture {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path().join("data")).await.unwrap();
+        let store = open(root.path().join("data")).await;
         Fixture { root, store }
     }
 
@@ -29,7 +29,7 @@ impl Fixture {
 
     /// A second store handle on the same directory, as after a restart.
     pub async fn reopen(&self) -> Store {
-        Store::open(self.data_dir()).await.unwrap()
+        open(self.data_dir()).await
     }
 
     /// Rewrites every record as version 3 wrote it (no MAC, no data checksums) and drops the record MAC key, then
@@ -56,6 +56,13 @@ impl Fixture {
         let fixture = Fixture::new().await;
         fixture.store.create_bucket(name, None).await.unwrap();
         fixture
+    }
+}
+
+async fn open(dir: PathBuf) -> Store {
+    match std::env::var("COFFER_TEST_ENGINE").as_deref() {
+        Ok("sql") => Store::open_sql(dir).await.unwrap(),
+        _ => Store::open(dir).await.unwrap(),
     }
 }
 

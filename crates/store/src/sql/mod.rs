@@ -1,0 +1,199 @@
+//! The SQL metadata engine: buckets, object records, multipart uploads and parts, job records and user policies as
+//! rows of SQLite (embedded) or PostgreSQL, with the stored bytes in a [`DataDir`] under opaque names.
+//!
+//! ```text
+//! DATA/coffer.sqlite (+ -wal, -shm)   the metadata, SQLite in WAL mode with full fsync on commit
+//! DATA/data/<xx>/data-<id>            stored bytes of one part (see data_dir.rs)
+//! DATA/.coffer/tmp/                   staged writes; emptied at open
+//! DATA/.coffer/record-mac.key         the key of the record MACs
+//! ```
+//!
+//! Rows keep the same signed records as the directory engine (`layout.rs`): each record's MAC is bound to its
+//! place (`db/objects/<bucket>/<key>`, …), so an edited or moved row fails closed. Every change of an object is one
+//! transaction, which also keeps the `data_files` table of referenced data files; a listing is a range query on
+//! `(bucket, key)`: no index in memory, no per-key RAM, the first page right after a start.
+//!
+//! Writes go through one in-process writer lock (SQLite has one writer; the lock keeps deferred transactions from
+//! meeting `SQLITE_BUSY`), reads run concurrently.
+
+mod buckets;
+mod listing;
+mod maintenance;
+mod multipart;
+mod objects;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::data_dir::DataDir;
+use crate::error::{Result, StoreError};
+use crate::fsio::{create_private_dir_all, TempPath};
+use crate::garbage::Reclaimed;
+use crate::layout::{open_record, sign, BucketRecord, Record};
+use crate::record_mac::RecordMac;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL,
+    record TEXT NOT NULL, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    bucket TEXT NOT NULL, upload_id TEXT NOT NULL, key TEXT NOT NULL, initiated INTEGER NOT NULL,
+    record TEXT NOT NULL, PRIMARY KEY (bucket, upload_id));
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, initiated, upload_id);
+CREATE TABLE IF NOT EXISTS parts (
+    bucket TEXT NOT NULL, upload_id TEXT NOT NULL, number INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (bucket, upload_id, number));
+CREATE TABLE IF NOT EXISTS data_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
+"#;
+
+const DATABASE_FILE: &str = "coffer.sqlite";
+
+#[derive(Debug)]
+pub(crate) struct SqlEngine {
+    pool: SqlitePool,
+    data: Arc<DataDir>,
+    tmp_dir: PathBuf,
+    macs: RecordMac,
+    writer: Mutex<()>,
+    swept_at_open: Reclaimed,
+}
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// A store error from the database.
+fn db_error(e: sqlx::Error) -> StoreError {
+    StoreError::Io(io::Error::other(format!("metadata database: {e}")))
+}
+
+impl SqlEngine {
+    /// Opens (creating if needed) the engine under `root`. A directory in the directory engine's format is
+    /// refused: it must be imported first.
+    pub(crate) async fn open(root: &Path) -> Result<SqlEngine> {
+        if root.join("buckets").exists() {
+            return Err(StoreError::Io(io::Error::other(format!(
+                "{} holds data in the directory format: import it into the SQL engine first",
+                root.display()
+            ))));
+        }
+        let coffer_dir = root.join(".coffer");
+        let tmp_dir = coffer_dir.join("tmp");
+        create_private_dir_all(&tmp_dir)?;
+        let mut swept_at_open = Reclaimed::default();
+        for entry in std::fs::read_dir(&tmp_dir)? {
+            swept_at_open.remove(&entry?.path());
+        }
+        let data = Arc::new(DataDir::open(root.join("data"))?);
+        let macs = RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?;
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(db_error)?
+            .filename(root.join(DATABASE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_error)?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db_error)?;
+        Ok(SqlEngine { pool, data, tmp_dir, macs, writer: Mutex::new(()), swept_at_open })
+    }
+
+    pub(crate) fn swept_at_open(&self) -> Reclaimed {
+        self.swept_at_open
+    }
+
+    pub(crate) fn tmp_dir(&self) -> &Path {
+        &self.tmp_dir
+    }
+
+    /// A write transaction, under the writer lock.
+    async fn write(&self) -> Result<(MutexGuard<'_, ()>, Tx)> {
+        let guard = self.writer.lock().await;
+        let tx = self.pool.begin().await.map_err(db_error)?;
+        Ok((guard, tx))
+    }
+
+    /// Parses and checks a record read from the row at `place`.
+    fn read_record<T: Record>(&self, text: &str, place: &str) -> Result<T> {
+        Ok(open_record(text.as_bytes(), &self.macs, place, place)?)
+    }
+
+    /// Signs `record` for `place` and returns its text.
+    fn seal<T: Record>(&self, record: &mut T, place: &str) -> Result<String> {
+        sign(record, &self.macs, place)?;
+        serde_json::to_string(record).map_err(|e| StoreError::Io(io::Error::other(e)))
+    }
+
+    /// The record of an existing bucket (a transaction's view when `tx` is given).
+    async fn bucket_record(&self, name: &str) -> Result<BucketRecord> {
+        let row = sqlx::query("SELECT record FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let row = row.ok_or(StoreError::NoSuchBucket)?;
+        self.read_record(row.get::<&str, _>(0), &bucket_place(name))
+    }
+
+    async fn bucket_exists(tx: &mut Tx, name: &str) -> Result<()> {
+        let found = sqlx::query("SELECT 1 FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        found.map(|_| ()).ok_or(StoreError::NoSuchBucket)
+    }
+
+    pub(crate) async fn check_writable(&self) -> Result<()> {
+        let probe = TempPath::new(&self.tmp_dir, "probe")?;
+        let path = probe.path().to_path_buf();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            use std::io::Write;
+            let mut file = crate::fsio::create_private_file(&path)?;
+            file.write_all(b"coffer")?;
+            file.sync_all()
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        drop(probe);
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
+        Ok(())
+    }
+}
+
+fn bucket_place(name: &str) -> String {
+    format!("db/buckets/{name}")
+}
+
+fn object_place(bucket: &str, key: &str) -> String {
+    format!("db/objects/{bucket}/{key}")
+}
+
+fn upload_place(bucket: &str, upload_id: &str) -> String {
+    format!("db/uploads/{bucket}/{upload_id}")
+}
+
+fn part_place(bucket: &str, upload_id: &str, number: u32) -> String {
+    format!("db/parts/{bucket}/{upload_id}/{number}")
+}
+
+/// Nanoseconds since the epoch, as the listing columns keep times.
+fn nanos(time: OffsetDateTime) -> i64 {
+    i64::try_from(time.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+fn from_nanos(nanos: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

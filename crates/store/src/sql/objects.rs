@@ -1,0 +1,330 @@
+//! Object operations of the SQL engine: put (optionally only over an expected version), metadata update, head,
+//! open (pinned to the version read), delete. Each is one transaction; data files are put in place before it and
+//! the ones it stopped naming are removed after it.
+
+use std::sync::Arc;
+
+use base64_simd::STANDARD as BASE64;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::{db_error, nanos, object_place, to_i64, SqlEngine, Tx};
+use crate::error::{Result, StoreError};
+use crate::layout::{ObjectRecord, FORMAT_VERSION};
+use crate::meta::{ObjectMeta, PartMeta};
+use crate::names::validate_key;
+use crate::reader::{ObjectReader, StoredPart};
+use crate::staging::StagedFile;
+
+/// How often a read retries when an overwrite removed the data files between reading the record and opening them.
+const OPEN_ATTEMPTS: usize = 5;
+
+impl SqlEngine {
+    /// Commits `data` as the object; with `expected`, only while the stored version is still that one.
+    pub(crate) async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: StagedFile,
+        mut meta: ObjectMeta,
+        expected: Option<&ObjectMeta>,
+    ) -> Result<ObjectMeta> {
+        validate_key(key)?;
+        let mut part = match meta.parts.len() {
+            0 => PartMeta {
+                number: 1,
+                size: meta.size,
+                stored_size: 0,
+                etag: meta.etag.clone(),
+                checksum: meta.checksum.clone(),
+                last_modified: OffsetDateTime::UNIX_EPOCH,
+                encryption: None,
+            },
+            1 => meta.parts.remove(0),
+            _ => return Err(StoreError::InvalidMeta("a single PUT stores exactly one part")),
+        };
+        let now = OffsetDateTime::now_utc();
+        part.number = 1;
+        part.stored_size = data.len();
+        part.last_modified = now;
+        meta.key = key.to_owned();
+        meta.last_modified = now;
+        meta.parts = vec![part];
+        let (data_files, data_checksums, inline_data) = match data.inline() {
+            Some(bytes) => (Vec::new(), Vec::new(), Some(BASE64.encode_to_string(bytes))),
+            None => {
+                let checksums = data.checksums();
+                let data = self.data_dir_task(move |dir| dir.persist(data)).await?;
+                (vec![data], vec![Some(checksums)], None)
+            }
+        };
+        let record = ObjectRecord {
+            format_version: FORMAT_VERSION,
+            meta,
+            data_files,
+            inline_data,
+            data_checksums,
+            completed_upload: None,
+            mac: None,
+        };
+        let new_files = record.data_files.clone();
+        let committed = self.commit_object(bucket, key, record, expected).await;
+        if committed.is_err() {
+            // Not committed: nothing names the new file.
+            self.data.remove(&new_files);
+        }
+        committed
+    }
+
+    pub(crate) async fn update_object_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: &ObjectMeta,
+        mut meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        validate_key(key)?;
+        let (_writer, mut tx) = self.write().await?;
+        Self::bucket_exists(&mut tx, bucket).await?;
+        let current = self.current(&mut tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?;
+        let same_data = meta.parts.len() == current.meta.parts.len()
+            && meta
+                .parts
+                .iter()
+                .zip(&current.meta.parts)
+                .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
+        if !same_data {
+            return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
+        }
+        meta.key = key.to_owned();
+        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..current };
+        let meta = self.write_object_row(&mut tx, bucket, key, record).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(meta)
+    }
+
+    /// Commits `record` as the object in one transaction (only over `expected` when given), recording its data
+    /// files as referenced and forgetting those of the version it replaces, which are removed afterwards.
+    async fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: ObjectRecord,
+        expected: Option<&ObjectMeta>,
+    ) -> Result<ObjectMeta> {
+        let (_writer, mut tx) = self.write().await?;
+        Self::bucket_exists(&mut tx, bucket).await?;
+        let (meta, unreferenced) = self.commit_object_in(&mut tx, bucket, key, record, expected, &[]).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.data.remove(&unreferenced);
+        Ok(meta)
+    }
+
+    /// The commit of [`SqlEngine::commit_object`] inside `tx`, which also forgets `also_unreferenced` (an upload's
+    /// unused parts). Returns the committed metadata and the data files to remove once `tx` commits.
+    pub(super) async fn commit_object_in(
+        &self,
+        tx: &mut Tx,
+        bucket: &str,
+        key: &str,
+        record: ObjectRecord,
+        expected: Option<&ObjectMeta>,
+        also_unreferenced: &[String],
+    ) -> Result<(ObjectMeta, Vec<String>)> {
+        let new_files = record.data_files.clone();
+        let replaced = match expected {
+            Some(expected) => Some(self.current(tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?),
+            None => self.current(tx, bucket, key, None).await.unwrap_or_else(|e| {
+                // An unreadable old version is replaced all the same; its files are left to garbage collection.
+                tracing::warn!(bucket, error = %e, "replacing an unreadable object record");
+                None
+            }),
+        };
+        let mut unreferenced: Vec<String> = replaced.map(|old| old.data_files).unwrap_or_default();
+        unreferenced.extend_from_slice(also_unreferenced);
+        unreferenced.retain(|file| !new_files.contains(file));
+        Self::forget_data_files(tx, &unreferenced).await?;
+        Self::reference_data_files(tx, &new_files).await?;
+        let meta = self.write_object_row(tx, bucket, key, record).await?;
+        Ok((meta, unreferenced))
+    }
+
+    async fn write_object_row(
+        &self,
+        tx: &mut Tx,
+        bucket: &str,
+        key: &str,
+        mut record: ObjectRecord,
+    ) -> Result<ObjectMeta> {
+        let text = self.seal(&mut record, &object_place(bucket, key))?;
+        let meta = &record.meta;
+        sqlx::query(
+            "INSERT INTO objects (bucket, key, size, etag, modified, record) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (bucket, key) DO UPDATE SET size = $3, etag = $4, modified = $5, record = $6",
+        )
+        .bind(bucket)
+        .bind(key)
+        .bind(to_i64(meta.size))
+        .bind(&meta.etag)
+        .bind(nanos(meta.last_modified))
+        .bind(text)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Ok(record.meta)
+    }
+
+    /// The committed record of `key` in the transaction's view; with `expected`, `None` unless it is that version.
+    async fn current(
+        &self,
+        tx: &mut Tx,
+        bucket: &str,
+        key: &str,
+        expected: Option<&ObjectMeta>,
+    ) -> Result<Option<ObjectRecord>> {
+        let row = sqlx::query("SELECT record FROM objects WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let record: ObjectRecord = self.read_record(row.get(0), &object_place(bucket, key))?;
+        Ok(match expected {
+            Some(expected) if record.meta != *expected => None,
+            _ => Some(record),
+        })
+    }
+
+    pub(super) async fn reference_data_files(tx: &mut Tx, names: &[String]) -> Result<()> {
+        for name in names {
+            sqlx::query("INSERT INTO data_files (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn forget_data_files(tx: &mut Tx, names: &[String]) -> Result<()> {
+        for name in names {
+            sqlx::query("DELETE FROM data_files WHERE name = $1")
+                .bind(name)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    /// The object's committed record (outside any transaction).
+    pub(super) async fn object_record(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        validate_key(key)?;
+        let row = sqlx::query(
+            "SELECT o.record FROM buckets b LEFT JOIN objects o ON o.bucket = b.name AND o.key = $2 WHERE b.name = $1",
+        )
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let row = row.ok_or(StoreError::NoSuchBucket)?;
+        let text: Option<&str> = row.get(0);
+        self.read_record(text.ok_or(StoreError::NoSuchKey)?, &object_place(bucket, key))
+    }
+
+    pub(crate) async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        Ok(self.object_record(bucket, key).await?.meta)
+    }
+
+    /// Reads the record and opens its data files. An overwrite that commits in between removes the files the
+    /// record names: then the read starts again with the newer record.
+    pub(crate) async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let record = self.object_record(bucket, key).await?;
+            match self.pin(record).await {
+                Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && attempt < OPEN_ATTEMPTS => {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn pin(&self, record: ObjectRecord) -> Result<ObjectReader> {
+        let parts = match &record.inline_data {
+            Some(text) => {
+                let bytes = BASE64
+                    .decode_to_vec(text)
+                    .map_err(|e| corrupt(format!("inline data of {}: {e}", record.meta.key)))?;
+                vec![StoredPart::Inline(bytes.into())]
+            }
+            None => {
+                let names = record.data_files.clone();
+                let files = self
+                    .data_dir_task(move |dir| {
+                        names.iter().map(|name| dir.open_file(name)).collect::<std::io::Result<Vec<_>>>()
+                    })
+                    .await?;
+                let mut parts = Vec::with_capacity(files.len());
+                for (index, (file, part)) in files.into_iter().zip(&record.meta.parts).enumerate() {
+                    let checksums = match record.data_checksums.get(index) {
+                        Some(Some(checksums)) => Some(checksums.decode(part.stored_size).map_err(|e| {
+                            corrupt(format!("data of part {} of {}: {e}", part.number, record.meta.key))
+                        })?),
+                        _ => None,
+                    };
+                    parts.push(StoredPart::File { file: Arc::new(file), checksums });
+                }
+                parts
+            }
+        };
+        for (stored, part) in parts.iter().zip(&record.meta.parts) {
+            let len = stored.len()?;
+            if len != part.stored_size {
+                return Err(corrupt(format!(
+                    "stored data of part {} holds {len} bytes, {} were committed",
+                    part.number, part.stored_size
+                )));
+            }
+        }
+        Ok(ObjectReader::new(record.meta, parts))
+    }
+
+    pub(crate) async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        validate_key(key)?;
+        let (_writer, mut tx) = self.write().await?;
+        Self::bucket_exists(&mut tx, bucket).await?;
+        let old = self.current(&mut tx, bucket, key, None).await?;
+        let Some(old) = old else { return Ok(()) };
+        sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        Self::forget_data_files(&mut tx, &old.data_files).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.data.remove(&old.data_files);
+        Ok(())
+    }
+
+    /// Runs blocking data-directory work on the blocking pool.
+    pub(super) async fn data_dir_task<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&crate::data_dir::DataDir) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let data = self.data.clone();
+        tokio::task::spawn_blocking(move || op(&data))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(format!("store task failed: {e}"))))?
+            .map_err(StoreError::Io)
+    }
+}
+
+fn corrupt(why: String) -> StoreError {
+    StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, why))
+}

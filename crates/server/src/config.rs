@@ -24,6 +24,8 @@ pub enum MetadataEngine {
     Directory,
     /// An SQLite database in the data directory.
     Sqlite,
+    /// A PostgreSQL database (`--metadata-url`), which several servers can share.
+    Postgres,
 }
 
 /// Listen address when none is configured.
@@ -153,10 +155,15 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_SCRUB_INTERVAL", value_name = "DURATION")]
     pub scrub_interval: Option<String>,
 
-    /// Where the metadata is kept: `directory` (records in the data directory) or `sqlite` (an SQLite database
-    /// in the data directory: listings need no index rebuilt in memory) [default: directory].
+    /// Where the metadata is kept: `directory` (records in the data directory), `sqlite` (an SQLite database in
+    /// the data directory) or `postgres` (the PostgreSQL database at --metadata-url) [default: directory].
     #[arg(long, env = "COFFER_METADATA", value_name = "ENGINE")]
     pub metadata: Option<MetadataEngine>,
+
+    /// The PostgreSQL database of `--metadata postgres`: `postgres://user:password@host:port/database`. Prefer the
+    /// environment variable: a password in a flag shows in the process list.
+    #[arg(long, env = "COFFER_METADATA_URL", value_name = "URL", hide_env_values = true)]
+    pub metadata_url: Option<String>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -324,6 +331,7 @@ pub struct ServerConfig {
     /// How long after the last scrub finished a background scrub starts; `None`: no background scrubs.
     pub scrub_interval: Option<Duration>,
     pub metadata: MetadataEngine,
+    pub metadata_url: Option<String>,
     pub kms: KmsArgs,
 }
 
@@ -386,6 +394,7 @@ impl ServerConfig {
                 (true, Some(path)) => MetricsAccess::TokenFile(path),
             },
             metadata: args.metadata.unwrap_or_default(),
+            metadata_url: args.metadata_url,
             scrub_interval: match args.scrub_interval {
                 Some(text) => parse_interval(&text)
                     .ok_or_else(|| ConfigError::Duration { key: "scrub-interval", value: text.clone() })?,
@@ -435,6 +444,7 @@ impl ServerArgs {
             metrics_token_file: self.metrics_token_file.or(lower.metrics_token_file),
             scrub_interval: self.scrub_interval.or(lower.scrub_interval),
             metadata: self.metadata.or(lower.metadata),
+            metadata_url: self.metadata_url.or(lower.metadata_url),
             kms: self.kms.or(lower.kms),
         }
     }

@@ -171,7 +171,11 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
     };
     let store = match config.metadata {
         MetadataEngine::Directory => Store::open(config.data_dir.clone()).await,
-        MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone()).await,
+        MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone(), None).await,
+        MetadataEngine::Postgres => match &config.metadata_url {
+            Some(url) => Store::open_sql(config.data_dir.clone(), Some(url)).await,
+            None => Err(coffer_store::StoreError::InvalidMeta("--metadata postgres needs --metadata-url")),
+        },
     }
     .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
     let kms = start_kms(kms_state_dir(&config.data_dir), &config.kms, KmsSecrets::from_env()).await?;

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::fsio::{create_private_dir_all, fsync_dir, remove_file_if_exists, unique_id};
-use crate::garbage::Reclaimed;
 use crate::names::is_data_file_name;
 use crate::staging::StagedFile;
 
@@ -62,9 +61,10 @@ impl DataDir {
         }
     }
 
-    /// Every data file older than `min_age`, by name: the candidates for garbage collection (younger files may
-    /// belong to writes in flight, whose records have not committed yet).
-    pub(crate) fn names_older_than(&self, min_age: Duration) -> io::Result<Vec<String>> {
+    /// Every data file older than `min_age`, by name and path: the candidates for garbage collection (younger files
+    /// may belong to writes in flight, whose records have not committed yet). A file in the wrong subdirectory is
+    /// one too: no record can name it there.
+    pub(crate) fn files_older_than(&self, min_age: Duration) -> io::Result<Vec<(String, PathBuf)>> {
         let now = SystemTime::now();
         let mut names = Vec::new();
         for dir in fs::read_dir(&self.root)? {
@@ -77,17 +77,14 @@ impl DataDir {
                 let Ok(name) = entry.file_name().into_string() else { continue };
                 let modified = entry.metadata()?.modified()?;
                 if is_data_file_name(&name) && now.duration_since(modified).unwrap_or_default() >= min_age {
-                    names.push(name);
+                    let path = entry.path();
+                    let name =
+                        if self.path(&name).is_ok_and(|expected| expected == path) { name } else { String::new() };
+                    names.push((name, path));
                 }
             }
         }
         Ok(names)
-    }
-
-    /// Removes the unreferenced file `name`, counting what it reclaims.
-    pub(crate) fn collect(&self, name: &str, reclaimed: &mut Reclaimed) -> io::Result<()> {
-        reclaimed.remove(&self.path(name)?);
-        Ok(())
     }
 
     pub(crate) fn root(&self) -> &Path {

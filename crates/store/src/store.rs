@@ -54,11 +54,11 @@ impl Store {
         Ok(Store { backend: Backend::Directory(Arc::new(engine)) })
     }
 
-    /// Opens (creating if needed) the store under `root` with the SQL metadata engine (SQLite in `root`, data in
-    /// `root/data`): listings are range queries, with nothing rebuilt in memory at start. A directory in the
-    /// directory format is refused.
-    pub async fn open_sql(root: impl Into<PathBuf>) -> Result<Store> {
-        let engine = SqlEngine::open(&root.into()).await?;
+    /// Opens (creating if needed) the store under `root` with the SQL metadata engine: in SQLite in `root`, or in
+    /// the PostgreSQL database at `postgres_url`; the data in `root/data`. Listings are range queries, with nothing
+    /// rebuilt in memory at start. A directory in the directory format is refused.
+    pub async fn open_sql(root: impl Into<PathBuf>, postgres_url: Option<&str>) -> Result<Store> {
+        let engine = SqlEngine::open(&root.into(), postgres_url).await?;
         Ok(Store { backend: Backend::Sql(Arc::new(engine)) })
     }
 

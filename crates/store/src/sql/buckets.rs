@@ -46,6 +46,7 @@ impl SqlEngine {
     /// Deletes an empty bucket with its uploads; the uploads' data files go once the change committed.
     pub(crate) async fn delete_bucket(&self, name: &str) -> Result<()> {
         let (_writer, mut tx) = self.write().await?;
+        self.lock(&mut tx, &format!("bucket/{name}"), true).await?;
         Self::bucket_exists(&mut tx, name).await?;
         let object = sqlx::query("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
             .bind(name)
@@ -115,6 +116,7 @@ impl SqlEngine {
 
     async fn change_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
         let (_writer, mut tx) = self.write().await?;
+        self.lock(&mut tx, &format!("bucket/{name}"), true).await?;
         let mut record = self.bucket_record(name).await?;
         change(&mut record);
         record.format_version = FORMAT_VERSION;

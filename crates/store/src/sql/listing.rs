@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use sqlx::Row;
 
-use super::{db_error, from_nanos, SqlEngine};
+use super::{db_error, from_nanos, key_of, SqlEngine};
 use crate::error::Result;
 use crate::listing::{prefix_successor, ListPage, ListQuery, ListWalk, ObjectSummary};
 
@@ -53,21 +53,22 @@ impl SqlEngine {
         );
         let rows = sqlx::query(&sql)
             .bind(bucket)
-            .bind(bound)
-            .bind(end)
+            .bind(bound.as_bytes())
+            .bind(end.map(str::as_bytes))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| ObjectSummary {
-                key: row.get(0),
-                size: u64::try_from(row.get::<i64, _>(1)).unwrap_or_default(),
-                etag: row.get(2),
-                last_modified: from_nanos(row.get(3)),
+        rows.iter()
+            .map(|row| {
+                Ok(ObjectSummary {
+                    key: key_of(row.get(0))?,
+                    size: u64::try_from(row.get::<i64, _>(1)).unwrap_or_default(),
+                    etag: row.get(2),
+                    last_modified: from_nanos(row.get(3)),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{db_error, object_place, SqlEngine};
+use super::{db_error, key_of, object_place, SqlEngine};
 use crate::error::{Result, StoreError};
 use crate::garbage::{sweep_temp_dir, Reclaimed};
 use crate::layout::ObjectRecord;
@@ -17,12 +17,12 @@ impl SqlEngine {
         let rows =
             sqlx::query("SELECT key FROM objects WHERE bucket = $1 AND ($2 IS NULL OR key > $2) ORDER BY key LIMIT $3")
                 .bind(bucket)
-                .bind(after)
+                .bind(after.map(str::as_bytes))
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        rows.iter().map(|row| key_of(row.get(0))).collect()
     }
 
     pub(crate) async fn scrub_object(&self, bucket: &str, key: &str, prefix: &str) -> Result<ScrubFinding> {
@@ -31,7 +31,7 @@ impl SqlEngine {
         }
         let row = sqlx::query("SELECT record FROM objects WHERE bucket = $1 AND key = $2")
             .bind(bucket)
-            .bind(key)
+            .bind(key.as_bytes())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?;
@@ -74,23 +74,23 @@ impl SqlEngine {
     pub(crate) async fn collect_garbage(&self, min_age: Duration) -> Result<Reclaimed> {
         let tmp_dir = self.tmp_dir().to_path_buf();
         let mut reclaimed = self.data_dir_task(move |_| Ok(sweep_temp_dir(&tmp_dir, min_age))).await??;
-        let candidates = self.data_dir_task(move |dir| dir.names_older_than(min_age)).await?;
+        let candidates = self.data_dir_task(move |dir| dir.files_older_than(min_age)).await?;
         let mut unreferenced = Vec::new();
-        for name in candidates {
+        for (name, path) in candidates {
             let referenced = sqlx::query("SELECT 1 FROM data_files WHERE name = $1")
                 .bind(&name)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error)?;
             if referenced.is_none() {
-                unreferenced.push(name);
+                unreferenced.push(path);
             }
         }
         let collected = self
-            .data_dir_task(move |dir| {
+            .data_dir_task(move |_| {
                 let mut collected = Reclaimed::default();
-                for name in &unreferenced {
-                    dir.collect(name, &mut collected)?;
+                for path in &unreferenced {
+                    collected.remove(path);
                 }
                 Ok(collected)
             })

@@ -13,8 +13,11 @@
 //! transaction, which also keeps the `data_files` table of referenced data files; a listing is a range query on
 //! `(bucket, key)`: no index in memory, no per-key RAM, the first page right after a start.
 //!
-//! Writes go through one in-process writer lock (SQLite has one writer; the lock keeps deferred transactions from
-//! meeting `SQLITE_BUSY`), reads run concurrently.
+//! Concurrent writers of one object (or of a bucket and its objects) are serialized: with SQLite by one in-process
+//! writer lock (SQLite has one writer; the lock keeps deferred transactions from meeting `SQLITE_BUSY`), with
+//! PostgreSQL, which several nodes share, by transaction-scoped advisory locks on the object's and the bucket's
+//! names. Reads run concurrently. The SQL is common to both (`$n` parameters, `ON CONFLICT` upserts); only the
+//! schema's types and the locks differ ([`Dialect`]).
 
 mod buckets;
 mod listing;
@@ -24,11 +27,11 @@ mod objects;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
+use aws_lc_rs::digest::{digest, SHA256};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -39,13 +42,13 @@ use crate::garbage::Reclaimed;
 use crate::layout::{open_record, sign, BucketRecord, Record};
 use crate::record_mac::RecordMac;
 
-const SCHEMA: &str = r#"
+const SQLITE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
-    bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL,
+    bucket TEXT NOT NULL, key BLOB NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL,
     record TEXT NOT NULL, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
-    bucket TEXT NOT NULL, upload_id TEXT NOT NULL, key TEXT NOT NULL, initiated INTEGER NOT NULL,
+    bucket TEXT NOT NULL, upload_id TEXT NOT NULL, key BLOB NOT NULL, initiated INTEGER NOT NULL,
     record TEXT NOT NULL, PRIMARY KEY (bucket, upload_id));
 CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, initiated, upload_id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -56,11 +59,37 @@ CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
 "#;
 
+/// As [`SQLITE_SCHEMA`]; bucket names collate by byte (`"C"`) whatever the database's locale. Object keys are
+/// bytes in both: they sort as S3 lists them (UTF-8 byte order), and may hold NUL, which PostgreSQL's text cannot.
+const POSTGRES_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS buckets (name TEXT COLLATE "C" PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT COLLATE "C" NOT NULL, key BYTEA NOT NULL, size BIGINT NOT NULL, etag TEXT NOT NULL,
+    modified BIGINT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bucket, key));
+CREATE TABLE IF NOT EXISTS uploads (
+    bucket TEXT COLLATE "C" NOT NULL, upload_id TEXT NOT NULL, key BYTEA NOT NULL,
+    initiated BIGINT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bucket, upload_id));
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, initiated, upload_id);
+CREATE TABLE IF NOT EXISTS parts (
+    bucket TEXT COLLATE "C" NOT NULL, upload_id TEXT NOT NULL, number BIGINT NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (bucket, upload_id, number));
+CREATE TABLE IF NOT EXISTS data_files (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
+"#;
+
+/// What differs between the databases: the schema and how writers are serialized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
 const DATABASE_FILE: &str = "coffer.sqlite";
 
 #[derive(Debug)]
 pub(crate) struct SqlEngine {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
     data: Arc<DataDir>,
     tmp_dir: PathBuf,
     macs: RecordMac,
@@ -68,7 +97,7 @@ pub(crate) struct SqlEngine {
     swept_at_open: Reclaimed,
 }
 
-type Tx = Transaction<'static, Sqlite>;
+type Tx = Transaction<'static, Any>;
 
 /// A store error from the database.
 fn db_error(e: sqlx::Error) -> StoreError {
@@ -76,9 +105,10 @@ fn db_error(e: sqlx::Error) -> StoreError {
 }
 
 impl SqlEngine {
-    /// Opens (creating if needed) the engine under `root`. A directory in the directory engine's format is
-    /// refused: it must be imported first.
-    pub(crate) async fn open(root: &Path) -> Result<SqlEngine> {
+    /// Opens (creating if needed) the engine under `root` with the metadata in SQLite (`root/coffer.sqlite`), or in
+    /// the PostgreSQL database at `postgres_url`. A directory in the directory engine's format is refused: it must
+    /// be imported first.
+    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
                 "{} holds data in the directory format: import it into the SQL engine first",
@@ -94,16 +124,41 @@ impl SqlEngine {
         }
         let data = Arc::new(DataDir::open(root.join("data"))?);
         let macs = RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?;
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(db_error)?
-            .filename(root.join(DATABASE_FILE))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(false);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_error)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(db_error)?;
-        Ok(SqlEngine { pool, data, tmp_dir, macs, writer: Mutex::new(()), swept_at_open })
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = match postgres_url {
+            Some(url) => (Dialect::Postgres, url.to_owned()),
+            None => {
+                let path = root.join(DATABASE_FILE);
+                let path = path
+                    .to_str()
+                    .ok_or_else(|| StoreError::Io(io::Error::other("the data directory's path is not UTF-8")))?;
+                (Dialect::Sqlite, format!("sqlite://{path}?mode=rwc"))
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL: readers never wait for the writer; FULL: a commit is on disk when it returns.
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(db_error)?;
+        let schema = match dialect {
+            Dialect::Sqlite => SQLITE_SCHEMA,
+            Dialect::Postgres => POSTGRES_SCHEMA,
+        };
+        sqlx::raw_sql(schema).execute(&pool).await.map_err(db_error)?;
+        Ok(SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), swept_at_open })
     }
 
     pub(crate) fn swept_at_open(&self) -> Reclaimed {
@@ -114,11 +169,41 @@ impl SqlEngine {
         &self.tmp_dir
     }
 
-    /// A write transaction, under the writer lock.
-    async fn write(&self) -> Result<(MutexGuard<'_, ()>, Tx)> {
-        let guard = self.writer.lock().await;
+    /// A write transaction; with SQLite, under the writer lock.
+    async fn write(&self) -> Result<(Option<MutexGuard<'_, ()>>, Tx)> {
+        let guard = match self.dialect {
+            Dialect::Sqlite => Some(self.writer.lock().await),
+            Dialect::Postgres => None,
+        };
         let tx = self.pool.begin().await.map_err(db_error)?;
         Ok((guard, tx))
+    }
+
+    /// Serializes, until `tx` ends, the writers of one name: an object (`object/<bucket>/<key>`), or a bucket
+    /// (`bucket/<name>`: shared by writers of its contents, exclusive for its deletion). With SQLite the writer lock
+    /// already does.
+    async fn lock(&self, tx: &mut Tx, name: &str, exclusive: bool) -> Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(());
+        }
+        let hash = digest(&SHA256, name.as_bytes());
+        let id = i64::from_be_bytes(hash.as_ref()[..8].try_into().expect("SHA-256 is 32 bytes"));
+        let sql =
+            if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
+        sqlx::query(sql).bind(id).execute(&mut **tx).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Locks bucket `name` for a change of its contents (shared) and checks that it exists.
+    async fn lock_bucket_contents(&self, tx: &mut Tx, name: &str) -> Result<()> {
+        self.lock(tx, &format!("bucket/{name}"), false).await?;
+        Self::bucket_exists(tx, name).await
+    }
+
+    /// Locks object `key` of `bucket` for a change, and its bucket's contents.
+    async fn lock_object(&self, tx: &mut Tx, bucket: &str, key: &str) -> Result<()> {
+        self.lock_bucket_contents(tx, bucket).await?;
+        self.lock(tx, &format!("object/{bucket}/{key}"), true).await
     }
 
     /// Parses and checks a record read from the row at `place`.
@@ -132,7 +217,7 @@ impl SqlEngine {
         serde_json::to_string(record).map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
-    /// The record of an existing bucket (a transaction's view when `tx` is given).
+    /// The record of an existing bucket.
     async fn bucket_record(&self, name: &str) -> Result<BucketRecord> {
         let row = sqlx::query("SELECT record FROM buckets WHERE name = $1")
             .bind(name)
@@ -192,6 +277,11 @@ fn nanos(time: OffsetDateTime) -> i64 {
 
 fn from_nanos(nanos: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// An object key read back from its bytes.
+fn key_of(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|_| StoreError::InvalidMeta("a stored object key is not UTF-8"))
 }
 
 fn to_i64(value: u64) -> i64 {

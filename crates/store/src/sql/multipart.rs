@@ -30,11 +30,11 @@ impl SqlEngine {
         };
         let text = self.seal(&mut record, &upload_place(bucket, &upload_id))?;
         let (_writer, mut tx) = self.write().await?;
-        Self::bucket_exists(&mut tx, bucket).await?;
+        self.lock_bucket_contents(&mut tx, bucket).await?;
         sqlx::query("INSERT INTO uploads (bucket, upload_id, key, initiated, record) VALUES ($1, $2, $3, $4, $5)")
             .bind(bucket)
             .bind(&upload_id)
-            .bind(key)
+            .bind(key.as_bytes())
             .bind(initiated)
             .bind(text)
             .execute(&mut *tx)
@@ -66,6 +66,12 @@ impl SqlEngine {
             return Err(StoreError::NoSuchUpload);
         }
         Ok(record)
+    }
+
+    /// Locks an upload for a change, and its bucket's contents.
+    async fn lock_upload(&self, tx: &mut Tx, bucket: &str, upload_id: &str) -> Result<()> {
+        self.lock_bucket_contents(tx, bucket).await?;
+        self.lock(tx, &format!("upload/{bucket}/{upload_id}"), true).await
     }
 
     pub(crate) async fn upload_meta(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadMeta> {
@@ -113,6 +119,7 @@ impl SqlEngine {
     ) -> Result<PartMeta> {
         let number = part.number;
         let (_writer, mut tx) = self.write().await?;
+        self.lock_upload(&mut tx, bucket, upload_id).await?;
         self.find_upload(Some(&mut tx), bucket, key, upload_id).await?;
         let old = sqlx::query("SELECT record FROM parts WHERE bucket = $1 AND upload_id = $2 AND number = $3")
             .bind(bucket)
@@ -178,6 +185,7 @@ impl SqlEngine {
             return Err(StoreError::InvalidMeta("a multipart upload completes with at least one part"));
         }
         let (_writer, mut tx) = self.write().await?;
+        self.lock_upload(&mut tx, bucket, upload_id).await?;
         self.find_upload(Some(&mut tx), bucket, key, upload_id).await?;
         let mut stored: HashMap<u32, PartRecord> = self
             .part_records(Some(&mut tx), bucket, upload_id)
@@ -203,6 +211,7 @@ impl SqlEngine {
             }
         }
         let unused: Vec<String> = stored.into_values().map(|record| record.data_file).collect();
+        self.lock(&mut tx, &format!("object/{bucket}/{key}"), true).await?;
         meta.key = key.to_owned();
         meta.last_modified = OffsetDateTime::now_utc();
         let mut data_files = Vec::with_capacity(parts.len());
@@ -238,6 +247,7 @@ impl SqlEngine {
 
     pub(crate) async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         let (_writer, mut tx) = self.write().await?;
+        self.lock_upload(&mut tx, bucket, upload_id).await?;
         self.find_upload(Some(&mut tx), bucket, key, upload_id).await?;
         let files: Vec<String> = self
             .part_records(Some(&mut tx), bucket, upload_id)
@@ -263,7 +273,7 @@ impl SqlEngine {
             "SELECT upload_id, record FROM uploads WHERE bucket = $1 AND key >= $2 ORDER BY key, initiated, upload_id",
         )
         .bind(bucket)
-        .bind(prefix)
+        .bind(prefix.as_bytes())
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;

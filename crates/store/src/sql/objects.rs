@@ -85,7 +85,7 @@ impl SqlEngine {
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
         let (_writer, mut tx) = self.write().await?;
-        Self::bucket_exists(&mut tx, bucket).await?;
+        self.lock_object(&mut tx, bucket, key).await?;
         let current = self.current(&mut tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?;
         let same_data = meta.parts.len() == current.meta.parts.len()
             && meta
@@ -113,7 +113,7 @@ impl SqlEngine {
         expected: Option<&ObjectMeta>,
     ) -> Result<ObjectMeta> {
         let (_writer, mut tx) = self.write().await?;
-        Self::bucket_exists(&mut tx, bucket).await?;
+        self.lock_object(&mut tx, bucket, key).await?;
         let (meta, unreferenced) = self.commit_object_in(&mut tx, bucket, key, record, expected, &[]).await?;
         tx.commit().await.map_err(db_error)?;
         self.data.remove(&unreferenced);
@@ -163,7 +163,7 @@ impl SqlEngine {
              ON CONFLICT (bucket, key) DO UPDATE SET size = $3, etag = $4, modified = $5, record = $6",
         )
         .bind(bucket)
-        .bind(key)
+        .bind(key.as_bytes())
         .bind(to_i64(meta.size))
         .bind(&meta.etag)
         .bind(nanos(meta.last_modified))
@@ -184,7 +184,7 @@ impl SqlEngine {
     ) -> Result<Option<ObjectRecord>> {
         let row = sqlx::query("SELECT record FROM objects WHERE bucket = $1 AND key = $2")
             .bind(bucket)
-            .bind(key)
+            .bind(key.as_bytes())
             .fetch_optional(&mut **tx)
             .await
             .map_err(db_error)?;
@@ -225,7 +225,7 @@ impl SqlEngine {
             "SELECT o.record FROM buckets b LEFT JOIN objects o ON o.bucket = b.name AND o.key = $2 WHERE b.name = $1",
         )
         .bind(bucket)
-        .bind(key)
+        .bind(key.as_bytes())
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
@@ -297,12 +297,12 @@ impl SqlEngine {
     pub(crate) async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         validate_key(key)?;
         let (_writer, mut tx) = self.write().await?;
-        Self::bucket_exists(&mut tx, bucket).await?;
+        self.lock_object(&mut tx, bucket, key).await?;
         let old = self.current(&mut tx, bucket, key, None).await?;
         let Some(old) = old else { return Ok(()) };
         sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
             .bind(bucket)
-            .bind(key)
+            .bind(key.as_bytes())
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

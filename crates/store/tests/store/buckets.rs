@@ -163,7 +163,7 @@ async fn concurrent_creates_of_one_bucket_succeed_once() {
 
 #[tokio::test]
 async fn user_policies_are_kept_signed_across_restarts() {
-    let f = Fixture::new().await;
+    let f = Fixture::directory().await;
     assert!(f.store.user_policies().await.unwrap().is_empty());
     f.store.set_user_policy("alice", Some("{\"a\":1}".into())).await.unwrap();
     f.store.set_user_policy("bob", Some("{\"b\":2}".into())).await.unwrap();

@@ -10,13 +10,67 @@ use tempfile::TempDir;
 pub struct Fixture {
     pub root: TempDir,
     pub store: Store,
+    engine: Engine,
+}
+
+/// The metadata engine of a fixture.
+#[derive(Clone)]
+enum Engine {
+    Directory,
+    Sqlite,
+    /// The URL of the fixture's own PostgreSQL database.
+    Postgres(String),
+}
+
+impl Engine {
+    /// `COFFER_TEST_ENGINE`: `sql` (SQLite), `postgres` (a new database per fixture on the server at
+    /// `COFFER_TEST_POSTGRES_URL`, e.g. `postgres://coffer@127.0.0.1:5432`), or the directory engine.
+    async fn from_env() -> Engine {
+        match std::env::var("COFFER_TEST_ENGINE").as_deref() {
+            Ok("sql") => Engine::Sqlite,
+            Ok("postgres") => Engine::Postgres(new_postgres_database().await),
+            _ => Engine::Directory,
+        }
+    }
+
+    async fn open(&self, dir: PathBuf) -> Store {
+        match self {
+            Engine::Directory => Store::open(dir).await,
+            Engine::Sqlite => Store::open_sql(dir, None).await,
+            Engine::Postgres(url) => Store::open_sql(dir, Some(url)).await,
+        }
+        .unwrap()
+    }
 }
 
 impl Fixture {
-    pub async fn new() -> Fixture {
+    async fn on(engine: Engine) -> Fixture {
         let root = tempfile::tempdir().unwrap();
-        let store = open(root.path().join("data")).await;
-        Fixture { root, store }
+        let store = engine.open(root.path().join("data")).await;
+        Fixture { root, store, engine }
+    }
+
+    /// A store on the engine `COFFER_TEST_ENGINE` names.
+    pub async fn new() -> Fixture {
+        Fixture::on(Engine::from_env().await).await
+    }
+
+    /// A store on the directory engine whatever `COFFER_TEST_ENGINE` says: for tests of its on-disk form.
+    pub async fn directory() -> Fixture {
+        Fixture::on(Engine::Directory).await
+    }
+
+    pub async fn directory_with_bucket(name: &str) -> Fixture {
+        let fixture = Fixture::directory().await;
+        fixture.store.create_bucket(name, None).await.unwrap();
+        fixture
+    }
+
+    /// A store on the SQL engine with SQLite whatever `COFFER_TEST_ENGINE` says: for tests of its rows and files.
+    pub async fn sqlite_with_bucket(name: &str) -> Fixture {
+        let fixture = Fixture::on(Engine::Sqlite).await;
+        fixture.store.create_bucket(name, None).await.unwrap();
+        fixture
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -29,7 +83,7 @@ impl Fixture {
 
     /// A second store handle on the same directory, as after a restart.
     pub async fn reopen(&self) -> Store {
-        open(self.data_dir()).await
+        self.engine.open(self.data_dir()).await
     }
 
     /// Rewrites every record as version 3 wrote it (no MAC, no data checksums) and drops the record MAC key, then
@@ -59,11 +113,21 @@ impl Fixture {
     }
 }
 
-async fn open(dir: PathBuf) -> Store {
-    match std::env::var("COFFER_TEST_ENGINE").as_deref() {
-        Ok("sql") => Store::open_sql(dir).await.unwrap(),
-        _ => Store::open(dir).await.unwrap(),
-    }
+/// Creates a database of its own for one fixture and returns its URL.
+async fn new_postgres_database() -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let server = std::env::var("COFFER_TEST_POSTGRES_URL").expect("COFFER_TEST_POSTGRES_URL");
+    let name = format!("store_{}", hex::encode(rand_bytes()));
+    let mut connection = sqlx::AnyConnection::connect(&format!("{server}/postgres")).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await.unwrap();
+    format!("{server}/{name}")
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes
 }
 
 pub async fn staged(store: &Store, data: &[u8]) -> StagedFile {

@@ -51,7 +51,7 @@ async fn the_record_key_is_private_and_outlives_a_restart() {
 
 #[tokio::test]
 async fn every_edit_of_an_object_record_is_refused() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let mut meta = ObjectMeta::new("", 0, "");
     meta.encryption = Some(raw(json!({"mode": "SSE-S3", "nonce": "abc"})));
     meta.headers.content_type = Some("text/plain".into());
@@ -101,7 +101,7 @@ fn base64_of(data: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_record_copied_to_another_key_or_bucket_is_refused() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     f.store.create_bucket("other", None).await.unwrap();
     put(&f.store, "bkt", "a", b"secret of a").await;
     put(&f.store, "bkt", "b", b"b").await;
@@ -115,7 +115,7 @@ async fn a_record_copied_to_another_key_or_bucket_is_refused() {
 
 #[tokio::test]
 async fn edited_or_swapped_upload_part_and_bucket_records_are_refused() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let id = f.store.create_upload("bkt", "k", UploadMeta::default()).await.unwrap();
     for number in [1, 2] {
         let data = pattern(1000, number as u8);
@@ -153,7 +153,7 @@ async fn edited_or_swapped_upload_part_and_bucket_records_are_refused() {
 
 #[tokio::test]
 async fn unsigned_records_are_read_only_where_accepted_and_signed_by_their_next_commit() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data = pattern(200_000, 5);
     put(&f.store, "bkt", "k", &data).await;
     let path = object_dir(&f, "bkt", "k").join("meta.json");
@@ -190,7 +190,7 @@ fn data_files(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn a_flipped_byte_fails_its_chunk_before_any_of_it_is_read() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let len = READ_CHUNK * 2 + READ_CHUNK / 2;
     let data = pattern(len, 7);
     put(&f.store, "bkt", "k", &data).await;
@@ -223,7 +223,7 @@ async fn a_flipped_byte_fails_its_chunk_before_any_of_it_is_read() {
 
 #[tokio::test]
 async fn completed_uploads_keep_their_parts_checksums() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let id = f.store.create_upload("bkt", "k", UploadMeta::default()).await.unwrap();
     let parts = [pattern(READ_CHUNK + 10, 1), pattern(5000, 2)];
     for (number, data) in (1..).zip(&parts) {

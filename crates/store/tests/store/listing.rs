@@ -8,7 +8,10 @@ const KEYS: &[&str] =
     &["photos/2024/a.jpg", "photos/2024/b.jpg", "photos/2025/c.jpg", "photos/top.jpg", "readme", "zz/é"];
 
 async fn filled() -> Fixture {
-    let f = Fixture::with_bucket("lst").await;
+    fill(Fixture::with_bucket("lst").await).await
+}
+
+async fn fill(f: Fixture) -> Fixture {
     for key in KEYS {
         put(&f.store, "lst", key, key.as_bytes()).await;
     }
@@ -92,7 +95,7 @@ async fn the_index_follows_commits_and_survives_restart() {
 
 #[tokio::test]
 async fn an_uncommitted_object_directory_is_not_listed() {
-    let f = filled().await;
+    let f = fill(Fixture::directory_with_bucket("lst").await).await;
     // What a crash between creating an object dir and its first meta.json leaves behind.
     let orphan = f.data_dir().join("buckets/lst/objects").join("0".repeat(64));
     std::fs::create_dir(&orphan).unwrap();

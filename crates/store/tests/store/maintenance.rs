@@ -57,7 +57,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[tokio::test]
 async fn scrub_finds_every_kind_of_damage_and_changes_nothing() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let big = pattern(2 * READ_CHUNK + 77, 1);
     for key in ["a/intact", "a/flipped", "a/truncated", "a/missing", "b/record", "b/inline", "b/unparsable"] {
         let data = if key.ends_with("inline") { pattern(500, 2) } else { big.clone() };
@@ -112,7 +112,7 @@ async fn scrub_finds_every_kind_of_damage_and_changes_nothing() {
 
 #[tokio::test]
 async fn data_stored_before_checksums_is_unverifiable_not_damaged() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data = pattern(READ_CHUNK + 10, 3);
     put(&f.store, "bkt", "old", &data).await;
     put(&f.store, "bkt", "small", b"inline bytes").await;
@@ -152,7 +152,7 @@ fn leave(path: &Path, len: usize) -> u64 {
 
 #[tokio::test]
 async fn garbage_collection_removes_only_what_no_record_references() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let big = pattern(300_000, 4);
     put(&f.store, "bkt", "kept", &big).await;
     put(&f.store, "bkt", "small", b"inline").await;
@@ -225,7 +225,7 @@ async fn upload_ids(store: &Store) -> Vec<String> {
 
 #[tokio::test]
 async fn an_upload_completed_just_before_a_crash_is_not_listed_after_it() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data = pattern(70_000, 5);
     let done = f.store.create_upload("bkt", "done", UploadMeta::default()).await.unwrap();
     f.store.put_part("bkt", "done", &done, part(1, &data), staged(&f.store, &data).await).await.unwrap();

@@ -56,7 +56,7 @@ async fn upload_meta_round_trips() {
 
 #[tokio::test]
 async fn uploads_recorded_flat_by_version_2_complete() {
-    let f = Fixture::with_bucket("mpu").await;
+    let f = Fixture::directory_with_bucket("mpu").await;
     let upload = UploadMeta {
         headers: ObjectHeaders { content_type: Some("video/mp4".into()), ..ObjectHeaders::default() },
         encryption: Some(raw(json!({"sse": "kms"}))),
@@ -116,7 +116,7 @@ async fn part_numbers_outside_the_s3_range_are_refused() {
 
 #[tokio::test]
 async fn complete_a_subset_of_parts_uploaded_out_of_order() {
-    let f = Fixture::with_bucket("mpu").await;
+    let f = Fixture::directory_with_bucket("mpu").await;
     put(&f.store, "mpu", "obj", b"previous version").await;
     let id = f.store.create_upload("mpu", "obj", UploadMeta::default()).await.unwrap();
     let data: Vec<Vec<u8>> = (1..=4u8).map(|i| pattern(100_000 + usize::from(i), i)).collect();
@@ -180,7 +180,7 @@ async fn parts_are_stored_in_the_order_given() {
 
 #[tokio::test]
 async fn replacing_a_part_keeps_only_the_new_data() {
-    let f = Fixture::with_bucket("mpu").await;
+    let f = Fixture::directory_with_bucket("mpu").await;
     let id = f.store.create_upload("mpu", "k", UploadMeta::default()).await.unwrap();
     upload_part(&f.store, "k", &id, 1, b"first attempt").await;
     upload_part(&f.store, "k", &id, 1, b"second").await;
@@ -286,7 +286,7 @@ async fn list_uploads_filters_by_prefix_and_sorts_by_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_part_uploads_of_one_upload() {
-    let f = Fixture::with_bucket("mpu").await;
+    let f = Fixture::directory_with_bucket("mpu").await;
     let id = f.store.create_upload("mpu", "k", UploadMeta::default()).await.unwrap();
     let data: Vec<Vec<u8>> = (1..=16u8).map(|i| pattern(40_000, i)).collect();
     let tasks: Vec<_> = (1..=16u32)

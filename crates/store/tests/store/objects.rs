@@ -119,7 +119,7 @@ async fn a_single_part_from_the_caller_is_kept() {
 
 #[tokio::test]
 async fn overwrite_replaces_data_and_removes_old_files() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     put(&f.store, "bkt", "k", &pattern(300_000, 1)).await;
     let dir = only_object_dir(&f, "bkt");
     let first_files = files_under(&dir);
@@ -267,7 +267,7 @@ const HOSTILE_KEYS: &[&str] = &[
 
 #[tokio::test]
 async fn hostile_keys_stay_inside_their_bucket_and_round_trip() {
-    let f = Fixture::with_bucket("safe").await;
+    let f = Fixture::directory_with_bucket("safe").await;
     let outside = f.root.path().join("outside-marker");
     std::fs::write(&outside, b"untouched").unwrap();
     for (i, key) in HOSTILE_KEYS.iter().enumerate() {
@@ -372,7 +372,7 @@ async fn mapped_reads_see_every_chunk_once_in_order_with_its_offset() {
 
 #[tokio::test]
 async fn a_truncated_data_file_is_an_error_not_short_data() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data_file = put_with_data_file(&f).await;
     let reader = f.store.open_object("bkt", "k").await.unwrap();
     std::fs::OpenOptions::new().write(true).open(&data_file).unwrap().set_len(10).unwrap();
@@ -383,7 +383,7 @@ async fn a_truncated_data_file_is_an_error_not_short_data() {
 
 #[tokio::test]
 async fn an_extended_data_file_is_refused() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data_file = put_with_data_file(&f).await;
     std::fs::OpenOptions::new().append(true).open(&data_file).unwrap().write_all(b"appended").unwrap();
     assert_refused_as_invalid(&f.store, "an extended data file").await;
@@ -391,7 +391,7 @@ async fn an_extended_data_file_is_refused() {
 
 #[tokio::test]
 async fn a_corrupt_or_future_record_is_an_io_error() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data = pattern(100_000, 1);
     put(&f.store, "bkt", "k", &data).await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
@@ -417,7 +417,7 @@ async fn a_corrupt_or_future_record_is_an_io_error() {
 
 #[tokio::test]
 async fn flat_records_of_versions_1_and_2_are_read() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let data = pattern(100_000, 2);
     let mut meta = ObjectMeta::new("", data.len() as u64, etag_of(&data));
     meta.headers.content_type = Some("text/plain".into());
@@ -441,7 +441,7 @@ async fn flat_records_of_versions_1_and_2_are_read() {
 
 #[tokio::test]
 async fn small_objects_live_in_their_record() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     for (key, len) in [("empty", 0), ("tiny", 13), ("limit", 64 * 1024)] {
         let data = pattern(len, 3);
         put(&f.store, "bkt", key, &data).await;
@@ -462,7 +462,7 @@ async fn small_objects_live_in_their_record() {
 
 #[tokio::test]
 async fn tampered_inline_data_is_an_error() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     put(&f.store, "bkt", "k", b"inline bytes").await;
     let meta_path = only_object_dir(&f, "bkt").join("meta.json");
     let original: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
@@ -553,7 +553,7 @@ async fn conditional_writes_apply_only_to_the_version_read() {
 
 #[tokio::test]
 async fn a_reader_keeps_its_version_through_overwrite_and_delete() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     let v1 = pattern(READ_CHUNK * 2 + 17, 1);
     let v1_meta = put(&f.store, "bkt", "k", &v1).await;
     let reader = f.store.open_object("bkt", "k").await.unwrap();
@@ -579,7 +579,7 @@ async fn a_reader_keeps_its_version_through_overwrite_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_puts_to_one_key_are_last_writer_wins() {
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     // Sizes on both sides of the inline limit: versions in meta.json and in data files replace each other.
     let values: Vec<Vec<u8>> = (0..12u8).map(|i| pattern(40_000 + usize::from(i) * 5000, i)).collect();
     let readers: Vec<_> = (0..4)
@@ -628,7 +628,7 @@ async fn concurrent_puts_to_one_key_are_last_writer_wins() {
 #[tokio::test]
 async fn files_and_directories_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let f = Fixture::with_bucket("bkt").await;
+    let f = Fixture::directory_with_bucket("bkt").await;
     put(&f.store, "bkt", "k", b"secret-ish").await;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let dir = only_object_dir(&f, "bkt");

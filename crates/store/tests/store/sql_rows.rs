@@ -1,0 +1,176 @@
+//! The SQL engine's own form: signed rows that fail closed when edited or moved, data files under opaque names
+//! that no commit leaks and garbage collection reclaims, and a refusal to open a directory-format data directory.
+
+use std::time::Duration;
+
+use coffer_store::{ListQuery, ScrubFinding, Store, StoreError, UploadMeta};
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::common::{files_under, get, pattern, put, staged, Fixture};
+
+async fn database(f: &Fixture) -> AnyConnection {
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", f.data_dir().join("coffer.sqlite").display());
+    AnyConnection::connect(&url).await.unwrap()
+}
+
+fn data_files(f: &Fixture) -> Vec<std::path::PathBuf> {
+    files_under(&f.data_dir().join("data"))
+}
+
+fn invalid_data<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(&result, Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData)
+}
+
+#[tokio::test]
+async fn an_edited_or_moved_row_fails_closed() {
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    put(&f.store, "bkt", "a", b"small").await;
+    put(&f.store, "bkt", "b", &pattern(300_000, 1)).await;
+    let mut db = database(&f).await;
+    let record: String = sqlx::query("SELECT record FROM objects WHERE key = $1")
+        .bind("b".as_bytes())
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    let edited = record.replace("\"size\":300000", "\"size\":299999");
+    assert_ne!(edited, record);
+    sqlx::query("UPDATE objects SET record = $1 WHERE key = $2")
+        .bind(&edited)
+        .bind("b".as_bytes())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(invalid_data(f.store.head_object("bkt", "b").await));
+    assert!(invalid_data(f.store.open_object("bkt", "b").await));
+    // b's intact row copied over a's: signed for another key.
+    sqlx::query("UPDATE objects SET record = $1 WHERE key = $2")
+        .bind(&record)
+        .bind("a".as_bytes())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert!(invalid_data(f.store.head_object("bkt", "a").await));
+    // Put back, it reads again.
+    sqlx::query("UPDATE objects SET record = $1 WHERE key = $2")
+        .bind(&record)
+        .bind("b".as_bytes())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(get(&f.store, "bkt", "b").await, pattern(300_000, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_overwrites_leave_one_version_and_no_stray_file() {
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    let values: Vec<Vec<u8>> = (0..12u8).map(|i| pattern(40_000 + usize::from(i) * 5000, i)).collect();
+    let writers: Vec<_> = values
+        .iter()
+        .cloned()
+        .map(|value| {
+            let store = f.store.clone();
+            tokio::spawn(async move { put(&store, "bkt", "k", &value).await })
+        })
+        .collect();
+    for task in writers {
+        task.await.unwrap();
+    }
+    let data = get(&f.store, "bkt", "k").await;
+    assert!(values.contains(&data));
+    // Only the current version's file (none for an inline one) is left, and collection finds nothing to take.
+    assert_eq!(data_files(&f).len(), usize::from(data.len() > 64 * 1024));
+    assert_eq!(f.store.collect_garbage(Duration::ZERO).await.unwrap().files, 0);
+    assert_eq!(get(&f.store, "bkt", "k").await, data);
+    f.store.delete_object("bkt", "k").await.unwrap();
+    assert!(data_files(&f).is_empty());
+}
+
+#[tokio::test]
+async fn garbage_collection_takes_only_unreferenced_data_files() {
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    put(&f.store, "bkt", "k", &pattern(500_000, 2)).await;
+    let id = f.store.create_upload("bkt", "mpu", UploadMeta::default()).await.unwrap();
+    let part = coffer_store::PartMeta {
+        number: 1,
+        size: 200_000,
+        stored_size: 0,
+        etag: "e".into(),
+        checksum: None,
+        last_modified: time::OffsetDateTime::UNIX_EPOCH,
+        encryption: None,
+    };
+    f.store.put_part("bkt", "mpu", &id, part, staged(&f.store, &pattern(200_000, 3)).await).await.unwrap();
+    let live = data_files(&f);
+    assert_eq!(live.len(), 2);
+    // A file a crash left between putting it in place and committing its row, and one in the wrong place.
+    let stray = f.data_dir().join("data/ab").join(format!("data-{}", "ab".repeat(16)));
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"left by a crash").unwrap();
+    let misplaced = live[0].parent().unwrap().join(format!("data-{}", "cd".repeat(16)));
+    std::fs::write(&misplaced, b"misplaced").unwrap();
+    assert_eq!(f.store.collect_garbage(Duration::from_secs(3600)).await.unwrap().files, 0, "too young to take");
+    let reclaimed = f.store.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!((reclaimed.files, reclaimed.bytes), (2, 24));
+    assert!(!stray.exists() && !misplaced.exists());
+    assert_eq!(get(&f.store, "bkt", "k").await, pattern(500_000, 2));
+    assert_eq!(f.store.list_parts("bkt", "mpu", &id).await.unwrap().len(), 1);
+    f.store.abort_upload("bkt", "mpu", &id).await.unwrap();
+    assert_eq!(data_files(&f).len(), 1);
+}
+
+#[tokio::test]
+async fn scrub_finds_damaged_and_missing_data() {
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    put(&f.store, "bkt", "flipped", &pattern(300_000, 4)).await;
+    put(&f.store, "bkt", "intact", &pattern(300_000, 5)).await;
+    let ids = f.store.object_ids("bkt", None, 10).await.unwrap();
+    assert_eq!(ids, ["flipped", "intact"]);
+    let mut db = database(&f).await;
+    let record: String = sqlx::query("SELECT record FROM objects WHERE key = $1")
+        .bind("flipped".as_bytes())
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let name = record["data_files"][0].as_str().unwrap();
+    let path = f.data_dir().join("data").join(&name["data-".len().."data-".len() + 2]).join(name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(f.store.scrub_object("bkt", "flipped", "").await.unwrap(), ScrubFinding::Damaged { .. }));
+    assert!(matches!(f.store.scrub_object("bkt", "intact", "").await.unwrap(), ScrubFinding::Intact { .. }));
+    assert_eq!(f.store.scrub_object("bkt", "intact", "x").await.unwrap(), ScrubFinding::OutOfScope);
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(f.store.scrub_object("bkt", "flipped", "").await.unwrap(), ScrubFinding::Damaged { .. }));
+    assert_eq!(f.store.scrub_object("bkt", "gone", "").await.unwrap(), ScrubFinding::Absent);
+}
+
+#[tokio::test]
+async fn listings_come_from_the_database_after_a_restart() {
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    for i in 0..50 {
+        put(&f.store, "bkt", &format!("dir{}/key{i:03}", i % 3), b"x").await;
+    }
+    let reopened = f.reopen().await;
+    let query = ListQuery { delimiter: Some("/".into()), ..ListQuery::default() };
+    let page = reopened.list_objects("bkt", &query).await.unwrap();
+    assert_eq!(page.common_prefixes, ["dir0/", "dir1/", "dir2/"]);
+    let query = ListQuery { prefix: "dir1/".into(), max_keys: 5, ..ListQuery::default() };
+    let page = reopened.list_objects("bkt", &query).await.unwrap();
+    assert_eq!(
+        page.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        ["dir1/key001", "dir1/key004", "dir1/key007", "dir1/key010", "dir1/key013"]
+    );
+    assert!(page.is_truncated);
+}
+
+#[tokio::test]
+async fn a_directory_format_data_directory_is_refused() {
+    let f = Fixture::directory_with_bucket("bkt").await;
+    put(&f.store, "bkt", "k", b"v").await;
+    let refused = Store::open_sql(f.data_dir(), None).await.unwrap_err();
+    assert!(refused.to_string().contains("directory format"), "{refused}");
+}

@@ -928,7 +928,7 @@ class SeaweedFs:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """SIGTERM to the process group (mini drains S3, the filer and the volume server in a few seconds); it must
+        """SIGTERM to the process group (mini drains S3, the filer and the volume server in about a second); it must
         exit 0 and nothing of the group may survive."""
         if self.process is None:
             return
@@ -995,6 +995,8 @@ def start_seaweedfs(directory: Path, s3_config: Mapping[str, object] | None = No
              "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
              f"-s3.config={config}",
              "-master.telemetry=false",  # it would report to the SeaweedFS project over the internet
+             # a stopping volume server waits this long for clients to move elsewhere; here there is nowhere: 1 s less
+             "-volume.preStopSeconds=0",
              # mini's HTTP sockets default to /tmp/seaweedfs-*-PORT.sock (its gRPC ones stay there: see stop())
              f"-filer.localSocket={directory / 'filer.sock'}", f"-s3.localSocket={directory / 's3.sock'}"],
             env=env, cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -7,11 +7,7 @@ Every server runs on free loopback ports with its data under the bench's work di
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,10 +15,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from harness import (START_TIMEOUT, CofferFactory, Credentials, OpenBao, clean_environment, free_port,  # noqa: E402
-                     log_tail, port_accepts, start_openbao, stop_process_group, tool)
-
-STOP_TIMEOUT = 30.0
+from harness import CofferFactory, Credentials, OpenBao, start_openbao, start_seaweedfs  # noqa: E402
 
 
 @dataclass
@@ -86,68 +79,11 @@ class Servers:
                            env={"COFFER_KMS_VAULT_TOKEN": bao.token})
 
     def seaweedfs(self) -> Endpoint:
-        weed = start_seaweedfs(self.workdir / "seaweedfs")
+        """`weed mini` (same launcher as the e2e tests) with its local KMS provider creating keys on demand, so SSE-KMS
+        requests may name any key without a setup step."""
+        weed = start_seaweedfs(self.workdir / "seaweedfs", s3_config={"kms": {
+            "default_provider": "local",
+            "providers": {"local": {"type": "local", "enableOnDemandCreate": True}},
+        }})
         self._stops.append(weed.stop)
-        return weed.endpoint
-
-
-@dataclass
-class SeaweedFs:
-    endpoint: Endpoint
-    process: subprocess.Popen
-    log_path: Path
-
-    def stop(self) -> None:
-        stop_process_group(self.process, timeout=STOP_TIMEOUT)
-
-
-def _port_pair() -> tuple[int, int]:
-    """A free port P with P + 10000 free too: weed's admin worker dials the admin gRPC port at HTTP port + 10000."""
-    while True:
-        port = free_port()
-        if port + 10000 < 65536 and not port_accepts(port + 10000):
-            return port, port + 10000
-
-
-def start_seaweedfs(directory: Path) -> SeaweedFs:
-    """`weed mini` (master, volume, filer, S3 and admin in one process) on free loopback ports.
-
-    Its S3 identity is the bench's own; its KMS is the local provider with on-demand key creation, so SSE-KMS
-    requests may name any key without a setup step.
-    """
-    data = directory / "data"
-    data.mkdir(parents=True)
-    creds = Credentials("bench-" + os.urandom(4).hex(), os.urandom(16).hex())
-    config = directory / "s3.json"
-    config.write_text(json.dumps({
-        "identities": [{"name": "bench", "credentials": [{"accessKey": creds.access_key,
-                                                           "secretKey": creds.secret_key}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}],
-        "kms": {"default_provider": "local",
-                "providers": {"local": {"type": "local", "enableOnDemandCreate": True}}},
-    }))
-    config.chmod(0o600)
-    s3_port = free_port()
-    admin_port, admin_grpc = _port_pair()
-    ports = {name: free_port() for name in ("s3.port.grpc", "master.port", "master.port.grpc", "filer.port",
-                                            "filer.port.grpc", "volume.port", "volume.port.grpc")}
-    command = [tool("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               f"-s3.port={s3_port}", f"-admin.port={admin_port}", f"-admin.port.grpc={admin_grpc}",
-               *(f"-{name}={port}" for name, port in ports.items()),
-               "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", f"-s3.config={config}"]
-    log_path = directory / "weed.log"
-    log = open(log_path, "ab")
-    process = subprocess.Popen(command, env=clean_environment(), cwd=directory, stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    weed = SeaweedFs(Endpoint(name="seaweedfs", url=f"http://127.0.0.1:{s3_port}", creds=creds, pid=process.pid),
-                     process, log_path)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not port_accepts(s3_port):
-        if process.poll() is not None:
-            raise RuntimeError(f"weed exited with {process.returncode}:\n{log_tail(log_path)}")
-        if time.monotonic() > deadline:
-            weed.stop()
-            raise RuntimeError(f"weed did not listen on {s3_port} within {START_TIMEOUT}s:\n{log_tail(log_path)}")
-        time.sleep(0.1)
-    return weed
+        return Endpoint(name="seaweedfs", url=weed.endpoint, creds=weed.credentials, pid=weed.process.pid)

@@ -1,13 +1,20 @@
-"""Fixtures for the end-to-end suite: the real `coffer` release binary and a real OpenBao dev server.
+"""Fixtures for the end-to-end suite: the real `coffer` release binary, a real OpenBao dev server, and private
+PostgreSQL servers and SeaweedFS clusters.
 
 - `coffer`          session-wide server with default settings (root user from COFFER_ROOT_USER/PASSWORD).
 - `coffer_factory`  starts extra servers with extra flags/env, a users file or TLS; each is stopped (SIGTERM) at the
                     end of the test and must exit 0.
 - `bucket`          a fresh bucket on `coffer` for one test.
 - `openbao`         session-wide OpenBao dev server with transit enabled; `openbao_factory` for a private one.
+- `postgres`        session-wide private PostgreSQL server (tests make their own databases on it);
+                    `postgres_factory` for private ones a test may kill or stop.
+- `seaweedfs`       session-wide SeaweedFS cluster serving S3 (tests use their own buckets); `seaweedfs_factory` for
+                    private ones.
 - `files`           random files of a given size, shared by the session (`files(1 << 20)` → Path).
 
-Every server stopped by a fixture is checked for a graceful exit (status 0 after SIGTERM).
+Every server stopped by a fixture is checked for a graceful exit (status 0 after SIGTERM; SIGINT for PostgreSQL) and,
+for PostgreSQL and SeaweedFS, for leaving no process behind. Under xdist each worker has its own session servers, on
+ports of their own. They start only when a test asks for them.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from typing import Callable
 
 import pytest
 
-from harness import CofferFactory, CofferServer, OpenBao, start_openbao, unique_name, write_random_file
+from harness import (CofferFactory, CofferServer, OpenBao, PostgresServer, SeaweedFs, start_openbao, start_postgres,
+                     start_seaweedfs, unique_name, write_random_file)
 
 
 def pytest_configure(config):
@@ -92,3 +100,58 @@ def openbao_factory(tmp_path_factory) -> Callable[..., OpenBao]:
     yield start
     for bao in started:
         bao.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> PostgresServer:
+    """Shared private PostgreSQL server. Tests must use their own databases (`postgres.create_database()`)."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.discard()
+
+
+def _stop_all(stops: list[Callable[[], None]]) -> None:
+    """Runs every stop, even after one fails, then reports all the failures together."""
+    failures = []
+    for stop in stops:
+        try:
+            stop()
+        except AssertionError as error:
+            failures.append(str(error))
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.fixture
+def postgres_factory(tmp_path_factory) -> Callable[[], PostgresServer]:
+    """Private PostgreSQL servers for tests that stop, kill or restart them; stopped and removed at the test's end."""
+    started: list[PostgresServer] = []
+
+    def start() -> PostgresServer:
+        server = start_postgres(tmp_path_factory.mktemp("postgres"))
+        started.append(server)
+        return server
+
+    yield start
+    _stop_all([server.discard for server in started])
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory) -> SeaweedFs:
+    """Shared SeaweedFS cluster. Tests must use their own buckets."""
+    cluster = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def seaweedfs_factory(tmp_path_factory) -> Callable[[], SeaweedFs]:
+    """Private SeaweedFS clusters for tests that stop or break them; stopped at the test's end."""
+    started: list[SeaweedFs] = []
+
+    def start() -> SeaweedFs:
+        cluster = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+        started.append(cluster)
+        return cluster
+
+    yield start
+    _stop_all([cluster.stop for cluster in started])

@@ -1,4 +1,5 @@
-"""Process harness for the end-to-end tests: runs the real `coffer` release binary and a real OpenBao dev server.
+"""Process harness for the end-to-end tests: runs the real `coffer` release binary, a real OpenBao dev server, and
+private PostgreSQL servers and SeaweedFS clusters.
 
 Everything here drives real programs (the server binary, aws CLI v1, awscurl, boto3, `bao`) with their default
 settings; no client option is tuned to make the server's life easier. Fixtures in conftest.py build on these types.
@@ -13,12 +14,14 @@ import hmac
 import ipaddress
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +70,18 @@ def port_accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:`port`. SO_REUSEADDR, as servers set it: connections a server closed linger in
+    TIME_WAIT on its port for a minute, and they do not stop another server from listening there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -558,6 +573,451 @@ def start_openbao(directory: Path, port: int | None = None, token: str | None = 
         bao.stop()
         raise
     return bao
+
+
+# ---- processes that outlive their parent ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProcessId:
+    """A PID with its start time (field 22 of /proc/PID/stat), so that a PID the kernel has since handed to another
+    process is never taken for the one recorded (nor signalled in its place)."""
+
+    pid: int
+    started: int
+
+    @staticmethod
+    def _stat(pid: int) -> list[str] | None:
+        """The fields of /proc/PID/stat from the state on (field 3), or None once the process is gone."""
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return text.rsplit(")", 1)[1].split()  # the command name before it is in parentheses and may hold spaces
+
+    @classmethod
+    def of(cls, pid: int) -> "ProcessId | None":
+        fields = cls._stat(pid)
+        return None if fields is None else cls(pid, int(fields[19]))
+
+    def alive(self) -> bool:
+        """Still running. A zombie (exited, not yet reaped by its parent) holds nothing and counts as gone."""
+        fields = self._stat(self.pid)
+        return fields is not None and fields[0] != "Z" and int(fields[19]) == self.started
+
+    def kill(self) -> None:
+        """SIGKILL through a pidfd opened and then checked against the start time: race-free against PID reuse."""
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return
+        try:
+            if self.alive():
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+
+def child_processes(pid: int) -> list[ProcessId]:
+    """The processes whose parent is `pid` (found in /proc, as processes that start sessions of their own are in no
+    process group of the parent's)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = ProcessId._stat(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                children.append(ProcessId(int(entry.name), int(fields[19])))
+    return children
+
+
+def wait_until_gone(processes: Iterable[ProcessId], timeout: float) -> list[ProcessId]:
+    """Waits for the processes to end; returns those still running after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [process for process in processes if process.alive()]
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.05)
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------------------------------
+POSTGRES_TOOLS = ("initdb", "postgres", "psql", "pg_isready")
+
+
+def postgres_bin_dir() -> Path:
+    """The directory holding PostgreSQL's server and client programs, newest major version first.
+
+    Debian's packages keep them in /usr/lib/postgresql/N/bin, off PATH; elsewhere they may be on PATH (the symlink is
+    resolved so that all the programs come from one installation). scripts/setup.sh looks in the same places."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                        key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)], reverse=True)
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for directory in candidates:
+        if all(os.access(directory / name, os.X_OK) for name in POSTGRES_TOOLS):
+            return directory
+    raise RuntimeError(f"PostgreSQL ({', '.join(POSTGRES_TOOLS)}) not found: run scripts/setup.sh first")
+
+
+def postgres_account() -> pwd.struct_passwd | None:
+    """The account the server runs as: none of its own (the current user) unless that is root, which initdb and
+    postgres refuse; then the `postgres` account that Debian's package creates."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError("running as root and there is no `postgres` account to run PostgreSQL as (initdb and "
+                           "postgres refuse root): run scripts/setup.sh first") from None
+
+
+class PostgresServer:
+    """A private PostgreSQL server: its own data directory, listening on 127.0.0.1 only, on a port of its own.
+
+    The superuser `user` logs in over TCP with `password` (scram-sha-256); the Unix socket, in a directory only the
+    server's account can enter, trusts local users. The database `database` exists from the start; `url` points at it.
+    """
+
+    def __init__(self, sandbox: Path, port: int):
+        self.bin_dir = postgres_bin_dir()
+        self.account = postgres_account()
+        # The data lives outside pytest's temp tree: as root that tree is private to root, and the `postgres` account
+        # could not enter it. The log stays in the sandbox: the server writes it through a descriptor it inherits.
+        self.home = Path(tempfile.mkdtemp(prefix="coffer-e2e-postgres-"))
+        self.data_dir = self.home / "data"
+        self.socket_dir = self.home / "socket"
+        self.log_path = sandbox / "postgres.log"
+        self.port = port
+        self.user = "coffer"
+        self.password = "e2e-" + secrets.token_hex(16)
+        self.database = "coffer"
+        self.process: subprocess.Popen | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    def _as_server_account(self) -> list[str]:
+        """The prefix that runs a program as the server's account. setpriv executes the program in its own place, so
+        the PID Popen returns is the server's, the one `stop()` signals."""
+        if self.account is None:
+            return []
+        return ["setpriv", f"--reuid={self.account.pw_uid}", f"--regid={self.account.pw_gid}", "--init-groups"]
+
+    def env(self) -> dict[str, str]:
+        """The environment for PostgreSQL's programs: none of the developer's PGHOST, PGUSER, PGPASSWORD, ..."""
+        env = {k: v for k, v in clean_environment().items() if not k.startswith("PG")}
+        env["HOME"] = str(self.home)
+        return env
+
+    def init(self) -> None:
+        """initdb: the data directory, the superuser and its password, host logins by password."""
+        self.socket_dir.mkdir()
+        password_file = self.home / "superuser-password"
+        password_file.write_text(self.password + "\n")
+        password_file.chmod(0o600)
+        if self.account is not None:
+            for path in (self.home, self.socket_dir, password_file):
+                os.chown(path, self.account.pw_uid, self.account.pw_gid)
+        # Locale C: a fresh machine may have no other locale generated. --no-sync: see fsync=off in start().
+        run([*self._as_server_account(), str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
+             f"--pwfile={password_file}", "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8",
+             "--locale=C", "--no-sync"], self.env(), timeout=120, cwd=self.home)
+        password_file.unlink()
+
+    def start(self) -> None:
+        """Starts the server on the data directory (again, after `stop()` or `kill()`) and waits until it accepts
+        connections."""
+        log = open(self.log_path, "ab")
+        # A session of its own: a Ctrl-C meant for pytest does not reach it; the fixtures stop it by PID.
+        self.process = subprocess.Popen(
+            [*self._as_server_account(), str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
+             "-c", f"unix_socket_directories={self.socket_dir}",
+             # fsync=off only loses data when the machine crashes: a killed server leaves its writes with the kernel,
+             # so kill() still tests crash recovery. synchronous_commit stays on for the same reason: with it off, a
+             # commit could be acknowledged while its WAL is still in the killed server's memory.
+             "-c", "fsync=off"],
+            env=self.env(), cwd=self.home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._accepts_connections():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}:\n{log_tail(self.log_path)}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"PostgreSQL did not accept connections within {START_TIMEOUT}s:\n"
+                                   f"{log_tail(self.log_path)}")
+            time.sleep(0.05)
+
+    def _accepts_connections(self) -> bool:
+        result = run([str(self.bin_dir / "pg_isready"), "--quiet", "--timeout=2", "--host=127.0.0.1",
+                      f"--port={self.port}", f"--username={self.user}", "--dbname=postgres"],
+                     self.env(), check=False, timeout=30)
+        return result.returncode == 0
+
+    def processes(self) -> list[ProcessId]:
+        """The postmaster and its children. The children start sessions of their own (setsid), so no process group
+        holds them all: they are found by their parent."""
+        postmaster = ProcessId.of(self.process.pid)
+        return ([postmaster] if postmaster else []) + child_processes(self.process.pid)
+
+    def stop(self) -> None:
+        """Fast shutdown by PID (SIGINT: ends the client sessions, writes a checkpoint); it must exit 0 and leave none
+        of its processes behind."""
+        if self.process is None:
+            return
+        processes = self.processes()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"PostgreSQL ignored SIGINT for {STOP_TIMEOUT}s:\n{log_tail(self.log_path)}")
+        self.process = None
+        survivors = wait_until_gone(processes, timeout=0)
+        for survivor in survivors:
+            survivor.kill()
+        assert code == 0 and not survivors, (
+            f"PostgreSQL exited with {code} after SIGINT, processes left behind: {[p.pid for p in survivors]}\n"
+            f"{log_tail(self.log_path)}")
+
+    def kill(self) -> None:
+        """kill -9 of the whole server, as a crash of its machine would end it. The postmaster is frozen first
+        (SIGSTOP) so that it starts no other process while its children are listed; then each gets SIGKILL. The data
+        directory stays: `start()` recovers from the crash."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+        processes = self.processes()
+        self.process.kill()
+        for process in processes:
+            process.kill()
+        self.process.wait()
+        self.process = None
+        survivors = wait_until_gone(processes, timeout=STOP_TIMEOUT)
+        assert not survivors, f"PostgreSQL processes outlived SIGKILL: {[p.pid for p in survivors]}"
+
+    def remove(self) -> None:
+        """Deletes the data directory (the server must be stopped)."""
+        assert self.process is None, "stop or kill the server before removing its data"
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def discard(self) -> None:
+        """`stop()`, then `remove()` even when stopping failed: the fixtures' end."""
+        try:
+            self.stop()
+        finally:
+            self.remove()
+
+    # ---- clients ---------------------------------------------------------------------------------------------
+    def url_for(self, database: str) -> str:
+        return f"postgres://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def url(self) -> str:
+        """postgres://USER:PASSWORD@127.0.0.1:PORT/DATABASE (libpq and sqlx read this form)."""
+        return self.url_for(self.database)
+
+    def psql(self, sql: str, database: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Runs the SQL script `sql` with the real psql, over TCP as the superuser. Rows come out as `a|b` lines (no
+        headers, no command tags); the script stops at its first error, and psql then exits non-zero."""
+        env = self.env()
+        env["PGPASSWORD"] = self.password
+        return run([str(self.bin_dir / "psql"), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only",
+                    "--set=ON_ERROR_STOP=1", "--host=127.0.0.1", f"--port={self.port}", f"--username={self.user}",
+                    f"--dbname={database or self.database}", "--file=-"], env, check=check, input=sql, timeout=120)
+
+    def create_database(self) -> str:
+        """A new, empty database for one test on a shared server; returns its name."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.psql(f"CREATE DATABASE {name}", database="postgres")
+        return name
+
+
+def start_postgres(sandbox: Path) -> PostgresServer:
+    """initdb and start a private server on a free port (another one if that port is taken before it binds)."""
+    sandbox.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):
+        server = PostgresServer(sandbox, free_port())
+        try:
+            server.init()
+            server.start()
+            server.psql(f"CREATE DATABASE {server.database}", database="postgres")
+            return server
+        except Exception as error:
+            server.kill()
+            server.remove()
+            if "already in use" not in str(error) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+# ---- SeaweedFS -----------------------------------------------------------------------------------------------------
+# weed mini's maintenance worker dials the admin server's gRPC port at the admin HTTP port + 10000, whatever
+# -admin.port.grpc says, so the harness picks the two ports with that distance.
+SEAWEEDFS_GRPC_PORT_OFFSET = 10000
+
+
+def _seaweedfs_ports(count: int) -> list[int]:
+    """`count` distinct free ports; the last one (the admin port) with port + SEAWEEDFS_GRPC_PORT_OFFSET free too."""
+    ports: list[int] = []
+    while len(ports) < count - 1:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    while True:
+        port = free_port()
+        paired = port + SEAWEEDFS_GRPC_PORT_OFFSET
+        if port not in ports and paired <= 65535 and paired not in ports and port_is_free(paired):
+            return ports + [port]
+
+
+@dataclass
+class SeaweedFs:
+    """A real SeaweedFS cluster in one `weed mini` process: master, volume server, filer and S3 gateway (and the admin
+    server and maintenance worker mini always runs), all on 127.0.0.1 only. `credentials` is the one S3 identity, with
+    the Admin action (every operation on every bucket)."""
+
+    directory: Path
+    master_port: int
+    s3_port: int
+    credentials: Credentials
+    process: subprocess.Popen | None  # None once stopped
+    log_path: Path
+    grpc_sockets: list[Path]  # weed puts these in /tmp whatever its flags say, and leaves some there at exit
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def s3_client(self, creds: Credentials | None = None):
+        """A boto3 S3 client with default settings."""
+        import boto3
+
+        creds = creds or self.credentials
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key)
+
+    def _volume_server_joined(self) -> bool:
+        """The master knows a volume server with room for volumes: before that, every write would fail."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.master_port}/dir/status", timeout=2) as response:
+                return json.load(response)["Topology"]["Free"] > 0
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def wait_until_serving(self) -> None:
+        """Until a volume server has joined and the S3 gateway answers a signed request (so the identities and the
+        filer are loaded); raises with the log's tail if weed exits or takes longer than START_TIMEOUT."""
+        import botocore.exceptions
+
+        client = self.s3_client()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.process.returncode}:\n{log_tail(self.log_path)}")
+            if self._volume_server_joined() and port_accepts(self.s3_port):
+                try:
+                    client.list_buckets()
+                    return
+                except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                    pass
+            if time.monotonic() > deadline:
+                stop_process_group(self.process, timeout=STOP_TIMEOUT)
+                raise RuntimeError(f"SeaweedFS did not serve S3 within {START_TIMEOUT}s:\n{log_tail(self.log_path)}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM to the process group (mini drains S3, the filer and the volume server in about a second); it must
+        exit 0 and nothing of the group may survive."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        pgid = process.pid  # the leader of its own session and process group
+        if process.poll() is None:
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            code = process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            stop_process_group(process, timeout=0)
+            raise AssertionError(f"weed ignored SIGTERM for {STOP_TIMEOUT}s:\n{log_tail(self.log_path)}")
+        try:
+            os.killpg(pgid, 0)  # a group outlives its leader while any member is left
+            survived = True
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            survived = False
+        exited = time.time()
+        for path in self.grpc_sockets:
+            try:
+                if path.lstat().st_ctime <= exited:  # not one that a new cluster on a reused port made since
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+        assert code == 0 and not survived, (
+            f"weed exited with {code} after SIGTERM{', and processes of its group survived' if survived else ''}:\n"
+            f"{log_tail(self.log_path)}")
+
+
+def start_seaweedfs(directory: Path, s3_config: Mapping[str, object] | None = None) -> SeaweedFs:
+    """A cluster on free loopback ports, its data in `directory`, with fresh S3 credentials.
+
+    Mini's own defaults are kept where they suit a small machine (volumes sized from the free disk and created one at
+    a time as buckets fill, a 1 s filer drain at stop); the components no test uses (WebDAV, the admin UI, the Iceberg
+    and Lance catalogs) are off. `s3_config` adds sections to the S3 config file beside the identities (the bench adds
+    a local KMS provider)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    credentials = Credentials("e2e-" + secrets.token_hex(8), secrets.token_hex(20))
+    config = directory / "s3-config.json"
+    config.write_text(json.dumps({**(s3_config or {}), "identities": [{
+        "name": "coffer-e2e",
+        "credentials": [{"accessKey": credentials.access_key, "secretKey": credentials.secret_key}],
+        "actions": ["Admin"],
+    }]}))
+    config.chmod(0o600)
+    logs = directory / "logs"  # glog's files; without -logdir they would go to /tmp
+    logs.mkdir(exist_ok=True)
+    # HOME and the working directory are the sandbox: weed reads master.toml, security.toml, ... from both.
+    env = {k: v for k, v in clean_environment().items() if not k.startswith("WEED_")}
+    env["HOME"] = str(directory)
+    log_path = directory / "weed.log"
+    for attempt in range(3):
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin = _seaweedfs_ports(9)
+        log = open(log_path, "ab")
+        process = subprocess.Popen(
+            [tool("weed"), f"-logdir={logs}", "mini", f"-dir={directory / 'data'}",
+             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+             f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+             f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+             f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
+             f"-admin.port={admin}", f"-admin.port.grpc={admin + SEAWEEDFS_GRPC_PORT_OFFSET}", "-admin.ui=false",
+             "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+             f"-s3.config={config}",
+             "-master.telemetry=false",  # it would report to the SeaweedFS project over the internet
+             # a stopping volume server waits this long for clients to move elsewhere; here there is nowhere: 1 s less
+             "-volume.preStopSeconds=0",
+             # mini's HTTP sockets default to /tmp/seaweedfs-*-PORT.sock (its gRPC ones stay there: see stop())
+             f"-filer.localSocket={directory / 'filer.sock'}", f"-s3.localSocket={directory / 's3.sock'}"],
+            env=env, cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        grpc_sockets = [Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock") for name, port in (
+            ("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc),
+            ("admin", admin + SEAWEEDFS_GRPC_PORT_OFFSET))]
+        cluster = SeaweedFs(directory=directory, master_port=master, s3_port=s3, credentials=credentials,
+                            process=process, log_path=log_path, grpc_sockets=grpc_sockets)
+        try:
+            cluster.wait_until_serving()
+            return cluster
+        except RuntimeError as error:
+            # an explicit port that another process took between _seaweedfs_ports() and weed's bind: other ports
+            if "not available" not in str(error) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 # One root identity per test session, never the documented admin/admin default.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run use it): everything CI checks, in the order a failure is cheapest.
 #
-#   setup → cargo fmt --check → cargo clippy → cargo build → cargo test → pytest tests/e2e (real binary, real clients)
+#   setup → cargo fmt --check → cargo clippy → cargo build → cargo test (the store's tests also on SQLite and on a
+#   private PostgreSQL) → pytest tests/e2e (real binary, real clients)
 #
 # Every cargo step uses the release profile: the e2e tests need the release binary anyway, so clippy (whose build
 # scripts and proc-macros are shared within a profile), the build and the unit tests all reuse one set of artifacts
@@ -34,6 +35,23 @@ cargo build --locked --workspace --release
 
 section "cargo test --release"
 cargo test --locked --workspace --release
+
+section "store tests on the SQL metadata engine: SQLite, then PostgreSQL (a private server)"
+COFFER_TEST_ENGINE=sql cargo test --locked --release -p coffer-store --test store
+postgres_url_file="$(mktemp)"
+.venv/bin/python scripts/test_postgres.py "$postgres_url_file" &
+postgres_pid=$!
+trap 'kill "$postgres_pid" 2>/dev/null; wait "$postgres_pid" 2>/dev/null; rm -f "$postgres_url_file"' EXIT
+until [[ -s "$postgres_url_file" ]]; do
+    kill -0 "$postgres_pid" 2>/dev/null || { echo "test: the PostgreSQL server for the store tests did not start" >&2; exit 1; }
+    sleep 0.2
+done
+COFFER_TEST_ENGINE=postgres COFFER_TEST_POSTGRES_URL="$(cat "$postgres_url_file")" \
+    cargo test --locked --release -p coffer-store --test store
+kill "$postgres_pid"
+wait "$postgres_pid"
+trap - EXIT
+rm -f "$postgres_url_file"
 
 if [[ "${SKIP_E2E:-0}" == "1" ]]; then
     section "end-to-end tests skipped (SKIP_E2E=1)"

@@ -1,5 +1,7 @@
-//! The async [`Store`] API. Each call runs its blocking filesystem work on tokio's blocking pool, so a caller that
-//! drops the future (client disconnect) never interrupts a commit halfway.
+//! The async [`Store`] API over either metadata engine. The directory engine runs each call's blocking filesystem
+//! work on tokio's blocking pool, so a caller that drops the future (client disconnect) never interrupts a commit
+//! halfway; the SQL engine's commits are transactions, which a dropped call rolls back whole (data it had already
+//! put in place is then unreferenced, and garbage collection takes it).
 
 use std::io;
 use std::path::PathBuf;
@@ -70,7 +72,7 @@ impl Store {
                 let (name, owner) = (name.to_owned(), owner.map(str::to_owned));
                 self.run(move |e| e.create_bucket(&name, owner.as_deref())).await
             }
-            Backend::Sql(sql) => sql.create_bucket(name, owner.as_deref()).await,
+            Backend::Sql(sql) => sql.create_bucket(name, owner).await,
         }
     }
 
@@ -410,7 +412,7 @@ impl Store {
                 let (bucket, after) = (bucket.to_owned(), after.map(str::to_owned));
                 self.run(move |e| e.object_ids(&bucket, after.as_deref(), limit)).await
             }
-            Backend::Sql(sql) => sql.object_ids(bucket, after.as_deref(), limit).await,
+            Backend::Sql(sql) => sql.object_ids(bucket, after, limit).await,
         }
     }
 

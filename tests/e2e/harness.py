@@ -295,9 +295,15 @@ class CofferServer:
         env["RUST_LOG"] = os.environ.get("RUST_LOG", "info")
         env["COFFER_ROOT_USER"] = self.root.access_key
         env["COFFER_ROOT_PASSWORD"] = self.root.secret_key
-        # The whole suite runs on another metadata engine with COFFER_E2E_METADATA=sqlite.
-        if os.environ.get("COFFER_E2E_METADATA"):
-            env["COFFER_METADATA"] = os.environ["COFFER_E2E_METADATA"]
+        # The whole suite runs on another metadata engine with COFFER_E2E_METADATA=sqlite, or =postgres with
+        # COFFER_E2E_POSTGRES_URL naming a server (no database): each data directory gets a database of its own there.
+        metadata = os.environ.get("COFFER_E2E_METADATA")
+        if metadata:
+            env["COFFER_METADATA"] = metadata
+        if metadata == "postgres":
+            # A relative data directory is the server's, resolved against its working directory (see start()).
+            data_dir = self.sandbox / "cwd" / self.data_dir
+            env["COFFER_METADATA_URL"] = postgres_database_of(os.environ["COFFER_E2E_POSTGRES_URL"], data_dir)
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
 
@@ -658,6 +664,17 @@ def postgres_bin_dir() -> Path:
         if all(os.access(directory / name, os.X_OK) for name in POSTGRES_TOOLS):
             return directory
     raise RuntimeError(f"PostgreSQL ({', '.join(POSTGRES_TOOLS)}) not found: run scripts/setup.sh first")
+
+
+def postgres_database_of(server_url: str, data_dir: Path) -> str:
+    """The URL of the database of one data directory on the PostgreSQL server at `server_url`, created the first time
+    (a server restarted on the same directory finds its database again)."""
+    name = "e2e_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
+    created = subprocess.run([str(postgres_bin_dir() / "psql"), "--no-psqlrc", "--quiet", f"{server_url}/postgres",
+                              "--command", f"CREATE DATABASE {name}"], capture_output=True, text=True, timeout=60)
+    if created.returncode != 0 and "already exists" not in created.stderr:
+        raise RuntimeError(f"cannot create the database {name}: {created.stderr}")
+    return f"{server_url}/{name}"
 
 
 def postgres_account() -> pwd.struct_passwd | None:

@@ -47,6 +47,21 @@ impl DataDir {
         Ok(name)
     }
 
+    /// Gives the file at `from` (same filesystem) the name `name` here too, durably; a name already given is kept.
+    pub(crate) fn link(&self, from: &Path, name: &str) -> io::Result<()> {
+        let path = self.path(name)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.exists() {
+            create_private_dir_all(&dir)?;
+            fsync_dir(&self.root)?;
+        }
+        match fs::hard_link(from, &path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        fsync_dir(&dir)
+    }
+
     pub(crate) fn open_file(&self, name: &str) -> io::Result<File> {
         File::open(self.path(name)?)
     }

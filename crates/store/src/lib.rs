@@ -28,6 +28,7 @@ pub mod layout;
 mod listing;
 mod locks;
 mod meta;
+mod migrate;
 mod multipart;
 mod names;
 mod objects;
@@ -42,6 +43,7 @@ mod user_policies;
 pub use error::{Result, StoreError};
 pub use garbage::Reclaimed;
 pub use listing::{ListPage, ListQuery, ObjectSummary};
+pub use migrate::{import_directory, Imported};
 pub use meta::{
     BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
 };

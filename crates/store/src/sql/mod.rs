@@ -20,6 +20,7 @@
 //! schema's types and the locks differ ([`Dialect`]).
 
 mod buckets;
+mod import;
 mod listing;
 mod maintenance;
 mod multipart;
@@ -111,10 +112,17 @@ impl SqlEngine {
     pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
-                "{} holds data in the directory format: import it into the SQL engine first",
+                "{} holds data in the directory format: import it first with `coffer migrate --data {}` (with the \
+                 same --metadata settings), or start with --metadata directory",
+                root.display(),
                 root.display()
             ))));
         }
+        Self::open_for_import(root, postgres_url).await
+    }
+
+    /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it).
+    pub(crate) async fn open_for_import(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
         let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
         create_private_dir_all(&tmp_dir)?;

@@ -149,7 +149,7 @@ impl SqlEngine {
         Ok((meta, unreferenced))
     }
 
-    async fn write_object_row(
+    pub(super) async fn write_object_row(
         &self,
         tx: &mut Tx,
         bucket: &str,

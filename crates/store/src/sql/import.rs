@@ -1,0 +1,91 @@
+//! What `coffer migrate` (`migrate.rs`) writes: the directory engine's checked records as rows signed for their new
+//! places, and second names for their data files. Every write is an upsert, so an import runs again after an
+//! interruption.
+
+use std::path::Path;
+
+use sqlx::Row;
+
+use super::{bucket_place, db_error, nanos, part_place, upload_place, SqlEngine};
+use crate::error::Result;
+use crate::layout::{BucketRecord, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION};
+
+impl SqlEngine {
+    pub(crate) async fn import_bucket(&self, record: &BucketRecord) -> Result<()> {
+        let mut record = BucketRecord { format_version: FORMAT_VERSION, mac: None, ..record.clone() };
+        let place = bucket_place(&record.name);
+        let text = self.seal(&mut record, &place)?;
+        let (_writer, mut tx) = self.write().await?;
+        sqlx::query("INSERT INTO buckets (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = $2")
+            .bind(&record.name)
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(crate) async fn import_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
+        let key = record.meta.key.clone();
+        let record = ObjectRecord { format_version: FORMAT_VERSION, completed_upload: None, mac: None, ..record };
+        let (_writer, mut tx) = self.write().await?;
+        self.lock_object(&mut tx, bucket, &key).await?;
+        Self::reference_data_files(&mut tx, &record.data_files).await?;
+        self.write_object_row(&mut tx, bucket, &key, record).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(crate) async fn import_upload(&self, bucket: &str, upload: UploadRecord, parts: Vec<PartRecord>) -> Result<()> {
+        let upload_id = upload.upload_id.clone();
+        let mut upload = UploadRecord { format_version: FORMAT_VERSION, mac: None, ..upload };
+        let initiated = nanos(upload.meta.initiated);
+        let key = upload.key.clone();
+        let text = self.seal(&mut upload, &upload_place(bucket, &upload_id))?;
+        let (_writer, mut tx) = self.write().await?;
+        self.lock_bucket_contents(&mut tx, bucket).await?;
+        sqlx::query(
+            "INSERT INTO uploads (bucket, upload_id, key, initiated, record) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (bucket, upload_id) DO UPDATE SET record = $5",
+        )
+        .bind(bucket)
+        .bind(&upload_id)
+        .bind(key.as_bytes())
+        .bind(initiated)
+        .bind(text)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for part in parts {
+            let number = part.meta.number;
+            let mut part = PartRecord { format_version: FORMAT_VERSION, mac: None, ..part };
+            let text = self.seal(&mut part, &part_place(bucket, &upload_id, number))?;
+            Self::reference_data_files(&mut tx, std::slice::from_ref(&part.data_file)).await?;
+            sqlx::query(
+                "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
+            )
+            .bind(bucket)
+            .bind(&upload_id)
+            .bind(i64::from(number))
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(crate) async fn count_objects(&self, bucket: &str) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM objects WHERE bucket = $1")
+            .bind(bucket)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(u64::try_from(row.get::<i64, _>(0)).unwrap_or_default())
+    }
+
+    /// Gives the data file at `from` its name `name` in the data directory too (a hard link), durably.
+    pub(crate) fn link_data_file(&self, from: &Path, name: &str) -> Result<()> {
+        Ok(self.data.link(from, name)?)
+    }
+}

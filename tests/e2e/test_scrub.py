@@ -142,16 +142,20 @@ def test_scrub_jobs_pause_resume_cancel_and_check_their_input(server):
     s3 = server.s3
     bucket = unique_name("scrub-ctl")
     s3.create_bucket(Bucket=bucket)
-    for n in range(6):
+    # At 2 objects a second the job runs for ten seconds: time for the pause (an awscurl process) to reach it
+    # while it runs, even on a loaded machine.
+    count = 20
+    for n in range(count):
         s3.put_object(Bucket=bucket, Key=f"k{n}", Body=b"x" * n)
     started = kms_admin_ok(server, "POST", "/jobs/scrub", {"bucket": bucket, "objects_per_second": 2})
     assert (started["kind"], started["spec"], started["progress"]["total"]) == \
-        ("scrub", {"bucket": bucket, "prefix": None, "objects_per_second": 2}, 6), started
+        ("scrub", {"bucket": bucket, "prefix": None, "objects_per_second": 2}, count), started
     paused = kms_admin_ok(server, "POST", f"/jobs/{started['id']}/pause")
     assert paused["state"] == "paused", paused
     assert kms_admin_ok(server, "POST", f"/jobs/{started['id']}/resume")["state"] == "running"
     done = job_when_ended(server, started["id"], timeout=300)
-    assert (done["state"], done["progress"]["examined"], done["progress"]["verified"]) == ("completed", 6, 6), done
+    progress = done["progress"]
+    assert (done["state"], progress["examined"], progress["verified"]) == ("completed", count, count), done
     assert any(listed["id"] == started["id"] for listed in kms_admin_ok(server, "GET", "/jobs")["jobs"])
 
     slow = kms_admin_ok(server, "POST", "/jobs/scrub", {"bucket": bucket, "objects_per_second": 1})

@@ -6,7 +6,6 @@
 - `expect_error`, `refused_write`   error assertions that also check nothing was stored and no temp file stayed.
 - `extra_headers`    add, replace or drop raw request headers of one boto3 operation (a `before-sign` hook).
 - `kms_admin`, `create_kms_key`, `vault_store`   the KMS admin API through awscurl; an OpenBao store's settings.
-- on-disk helpers    the store's documented layout (crates/store/src/layout.rs): object directories and data files.
 - servers            `running_server` (one per module), `running_server_on_all_interfaces` + `client_via` (to
                      connect from a non-loopback address), `no_retry_client` (asserting 5xx answers).
 
@@ -25,13 +24,13 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
 from harness import ROOT, CofferFactory, CofferServer, OpenBao, awscurl_status, free_port, unique_name
+from storage import storage
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -262,13 +261,8 @@ def expect_error(call: Callable[[], object], status: int, code: str | None = Non
     return response
 
 
-def temp_files(server: CofferServer) -> list[Path]:
-    tmp = server.data_dir / ".coffer" / "tmp"
-    return sorted(tmp.rglob("*")) if tmp.exists() else []
-
-
 def assert_no_temp_files(server: CofferServer) -> None:
-    leftovers = temp_files(server)
+    leftovers = storage(server).temp_files()
     assert not leftovers, f"temp files left behind in DATA/.coffer/tmp: {leftovers}"
 
 
@@ -381,74 +375,6 @@ def multipart_put(s3, bucket: str, key: str, body: bytes, sse: Sse, part_size: i
                                Body=body[start:start + part_size], **sse.read_args())
         parts.append({"PartNumber": number, "ETag": reply["ETag"]})
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
-
-
-
-# ---- data on disk ------------------------------------------------------------------------------------------------
-
-def object_dir(server: CofferServer, bucket: str, key: str) -> Path:
-    """DATA/buckets/<bucket>/objects/<sha256(key)> (crates/store/src/layout.rs)."""
-    return server.data_dir / "buckets" / bucket / "objects" / hashlib.sha256(key.encode()).hexdigest()
-
-
-def object_data_files(server: CofferServer, bucket: str, key: str) -> list[Path]:
-    """The stored bytes of the object's parts, in part order (the record's `data_files`)."""
-    directory = object_dir(server, bucket, key)
-    record = json.loads((directory / "meta.json").read_text())
-    return [directory / name for name in record["data_files"]]
-
-
-def object_record(server: CofferServer, bucket: str, key: str) -> dict:
-    """The object's meta.json: `{format_version, meta: {..., parts, encryption}, data_files, inline_data}`."""
-    return json.loads((object_dir(server, bucket, key) / "meta.json").read_text())
-
-
-def object_inline_data(server: CofferServer, bucket: str, key: str) -> bytes | None:
-    """The stored bytes of a small object kept in its record (`inline_data`), or None if it has data files."""
-    inline = object_record(server, bucket, key).get("inline_data")
-    return None if inline is None else base64.b64decode(inline)
-
-
-def set_object_inline_data(server: CofferServer, bucket: str, key: str, data: bytes) -> None:
-    path = object_dir(server, bucket, key) / "meta.json"
-    record = json.loads(path.read_text())
-    record["inline_data"] = base64.b64encode(data).decode()
-    path.write_text(json.dumps(record))
-
-
-def all_files(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
-
-
-def files_containing(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, bytes]]:
-    """Every (file, needle) where a file under `root` contains the needle, as it is or, for an object record, in
-    its decoded `inline_data`; files are read in overlapping 4 MiB windows so big data files never sit in memory
-    whole."""
-    needles = [n for n in needles if n]
-    overlap = max(len(n) for n in needles) - 1
-    found = []
-    for path in all_files(root):
-        with open(path, "rb") as handle:
-            tail = b""
-            hits = set()
-            while chunk := handle.read(4 * MiB):
-                window = tail + chunk
-                hits.update(n for n in needles if n in window)
-                tail = window[-overlap:] if overlap else b""
-        if path.name == "meta.json" and (inline := json.loads(path.read_bytes()).get("inline_data")):
-            decoded = base64.b64decode(inline)
-            hits.update(n for n in needles if n in decoded)
-        found += [(path, needle) for needle in needles if needle in hits]
-    return found
-
-
-def flip_byte(path: Path, offset: int) -> bytes:
-    """XOR one byte of a file in place; returns the file's original content (to restore it)."""
-    original = path.read_bytes()
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        handle.write(bytes([original[offset] ^ 0x01]))
-    return original
 
 
 # ---- content -----------------------------------------------------------------------------------------------------

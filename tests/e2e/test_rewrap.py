@@ -23,9 +23,9 @@ from urllib.parse import quote
 import pytest
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, KiB, MiB, Sse, all_files, assert_absent, create_kms_key,
-                         encryption_context, etag_of, files_containing, kms_admin, kms_admin_ok, object_data_files,
-                         job, job_when_ended, sha256, vault_store)
+from sse_helpers import (DEFAULT_KMS_KEY, KiB, MiB, Sse, assert_absent, create_kms_key, encryption_context, etag_of,
+                         kms_admin, kms_admin_ok, job, job_when_ended, sha256, vault_store)
+from storage import storage, stored_object
 
 MIN_PART = 64 * KiB            # the lowered part minimum of the servers here
 SMALL_PARTS = [MIN_PART, MIN_PART + 1, 1000]
@@ -297,7 +297,7 @@ def test_a_job_killed_mid_way_resumes_after_the_restart(coffer_factory):
     before = wait_until(server, started["id"], examined=100)
     assert before["progress"]["total"] == 500, before
     server.kill()
-    assert any((server.data_dir / ".coffer" / "jobs").iterdir()), "no job in DATA/.coffer/jobs"
+    assert storage(server).job_records(), "no job record stored"
 
     restarted = coffer_factory(args=args, data_dir=server.data_dir)
     resumed = job(restarted, started["id"])
@@ -367,12 +367,6 @@ def test_a_bucket_moves_from_the_local_store_to_openbao(server, openbao):
 
 # ---- job control, dry runs, mode changes -------------------------------------------------------------------------
 
-def stored_records(server: CofferServer) -> dict[str, bytes]:
-    """Every file under DATA/buckets (object records and data files), by path."""
-    root = server.data_dir / "buckets"
-    return {str(path.relative_to(root)): path.read_bytes() for path in all_files(root)}
-
-
 def test_a_dry_run_changes_nothing_and_counts_what_would_change(server):
     s3 = server.s3
     kms_key = create_kms_key(server, unique_name("rw-dry"))
@@ -381,7 +375,7 @@ def test_a_dry_run_changes_nothing_and_counts_what_would_change(server):
     catalogue = populate(s3, mixed_plan([bucket], 120, kms_key, seed=3))
     rotate(server, kms_key)
     under_key = [stored for stored in catalogue.values() if key_of(stored) == kms_key]
-    before, files = impact(server, kms_key), stored_records(server)
+    before, files = impact(server, kms_key), storage(server).snapshot()
     assert objects_below(before, 2) == len(under_key) > 10, before
 
     dry = start_job(server, {"from": {"key": kms_key}, "dry_run": True})
@@ -390,11 +384,11 @@ def test_a_dry_run_changes_nothing_and_counts_what_would_change(server):
     assert (progress["changed"], progress["bytes"]) == (len(under_key), sum(s.size for s in under_key)), progress
     assert progress["skipped_sse_c"] == sum(s.sse.mode == "sse-c" for s in catalogue.values()), progress
     assert impact(server, kms_key) == before
-    assert stored_records(server) == files, "a dry run changed stored objects"
+    assert storage(server).snapshot() == files, "a dry run changed stored objects"
 
     printed = server.admin_cli("kms", "rewrap", "--from-key", kms_key, "--dry-run")
     assert json.loads(printed.stdout)["progress"]["changed"] == len(under_key), printed.stdout
-    assert impact(server, kms_key) == before and stored_records(server) == files
+    assert impact(server, kms_key) == before and storage(server).snapshot() == files
     read_all(s3, catalogue)
 
 
@@ -446,7 +440,8 @@ def test_plaintext_objects_are_encrypted(server):
                      ("customer", Sse.c())):
         catalogue[bucket, key] = write(s3, bucket, key, bodies[key], sse, SMALL_PARTS if key == "mpu" else None)
     plain = ("inline", "file", "mpu")
-    assert files_containing(server.data_dir / "buckets", [bodies[k][1000:1064] for k in plain])
+    samples = {bodies[key][1000:1064]: key for key in plain}
+    assert {samples[needle] for _, needle in storage(server).files_containing(samples)} == set(plain)
 
     out = server.admin_cli("kms", "rewrap", "--bucket", bucket, "--from-mode", "plaintext", "--to-mode", "sse-s3")
     progress = json.loads(out.stdout)["progress"]
@@ -460,8 +455,8 @@ def test_plaintext_objects_are_encrypted(server):
     for key in ("inline", "file"):  # a single PUT's ETag is its MD5, in plaintext and SSE-S3 alike
         assert s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"') == catalogue[bucket, key].etag
     catalogue[bucket, "mpu"] = replace(catalogue[bucket, "mpu"], etag=etag_of(s3.head_object(Bucket=bucket, Key="mpu")))
-    assert not files_containing(server.data_dir / "buckets", [bodies[k][1000:1064] for k in plain]), \
-        "plaintext left on disk"
+    left = [(place, samples[needle]) for place, needle in storage(server).files_containing(samples)]
+    assert not left, f"plaintext left on disk (file, object): {left}"
     assert impact(server, DEFAULT_KMS_KEY)["objects"] == 3
     read_all(s3, catalogue)
 
@@ -473,7 +468,8 @@ def test_sse_s3_objects_move_to_sse_kms_without_their_data_changing(server):
     s3.create_bucket(Bucket=bucket)
     catalogue = populate(s3, [(bucket, "inline", 3000, None, Sse.s3()), (bucket, "file", 200_000, None, Sse.s3()),
                               (bucket, "mpu", sum(SMALL_PARTS), SMALL_PARTS, Sse.s3())])
-    data_files = {key: [p.read_bytes() for p in object_data_files(server, bucket, key)] for key in ("file", "mpu")}
+    data_files = {key: [p.read_bytes() for p in stored_object(server, bucket, key).data_files()]
+                  for key in ("file", "mpu")}
 
     job_doc = start_job(server, {"buckets": [bucket], "from": {"mode": "sse-s3"},
                                  "to": {"mode": "sse-kms", "key": kms_key}})
@@ -483,7 +479,7 @@ def test_sse_s3_objects_move_to_sse_kms_without_their_data_changing(server):
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key), head
         catalogue[bucket, key] = replace(catalogue[bucket, key], sse=Sse.kms(kms_key))
     for key, contents in data_files.items():
-        assert [p.read_bytes() for p in object_data_files(server, bucket, key)] == contents, \
+        assert [p.read_bytes() for p in stored_object(server, bucket, key).data_files()] == contents, \
             f"{key}: a mode change rewrote the data"
     assert (impact(server, kms_key)["objects"], impact(server, DEFAULT_KMS_KEY)["objects"]) == (3, 0)
     read_all(s3, catalogue)  # the ETags too

@@ -13,7 +13,8 @@ import pytest
 
 from harness import sha256_file, unique_name
 from sse_helpers import (PACKAGE, MiB, CustomerKey, Sse, create_kms_key, encryption_context, etag_of, expect_error,
-                         md5_hex, object_data_files, object_inline_data, random_bytes, sha256)
+                         md5_hex, random_bytes, sha256)
+from storage import stored_object
 
 MODES = ["none", "sse-s3", "sse-kms", "sse-c"]
 BODY = random_bytes(4 * PACKAGE + 12_345, seed=16)  # several packages and an unaligned tail
@@ -48,10 +49,11 @@ def destination_sse(mode: str, request) -> Sse:
 
 def data_fingerprint(coffer, bucket: str, key: str) -> list[tuple[str, str]]:
     """The stored bytes of an object: its data files (name, digest), or its inline data."""
-    inline = object_inline_data(coffer, bucket, key)
+    stored = stored_object(coffer, bucket, key)
+    inline = stored.inline_data()
     if inline is not None:
         return [("inline", sha256(inline))]
-    return [(path.name, sha256_file(path)) for path in object_data_files(coffer, bucket, key)]
+    return [(path.name, sha256_file(path)) for path in stored.data_files()]
 
 
 @pytest.mark.parametrize("body", [BODY, SMALL_BODY], ids=["data-file", "inline"])

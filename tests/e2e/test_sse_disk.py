@@ -1,4 +1,5 @@
-"""What the server keeps on disk for encrypted objects, checked by reading its data directory.
+"""What the server keeps on disk for encrypted objects, checked by reading its data directory (through storage.py,
+whichever metadata engine wrote it).
 
 - No file under DATA ever contains the plaintext of an encrypted object (every SSE mode, single PUT, multipart,
   copy, UploadPartCopy, bucket default), nor an SSE-C key; a plaintext control object proves the search finds what
@@ -18,9 +19,9 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, MARKER, PACKAGE, MiB, CustomerKey, Sse, all_files, encryption_context,
-                         multipart_put, files_containing, flip_byte, no_retry_client, object_data_files,
-                         object_inline_data, object_record, random_bytes, running_server, set_object_inline_data)
+from sse_helpers import (DEFAULT_KMS_KEY, MARKER, PACKAGE, MiB, CustomerKey, Sse, encryption_context, multipart_put,
+                         no_retry_client, random_bytes, running_server)
+from storage import flip_byte, storage, stored_object
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):
     s3.put_bucket_encryption(Bucket=default_bucket, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key}}]})
     customer, copy_customer = CustomerKey.generate(), CustomerKey.generate()
-    # small objects are kept in their record (meta.json), larger ones in data files
+    # small objects are kept in their record, larger ones in data files
     small, single, large = 1000, 3 * PACKAGE + 777, 5 * MiB + 2 * PACKAGE + 5
     markers: dict[str, bytes] = {}
 
@@ -109,15 +110,15 @@ def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):
     secrets_ = {"customer key": customer.raw, "customer key base64": customer.b64.encode(),
                 "copy customer key": copy_customer.raw, "copy customer key base64": copy_customer.b64.encode()}
     needles = list(markers.values()) + list(controls.values()) + list(secrets_.values())
-    found = files_containing(server.data_dir, needles)
+    stored = storage(server)
+    found = stored.files_containing(needles)
     names = {needle: name for name, needle in {**markers, **secrets_, **controls}.items()}
     for name, marker in controls.items():
         assert any(needle == marker for _, needle in found), \
             f"the {name} plaintext was not found under {server.data_dir}: the search is broken"
-    leaks = [(str(path.relative_to(server.data_dir)), names[needle]) for path, needle in found
-             if needle not in controls.values()]
+    leaks = [(place, names[needle]) for place, needle in found if needle not in controls.values()]
     assert not leaks, f"plaintext or keys found on disk: {leaks}"
-    assert len(all_files(server.data_dir)) > len(markers), "the data dir holds less than expected"
+    assert len(stored.all_files()) > len(markers), "the data dir holds less than expected"
 
     log = server.log()
     for name, secret in secrets_.items():
@@ -146,7 +147,7 @@ def test_internal_encryption_metadata_never_reaches_responses(server, kms_key):
     texts = []
     for key, sse in choices.items():
         multipart_put(s3, bucket, key, random_bytes(5 * MiB + 10, seed=len(key)), sse)
-        meta = object_record(server, bucket, key)["meta"]
+        meta = stored_object(server, bucket, key).record()["meta"]
         secrets_found |= internal_strings(meta.get("encryption"))
         for part in meta["parts"]:
             secrets_found |= internal_strings(part.get("encryption"))
@@ -194,12 +195,12 @@ def test_one_flipped_byte_makes_get_fail(server, kms_key, tmp_path, mode):
     if mode == "sse-c-multipart":
         body = random_bytes(5 * MiB + 3 * PACKAGE + 11, seed=51)
         multipart_put(s3, bucket, "obj", body, sse)
-        data_file = object_data_files(server, bucket, "obj")[1]  # the second part's file
+        data_file = stored_object(server, bucket, "obj").data_files()[1]  # the second part's file
         part_start = 5 * MiB
     else:
         body = random_bytes(5 * PACKAGE + 11, seed=52)
         s3.put_object(Bucket=bucket, Key="obj", Body=body, **sse.write_args())
-        [data_file] = object_data_files(server, bucket, "obj")
+        [data_file] = stored_object(server, bucket, "obj").data_files()
         part_start = 0
     read = sse.read_args()
     size = data_file.stat().st_size
@@ -225,26 +226,24 @@ def test_one_flipped_byte_makes_get_fail(server, kms_key, tmp_path, mode):
 
 @pytest.mark.parametrize("mode", ["sse-s3", "sse-kms", "sse-c"])
 def test_one_flipped_byte_in_a_small_object_makes_get_fail(server, kms_key, mode):
-    """Small objects keep their ciphertext in meta.json (inline_data): tampering there is caught just the same."""
+    """Small objects keep their ciphertext in their record (inline_data): tampering there is caught just the same."""
     s3 = no_retry_client(server)
     bucket = unique_name("sse-tamper")
     s3.create_bucket(Bucket=bucket)
     sse = {"sse-s3": Sse.s3(), "sse-kms": Sse.kms(kms_key), "sse-c": Sse.c()}[mode]
     body = random_bytes(1000, seed=54)
     s3.put_object(Bucket=bucket, Key="obj", Body=body, **sse.write_args())
-    assert object_data_files(server, bucket, "obj") == []
-    stored = object_inline_data(server, bucket, "obj")
+    obj = stored_object(server, bucket, "obj")
+    assert obj.data_files() == []
+    stored = obj.inline_data()
     assert stored is not None and len(stored) == MARKER + len(body) + 16, "the marker, one package and its tag"
     read = sse.read_args()
-    try:
+    with obj.restored():
         for offset in (0, 500, len(body), len(stored) - 1):
-            set_object_inline_data(server, bucket, "obj", stored[:offset] + bytes([stored[offset] ^ 1])
-                                   + stored[offset + 1:])
+            obj.set_inline_data(stored[:offset] + bytes([stored[offset] ^ 1]) + stored[offset + 1:])
             get_error(s3, bucket, "obj", body, **read)
-        set_object_inline_data(server, bucket, "obj", stored[:-16])  # the final tag cut off
+        obj.set_inline_data(stored[:-16])  # the final tag cut off
         get_error(s3, bucket, "obj", body, **read)
-    finally:
-        set_object_inline_data(server, bucket, "obj", stored)
     assert s3.get_object(Bucket=bucket, Key="obj", **read)["Body"].read() == body
 
 
@@ -254,7 +253,7 @@ def test_untouched_packages_stay_readable_by_range(server, kms_key):
     s3.create_bucket(Bucket=bucket)
     body = random_bytes(6 * PACKAGE, seed=53)
     s3.put_object(Bucket=bucket, Key="obj", Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key)
-    [data_file] = object_data_files(server, bucket, "obj")
+    [data_file] = stored_object(server, bucket, "obj").data_files()
     original = flip_byte(data_file, MARKER + 4 * (PACKAGE + 16) + 5)  # inside the fifth package
     try:
         get_error(s3, bucket, "obj", body)
@@ -271,7 +270,7 @@ def test_truncated_or_swapped_data_files_make_get_fail(server, kms_key):
     bodies = {name: random_bytes(3 * PACKAGE + 1, seed=60 + n) for n, name in enumerate(("a", "b"))}
     for name, body in bodies.items():
         s3.put_object(Bucket=bucket, Key=name, Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key)
-    [file_a], [file_b] = object_data_files(server, bucket, "a"), object_data_files(server, bucket, "b")
+    [file_a], [file_b] = (stored_object(server, bucket, name).data_files() for name in ("a", "b"))
     saved_a, saved_b = file_a.read_bytes(), file_b.read_bytes()
     assert len(saved_a) == len(saved_b)
     try:

@@ -2,8 +2,8 @@
 short bytes.
 
 For objects of every mode (plaintext, SSE-S3, SSE-KMS, SSE-C) and shape (small, kept in the record; one data file;
-multipart), each single-field edit of the object record (meta.json: every value in it, objects set to null, the
-MAC dropped) makes GET and a ranged GET answer 500 InternalError, with the reason in the server log; a byte flipped
+multipart), each single-field edit of the object record (every value in it, objects set to null, the MAC dropped)
+makes GET and a ranged GET answer 500 InternalError, with the reason in the server log; a byte flipped
 at the first, a middle and the last byte of each data file makes GET and a ranged GET over the byte fail — an error
 status or a body cut off, which the client sees as an error. Ranges elsewhere in the data stay readable. boto3 runs
 with response checksum validation off, so the client's own check of a stored CRC cannot hide what the server sent.
@@ -11,22 +11,21 @@ with response checksum validation off, so the client's own check of a stored CRC
 An encrypted object's read-affecting record fields are also bound into its encryption (docs/encryption-format.md,
 formats 2 and 3, and the part-list commitment): edits made by someone holding the record MAC key — the MAC
 recomputed as crates/store/src/record_mac.rs does — still fail.
+
+Records and data files are reached through storage.py, so the suite tampers the same way on both metadata engines.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import CofferServer, unique_name
-from sse_helpers import (DEFAULT_KMS_KEY, MARKER, PACKAGE, MiB, Sse, flip_byte, multipart_put, object_data_files,
-                         object_dir, random_bytes, running_server)
+from sse_helpers import DEFAULT_KMS_KEY, MARKER, PACKAGE, MiB, Sse, multipart_put, random_bytes, running_server
+from storage import flip_byte, stored_object
 
 TAG = 16  # AES-GCM tag after each sealed package
 MODES = ["plaintext", "sse-s3", "sse-kms", "sse-c"]
@@ -110,7 +109,7 @@ def stored(request, server, s3):
     sse = sse_of(mode)
     body = random_bytes(SHAPES[shape], seed=len(mode) * 10 + len(shape))
     put(s3, bucket, "obj", body, sse, multipart=shape == "multipart")
-    files = object_data_files(server, bucket, "obj")
+    files = stored_object(server, bucket, "obj").data_files()
     assert len(files) == {"small": 0, "file": 1, "multipart": 2}[shape], files
     return bucket, "obj", body, sse
 
@@ -118,23 +117,19 @@ def stored(request, server, s3):
 @objects()
 def test_every_single_field_edit_of_the_record_is_refused(server, s3, stored):
     bucket, key, body, sse = stored
-    record_path: Path = object_dir(server, bucket, key) / "meta.json"
-    original = record_path.read_bytes()
-    record = json.loads(original)
-    # encryption metadata is opaque JSON: its fields are edited too
-    assert (record["meta"]["encryption"] is None) == (sse.mode == "none")
-    edits = list(single_field_edits(record))
-    assert len(edits) > 40, edits
-    ranged = {"Range": f"bytes=1-{min(len(body), 3 * PACKAGE) - 2}"}
-    try:
+    stored_record = stored_object(server, bucket, key)
+    with stored_record.restored() as record:
+        # encryption metadata is opaque JSON: its fields are edited too
+        assert (record["meta"]["encryption"] is None) == (sse.mode == "none")
+        edits = list(single_field_edits(record))
+        assert len(edits) > 40, edits
+        ranged = {"Range": f"bytes=1-{min(len(body), 3 * PACKAGE) - 2}"}
         for where, edited in edits:
-            record_path.write_text(json.dumps(edited))
+            stored_record.write(edited)
             for params in ({}, ranged):
                 error = get_must_fail(s3, bucket, key, where, **sse.read_args(), **params)
                 assert status_of(error) == 500, f"{where}: {error}"
                 assert error.response["Error"]["Code"] == "InternalError", where
-    finally:
-        record_path.write_bytes(original)
     assert "record integrity check failed" in server.log()
     assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body
 
@@ -148,7 +143,7 @@ def stored_to_plaintext(offset: int, encrypted: bool) -> int:
 @objects(shapes=["file", "multipart"])
 def test_flipped_bytes_in_data_files_are_never_served(server, s3, stored):
     bucket, key, body, sse = stored
-    files = object_data_files(server, bucket, key)
+    files = stored_object(server, bucket, key).data_files()
     encrypted = sse.mode != "none"
     read = sse.read_args()
     for index, data_file in enumerate(files):
@@ -170,17 +165,6 @@ def test_flipped_bytes_in_data_files_are_never_served(server, s3, stored):
             finally:
                 data_file.write_bytes(original)
     assert s3.get_object(Bucket=bucket, Key=key, **read)["Body"].read() == body
-
-
-def signed(server: CofferServer, record_path: Path, record: dict) -> str:
-    """`record` with its MAC recomputed as the store does: HMAC-SHA256 under DATA/.coffer/record-mac.key of the
-    domain, the record's path under DATA/buckets, a zero byte and the record without `mac` as canonical JSON."""
-    key = (server.data_dir / ".coffer" / "record-mac.key").read_bytes()
-    unsigned = {name: value for name, value in record.items() if name != "mac"}
-    canonical = json.dumps(unsigned, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-    place = record_path.relative_to(server.data_dir / "buckets").as_posix().encode()
-    mac = hmac.new(key, b"coffer record mac v1\0" + place + b"\0" + canonical, hashlib.sha256).hexdigest()
-    return json.dumps({**unsigned, "mac": mac})
 
 
 def read_affecting_edits(record: dict) -> Iterator[tuple[str, dict, int | None]]:
@@ -233,24 +217,20 @@ def read_affecting_edits(record: dict) -> Iterator[tuple[str, dict, int | None]]
 @objects(modes=["sse-s3", "sse-kms", "sse-c"])
 def test_read_affecting_edits_with_a_valid_mac_are_refused(server, s3, stored):
     bucket, key, body, sse = stored
-    record_path: Path = object_dir(server, bucket, key) / "meta.json"
-    original = record_path.read_bytes()
-    record = json.loads(original)
-    sizes = [part["size"] for part in record["meta"]["parts"]]
-    try:
+    stored_record = stored_object(server, bucket, key)
+    with stored_record.restored() as record:
+        sizes = [part["size"] for part in record["meta"]["parts"]]
         # The recomputed MAC is the store's: the record re-signed unchanged still reads.
-        record_path.write_text(signed(server, record_path, record))
+        stored_record.write(record, signed=True)
         assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body
         for where, edited, part in read_affecting_edits(record):
-            record_path.write_text(signed(server, record_path, edited))
+            stored_record.write(edited, signed=True)
             # The whole object, and ranges in the part edited (reads of other parts return their true bytes).
             start = sum(sizes[:part or 0])
             end = start + (sizes[part] if part is not None else len(body))
             ranges = [f"bytes={start}-{start}", f"bytes={start + 1}-{min(end, start + 3 * PACKAGE) - 2}"]
             for params in [{}] + [{"Range": value} for value in ranges]:
                 get_must_fail(s3, bucket, key, where, **sse.read_args(), **params)
-    finally:
-        record_path.write_bytes(original)
     assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body
 
 
@@ -292,18 +272,14 @@ def test_part_list_edits_with_a_valid_mac_are_refused(server, s3, stored):
     'Part list'): a record that drops a whole part, even with the MAC recomputed, every size agreeing and the
     commitment removed, does not read. (SSE-C multipart objects are the documented exception: no key at completion.)"""
     bucket, key, body, sse = stored
-    record_path: Path = object_dir(server, bucket, key) / "meta.json"
-    original = record_path.read_bytes()
-    record = json.loads(original)
-    assert len(record["meta"]["parts"]) == 2 and record["meta"]["encryption"]["part_list"]
-    assert all(part["encryption"]["v"] == 3 for part in record["meta"]["parts"])
-    try:
+    stored_record = stored_object(server, bucket, key)
+    with stored_record.restored() as record:
+        assert len(record["meta"]["parts"]) == 2 and record["meta"]["encryption"]["part_list"]
+        assert all(part["encryption"]["v"] == 3 for part in record["meta"]["parts"])
         for where, edited in part_list_edits(record):
-            record_path.write_text(signed(server, record_path, edited))
+            stored_record.write(edited, signed=True)
             for params in [{}, {"Range": "bytes=0-0"}, {"Range": f"bytes={edited['meta']['size'] - 1}-"}]:
                 get_must_fail(s3, bucket, key, where, **sse.read_args(), **params)
-    finally:
-        record_path.write_bytes(original)
     assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body
 
 

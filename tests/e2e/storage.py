@@ -1,0 +1,381 @@
+"""What a server keeps in its data directory, read and changed the same way whichever metadata engine it runs.
+
+The e2e suite runs on both engines (`COFFER_E2E_METADATA=sqlite` runs it on the SQL one). Tests that look at or
+damage stored records and data go through `storage(server)` and `stored_object(server, bucket, key)`, never through
+the paths of one engine:
+
+- directory engine (crates/store/src/layout.rs): every record is a JSON file under DATA/buckets/ — an object's is
+  `<bucket>/objects/<sha256(key)>/meta.json` with its data files beside it, an upload's `<bucket>/uploads/<id>/`
+  holds `upload.json`, `part-NNNNN.json` and the parts' data files — and jobs are files in DATA/.coffer/jobs/.
+- SQL engine (crates/store/src/sql/mod.rs): the same records are rows of DATA/coffer.sqlite (tables `buckets`,
+  `objects`, `uploads`, `parts`; jobs in `jobs`), and data files are DATA/data/<first two hex digits>/data-<id>.
+  The database is in WAL mode, so it is read and written here with the stdlib `sqlite3` while the server runs; the
+  server reads rows afresh on every request, so an edited row is what the next request sees.
+
+Records carry a MAC over their "place" (the record's path under DATA/buckets/, or `db/objects/<bucket>/<key>` in the
+SQL engine) and their canonical JSON: `Storage.signed` recomputes it as crates/store/src/record_mac.rs does, for
+tests that edit a record as someone holding the MAC key could. Both engines stage writes in DATA/.coffer/tmp.
+
+- `StoredObject`   one object's record (read, written back as is or re-signed, restored), data files, inline data.
+- `Storage`        the whole directory: data, temp and unreferenced files, a snapshot of everything stored for the
+                   buckets, job records, whether an upload is stored, a search of every file for given bytes, and
+                   the leftovers a crash at the worst moment leaves (planted for the garbage collection tests).
+- `flip_byte`      damages one byte of a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from harness import CofferServer
+
+DATABASE_FILE = "coffer.sqlite"
+# Separates record MACs from any other use of their key (crates/store/src/record_mac.rs DOMAIN).
+MAC_DOMAIN = b"coffer record mac v1\0"
+SEARCH_WINDOW = 4 << 20
+
+
+def storage(server: CofferServer) -> "Storage":
+    """The stored state of `server`'s data directory, by the engine that wrote it: the SQL engine creates
+    DATA/coffer.sqlite when it opens, the directory engine never does."""
+    if (server.data_dir / DATABASE_FILE).exists():
+        return SqlStorage(server.data_dir)
+    return DirectoryStorage(server.data_dir)
+
+
+def stored_object(server: CofferServer, bucket: str, key: str) -> "StoredObject":
+    return storage(server).object(bucket, key)
+
+
+def flip_byte(path: Path, offset: int) -> bytes:
+    """XOR one byte of a file in place; returns the file's original content (to restore it)."""
+    original = path.read_bytes()
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(bytes([original[offset] ^ 0x01]))
+    return original
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object's committed record and data, as its engine stores them."""
+
+    storage: "Storage"
+    bucket: str
+    key: str
+
+    @property
+    def place(self) -> str:
+        """What the record's MAC binds it to."""
+        return self.storage.object_place(self.bucket, self.key)
+
+    def text(self) -> str:
+        """The record exactly as stored (to put back with `write_text`)."""
+        text = self.storage.read_object_text(self.bucket, self.key)
+        assert text is not None, f"no stored record of {self.bucket}/{self.key}"
+        return text
+
+    def record(self) -> dict:
+        """`{format_version, meta: {..., parts, encryption}, data_files, inline_data, data_checksums, mac}`."""
+        return json.loads(self.text())
+
+    def write_text(self, text: str) -> None:
+        self.storage.write_object_text(self.bucket, self.key, text)
+
+    def write(self, record: dict, signed: bool = False) -> None:
+        """Stores `record` as it is (its MAC, if any, unchanged) or, with `signed`, with its MAC recomputed."""
+        self.write_text(self.storage.signed(self.place, record) if signed else json.dumps(record))
+
+    @contextlib.contextmanager
+    def restored(self) -> Iterator[dict]:
+        """The record, put back exactly as it was when the block ends, whatever the block wrote."""
+        original = self.text()
+        try:
+            yield json.loads(original)
+        finally:
+            self.write_text(original)
+
+    def data_files(self) -> list[Path]:
+        """The stored bytes of the object's parts, in part order (the record's `data_files`)."""
+        return [self.storage.data_file_path(self.bucket, self.key, name) for name in self.record()["data_files"]]
+
+    def inline_data(self) -> bytes | None:
+        """The stored bytes of a small object kept in its record (`inline_data`), or None if it has data files."""
+        inline = self.record().get("inline_data")
+        return None if inline is None else base64.b64decode(inline)
+
+    def set_inline_data(self, data: bytes) -> None:
+        """Replaces the record's `inline_data`, its MAC left as it was."""
+        record = self.record()
+        record["inline_data"] = base64.b64encode(data).decode()
+        self.write(record)
+
+
+class Storage:
+    """A data directory's records and files; `DirectoryStorage` and `SqlStorage` say where each engine keeps them."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+
+    def object(self, bucket: str, key: str) -> StoredObject:
+        return StoredObject(self, bucket, key)
+
+    # ---- where each engine keeps things (subclasses) -----------------------------------------------------------
+    def object_place(self, bucket: str, key: str) -> str:
+        raise NotImplementedError
+
+    def read_object_text(self, bucket: str, key: str) -> str | None:
+        raise NotImplementedError
+
+    def write_object_text(self, bucket: str, key: str, text: str) -> None:
+        raise NotImplementedError
+
+    def data_file_path(self, bucket: str, key: str, name: str) -> Path:
+        raise NotImplementedError
+
+    def data_files(self) -> list[Path]:
+        """Every data file (`data-<id>`), referenced or not."""
+        raise NotImplementedError
+
+    def referenced_data_files(self) -> set[Path]:
+        """The data files an object or part record names."""
+        raise NotImplementedError
+
+    def snapshot(self) -> dict[str, str]:
+        """Every record of the buckets, objects, uploads and parts and every data file, with the SHA-256 of its
+        content: two snapshots are equal when nothing stored for the buckets changed (jobs are not in it)."""
+        raise NotImplementedError
+
+    def job_records(self) -> list[dict]:
+        raise NotImplementedError
+
+    def upload_stored(self, bucket: str, upload_id: str) -> bool:
+        """True while anything of the multipart upload is stored (its record, its parts)."""
+        raise NotImplementedError
+
+    def plant_crash_leftovers(self, bucket: str, committed_key: str, upload_id: str) -> list[Path]:
+        """Empty paths where a crash at the worst moment leaves a file no record references, each in a directory
+        that exists; the caller writes them."""
+        raise NotImplementedError
+
+    # ---- the same in both engines ------------------------------------------------------------------------------
+    def mac_key(self) -> bytes:
+        return (self.data_dir / ".coffer" / "record-mac.key").read_bytes()
+
+    def signed(self, place: str, record: dict) -> str:
+        """`record` with its MAC recomputed as the store does: HMAC-SHA256 under DATA/.coffer/record-mac.key of the
+        domain, the place, a zero byte and the record without `mac` as canonical JSON."""
+        unsigned = {name: value for name, value in record.items() if name != "mac"}
+        canonical = json.dumps(unsigned, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+        mac = hmac.new(self.mac_key(), MAC_DOMAIN + place.encode() + b"\0" + canonical, hashlib.sha256).hexdigest()
+        return json.dumps({**unsigned, "mac": mac})
+
+    def temp_files(self) -> list[Path]:
+        """What is staged in DATA/.coffer/tmp (both engines stage there)."""
+        tmp = self.data_dir / ".coffer" / "tmp"
+        return sorted(tmp.rglob("*")) if tmp.exists() else []
+
+    def all_files(self) -> list[Path]:
+        return sorted(path for path in self.data_dir.rglob("*") if path.is_file())
+
+    def unreferenced_files(self) -> list[Path]:
+        """Files no record references: data files no object or part record names, and anything in the temp
+        directory."""
+        referenced = self.referenced_data_files()
+        return [path for path in self.temp_files() if path.is_file()] + \
+            [path for path in self.data_files() if path not in referenced]
+
+    def files_containing(self, needles: Iterable[bytes]) -> list[tuple[str, bytes]]:
+        """Every (path relative to DATA, needle) where a file under DATA holds the needle, as it is or base64-encoded
+        (records keep small objects' data as base64 `inline_data`; searching the files rather than the current
+        records also finds what a database keeps of older rows). Files are read in overlapping windows so big data
+        files never sit in memory whole."""
+        forms = {needle: [needle, *base64_forms(needle)] for needle in needles if needle}
+        overlap = max(len(form) for variants in forms.values() for form in variants) - 1
+        found = []
+        for path in self.all_files():
+            with open(path, "rb") as handle:
+                tail = b""
+                hits = set()
+                while chunk := handle.read(SEARCH_WINDOW):
+                    window = tail + chunk
+                    hits.update(needle for needle, variants in forms.items() if any(v in window for v in variants))
+                    tail = window[-overlap:] if overlap else b""
+            found += [(str(path.relative_to(self.data_dir)), needle) for needle in forms if needle in hits]
+        return found
+
+
+def base64_forms(needle: bytes) -> list[bytes]:
+    """What any base64 text that encodes `needle` contains, at each of the three alignments the needle can start
+    at: the characters made of the needle's bits alone."""
+    forms = []
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + needle)
+        first = -(-8 * shift // 6)
+        forms.append(encoded[first:8 * (shift + len(needle)) // 6])
+    return forms
+
+
+class DirectoryStorage(Storage):
+    @property
+    def buckets_dir(self) -> Path:
+        return self.data_dir / "buckets"
+
+    def object_dir(self, bucket: str, key: str) -> Path:
+        """DATA/buckets/<bucket>/objects/<sha256(key)> (crates/store/src/layout.rs)."""
+        return self.buckets_dir / bucket / "objects" / hashlib.sha256(key.encode()).hexdigest()
+
+    def object_place(self, bucket: str, key: str) -> str:
+        return (self.object_dir(bucket, key) / "meta.json").relative_to(self.buckets_dir).as_posix()
+
+    def read_object_text(self, bucket: str, key: str) -> str | None:
+        path = self.object_dir(bucket, key) / "meta.json"
+        return path.read_text() if path.exists() else None
+
+    def write_object_text(self, bucket: str, key: str, text: str) -> None:
+        (self.object_dir(bucket, key) / "meta.json").write_text(text)
+
+    def data_file_path(self, bucket: str, key: str, name: str) -> Path:
+        return self.object_dir(bucket, key) / name
+
+    def data_files(self) -> list[Path]:
+        return sorted(self.buckets_dir.glob("*/objects/*/data-*")) + sorted(self.buckets_dir.glob("*/uploads/*/data-*"))
+
+    def referenced_data_files(self) -> set[Path]:
+        named = set()
+        for record in self.buckets_dir.glob("*/objects/*/meta.json"):
+            named |= {record.parent / name for name in json.loads(record.read_text())["data_files"]}
+        for part in self.buckets_dir.glob("*/uploads/*/part-*.json"):
+            named.add(part.parent / json.loads(part.read_text())["data_file"])
+        return named
+
+    def unreferenced_files(self) -> list[Path]:
+        """Also object directories without a record: a commit that never happened leaves one, and the garbage
+        collection removes it whole."""
+        recordless = [directory for directory in sorted(self.buckets_dir.glob("*/objects/*"))
+                      if not (directory / "meta.json").exists()]
+        return super().unreferenced_files() + recordless
+
+    def snapshot(self) -> dict[str, str]:
+        return {str(path.relative_to(self.buckets_dir)): digest(path.read_bytes())
+                for path in sorted(self.buckets_dir.rglob("*")) if path.is_file()}
+
+    def job_records(self) -> list[dict]:
+        return [json.loads(path.read_text()) for path in sorted((self.data_dir / ".coffer" / "jobs").glob("*.json"))]
+
+    def upload_dir(self, bucket: str, upload_id: str) -> Path:
+        return self.buckets_dir / bucket / "uploads" / upload_id
+
+    def upload_stored(self, bucket: str, upload_id: str) -> bool:
+        return self.upload_dir(bucket, upload_id).exists()
+
+    def plant_crash_leftovers(self, bucket: str, committed_key: str, upload_id: str) -> list[Path]:
+        """A data file beside a committed record, an object directory with data and no record (a first commit
+        that never happened), part data without its part record, a staged upload in the temp directory."""
+        uncommitted = self.object_dir(bucket, "crashed-before-commit")
+        uncommitted.mkdir(mode=0o700)
+        return [self.object_dir(bucket, committed_key) / "data-00aa11", uncommitted / "data-00bb22",
+                self.upload_dir(bucket, upload_id) / "data-00cc33", self.data_dir / ".coffer" / "tmp" / "stage-00dd44"]
+
+
+class SqlStorage(Storage):
+    @property
+    def database(self) -> Path:
+        return self.data_dir / DATABASE_FILE
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection that waits while the server writes (it holds SQLite's one write lock only briefly)."""
+        connection = sqlite3.connect(self.database, timeout=60, isolation_level=None)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def rows(self, query: str, *params) -> list[tuple]:
+        with self.connection() as connection:
+            return connection.execute(query, params).fetchall()
+
+    def object_place(self, bucket: str, key: str) -> str:
+        return f"db/objects/{bucket}/{key}"
+
+    def read_object_text(self, bucket: str, key: str) -> str | None:
+        found = self.rows("SELECT record FROM objects WHERE bucket = ? AND key = ?", bucket, key)
+        return found[0][0] if found else None
+
+    def write_object_text(self, bucket: str, key: str, text: str) -> None:
+        with self.connection() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            changed = connection.execute("UPDATE objects SET record = ? WHERE bucket = ? AND key = ?",
+                                         (text, bucket, key)).rowcount
+            connection.execute("COMMIT")
+        assert changed == 1, f"no object row {bucket}/{key}"
+
+    @property
+    def data_root(self) -> Path:
+        return self.data_dir / "data"
+
+    def data_file_at(self, name: str) -> Path:
+        """DATA/data/<first two hex digits of the id>/data-<id> (crates/store/src/data_dir.rs)."""
+        return self.data_root / name[len("data-"):len("data-") + 2] / name
+
+    def data_file_path(self, bucket: str, key: str, name: str) -> Path:
+        return self.data_file_at(name)
+
+    def data_files(self) -> list[Path]:
+        return sorted(self.data_root.glob("*/data-*"))
+
+    def referenced_data_files(self) -> set[Path]:
+        named = set()
+        for (text,) in self.rows("SELECT record FROM objects"):
+            named |= {self.data_file_at(name) for name in json.loads(text)["data_files"]}
+        for (text,) in self.rows("SELECT record FROM parts"):
+            named.add(self.data_file_at(json.loads(text)["data_file"]))
+        return named
+
+    def snapshot(self) -> dict[str, str]:
+        queries = {"buckets": "SELECT name, record FROM buckets",
+                   "objects": "SELECT bucket || '/' || key, size || ' ' || etag || ' ' || modified || ' ' || record "
+                              "FROM objects",
+                   "uploads": "SELECT bucket || '/' || upload_id, key || ' ' || initiated || ' ' || record "
+                              "FROM uploads",
+                   "parts": "SELECT bucket || '/' || upload_id || '/' || number, record FROM parts",
+                   "data_files": "SELECT name, name FROM data_files"}
+        state = {}
+        with self.connection() as connection:
+            connection.execute("BEGIN")  # one view of all tables
+            for table, query in queries.items():
+                state.update({f"{table}: {name}": digest(value.encode())
+                              for name, value in connection.execute(query).fetchall()})
+            connection.execute("COMMIT")
+        state.update({str(path.relative_to(self.data_dir)): digest(path.read_bytes()) for path in self.data_files()})
+        return state
+
+    def job_records(self) -> list[dict]:
+        return [json.loads(text) for (text,) in self.rows("SELECT record FROM jobs ORDER BY id")]
+
+    def upload_stored(self, bucket: str, upload_id: str) -> bool:
+        return bool(self.rows("SELECT 1 FROM uploads WHERE bucket = ? AND upload_id = ? UNION ALL "
+                              "SELECT 1 FROM parts WHERE bucket = ? AND upload_id = ?",
+                              bucket, upload_id, bucket, upload_id))
+
+    def plant_crash_leftovers(self, bucket: str, committed_key: str, upload_id: str) -> list[Path]:
+        """Data files put in place before the row naming them committed (an object's new version, a first PUT, a
+        part: in this engine they all look the same, a file no row names), and a staged upload in the temp
+        directory."""
+        planted = [self.data_file_at(name) for name in ("data-00aa11", "data-00bb22", "data-00cc33")]
+        for path in planted:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+        return planted + [self.data_dir / ".coffer" / "tmp" / "stage-00dd44"]

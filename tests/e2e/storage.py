@@ -312,14 +312,15 @@ class SqlStorage(Storage):
         return f"db/objects/{bucket}/{key}"
 
     def read_object_text(self, bucket: str, key: str) -> str | None:
-        found = self.rows("SELECT record FROM objects WHERE bucket = ? AND key = ?", bucket, key)
+        # Keys are stored as bytes (BLOB): they may hold NUL, and sort as S3 lists them.
+        found = self.rows("SELECT record FROM objects WHERE bucket = ? AND key = ?", bucket, key.encode())
         return found[0][0] if found else None
 
     def write_object_text(self, bucket: str, key: str, text: str) -> None:
         with self.connection() as connection:
             connection.execute("BEGIN IMMEDIATE")
             changed = connection.execute("UPDATE objects SET record = ? WHERE bucket = ? AND key = ?",
-                                         (text, bucket, key)).rowcount
+                                         (text, bucket, key.encode())).rowcount
             connection.execute("COMMIT")
         assert changed == 1, f"no object row {bucket}/{key}"
 

@@ -23,6 +23,8 @@ use crate::names::{object_dir_name, validate_bucket_name};
 use crate::record_mac::RecordMac;
 
 const OBJECTS_DIR: &str = "objects";
+/// `DATA/.coffer/<this>` marks a data directory of the SQL engine (written when it first opens it).
+pub(crate) const SQL_ENGINE_MARKER: &str = "metadata-engine";
 const UPLOADS_DIR: &str = "uploads";
 
 /// A bucket's key index; `None` until the first listing loads it from disk.
@@ -58,6 +60,13 @@ impl Engine {
     pub(crate) fn open(root: &Path) -> Result<Engine> {
         let buckets_dir = root.join("buckets");
         let coffer_dir = root.join(".coffer");
+        if coffer_dir.join(SQL_ENGINE_MARKER).exists() {
+            // Its buckets are rows now: opened as a directory it would look empty.
+            return Err(StoreError::Io(io::Error::other(format!(
+                "{} holds the data of the SQL metadata engine: start with --metadata sqlite or postgres",
+                root.display()
+            ))));
+        }
         let tmp_dir = coffer_dir.join("tmp");
         let jobs_dir = coffer_dir.join("jobs");
         create_private_dir_all(&buckets_dir)?;

@@ -386,6 +386,17 @@ impl Store {
         }
     }
 
+    /// Removes from the metadata's own files what earlier versions of rows held (replaced or deleted records, their
+    /// inline data, old sealed keys), so that a copy of the data directory no longer carries them: with SQLite, a
+    /// truncating WAL checkpoint (deleted content is zeroed as it is freed). The directory engine replaces whole
+    /// files, so it has nothing to do; PostgreSQL keeps old row versions until its VACUUM.
+    pub async fn erase_replaced(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Directory(_) => Ok(()),
+            Backend::Sql(sql) => sql.erase_replaced().await,
+        }
+    }
+
     /// What emptying the temp directory reclaimed when this store was opened (leftovers of the previous run).
     pub fn swept_at_open(&self) -> Reclaimed {
         match &self.backend {

@@ -496,6 +496,11 @@ impl Walker {
         let progress = job.record().info.progress.clone();
         match *plan {
             Plan::Rewrap(_) => {
+                // What the rewrap replaced (plaintext, object keys sealed under old key versions) must not linger in
+                // the metadata's files.
+                if let Err(error) = state.store.erase_replaced().await {
+                    warn!(job = %job.id, %error, "cannot erase what the rewrap replaced from the metadata files");
+                }
                 info!(job = %job.id, changed = progress.changed, failed = progress.failed, "job completed");
             }
             Plan::Scrub(_) => {

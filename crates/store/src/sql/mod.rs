@@ -6,6 +6,7 @@
 //! DATA/data/<xx>/data-<id>            stored bytes of one part (see data_dir.rs)
 //! DATA/.coffer/tmp/                   staged writes; emptied at open
 //! DATA/.coffer/record-mac.key         the key of the record MACs
+//! DATA/.coffer/metadata-engine        marks the directory as the SQL engine's: the directory engine refuses it
 //! ```
 //!
 //! Rows keep the same signed records as the directory engine (`layout.rs`): each record's MAC is bound to its
@@ -37,6 +38,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::data_dir::DataDir;
+use crate::engine::SQL_ENGINE_MARKER;
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir_all, TempPath};
 use crate::garbage::Reclaimed;
@@ -130,6 +132,13 @@ impl SqlEngine {
         for entry in std::fs::read_dir(&tmp_dir)? {
             swept_at_open.remove(&entry?.path());
         }
+        let marker = coffer_dir.join(SQL_ENGINE_MARKER);
+        if !marker.exists() {
+            let mut file = crate::fsio::create_private_file(&marker)?;
+            std::io::Write::write_all(&mut file, b"sql\n")?;
+            file.sync_all()?;
+            crate::fsio::fsync_dir(&coffer_dir)?;
+        }
         let data = Arc::new(DataDir::open(root.join("data"))?);
         let macs = RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?;
         sqlx::any::install_default_drivers();
@@ -148,10 +157,12 @@ impl SqlEngine {
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        // WAL: readers never wait for the writer; FULL: a commit is on disk when it returns.
+                        // WAL: readers never wait for the writer; FULL: a commit is on disk when it returns;
+                        // secure_delete: content freed by an update or delete is zeroed, not left in free space.
                         connection
                             .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA secure_delete = ON;",
                             )
                             .await?;
                     }
@@ -167,6 +178,15 @@ impl SqlEngine {
         };
         sqlx::raw_sql(schema).execute(&pool).await.map_err(db_error)?;
         Ok(SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), swept_at_open })
+    }
+
+    /// See [`crate::Store::erase_replaced`]: the WAL's older frames still hold what later frames replaced.
+    pub(crate) async fn erase_replaced(&self) -> Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            let _writer = self.writer.lock().await;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await.map_err(db_error)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn swept_at_open(&self) -> Reclaimed {

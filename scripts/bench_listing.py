@@ -8,9 +8,10 @@ moment the process is started, its first answer to each of three ListObjectsV2 r
 bucket, one "directory" in the middle of the key space (prefix + delimiter), and a page that starts after a key deep
 in the bucket — and to a HeadBucket, which lists nothing (the floor any first answer pays): one restart per request,
 so each is the first request of its process. On the last restart of a round the server stays up for the warm
-listings: the same three, several times each. The server's RSS is read from /proc/PID/status right after it
-listens, after its first listing and after the warm listings; in the first round the bench also walks the whole
-bucket page by page, which checks that it holds every key.
+listings: the same three, several times each. After its HeadBucket the bench waits for the server to go idle: the
+work it starts by itself (today a garbage collection that reads every object record) is done. The server's RSS is
+read from /proc/PID/status right after it listens, after its first listing and after the warm listings; in the
+first round the bench also walks the whole bucket page by page, which checks that it holds every key.
 
 Several servers can be compared in one run (`--listing-server LABEL=COMMAND`, repeatable): a binary and its extra
 `coffer server` arguments, e.g. the same build with another metadata engine. Each has its own data directory under
@@ -426,10 +427,10 @@ class Values:
 
 
 def first_answer(spec: ServerSpec, servers: Servers, probe: Probe, bucket: str, values: Values,
-                 cold: bool) -> tuple[CofferServer, Client]:
+                 cold: bool) -> tuple[CofferServer, Client, float]:
     """Starts the server and sends `probe` as soon as it accepts a connection: records the milliseconds from the
     start of the process to the first accepted connection and to the answer, the server's CPU until then, and its
-    RSS at both moments. Returns the running server and the connection."""
+    RSS at both moments. Returns the running server, the connection and when the process was started."""
     if cold:
         drop_caches()
     server = servers.new(spec)
@@ -462,7 +463,32 @@ def first_answer(spec: ServerSpec, servers: Servers, probe: Probe, bucket: str, 
         values.add(spec.label, "rss: first listing", proc_status_kib(endpoint.pid, "VmRSS") / 1024)
     progress(f"{spec.label}: listening after {listening * 1e3:.0f} ms, {probe.name} answered after "
              f"{answered * 1e3:.0f} ms ({cpu:.2f} CPU-s)")
-    return server, client
+    return server, client, started
+
+
+IDLE_WINDOW = 1.0       # seconds in which the server must spend under IDLE_CPU seconds of CPU to count as idle
+IDLE_CPU = 0.02
+IDLE_LIMIT = 1800.0
+
+
+def until_idle(spec: ServerSpec, server: CofferServer, started: float, values: Values):
+    """Waits for the server to go idle after its start — the work it starts by itself, such as a garbage collection
+    of the data directory, done — and records the seconds from the start of the process to the beginning of the
+    first quiet IDLE_WINDOW, and the CPU it spent until then."""
+    pid = server.process.pid
+    readings = [(time.perf_counter(), process_cpu_seconds(pid))]
+    while True:
+        time.sleep(0.1)
+        now = (time.perf_counter(), process_cpu_seconds(pid))
+        readings.append(now)
+        window = [reading for reading in readings if reading[0] >= now[0] - IDLE_WINDOW - 0.05]
+        if now[0] - window[0][0] >= IDLE_WINDOW and now[1] - window[0][1] < IDLE_CPU:
+            break
+        if now[0] - started > IDLE_LIMIT:
+            raise SystemExit(f"bench: {spec.label} was still busy {IDLE_LIMIT:.0f} s after its start")
+    values.add(spec.label, "idle", window[0][0] - started)
+    values.add(spec.label, "cpu: idle", window[0][1])
+    progress(f"{spec.label}: idle {window[0][0] - started:.1f} s after its start ({window[0][1]:.2f} CPU-s)")
 
 
 def steady_state(spec: ServerSpec, client: Client, bucket: str, pages: list[Probe], repeats: int, values: Values):
@@ -516,8 +542,10 @@ def measure(specs: list[ServerSpec], servers: Servers, buckets: dict[str, str], 
             bucket = buckets[spec.label]
             order = cycle_order([HEAD_BUCKET, *pages], round_number)
             for probe in order:
-                server, client = first_answer(spec, servers, probe, bucket, values, cold)
+                server, client, started = first_answer(spec, servers, probe, bucket, values, cold)
                 try:
+                    if probe is HEAD_BUCKET:
+                        until_idle(spec, server, started, values)
                     if probe is order[-1]:
                         pid = server.process.pid
                         steady_state(spec, client, bucket, pages, repeats, values)
@@ -563,6 +591,8 @@ def result_report(specs: list[ServerSpec], values: Values, count: int, pages: li
     metrics: list[tuple[str, str, int]] = [("listening", "start → listening (ms)", 0)]
     metrics += [(f"first: {p.name}", f"start → first answer: {p.name} (ms)", 0) for p in probes]
     metrics += [(f"cpu: {p.name}", f"server CPU until then: {p.name} (s)", 2) for p in probes]
+    metrics += [("idle", "start → idle, after a first HeadBucket (s)", 1),
+                ("cpu: idle", "server CPU until idle (s)", 2)]
     metrics += [(f"warm: {p.name}", f"warm: {p.name} (ms)", 1) for p in pages]
     metrics += [("walk", f"walk of all {count:,} keys (s)", 2), ("walk rate", "walk (keys/s)", 0),
                 ("rss: listening", "RSS right after start (MiB)", 1),

@@ -384,6 +384,7 @@ def prepare(spec: ServerSpec, servers: Servers, count: int, connections: int) ->
         marker.save(spec)
     first = marker.keys
     load = os.getloadavg()
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     progress(f"{spec.label}: filling {marker.bucket} from {first} to {count} keys over {connections} connections")
 
     def saved(done: int, seconds: float):
@@ -400,7 +401,7 @@ def prepare(spec: ServerSpec, servers: Servers, count: int, connections: int) ->
                          "server_cpu_us_per_put": round(result.server_cpu / result.keys * 1e6),
                          "client_cpu_us_per_put": round(result.client_cpu / result.keys * 1e6),
                          "load_at_start": [round(value, 1) for value in load],
-                         "server": spec.command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+                         "server": spec.command, "date": date})
     marker.save(spec)
     return marker, result
 
@@ -546,6 +547,7 @@ def measure(specs: list[ServerSpec], servers: Servers, buckets: dict[str, str], 
                 try:
                     if probe is HEAD_BUCKET:
                         until_idle(spec, server, started, values)
+                        client.close()  # idle for longer than the server keeps a connection: the next request opens one
                     if probe is order[-1]:
                         pid = server.process.pid
                         steady_state(spec, client, bucket, pages, repeats, values)
@@ -572,7 +574,7 @@ def fill_report(specs: list[ServerSpec], prepared: dict[str, tuple[Marker, Fill 
                          str(entry["client_cpu_us_per_put"]), str(entry["connections"]),
                          "/".join(f"{value:.1f}" for value in entry["load_at_start"]),
                          "this run" if now is not None and entry is marker.fills[-1] else "earlier"])
-    return table(["server", "keys", "filled", "seconds", "keys/s", "server CPU-µs/PUT", "client CPU-µs/PUT",
+    return table(["server", "keys", "started", "seconds", "keys/s", "server CPU-µs/PUT", "client CPU-µs/PUT",
                   "connections", "load 1/5/15 min at start", "when"], rows)
 
 

@@ -1,6 +1,7 @@
 """Coffer benchmark: throughput and server CPU per encryption mode, KMS calls per 1,000 SSE-KMS PUTs, peak RSS of a
 5 GiB upload; with `--rewrap`, rewrap jobs instead: their rate for small and large objects and the client traffic
-they slow down.
+they slow down; with `--listing`, listings of a large bucket instead (scripts/bench_listing.py): the first pages a
+restarted server answers, warm listings, and the server's RSS.
 
 Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
@@ -969,6 +970,25 @@ def main() -> int:
     parser.add_argument("--rewrap-block", type=int, default=400,
                         help="client PUTs (then GETs) per block with and without a job (default 400)")
     parser.add_argument("--rewrap-cycles", type=int, default=7, help="cycles of each rewrap measurement (default 7)")
+    parser.add_argument("--listing", action="store_true",
+                        help="measure listings instead: a restarted server's first listing pages of a large bucket, "
+                             "warm listings and the server's RSS (the --listing-* options)")
+    parser.add_argument("--listing-keys", type=int, default=1_000_000,
+                        help="keys in the bucket (default 1000000; 1000 … 10000000)")
+    parser.add_argument("--listing-server", action="append", default=[], metavar="LABEL=BINARY [ARGS…]",
+                        help="a server to measure: a binary and extra `coffer server` arguments; repeatable, the "
+                             "first is the base of the ratios (default: coffer=$COFFER_BIN)")
+    parser.add_argument("--listing-data-dir", type=Path,
+                        help="keep the filled data here (a directory per label), reuse and top it up in later runs; "
+                             "default: under --workdir, removed at the end")
+    parser.add_argument("--listing-rounds", type=int, default=3,
+                        help="rounds: restarts per listing and server (default 3)")
+    parser.add_argument("--listing-repeats", type=int, default=9,
+                        help="warm visits of every listing per round (default 9)")
+    parser.add_argument("--listing-connections", type=int, default=32, help="connections of the fill (default 32)")
+    parser.add_argument("--listing-drop-caches", action="store_true",
+                        help="before every start, sync and drop the page cache, dentries and inodes of the whole "
+                             "machine (root only; slows everything else running on it): a cold-cache start")
     parser.add_argument("--only", action="append", default=[],
                         help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
@@ -983,6 +1003,10 @@ def main() -> int:
         parser.error("--part-mib must divide --big-mib (parts are slices of the large test object)")
 
     print(f"machine: {machine_description()}")
+    if args.listing:
+        # Imported here: bench_listing builds on this module's client and tables.
+        from bench_listing import run_listing
+        return run_listing(args)
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
     if args.rewrap:

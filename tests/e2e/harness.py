@@ -271,6 +271,7 @@ class CofferServer:
     extra_args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     tls: TlsFiles | None = None
+    binary: Path | None = None  # the server binary; by default coffer_binary() ($COFFER_BIN or the release build)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     _clients: dict = field(default_factory=dict)
@@ -285,7 +286,8 @@ class CofferServer:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        args = [str(coffer_binary()), "server", "--address", f"127.0.0.1:{self.port}", "--data", str(self.data_dir)]
+        args = [str(self.binary or coffer_binary()), "server", "--address", f"127.0.0.1:{self.port}",
+                "--data", str(self.data_dir)]
         if self.tls:
             args += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
         return args + list(self.extra_args)
@@ -307,7 +309,8 @@ class CofferServer:
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
 
-    def start(self) -> "CofferServer":
+    def launch(self) -> None:
+        """Starts the process and returns at once; `start` also waits until it listens."""
         self.log_path = self.sandbox / f"server-{self.port}.log"
         workdir = self.sandbox / "cwd"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -315,6 +318,9 @@ class CofferServer:
         self.process = subprocess.Popen(self.command(), env=self.server_env(), cwd=workdir, stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT)
         log.close()
+
+    def start(self) -> "CofferServer":
+        self.launch()
         deadline = time.monotonic() + START_TIMEOUT
         while not port_accepts(self.port):
             if self.process.poll() is not None:
@@ -451,6 +457,15 @@ def sign_unsigned_payload(creds: Credentials, method: str, url: str,
 STREAMING_SIGNED_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 
 
+def sigv4_signing_key(secret_key: str, day: str) -> bytes:
+    """SigV4's signing key for S3 in REGION on `day` (YYYYMMDD): the HMAC-SHA256 chain over the day, the region, the
+    service and "aws4_request", seeded with "AWS4" + the secret key."""
+    key = f"AWS4{secret_key}".encode()
+    for part in (day, REGION, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
 def signed_chunked_put(creds: Credentials, url: str, payload: bytes, chunk_size: int,
                        final_chunk: bool = True) -> tuple[dict[str, str], bytes]:
     """Headers and body of a PUT whose payload travels as signed aws-chunked chunks (`x-amz-content-sha256:
@@ -477,9 +492,7 @@ def signed_chunked_put(creds: Credentials, url: str, payload: bytes, chunk_size:
 
     amz_date = headers["X-Amz-Date"]
     scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
-    key = f"AWS4{creds.secret_key}".encode()
-    for part in (amz_date[:8], REGION, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    key = sigv4_signing_key(creds.secret_key, amz_date[:8])
     signature = headers["Authorization"].rsplit("Signature=", 1)[1]
     chunks = [payload[i:i + chunk_size] for i in range(0, len(payload), chunk_size)] + ([b""] if final_chunk else [])
     body = b""

@@ -2,7 +2,7 @@
 # The one test command (README and .ci/run use it): everything CI checks, in the order a failure is cheapest.
 #
 #   setup → cargo fmt --check → cargo clippy → cargo build → cargo test (the store's tests also on SQLite and on a
-#   private PostgreSQL) → pytest tests/e2e (real binary, real clients)
+#   private PostgreSQL) → pytest tests/e2e (real binary, real clients) on SQLite, then on the default engine
 #
 # Every cargo step uses the release profile: the e2e tests need the release binary anyway, so clippy (whose build
 # scripts and proc-macros are shared within a profile), the build and the unit tests all reuse one set of artifacts
@@ -58,13 +58,17 @@ if [[ "${SKIP_E2E:-0}" == "1" ]]; then
     exit 0
 fi
 
-section "end-to-end tests: pytest tests/e2e against target/release/coffer"
+section "end-to-end tests: pytest tests/e2e against target/release/coffer, on the SQL metadata engine (SQLite)"
 export COFFER_BIN="$repo/target/release/coffer"
 workers="${E2E_WORKERS:-2}"
 parallel=()
 if [[ "$workers" != "0" ]]; then
     parallel=(-n "$workers" --dist loadfile)
 fi
-# pytest runs last so its summary ("N passed in …") is the final line of the run.
 # shellcheck disable=SC2086  # E2E_ARGS is a list of words on purpose
+COFFER_E2E_METADATA=sqlite .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}
+
+section "end-to-end tests on the default (directory) metadata engine"
+# pytest runs last so its summary ("N passed in …") is the final line of the run.
+# shellcheck disable=SC2086
 exec .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}

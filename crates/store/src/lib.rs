@@ -43,10 +43,10 @@ mod user_policies;
 pub use error::{Result, StoreError};
 pub use garbage::Reclaimed;
 pub use listing::{ListPage, ListQuery, ObjectSummary};
-pub use migrate::{import_directory, Imported};
 pub use meta::{
     BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
 };
+pub use migrate::{import_directory, Imported};
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
 pub use scrub::ScrubFinding;

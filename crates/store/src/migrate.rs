@@ -52,9 +52,8 @@ pub async fn import_directory(
     };
     let sql = SqlEngine::open_for_import(root, postgres_url).await?;
     let mut imported = Imported::default();
-    let mut buckets: Vec<String> = fs::read_dir(directory.buckets_dir())?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .collect();
+    let mut buckets: Vec<String> =
+        fs::read_dir(directory.buckets_dir())?.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect();
     buckets.sort();
     for bucket in &buckets {
         let record = directory.bucket_record(bucket)?;
@@ -86,7 +85,12 @@ pub async fn import_directory(
     Ok((imported, moved))
 }
 
-async fn import_objects(directory: &Arc<Engine>, sql: &SqlEngine, bucket: &str, imported: &mut Imported) -> Result<u64> {
+async fn import_objects(
+    directory: &Arc<Engine>,
+    sql: &SqlEngine,
+    bucket: &str,
+    imported: &mut Imported,
+) -> Result<u64> {
     let mut count = 0;
     for entry in fs::read_dir(directory.objects_dir(bucket))? {
         let dir = entry?.path();
@@ -150,17 +154,24 @@ fn job_records(jobs_dir: &Path) -> Result<Vec<(String, RawJson)>> {
     let Ok(entries) = fs::read_dir(jobs_dir) else { return Ok(records) };
     for entry in entries {
         let path = entry?.path();
-        let Some(id) = path.file_stem().and_then(|stem| stem.to_str()).filter(|_| path.extension().is_some_and(|ext| ext == "json")) else {
+        let Some(id) = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .filter(|_| path.extension().is_some_and(|ext| ext == "json"))
+        else {
             continue;
         };
         let text = fs::read_to_string(&path)?;
-        let raw = serde_json::value::RawValue::from_string(text)
-            .map_err(|e| StoreError::Io(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))))?;
+        let raw = serde_json::value::RawValue::from_string(text).map_err(|e| {
+            StoreError::Io(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+        })?;
         records.push((id.to_owned(), RawJson::from(raw)));
     }
     Ok(records)
 }
 
 async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(op).await.map_err(|e| StoreError::Io(io::Error::other(format!("store task failed: {e}"))))?
+    tokio::task::spawn_blocking(op)
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(format!("store task failed: {e}"))))?
 }

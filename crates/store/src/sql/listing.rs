@@ -12,11 +12,15 @@ use crate::listing::{prefix_successor, ListPage, ListQuery, ListWalk, ObjectSumm
 
 /// Most rows one query fetches.
 const MAX_BATCH: usize = 1001;
+/// Rows one query fetches when a delimiter rolls keys up: each common prefix is skipped with a new query, so a big
+/// batch would mostly fetch keys of the group it skips.
+const GROUPED_BATCH: usize = 16;
 
 impl SqlEngine {
     pub(crate) async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
         self.bucket_record(bucket).await?;
-        let batch_size = (query.max_keys + 1).min(MAX_BATCH);
+        let grouped = query.delimiter.as_deref().is_some_and(|d| !d.is_empty());
+        let batch_size = (query.max_keys + 1).min(if grouped { GROUPED_BATCH } else { MAX_BATCH });
         let end = prefix_successor(&query.prefix).filter(|_| !query.prefix.is_empty());
         let mut walk = ListWalk::new(query);
         // Keys from some bound on, contiguous: every key between the bound and the last one fetched is here.

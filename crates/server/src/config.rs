@@ -15,6 +15,31 @@ use serde::Deserialize;
 
 use crate::logging::LogFormat;
 
+/// The PostgreSQL URL of `--metadata-url`. It usually carries a password, so its `Debug` form shows nothing of it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(url.to_owned()))
+    }
+}
+
 /// The metadata engine of the store (`--metadata`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,7 +188,7 @@ pub struct ServerArgs {
     /// The PostgreSQL database of `--metadata postgres`: `postgres://user:password@host:port/database`. Prefer the
     /// environment variable: a password in a flag shows in the process list.
     #[arg(long, env = "COFFER_METADATA_URL", value_name = "URL", hide_env_values = true)]
-    pub metadata_url: Option<String>,
+    pub metadata_url: Option<DatabaseUrl>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -331,7 +356,7 @@ pub struct ServerConfig {
     /// How long after the last scrub finished a background scrub starts; `None`: no background scrubs.
     pub scrub_interval: Option<Duration>,
     pub metadata: MetadataEngine,
-    pub metadata_url: Option<String>,
+    pub metadata_url: Option<DatabaseUrl>,
     pub kms: KmsArgs,
 }
 
@@ -704,6 +729,17 @@ max-connections = 100
         assert_eq!(off.metrics, MetricsAccess::Off);
         assert!(Cli::try_parse_from(["coffer", "--log-format", "xml"]).is_err());
         assert!(matches!(parse_config(Path::new("c.toml"), "log-format = \"xml\"\n"), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn the_metadata_url_never_shows_in_debug_output() {
+        let url = "postgres://coffer:s3cret-pw@db:5432/coffer";
+        let config = ServerConfig::resolve(parse_flags(&["--metadata", "postgres", "--metadata-url", url])).unwrap();
+        assert_eq!(config.metadata, MetadataEngine::Postgres);
+        assert_eq!(config.metadata_url.as_ref().map(DatabaseUrl::expose), Some(url));
+        assert!(!format!("{config:?}").contains("s3cret-pw"), "{config:?}");
+        let file = parse_config(Path::new("c.toml"), &format!("metadata-url = \"{url}\"\n")).unwrap();
+        assert!(!format!("{file:?}").contains("s3cret-pw"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use coffer_server::config::{MetadataEngine, ServerArgs, ServerConfig};
+use coffer_server::config::{DatabaseUrl, MetadataEngine, ServerArgs, ServerConfig};
 use coffer_server::logging::{self, LogFormat};
 
 /// Coffer: an S3-compatible object store with server-side encryption.
@@ -35,7 +35,7 @@ struct MigrateArgs {
     metadata: MetadataEngine,
     /// The PostgreSQL database of `--metadata postgres`.
     #[arg(long, env = "COFFER_METADATA_URL", value_name = "URL", hide_env_values = true)]
-    metadata_url: Option<String>,
+    metadata_url: Option<DatabaseUrl>,
 }
 
 fn main() -> ExitCode {
@@ -78,7 +78,7 @@ fn server(args: ServerArgs) -> ExitCode {
 async fn migrate(args: MigrateArgs) -> ExitCode {
     let url = match (args.metadata, args.metadata_url) {
         (MetadataEngine::Sqlite, _) => None,
-        (MetadataEngine::Postgres, Some(url)) => Some(url),
+        (MetadataEngine::Postgres, Some(url)) => Some(url.expose().to_owned()),
         (MetadataEngine::Postgres, None) => return fail(&"--metadata postgres needs --metadata-url"),
         (MetadataEngine::Directory, _) => return fail(&"migrate imports into --metadata sqlite or postgres"),
     };

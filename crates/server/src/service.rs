@@ -173,7 +173,7 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
         MetadataEngine::Directory => Store::open(config.data_dir.clone()).await,
         MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone(), None).await,
         MetadataEngine::Postgres => match &config.metadata_url {
-            Some(url) => Store::open_sql(config.data_dir.clone(), Some(url)).await,
+            Some(url) => Store::open_sql(config.data_dir.clone(), Some(url.expose())).await,
             None => Err(coffer_store::StoreError::InvalidMeta("--metadata postgres needs --metadata-url")),
         },
     }

@@ -129,14 +129,7 @@ impl Engine {
             let record = self.load_record::<PartRecord>(&upload_dir.join(part_file_name(number)))?;
             parts.push(record.ok_or(StoreError::InvalidPart(number))?);
         }
-        if !meta.parts.is_empty() {
-            if meta.parts.len() != parts.len() {
-                return Err(StoreError::InvalidMeta("the expected parts are not the chosen parts"));
-            }
-            if let Some(changed) = parts.iter().zip(&meta.parts).find(|(stored, expected)| stored.meta != **expected) {
-                return Err(StoreError::InvalidPart(changed.0.meta.number));
-            }
-        }
+        check_expected_parts(&parts, &meta.parts)?;
 
         let created = create_private_dir(&object_dir)?;
         for part in &parts {
@@ -259,6 +252,21 @@ impl Engine {
             }
         }
         Ok(removed)
+    }
+}
+
+/// With `expected` (the chosen parts as the caller listed them, see `Store::complete_upload`), refuses a part
+/// uploaded again since: `InvalidPart(n)`.
+pub(crate) fn check_expected_parts(chosen: &[PartRecord], expected: &[PartMeta]) -> Result<()> {
+    if expected.is_empty() {
+        return Ok(());
+    }
+    if expected.len() != chosen.len() {
+        return Err(StoreError::InvalidMeta("the expected parts are not the chosen parts"));
+    }
+    match chosen.iter().zip(expected).find(|(stored, expected)| stored.meta != **expected) {
+        Some((changed, _)) => Err(StoreError::InvalidPart(changed.meta.number)),
+        None => Ok(()),
     }
 }
 

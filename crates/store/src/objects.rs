@@ -22,6 +22,32 @@ pub(crate) fn new_data_file_name() -> std::io::Result<String> {
     Ok(format!("data-{}", unique_id()?))
 }
 
+/// The metadata of a single PUT of `key` whose data takes `stored_size` bytes: the store makes `meta` an object of
+/// one part (built from `meta` when it has none) and stamps the commit time.
+pub(crate) fn single_part_meta(key: &str, mut meta: ObjectMeta, stored_size: u64) -> Result<ObjectMeta> {
+    let mut part = match meta.parts.len() {
+        0 => PartMeta {
+            number: 1,
+            size: meta.size,
+            stored_size: 0,
+            etag: meta.etag.clone(),
+            checksum: meta.checksum.clone(),
+            last_modified: OffsetDateTime::UNIX_EPOCH,
+            encryption: None,
+        },
+        1 => meta.parts.remove(0),
+        _ => return Err(StoreError::InvalidMeta("a single PUT stores exactly one part")),
+    };
+    let now = OffsetDateTime::now_utc();
+    part.number = 1;
+    part.stored_size = stored_size;
+    part.last_modified = now;
+    meta.key = key.to_owned();
+    meta.last_modified = now;
+    meta.parts = vec![part];
+    Ok(meta)
+}
+
 impl Engine {
     /// Commits `data` as the object; with `expected`, only while the stored version is still that one.
     pub(crate) fn put_object(
@@ -29,30 +55,11 @@ impl Engine {
         bucket: &str,
         key: &str,
         data: StagedFile,
-        mut meta: ObjectMeta,
+        meta: ObjectMeta,
         expected: Option<&ObjectMeta>,
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
-        let mut part = match meta.parts.len() {
-            0 => PartMeta {
-                number: 1,
-                size: meta.size,
-                stored_size: 0,
-                etag: meta.etag.clone(),
-                checksum: meta.checksum.clone(),
-                last_modified: OffsetDateTime::UNIX_EPOCH,
-                encryption: None,
-            },
-            1 => meta.parts.remove(0),
-            _ => return Err(StoreError::InvalidMeta("a single PUT stores exactly one part")),
-        };
-        let now = OffsetDateTime::now_utc();
-        part.number = 1;
-        part.stored_size = data.len();
-        part.last_modified = now;
-        meta.key = key.to_owned();
-        meta.last_modified = now;
-        meta.parts = vec![part];
+        let meta = single_part_meta(key, meta, data.len())?;
 
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;

@@ -12,6 +12,7 @@ use crate::error::{Result, StoreError};
 use crate::fsio::unique_id;
 use crate::layout::{ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION};
 use crate::meta::{ObjectMeta, PartMeta, UploadInfo, UploadMeta};
+use crate::multipart::check_expected_parts;
 use crate::names::{is_upload_id, validate_key, validate_part_number};
 use crate::staging::StagedFile;
 
@@ -202,14 +203,7 @@ impl SqlEngine {
             }
             parts.push(stored.remove(&number).ok_or(StoreError::InvalidPart(number))?);
         }
-        if !meta.parts.is_empty() {
-            if meta.parts.len() != parts.len() {
-                return Err(StoreError::InvalidMeta("the expected parts are not the chosen parts"));
-            }
-            if let Some(changed) = parts.iter().zip(&meta.parts).find(|(stored, expected)| stored.meta != **expected) {
-                return Err(StoreError::InvalidPart(changed.0.meta.number));
-            }
-        }
+        check_expected_parts(&parts, &meta.parts)?;
         let unused: Vec<String> = stored.into_values().map(|record| record.data_file).collect();
         self.lock(&mut tx, &format!("object/{bucket}/{key}"), true).await?;
         meta.key = key.to_owned();

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use base64_simd::STANDARD as BASE64;
 use sqlx::Row;
-use time::OffsetDateTime;
 
 use super::{db_error, nanos, object_place, to_i64, SqlEngine, Tx};
 use crate::error::{Result, StoreError};
 use crate::layout::{ObjectRecord, FORMAT_VERSION};
-use crate::meta::{ObjectMeta, PartMeta};
+use crate::meta::ObjectMeta;
 use crate::names::validate_key;
+use crate::objects::single_part_meta;
 use crate::reader::{ObjectReader, StoredPart};
 use crate::staging::StagedFile;
 
@@ -26,30 +26,11 @@ impl SqlEngine {
         bucket: &str,
         key: &str,
         data: StagedFile,
-        mut meta: ObjectMeta,
+        meta: ObjectMeta,
         expected: Option<&ObjectMeta>,
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
-        let mut part = match meta.parts.len() {
-            0 => PartMeta {
-                number: 1,
-                size: meta.size,
-                stored_size: 0,
-                etag: meta.etag.clone(),
-                checksum: meta.checksum.clone(),
-                last_modified: OffsetDateTime::UNIX_EPOCH,
-                encryption: None,
-            },
-            1 => meta.parts.remove(0),
-            _ => return Err(StoreError::InvalidMeta("a single PUT stores exactly one part")),
-        };
-        let now = OffsetDateTime::now_utc();
-        part.number = 1;
-        part.stored_size = data.len();
-        part.last_modified = now;
-        meta.key = key.to_owned();
-        meta.last_modified = now;
-        meta.parts = vec![part];
+        let meta = single_part_meta(key, meta, data.len())?;
         let (data_files, data_checksums, inline_data) = match data.inline() {
             Some(bytes) => (Vec::new(), Vec::new(), Some(BASE64.encode_to_string(bytes))),
             None => {

@@ -309,6 +309,14 @@ class CofferServer:
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
 
+    def metadata_url(self) -> str | None:
+        """The PostgreSQL database the server keeps its metadata in (`--metadata-url`, its environment variable, or
+        the suite-wide COFFER_E2E_METADATA=postgres), if any."""
+        args = list(self.extra_args)
+        if "--metadata-url" in args:
+            return args[args.index("--metadata-url") + 1]
+        return self.server_env().get("COFFER_METADATA_URL")
+
     def launch(self) -> None:
         """Starts the process and returns at once; `start` also waits until it listens."""
         self.log_path = self.sandbox / f"server-{self.port}.log"

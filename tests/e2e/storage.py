@@ -7,10 +7,11 @@ the paths of one engine:
 - directory engine (crates/store/src/layout.rs): every record is a JSON file under DATA/buckets/ — an object's is
   `<bucket>/objects/<sha256(key)>/meta.json` with its data files beside it, an upload's `<bucket>/uploads/<id>/`
   holds `upload.json`, `part-NNNNN.json` and the parts' data files — and jobs are files in DATA/.coffer/jobs/.
-- SQL engine (crates/store/src/sql/mod.rs): the same records are rows of DATA/coffer.sqlite (tables `buckets`,
-  `objects`, `uploads`, `parts`; jobs in `jobs`), and data files are DATA/data/<first two hex digits>/data-<id>.
-  The database is in WAL mode, so it is read and written here with the stdlib `sqlite3` while the server runs; the
-  server reads rows afresh on every request, so an edited row is what the next request sees.
+- SQL engine (crates/store/src/sql/mod.rs): the same records are rows of tables `buckets`, `objects`, `uploads`,
+  `parts` (jobs in `jobs`), in DATA/coffer.sqlite or in the server's PostgreSQL database, and data files are
+  DATA/data/<first two hex digits>/data-<id>. SQLite is read and written here with the stdlib `sqlite3` (the database
+  is in WAL mode, so while the server runs), PostgreSQL with psycopg; the server reads rows afresh on every request, so
+  an edited row is what the next request sees.
 
 Records carry a MAC over their "place" (the record's path under DATA/buckets/, or `db/objects/<bucket>/<key>` in the
 SQL engine) and their canonical JSON: `Storage.signed` recomputes it as crates/store/src/record_mac.rs does, for
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import psycopg
+
 from harness import CofferServer
 
 DATABASE_FILE = "coffer.sqlite"
@@ -44,10 +47,14 @@ SEARCH_WINDOW = 4 << 20
 
 
 def storage(server: CofferServer) -> "Storage":
-    """The stored state of `server`'s data directory, by the engine that wrote it: the SQL engine creates
-    DATA/coffer.sqlite when it opens, the directory engine never does."""
+    """The stored state of `server`'s data directory, by the engine that wrote it: a server given a PostgreSQL
+    database keeps its rows there; otherwise the SQL engine creates DATA/coffer.sqlite when it opens, and the
+    directory engine never does."""
+    postgres_url = server.metadata_url()
+    if postgres_url:
+        return SqlStorage(server.data_dir, PostgresRows(postgres_url))
     if (server.data_dir / DATABASE_FILE).exists():
-        return SqlStorage(server.data_dir)
+        return SqlStorage(server.data_dir, SqliteRows(server.data_dir / DATABASE_FILE))
     return DirectoryStorage(server.data_dir)
 
 
@@ -198,23 +205,33 @@ class Storage:
             [path for path in self.data_files() if path not in referenced]
 
     def files_containing(self, needles: Iterable[bytes]) -> list[tuple[str, bytes]]:
-        """Every (path relative to DATA, needle) where a file under DATA holds the needle, as it is or base64-encoded
-        (records keep small objects' data as base64 `inline_data`; searching the files rather than the current
-        records also finds what a database keeps of older rows). Files are read in overlapping windows so big data
-        files never sit in memory whole."""
+        """Every (place, needle) where what is stored holds the needle, as it is or base64-encoded (records keep
+        small objects' data as base64 `inline_data`). Places are the files under DATA (searching the files rather
+        than the current records also finds what SQLite keeps of older rows) and, for a PostgreSQL database, its
+        current rows. Files are read in overlapping windows so big data files never sit in memory whole."""
         forms = {needle: [needle, *base64_forms(needle)] for needle in needles if needle}
         overlap = max(len(form) for variants in forms.values() for form in variants) - 1
         found = []
-        for path in self.all_files():
-            with open(path, "rb") as handle:
-                tail = b""
-                hits = set()
-                while chunk := handle.read(SEARCH_WINDOW):
-                    window = tail + chunk
-                    hits.update(needle for needle, variants in forms.items() if any(v in window for v in variants))
-                    tail = window[-overlap:] if overlap else b""
-            found += [(str(path.relative_to(self.data_dir)), needle) for needle in forms if needle in hits]
+        for place, windows in self.stored_contents():
+            tail = b""
+            hits = set()
+            for chunk in windows:
+                window = tail + chunk
+                hits.update(needle for needle, variants in forms.items() if any(v in window for v in variants))
+                tail = window[-overlap:] if overlap else b""
+            found += [(place, needle) for needle in forms if needle in hits]
         return found
+
+    def stored_contents(self) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """What is stored, by place: each file under DATA (path relative to DATA), in windows."""
+        for path in self.all_files():
+            yield str(path.relative_to(self.data_dir)), file_windows(path)
+
+
+def file_windows(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(SEARCH_WINDOW):
+            yield chunk
 
 
 def base64_forms(needle: bytes) -> list[bytes]:
@@ -290,23 +307,64 @@ class DirectoryStorage(Storage):
                 self.upload_dir(bucket, upload_id) / "data-00cc33", self.data_dir / ".coffer" / "tmp" / "stage-00dd44"]
 
 
-class SqlStorage(Storage):
-    @property
-    def database(self) -> Path:
-        return self.data_dir / DATABASE_FILE
+class SqliteRows:
+    """Rows of DATA/coffer.sqlite. A connection waits while the server writes (it holds SQLite's one write lock only
+    briefly)."""
+
+    def __init__(self, path: Path):
+        self.path = path
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection that waits while the server writes (it holds SQLite's one write lock only briefly)."""
-        connection = sqlite3.connect(self.database, timeout=60, isolation_level=None)
+    def transaction(self, writes: bool = False) -> Iterator[sqlite3.Connection]:
+        """One view of all tables; one that `writes` takes the write lock at once (`BEGIN IMMEDIATE`)."""
+        connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
+            connection.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
             yield connection
+            connection.execute("COMMIT")
         finally:
             connection.close()
 
+
+class PostgresRows:
+    """Rows of the server's PostgreSQL database. Queries are written with SQLite's `?` parameters (translated to
+    psycopg's `%s`: no query here holds a literal `?` or `%`)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    class _Connection:
+        def __init__(self, connection: psycopg.Connection):
+            self.connection = connection
+
+        def execute(self, query: str, params: tuple = ()) -> psycopg.Cursor:
+            return self.connection.execute(query.replace("?", "%s"), params)
+
+    @contextlib.contextmanager
+    def transaction(self, writes: bool = False) -> Iterator["PostgresRows._Connection"]:
+        """One view of all tables (PostgreSQL's row locks order the writes)."""
+        with psycopg.connect(self.url) as connection:
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one view of all tables
+            yield PostgresRows._Connection(connection)
+
+
+class SqlStorage(Storage):
+    def __init__(self, data_dir: Path, database: SqliteRows | PostgresRows):
+        super().__init__(data_dir)
+        self.database = database
+
     def rows(self, query: str, *params) -> list[tuple]:
-        with self.connection() as connection:
+        with self.database.transaction() as connection:
             return connection.execute(query, params).fetchall()
+
+    def stored_contents(self) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """Also, with PostgreSQL, every current row holding a record (the database's files are the database's: its
+        old row versions and WAL are outside what Coffer erases, see docs/operations.md)."""
+        yield from super().stored_contents()
+        if isinstance(self.database, PostgresRows):
+            for table in ("buckets", "objects", "uploads", "parts", "jobs"):
+                for (record,) in self.rows(f"SELECT record FROM {table}"):
+                    yield f"postgres table {table}", iter([record.encode()])
 
     def object_place(self, bucket: str, key: str) -> str:
         return f"db/objects/{bucket}/{key}"
@@ -317,11 +375,9 @@ class SqlStorage(Storage):
         return found[0][0] if found else None
 
     def write_object_text(self, bucket: str, key: str, text: str) -> None:
-        with self.connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
+        with self.database.transaction(writes=True) as connection:
             changed = connection.execute("UPDATE objects SET record = ? WHERE bucket = ? AND key = ?",
                                          (text, bucket, key.encode())).rowcount
-            connection.execute("COMMIT")
         assert changed == 1, f"no object row {bucket}/{key}"
 
     @property
@@ -347,20 +403,20 @@ class SqlStorage(Storage):
         return named
 
     def snapshot(self) -> dict[str, str]:
+        def text(column: str) -> str:  # PostgreSQL joins bytes and numbers to text only when told to
+            return f"CAST({column} AS TEXT)"
         queries = {"buckets": "SELECT name, record FROM buckets",
-                   "objects": "SELECT bucket || '/' || key, size || ' ' || etag || ' ' || modified || ' ' || record "
-                              "FROM objects",
-                   "uploads": "SELECT bucket || '/' || upload_id, key || ' ' || initiated || ' ' || record "
-                              "FROM uploads",
-                   "parts": "SELECT bucket || '/' || upload_id || '/' || number, record FROM parts",
+                   "objects": f"SELECT bucket || '/' || {text('key')}, {text('size')} || ' ' || etag || ' ' || "
+                              f"{text('modified')} || ' ' || record FROM objects",
+                   "uploads": f"SELECT bucket || '/' || upload_id, {text('key')} || ' ' || {text('initiated')} || ' ' "
+                              "|| record FROM uploads",
+                   "parts": f"SELECT bucket || '/' || upload_id || '/' || {text('number')}, record FROM parts",
                    "data_files": "SELECT name, name FROM data_files"}
         state = {}
-        with self.connection() as connection:
-            connection.execute("BEGIN")  # one view of all tables
+        with self.database.transaction() as connection:
             for table, query in queries.items():
                 state.update({f"{table}: {name}": digest(value.encode())
                               for name, value in connection.execute(query).fetchall()})
-            connection.execute("COMMIT")
         state.update({str(path.relative_to(self.data_dir)): digest(path.read_bytes()) for path in self.data_files()})
         return state
 

@@ -18,7 +18,7 @@ const GROUPED_BATCH: usize = 16;
 
 impl SqlEngine {
     pub(crate) async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
-        self.bucket_record(bucket).await?;
+        self.bucket_record(None, bucket).await?;
         let grouped = query.delimiter.as_deref().is_some_and(|d| !d.is_empty());
         let batch_size = (query.max_keys + 1).min(if grouped { GROUPED_BATCH } else { MAX_BATCH });
         let end = prefix_successor(&query.prefix).filter(|_| !query.prefix.is_empty());

@@ -1,10 +1,11 @@
 //! Listing in the SQL engine: the listing walk (`listing.rs`) over range queries on `(bucket, key)`, fetched in
-//! batches of a page, so a page costs a few indexed queries whatever the bucket's size.
+//! batches of a page, so a page costs a few indexed queries whatever the bucket's size. A page's queries run on one
+//! connection taken from the pool once: a delimiter listing runs one query per common prefix.
 
 use std::collections::VecDeque;
 use std::ops::Bound;
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::{db_error, from_nanos, key_of, SqlEngine};
 use crate::error::Result;
@@ -23,6 +24,7 @@ impl SqlEngine {
         let batch_size = (query.max_keys + 1).min(if grouped { GROUPED_BATCH } else { MAX_BATCH });
         let end = prefix_successor(&query.prefix).filter(|_| !query.prefix.is_empty());
         let mut walk = ListWalk::new(query);
+        let mut connection = self.pool.acquire().await.map_err(db_error)?;
         // Keys from some bound on, contiguous: every key between the bound and the last one fetched is here.
         let mut batch: VecDeque<ObjectSummary> = VecDeque::new();
         let mut all_fetched = false;
@@ -31,16 +33,17 @@ impl SqlEngine {
                 batch.pop_front();
             }
             if batch.is_empty() && !all_fetched {
-                batch = self.fetch(bucket, &from, end.as_deref(), batch_size).await?;
+                batch = fetch(&mut connection, bucket, &from, end.as_deref(), batch_size).await?;
                 all_fetched = batch.len() < batch_size;
             }
             walk.take(batch.pop_front());
         }
         Ok(walk.finish())
     }
+}
 
-    async fn fetch(
-        &self,
+async fn fetch(
+        connection: &mut AnyConnection,
         bucket: &str,
         from: &Bound<String>,
         end: Option<&str>,
@@ -60,7 +63,7 @@ impl SqlEngine {
             .bind(bound.as_bytes())
             .bind(end.map(str::as_bytes))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(connection)
             .await
             .map_err(db_error)?;
         rows.iter()
@@ -73,7 +76,6 @@ impl SqlEngine {
                 })
             })
             .collect()
-    }
 }
 
 /// Whether `key` sorts before the bound.

@@ -121,8 +121,9 @@ impl SqlEngine {
     pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<Arc<SqlEngine>> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
-                "{} holds data in the directory format: import it first with `coffer migrate --data {}` (with the \
-                 same --metadata settings), or start with --metadata directory",
+                "{} holds data in the directory format, which the SQL metadata engine (SQLite, the default, or \
+                 PostgreSQL) does not read: import it with `coffer migrate --data {}` (with the same --metadata \
+                 settings), or keep it with --metadata directory",
                 root.display(),
                 root.display()
             ))));

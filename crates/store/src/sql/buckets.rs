@@ -130,11 +130,7 @@ impl SqlEngine {
         self.change_bucket(name, |record| record.policy = policy).await
     }
 
-    async fn change_bucket(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut BucketRecord) + Send + 'static,
-    ) -> Result<()> {
+    async fn change_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord) + Send + 'static) -> Result<()> {
         let name = name.to_owned();
         self.transact(move |engine, tx| {
             async move {

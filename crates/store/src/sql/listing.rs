@@ -43,39 +43,39 @@ impl SqlEngine {
 }
 
 async fn fetch(
-        connection: &mut AnyConnection,
-        bucket: &str,
-        from: &Bound<String>,
-        end: Option<&str>,
-        limit: usize,
-    ) -> Result<VecDeque<ObjectSummary>> {
-        let (comparison, bound) = match from {
-            Bound::Included(key) => (">=", key.as_str()),
-            Bound::Excluded(key) => (">", key.as_str()),
-            Bound::Unbounded => (">=", ""),
-        };
-        let sql = format!(
-            "SELECT key, size, etag, modified FROM objects WHERE bucket = $1 AND key {comparison} $2 \
+    connection: &mut AnyConnection,
+    bucket: &str,
+    from: &Bound<String>,
+    end: Option<&str>,
+    limit: usize,
+) -> Result<VecDeque<ObjectSummary>> {
+    let (comparison, bound) = match from {
+        Bound::Included(key) => (">=", key.as_str()),
+        Bound::Excluded(key) => (">", key.as_str()),
+        Bound::Unbounded => (">=", ""),
+    };
+    let sql = format!(
+        "SELECT key, size, etag, modified FROM objects WHERE bucket = $1 AND key {comparison} $2 \
              AND ($3 IS NULL OR key < $3) ORDER BY key LIMIT $4"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(bucket)
-            .bind(bound.as_bytes())
-            .bind(end.map(str::as_bytes))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(connection)
-            .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ObjectSummary {
-                    key: key_of(row.get(0))?,
-                    size: u64::try_from(row.get::<i64, _>(1)).unwrap_or_default(),
-                    etag: row.get(2),
-                    last_modified: from_nanos(row.get(3)),
-                })
+    );
+    let rows = sqlx::query(&sql)
+        .bind(bucket)
+        .bind(bound.as_bytes())
+        .bind(end.map(str::as_bytes))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(connection)
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(ObjectSummary {
+                key: key_of(row.get(0))?,
+                size: u64::try_from(row.get::<i64, _>(1)).unwrap_or_default(),
+                etag: row.get(2),
+                last_modified: from_nanos(row.get(3)),
             })
-            .collect()
+        })
+        .collect()
 }
 
 /// Whether `key` sorts before the bound.

@@ -30,9 +30,9 @@ mod maintenance;
 mod multipart;
 mod objects;
 
+use std::fmt::Display;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::fmt::Display;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};

@@ -210,58 +210,64 @@ impl SqlEngine {
         if chosen.is_empty() {
             return Err(StoreError::InvalidMeta("a multipart upload completes with at least one part"));
         }
-        let (bucket, key, upload_id, chosen) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), chosen.to_vec());
+        let (bucket, key, upload_id, chosen) =
+            (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), chosen.to_vec());
         let (meta, unreferenced) = self
             .transact(move |engine, tx| {
                 async move {
-        engine.lock_upload(tx, &bucket, &upload_id).await?;
-        engine.find_upload(Some(&mut *tx), &bucket, &key, &upload_id).await?;
-        let mut stored: HashMap<u32, PartRecord> = engine
-            .part_records(Some(&mut *tx), &bucket, &upload_id)
-            .await?
-            .into_iter()
-            .map(|record| (record.meta.number, record))
-            .collect();
-        let mut seen = HashSet::new();
-        let mut parts = Vec::with_capacity(chosen.len());
-        for &number in &chosen {
-            validate_part_number(number)?;
-            if !seen.insert(number) {
-                return Err(StoreError::InvalidPart(number));
-            }
-            parts.push(stored.remove(&number).ok_or(StoreError::InvalidPart(number))?);
-        }
-        check_expected_parts(&parts, &meta.parts)?;
-        let unused: Vec<String> = stored.into_values().map(|record| record.data_file).collect();
-        engine.lock(tx, &format!("object/{bucket}/{key}"), true).await?;
-        meta.key = key.clone();
-        meta.last_modified = OffsetDateTime::now_utc();
-        let mut data_files = Vec::with_capacity(parts.len());
-        let mut data_checksums = Vec::with_capacity(parts.len());
-        meta.parts = parts
-            .into_iter()
-            .map(|part| {
-                data_files.push(part.data_file);
-                data_checksums.push(part.data_checksums);
-                part.meta
-            })
-            .collect();
-        for statement in [
-            "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
-            "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
-        ] {
-            sqlx::query(statement).bind(&bucket).bind(&upload_id).execute(&mut **tx).await.map_err(db_error)?;
-        }
-        let record = ObjectRecord {
-            format_version: FORMAT_VERSION,
-            meta,
-            data_files,
-            inline_data: None,
-            data_checksums,
-            completed_upload: None,
-            mac: None,
-        };
-        engine.commit_object_in(tx, &bucket, &key, record, None, &unused).await
+                    engine.lock_upload(tx, &bucket, &upload_id).await?;
+                    engine.find_upload(Some(&mut *tx), &bucket, &key, &upload_id).await?;
+                    let mut stored: HashMap<u32, PartRecord> = engine
+                        .part_records(Some(&mut *tx), &bucket, &upload_id)
+                        .await?
+                        .into_iter()
+                        .map(|record| (record.meta.number, record))
+                        .collect();
+                    let mut seen = HashSet::new();
+                    let mut parts = Vec::with_capacity(chosen.len());
+                    for &number in &chosen {
+                        validate_part_number(number)?;
+                        if !seen.insert(number) {
+                            return Err(StoreError::InvalidPart(number));
+                        }
+                        parts.push(stored.remove(&number).ok_or(StoreError::InvalidPart(number))?);
+                    }
+                    check_expected_parts(&parts, &meta.parts)?;
+                    let unused: Vec<String> = stored.into_values().map(|record| record.data_file).collect();
+                    engine.lock(tx, &format!("object/{bucket}/{key}"), true).await?;
+                    meta.key = key.clone();
+                    meta.last_modified = OffsetDateTime::now_utc();
+                    let mut data_files = Vec::with_capacity(parts.len());
+                    let mut data_checksums = Vec::with_capacity(parts.len());
+                    meta.parts = parts
+                        .into_iter()
+                        .map(|part| {
+                            data_files.push(part.data_file);
+                            data_checksums.push(part.data_checksums);
+                            part.meta
+                        })
+                        .collect();
+                    for statement in [
+                        "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
+                        "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
+                    ] {
+                        sqlx::query(statement)
+                            .bind(&bucket)
+                            .bind(&upload_id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    let record = ObjectRecord {
+                        format_version: FORMAT_VERSION,
+                        meta,
+                        data_files,
+                        inline_data: None,
+                        data_checksums,
+                        completed_upload: None,
+                        mac: None,
+                    };
+                    engine.commit_object_in(tx, &bucket, &key, record, None, &unused).await
                 }
                 .boxed()
             })
@@ -287,7 +293,12 @@ impl SqlEngine {
                         "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
                         "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
                     ] {
-                        sqlx::query(statement).bind(&bucket).bind(&upload_id).execute(&mut **tx).await.map_err(db_error)?;
+                        sqlx::query(statement)
+                            .bind(&bucket)
+                            .bind(&upload_id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
                     }
                     Self::forget_data_files(tx, &files).await?;
                     Ok(files)

@@ -70,8 +70,7 @@ impl SqlEngine {
         self.transact(move |engine, tx| {
             async move {
                 engine.lock_object(tx, &bucket, &key).await?;
-                let current =
-                    engine.current(tx, &bucket, &key, Some(&expected)).await?.ok_or(StoreError::Changed)?;
+                let current = engine.current(tx, &bucket, &key, Some(&expected)).await?.ok_or(StoreError::Changed)?;
                 let same_data = meta.parts.len() == current.meta.parts.len()
                     && meta
                         .parts

@@ -52,9 +52,9 @@ impl SqlEngine {
     }
 
     /// Deletes an empty bucket with its uploads; the uploads' data files go once the change committed.
-    pub(crate) async fn delete_bucket(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        let unreferenced = self
+    pub(crate) async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let name = bucket.to_owned();
+        let deleted = self
             .transact(move |engine, tx| {
                 async move {
                     engine.lock(tx, &format!("bucket/{name}"), true).await?;
@@ -92,7 +92,9 @@ impl SqlEngine {
                 }
                 .boxed()
             })
-            .await?;
+            .await;
+        self.bucket_changed(bucket);
+        let unreferenced = deleted?;
         self.data.remove(&unreferenced);
         Ok(())
     }
@@ -130,26 +132,29 @@ impl SqlEngine {
         self.change_bucket(name, |record| record.policy = policy).await
     }
 
-    async fn change_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord) + Send + 'static) -> Result<()> {
-        let name = name.to_owned();
-        self.transact(move |engine, tx| {
-            async move {
-                engine.lock(tx, &format!("bucket/{name}"), true).await?;
-                let mut record = engine.bucket_record(Some(&mut *tx), &name).await?;
-                change(&mut record);
-                record.format_version = FORMAT_VERSION;
-                let text = engine.seal(&mut record, &bucket_place(&name))?;
-                sqlx::query("UPDATE buckets SET record = $2 WHERE name = $1")
-                    .bind(&name)
-                    .bind(text)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                Ok(())
-            }
-            .boxed()
-        })
-        .await
+    async fn change_bucket(&self, bucket: &str, change: impl FnOnce(&mut BucketRecord) + Send + 'static) -> Result<()> {
+        let name = bucket.to_owned();
+        let changed = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock(tx, &format!("bucket/{name}"), true).await?;
+                    let mut record = engine.bucket_record(Some(&mut *tx), &name).await?;
+                    change(&mut record);
+                    record.format_version = FORMAT_VERSION;
+                    let text = engine.seal(&mut record, &bucket_place(&name))?;
+                    sqlx::query("UPDATE buckets SET record = $2 WHERE name = $1")
+                        .bind(&name)
+                        .bind(text)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await;
+        self.bucket_changed(bucket);
+        changed
     }
 
     pub(crate) async fn save_job(&self, id: &str, record: &RawJson) -> Result<()> {

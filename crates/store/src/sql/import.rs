@@ -16,9 +16,11 @@ impl SqlEngine {
         let mut record = BucketRecord { format_version: FORMAT_VERSION, mac: None, ..record.clone() };
         let place = bucket_place(&record.name);
         let text = self.seal(&mut record, &place)?;
-        self.transact(move |_, tx| {
-            async move {
-                sqlx::query(
+        let name = record.name.clone();
+        let imported = self
+            .transact(move |_, tx| {
+                async move {
+                    sqlx::query(
                     "INSERT INTO buckets (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = $2",
                 )
                 .bind(&record.name)
@@ -26,11 +28,13 @@ impl SqlEngine {
                 .execute(&mut **tx)
                 .await
                 .map_err(db_error)?;
-                Ok(())
-            }
-            .boxed()
-        })
-        .await
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await;
+        self.bucket_changed(&name);
+        imported
     }
 
     pub(crate) async fn import_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {

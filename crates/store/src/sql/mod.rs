@@ -30,6 +30,7 @@ mod maintenance;
 mod multipart;
 mod objects;
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,9 @@ pub(crate) struct SqlEngine {
     writer: Mutex<()>,
     /// The queue of the committer task (SQLite; `commit.rs`).
     changes: Option<commit::Changes>,
+    /// Bucket records read outside a change (SQLite: no other process writes its database; a PostgreSQL database
+    /// is shared by other servers, whose changes a copy here would miss).
+    buckets: Option<BucketCache>,
     swept_at_open: Reclaimed,
 }
 
@@ -193,7 +197,8 @@ impl SqlEngine {
                 tokio::spawn(commit::run_committer(engine.clone(), queue));
                 changes
             });
-            SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), changes, swept_at_open }
+            let buckets = (dialect == Dialect::Sqlite).then(BucketCache::default);
+            SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), changes, buckets, swept_at_open }
         }))
     }
 
@@ -253,16 +258,33 @@ impl SqlEngine {
         serde_json::to_string(record).map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
-    /// The record of an existing bucket (in `tx`'s view when given).
+    /// The record of an existing bucket (in `tx`'s view when given; else from the cache when it holds it).
     async fn bucket_record(&self, tx: Option<&mut Tx>, name: &str) -> Result<BucketRecord> {
         let query = sqlx::query("SELECT record FROM buckets WHERE name = $1").bind(name);
-        let row = match tx {
-            Some(tx) => query.fetch_optional(&mut **tx).await,
-            None => query.fetch_optional(&self.pool).await,
+        let (row, cache) = match tx {
+            Some(tx) => (query.fetch_optional(&mut **tx).await, None),
+            None => {
+                let cache = self.buckets.as_ref();
+                if let Some(record) = cache.and_then(|cache| cache.get(name)) {
+                    return Ok(record);
+                }
+                let generation = cache.map(BucketCache::generation);
+                (query.fetch_optional(&self.pool).await, cache.zip(generation))
+            }
+        };
+        let row = row.map_err(db_error)?.ok_or(StoreError::NoSuchBucket)?;
+        let record: BucketRecord = self.read_record(row.get::<&str, _>(0), &bucket_place(name))?;
+        if let Some((cache, generation)) = cache {
+            cache.keep(generation, name, &record);
         }
-        .map_err(db_error)?;
-        let row = row.ok_or(StoreError::NoSuchBucket)?;
-        self.read_record(row.get::<&str, _>(0), &bucket_place(name))
+        Ok(record)
+    }
+
+    /// Drops what the cache holds of bucket `name`: called once a change of it ended, committed or not.
+    fn bucket_changed(&self, name: &str) {
+        if let Some(cache) = &self.buckets {
+            cache.forget(name);
+        }
     }
 
     async fn bucket_exists(tx: &mut Tx, name: &str) -> Result<()> {
@@ -288,6 +310,41 @@ impl SqlEngine {
         drop(probe);
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
         Ok(())
+    }
+}
+
+/// Bucket records as last read, with a generation that every change of a bucket moves on: a record read before a
+/// change ended is not kept after it, so no reader puts back a version a change replaced.
+#[derive(Debug, Default)]
+struct BucketCache {
+    state: std::sync::Mutex<(u64, HashMap<String, BucketRecord>)>,
+}
+
+impl BucketCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<String, BucketRecord>)> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, name: &str) -> Option<BucketRecord> {
+        self.lock().1.get(name).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().0
+    }
+
+    /// Keeps `record`, read when the generation was `generation`, unless a change ended since.
+    fn keep(&self, generation: u64, name: &str, record: &BucketRecord) {
+        let mut state = self.lock();
+        if state.0 == generation {
+            state.1.insert(name.to_owned(), record.clone());
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        let mut state = self.lock();
+        state.0 += 1;
+        state.1.remove(name);
     }
 }
 

@@ -1,7 +1,8 @@
 """Coffer benchmark: throughput and server CPU per encryption mode, KMS calls per 1,000 SSE-KMS PUTs, peak RSS of a
 5 GiB upload; with `--rewrap`, rewrap jobs instead: their rate for small and large objects and the client traffic
 they slow down; with `--listing`, listings of a large bucket instead (scripts/bench_listing.py): the first pages a
-restarted server answers, warm listings, and the server's RSS.
+restarted server answers, warm listings, and the server's RSS; with `--metadata`, the metadata engines' small PUT
+and GET rates side by side (scripts/bench_metadata.py).
 
 Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
@@ -989,6 +990,15 @@ def main() -> int:
     parser.add_argument("--listing-drop-caches", action="store_true",
                         help="before every start, sync and drop the page cache, dentries and inodes of the whole "
                              "machine (root only; slows everything else running on it): a cold-cache start")
+    parser.add_argument("--metadata", action="store_true",
+                        help="measure the metadata engines instead: small PUT and GET rates of each engine side by "
+                             "side at several concurrencies (the --metadata-* options, --small-size, --small-block)")
+    parser.add_argument("--metadata-engine", action="append", default=[], metavar="ENGINE",
+                        help="an engine to measure (`coffer server --metadata ENGINE`); repeatable, the first is the "
+                             "base of the ratios (default: directory, sqlite)")
+    parser.add_argument("--metadata-concurrency", action="append", type=int, default=[], metavar="N",
+                        help="client connections; repeatable (default: 16 and 64)")
+    parser.add_argument("--metadata-cycles", type=int, default=7, help="cycles of each measurement (default 7)")
     parser.add_argument("--only", action="append", default=[],
                         help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
@@ -1007,6 +1017,9 @@ def main() -> int:
         # Imported here: bench_listing builds on this module's client and tables.
         from bench_listing import run_listing
         return run_listing(args)
+    if args.metadata:
+        from bench_metadata import run_metadata
+        return run_metadata(args)
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
     if args.rewrap:

@@ -58,7 +58,7 @@ if [[ "${SKIP_E2E:-0}" == "1" ]]; then
     exit 0
 fi
 
-section "end-to-end tests: pytest tests/e2e against target/release/coffer, on the SQL metadata engine (SQLite)"
+section "end-to-end tests: pytest tests/e2e against target/release/coffer, on the directory metadata engine"
 export COFFER_BIN="$repo/target/release/coffer"
 workers="${E2E_WORKERS:-2}"
 parallel=()
@@ -66,9 +66,9 @@ if [[ "$workers" != "0" ]]; then
     parallel=(-n "$workers" --dist loadfile)
 fi
 # shellcheck disable=SC2086  # E2E_ARGS is a list of words on purpose
-COFFER_E2E_METADATA=sqlite .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}
+COFFER_E2E_METADATA=directory .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}
 
-section "end-to-end tests on the default (directory) metadata engine"
+section "end-to-end tests on the default (SQLite) metadata engine"
 # pytest runs last so its summary ("N passed in …") is the final line of the run.
 # shellcheck disable=SC2086
 exec .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}

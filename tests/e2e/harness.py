@@ -297,8 +297,9 @@ class CofferServer:
         env["RUST_LOG"] = os.environ.get("RUST_LOG", "info")
         env["COFFER_ROOT_USER"] = self.root.access_key
         env["COFFER_ROOT_PASSWORD"] = self.root.secret_key
-        # The whole suite runs on another metadata engine with COFFER_E2E_METADATA=sqlite, or =postgres with
-        # COFFER_E2E_POSTGRES_URL naming a server (no database): each data directory gets a database of its own there.
+        # The suite runs on the server's default metadata engine (SQLite), on another with
+        # COFFER_E2E_METADATA=directory, or =postgres with COFFER_E2E_POSTGRES_URL naming a server (no database):
+        # each data directory gets a database of its own there.
         metadata = os.environ.get("COFFER_E2E_METADATA")
         if metadata:
             env["COFFER_METADATA"] = metadata

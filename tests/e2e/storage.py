@@ -1,8 +1,8 @@
 """What a server keeps in its data directory, read and changed the same way whichever metadata engine it runs.
 
-The e2e suite runs on both engines (`COFFER_E2E_METADATA=sqlite` runs it on the SQL one). Tests that look at or
-damage stored records and data go through `storage(server)` and `stored_object(server, bucket, key)`, never through
-the paths of one engine:
+The e2e suite runs on both engines (the SQL one by default, the directory one with `COFFER_E2E_METADATA=directory`).
+Tests that look at or damage stored records and data go through `storage(server)` and `stored_object(server, bucket,
+key)`, never through the paths of one engine:
 
 - directory engine (crates/store/src/layout.rs): every record is a JSON file under DATA/buckets/ — an object's is
   `<bucket>/objects/<sha256(key)>/meta.json` with its data files beside it, an upload's `<bucket>/uploads/<id>/`

@@ -45,9 +45,9 @@ impl std::str::FromStr for DatabaseUrl {
 #[serde(rename_all = "lowercase")]
 pub enum MetadataEngine {
     /// Records as files in the data directory, listings from an index built in memory.
-    #[default]
     Directory,
     /// An SQLite database in the data directory.
+    #[default]
     Sqlite,
     /// A PostgreSQL database (`--metadata-url`), which several servers can share.
     Postgres,
@@ -181,7 +181,7 @@ pub struct ServerArgs {
     pub scrub_interval: Option<String>,
 
     /// Where the metadata is kept: `directory` (records in the data directory), `sqlite` (an SQLite database in
-    /// the data directory) or `postgres` (the PostgreSQL database at --metadata-url) [default: directory].
+    /// the data directory) or `postgres` (the PostgreSQL database at --metadata-url) [default: sqlite].
     #[arg(long, env = "COFFER_METADATA", value_name = "ENGINE")]
     pub metadata: Option<MetadataEngine>,
 

@@ -26,6 +26,7 @@ use s3s::service::S3Service;
 use s3s::xml::Serialize as _;
 use s3s::{Body, HttpError, S3Error};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -156,28 +157,30 @@ pub async fn serve(
     info!("shutdown complete");
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the future is first polled:
+/// called before the listener is bound, a signal that arrives while the server still starts (its port already
+/// accepting) shuts it down gracefully rather than killing it.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    let listen = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|error| warn!(%error, "cannot listen for {name}")).ok()
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => info!("received SIGINT"),
+            () = received(terminate.as_mut()) => info!("received SIGTERM"),
         }
-    };
-    tokio::select! {
-        () = ctrl_c => info!("received SIGINT"),
-        () = terminate => info!("received SIGTERM"),
+    }
+}
+
+/// The next delivery of a signal; never, if it could not be listened for.
+async fn received(signal: Option<&mut Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -179,6 +179,7 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
     }
     .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
     let kms = start_kms(kms_state_dir(&config.data_dir), &config.kms, KmsSecrets::from_env()).await?;
+    let shutdown = shutdown_signal();
     let listener = TcpListener::bind(config.address)
         .await
         .map_err(|source| StartError::Bind { address: config.address, source })?;
@@ -207,7 +208,7 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = listener.local_addr().unwrap_or(config.address);
     info!(data = %config.data_dir.display(), "coffer listening on {scheme}://{address}");
-    serve(listener, service, local, tls, config.connections, shutdown_signal()).await;
+    serve(listener, service, local, tls, config.connections, shutdown).await;
     if let Some(audit) = audit {
         audit.close();
     }

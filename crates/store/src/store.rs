@@ -61,7 +61,7 @@ impl Store {
     /// rebuilt in memory at start. A directory in the directory format is refused.
     pub async fn open_sql(root: impl Into<PathBuf>, postgres_url: Option<&str>) -> Result<Store> {
         let engine = SqlEngine::open(&root.into(), postgres_url).await?;
-        Ok(Store { backend: Backend::Sql(Arc::new(engine)) })
+        Ok(Store { backend: Backend::Sql(engine) })
     }
 
     /// Creates a bucket. `InvalidBucketName` for names breaking S3 rules or reserved (`coffer`, `rustfs`, `minio`);

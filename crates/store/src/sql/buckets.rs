@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::FutureExt;
 use sqlx::Row;
 use time::OffsetDateTime;
 
@@ -30,59 +31,76 @@ impl SqlEngine {
             mac: None,
         };
         let text = self.seal(&mut record, &bucket_place(name))?;
-        let (_writer, mut tx) = self.write().await?;
-        let inserted = sqlx::query("INSERT INTO buckets (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(text)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::BucketAlreadyOwnedByYou);
-        }
-        tx.commit().await.map_err(db_error)
+        let name = name.to_owned();
+        self.transact(move |_, tx| {
+            async move {
+                let inserted =
+                    sqlx::query("INSERT INTO buckets (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                        .bind(name)
+                        .bind(text)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                if inserted.rows_affected() == 0 {
+                    return Err(StoreError::BucketAlreadyOwnedByYou);
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
     }
 
     /// Deletes an empty bucket with its uploads; the uploads' data files go once the change committed.
-    pub(crate) async fn delete_bucket(&self, name: &str) -> Result<()> {
-        let (_writer, mut tx) = self.write().await?;
-        self.lock(&mut tx, &format!("bucket/{name}"), true).await?;
-        Self::bucket_exists(&mut tx, name).await?;
-        let object = sqlx::query("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if object.is_some() {
-            return Err(StoreError::BucketNotEmpty);
-        }
-        let mut unreferenced = Vec::new();
-        let parts = sqlx::query("SELECT upload_id, number, record FROM parts WHERE bucket = $1")
-            .bind(name)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        for row in &parts {
-            // An unreadable part record still has its data file removed with the bucket: nothing else names it.
-            if let Ok(record) = self.part_record(name, row.get(0), row.get::<i64, _>(1), row.get(2)) {
-                unreferenced.push(record.data_file);
-            }
-        }
-        for statement in [
-            "DELETE FROM parts WHERE bucket = $1",
-            "DELETE FROM uploads WHERE bucket = $1",
-            "DELETE FROM buckets WHERE name = $1",
-        ] {
-            sqlx::query(statement).bind(name).execute(&mut *tx).await.map_err(db_error)?;
-        }
-        Self::forget_data_files(&mut tx, &unreferenced).await?;
-        tx.commit().await.map_err(db_error)?;
+    pub(crate) async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let name = bucket.to_owned();
+        let deleted = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock(tx, &format!("bucket/{name}"), true).await?;
+                    Self::bucket_exists(tx, &name).await?;
+                    let object = sqlx::query("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
+                        .bind(&name)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    if object.is_some() {
+                        return Err(StoreError::BucketNotEmpty);
+                    }
+                    let mut unreferenced = Vec::new();
+                    let parts = sqlx::query("SELECT upload_id, number, record FROM parts WHERE bucket = $1")
+                        .bind(&name)
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    for row in &parts {
+                        // An unreadable part record still has its data file removed with the bucket: nothing else
+                        // names it.
+                        if let Ok(record) = engine.part_record(&name, row.get(0), row.get::<i64, _>(1), row.get(2)) {
+                            unreferenced.push(record.data_file);
+                        }
+                    }
+                    for statement in [
+                        "DELETE FROM parts WHERE bucket = $1",
+                        "DELETE FROM uploads WHERE bucket = $1",
+                        "DELETE FROM buckets WHERE name = $1",
+                    ] {
+                        sqlx::query(statement).bind(&name).execute(&mut **tx).await.map_err(db_error)?;
+                    }
+                    Self::forget_data_files(tx, &unreferenced).await?;
+                    Ok(unreferenced)
+                }
+                .boxed()
+            })
+            .await;
+        self.bucket_changed(bucket);
+        let unreferenced = deleted?;
         self.data.remove(&unreferenced);
         Ok(())
     }
 
     pub(crate) async fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
-        Ok(info(self.bucket_record(name).await?))
+        Ok(info(self.bucket_record(None, name).await?))
     }
 
     pub(crate) async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -103,7 +121,7 @@ impl SqlEngine {
     }
 
     pub(crate) async fn bucket_encryption(&self, name: &str) -> Result<Option<RawJson>> {
-        Ok(self.bucket_record(name).await?.encryption)
+        Ok(self.bucket_record(None, name).await?.encryption)
     }
 
     pub(crate) async fn set_bucket_encryption(&self, name: &str, config: Option<RawJson>) -> Result<()> {
@@ -114,32 +132,47 @@ impl SqlEngine {
         self.change_bucket(name, |record| record.policy = policy).await
     }
 
-    async fn change_bucket(&self, name: &str, change: impl FnOnce(&mut BucketRecord)) -> Result<()> {
-        let (_writer, mut tx) = self.write().await?;
-        self.lock(&mut tx, &format!("bucket/{name}"), true).await?;
-        let mut record = self.bucket_record(name).await?;
-        change(&mut record);
-        record.format_version = FORMAT_VERSION;
-        let text = self.seal(&mut record, &bucket_place(name))?;
-        sqlx::query("UPDATE buckets SET record = $2 WHERE name = $1")
-            .bind(name)
-            .bind(text)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+    async fn change_bucket(&self, bucket: &str, change: impl FnOnce(&mut BucketRecord) + Send + 'static) -> Result<()> {
+        let name = bucket.to_owned();
+        let changed = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock(tx, &format!("bucket/{name}"), true).await?;
+                    let mut record = engine.bucket_record(Some(&mut *tx), &name).await?;
+                    change(&mut record);
+                    record.format_version = FORMAT_VERSION;
+                    let text = engine.seal(&mut record, &bucket_place(&name))?;
+                    sqlx::query("UPDATE buckets SET record = $2 WHERE name = $1")
+                        .bind(&name)
+                        .bind(text)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await;
+        self.bucket_changed(bucket);
+        changed
     }
 
     pub(crate) async fn save_job(&self, id: &str, record: &RawJson) -> Result<()> {
         validate_job_id(id)?;
-        let (_writer, mut tx) = self.write().await?;
-        sqlx::query("INSERT INTO jobs (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = $2")
-            .bind(id)
-            .bind(record.get())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        let (id, text) = (id.to_owned(), record.get().to_owned());
+        self.transact(move |_, tx| {
+            async move {
+                sqlx::query("INSERT INTO jobs (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = $2")
+                    .bind(id)
+                    .bind(text)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
     }
 
     pub(crate) async fn job_records(&self) -> Result<Vec<RawJson>> {
@@ -173,26 +206,40 @@ impl SqlEngine {
     }
 
     pub(crate) async fn set_user_policy(&self, access_key: &str, policy: Option<String>) -> Result<()> {
-        let (_writer, mut tx) = self.write().await?;
-        match policy {
+        let text = match policy {
             Some(policy) => {
                 let mut record = UserPolicyRecord { format_version: FORMAT_VERSION, policy, mac: None };
-                let text = self.seal(&mut record, &user_policy_place(access_key))?;
-                sqlx::query(
-                    "INSERT INTO user_policies (access_key, record) VALUES ($1, $2) \
-                     ON CONFLICT (access_key) DO UPDATE SET record = $2",
-                )
-                .bind(access_key)
-                .bind(text)
-                .execute(&mut *tx)
-                .await
+                Some(self.seal(&mut record, &user_policy_place(access_key))?)
             }
-            None => {
-                sqlx::query("DELETE FROM user_policies WHERE access_key = $1").bind(access_key).execute(&mut *tx).await
+            None => None,
+        };
+        let access_key = access_key.to_owned();
+        self.transact(move |_, tx| {
+            async move {
+                match text {
+                    Some(text) => {
+                        sqlx::query(
+                            "INSERT INTO user_policies (access_key, record) VALUES ($1, $2) \
+                             ON CONFLICT (access_key) DO UPDATE SET record = $2",
+                        )
+                        .bind(access_key)
+                        .bind(text)
+                        .execute(&mut **tx)
+                        .await
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM user_policies WHERE access_key = $1")
+                            .bind(access_key)
+                            .execute(&mut **tx)
+                            .await
+                    }
+                }
+                .map_err(db_error)?;
+                Ok(())
             }
-        }
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+            .boxed()
+        })
+        .await
     }
 }
 

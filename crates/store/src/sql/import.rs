@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use futures::FutureExt;
 use sqlx::Row;
 
 use super::{bucket_place, db_error, nanos, part_place, upload_place, SqlEngine};
@@ -15,24 +16,42 @@ impl SqlEngine {
         let mut record = BucketRecord { format_version: FORMAT_VERSION, mac: None, ..record.clone() };
         let place = bucket_place(&record.name);
         let text = self.seal(&mut record, &place)?;
-        let (_writer, mut tx) = self.write().await?;
-        sqlx::query("INSERT INTO buckets (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = $2")
-            .bind(&record.name)
-            .bind(text)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        let name = record.name.clone();
+        let imported = self
+            .transact(move |_, tx| {
+                async move {
+                    sqlx::query(
+                    "INSERT INTO buckets (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = $2",
+                )
+                .bind(&record.name)
+                .bind(text)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await;
+        self.bucket_changed(&name);
+        imported
     }
 
     pub(crate) async fn import_object(&self, bucket: &str, record: ObjectRecord) -> Result<()> {
         let key = record.meta.key.clone();
         let record = ObjectRecord { format_version: FORMAT_VERSION, completed_upload: None, mac: None, ..record };
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_object(&mut tx, bucket, &key).await?;
-        Self::reference_data_files(&mut tx, &record.data_files).await?;
-        self.write_object_row(&mut tx, bucket, &key, record).await?;
-        tx.commit().await.map_err(db_error)
+        let bucket = bucket.to_owned();
+        self.transact(move |engine, tx| {
+            async move {
+                engine.lock_object(tx, &bucket, &key).await?;
+                Self::bucket_exists(tx, &bucket).await?;
+                Self::reference_data_files(tx, &record.data_files).await?;
+                engine.write_object_row(tx, &bucket, &key, record).await?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
     }
 
     pub(crate) async fn import_upload(&self, bucket: &str, upload: UploadRecord, parts: Vec<PartRecord>) -> Result<()> {
@@ -41,38 +60,48 @@ impl SqlEngine {
         let initiated = nanos(upload.meta.initiated);
         let key = upload.key.clone();
         let text = self.seal(&mut upload, &upload_place(bucket, &upload_id))?;
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_bucket_contents(&mut tx, bucket).await?;
-        sqlx::query(
-            "INSERT INTO uploads (bucket, upload_id, key, initiated, record) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (bucket, upload_id) DO UPDATE SET record = $5",
-        )
-        .bind(bucket)
-        .bind(&upload_id)
-        .bind(key.as_bytes())
-        .bind(initiated)
-        .bind(text)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        let mut sealed = Vec::with_capacity(parts.len());
         for part in parts {
             let number = part.meta.number;
             let mut part = PartRecord { format_version: FORMAT_VERSION, mac: None, ..part };
             let text = self.seal(&mut part, &part_place(bucket, &upload_id, number))?;
-            Self::reference_data_files(&mut tx, std::slice::from_ref(&part.data_file)).await?;
-            sqlx::query(
-                "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
-            )
-            .bind(bucket)
-            .bind(&upload_id)
-            .bind(i64::from(number))
-            .bind(text)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            sealed.push((number, part.data_file, text));
         }
-        tx.commit().await.map_err(db_error)
+        let bucket = bucket.to_owned();
+        self.transact(move |engine, tx| {
+            async move {
+                engine.lock_bucket_contents(tx, &bucket).await?;
+                sqlx::query(
+                    "INSERT INTO uploads (bucket, upload_id, key, initiated, record) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (bucket, upload_id) DO UPDATE SET record = $5",
+                )
+                .bind(&bucket)
+                .bind(&upload_id)
+                .bind(key.as_bytes())
+                .bind(initiated)
+                .bind(text)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                for (number, data_file, text) in sealed {
+                    Self::reference_data_files(tx, std::slice::from_ref(&data_file)).await?;
+                    sqlx::query(
+                        "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
+                    )
+                    .bind(&bucket)
+                    .bind(&upload_id)
+                    .bind(i64::from(number))
+                    .bind(text)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
     }
 
     pub(crate) async fn count_objects(&self, bucket: &str) -> Result<u64> {

@@ -13,7 +13,7 @@ use crate::scrub::{finding, ScrubFinding};
 
 impl SqlEngine {
     pub(crate) async fn object_ids(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        self.bucket_record(bucket).await?;
+        self.bucket_record(None, bucket).await?;
         let rows =
             sqlx::query("SELECT key FROM objects WHERE bucket = $1 AND ($2 IS NULL OR key > $2) ORDER BY key LIMIT $3")
                 .bind(bucket)
@@ -36,7 +36,7 @@ impl SqlEngine {
             .await
             .map_err(db_error)?;
         let Some(row) = row else {
-            self.bucket_record(bucket).await?;
+            self.bucket_record(None, bucket).await?;
             return Ok(ScrubFinding::Absent);
         };
         let record: ObjectRecord = match self.read_record(row.get(0), &object_place(bucket, key)) {

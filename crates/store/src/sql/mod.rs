@@ -11,22 +11,27 @@
 //!
 //! Rows keep the same signed records as the directory engine (`layout.rs`): each record's MAC is bound to its
 //! place (`db/objects/<bucket>/<key>`, …), so an edited or moved row fails closed. Every change of an object is one
-//! transaction, which also keeps the `data_files` table of referenced data files; a listing is a range query on
-//! `(bucket, key)`: no index in memory, no per-key RAM, the first page right after a start.
+//! atomic change (`commit.rs`: its own transaction, or with SQLite a savepoint in a group commit), which also keeps
+//! the `data_files` table of referenced data files; a listing is a range query on `(bucket, key)`: no index in
+//! memory, no per-key RAM, the first page right after a start.
 //!
-//! Concurrent writers of one object (or of a bucket and its objects) are serialized: with SQLite by one in-process
-//! writer lock (SQLite has one writer; the lock keeps deferred transactions from meeting `SQLITE_BUSY`), with
+//! Concurrent writers of one object (or of a bucket and its objects) are serialized: with SQLite by its one
+//! committer task, which runs the changes one after the other (SQLite has one writer; the committer and the
+//! checkpoints of [`SqlEngine::erase_replaced`] share a writer lock, so no transaction meets `SQLITE_BUSY`), with
 //! PostgreSQL, which several nodes share, by transaction-scoped advisory locks on the object's and the bucket's
-//! names. Reads run concurrently. The SQL is common to both (`$n` parameters, `ON CONFLICT` upserts); only the
+//! names. Reads run concurrently, on the pool's other connections. The SQL is common to both (`$n` parameters, `ON CONFLICT` upserts); only the
 //! schema's types and the locks differ ([`Dialect`]).
 
 mod buckets;
+mod commit;
 mod import;
 mod listing;
 mod maintenance;
 mod multipart;
 mod objects;
 
+use std::collections::HashMap;
+use std::fmt::Display;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,7 +40,7 @@ use aws_lc_rs::digest::{digest, SHA256};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{mpsc, Mutex};
 
 use crate::data_dir::DataDir;
 use crate::engine::SQL_ENGINE_MARKER;
@@ -96,14 +101,20 @@ pub(crate) struct SqlEngine {
     data: Arc<DataDir>,
     tmp_dir: PathBuf,
     macs: RecordMac,
+    /// Held by a group commit or a WAL checkpoint (SQLite).
     writer: Mutex<()>,
+    /// The queue of the committer task (SQLite; `commit.rs`).
+    changes: Option<commit::Changes>,
+    /// Bucket records read outside a change (SQLite: no other process writes its database; a PostgreSQL database
+    /// is shared by other servers, whose changes a copy here would miss).
+    buckets: Option<BucketCache>,
     swept_at_open: Reclaimed,
 }
 
 type Tx = Transaction<'static, Any>;
 
 /// A store error from the database.
-fn db_error(e: sqlx::Error) -> StoreError {
+fn db_error(e: impl Display) -> StoreError {
     StoreError::Io(io::Error::other(format!("metadata database: {e}")))
 }
 
@@ -111,11 +122,12 @@ impl SqlEngine {
     /// Opens (creating if needed) the engine under `root` with the metadata in SQLite (`root/coffer.sqlite`), or in
     /// the PostgreSQL database at `postgres_url`. A directory in the directory engine's format is refused: it must
     /// be imported first.
-    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
+    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<Arc<SqlEngine>> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
-                "{} holds data in the directory format: import it first with `coffer migrate --data {}` (with the \
-                 same --metadata settings), or start with --metadata directory",
+                "{} holds data in the directory format, which the SQL metadata engine (SQLite, the default, or \
+                 PostgreSQL) does not read: import it with `coffer migrate --data {}` (with the same --metadata \
+                 settings), or keep it with --metadata directory",
                 root.display(),
                 root.display()
             ))));
@@ -124,7 +136,7 @@ impl SqlEngine {
     }
 
     /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it).
-    pub(crate) async fn open_for_import(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
+    pub(crate) async fn open_for_import(root: &Path, postgres_url: Option<&str>) -> Result<Arc<SqlEngine>> {
         let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
         create_private_dir_all(&tmp_dir)?;
@@ -154,6 +166,8 @@ impl SqlEngine {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            // An embedded database's connection cannot break as a network one can: no round trip to test it.
+            .test_before_acquire(dialect == Dialect::Postgres)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
@@ -177,7 +191,15 @@ impl SqlEngine {
             Dialect::Postgres => POSTGRES_SCHEMA,
         };
         sqlx::raw_sql(schema).execute(&pool).await.map_err(db_error)?;
-        Ok(SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), swept_at_open })
+        Ok(Arc::new_cyclic(|engine| {
+            let changes = (dialect == Dialect::Sqlite).then(|| {
+                let (changes, queue) = mpsc::unbounded_channel();
+                tokio::spawn(commit::run_committer(engine.clone(), queue));
+                changes
+            });
+            let buckets = (dialect == Dialect::Sqlite).then(BucketCache::default);
+            SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), changes, buckets, swept_at_open }
+        }))
     }
 
     /// See [`crate::Store::erase_replaced`]: the WAL's older frames still hold what later frames replaced.
@@ -197,18 +219,8 @@ impl SqlEngine {
         &self.tmp_dir
     }
 
-    /// A write transaction; with SQLite, under the writer lock.
-    async fn write(&self) -> Result<(Option<MutexGuard<'_, ()>>, Tx)> {
-        let guard = match self.dialect {
-            Dialect::Sqlite => Some(self.writer.lock().await),
-            Dialect::Postgres => None,
-        };
-        let tx = self.pool.begin().await.map_err(db_error)?;
-        Ok((guard, tx))
-    }
-
     /// Serializes, until `tx` ends, the writers of one name: an object (`object/<bucket>/<key>`), or a bucket
-    /// (`bucket/<name>`: shared by writers of its contents, exclusive for its deletion). With SQLite the writer lock
+    /// (`bucket/<name>`: shared by writers of its contents, exclusive for its deletion). With SQLite the committer
     /// already does.
     async fn lock(&self, tx: &mut Tx, name: &str, exclusive: bool) -> Result<()> {
         if self.dialect == Dialect::Sqlite {
@@ -228,9 +240,10 @@ impl SqlEngine {
         Self::bucket_exists(tx, name).await
     }
 
-    /// Locks object `key` of `bucket` for a change, and its bucket's contents.
+    /// Locks object `key` of `bucket` for a change, and its bucket's contents. The caller's read of the object
+    /// ([`SqlEngine::current`]) checks that the bucket exists.
     async fn lock_object(&self, tx: &mut Tx, bucket: &str, key: &str) -> Result<()> {
-        self.lock_bucket_contents(tx, bucket).await?;
+        self.lock(tx, &format!("bucket/{bucket}"), false).await?;
         self.lock(tx, &format!("object/{bucket}/{key}"), true).await
     }
 
@@ -245,15 +258,33 @@ impl SqlEngine {
         serde_json::to_string(record).map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
-    /// The record of an existing bucket.
-    async fn bucket_record(&self, name: &str) -> Result<BucketRecord> {
-        let row = sqlx::query("SELECT record FROM buckets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let row = row.ok_or(StoreError::NoSuchBucket)?;
-        self.read_record(row.get::<&str, _>(0), &bucket_place(name))
+    /// The record of an existing bucket (in `tx`'s view when given; else from the cache when it holds it).
+    async fn bucket_record(&self, tx: Option<&mut Tx>, name: &str) -> Result<BucketRecord> {
+        let query = sqlx::query("SELECT record FROM buckets WHERE name = $1").bind(name);
+        let (row, cache) = match tx {
+            Some(tx) => (query.fetch_optional(&mut **tx).await, None),
+            None => {
+                let cache = self.buckets.as_ref();
+                if let Some(record) = cache.and_then(|cache| cache.get(name)) {
+                    return Ok(record);
+                }
+                let generation = cache.map(BucketCache::generation);
+                (query.fetch_optional(&self.pool).await, cache.zip(generation))
+            }
+        };
+        let row = row.map_err(db_error)?.ok_or(StoreError::NoSuchBucket)?;
+        let record: BucketRecord = self.read_record(row.get::<&str, _>(0), &bucket_place(name))?;
+        if let Some((cache, generation)) = cache {
+            cache.keep(generation, name, &record);
+        }
+        Ok(record)
+    }
+
+    /// Drops what the cache holds of bucket `name`: called once a change of it ended, committed or not.
+    fn bucket_changed(&self, name: &str) {
+        if let Some(cache) = &self.buckets {
+            cache.forget(name);
+        }
     }
 
     async fn bucket_exists(tx: &mut Tx, name: &str) -> Result<()> {
@@ -279,6 +310,41 @@ impl SqlEngine {
         drop(probe);
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
         Ok(())
+    }
+}
+
+/// Bucket records as last read, with a generation that every change of a bucket moves on: a record read before a
+/// change ended is not kept after it, so no reader puts back a version a change replaced.
+#[derive(Debug, Default)]
+struct BucketCache {
+    state: std::sync::Mutex<(u64, HashMap<String, BucketRecord>)>,
+}
+
+impl BucketCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<String, BucketRecord>)> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, name: &str) -> Option<BucketRecord> {
+        self.lock().1.get(name).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().0
+    }
+
+    /// Keeps `record`, read when the generation was `generation`, unless a change ended since.
+    fn keep(&self, generation: u64, name: &str, record: &BucketRecord) {
+        let mut state = self.lock();
+        if state.0 == generation {
+            state.1.insert(name.to_owned(), record.clone());
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        let mut state = self.lock();
+        state.0 += 1;
+        state.1.remove(name);
     }
 }
 

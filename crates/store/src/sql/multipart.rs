@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::FutureExt;
 use sqlx::Row;
 use time::OffsetDateTime;
 
@@ -30,36 +31,50 @@ impl SqlEngine {
             mac: None,
         };
         let text = self.seal(&mut record, &upload_place(bucket, &upload_id))?;
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_bucket_contents(&mut tx, bucket).await?;
-        sqlx::query("INSERT INTO uploads (bucket, upload_id, key, initiated, record) VALUES ($1, $2, $3, $4, $5)")
-            .bind(bucket)
-            .bind(&upload_id)
-            .bind(key.as_bytes())
-            .bind(initiated)
-            .bind(text)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        let (bucket, id) = (bucket.to_owned(), upload_id.clone());
+        self.transact(move |engine, tx| {
+            async move {
+                engine.lock_bucket_contents(tx, &bucket).await?;
+                sqlx::query(
+                    "INSERT INTO uploads (bucket, upload_id, key, initiated, record) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&bucket)
+                .bind(id)
+                .bind(record.key.as_bytes())
+                .bind(initiated)
+                .bind(text)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await?;
         Ok(upload_id)
     }
 
     /// The record of an upload of `key` (in `tx`'s view when given).
-    async fn find_upload(&self, tx: Option<&mut Tx>, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
+    async fn find_upload(
+        &self,
+        mut tx: Option<&mut Tx>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord> {
         if !is_upload_id(upload_id) {
-            self.bucket_record(bucket).await?;
+            self.bucket_record(tx, bucket).await?;
             return Err(StoreError::NoSuchUpload);
         }
         let query =
             sqlx::query("SELECT record FROM uploads WHERE bucket = $1 AND upload_id = $2").bind(bucket).bind(upload_id);
-        let row = match tx {
+        let row = match tx.as_deref_mut() {
             Some(tx) => query.fetch_optional(&mut **tx).await,
             None => query.fetch_optional(&self.pool).await,
         }
         .map_err(db_error)?;
         let Some(row) = row else {
-            self.bucket_record(bucket).await?;
+            self.bucket_record(tx, bucket).await?;
             return Err(StoreError::NoSuchUpload);
         };
         let record: UploadRecord = self.read_record(row.get(0), &upload_place(bucket, upload_id))?;
@@ -119,39 +134,49 @@ impl SqlEngine {
         data_checksums: Option<crate::chunk_checksums::ChunkChecksums>,
     ) -> Result<PartMeta> {
         let number = part.number;
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_upload(&mut tx, bucket, upload_id).await?;
-        self.find_upload(Some(&mut tx), bucket, key, upload_id).await?;
-        let old = sqlx::query("SELECT record FROM parts WHERE bucket = $1 AND upload_id = $2 AND number = $3")
-            .bind(bucket)
-            .bind(upload_id)
-            .bind(i64::from(number))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let replaced = match old {
-            Some(row) => vec![self.part_record(bucket, upload_id, i64::from(number), row.get(0))?.data_file],
-            None => Vec::new(),
-        };
-        let mut record =
-            PartRecord { format_version: FORMAT_VERSION, meta: part, data_file, data_checksums, mac: None };
-        let text = self.seal(&mut record, &part_place(bucket, upload_id, number))?;
-        sqlx::query(
-            "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
-        )
-        .bind(bucket)
-        .bind(upload_id)
-        .bind(i64::from(number))
-        .bind(text)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        Self::forget_data_files(&mut tx, &replaced).await?;
-        Self::reference_data_files(&mut tx, std::slice::from_ref(&record.data_file)).await?;
-        tx.commit().await.map_err(db_error)?;
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let (meta, replaced) = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock_upload(tx, &bucket, &upload_id).await?;
+                    engine.find_upload(Some(&mut *tx), &bucket, &key, &upload_id).await?;
+                    let old =
+                        sqlx::query("SELECT record FROM parts WHERE bucket = $1 AND upload_id = $2 AND number = $3")
+                            .bind(&bucket)
+                            .bind(&upload_id)
+                            .bind(i64::from(number))
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
+                    let replaced = match old {
+                        Some(row) => {
+                            vec![engine.part_record(&bucket, &upload_id, i64::from(number), row.get(0))?.data_file]
+                        }
+                        None => Vec::new(),
+                    };
+                    let mut record =
+                        PartRecord { format_version: FORMAT_VERSION, meta: part, data_file, data_checksums, mac: None };
+                    let text = engine.seal(&mut record, &part_place(&bucket, &upload_id, number))?;
+                    sqlx::query(
+                        "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
+                    )
+                    .bind(&bucket)
+                    .bind(&upload_id)
+                    .bind(i64::from(number))
+                    .bind(text)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                    Self::forget_data_files(tx, &replaced).await?;
+                    Self::reference_data_files(tx, std::slice::from_ref(&record.data_file)).await?;
+                    Ok((record.meta, replaced))
+                }
+                .boxed()
+            })
+            .await?;
         self.data.remove(&replaced);
-        Ok(record.meta)
+        Ok(meta)
     }
 
     /// Every part record of an upload, by number (in `tx`'s view when given).
@@ -185,84 +210,108 @@ impl SqlEngine {
         if chosen.is_empty() {
             return Err(StoreError::InvalidMeta("a multipart upload completes with at least one part"));
         }
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_upload(&mut tx, bucket, upload_id).await?;
-        self.find_upload(Some(&mut tx), bucket, key, upload_id).await?;
-        let mut stored: HashMap<u32, PartRecord> = self
-            .part_records(Some(&mut tx), bucket, upload_id)
-            .await?
-            .into_iter()
-            .map(|record| (record.meta.number, record))
-            .collect();
-        let mut seen = HashSet::new();
-        let mut parts = Vec::with_capacity(chosen.len());
-        for &number in chosen {
-            validate_part_number(number)?;
-            if !seen.insert(number) {
-                return Err(StoreError::InvalidPart(number));
-            }
-            parts.push(stored.remove(&number).ok_or(StoreError::InvalidPart(number))?);
-        }
-        check_expected_parts(&parts, &meta.parts)?;
-        let unused: Vec<String> = stored.into_values().map(|record| record.data_file).collect();
-        self.lock(&mut tx, &format!("object/{bucket}/{key}"), true).await?;
-        meta.key = key.to_owned();
-        meta.last_modified = OffsetDateTime::now_utc();
-        let mut data_files = Vec::with_capacity(parts.len());
-        let mut data_checksums = Vec::with_capacity(parts.len());
-        meta.parts = parts
-            .into_iter()
-            .map(|part| {
-                data_files.push(part.data_file);
-                data_checksums.push(part.data_checksums);
-                part.meta
+        let (bucket, key, upload_id, chosen) =
+            (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), chosen.to_vec());
+        let (meta, unreferenced) = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock_upload(tx, &bucket, &upload_id).await?;
+                    engine.find_upload(Some(&mut *tx), &bucket, &key, &upload_id).await?;
+                    let mut stored: HashMap<u32, PartRecord> = engine
+                        .part_records(Some(&mut *tx), &bucket, &upload_id)
+                        .await?
+                        .into_iter()
+                        .map(|record| (record.meta.number, record))
+                        .collect();
+                    let mut seen = HashSet::new();
+                    let mut parts = Vec::with_capacity(chosen.len());
+                    for &number in &chosen {
+                        validate_part_number(number)?;
+                        if !seen.insert(number) {
+                            return Err(StoreError::InvalidPart(number));
+                        }
+                        parts.push(stored.remove(&number).ok_or(StoreError::InvalidPart(number))?);
+                    }
+                    check_expected_parts(&parts, &meta.parts)?;
+                    let unused: Vec<String> = stored.into_values().map(|record| record.data_file).collect();
+                    engine.lock(tx, &format!("object/{bucket}/{key}"), true).await?;
+                    meta.key = key.clone();
+                    meta.last_modified = OffsetDateTime::now_utc();
+                    let mut data_files = Vec::with_capacity(parts.len());
+                    let mut data_checksums = Vec::with_capacity(parts.len());
+                    meta.parts = parts
+                        .into_iter()
+                        .map(|part| {
+                            data_files.push(part.data_file);
+                            data_checksums.push(part.data_checksums);
+                            part.meta
+                        })
+                        .collect();
+                    for statement in [
+                        "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
+                        "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
+                    ] {
+                        sqlx::query(statement)
+                            .bind(&bucket)
+                            .bind(&upload_id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    let record = ObjectRecord {
+                        format_version: FORMAT_VERSION,
+                        meta,
+                        data_files,
+                        inline_data: None,
+                        data_checksums,
+                        completed_upload: None,
+                        mac: None,
+                    };
+                    engine.commit_object_in(tx, &bucket, &key, record, None, &unused).await
+                }
+                .boxed()
             })
-            .collect();
-        for statement in [
-            "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
-            "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
-        ] {
-            sqlx::query(statement).bind(bucket).bind(upload_id).execute(&mut *tx).await.map_err(db_error)?;
-        }
-        let record = ObjectRecord {
-            format_version: FORMAT_VERSION,
-            meta,
-            data_files,
-            inline_data: None,
-            data_checksums,
-            completed_upload: None,
-            mac: None,
-        };
-        let (meta, unreferenced) = self.commit_object_in(&mut tx, bucket, key, record, None, &unused).await?;
-        tx.commit().await.map_err(db_error)?;
+            .await?;
         self.data.remove(&unreferenced);
         Ok(meta)
     }
 
     pub(crate) async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_upload(&mut tx, bucket, upload_id).await?;
-        self.find_upload(Some(&mut tx), bucket, key, upload_id).await?;
-        let files: Vec<String> = self
-            .part_records(Some(&mut tx), bucket, upload_id)
-            .await?
-            .into_iter()
-            .map(|record| record.data_file)
-            .collect();
-        for statement in [
-            "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
-            "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
-        ] {
-            sqlx::query(statement).bind(bucket).bind(upload_id).execute(&mut *tx).await.map_err(db_error)?;
-        }
-        Self::forget_data_files(&mut tx, &files).await?;
-        tx.commit().await.map_err(db_error)?;
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let files = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock_upload(tx, &bucket, &upload_id).await?;
+                    engine.find_upload(Some(&mut *tx), &bucket, &key, &upload_id).await?;
+                    let files: Vec<String> = engine
+                        .part_records(Some(&mut *tx), &bucket, &upload_id)
+                        .await?
+                        .into_iter()
+                        .map(|record| record.data_file)
+                        .collect();
+                    for statement in [
+                        "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
+                        "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
+                    ] {
+                        sqlx::query(statement)
+                            .bind(&bucket)
+                            .bind(&upload_id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    Self::forget_data_files(tx, &files).await?;
+                    Ok(files)
+                }
+                .boxed()
+            })
+            .await?;
         self.data.remove(&files);
         Ok(())
     }
 
     pub(crate) async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
-        self.bucket_record(bucket).await?;
+        self.bucket_record(None, bucket).await?;
         let rows = sqlx::query(
             "SELECT upload_id, record FROM uploads WHERE bucket = $1 AND key >= $2 ORDER BY key, initiated, upload_id",
         )

@@ -1,10 +1,11 @@
 //! Object operations of the SQL engine: put (optionally only over an expected version), metadata update, head,
-//! open (pinned to the version read), delete. Each is one transaction; data files are put in place before it and
-//! the ones it stopped naming are removed after it.
+//! open (pinned to the version read), delete. Each is one change (`commit.rs`); data files are put in place before
+//! it and the ones it stopped naming are removed after it.
 
 use std::sync::Arc;
 
 use base64_simd::STANDARD as BASE64;
+use futures::FutureExt;
 use sqlx::Row;
 
 use super::{db_error, nanos, object_place, to_i64, SqlEngine, Tx};
@@ -65,23 +66,27 @@ impl SqlEngine {
         mut meta: ObjectMeta,
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_object(&mut tx, bucket, key).await?;
-        let current = self.current(&mut tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?;
-        let same_data = meta.parts.len() == current.meta.parts.len()
-            && meta
-                .parts
-                .iter()
-                .zip(&current.meta.parts)
-                .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
-        if !same_data {
-            return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
-        }
-        meta.key = key.to_owned();
-        let record = ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..current };
-        let meta = self.write_object_row(&mut tx, bucket, key, record).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(meta)
+        let (bucket, key, expected) = (bucket.to_owned(), key.to_owned(), expected.clone());
+        self.transact(move |engine, tx| {
+            async move {
+                engine.lock_object(tx, &bucket, &key).await?;
+                let current = engine.current(tx, &bucket, &key, Some(&expected)).await?.ok_or(StoreError::Changed)?;
+                let same_data = meta.parts.len() == current.meta.parts.len()
+                    && meta
+                        .parts
+                        .iter()
+                        .zip(&current.meta.parts)
+                        .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
+                if !same_data {
+                    return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
+                }
+                meta.key = key.clone();
+                let record = ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..current };
+                engine.write_object_row(tx, &bucket, &key, record).await
+            }
+            .boxed()
+        })
+        .await
     }
 
     /// Commits `record` as the object in one transaction (only over `expected` when given), recording its data
@@ -93,10 +98,16 @@ impl SqlEngine {
         record: ObjectRecord,
         expected: Option<&ObjectMeta>,
     ) -> Result<ObjectMeta> {
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_object(&mut tx, bucket, key).await?;
-        let (meta, unreferenced) = self.commit_object_in(&mut tx, bucket, key, record, expected, &[]).await?;
-        tx.commit().await.map_err(db_error)?;
+        let (bucket, key, expected) = (bucket.to_owned(), key.to_owned(), expected.cloned());
+        let (meta, unreferenced) = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock_object(tx, &bucket, &key).await?;
+                    engine.commit_object_in(tx, &bucket, &key, record, expected.as_ref(), &[]).await
+                }
+                .boxed()
+            })
+            .await?;
         self.data.remove(&unreferenced);
         Ok(meta)
     }
@@ -115,11 +126,18 @@ impl SqlEngine {
         let new_files = record.data_files.clone();
         let replaced = match expected {
             Some(expected) => Some(self.current(tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?),
-            None => self.current(tx, bucket, key, None).await.unwrap_or_else(|e| {
-                // An unreadable old version is replaced all the same; its files are left to garbage collection.
-                tracing::warn!(bucket, error = %e, "replacing an unreadable object record");
-                None
-            }),
+            None => match Self::current_text(tx, bucket, key).await? {
+                Some(text) => self.read_record(&text, &object_place(bucket, key)).map_or_else(
+                    |e| {
+                        // An unreadable old version is replaced all the same; its files are left to garbage
+                        // collection.
+                        tracing::warn!(bucket, error = %e, "replacing an unreadable object record");
+                        None
+                    },
+                    Some,
+                ),
+                None => None,
+            },
         };
         let mut unreferenced: Vec<String> = replaced.map(|old| old.data_files).unwrap_or_default();
         unreferenced.extend_from_slice(also_unreferenced);
@@ -156,6 +174,7 @@ impl SqlEngine {
     }
 
     /// The committed record of `key` in the transaction's view; with `expected`, `None` unless it is that version.
+    /// `NoSuchBucket` if the bucket does not exist.
     async fn current(
         &self,
         tx: &mut Tx,
@@ -163,18 +182,25 @@ impl SqlEngine {
         key: &str,
         expected: Option<&ObjectMeta>,
     ) -> Result<Option<ObjectRecord>> {
-        let row = sqlx::query("SELECT record FROM objects WHERE bucket = $1 AND key = $2")
-            .bind(bucket)
-            .bind(key.as_bytes())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let record: ObjectRecord = self.read_record(row.get(0), &object_place(bucket, key))?;
+        let Some(text) = Self::current_text(tx, bucket, key).await? else { return Ok(None) };
+        let record: ObjectRecord = self.read_record(&text, &object_place(bucket, key))?;
         Ok(match expected {
             Some(expected) if record.meta != *expected => None,
             _ => Some(record),
         })
+    }
+
+    /// The unchecked record text of `key` in the transaction's view, read with the bucket's existence in one query.
+    async fn current_text(tx: &mut Tx, bucket: &str, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT o.record FROM buckets b LEFT JOIN objects o ON o.bucket = b.name AND o.key = $2 WHERE b.name = $1",
+        )
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Ok(row.ok_or(StoreError::NoSuchBucket)?.get(0))
     }
 
     pub(super) async fn reference_data_files(tx: &mut Tx, names: &[String]) -> Result<()> {
@@ -277,19 +303,25 @@ impl SqlEngine {
 
     pub(crate) async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         validate_key(key)?;
-        let (_writer, mut tx) = self.write().await?;
-        self.lock_object(&mut tx, bucket, key).await?;
-        let old = self.current(&mut tx, bucket, key, None).await?;
-        let Some(old) = old else { return Ok(()) };
-        sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
-            .bind(bucket)
-            .bind(key.as_bytes())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        Self::forget_data_files(&mut tx, &old.data_files).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.data.remove(&old.data_files);
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let removed = self
+            .transact(move |engine, tx| {
+                async move {
+                    engine.lock_object(tx, &bucket, &key).await?;
+                    let Some(old) = engine.current(tx, &bucket, &key, None).await? else { return Ok(Vec::new()) };
+                    sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+                        .bind(&bucket)
+                        .bind(key.as_bytes())
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                    Self::forget_data_files(tx, &old.data_files).await?;
+                    Ok(old.data_files)
+                }
+                .boxed()
+            })
+            .await?;
+        self.data.remove(&removed);
         Ok(())
     }
 

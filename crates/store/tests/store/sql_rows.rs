@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use coffer_store::{ListQuery, ScrubFinding, Store, StoreError, UploadMeta};
+use coffer_store::{ListQuery, ObjectMeta, ScrubFinding, Store, StoreError, UploadMeta};
 use sqlx::{AnyConnection, Connection, Row};
 
-use crate::common::{files_under, get, pattern, put, staged, Fixture};
+use crate::common::{etag_of, files_under, get, pattern, put, staged, Fixture};
 
 async fn database(f: &Fixture) -> AnyConnection {
     sqlx::any::install_default_drivers();
@@ -173,4 +173,78 @@ async fn a_directory_format_data_directory_is_refused() {
     put(&f.store, "bkt", "k", b"v").await;
     let refused = Store::open_sql(f.data_dir(), None).await.unwrap_err();
     assert!(refused.to_string().contains("directory format"), "{refused}");
+}
+
+/// What one writer of `concurrent_changes_each_get_their_own_outcome` did and must find after a restart.
+enum Outcome {
+    Stored(String, Vec<u8>),
+    Deleted(String),
+    Refused(String),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_each_get_their_own_outcome() {
+    // Writers that arrive together are committed together: each failing change must fail alone, leaving the
+    // others of its commit stored, and report its own error.
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    let old = put(&f.store, "bkt", "contended", b"first").await;
+    put(&f.store, "bkt", "contended", b"second").await;
+    for n in 0..8 {
+        put(&f.store, "bkt", &format!("doomed-{n}"), b"to delete").await;
+    }
+    let mut writers = Vec::new();
+    for n in 0..64u8 {
+        let store = f.store.clone();
+        let stale = old.clone();
+        writers.push(tokio::spawn(async move {
+            // Every fourth value is stored in a data file, the others inline in the row.
+            let value = pattern(if n % 4 == 0 { 100_000 } else { 4096 }, n);
+            let key = format!("key-{n}");
+            let meta = ObjectMeta::new(&key, value.len() as u64, etag_of(&value));
+            match n % 4 {
+                0 | 1 => {
+                    store.put_object("bkt", &key, staged(&store, &value).await, meta).await.unwrap();
+                    Outcome::Stored(key, value)
+                }
+                2 if n % 8 == 2 => {
+                    let missing = store.put_object("no-such-bucket", &key, staged(&store, &value).await, meta);
+                    assert!(matches!(missing.await, Err(StoreError::NoSuchBucket)));
+                    Outcome::Refused(key)
+                }
+                2 => {
+                    let file = staged(&store, &value).await;
+                    let changed = store.replace_object("bkt", "contended", file, meta, stale).await;
+                    assert!(matches!(changed, Err(StoreError::Changed)));
+                    Outcome::Refused(key)
+                }
+                _ => {
+                    let doomed = format!("doomed-{}", n / 8);
+                    store.delete_object("bkt", &doomed).await.unwrap();
+                    Outcome::Deleted(doomed)
+                }
+            }
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for writer in writers {
+        outcomes.push(writer.await.unwrap());
+    }
+    let store = f.reopen().await;
+    let mut stored_files = 0;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Stored(key, value) => {
+                stored_files += usize::from(value.len() > 64 * 1024);
+                assert_eq!(get(&store, "bkt", &key).await, value);
+            }
+            Outcome::Deleted(key) | Outcome::Refused(key) => {
+                assert!(matches!(store.head_object("bkt", &key).await, Err(StoreError::NoSuchKey)));
+            }
+        }
+    }
+    assert_eq!(get(&store, "bkt", "contended").await, b"second");
+    assert!(store.list_buckets().await.unwrap().iter().all(|bucket| bucket.name == "bkt"));
+    // The refused writes left no data file behind: only the stored objects' files remain.
+    assert_eq!(data_files(&f).len(), stored_files);
+    assert_eq!(store.collect_garbage(Duration::ZERO).await.unwrap().files, 0);
 }

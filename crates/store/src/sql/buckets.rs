@@ -75,9 +75,9 @@ impl SqlEngine {
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await.map_err(db_error)?;
         }
-        Self::forget_data_files(&mut tx, &unreferenced).await?;
+        self.forget_data_files(&mut tx, &unreferenced).await?;
         tx.commit().await.map_err(db_error)?;
-        self.data.remove(&unreferenced);
+        self.data.unreferenced(&unreferenced);
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! The SQL metadata engine: buckets, object records, multipart uploads and parts, job records and user policies as
-//! rows of SQLite (embedded) or PostgreSQL, with the stored bytes in a [`DataDir`] under opaque names.
+//! rows of SQLite (embedded) or PostgreSQL, with the stored bytes under opaque names in the data directory or a
+//! bucket of an S3-compatible cluster ([`DataEngine`]).
 //!
 //! ```text
 //! DATA/coffer.sqlite (+ -wal, -shm)   the metadata, SQLite in WAL mode with full fsync on commit
-//! DATA/data/<xx>/data-<id>            stored bytes of one part (see data_dir.rs)
+//! DATA/data/<xx>/data-<id>            stored bytes of one part (see data_dir.rs), or <bucket>/<prefix>data-<id>
+//!                                     with the S3 data engine (see s3_data.rs)
 //! DATA/.coffer/tmp/                   staged writes; emptied at open
 //! DATA/.coffer/record-mac.key         the key of the record MACs
 //! DATA/.coffer/metadata-engine        marks the directory as the SQL engine's: the directory engine refuses it
@@ -12,7 +14,10 @@
 //! Rows keep the same signed records as the directory engine (`layout.rs`): each record's MAC is bound to its
 //! place (`db/objects/<bucket>/<key>`, …), so an edited or moved row fails closed. Every change of an object is one
 //! transaction, which also keeps the `data_files` table of referenced data files; a listing is a range query on
-//! `(bucket, key)`: no index in memory, no per-key RAM, the first page right after a start.
+//! `(bucket, key)`: no index in memory, no per-key RAM, the first page right after a start. With the S3 data engine
+//! that transaction also records the remote files it stopped naming in `released_data_files`, for their deletion
+//! after the grace period; `data_location` records where the data is, so that a node configured with another
+//! place is refused instead of finding every object missing.
 //!
 //! Concurrent writers of one object (or of a bucket and its objects) are serialized: with SQLite by one in-process
 //! writer lock (SQLite has one writer; the lock keeps deferred transactions from meeting `SQLITE_BUSY`), with
@@ -29,7 +34,6 @@ mod objects;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use sqlx::any::AnyPoolOptions;
@@ -37,13 +41,14 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::data_dir::DataDir;
+use crate::data_engine::DataEngine;
 use crate::engine::SQL_ENGINE_MARKER;
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir_all, TempPath};
 use crate::garbage::Reclaimed;
 use crate::layout::{open_record, sign, BucketRecord, Record};
 use crate::record_mac::RecordMac;
+use crate::s3_data::DataLocation;
 
 const SQLITE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -58,6 +63,8 @@ CREATE TABLE IF NOT EXISTS parts (
     bucket TEXT NOT NULL, upload_id TEXT NOT NULL, number INTEGER NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (bucket, upload_id, number));
 CREATE TABLE IF NOT EXISTS data_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS released_data_files (name TEXT PRIMARY KEY, released INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS data_location (id INTEGER PRIMARY KEY, location TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
 "#;
@@ -77,6 +84,8 @@ CREATE TABLE IF NOT EXISTS parts (
     bucket TEXT COLLATE "C" NOT NULL, upload_id TEXT NOT NULL, number BIGINT NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (bucket, upload_id, number));
 CREATE TABLE IF NOT EXISTS data_files (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS released_data_files (name TEXT PRIMARY KEY, released BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS data_location (id BIGINT PRIMARY KEY, location TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
 "#;
@@ -93,7 +102,7 @@ const DATABASE_FILE: &str = "coffer.sqlite";
 pub(crate) struct SqlEngine {
     pool: AnyPool,
     dialect: Dialect,
-    data: Arc<DataDir>,
+    data: DataEngine,
     tmp_dir: PathBuf,
     macs: RecordMac,
     writer: Mutex<()>,
@@ -109,9 +118,9 @@ fn db_error(e: sqlx::Error) -> StoreError {
 
 impl SqlEngine {
     /// Opens (creating if needed) the engine under `root` with the metadata in SQLite (`root/coffer.sqlite`), or in
-    /// the PostgreSQL database at `postgres_url`. A directory in the directory engine's format is refused: it must
-    /// be imported first.
-    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
+    /// the PostgreSQL database at `postgres_url`, and the data at `data`. A directory in the directory engine's
+    /// format is refused: it must be imported first.
+    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>, data: &DataLocation) -> Result<SqlEngine> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
                 "{} holds data in the directory format: import it first with `coffer migrate --data {}` (with the \
@@ -120,11 +129,15 @@ impl SqlEngine {
                 root.display()
             ))));
         }
-        Self::open_for_import(root, postgres_url).await
+        Self::open_for_import(root, postgres_url, data).await
     }
 
     /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it).
-    pub(crate) async fn open_for_import(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
+    pub(crate) async fn open_for_import(
+        root: &Path,
+        postgres_url: Option<&str>,
+        location: &DataLocation,
+    ) -> Result<SqlEngine> {
         let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
         create_private_dir_all(&tmp_dir)?;
@@ -139,8 +152,13 @@ impl SqlEngine {
             file.sync_all()?;
             crate::fsio::fsync_dir(&coffer_dir)?;
         }
-        let data = Arc::new(DataDir::open(root.join("data"))?);
-        let macs = RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?;
+        let data = DataEngine::open(&root.join("data"), location).await?;
+        // Records older than record MACs can only be next to local data files (the temp directory is empty now).
+        let data_root = match &data {
+            DataEngine::Directory(dir) => dir.root().to_path_buf(),
+            DataEngine::S3(_) => tmp_dir.clone(),
+        };
+        let macs = RecordMac::open(&coffer_dir, &data_root, &tmp_dir)?;
         sqlx::any::install_default_drivers();
         let (dialect, url) = match postgres_url {
             Some(url) => (Dialect::Postgres, url.to_owned()),
@@ -177,6 +195,7 @@ impl SqlEngine {
             Dialect::Postgres => POSTGRES_SCHEMA,
         };
         sqlx::raw_sql(schema).execute(&pool).await.map_err(db_error)?;
+        check_data_location(&pool, location).await?;
         Ok(SqlEngine { pool, dialect, data, tmp_dir, macs, writer: Mutex::new(()), swept_at_open })
     }
 
@@ -280,6 +299,27 @@ impl SqlEngine {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
         Ok(())
     }
+}
+
+/// Records where the data is in a new database, and refuses another place than the recorded one. A database from
+/// before the record has its data in the directory if it references any data file.
+async fn check_data_location(pool: &AnyPool, location: &DataLocation) -> Result<()> {
+    let current = location.identity();
+    let has_data = sqlx::query("SELECT 1 FROM data_files LIMIT 1").fetch_optional(pool).await.map_err(db_error)?;
+    let first = if has_data.is_some() { DataLocation::Directory.identity() } else { current.clone() };
+    sqlx::query("INSERT INTO data_location (id, location) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+        .bind(&first)
+        .execute(pool)
+        .await
+        .map_err(db_error)?;
+    let row = sqlx::query("SELECT location FROM data_location WHERE id = 1").fetch_one(pool).await.map_err(db_error)?;
+    let recorded: String = row.get(0);
+    if recorded != current {
+        return Err(StoreError::Io(io::Error::other(format!(
+            "the metadata database keeps its data in {recorded}, but this server was started with its data in              {current}: start it with the data engine settings the database was created with"
+        ))));
+    }
+    Ok(())
 }
 
 fn bucket_place(name: &str) -> String {

@@ -101,10 +101,10 @@ impl SqlEngine {
         part.stored_size = data.len();
         part.last_modified = OffsetDateTime::now_utc();
         let data_checksums = Some(data.checksums());
-        let data_file = self.data_dir_task(move |dir| dir.persist(data)).await?;
+        let data_file = self.data.persist(data).await?;
         let committed = self.commit_part(bucket, key, upload_id, part, data_file.clone(), data_checksums).await;
         if committed.is_err() {
-            self.data.remove(&[data_file]);
+            self.data.discard(&[data_file]).await;
         }
         committed
     }
@@ -147,10 +147,10 @@ impl SqlEngine {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Self::forget_data_files(&mut tx, &replaced).await?;
+        self.forget_data_files(&mut tx, &replaced).await?;
         Self::reference_data_files(&mut tx, std::slice::from_ref(&record.data_file)).await?;
         tx.commit().await.map_err(db_error)?;
-        self.data.remove(&replaced);
+        self.data.unreferenced(&replaced);
         Ok(record.meta)
     }
 
@@ -235,7 +235,7 @@ impl SqlEngine {
         };
         let (meta, unreferenced) = self.commit_object_in(&mut tx, bucket, key, record, None, &unused).await?;
         tx.commit().await.map_err(db_error)?;
-        self.data.remove(&unreferenced);
+        self.data.unreferenced(&unreferenced);
         Ok(meta)
     }
 
@@ -255,9 +255,9 @@ impl SqlEngine {
         ] {
             sqlx::query(statement).bind(bucket).bind(upload_id).execute(&mut *tx).await.map_err(db_error)?;
         }
-        Self::forget_data_files(&mut tx, &files).await?;
+        self.forget_data_files(&mut tx, &files).await?;
         tx.commit().await.map_err(db_error)?;
-        self.data.remove(&files);
+        self.data.unreferenced(&files);
         Ok(())
     }
 

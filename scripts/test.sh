@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run use it): everything CI checks, in the order a failure is cheapest.
 #
-#   setup → cargo fmt --check → cargo clippy → cargo build → cargo test (the store's tests also on SQLite and on a
-#   private PostgreSQL) → pytest tests/e2e (real binary, real clients) on SQLite, then on the default engine
+#   setup → cargo fmt --check → cargo clippy → cargo build → cargo test (the store's tests also on SQLite, on a
+#   private PostgreSQL and on SQLite with the data on a private SeaweedFS) → pytest tests/e2e (real binary, real
+#   clients) on SQLite, on SQLite with the data on SeaweedFS, then on the default engine
 #
 # Every cargo step uses the release profile: the e2e tests need the release binary anyway, so clippy (whose build
 # scripts and proc-macros are shared within a profile), the build and the unit tests all reuse one set of artifacts
@@ -53,6 +54,21 @@ wait "$postgres_pid"
 trap - EXIT
 rm -f "$postgres_url_file"
 
+section "store tests on SQLite with the S3 data engine (a private SeaweedFS)"
+seaweedfs_env_file="$(mktemp -u)"
+.venv/bin/python scripts/test_seaweedfs.py "$seaweedfs_env_file" &
+seaweedfs_pid=$!
+trap 'kill "$seaweedfs_pid" 2>/dev/null; wait "$seaweedfs_pid" 2>/dev/null; rm -f "$seaweedfs_env_file"' EXIT
+until [[ -s "$seaweedfs_env_file" ]]; do
+    kill -0 "$seaweedfs_pid" 2>/dev/null || { echo "test: the SeaweedFS cluster for the store tests did not start" >&2; exit 1; }
+    sleep 0.2
+done
+(set -a; . "$seaweedfs_env_file"; COFFER_TEST_ENGINE=sql cargo test --locked --release -p coffer-store --test store)
+kill "$seaweedfs_pid"
+wait "$seaweedfs_pid"
+trap - EXIT
+rm -f "$seaweedfs_env_file"
+
 if [[ "${SKIP_E2E:-0}" == "1" ]]; then
     section "end-to-end tests skipped (SKIP_E2E=1)"
     exit 0
@@ -67,6 +83,10 @@ if [[ "$workers" != "0" ]]; then
 fi
 # shellcheck disable=SC2086  # E2E_ARGS is a list of words on purpose
 COFFER_E2E_METADATA=sqlite .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}
+
+section "end-to-end tests on SQLite with the data on SeaweedFS (one cluster per worker, a bucket per server)"
+# shellcheck disable=SC2086
+COFFER_E2E_METADATA=sqlite COFFER_E2E_DATA=s3 .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}
 
 section "end-to-end tests on the default (directory) metadata engine"
 # pytest runs last so its summary ("N passed in …") is the final line of the run.

@@ -302,12 +302,44 @@ class CofferServer:
         metadata = os.environ.get("COFFER_E2E_METADATA")
         if metadata:
             env["COFFER_METADATA"] = metadata
+        # A relative data directory is the server's, resolved against its working directory (see start()).
+        data_dir = self.sandbox / "cwd" / self.data_dir
         if metadata == "postgres":
-            # A relative data directory is the server's, resolved against its working directory (see start()).
-            data_dir = self.sandbox / "cwd" / self.data_dir
             env["COFFER_METADATA_URL"] = postgres_database_of(os.environ["COFFER_E2E_POSTGRES_URL"], data_dir)
+        # COFFER_E2E_DATA=s3 keeps the SQL engine's data on SeaweedFS (one cluster per test process), in a bucket of
+        # each data directory's own; servers a test starts on the directory engine or another data engine keep theirs.
+        if os.environ.get("COFFER_E2E_DATA") == "s3" and self._sql_metadata(env) and not self._own_data_engine():
+            cluster = e2e_data_cluster()
+            env.update(COFFER_DATA_ENGINE="s3", COFFER_DATA_S3_ENDPOINT=cluster.endpoint,
+                       COFFER_DATA_S3_BUCKET=data_bucket_of(cluster, data_dir),
+                       COFFER_DATA_S3_ACCESS_KEY_ID=cluster.credentials.access_key,
+                       COFFER_DATA_S3_SECRET_ACCESS_KEY=cluster.credentials.secret_key)
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
+
+    def data_s3_client(self):
+        """A boto3 client for the server's data bucket (`--data-engine s3`), with the endpoint and credentials the
+        server itself uses."""
+        import boto3
+
+        env, args = self.server_env(), self.command()
+        endpoint = next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--data-s3-endpoint"),
+                        env.get("COFFER_DATA_S3_ENDPOINT"))
+        return boto3.session.Session().client(
+            "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=env["COFFER_DATA_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["COFFER_DATA_S3_SECRET_ACCESS_KEY"])
+
+    def _sql_metadata(self, env: Mapping[str, str]) -> bool:
+        """Whether the server runs the SQL metadata engine: by its flags, else its extra environment, else `env`."""
+        args = list(self.extra_args)
+        metadata = next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--metadata"), None)
+        metadata = metadata or next((arg.split("=", 1)[1] for arg in args if arg.startswith("--metadata=")), None)
+        metadata = metadata or self.extra_env.get("COFFER_METADATA") or env.get("COFFER_METADATA")
+        return metadata in ("sqlite", "postgres")
+
+    def _own_data_engine(self) -> bool:
+        return any(arg.startswith("--data-") for arg in self.extra_args) or \
+            any(name.startswith("COFFER_DATA_") and name != "COFFER_DATA" for name in self.extra_env)
 
     def launch(self) -> None:
         """Starts the process and returns at once; `start` also waits until it listens."""
@@ -1048,6 +1080,41 @@ def start_seaweedfs(directory: Path, s3_config: Mapping[str, object] | None = No
             if "not available" not in str(error) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+_e2e_data_cluster: SeaweedFs | None = None
+
+
+def e2e_data_cluster() -> SeaweedFs:
+    """The SeaweedFS cluster that keeps the servers' data under COFFER_E2E_DATA=s3: one per test process (so one per
+    xdist worker), started when the first server needs it, stopped by `stop_e2e_data_cluster` (conftest.py does at
+    the session's end)."""
+    global _e2e_data_cluster
+    if _e2e_data_cluster is None:
+        _e2e_data_cluster = start_seaweedfs(Path(tempfile.mkdtemp(prefix="coffer-e2e-data-")))
+    return _e2e_data_cluster
+
+
+def stop_e2e_data_cluster() -> None:
+    global _e2e_data_cluster
+    cluster, _e2e_data_cluster = _e2e_data_cluster, None
+    if cluster is not None:
+        cluster.stop()
+        shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+def data_bucket_of(cluster: SeaweedFs, data_dir: Path) -> str:
+    """The bucket on `cluster` of one data directory, created the first time (a server restarted on the same
+    directory finds its data again)."""
+    import botocore.exceptions
+
+    name = "e2e-data-" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
+    try:
+        cluster.s3_client().create_bucket(Bucket=name)
+    except botocore.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    return name
 
 
 # One root identity per test session, never the documented admin/admin default.

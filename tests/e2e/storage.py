@@ -11,6 +11,11 @@ the paths of one engine:
   `objects`, `uploads`, `parts`; jobs in `jobs`), and data files are DATA/data/<first two hex digits>/data-<id>.
   The database is in WAL mode, so it is read and written here with the stdlib `sqlite3` while the server runs; the
   server reads rows afresh on every request, so an edited row is what the next request sees.
+  With the S3 data engine (`COFFER_E2E_DATA=s3`, the `data_location` row says `s3://<bucket>/<prefix>`), data
+  files are objects `<prefix>data-<id>` in a bucket of the harness's SeaweedFS cluster: they are `RemoteDataFile`s,
+  read and written through boto3 with the methods of `Path` the tests use (read_bytes, write_bytes, unlink,
+  exists, stat().st_size, name). Files released by an overwrite or delete stay until their grace period ends; they
+  are in `released_data_files` and count as neither referenced nor leftover.
 
 Records carry a MAC over their "place" (the record's path under DATA/buckets/, or `db/objects/<bucket>/<key>` in the
 SQL engine) and their canonical JSON: `Storage.signed` recomputes it as crates/store/src/record_mac.rs does, for
@@ -20,7 +25,7 @@ tests that edit a record as someone holding the MAC key could. Both engines stag
 - `Storage`        the whole directory: data, temp and unreferenced files, a snapshot of everything stored for the
                    buckets, job records, whether an upload is stored, a search of every file for given bytes, and
                    the leftovers a crash at the worst moment leaves (planted for the garbage collection tests).
-- `flip_byte`      damages one byte of a file.
+- `flip_byte`      damages one byte of a file (local or remote).
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import hashlib
 import hmac
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable, Iterator
 
 from harness import CofferServer
 
@@ -47,7 +53,7 @@ def storage(server: CofferServer) -> "Storage":
     """The stored state of `server`'s data directory, by the engine that wrote it: the SQL engine creates
     DATA/coffer.sqlite when it opens, the directory engine never does."""
     if (server.data_dir / DATABASE_FILE).exists():
-        return SqlStorage(server.data_dir)
+        return SqlStorage(server.data_dir, server.data_s3_client)
     return DirectoryStorage(server.data_dir)
 
 
@@ -55,13 +61,58 @@ def stored_object(server: CofferServer, bucket: str, key: str) -> "StoredObject"
     return storage(server).object(bucket, key)
 
 
-def flip_byte(path: Path, offset: int) -> bytes:
-    """XOR one byte of a file in place; returns the file's original content (to restore it)."""
+def flip_byte(path: "Path | RemoteDataFile", offset: int) -> bytes:
+    """XOR one byte of a file; returns the file's original content (to restore it)."""
     original = path.read_bytes()
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        handle.write(bytes([original[offset] ^ 0x01]))
+    path.write_bytes(original[:offset] + bytes([original[offset] ^ 0x01]) + original[offset + 1:])
     return original
+
+
+@dataclass(frozen=True)
+class RemoteDataFile:
+    """A data file of the S3 data engine: object `key` of `bucket`, with the parts of `Path`'s interface the tests
+    use."""
+
+    bucket: str
+    key: str
+    client: Any = field(compare=False, hash=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def read_bytes(self) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+
+    def write_bytes(self, data: bytes) -> int:
+        self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data)
+        return len(data)
+
+    def unlink(self) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+    def exists(self) -> bool:
+        import botocore.exceptions
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key)
+            return True
+        except botocore.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def stat(self) -> SimpleNamespace:
+        return SimpleNamespace(st_size=self.client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"])
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The content in pieces of `size` bytes (one streamed GET)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+        while chunk := body.read(size):
+            yield chunk
 
 
 def digest(data: bytes) -> str:
@@ -197,23 +248,35 @@ class Storage:
         return [path for path in self.temp_files() if path.is_file()] + \
             [path for path in self.data_files() if path not in referenced]
 
+    def remote_data_files(self) -> list["RemoteDataFile"]:
+        """Every data file kept outside the data directory (the S3 data engine's)."""
+        return []
+
     def files_containing(self, needles: Iterable[bytes]) -> list[tuple[str, bytes]]:
-        """Every (path relative to DATA, needle) where a file under DATA holds the needle, as it is or base64-encoded
-        (records keep small objects' data as base64 `inline_data`; searching the files rather than the current
-        records also finds what a database keeps of older rows). Files are read in overlapping windows so big data
-        files never sit in memory whole."""
+        """Every (path relative to DATA, or s3://bucket/key of a remote data file; needle) where a file holds the
+        needle, as it is or base64-encoded (records keep small objects' data as base64 `inline_data`; searching the
+        files rather than the current records also finds what a database keeps of older rows). Files are read in
+        overlapping windows so big data files never sit in memory whole."""
         forms = {needle: [needle, *base64_forms(needle)] for needle in needles if needle}
         overlap = max(len(form) for variants in forms.values() for form in variants) - 1
+
+        def hits_in(chunks: Iterable[bytes]) -> set[bytes]:
+            tail = b""
+            hits = set()
+            for chunk in chunks:
+                window = tail + chunk
+                hits.update(needle for needle, variants in forms.items() if any(v in window for v in variants))
+                tail = window[-overlap:] if overlap else b""
+            return hits
+
         found = []
         for path in self.all_files():
             with open(path, "rb") as handle:
-                tail = b""
-                hits = set()
-                while chunk := handle.read(SEARCH_WINDOW):
-                    window = tail + chunk
-                    hits.update(needle for needle, variants in forms.items() if any(v in window for v in variants))
-                    tail = window[-overlap:] if overlap else b""
+                hits = hits_in(iter(lambda: handle.read(SEARCH_WINDOW), b""))
             found += [(str(path.relative_to(self.data_dir)), needle) for needle in forms if needle in hits]
+        for remote in self.remote_data_files():
+            hits = hits_in(remote.chunks(SEARCH_WINDOW))
+            found += [(str(remote), needle) for needle in forms if needle in hits]
         return found
 
 
@@ -291,6 +354,11 @@ class DirectoryStorage(Storage):
 
 
 class SqlStorage(Storage):
+    def __init__(self, data_dir: Path, data_s3_client: Callable[[], Any] | None = None):
+        """`data_s3_client` makes a boto3 client for the data bucket of the S3 data engine."""
+        super().__init__(data_dir)
+        self._data_s3_client = data_s3_client
+
     @property
     def database(self) -> Path:
         return self.data_dir / DATABASE_FILE
@@ -328,17 +396,58 @@ class SqlStorage(Storage):
     def data_root(self) -> Path:
         return self.data_dir / "data"
 
-    def data_file_at(self, name: str) -> Path:
-        """DATA/data/<first two hex digits of the id>/data-<id> (crates/store/src/data_dir.rs)."""
+    def data_bucket(self) -> tuple[str, str] | None:
+        """(bucket, prefix) of the S3 data engine, or None when the data is in the data directory."""
+        try:
+            found = self.rows("SELECT location FROM data_location")
+        except sqlite3.OperationalError:  # a database from before the table
+            return None
+        if not found or not found[0][0].startswith("s3://"):
+            return None
+        bucket, _, prefix = found[0][0][len("s3://"):].partition("/")
+        return bucket, prefix
+
+    def s3_data_client(self):
+        assert self._data_s3_client is not None, "the data is on S3, but no client for its bucket was given"
+        return self._data_s3_client()
+
+    def data_file_at(self, name: str) -> "Path | RemoteDataFile":
+        """DATA/data/<first two hex digits of the id>/data-<id> (crates/store/src/data_dir.rs), or the object
+        <prefix>data-<id> of the data bucket (crates/store/src/s3_data.rs)."""
+        remote = self.data_bucket()
+        if remote is not None:
+            bucket, prefix = remote
+            return RemoteDataFile(bucket, prefix + name, self.s3_data_client())
         return self.data_root / name[len("data-"):len("data-") + 2] / name
 
-    def data_file_path(self, bucket: str, key: str, name: str) -> Path:
+    def data_file_path(self, bucket: str, key: str, name: str) -> "Path | RemoteDataFile":
         return self.data_file_at(name)
 
-    def data_files(self) -> list[Path]:
-        return sorted(self.data_root.glob("*/data-*"))
+    def data_files(self) -> list:
+        remote = self.data_bucket()
+        if remote is None:
+            return sorted(self.data_root.glob("*/data-*"))
+        bucket, prefix = remote
+        client = self.s3_data_client()
+        keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for item in page.get("Contents", [])]
+        return [RemoteDataFile(bucket, key, client) for key in sorted(keys)
+                if key[len(prefix):].startswith("data-") and "/" not in key[len(prefix):]]
 
-    def referenced_data_files(self) -> set[Path]:
+    def remote_data_files(self) -> list[RemoteDataFile]:
+        return self.data_files() if self.data_bucket() is not None else []
+
+    def released_data_files(self) -> set:
+        """Remote data files an overwrite or delete released, waiting for their grace period to end."""
+        if self.data_bucket() is None:
+            return set()
+        return {self.data_file_at(name) for (name,) in self.rows("SELECT name FROM released_data_files")}
+
+    def unreferenced_files(self) -> list:
+        released = self.released_data_files()
+        return [path for path in super().unreferenced_files() if path not in released]
+
+    def referenced_data_files(self) -> set:
         named = set()
         for (text,) in self.rows("SELECT record FROM objects"):
             named |= {self.data_file_at(name) for name in json.loads(text)["data_files"]}
@@ -361,7 +470,8 @@ class SqlStorage(Storage):
                 state.update({f"{table}: {name}": digest(value.encode())
                               for name, value in connection.execute(query).fetchall()})
             connection.execute("COMMIT")
-        state.update({str(path.relative_to(self.data_dir)): digest(path.read_bytes()) for path in self.data_files()})
+        state.update({str(path.relative_to(self.data_dir)) if isinstance(path, Path) else str(path):
+                      digest(path.read_bytes()) for path in self.data_files()})
         return state
 
     def job_records(self) -> list[dict]:
@@ -378,5 +488,6 @@ class SqlStorage(Storage):
         directory."""
         planted = [self.data_file_at(name) for name in ("data-00aa11", "data-00bb22", "data-00cc33")]
         for path in planted:
-            path.parent.mkdir(mode=0o700, exist_ok=True)
+            if isinstance(path, Path):
+                path.parent.mkdir(mode=0o700, exist_ok=True)
         return planted + [self.data_dir / ".coffer" / "tmp" / "stage-00dd44"]

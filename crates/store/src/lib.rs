@@ -15,7 +15,7 @@
 //! [`ObjectReader::read_part`] streams stored bytes of one part.
 //!
 //! Where the SQL metadata engine keeps stored bytes is a [`DataLocation`]: the data directory, or a bucket of an
-//! S3-compatible cluster ([`S3Location`]).
+//! S3-compatible cluster ([`S3Location`]), which it reaches as a client (OpenDAL's S3 service) and never serves.
 //!
 //! Maintenance: [`Store::scrub_object`] checks an object's record and stored bytes without a KMS, walking
 //! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.

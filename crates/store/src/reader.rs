@@ -91,6 +91,11 @@ impl ObjectReader {
         &self.meta
     }
 
+    /// Where the stored bytes of `meta().parts[index]` are.
+    pub(crate) fn stored_part(&self, index: usize) -> Option<&StoredPart> {
+        self.parts.get(index)
+    }
+
     /// Streams stored bytes `[offset, offset + len)` of `meta().parts[part_index]` in chunks of at most
     /// [`READ_CHUNK`] bytes, each checked against the data file's checksums before it is yielded. A range outside
     /// the part yields one `InvalidInput` error; a data file shorter than recorded yields `UnexpectedEof`; a chunk
@@ -217,10 +222,10 @@ impl<T: Send + 'static> PartStream<T> {
         if self.next.is_some() || self.pos >= self.end {
             return;
         }
-        if let StoredPart::Remote { file, .. } = stored {
+        if let StoredPart::Remote { file, len, .. } = stored {
             // The whole range at once: the reading task keeps one chunk ahead on its own.
             let (sender, receiver) = mpsc::channel(1);
-            let read = RemoteRead { start: self.start, end: self.end, chunk_len: self.chunk_len };
+            let read = RemoteRead { start: self.start, end: self.end, chunk_len: self.chunk_len, part_len: *len };
             tokio::spawn(read.run(file.clone(), self.pos, map.clone(), sender));
             self.pos = self.end;
             self.remote = Some(receiver);
@@ -273,11 +278,15 @@ struct RemoteRead {
     start: u64,
     end: u64,
     chunk_len: u64,
+    /// The committed length of the part's data.
+    part_len: u64,
 }
 
 impl RemoteRead {
     /// Reads `[from, end)` with one ranged GET and sends each chunk, mapped on the blocking pool, to `sender`;
-    /// stops at the first error (sent too) or when the receiver is gone.
+    /// stops at the first error (sent too) or when the receiver is gone. A range that ends the part asks for the
+    /// rest of the file, and a file found longer than committed is an `InvalidData` error before its last chunk
+    /// is sent (as a local file of the wrong length is refused when opened).
     async fn run<T: Send + 'static>(
         self,
         file: RemoteFile,
@@ -285,7 +294,8 @@ impl RemoteRead {
         map: ChunkMap<T>,
         sender: mpsc::Sender<io::Result<T>>,
     ) {
-        let mut body = match file.read(from..self.end).await {
+        let to_end = self.end == self.part_len;
+        let mut body = match file.read(from..self.end, to_end).await {
             Ok(body) => body,
             Err(error) => {
                 let _ = sender.send(Err(error)).await;
@@ -309,6 +319,21 @@ impl RemoteRead {
                     }
                 };
                 pending.extend_from_slice(&piece);
+            }
+            if to_end && pos + len as u64 == self.end {
+                let more = match body.next().await {
+                    Some(Ok(piece)) => !piece.is_empty(),
+                    Some(Err(error)) => {
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
+                    None => false,
+                };
+                if more || pending.len() > len {
+                    let error = format!("stored data holds more than the {} bytes committed", self.part_len);
+                    let _ = sender.send(Err(io::Error::new(io::ErrorKind::InvalidData, error))).await;
+                    return;
+                }
             }
             let chunk = pending.split_to(len);
             let (offset, map) = (pos - self.start, map.clone());

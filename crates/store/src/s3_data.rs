@@ -226,10 +226,12 @@ impl S3Data {
 }
 
 impl RemoteFile {
-    /// Streams bytes `range` of the file with one ranged GET.
+    /// Streams bytes `range` of the file with one ranged GET; with `to_end`, from `range.start` to the end of the
+    /// file, however long it is (so that a caller can tell a file longer than committed).
     pub(crate) async fn read(
         &self,
         range: Range<u64>,
+        to_end: bool,
     ) -> io::Result<impl Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static> {
         let missing = |e: opendal::Error| match e.kind() {
             ErrorKind::NotFound => io::Error::new(
@@ -243,8 +245,19 @@ impl RemoteFile {
             _ => backend_error(e),
         };
         let reader = self.operator.reader(&self.name).await.map_err(missing)?;
-        let stream = reader.into_bytes_stream(range).await.map_err(missing)?;
+        let stream = match to_end {
+            true => reader.into_bytes_stream(range.start..).await,
+            false => reader.into_bytes_stream(range).await,
+        }
+        .map_err(missing)?;
         Ok(stream.map(|piece| piece.map_err(|e| io::Error::other(format!("data bucket: {e}")))))
+    }
+}
+
+impl RemoteFile {
+    /// The file's length now (one HEAD request).
+    pub(crate) async fn len(&self) -> io::Result<u64> {
+        Ok(self.operator.stat(&self.name).await.map_err(backend_error)?.content_length())
     }
 }
 

@@ -15,6 +15,7 @@ use crate::data_engine::{blocking, DataEngine};
 use crate::error::{Result, StoreError};
 use crate::garbage::{sweep_temp_dir, Reclaimed};
 use crate::layout::ObjectRecord;
+use crate::reader::StoredPart;
 use crate::s3_data::S3Data;
 use crate::scrub::{finding, ScrubFinding};
 
@@ -92,6 +93,24 @@ impl SqlEngine {
             Err(e) => return Err(e),
         };
         for (index, part) in reader.meta().parts.iter().enumerate() {
+            let Some(StoredPart::Remote { file, .. }) = reader.stored_part(index) else { continue };
+            let number = part.number;
+            match file.len().await {
+                Ok(len) if len == part.stored_size => {}
+                Ok(len) => {
+                    let reason = format!("the data of part {number} holds {len} bytes, {} were committed", part.stored_size);
+                    return Ok(ScrubFinding::Damaged { key: Some(key), reason });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let current = self.object_record(bucket, &key).await.ok();
+                    if !current.is_some_and(|current| current.meta == *reader.meta()) {
+                        return Ok(ScrubFinding::Absent);
+                    }
+                    let reason = format!("the data file of part {number} is missing");
+                    return Ok(ScrubFinding::Damaged { key: Some(key), reason });
+                }
+                Err(e) => return Err(e.into()),
+            }
             let mut chunks = reader.read_part(index, 0, part.stored_size);
             while let Some(chunk) = chunks.next().await {
                 if let Err(e) = chunk {

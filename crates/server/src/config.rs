@@ -88,11 +88,9 @@ pub const DATA_S3_SECRET_KEY_ENV: &str = "COFFER_DATA_S3_SECRET_ACCESS_KEY";
 
 impl S3DataSettings {
     /// The store's data location, with the credentials `env` (the process environment in the server) holds.
-    pub fn location(
-        &self,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<coffer_store::DataLocation, ConfigError> {
-        let var = |name: &'static str| env(name).filter(|value| !value.is_empty()).ok_or(ConfigError::DataS3Credentials);
+    pub fn location(&self, env: impl Fn(&str) -> Option<String>) -> Result<coffer_store::DataLocation, ConfigError> {
+        let var =
+            |name: &'static str| env(name).filter(|value| !value.is_empty()).ok_or(ConfigError::DataS3Credentials);
         Ok(coffer_store::DataLocation::S3(coffer_store::S3Location {
             endpoint: self.endpoint.clone(),
             bucket: self.bucket.clone(),
@@ -397,8 +395,10 @@ pub enum ConfigError {
     DataS3Missing { key: &'static str },
     #[error("--{key} is a setting of --data-engine s3")]
     DataS3Unused { key: &'static str },
-    #[error("--data-engine s3 needs the bucket's credentials in COFFER_DATA_S3_ACCESS_KEY_ID and \
-             COFFER_DATA_S3_SECRET_ACCESS_KEY")]
+    #[error(
+        "--data-engine s3 needs the bucket's credentials in COFFER_DATA_S3_ACCESS_KEY_ID and \
+             COFFER_DATA_S3_SECRET_ACCESS_KEY"
+    )]
     DataS3Credentials,
 }
 
@@ -900,9 +900,15 @@ max-connections = 100
         assert_eq!(settings.release_grace, coffer_store::DEFAULT_RELEASE_GRACE);
         let refused = ServerConfig::resolve(parse_flags(&s3)).unwrap_err();
         assert!(matches!(refused, ConfigError::DataEngineNeedsSql), "{refused}");
-        let refused =
-            ServerConfig::resolve(parse_flags(&["--metadata", "sqlite", "--data-engine", "s3", "--data-s3-bucket", "b"]))
-                .unwrap_err();
+        let refused = ServerConfig::resolve(parse_flags(&[
+            "--metadata",
+            "sqlite",
+            "--data-engine",
+            "s3",
+            "--data-s3-bucket",
+            "b",
+        ]))
+        .unwrap_err();
         assert!(matches!(refused, ConfigError::DataS3Missing { key: "data-s3-endpoint" }), "{refused}");
         let refused = ServerConfig::resolve(parse_flags(&["--data-s3-bucket", "b"])).unwrap_err();
         assert!(matches!(refused, ConfigError::DataS3Unused { key: "data-s3-bucket" }), "{refused}");

@@ -65,7 +65,9 @@ impl std::fmt::Debug for StoredPart {
                 .field("file", file)
                 .field("chunks", &checksums.as_ref().map(|sums| sums.len()))
                 .finish(),
-            StoredPart::Remote { file, len, .. } => f.debug_struct("Remote").field("file", file).field("len", len).finish(),
+            StoredPart::Remote { file, len, .. } => {
+                f.debug_struct("Remote").field("file", file).field("len", len).finish()
+            }
             StoredPart::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
         }
     }

@@ -30,7 +30,7 @@ use tokio::io::AsyncReadExt;
 use crate::fsio::unique_id;
 use crate::names::is_data_file_name;
 use crate::reader::READ_CHUNK;
-use crate::staging::{StagedFile, Staged};
+use crate::staging::{Staged, StagedFile};
 
 /// Files larger than this are uploaded in multipart pieces of this size (S3's minimum piece is 5 MiB); it bounds
 /// the memory of one upload.

@@ -98,7 +98,8 @@ impl SqlEngine {
             match file.len().await {
                 Ok(len) if len == part.stored_size => {}
                 Ok(len) => {
-                    let reason = format!("the data of part {number} holds {len} bytes, {} were committed", part.stored_size);
+                    let reason =
+                        format!("the data of part {number} holds {len} bytes, {} were committed", part.stored_size);
                     return Ok(ScrubFinding::Damaged { key: Some(key), reason });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

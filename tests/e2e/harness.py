@@ -307,13 +307,17 @@ class CofferServer:
         if metadata == "postgres":
             env["COFFER_METADATA_URL"] = postgres_database_of(os.environ["COFFER_E2E_POSTGRES_URL"], data_dir)
         # COFFER_E2E_DATA=s3 keeps the SQL engine's data on SeaweedFS (one cluster per test process), in a bucket of
-        # each data directory's own; servers a test starts on the directory engine or another data engine keep theirs.
-        if os.environ.get("COFFER_E2E_DATA") == "s3" and self._sql_metadata(env) and not self._own_data_engine():
+        # each data directory's own, released data deleted after E2E_RELEASE_GRACE; servers a test starts on the
+        # directory engine or another data engine, or on a database that keeps its data in the directory (`coffer
+        # migrate` imports there), keep theirs.
+        if os.environ.get("COFFER_E2E_DATA") == "s3" and self._sql_metadata(env) and not self._own_data_engine() \
+                and not data_kept_in_directory(data_dir):
             cluster = e2e_data_cluster()
             env.update(COFFER_DATA_ENGINE="s3", COFFER_DATA_S3_ENDPOINT=cluster.endpoint,
                        COFFER_DATA_S3_BUCKET=data_bucket_of(cluster, data_dir),
                        COFFER_DATA_S3_ACCESS_KEY_ID=cluster.credentials.access_key,
-                       COFFER_DATA_S3_SECRET_ACCESS_KEY=cluster.credentials.secret_key)
+                       COFFER_DATA_S3_SECRET_ACCESS_KEY=cluster.credentials.secret_key,
+                       COFFER_DATA_RELEASE_GRACE=E2E_RELEASE_GRACE)
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
 
@@ -1101,6 +1105,28 @@ def stop_e2e_data_cluster() -> None:
     if cluster is not None:
         cluster.stop()
         shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+# Short, so tests that check what an overwrite leaves can wait for it (storage.py `wait_for_released_deletion`), and
+# far longer than any read an overwrite races with in the suite.
+E2E_RELEASE_GRACE = "5s"
+
+
+def data_kept_in_directory(data_dir: Path) -> bool:
+    """Whether the SQLite database in `data_dir` says its data is in the data directory."""
+    import sqlite3
+
+    database = data_dir / "coffer.sqlite"
+    if not database.exists():
+        return False
+    connection = sqlite3.connect(database, timeout=60)
+    try:
+        found = connection.execute("SELECT location FROM data_location").fetchall()
+    except sqlite3.OperationalError:  # a database from before the table: its data is in the directory
+        return True
+    finally:
+        connection.close()
+    return bool(found) and found[0][0] == "directory"
 
 
 def data_bucket_of(cluster: SeaweedFs, data_dir: Path) -> str:

@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -252,6 +253,9 @@ class Storage:
         """Every data file kept outside the data directory (the S3 data engine's)."""
         return []
 
+    def wait_for_released_deletion(self, timeout: float = 60) -> None:
+        """Data files no record names are removed at once here."""
+
     def files_containing(self, needles: Iterable[bytes]) -> list[tuple[str, bytes]]:
         """Every (path relative to DATA, or s3://bucket/key of a remote data file; needle) where a file holds the
         needle, as it is or base64-encoded (records keep small objects' data as base64 `inline_data`; searching the
@@ -442,6 +446,13 @@ class SqlStorage(Storage):
         if self.data_bucket() is None:
             return set()
         return {self.data_file_at(name) for (name,) in self.rows("SELECT name FROM released_data_files")}
+
+    def wait_for_released_deletion(self, timeout: float = 60) -> None:
+        """Until the grace period of every released remote data file has ended and it is deleted."""
+        deadline = time.monotonic() + timeout
+        while self.released_data_files():
+            assert time.monotonic() < deadline, f"released data files still there after {timeout}s"
+            time.sleep(0.2)
 
     def unreferenced_files(self) -> list:
         released = self.released_data_files()

@@ -190,18 +190,25 @@ impl SqlEngine {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        let mut reclaimed = Reclaimed::default();
+        let mut deleted = Vec::with_capacity(rows.len());
         for row in rows {
             let name: String = row.get(0);
             s3.delete(&name).await?;
-            sqlx::query("DELETE FROM released_data_files WHERE name = $1")
-                .bind(&name)
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
-            reclaimed.files += 1;
+            deleted.push(name);
         }
-        Ok(reclaimed)
+        if !deleted.is_empty() {
+            // A write like any other: with SQLite, under the writer lock.
+            let (_writer, mut tx) = self.write().await?;
+            for name in &deleted {
+                sqlx::query("DELETE FROM released_data_files WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+        }
+        Ok(Reclaimed { files: deleted.len() as u64, bytes: 0 })
     }
 
     /// Deletes remote data files older than `min_age` that no row names or releases.

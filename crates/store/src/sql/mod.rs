@@ -316,7 +316,8 @@ async fn check_data_location(pool: &AnyPool, location: &DataLocation) -> Result<
     let recorded: String = row.get(0);
     if recorded != current {
         return Err(StoreError::Io(io::Error::other(format!(
-            "the metadata database keeps its data in {recorded}, but this server was started with its data in              {current}: start it with the data engine settings the database was created with"
+            "the metadata database keeps its data in {recorded}, but this server was started with its data in \
+             {current}: start it with the data engine settings the database was created with"
         ))));
     }
     Ok(())

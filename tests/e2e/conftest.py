@@ -26,7 +26,7 @@ from typing import Callable
 import pytest
 
 from harness import (CofferFactory, CofferServer, OpenBao, PostgresServer, SeaweedFs, start_openbao, start_postgres,
-                     start_seaweedfs, unique_name, write_random_file)
+                     start_seaweedfs, stop_e2e_data_cluster, unique_name, write_random_file)
 
 
 def pytest_configure(config):
@@ -35,6 +35,14 @@ def pytest_configure(config):
         del os.environ[name]
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/coffer-e2e/aws"
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _e2e_data_cluster():
+    """Stops the SeaweedFS cluster of COFFER_E2E_DATA=s3 (harness.e2e_data_cluster) after every server of the
+    session: fixtures set up after this one are torn down before it."""
+    yield
+    stop_e2e_data_cluster()
 
 
 @pytest.fixture(scope="session")

@@ -303,10 +303,22 @@ class CofferServer:
         metadata = os.environ.get("COFFER_E2E_METADATA")
         if metadata:
             env["COFFER_METADATA"] = metadata
+        # A relative data directory is the server's, resolved against its working directory (see start()).
+        data_dir = self.sandbox / "cwd" / self.data_dir
         if metadata == "postgres":
-            # A relative data directory is the server's, resolved against its working directory (see start()).
-            data_dir = self.sandbox / "cwd" / self.data_dir
             env["COFFER_METADATA_URL"] = postgres_database_of(os.environ["COFFER_E2E_POSTGRES_URL"], data_dir)
+        # COFFER_E2E_DATA=s3 keeps the SQL engine's data on SeaweedFS (one cluster per test process), in a bucket of
+        # each data directory's own, released data deleted after E2E_RELEASE_GRACE; servers a test starts on the
+        # directory engine or another data engine, or on a database that keeps its data in the directory (`coffer
+        # migrate` imports there), keep theirs.
+        if os.environ.get("COFFER_E2E_DATA") == "s3" and self._sql_metadata(env) and not self._own_data_engine() \
+                and not data_kept_in_directory(data_dir):
+            cluster = e2e_data_cluster()
+            env.update(COFFER_DATA_ENGINE="s3", COFFER_DATA_S3_ENDPOINT=cluster.endpoint,
+                       COFFER_DATA_S3_BUCKET=data_bucket_of(cluster, data_dir),
+                       COFFER_DATA_S3_ACCESS_KEY_ID=cluster.credentials.access_key,
+                       COFFER_DATA_S3_SECRET_ACCESS_KEY=cluster.credentials.secret_key,
+                       COFFER_DATA_RELEASE_GRACE=E2E_RELEASE_GRACE)
         env.update(self.extra_env)
         return {k: v for k, v in env.items() if v is not None}
 
@@ -317,6 +329,31 @@ class CofferServer:
         if "--metadata-url" in args:
             return args[args.index("--metadata-url") + 1]
         return self.server_env().get("COFFER_METADATA_URL")
+
+    def data_s3_client(self):
+        """A boto3 client for the server's data bucket (`--data-engine s3`), with the endpoint and credentials the
+        server itself uses."""
+        import boto3
+
+        env, args = self.server_env(), self.command()
+        endpoint = next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--data-s3-endpoint"),
+                        env.get("COFFER_DATA_S3_ENDPOINT"))
+        return boto3.session.Session().client(
+            "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=env["COFFER_DATA_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["COFFER_DATA_S3_SECRET_ACCESS_KEY"])
+
+    def _sql_metadata(self, env: Mapping[str, str]) -> bool:
+        """Whether the server runs the SQL metadata engine (the default): by its flags, else its extra environment,
+        else `env`."""
+        args = list(self.extra_args)
+        metadata = next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--metadata"), None)
+        metadata = metadata or next((arg.split("=", 1)[1] for arg in args if arg.startswith("--metadata=")), None)
+        metadata = metadata or self.extra_env.get("COFFER_METADATA") or env.get("COFFER_METADATA")
+        return metadata != "directory"
+
+    def _own_data_engine(self) -> bool:
+        return any(arg.startswith("--data-") for arg in self.extra_args) or \
+            any(name.startswith("COFFER_DATA_") and name != "COFFER_DATA" for name in self.extra_env)
 
     def launch(self) -> None:
         """Starts the process and returns at once; `start` also waits until it listens."""
@@ -1057,6 +1094,63 @@ def start_seaweedfs(directory: Path, s3_config: Mapping[str, object] | None = No
             if "not available" not in str(error) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+_e2e_data_cluster: SeaweedFs | None = None
+
+
+def e2e_data_cluster() -> SeaweedFs:
+    """The SeaweedFS cluster that keeps the servers' data under COFFER_E2E_DATA=s3: one per test process (so one per
+    xdist worker), started when the first server needs it, stopped by `stop_e2e_data_cluster` (conftest.py does at
+    the session's end)."""
+    global _e2e_data_cluster
+    if _e2e_data_cluster is None:
+        _e2e_data_cluster = start_seaweedfs(Path(tempfile.mkdtemp(prefix="coffer-e2e-data-")))
+    return _e2e_data_cluster
+
+
+def stop_e2e_data_cluster() -> None:
+    global _e2e_data_cluster
+    cluster, _e2e_data_cluster = _e2e_data_cluster, None
+    if cluster is not None:
+        cluster.stop()
+        shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+# Short, so tests that check what an overwrite leaves can wait for it (storage.py `wait_for_released_deletion`), and
+# far longer than any read an overwrite races with in the suite.
+E2E_RELEASE_GRACE = "5s"
+
+
+def data_kept_in_directory(data_dir: Path) -> bool:
+    """Whether the SQLite database in `data_dir` says its data is in the data directory."""
+    import sqlite3
+
+    database = data_dir / "coffer.sqlite"
+    if not database.exists():
+        return False
+    connection = sqlite3.connect(database, timeout=60)
+    try:
+        found = connection.execute("SELECT location FROM data_location").fetchall()
+    except sqlite3.OperationalError:  # a database from before the table: its data is in the directory
+        return True
+    finally:
+        connection.close()
+    return bool(found) and found[0][0] == "directory"
+
+
+def data_bucket_of(cluster: SeaweedFs, data_dir: Path) -> str:
+    """The bucket on `cluster` of one data directory, created the first time (a server restarted on the same
+    directory finds its data again)."""
+    import botocore.exceptions
+
+    name = "e2e-data-" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
+    try:
+        cluster.s3_client().create_bucket(Bucket=name)
+    except botocore.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    return name
 
 
 # One root identity per test session, never the documented admin/admin default.

@@ -12,6 +12,11 @@ key)`, never through the paths of one engine:
   DATA/data/<first two hex digits>/data-<id>. SQLite is read and written here with the stdlib `sqlite3` (the database
   is in WAL mode, so while the server runs), PostgreSQL with psycopg; the server reads rows afresh on every request, so
   an edited row is what the next request sees.
+  With the S3 data engine (`COFFER_E2E_DATA=s3`, the `data_location` row says `s3://<bucket>/<prefix>`), data
+  files are objects `<prefix>data-<id>` in a bucket of the harness's SeaweedFS cluster: they are `RemoteDataFile`s,
+  read and written through boto3 with the methods of `Path` the tests use (read_bytes, write_bytes, unlink,
+  exists, stat().st_size, name). Files released by an overwrite or delete stay until their grace period ends; they
+  are in `released_data_files` and count as neither referenced nor leftover.
 
 Records carry a MAC over their "place" (the record's path under DATA/buckets/, or `db/objects/<bucket>/<key>` in the
 SQL engine) and their canonical JSON: `Storage.signed` recomputes it as crates/store/src/record_mac.rs does, for
@@ -21,7 +26,7 @@ tests that edit a record as someone holding the MAC key could. Both engines stag
 - `Storage`        the whole directory: data, temp and unreferenced files, a snapshot of everything stored for the
                    buckets, job records, whether an upload is stored, a search of every file for given bytes, and
                    the leftovers a crash at the worst moment leaves (planted for the garbage collection tests).
-- `flip_byte`      damages one byte of a file.
+- `flip_byte`      damages one byte of a file (local or remote).
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ import hashlib
 import hmac
 import json
 import sqlite3
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable, Iterator
 
 import psycopg
 
@@ -52,9 +59,9 @@ def storage(server: CofferServer) -> "Storage":
     directory engine never does."""
     postgres_url = server.metadata_url()
     if postgres_url:
-        return SqlStorage(server.data_dir, PostgresRows(postgres_url))
+        return SqlStorage(server.data_dir, PostgresRows(postgres_url), server.data_s3_client)
     if (server.data_dir / DATABASE_FILE).exists():
-        return SqlStorage(server.data_dir, SqliteRows(server.data_dir / DATABASE_FILE))
+        return SqlStorage(server.data_dir, SqliteRows(server.data_dir / DATABASE_FILE), server.data_s3_client)
     return DirectoryStorage(server.data_dir)
 
 
@@ -62,13 +69,58 @@ def stored_object(server: CofferServer, bucket: str, key: str) -> "StoredObject"
     return storage(server).object(bucket, key)
 
 
-def flip_byte(path: Path, offset: int) -> bytes:
-    """XOR one byte of a file in place; returns the file's original content (to restore it)."""
+def flip_byte(path: "Path | RemoteDataFile", offset: int) -> bytes:
+    """XOR one byte of a file; returns the file's original content (to restore it)."""
     original = path.read_bytes()
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        handle.write(bytes([original[offset] ^ 0x01]))
+    path.write_bytes(original[:offset] + bytes([original[offset] ^ 0x01]) + original[offset + 1:])
     return original
+
+
+@dataclass(frozen=True)
+class RemoteDataFile:
+    """A data file of the S3 data engine: object `key` of `bucket`, with the parts of `Path`'s interface the tests
+    use."""
+
+    bucket: str
+    key: str
+    client: Any = field(compare=False, hash=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def read_bytes(self) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+
+    def write_bytes(self, data: bytes) -> int:
+        self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data)
+        return len(data)
+
+    def unlink(self) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+    def exists(self) -> bool:
+        import botocore.exceptions
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key)
+            return True
+        except botocore.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def stat(self) -> SimpleNamespace:
+        return SimpleNamespace(st_size=self.client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"])
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The content in pieces of `size` bytes (one streamed GET)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+        while chunk := body.read(size):
+            yield chunk
 
 
 def digest(data: bytes) -> str:
@@ -204,13 +256,22 @@ class Storage:
         return [path for path in self.temp_files() if path.is_file()] + \
             [path for path in self.data_files() if path not in referenced]
 
+    def remote_data_files(self) -> list["RemoteDataFile"]:
+        """Every data file kept outside the data directory (the S3 data engine's)."""
+        return []
+
+    def wait_for_released_deletion(self, timeout: float = 60) -> None:
+        """Data files no record names are removed at once here."""
+
     def files_containing(self, needles: Iterable[bytes]) -> list[tuple[str, bytes]]:
         """Every (place, needle) where what is stored holds the needle, as it is or base64-encoded (records keep
         small objects' data as base64 `inline_data`). Places are the files under DATA (searching the files rather
         than the current records also finds what SQLite keeps of older rows) and, for a PostgreSQL database, its
-        current rows. Files are read in overlapping windows so big data files never sit in memory whole."""
+        current rows; remote data files are s3://bucket/key. Files are read in overlapping windows so big data files
+        never sit in memory whole."""
         forms = {needle: [needle, *base64_forms(needle)] for needle in needles if needle}
         overlap = max(len(form) for variants in forms.values() for form in variants) - 1
+
         found = []
         for place, windows in self.stored_contents():
             tail = b""
@@ -223,9 +284,12 @@ class Storage:
         return found
 
     def stored_contents(self) -> Iterator[tuple[str, Iterator[bytes]]]:
-        """What is stored, by place: each file under DATA (path relative to DATA), in windows."""
+        """What is stored, by place: each file under DATA (path relative to DATA) and each remote data file, in
+        windows."""
         for path in self.all_files():
             yield str(path.relative_to(self.data_dir)), file_windows(path)
+        for remote in self.remote_data_files():
+            yield str(remote), remote.chunks(SEARCH_WINDOW)
 
 
 def file_windows(path: Path) -> Iterator[bytes]:
@@ -349,9 +413,12 @@ class PostgresRows:
 
 
 class SqlStorage(Storage):
-    def __init__(self, data_dir: Path, database: SqliteRows | PostgresRows):
+    def __init__(self, data_dir: Path, database: SqliteRows | PostgresRows,
+                 data_s3_client: Callable[[], Any] | None = None):
+        """`data_s3_client` makes a boto3 client for the data bucket of the S3 data engine."""
         super().__init__(data_dir)
         self.database = database
+        self._data_s3_client = data_s3_client
 
     def rows(self, query: str, *params) -> list[tuple]:
         with self.database.transaction() as connection:
@@ -359,7 +426,7 @@ class SqlStorage(Storage):
 
     def stored_contents(self) -> Iterator[tuple[str, Iterator[bytes]]]:
         """Also, with PostgreSQL, every current row holding a record (the database's files are the database's: its
-        old row versions and WAL are outside what Coffer erases, see docs/operations.md)."""
+        old row versions and WAL are outside what Coffer erases, see docs/rewrap.md)."""
         yield from super().stored_contents()
         if isinstance(self.database, PostgresRows):
             for table in ("buckets", "objects", "uploads", "parts", "jobs"):
@@ -384,17 +451,65 @@ class SqlStorage(Storage):
     def data_root(self) -> Path:
         return self.data_dir / "data"
 
-    def data_file_at(self, name: str) -> Path:
-        """DATA/data/<first two hex digits of the id>/data-<id> (crates/store/src/data_dir.rs)."""
+    def data_bucket(self) -> tuple[str, str] | None:
+        """(bucket, prefix) of the S3 data engine, or None when the data is in the data directory."""
+        try:
+            found = self.rows("SELECT location FROM data_location")
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):  # a database from before the table
+            return None
+        if not found or not found[0][0].startswith("s3://"):
+            return None
+        bucket, _, prefix = found[0][0][len("s3://"):].partition("/")
+        return bucket, prefix
+
+    def s3_data_client(self):
+        assert self._data_s3_client is not None, "the data is on S3, but no client for its bucket was given"
+        return self._data_s3_client()
+
+    def data_file_at(self, name: str) -> "Path | RemoteDataFile":
+        """DATA/data/<first two hex digits of the id>/data-<id> (crates/store/src/data_dir.rs), or the object
+        <prefix>data-<id> of the data bucket (crates/store/src/s3_data.rs)."""
+        remote = self.data_bucket()
+        if remote is not None:
+            bucket, prefix = remote
+            return RemoteDataFile(bucket, prefix + name, self.s3_data_client())
         return self.data_root / name[len("data-"):len("data-") + 2] / name
 
-    def data_file_path(self, bucket: str, key: str, name: str) -> Path:
+    def data_file_path(self, bucket: str, key: str, name: str) -> "Path | RemoteDataFile":
         return self.data_file_at(name)
 
-    def data_files(self) -> list[Path]:
-        return sorted(self.data_root.glob("*/data-*"))
+    def data_files(self) -> list:
+        remote = self.data_bucket()
+        if remote is None:
+            return sorted(self.data_root.glob("*/data-*"))
+        bucket, prefix = remote
+        client = self.s3_data_client()
+        keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for item in page.get("Contents", [])]
+        return [RemoteDataFile(bucket, key, client) for key in sorted(keys)
+                if key[len(prefix):].startswith("data-") and "/" not in key[len(prefix):]]
 
-    def referenced_data_files(self) -> set[Path]:
+    def remote_data_files(self) -> list[RemoteDataFile]:
+        return self.data_files() if self.data_bucket() is not None else []
+
+    def released_data_files(self) -> set:
+        """Remote data files an overwrite or delete released, waiting for their grace period to end."""
+        if self.data_bucket() is None:
+            return set()
+        return {self.data_file_at(name) for (name,) in self.rows("SELECT name FROM released_data_files")}
+
+    def wait_for_released_deletion(self, timeout: float = 60) -> None:
+        """Until the grace period of every released remote data file has ended and it is deleted."""
+        deadline = time.monotonic() + timeout
+        while self.released_data_files():
+            assert time.monotonic() < deadline, f"released data files still there after {timeout}s"
+            time.sleep(0.2)
+
+    def unreferenced_files(self) -> list:
+        released = self.released_data_files()
+        return [path for path in super().unreferenced_files() if path not in released]
+
+    def referenced_data_files(self) -> set:
         named = set()
         for (text,) in self.rows("SELECT record FROM objects"):
             named |= {self.data_file_at(name) for name in json.loads(text)["data_files"]}
@@ -417,7 +532,8 @@ class SqlStorage(Storage):
             for table, query in queries.items():
                 state.update({f"{table}: {name}": digest(value.encode())
                               for name, value in connection.execute(query).fetchall()})
-        state.update({str(path.relative_to(self.data_dir)): digest(path.read_bytes()) for path in self.data_files()})
+        state.update({str(path.relative_to(self.data_dir)) if isinstance(path, Path) else str(path):
+                      digest(path.read_bytes()) for path in self.data_files()})
         return state
 
     def job_records(self) -> list[dict]:
@@ -434,5 +550,6 @@ class SqlStorage(Storage):
         directory."""
         planted = [self.data_file_at(name) for name in ("data-00aa11", "data-00bb22", "data-00cc33")]
         for path in planted:
-            path.parent.mkdir(mode=0o700, exist_ok=True)
+            if isinstance(path, Path):
+                path.parent.mkdir(mode=0o700, exist_ok=True)
         return planted + [self.data_dir / ".coffer" / "tmp" / "stage-00dd44"]

@@ -97,8 +97,8 @@ def test_scrub_finds_exactly_the_damaged_objects_without_a_kms_and_changes_nothi
 
     # Damage: a flipped byte in encrypted data, a truncated plaintext file, a deleted part, an edited record.
     flip_byte(stored_object(server, bucket, "sse-kms/file").data_files()[0], MiB + 5)
-    with open(stored_object(server, bucket, "plaintext/file").data_files()[0], "r+b") as handle:
-        handle.truncate(1000)
+    truncated = stored_object(server, bucket, "plaintext/file").data_files()[0]
+    truncated.write_bytes(truncated.read_bytes()[:1000])
     stored_object(server, bucket, "sse-c/multipart").data_files()[1].unlink()
     edited = stored_object(server, bucket, "sse-s3/small")
     record = edited.record()
@@ -186,6 +186,8 @@ def reclaimed_bytes(server: CofferServer) -> float:
     return metrics(server)[("coffer_store_reclaimed_bytes_total", frozenset())]
 
 
+@pytest.mark.skipif(os.environ.get("COFFER_E2E_DATA") == "s3",
+                    reason="objects in the data bucket cannot be backdated past garbage collection's minimum age")
 def test_files_left_by_kill_9_during_uploads_are_collected(coffer_factory):
     server = coffer_factory()
     bucket = unique_name("gc")

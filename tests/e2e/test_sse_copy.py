@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import sha256_file, unique_name
+from harness import unique_name
 from sse_helpers import (PACKAGE, MiB, CustomerKey, Sse, create_kms_key, encryption_context, etag_of, expect_error,
                          md5_hex, random_bytes, sha256)
 from storage import stored_object
@@ -53,7 +53,7 @@ def data_fingerprint(coffer, bucket: str, key: str) -> list[tuple[str, str]]:
     inline = stored.inline_data()
     if inline is not None:
         return [("inline", sha256(inline))]
-    return [(path.name, sha256_file(path)) for path in stored.data_files()]
+    return [(path.name, sha256(path.read_bytes())) for path in stored.data_files()]
 
 
 @pytest.mark.parametrize("body", [BODY, SMALL_BODY], ids=["data-file", "inline"])

@@ -118,7 +118,8 @@ def test_plaintext_and_customer_keys_never_reach_the_disk(server, kms_key):
             f"the {name} plaintext was not found under {server.data_dir}: the search is broken"
     leaks = [(place, names[needle]) for place, needle in found if needle not in controls.values()]
     assert not leaks, f"plaintext or keys found on disk: {leaks}"
-    assert len(stored.all_files()) > len(markers), "the data dir holds less than expected"
+    assert len(stored.all_files()) + len(stored.remote_data_files()) > len(markers), \
+        "the data dir (and data bucket) hold less than expected"
 
     log = server.log()
     for name, secret in secrets_.items():

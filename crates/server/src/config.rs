@@ -53,6 +53,56 @@ pub enum MetadataEngine {
     Postgres,
 }
 
+/// Where the SQL metadata engine keeps stored bytes (`--data-engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataEngineKind {
+    /// Files under the data directory.
+    #[default]
+    Directory,
+    /// Objects in a bucket of an S3-compatible cluster (`--data-s3-*`).
+    S3,
+}
+
+/// The data engine's settings, credentials aside (they come from the environment only, see
+/// [`S3DataSettings::location`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSettings {
+    Directory,
+    S3(S3DataSettings),
+}
+
+/// Where the S3 data engine keeps stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3DataSettings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    pub release_grace: Duration,
+}
+
+/// Environment variables holding the data bucket's credentials.
+pub const DATA_S3_ACCESS_KEY_ENV: &str = "COFFER_DATA_S3_ACCESS_KEY_ID";
+pub const DATA_S3_SECRET_KEY_ENV: &str = "COFFER_DATA_S3_SECRET_ACCESS_KEY";
+
+impl S3DataSettings {
+    /// The store's data location, with the credentials `env` (the process environment in the server) holds.
+    pub fn location(&self, env: impl Fn(&str) -> Option<String>) -> Result<coffer_store::DataLocation, ConfigError> {
+        let var =
+            |name: &'static str| env(name).filter(|value| !value.is_empty()).ok_or(ConfigError::DataS3Credentials);
+        Ok(coffer_store::DataLocation::S3(coffer_store::S3Location {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            region: self.region.clone(),
+            access_key_id: var(DATA_S3_ACCESS_KEY_ENV)?,
+            secret_access_key: coffer_store::S3SecretKey::new(var(DATA_S3_SECRET_KEY_ENV)?),
+            release_grace: self.release_grace,
+        }))
+    }
+}
+
 /// Listen address when none is configured.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9000";
 /// Data directory when none is configured.
@@ -190,6 +240,33 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_METADATA_URL", value_name = "URL", hide_env_values = true)]
     pub metadata_url: Option<DatabaseUrl>,
 
+    /// Where the SQL metadata engine (`--metadata sqlite|postgres`) keeps stored bytes: `directory` (the data
+    /// directory) or `s3` (a bucket of any S3-compatible cluster, see --data-s3-*) [default: directory].
+    #[arg(long, env = "COFFER_DATA_ENGINE", value_name = "ENGINE")]
+    pub data_engine: Option<DataEngineKind>,
+
+    /// The S3 API endpoint of `--data-engine s3`, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://seaweedfs:8333`. Credentials: COFFER_DATA_S3_ACCESS_KEY_ID and COFFER_DATA_S3_SECRET_ACCESS_KEY.
+    #[arg(long, env = "COFFER_DATA_S3_ENDPOINT", value_name = "URL")]
+    pub data_s3_endpoint: Option<String>,
+
+    /// The bucket of `--data-engine s3` (it must exist).
+    #[arg(long, env = "COFFER_DATA_S3_BUCKET", value_name = "BUCKET")]
+    pub data_s3_bucket: Option<String>,
+
+    /// A prefix for every name Coffer writes in the data bucket, e.g. `coffer/` [default: none].
+    #[arg(long, env = "COFFER_DATA_S3_PREFIX", value_name = "PREFIX")]
+    pub data_s3_prefix: Option<String>,
+
+    /// The data bucket's region [default: us-east-1].
+    #[arg(long, env = "COFFER_DATA_S3_REGION", value_name = "REGION")]
+    pub data_s3_region: Option<String>,
+
+    /// How long a data file in the bucket stays after no object names it any more (overwritten, deleted), so that
+    /// reads in flight on any node finish: a number with s, m, h or d [default: 15m].
+    #[arg(long, env = "COFFER_DATA_RELEASE_GRACE", value_name = "DURATION")]
+    pub data_release_grace: Option<String>,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub kms: KmsArgs,
@@ -312,6 +389,17 @@ pub enum ConfigError {
     Zero { key: &'static str },
     #[error("--{key} {value:?} is not a duration: a whole number with s, m, h or d (e.g. `24h`), or `off`")]
     Duration { key: &'static str, value: String },
+    #[error("--data-engine s3 needs the SQL metadata engine (--metadata sqlite or postgres)")]
+    DataEngineNeedsSql,
+    #[error("--data-engine s3 needs --{key}")]
+    DataS3Missing { key: &'static str },
+    #[error("--{key} is a setting of --data-engine s3")]
+    DataS3Unused { key: &'static str },
+    #[error(
+        "--data-engine s3 needs the bucket's credentials in COFFER_DATA_S3_ACCESS_KEY_ID and \
+             COFFER_DATA_S3_SECRET_ACCESS_KEY"
+    )]
+    DataS3Credentials,
 }
 
 /// Certificate and key files for HTTPS.
@@ -357,6 +445,7 @@ pub struct ServerConfig {
     pub scrub_interval: Option<Duration>,
     pub metadata: MetadataEngine,
     pub metadata_url: Option<DatabaseUrl>,
+    pub data: DataSettings,
     pub kms: KmsArgs,
 }
 
@@ -381,6 +470,7 @@ impl ServerConfig {
 
     /// Applies defaults to fully merged arguments.
     pub fn resolve(args: ServerArgs) -> Result<Self, ConfigError> {
+        let data = data_settings(&args)?;
         let tls = match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -420,6 +510,7 @@ impl ServerConfig {
             },
             metadata: args.metadata.unwrap_or_default(),
             metadata_url: args.metadata_url,
+            data,
             scrub_interval: match args.scrub_interval {
                 Some(text) => parse_interval(&text)
                     .ok_or_else(|| ConfigError::Duration { key: "scrub-interval", value: text.clone() })?,
@@ -428,6 +519,41 @@ impl ServerConfig {
             kms: args.kms,
         })
     }
+}
+
+/// The data engine's settings, checked: `s3` needs the SQL metadata engine, an endpoint and a bucket, and the S3
+/// settings mean nothing without it.
+fn data_settings(args: &ServerArgs) -> Result<DataSettings, ConfigError> {
+    let release_grace = match &args.data_release_grace {
+        Some(text) => parse_interval(text)
+            .flatten()
+            .ok_or_else(|| ConfigError::Duration { key: "data-release-grace", value: text.clone() })?,
+        None => coffer_store::DEFAULT_RELEASE_GRACE,
+    };
+    if args.data_engine.unwrap_or_default() == DataEngineKind::Directory {
+        let given = [
+            ("data-s3-endpoint", args.data_s3_endpoint.is_some()),
+            ("data-s3-bucket", args.data_s3_bucket.is_some()),
+            ("data-s3-prefix", args.data_s3_prefix.is_some()),
+            ("data-s3-region", args.data_s3_region.is_some()),
+            ("data-release-grace", args.data_release_grace.is_some()),
+        ];
+        return match given.into_iter().find(|(_, given)| *given) {
+            Some((key, _)) => Err(ConfigError::DataS3Unused { key }),
+            None => Ok(DataSettings::Directory),
+        };
+    }
+    if args.metadata.unwrap_or_default() == MetadataEngine::Directory {
+        return Err(ConfigError::DataEngineNeedsSql);
+    }
+    let required = |value: &Option<String>, key| value.clone().ok_or(ConfigError::DataS3Missing { key });
+    Ok(DataSettings::S3(S3DataSettings {
+        endpoint: required(&args.data_s3_endpoint, "data-s3-endpoint")?,
+        bucket: required(&args.data_s3_bucket, "data-s3-bucket")?,
+        prefix: args.data_s3_prefix.clone().unwrap_or_default(),
+        region: args.data_s3_region.clone().unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+        release_grace,
+    }))
 }
 
 /// The data directory as an absolute path: everything saved under it (the KMS configuration's paths among them)
@@ -470,6 +596,12 @@ impl ServerArgs {
             scrub_interval: self.scrub_interval.or(lower.scrub_interval),
             metadata: self.metadata.or(lower.metadata),
             metadata_url: self.metadata_url.or(lower.metadata_url),
+            data_engine: self.data_engine.or(lower.data_engine),
+            data_s3_endpoint: self.data_s3_endpoint.or(lower.data_s3_endpoint),
+            data_s3_bucket: self.data_s3_bucket.or(lower.data_s3_bucket),
+            data_s3_prefix: self.data_s3_prefix.or(lower.data_s3_prefix),
+            data_s3_region: self.data_s3_region.or(lower.data_s3_region),
+            data_release_grace: self.data_release_grace.or(lower.data_release_grace),
             kms: self.kms.or(lower.kms),
         }
     }
@@ -756,6 +888,53 @@ max-connections = 100
             let err = ServerConfig::resolve(parse_flags(&[&format!("--scrub-interval={bad}")])).unwrap_err();
             assert!(matches!(err, ConfigError::Duration { key: "scrub-interval", .. }), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_s3_data_engine_needs_the_sql_engine_an_endpoint_and_a_bucket() {
+        let s3 = ["--data-engine", "s3", "--data-s3-endpoint", "http://127.0.0.1:8333", "--data-s3-bucket", "b"];
+        let config = ServerConfig::resolve(parse_flags(&[&["--metadata", "sqlite"], &s3[..]].concat())).unwrap();
+        let DataSettings::S3(settings) = &config.data else { panic!("{:?}", config.data) };
+        assert_eq!(settings.bucket, "b");
+        assert_eq!((settings.prefix.as_str(), settings.region.as_str()), ("", DEFAULT_REGION));
+        assert_eq!(settings.release_grace, coffer_store::DEFAULT_RELEASE_GRACE);
+        let refused = ServerConfig::resolve(parse_flags(&s3)).unwrap_err();
+        assert!(matches!(refused, ConfigError::DataEngineNeedsSql), "{refused}");
+        let refused = ServerConfig::resolve(parse_flags(&[
+            "--metadata",
+            "sqlite",
+            "--data-engine",
+            "s3",
+            "--data-s3-bucket",
+            "b",
+        ]))
+        .unwrap_err();
+        assert!(matches!(refused, ConfigError::DataS3Missing { key: "data-s3-endpoint" }), "{refused}");
+        let refused = ServerConfig::resolve(parse_flags(&["--data-s3-bucket", "b"])).unwrap_err();
+        assert!(matches!(refused, ConfigError::DataS3Unused { key: "data-s3-bucket" }), "{refused}");
+        let file = parse_config(Path::new("c.toml"), "data-engine = \"s3\"\ndata-release-grace = \"30s\"\n").unwrap();
+        assert_eq!(file.data_engine, Some(DataEngineKind::S3));
+        assert_eq!(file.data_release_grace.as_deref(), Some("30s"));
+    }
+
+    #[test]
+    fn the_data_bucket_secret_comes_from_the_environment_and_never_shows_in_debug_output() {
+        let settings = S3DataSettings {
+            endpoint: "http://127.0.0.1:8333".into(),
+            bucket: "b".into(),
+            prefix: String::new(),
+            region: DEFAULT_REGION.into(),
+            release_grace: Duration::from_secs(1),
+        };
+        let secret = "wJalrXUtnFEMI-secret";
+        let env = |name: &str| match name {
+            DATA_S3_ACCESS_KEY_ENV => Some("AKID".to_owned()),
+            DATA_S3_SECRET_KEY_ENV => Some(secret.to_owned()),
+            _ => None,
+        };
+        let location = settings.location(env).unwrap();
+        assert!(!format!("{location:?}").contains(secret));
+        assert!(matches!(settings.location(|_| None), Err(ConfigError::DataS3Credentials)));
     }
 
     #[test]

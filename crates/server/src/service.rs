@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use coffer_kms::{KmsError, KmsManager};
 use coffer_sse::SseService;
-use coffer_store::{Store, StoreError};
+use coffer_store::{DataLocation, Store, StoreError};
 use s3s::route::S3Route;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::audit_log::AuditFile;
 use crate::authz::{AccessCheck, Authorizer};
-use crate::config::{MetadataEngine, ServerArgs, ServerConfig};
+use crate::config::{DataSettings, MetadataEngine, ServerArgs, ServerConfig};
 use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal, LocalEndpoints};
 use crate::jobs::Jobs;
@@ -140,6 +140,8 @@ pub enum StartError {
     /// The KMS settings cannot work, or its state directory cannot be opened.
     #[error(transparent)]
     Kms(#[from] KmsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Runs `coffer server` with `config` (loaded from `args`) until SIGINT/SIGTERM, then drains in-flight requests and
@@ -169,11 +171,15 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
         }
         None => (None, None),
     };
+    let data = match &config.data {
+        DataSettings::Directory => DataLocation::Directory,
+        DataSettings::S3(settings) => settings.location(|name| std::env::var(name).ok())?,
+    };
     let store = match config.metadata {
         MetadataEngine::Directory => Store::open(config.data_dir.clone()).await,
-        MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone(), None).await,
+        MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone(), None, &data).await,
         MetadataEngine::Postgres => match &config.metadata_url {
-            Some(url) => Store::open_sql(config.data_dir.clone(), Some(url.expose())).await,
+            Some(url) => Store::open_sql(config.data_dir.clone(), Some(url.expose()), &data).await,
             None => Err(coffer_store::StoreError::InvalidMeta("--metadata postgres needs --metadata-url")),
         },
     }

@@ -14,11 +14,15 @@
 //! the staged value instead discards the data. Reading: [`Store::open_object`] pins a version;
 //! [`ObjectReader::read_part`] streams stored bytes of one part.
 //!
+//! Where the SQL metadata engine keeps stored bytes is a [`DataLocation`]: the data directory, or a bucket of an
+//! S3-compatible cluster ([`S3Location`]), which it reaches as a client (OpenDAL's S3 service) and never serves.
+//!
 //! Maintenance: [`Store::scrub_object`] checks an object's record and stored bytes without a KMS, walking
 //! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.
 
 mod chunk_checksums;
 mod data_dir;
+mod data_engine;
 mod engine;
 mod error;
 mod fsio;
@@ -34,6 +38,7 @@ mod names;
 mod objects;
 mod reader;
 mod record_mac;
+mod s3_data;
 mod scrub;
 mod sql;
 mod staging;
@@ -49,6 +54,7 @@ pub use meta::{
 pub use migrate::{import_directory, Imported};
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
+pub use s3_data::{DataLocation, S3Location, S3SecretKey, DEFAULT_RELEASE_GRACE};
 pub use scrub::ScrubFinding;
 pub use staging::{StagedFile, StagedWrite};
 pub use store::Store;

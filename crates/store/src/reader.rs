@@ -1,13 +1,16 @@
 //! Reading objects: an [`ObjectReader`] pins one committed version by holding its data files open (or its
-//! inline bytes), and streams byte ranges of a part in bounded chunks.
+//! inline bytes, or the names of its remote data files), and streams byte ranges of a part in bounded chunks.
 //!
 //! Because the files are opened before the reader is returned, an overwrite or delete that commits afterwards only
-//! unlinks names; the open handles keep reading the version the reader saw.
+//! unlinks names; the open handles keep reading the version the reader saw. Remote data files (`s3_data.rs`) stay
+//! readable for the release grace period after an overwrite or delete.
 //!
 //! Chunks are read with positional reads on the blocking pool, ahead of the consumer: while the caller sends chunk
 //! `n`, chunk `n + 1` is being read. A caller that transforms every chunk (decryption) does it in the same blocking
 //! call ([`ObjectReader::read_part_mapped`]), so that work overlaps the sending too. Inline bytes (at most 64 KiB)
-//! need no read: they are mapped on the spot, without a trip to the blocking pool.
+//! need no read: they are mapped on the spot, without a trip to the blocking pool. A remote range is one ranged GET
+//! whose body a task cuts into chunks, maps on the blocking pool and hands over through a channel of one chunk:
+//! again one chunk ahead of the consumer, and memory bounded by the chunk size.
 //!
 //! [`ObjectReader::read_part`] checks every chunk of a data file against the file's recorded checksums before
 //! yielding any of its bytes (see `chunk_checksums.rs`), reading whole checksum chunks around the range asked for.
@@ -23,10 +26,13 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::future::Either;
 use futures::Stream;
+use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::chunk_checksums::chunk_checksum;
 use crate::meta::ObjectMeta;
+use crate::s3_data::RemoteFile;
 
 /// Largest chunk [`ObjectReader::read_part`] yields; bounds memory per read.
 pub const READ_CHUNK: usize = 1024 * 1024;
@@ -44,6 +50,8 @@ pub(crate) enum StoredPart {
     /// A data file, with the CRC32C of each [`READ_CHUNK`] if its record has them (it was written by a version
     /// that keeps them).
     File { file: Arc<File>, checksums: Option<Arc<[u32]>> },
+    /// A data file in a remote bucket, of the committed length, with the CRC32C of each [`READ_CHUNK`].
+    Remote { file: RemoteFile, len: u64, checksums: Arc<[u32]> },
     /// Bytes kept in the signed record itself.
     Inline(Bytes),
 }
@@ -57,6 +65,9 @@ impl std::fmt::Debug for StoredPart {
                 .field("file", file)
                 .field("chunks", &checksums.as_ref().map(|sums| sums.len()))
                 .finish(),
+            StoredPart::Remote { file, len, .. } => {
+                f.debug_struct("Remote").field("file", file).field("len", len).finish()
+            }
             StoredPart::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
         }
     }
@@ -66,6 +77,7 @@ impl StoredPart {
     pub(crate) fn len(&self) -> io::Result<u64> {
         match self {
             StoredPart::File { file, .. } => Ok(file.metadata()?.len()),
+            StoredPart::Remote { len, .. } => Ok(*len),
             StoredPart::Inline(bytes) => Ok(bytes.len() as u64),
         }
     }
@@ -81,13 +93,20 @@ impl ObjectReader {
         &self.meta
     }
 
+    /// Where the stored bytes of `meta().parts[index]` are.
+    pub(crate) fn stored_part(&self, index: usize) -> Option<&StoredPart> {
+        self.parts.get(index)
+    }
+
     /// Streams stored bytes `[offset, offset + len)` of `meta().parts[part_index]` in chunks of at most
     /// [`READ_CHUNK`] bytes, each checked against the data file's checksums before it is yielded. A range outside
     /// the part yields one `InvalidInput` error; a data file shorter than recorded yields `UnexpectedEof`; a chunk
     /// that fails its checksum yields `InvalidData`, and nothing of it is yielded.
     pub fn read_part(&self, part_index: usize, offset: u64, len: u64) -> PartStream<Bytes> {
         let checksums = match self.parts.get(part_index) {
-            Some(StoredPart::File { checksums: Some(checksums), .. }) => checksums.clone(),
+            Some(StoredPart::File { checksums: Some(checksums), .. } | StoredPart::Remote { checksums, .. }) => {
+                checksums.clone()
+            }
             _ => return self.read_part_mapped(part_index, offset, len, READ_CHUNK, |_, chunk| Ok(chunk.freeze())),
         };
         let (stored_size, end) = match (self.meta.parts.get(part_index), offset.checked_add(len)) {
@@ -139,6 +158,7 @@ impl ObjectReader {
                 end,
                 chunk_len,
                 next: None,
+                remote: None,
                 failed: None,
             },
             _ => PartStream::failed(io::Error::new(
@@ -170,6 +190,8 @@ pub struct PartStream<T> {
     chunk_len: u64,
     /// The next chunk.
     next: Option<NextChunk<T>>,
+    /// The mapped chunks of a remote part's range, from the task reading it.
+    remote: Option<mpsc::Receiver<io::Result<T>>>,
     /// An error to yield before anything else (a range outside the part).
     failed: Option<io::Error>,
 }
@@ -182,7 +204,16 @@ impl<T> std::fmt::Debug for PartStream<T> {
 
 impl<T: Send + 'static> PartStream<T> {
     fn failed(error: io::Error) -> Self {
-        PartStream { source: None, start: 0, pos: 0, end: 0, chunk_len: 1, next: None, failed: Some(error) }
+        PartStream {
+            source: None,
+            start: 0,
+            pos: 0,
+            end: 0,
+            chunk_len: 1,
+            next: None,
+            remote: None,
+            failed: Some(error),
+        }
     }
 
     /// Starts reading the next chunk, unless a read is in flight or the range is covered.
@@ -193,6 +224,15 @@ impl<T: Send + 'static> PartStream<T> {
         if self.next.is_some() || self.pos >= self.end {
             return;
         }
+        if let StoredPart::Remote { file, len, .. } = stored {
+            // The whole range at once: the reading task keeps one chunk ahead on its own.
+            let (sender, receiver) = mpsc::channel(1);
+            let read = RemoteRead { start: self.start, end: self.end, chunk_len: self.chunk_len, part_len: *len };
+            tokio::spawn(read.run(file.clone(), self.pos, map.clone(), sender));
+            self.pos = self.end;
+            self.remote = Some(receiver);
+            return;
+        }
         let (pos, offset) = (self.pos, self.pos - self.start);
         let len = (self.end - pos).min(self.chunk_len);
         self.pos += len;
@@ -201,6 +241,7 @@ impl<T: Send + 'static> PartStream<T> {
                 let (file, map) = (file.clone(), map.clone());
                 Either::Left(tokio::task::spawn_blocking(move || map(offset, read_chunk(&file, pos, len as usize)?)))
             }
+            StoredPart::Remote { .. } => unreachable!("remote ranges are read by their own task"),
             StoredPart::Inline(bytes) => {
                 let chunk = BytesMut::from(&bytes[pos as usize..(pos + len) as usize]);
                 Either::Right(std::future::ready(Ok(map(offset, chunk))))
@@ -211,6 +252,7 @@ impl<T: Send + 'static> PartStream<T> {
     fn fail(&mut self, error: io::Error) -> Poll<Option<io::Result<T>>> {
         self.source = None;
         self.next = None;
+        self.remote = None;
         Poll::Ready(Some(Err(error)))
     }
 }
@@ -233,6 +275,83 @@ fn read_chunk(file: &File, pos: u64, len: usize) -> io::Result<BytesMut> {
     Ok(Bytes::from(chunk).into())
 }
 
+/// The range of a remote part a [`PartStream`] reads: `[start, end)` of the part, in chunks of `chunk_len`.
+struct RemoteRead {
+    start: u64,
+    end: u64,
+    chunk_len: u64,
+    /// The committed length of the part's data.
+    part_len: u64,
+}
+
+impl RemoteRead {
+    /// Reads `[from, end)` with one ranged GET and sends each chunk, mapped on the blocking pool, to `sender`;
+    /// stops at the first error (sent too) or when the receiver is gone. A range that ends the part asks for the
+    /// rest of the file, and a file found longer than committed is an `InvalidData` error before its last chunk
+    /// is sent (as a local file of the wrong length is refused when opened).
+    async fn run<T: Send + 'static>(
+        self,
+        file: RemoteFile,
+        from: u64,
+        map: ChunkMap<T>,
+        sender: mpsc::Sender<io::Result<T>>,
+    ) {
+        let to_end = self.end == self.part_len;
+        let mut body = match file.read(from..self.end, to_end).await {
+            Ok(body) => body,
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+                return;
+            }
+        };
+        let mut pending = BytesMut::new();
+        let mut pos = from;
+        while pos < self.end {
+            let len = (self.end - pos).min(self.chunk_len) as usize;
+            while pending.len() < len {
+                let piece = match body.next().await {
+                    Some(Ok(piece)) => piece,
+                    Some(Err(error)) => {
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
+                    None => {
+                        let _ = sender.send(Err(io::ErrorKind::UnexpectedEof.into())).await;
+                        return;
+                    }
+                };
+                pending.extend_from_slice(&piece);
+            }
+            if to_end && pos + len as u64 == self.end {
+                let more = match body.next().await {
+                    Some(Ok(piece)) => !piece.is_empty(),
+                    Some(Err(error)) => {
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
+                    None => false,
+                };
+                if more || pending.len() > len {
+                    let error = format!("stored data holds more than the {} bytes committed", self.part_len);
+                    let _ = sender.send(Err(io::Error::new(io::ErrorKind::InvalidData, error))).await;
+                    return;
+                }
+            }
+            let chunk = pending.split_to(len);
+            let (offset, map) = (pos - self.start, map.clone());
+            pos += len as u64;
+            let mapped = tokio::task::spawn_blocking(move || map(offset, chunk))
+                .await
+                .map_err(io::Error::other)
+                .and_then(|mapped| mapped);
+            let failed = mapped.is_err();
+            if sender.send(mapped).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
 impl<T: Send + 'static> Stream for PartStream<T> {
     type Item = io::Result<T>;
 
@@ -242,6 +361,18 @@ impl<T: Send + 'static> Stream for PartStream<T> {
             return this.fail(error);
         }
         this.read_ahead();
+        if let Some(remote) = this.remote.as_mut() {
+            return match remote.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(chunk))),
+                Poll::Ready(Some(Err(error))) => this.fail(error),
+                Poll::Ready(None) => {
+                    this.remote = None;
+                    this.source = None;
+                    Poll::Ready(None)
+                }
+            };
+        }
         let Some(read) = this.next.as_mut() else {
             this.source = None;
             return Poll::Ready(None);

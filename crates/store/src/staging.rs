@@ -103,7 +103,8 @@ pub struct StagedFile {
     checksums: ChunkChecksums,
 }
 
-enum Staged {
+/// Where staged bytes are.
+pub(crate) enum Staged {
     InMemory(Vec<u8>),
     /// Fsynced in the temp directory.
     OnDisk(TempPath),
@@ -145,6 +146,12 @@ impl StagedFile {
     /// The checksums of the data, for the record that will name its file.
     pub(crate) fn checksums(&self) -> ChunkChecksums {
         self.checksums.clone()
+    }
+
+    /// The staged bytes, for a copy that is not a rename (a remote data engine); a temp file is removed when the
+    /// returned value is dropped.
+    pub(crate) fn into_staged(self) -> Staged {
+        self.data
     }
 
     /// Puts the data at `dest` (same filesystem): the temp file is renamed, bytes in memory are written and

@@ -13,6 +13,7 @@ use crate::garbage::Reclaimed;
 use crate::listing::{ListPage, ListQuery};
 use crate::meta::{BucketInfo, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta};
 use crate::reader::ObjectReader;
+use crate::s3_data::DataLocation;
 use crate::scrub::ScrubFinding;
 use crate::sql::SqlEngine;
 use crate::staging::{StagedFile, StagedWrite};
@@ -57,10 +58,11 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store under `root` with the SQL metadata engine: in SQLite in `root`, or in
-    /// the PostgreSQL database at `postgres_url`; the data in `root/data`. Listings are range queries, with nothing
-    /// rebuilt in memory at start. A directory in the directory format is refused.
-    pub async fn open_sql(root: impl Into<PathBuf>, postgres_url: Option<&str>) -> Result<Store> {
-        let engine = SqlEngine::open(&root.into(), postgres_url).await?;
+    /// the PostgreSQL database at `postgres_url`; the data in `root/data` or in the bucket of `data`. Listings are
+    /// range queries, with nothing rebuilt in memory at start. A directory in the directory format is refused, and
+    /// so is a data location other than the one the database was created with.
+    pub async fn open_sql(root: impl Into<PathBuf>, postgres_url: Option<&str>, data: &DataLocation) -> Result<Store> {
+        let engine = SqlEngine::open(&root.into(), postgres_url, data).await?;
         Ok(Store { backend: Backend::Sql(engine) })
     }
 
@@ -412,6 +414,24 @@ impl Store {
         match &self.backend {
             Backend::Directory(_) => self.run(move |e| e.collect_garbage(temp_min_age)).await,
             Backend::Sql(sql) => sql.collect_garbage(temp_min_age).await,
+        }
+    }
+
+    /// How long data files no record names any more stay readable before garbage collection deletes them, for a
+    /// store whose data is remote (see [`Store::delete_released_data`]); `None` when they are removed at once.
+    pub fn release_grace(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Directory(_) => None,
+            Backend::Sql(sql) => sql.release_grace(),
+        }
+    }
+
+    /// Deletes the remote data files released longer ago than [`Store::release_grace`] (also part of
+    /// [`Store::collect_garbage`], which lists the whole bucket besides).
+    pub async fn delete_released_data(&self) -> Result<Reclaimed> {
+        match &self.backend {
+            Backend::Directory(_) => Ok(Reclaimed::default()),
+            Backend::Sql(sql) => sql.delete_released_data().await,
         }
     }
 

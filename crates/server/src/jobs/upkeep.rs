@@ -1,5 +1,7 @@
-//! The store's upkeep: collecting what crashes leave behind (at start and after every scrub) and, with
-//! `--scrub-interval`, a scrub of every object whenever the last one finished that long ago.
+//! The store's upkeep: collecting what crashes leave behind (at start and after every scrub), deleting the remote
+//! data files released longer ago than the grace period (`--data-engine s3`, checked every [`RELEASE_CHECKS`]
+//! grace period, at most every minute) and, with `--scrub-interval`, a scrub of every object whenever the last one
+//! finished that long ago.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,8 @@ use crate::metrics::UpkeepMetrics;
 pub const TEMP_MIN_AGE: Duration = Duration::from_secs(3600);
 /// How often the background scrub looks at whether one is due while a scrub is running or paused.
 const RECHECK: Duration = Duration::from_secs(60);
+/// Released data files are looked for this many times per grace period, so none stays much longer than it.
+const RELEASE_CHECKS: u32 = 4;
 
 /// Collects what crashes left behind, and logs and counts what it reclaimed.
 pub async fn collect_garbage(store: &Store, metrics: &UpkeepMetrics) {
@@ -41,6 +45,19 @@ pub fn start(jobs: Arc<Jobs>, scrub_interval: Option<Duration>) {
     let metrics = Arc::clone(&jobs.metrics);
     report(jobs.state.store.swept_at_open(), &metrics, "removed the temp files of the last run");
     let store = jobs.state.store.clone();
+    if let Some(grace) = store.release_grace() {
+        let (store, metrics) = (store.clone(), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            let period = (grace / RELEASE_CHECKS).clamp(Duration::from_millis(250), RECHECK);
+            loop {
+                tokio::time::sleep(period).await;
+                match store.delete_released_data().await {
+                    Ok(reclaimed) => report(reclaimed, &metrics, "deleted released data files"),
+                    Err(e) => warn!(error = %e, "deleting released data files failed; it is tried again later"),
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         collect_garbage(&store, &metrics).await;
         if let Some(interval) = scrub_interval {

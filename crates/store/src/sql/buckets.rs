@@ -87,7 +87,7 @@ impl SqlEngine {
                     ] {
                         sqlx::query(statement).bind(&name).execute(&mut **tx).await.map_err(db_error)?;
                     }
-                    Self::forget_data_files(tx, &unreferenced).await?;
+                    engine.forget_data_files(tx, &unreferenced).await?;
                     Ok(unreferenced)
                 }
                 .boxed()
@@ -95,7 +95,7 @@ impl SqlEngine {
             .await;
         self.bucket_changed(bucket);
         let unreferenced = deleted?;
-        self.data.remove(&unreferenced);
+        self.data.unreferenced(&unreferenced);
         Ok(())
     }
 

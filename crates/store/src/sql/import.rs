@@ -8,7 +8,8 @@ use futures::FutureExt;
 use sqlx::Row;
 
 use super::{bucket_place, db_error, nanos, part_place, upload_place, SqlEngine};
-use crate::error::Result;
+use crate::data_engine::DataEngine;
+use crate::error::{Result, StoreError};
 use crate::layout::{BucketRecord, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION};
 
 impl SqlEngine {
@@ -115,6 +116,11 @@ impl SqlEngine {
 
     /// Gives the data file at `from` its name `name` in the data directory too (a hard link), durably.
     pub(crate) fn link_data_file(&self, from: &Path, name: &str) -> Result<()> {
-        Ok(self.data.link(from, name)?)
+        match &self.data {
+            DataEngine::Directory(dir) => Ok(dir.link(from, name)?),
+            DataEngine::S3(_) => Err(StoreError::Io(std::io::Error::other(
+                "coffer migrate imports into the data directory only, not into a data bucket",
+            ))),
+        }
     }
 }

@@ -1,14 +1,22 @@
 //! Maintenance in the SQL engine: the scrub's walk and check (object ids are the keys themselves, walked in key
 //! order) and garbage collection of data files no row names.
+//!
+//! Remote data files (the S3 data engine) are scrubbed by reading them through, chunk checksums checked, as a GET
+//! reads them. Garbage collection deletes the remote files released longer ago than the grace period, and remote
+//! files older than the minimum age that no row names nor released (uploads whose commit never happened).
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use sqlx::Row;
 
-use super::{db_error, key_of, object_place, SqlEngine};
+use super::{db_error, key_of, nanos, object_place, SqlEngine};
+use crate::data_engine::{blocking, DataEngine};
 use crate::error::{Result, StoreError};
 use crate::garbage::{sweep_temp_dir, Reclaimed};
 use crate::layout::ObjectRecord;
+use crate::reader::StoredPart;
+use crate::s3_data::S3Data;
 use crate::scrub::{finding, ScrubFinding};
 
 impl SqlEngine {
@@ -46,9 +54,12 @@ impl SqlEngine {
             }
             Err(e) => return Err(e),
         };
+        let dir = match &self.data {
+            DataEngine::Directory(dir) => dir.clone(),
+            DataEngine::S3(_) => return self.scrub_remote(bucket, record).await,
+        };
         let names = record.data_files.clone();
-        let opened =
-            self.data_dir_task(move |dir| Ok(names.iter().map(|name| dir.open_file(name)).collect::<Vec<_>>())).await?;
+        let opened = blocking(move || Ok(names.iter().map(|name| dir.open_file(name)).collect::<Vec<_>>())).await?;
         let mut files = Vec::with_capacity(opened.len());
         for (file, part) in opened.into_iter().zip(&record.meta.parts) {
             match file {
@@ -70,11 +81,72 @@ impl SqlEngine {
             .map_err(|e| StoreError::Io(std::io::Error::other(format!("store task failed: {e}"))))
     }
 
-    /// Removes temp files older than `min_age` and data files of that age that no row names.
+    /// Checks an object whose data is remote by reading every part through, as a GET does.
+    async fn scrub_remote(&self, bucket: &str, record: ObjectRecord) -> Result<ScrubFinding> {
+        let key = record.meta.key.clone();
+        let stored_bytes = record.meta.parts.iter().map(|part| part.stored_size).sum();
+        let reader = match self.pin(record).await {
+            Ok(reader) => reader,
+            Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Ok(ScrubFinding::Damaged { key: Some(key), reason: e.to_string() })
+            }
+            Err(e) => return Err(e),
+        };
+        for (index, part) in reader.meta().parts.iter().enumerate() {
+            let Some(StoredPart::Remote { file, .. }) = reader.stored_part(index) else { continue };
+            let number = part.number;
+            match file.len().await {
+                Ok(len) if len == part.stored_size => {}
+                Ok(len) => {
+                    let reason =
+                        format!("the data of part {number} holds {len} bytes, {} were committed", part.stored_size);
+                    return Ok(ScrubFinding::Damaged { key: Some(key), reason });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let current = self.object_record(bucket, &key).await.ok();
+                    if !current.is_some_and(|current| current.meta == *reader.meta()) {
+                        return Ok(ScrubFinding::Absent);
+                    }
+                    let reason = format!("the data file of part {number} is missing");
+                    return Ok(ScrubFinding::Damaged { key: Some(key), reason });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let mut chunks = reader.read_part(index, 0, part.stored_size);
+            while let Some(chunk) = chunks.next().await {
+                if let Err(e) = chunk {
+                    // Released longer ago than the grace period by an overwrite since: only a current record counts.
+                    let current = self.object_record(bucket, &key).await.ok();
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && !current.is_some_and(|current| current.meta == *reader.meta())
+                    {
+                        return Ok(ScrubFinding::Absent);
+                    }
+                    let reason = format!("the data of part {}: {e}", part.number);
+                    return Ok(ScrubFinding::Damaged { key: Some(key), reason });
+                }
+            }
+        }
+        Ok(ScrubFinding::Intact { key, stored_bytes })
+    }
+
+    /// Removes temp files older than `min_age` and data files of that age that no row names; with a remote data
+    /// engine, also the data files released longer ago than its grace period.
     pub(crate) async fn collect_garbage(&self, min_age: Duration) -> Result<Reclaimed> {
         let tmp_dir = self.tmp_dir().to_path_buf();
-        let mut reclaimed = self.data_dir_task(move |_| Ok(sweep_temp_dir(&tmp_dir, min_age))).await??;
-        let candidates = self.data_dir_task(move |dir| dir.files_older_than(min_age)).await?;
+        let mut reclaimed = blocking(move || Ok(sweep_temp_dir(&tmp_dir, min_age))).await??;
+        let dir = match &self.data {
+            DataEngine::Directory(dir) => dir.clone(),
+            DataEngine::S3(s3) => {
+                reclaimed.add(self.delete_released(s3).await?);
+                reclaimed.add(self.collect_remote_garbage(s3, min_age).await?);
+                return Ok(reclaimed);
+            }
+        };
+        let candidates = {
+            let dir = dir.clone();
+            blocking(move || dir.files_older_than(min_age)).await?
+        };
         let mut unreferenced = Vec::new();
         for (name, path) in candidates {
             let referenced = sqlx::query("SELECT 1 FROM data_files WHERE name = $1")
@@ -86,16 +158,76 @@ impl SqlEngine {
                 unreferenced.push(path);
             }
         }
-        let collected = self
-            .data_dir_task(move |_| {
-                let mut collected = Reclaimed::default();
-                for path in &unreferenced {
-                    collected.remove(path);
-                }
-                Ok(collected)
-            })
-            .await?;
+        let collected = blocking(move || {
+            let mut collected = Reclaimed::default();
+            for path in &unreferenced {
+                collected.remove(path);
+            }
+            Ok(collected)
+        })
+        .await?;
         reclaimed.add(collected);
+        Ok(reclaimed)
+    }
+
+    pub(crate) fn release_grace(&self) -> Option<Duration> {
+        self.data.release_grace()
+    }
+
+    pub(crate) async fn delete_released_data(&self) -> Result<Reclaimed> {
+        match &self.data {
+            DataEngine::Directory(_) => Ok(Reclaimed::default()),
+            DataEngine::S3(s3) => self.delete_released(s3).await,
+        }
+    }
+
+    /// Deletes the remote data files released longer ago than the grace period (their bytes are not counted: the
+    /// release does not keep sizes).
+    async fn delete_released(&self, s3: &S3Data) -> Result<Reclaimed> {
+        let cutoff = time::OffsetDateTime::now_utc() - s3.release_grace();
+        let rows = sqlx::query("SELECT name FROM released_data_files WHERE released <= $1")
+            .bind(nanos(cutoff))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let mut deleted = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.get(0);
+            s3.delete(&name).await?;
+            deleted.push(name);
+        }
+        if !deleted.is_empty() {
+            // A write like any other: with SQLite, under the writer lock.
+            let (_writer, mut tx) = self.write().await?;
+            for name in &deleted {
+                sqlx::query("DELETE FROM released_data_files WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+        }
+        Ok(Reclaimed { files: deleted.len() as u64, bytes: 0 })
+    }
+
+    /// Deletes remote data files older than `min_age` that no row names or releases.
+    async fn collect_remote_garbage(&self, s3: &S3Data, min_age: Duration) -> Result<Reclaimed> {
+        let mut reclaimed = Reclaimed::default();
+        for (name, size) in s3.files_older_than(min_age).await? {
+            let known = sqlx::query(
+                "SELECT 1 FROM data_files WHERE name = $1 UNION ALL SELECT 1 FROM released_data_files WHERE name = $1",
+            )
+            .bind(&name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+            if known.is_none() {
+                s3.delete(&name).await?;
+                reclaimed.files += 1;
+                reclaimed.bytes += size;
+            }
+        }
         Ok(reclaimed)
     }
 }

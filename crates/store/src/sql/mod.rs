@@ -1,9 +1,11 @@
 //! The SQL metadata engine: buckets, object records, multipart uploads and parts, job records and user policies as
-//! rows of SQLite (embedded) or PostgreSQL, with the stored bytes in a [`DataDir`] under opaque names.
+//! rows of SQLite (embedded) or PostgreSQL, with the stored bytes under opaque names in the data directory or a
+//! bucket of an S3-compatible cluster ([`DataEngine`]).
 //!
 //! ```text
 //! DATA/coffer.sqlite (+ -wal, -shm)   the metadata, SQLite in WAL mode with full fsync on commit
-//! DATA/data/<xx>/data-<id>            stored bytes of one part (see data_dir.rs)
+//! DATA/data/<xx>/data-<id>            stored bytes of one part (see data_dir.rs), or <bucket>/<prefix>data-<id>
+//!                                     with the S3 data engine (see s3_data.rs)
 //! DATA/.coffer/tmp/                   staged writes; emptied at open
 //! DATA/.coffer/record-mac.key         the key of the record MACs
 //! DATA/.coffer/metadata-engine        marks the directory as the SQL engine's: the directory engine refuses it
@@ -13,14 +15,17 @@
 //! place (`db/objects/<bucket>/<key>`, …), so an edited or moved row fails closed. Every change of an object is one
 //! atomic change (`commit.rs`: its own transaction, or with SQLite a savepoint in a group commit), which also keeps
 //! the `data_files` table of referenced data files; a listing is a range query on `(bucket, key)`: no index in
-//! memory, no per-key RAM, the first page right after a start.
+//! memory, no per-key RAM, the first page right after a start. With the S3 data engine that change also records the
+//! remote files it stopped naming in `released_data_files`, for their deletion after the grace period;
+//! `data_location` records where the data is, so that a node configured with another place is refused instead of
+//! finding every object missing.
 //!
 //! Concurrent writers of one object (or of a bucket and its objects) are serialized: with SQLite by its one
 //! committer task, which runs the changes one after the other (SQLite has one writer; the committer and the
 //! checkpoints of [`SqlEngine::erase_replaced`] share a writer lock, so no transaction meets `SQLITE_BUSY`), with
 //! PostgreSQL, which several nodes share, by transaction-scoped advisory locks on the object's and the bucket's
-//! names. Reads run concurrently, on the pool's other connections. The SQL is common to both (`$n` parameters, `ON CONFLICT` upserts); only the
-//! schema's types and the locks differ ([`Dialect`]).
+//! names. Reads run concurrently, on the pool's other connections. The SQL is common to both (`$n` parameters,
+//! `ON CONFLICT` upserts); only the schema's types and the locks differ ([`Dialect`]).
 
 mod buckets;
 mod commit;
@@ -34,7 +39,6 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use sqlx::any::AnyPoolOptions;
@@ -42,13 +46,14 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::data_dir::DataDir;
+use crate::data_engine::DataEngine;
 use crate::engine::SQL_ENGINE_MARKER;
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir_all, TempPath};
 use crate::garbage::Reclaimed;
 use crate::layout::{open_record, sign, BucketRecord, Record};
 use crate::record_mac::RecordMac;
+use crate::s3_data::DataLocation;
 
 const SQLITE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -63,6 +68,8 @@ CREATE TABLE IF NOT EXISTS parts (
     bucket TEXT NOT NULL, upload_id TEXT NOT NULL, number INTEGER NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (bucket, upload_id, number));
 CREATE TABLE IF NOT EXISTS data_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS released_data_files (name TEXT PRIMARY KEY, released INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS data_location (id INTEGER PRIMARY KEY, location TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
 "#;
@@ -82,6 +89,8 @@ CREATE TABLE IF NOT EXISTS parts (
     bucket TEXT COLLATE "C" NOT NULL, upload_id TEXT NOT NULL, number BIGINT NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (bucket, upload_id, number));
 CREATE TABLE IF NOT EXISTS data_files (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS released_data_files (name TEXT PRIMARY KEY, released BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS data_location (id BIGINT PRIMARY KEY, location TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_policies (access_key TEXT PRIMARY KEY, record TEXT NOT NULL);
 "#;
@@ -98,7 +107,7 @@ const DATABASE_FILE: &str = "coffer.sqlite";
 pub(crate) struct SqlEngine {
     pool: AnyPool,
     dialect: Dialect,
-    data: Arc<DataDir>,
+    data: DataEngine,
     tmp_dir: PathBuf,
     macs: RecordMac,
     /// Held by a group commit or a WAL checkpoint (SQLite).
@@ -120,9 +129,13 @@ fn db_error(e: impl Display) -> StoreError {
 
 impl SqlEngine {
     /// Opens (creating if needed) the engine under `root` with the metadata in SQLite (`root/coffer.sqlite`), or in
-    /// the PostgreSQL database at `postgres_url`. A directory in the directory engine's format is refused: it must
-    /// be imported first.
-    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<Arc<SqlEngine>> {
+    /// the PostgreSQL database at `postgres_url`, and the data at `data`. A directory in the directory engine's
+    /// format is refused: it must be imported first.
+    pub(crate) async fn open(
+        root: &Path,
+        postgres_url: Option<&str>,
+        data: &DataLocation,
+    ) -> Result<Arc<SqlEngine>> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
                 "{} holds data in the directory format, which the SQL metadata engine (SQLite, the default, or \
@@ -132,11 +145,15 @@ impl SqlEngine {
                 root.display()
             ))));
         }
-        Self::open_for_import(root, postgres_url).await
+        Self::open_for_import(root, postgres_url, data).await
     }
 
     /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it).
-    pub(crate) async fn open_for_import(root: &Path, postgres_url: Option<&str>) -> Result<Arc<SqlEngine>> {
+    pub(crate) async fn open_for_import(
+        root: &Path,
+        postgres_url: Option<&str>,
+        location: &DataLocation,
+    ) -> Result<Arc<SqlEngine>> {
         let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
         create_private_dir_all(&tmp_dir)?;
@@ -151,8 +168,13 @@ impl SqlEngine {
             file.sync_all()?;
             crate::fsio::fsync_dir(&coffer_dir)?;
         }
-        let data = Arc::new(DataDir::open(root.join("data"))?);
-        let macs = RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?;
+        let data = DataEngine::open(&root.join("data"), location).await?;
+        // Records older than record MACs can only be next to local data files (the temp directory is empty now).
+        let data_root = match &data {
+            DataEngine::Directory(dir) => dir.root().to_path_buf(),
+            DataEngine::S3(_) => tmp_dir.clone(),
+        };
+        let macs = RecordMac::open(&coffer_dir, &data_root, &tmp_dir)?;
         sqlx::any::install_default_drivers();
         let (dialect, url) = match postgres_url {
             Some(url) => (Dialect::Postgres, url.to_owned()),
@@ -191,6 +213,7 @@ impl SqlEngine {
             Dialect::Postgres => POSTGRES_SCHEMA,
         };
         sqlx::raw_sql(schema).execute(&pool).await.map_err(db_error)?;
+        check_data_location(&pool, location).await?;
         Ok(Arc::new_cyclic(|engine| {
             let changes = (dialect == Dialect::Sqlite).then(|| {
                 let (changes, queue) = mpsc::unbounded_channel();
@@ -346,6 +369,26 @@ impl BucketCache {
         state.0 += 1;
         state.1.remove(name);
     }
+/// Records where the data is in a new database, and refuses another place than the recorded one. A database from
+/// before the record has its data in the directory if it references any data file.
+async fn check_data_location(pool: &AnyPool, location: &DataLocation) -> Result<()> {
+    let current = location.identity();
+    let has_data = sqlx::query("SELECT 1 FROM data_files LIMIT 1").fetch_optional(pool).await.map_err(db_error)?;
+    let first = if has_data.is_some() { DataLocation::Directory.identity() } else { current.clone() };
+    sqlx::query("INSERT INTO data_location (id, location) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+        .bind(&first)
+        .execute(pool)
+        .await
+        .map_err(db_error)?;
+    let row = sqlx::query("SELECT location FROM data_location WHERE id = 1").fetch_one(pool).await.map_err(db_error)?;
+    let recorded: String = row.get(0);
+    if recorded != current {
+        return Err(StoreError::Io(io::Error::other(format!(
+            "the metadata database keeps its data in {recorded}, but this server was started with its data in \
+             {current}: start it with the data engine settings the database was created with"
+        ))));
+    }
+    Ok(())
 }
 
 fn bucket_place(name: &str) -> String {

@@ -116,10 +116,10 @@ impl SqlEngine {
         part.stored_size = data.len();
         part.last_modified = OffsetDateTime::now_utc();
         let data_checksums = Some(data.checksums());
-        let data_file = self.data_dir_task(move |dir| dir.persist(data)).await?;
+        let data_file = self.data.persist(data).await?;
         let committed = self.commit_part(bucket, key, upload_id, part, data_file.clone(), data_checksums).await;
         if committed.is_err() {
-            self.data.remove(&[data_file]);
+            self.data.discard(&[data_file]).await;
         }
         committed
     }
@@ -168,14 +168,14 @@ impl SqlEngine {
                     .execute(&mut **tx)
                     .await
                     .map_err(db_error)?;
-                    Self::forget_data_files(tx, &replaced).await?;
+                    engine.forget_data_files(tx, &replaced).await?;
                     Self::reference_data_files(tx, std::slice::from_ref(&record.data_file)).await?;
                     Ok((record.meta, replaced))
                 }
                 .boxed()
             })
             .await?;
-        self.data.remove(&replaced);
+        self.data.unreferenced(&replaced);
         Ok(meta)
     }
 
@@ -272,7 +272,7 @@ impl SqlEngine {
                 .boxed()
             })
             .await?;
-        self.data.remove(&unreferenced);
+        self.data.unreferenced(&unreferenced);
         Ok(meta)
     }
 
@@ -300,13 +300,13 @@ impl SqlEngine {
                             .await
                             .map_err(db_error)?;
                     }
-                    Self::forget_data_files(tx, &files).await?;
+                    engine.forget_data_files(tx, &files).await?;
                     Ok(files)
                 }
                 .boxed()
             })
             .await?;
-        self.data.remove(&files);
+        self.data.unreferenced(&files);
         Ok(())
     }
 

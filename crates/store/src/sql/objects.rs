@@ -36,7 +36,7 @@ impl SqlEngine {
             Some(bytes) => (Vec::new(), Vec::new(), Some(BASE64.encode_to_string(bytes))),
             None => {
                 let checksums = data.checksums();
-                let data = self.data_dir_task(move |dir| dir.persist(data)).await?;
+                let data = self.data.persist(data).await?;
                 (vec![data], vec![Some(checksums)], None)
             }
         };
@@ -53,7 +53,7 @@ impl SqlEngine {
         let committed = self.commit_object(bucket, key, record, expected).await;
         if committed.is_err() {
             // Not committed: nothing names the new file.
-            self.data.remove(&new_files);
+            self.data.discard(&new_files).await;
         }
         committed
     }
@@ -108,7 +108,7 @@ impl SqlEngine {
                 .boxed()
             })
             .await?;
-        self.data.remove(&unreferenced);
+        self.data.unreferenced(&unreferenced);
         Ok(meta)
     }
 
@@ -142,7 +142,7 @@ impl SqlEngine {
         let mut unreferenced: Vec<String> = replaced.map(|old| old.data_files).unwrap_or_default();
         unreferenced.extend_from_slice(also_unreferenced);
         unreferenced.retain(|file| !new_files.contains(file));
-        Self::forget_data_files(tx, &unreferenced).await?;
+        self.forget_data_files(tx, &unreferenced).await?;
         Self::reference_data_files(tx, &new_files).await?;
         let meta = self.write_object_row(tx, bucket, key, record).await?;
         Ok((meta, unreferenced))
@@ -214,13 +214,26 @@ impl SqlEngine {
         Ok(())
     }
 
-    pub(super) async fn forget_data_files(tx: &mut Tx, names: &[String]) -> Result<()> {
+    /// Stops referencing `names` in `tx`; when the data engine defers deletion, records them as released now.
+    pub(super) async fn forget_data_files(&self, tx: &mut Tx, names: &[String]) -> Result<()> {
+        let deferred = self.data.release_grace().is_some();
+        let now = nanos(time::OffsetDateTime::now_utc());
         for name in names {
             sqlx::query("DELETE FROM data_files WHERE name = $1")
                 .bind(name)
                 .execute(&mut **tx)
                 .await
                 .map_err(db_error)?;
+            if deferred {
+                sqlx::query(
+                    "INSERT INTO released_data_files (name, released) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            }
         }
         Ok(())
     }
@@ -261,7 +274,7 @@ impl SqlEngine {
         }
     }
 
-    async fn pin(&self, record: ObjectRecord) -> Result<ObjectReader> {
+    pub(super) async fn pin(&self, record: ObjectRecord) -> Result<ObjectReader> {
         let parts = match &record.inline_data {
             Some(text) => {
                 let bytes = BASE64
@@ -270,23 +283,16 @@ impl SqlEngine {
                 vec![StoredPart::Inline(bytes.into())]
             }
             None => {
-                let names = record.data_files.clone();
-                let files = self
-                    .data_dir_task(move |dir| {
-                        names.iter().map(|name| dir.open_file(name)).collect::<std::io::Result<Vec<_>>>()
-                    })
-                    .await?;
-                let mut parts = Vec::with_capacity(files.len());
-                for (index, (file, part)) in files.into_iter().zip(&record.meta.parts).enumerate() {
-                    let checksums = match record.data_checksums.get(index) {
+                let mut checksums = Vec::with_capacity(record.meta.parts.len());
+                for (index, part) in record.meta.parts.iter().enumerate() {
+                    checksums.push(match record.data_checksums.get(index) {
                         Some(Some(checksums)) => Some(checksums.decode(part.stored_size).map_err(|e| {
                             corrupt(format!("data of part {} of {}: {e}", part.number, record.meta.key))
                         })?),
                         _ => None,
-                    };
-                    parts.push(StoredPart::File { file: Arc::new(file), checksums });
+                    });
                 }
-                parts
+                self.data.open_parts(record.data_files.clone(), &record.meta.parts, checksums).await?
             }
         };
         for (stored, part) in parts.iter().zip(&record.meta.parts) {
@@ -315,26 +321,14 @@ impl SqlEngine {
                         .execute(&mut **tx)
                         .await
                         .map_err(db_error)?;
-                    Self::forget_data_files(tx, &old.data_files).await?;
+                    engine.forget_data_files(tx, &old.data_files).await?;
                     Ok(old.data_files)
                 }
                 .boxed()
             })
             .await?;
-        self.data.remove(&removed);
+        self.data.unreferenced(&removed);
         Ok(())
-    }
-
-    /// Runs blocking data-directory work on the blocking pool.
-    pub(super) async fn data_dir_task<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&crate::data_dir::DataDir) -> std::io::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let data = self.data.clone();
-        tokio::task::spawn_blocking(move || op(&data))
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(format!("store task failed: {e}"))))?
-            .map_err(StoreError::Io)
     }
 }
 

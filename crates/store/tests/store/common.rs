@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use coffer_store::{ObjectMeta, ObjectReader, RawJson, StagedFile, Store};
+use coffer_store::{DataLocation, ObjectMeta, ObjectReader, RawJson, S3Location, S3SecretKey, StagedFile, Store};
 use futures::TryStreamExt;
 use tempfile::TempDir;
 
@@ -17,18 +17,19 @@ pub struct Fixture {
 #[derive(Clone)]
 enum Engine {
     Directory,
-    Sqlite,
+    Sqlite(DataLocation),
     /// The URL of the fixture's own PostgreSQL database.
-    Postgres(String),
+    Postgres(String, DataLocation),
 }
 
 impl Engine {
     /// `COFFER_TEST_ENGINE`: `sql` (SQLite), `postgres` (a new database per fixture on the server at
-    /// `COFFER_TEST_POSTGRES_URL`, e.g. `postgres://coffer@127.0.0.1:5432`), or the directory engine.
+    /// `COFFER_TEST_POSTGRES_URL`, e.g. `postgres://coffer@127.0.0.1:5432`), or the directory engine. The SQL
+    /// engines keep their data as `COFFER_TEST_DATA_S3` says (see [`data_location_from_env`]).
     async fn from_env() -> Engine {
         match std::env::var("COFFER_TEST_ENGINE").as_deref() {
-            Ok("sql") => Engine::Sqlite,
-            Ok("postgres") => Engine::Postgres(new_postgres_database().await),
+            Ok("sql") => Engine::Sqlite(data_location_from_env()),
+            Ok("postgres") => Engine::Postgres(new_postgres_database().await, data_location_from_env()),
             _ => Engine::Directory,
         }
     }
@@ -36,11 +37,29 @@ impl Engine {
     async fn open(&self, dir: PathBuf) -> Store {
         match self {
             Engine::Directory => Store::open(dir).await,
-            Engine::Sqlite => Store::open_sql(dir, None).await,
-            Engine::Postgres(url) => Store::open_sql(dir, Some(url)).await,
+            Engine::Sqlite(data) => Store::open_sql(dir, None, data).await,
+            Engine::Postgres(url, data) => Store::open_sql(dir, Some(url), data).await,
         }
         .unwrap()
     }
+}
+
+/// With `COFFER_TEST_DATA_S3` (an S3 endpoint, e.g. SeaweedFS's `http://127.0.0.1:8333`), a prefix of its own in
+/// the bucket `COFFER_TEST_DATA_S3_BUCKET` (credentials in `COFFER_TEST_DATA_S3_ACCESS_KEY_ID` and
+/// `COFFER_TEST_DATA_S3_SECRET_ACCESS_KEY`), with no grace period: released files go at the next collection.
+/// Without it, the data directory.
+fn data_location_from_env() -> DataLocation {
+    let Ok(endpoint) = std::env::var("COFFER_TEST_DATA_S3") else { return DataLocation::Directory };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} goes with COFFER_TEST_DATA_S3"));
+    DataLocation::S3(S3Location {
+        endpoint,
+        bucket: var("COFFER_TEST_DATA_S3_BUCKET"),
+        prefix: format!("store-{}/", hex::encode(rand_bytes())),
+        region: "us-east-1".to_owned(),
+        access_key_id: var("COFFER_TEST_DATA_S3_ACCESS_KEY_ID"),
+        secret_access_key: S3SecretKey::new(var("COFFER_TEST_DATA_S3_SECRET_ACCESS_KEY")),
+        release_grace: std::time::Duration::ZERO,
+    })
 }
 
 impl Fixture {
@@ -68,7 +87,7 @@ impl Fixture {
 
     /// A store on the SQL engine with SQLite whatever `COFFER_TEST_ENGINE` says: for tests of its rows and files.
     pub async fn sqlite_with_bucket(name: &str) -> Fixture {
-        let fixture = Fixture::on(Engine::Sqlite).await;
+        let fixture = Fixture::on(Engine::Sqlite(DataLocation::Directory)).await;
         fixture.store.create_bucket(name, None).await.unwrap();
         fixture
     }

@@ -171,7 +171,7 @@ async fn listings_come_from_the_database_after_a_restart() {
 async fn a_directory_format_data_directory_is_refused() {
     let f = Fixture::directory_with_bucket("bkt").await;
     put(&f.store, "bkt", "k", b"v").await;
-    let refused = Store::open_sql(f.data_dir(), None).await.unwrap_err();
+    let refused = Store::open_sql(f.data_dir(), None, &coffer_store::DataLocation::Directory).await.unwrap_err();
     assert!(refused.to_string().contains("directory format"), "{refused}");
 }
 

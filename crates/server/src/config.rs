@@ -190,6 +190,13 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_METADATA_URL", value_name = "URL", hide_env_values = true)]
     pub metadata_url: Option<DatabaseUrl>,
 
+    /// Makes this server a node of a cluster sharing the `--metadata postgres` database: the file holds the cluster
+    /// key (32 random bytes, `head -c 32 /dev/urandom`, mode 0600), the same on every node. It signs the records and
+    /// seals the KMS state kept in the database (configuration, local key files), which every node then shares
+    /// [default: none, a single node].
+    #[arg(long, env = "COFFER_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub kms: KmsArgs,
@@ -357,6 +364,7 @@ pub struct ServerConfig {
     pub scrub_interval: Option<Duration>,
     pub metadata: MetadataEngine,
     pub metadata_url: Option<DatabaseUrl>,
+    pub cluster_key_file: Option<PathBuf>,
     pub kms: KmsArgs,
 }
 
@@ -420,6 +428,7 @@ impl ServerConfig {
             },
             metadata: args.metadata.unwrap_or_default(),
             metadata_url: args.metadata_url,
+            cluster_key_file: args.cluster_key_file,
             scrub_interval: match args.scrub_interval {
                 Some(text) => parse_interval(&text)
                     .ok_or_else(|| ConfigError::Duration { key: "scrub-interval", value: text.clone() })?,
@@ -470,6 +479,7 @@ impl ServerArgs {
             scrub_interval: self.scrub_interval.or(lower.scrub_interval),
             metadata: self.metadata.or(lower.metadata),
             metadata_url: self.metadata_url.or(lower.metadata_url),
+            cluster_key_file: self.cluster_key_file.or(lower.cluster_key_file),
             kms: self.kms.or(lower.kms),
         }
     }

@@ -14,10 +14,14 @@
 //! the staged value instead discards the data. Reading: [`Store::open_object`] pins a version;
 //! [`ObjectReader::read_part`] streams stored bytes of one part.
 //!
+//! Clusters: with PostgreSQL, several servers share one database; [`ClusterKey`] is the secret they share (it signs
+//! the records) and [`SharedState`] the sealed, versioned values and change events they share beside the metadata.
+//!
 //! Maintenance: [`Store::scrub_object`] checks an object's record and stored bytes without a KMS, walking
 //! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.
 
 mod chunk_checksums;
+mod cluster;
 mod data_dir;
 mod engine;
 mod error;
@@ -40,6 +44,7 @@ mod staging;
 mod store;
 mod user_policies;
 
+pub use cluster::{ClusterKey, SharedEvent, SharedState, SharedValue, EVENT_RETENTION};
 pub use error::{Result, StoreError};
 pub use garbage::Reclaimed;
 pub use listing::{ListPage, ListQuery, ObjectSummary};

@@ -7,6 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cluster::ClusterKey;
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
 use crate::garbage::Reclaimed;
@@ -60,7 +61,14 @@ impl Store {
     /// the PostgreSQL database at `postgres_url`; the data in `root/data`. Listings are range queries, with nothing
     /// rebuilt in memory at start. A directory in the directory format is refused.
     pub async fn open_sql(root: impl Into<PathBuf>, postgres_url: Option<&str>) -> Result<Store> {
-        let engine = SqlEngine::open(&root.into(), postgres_url).await?;
+        let engine = SqlEngine::open(&root.into(), postgres_url, None).await?;
+        Ok(Store { backend: Backend::Sql(Arc::new(engine)) })
+    }
+
+    /// [`Store::open_sql`] for a node of a cluster sharing the PostgreSQL database at `postgres_url`: records are
+    /// signed with the cluster key every node has, so each reads the others'.
+    pub async fn open_cluster(root: impl Into<PathBuf>, postgres_url: &str, key: &ClusterKey) -> Result<Store> {
+        let engine = SqlEngine::open(&root.into(), Some(postgres_url), Some(key)).await?;
         Ok(Store { backend: Backend::Sql(Arc::new(engine)) })
     }
 

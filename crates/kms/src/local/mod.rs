@@ -27,8 +27,8 @@ use crate::config::LocalConfig;
 use crate::error::{KmsError, Result};
 use crate::fs;
 use crate::key_id::validate_key_id;
-use crate::shared::{KeyDir, KeyFiles};
 use crate::key_requests::{deletion_date, expiry_to_set, key_to_create, refuse_if_expired};
+use crate::shared::{KeyDir, KeyFiles};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState};
 use crate::wrapped::WrappedKey;
 

@@ -37,6 +37,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::cluster::ClusterKey;
 use crate::data_dir::DataDir;
 use crate::engine::SQL_ENGINE_MARKER;
 use crate::error::{Result, StoreError};
@@ -111,7 +112,11 @@ impl SqlEngine {
     /// Opens (creating if needed) the engine under `root` with the metadata in SQLite (`root/coffer.sqlite`), or in
     /// the PostgreSQL database at `postgres_url`. A directory in the directory engine's format is refused: it must
     /// be imported first.
-    pub(crate) async fn open(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
+    pub(crate) async fn open(
+        root: &Path,
+        postgres_url: Option<&str>,
+        cluster: Option<&ClusterKey>,
+    ) -> Result<SqlEngine> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
                 "{} holds data in the directory format: import it first with `coffer migrate --data {}` (with the \
@@ -120,11 +125,16 @@ impl SqlEngine {
                 root.display()
             ))));
         }
-        Self::open_for_import(root, postgres_url).await
+        Self::open_for_import(root, postgres_url, cluster).await
     }
 
-    /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it).
-    pub(crate) async fn open_for_import(root: &Path, postgres_url: Option<&str>) -> Result<SqlEngine> {
+    /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it). Records are
+    /// signed with the `cluster` key when one is given, else with the data directory's own key.
+    pub(crate) async fn open_for_import(
+        root: &Path,
+        postgres_url: Option<&str>,
+        cluster: Option<&ClusterKey>,
+    ) -> Result<SqlEngine> {
         let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
         create_private_dir_all(&tmp_dir)?;
@@ -140,7 +150,10 @@ impl SqlEngine {
             crate::fsio::fsync_dir(&coffer_dir)?;
         }
         let data = Arc::new(DataDir::open(root.join("data"))?);
-        let macs = RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?;
+        let macs = match cluster {
+            Some(key) => RecordMac::from_cluster(key, &coffer_dir),
+            None => RecordMac::open(&coffer_dir, data.root(), &tmp_dir)?,
+        };
         sqlx::any::install_default_drivers();
         let (dialect, url) = match postgres_url {
             Some(url) => (Dialect::Postgres, url.to_owned()),

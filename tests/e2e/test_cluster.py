@@ -179,6 +179,13 @@ def test_a_vault_store_added_on_one_node_serves_on_the_others_and_no_secret_is_s
     b.s3.create_bucket(Bucket=bucket)
     assert sse_put(b, bucket, "in-bao", f"bao/{transit}")["SSEKMSKeyId"] == f"bao/{transit}"
     assert b.s3.get_object(Bucket=bucket, Key="in-bao")["Body"].read() == BODY
+    # A Vault key's lifecycle (which transit has no notion of) is shared too: disabled on A, refused on B and C.
+    a.admin_cli("kms", "key", "disable", f"bao/{transit}", "--yes")
+    for node in (b, c):
+        eventually(lambda: refused(lambda: sse_put(node, bucket, "new", f"bao/{transit}")) == "KMS.DisabledException",
+                   f"disabled Vault key refused on {node.endpoint}")
+    a.admin_cli("kms", "key", "enable", f"bao/{transit}")
+    eventually(lambda: refused(lambda: sse_put(c, bucket, "again", f"bao/{transit}")) is None, "enabled on C")
 
     # The database holds the KMS state, sealed: neither the Vault token nor the cluster key appears in it.
     rows = cluster.sql("SELECT namespace, name, encode(value, 'hex'), encode(value, 'escape') FROM shared_state;\n"

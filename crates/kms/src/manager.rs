@@ -898,6 +898,7 @@ impl KmsManager {
             timeout: Duration::from_secs(config.timeout_seconds),
             retry_attempts: config.retry_attempts,
             state_dir: self.state_dir.clone(),
+            shared_documents: self.shared.as_ref().map(|shared| Arc::clone(&shared.documents)),
         };
         let opened: Arc<dyn KmsBackend> = match backend {
             BackendConfig::Local(local) => {
@@ -1073,7 +1074,8 @@ fn same_backend(a: &BackendConfig, b: &BackendConfig) -> bool {
 }
 
 /// The state of a node that had its KMS state in files, brought to a shared store holding none: the key files of
-/// each local store `config.json` names, then `config.json` itself. Returns the configuration document as saved.
+/// each local store `config.json` names, the Vault keys' lifecycle records, then `config.json` itself. Returns the
+/// configuration document as saved.
 async fn import_file_state(state_dir: &Path, shared: &SharedKms) -> Result<Option<Document>> {
     let files = FileDocuments::new(state_dir.to_owned());
     let Some(document) = files.load(CONFIG_FILE).await? else {
@@ -1101,6 +1103,10 @@ async fn import_file_state(state_dir: &Path, shared: &SharedKms) -> Result<Optio
         })
         .await?;
         tracing::warn!(store = %name, keys = count, "imported this node's local KMS key files into the shared KMS state");
+    }
+    if let Some(vault_keys) = files.load(crate::vault::LIFECYCLE_DOCUMENT).await? {
+        shared.documents.save(crate::vault::LIFECYCLE_DOCUMENT, &vault_keys.bytes, None).await?;
+        tracing::warn!("imported this node's Vault key lifecycle records into the shared KMS state");
     }
     let version = shared.documents.save(CONFIG_FILE, &document.bytes, None).await?;
     tracing::warn!(

@@ -142,13 +142,13 @@ pub fn follow_changes(shared: Arc<SharedState>, kms: Arc<KmsManager>, after: i64
                     .ok();
             }
             match listener.as_mut() {
-                Some(connection) => match tokio::time::timeout(POLL_INTERVAL, connection.recv()).await {
-                    Ok(Err(err)) => {
+                Some(connection) => {
+                    // A notification or the poll interval, whichever comes first.
+                    if let Ok(Err(err)) = tokio::time::timeout(POLL_INTERVAL, connection.recv()).await {
                         warn!("cluster: the LISTEN connection failed, polling until it is back: {err}");
                         listener = None;
                     }
-                    Ok(Ok(_)) | Err(_) => {}
-                },
+                }
                 None => tokio::time::sleep(POLL_INTERVAL).await,
             }
             let events = match shared.events_after(last_seq).await {

@@ -307,16 +307,19 @@ impl LocalBackend {
 
 impl KeyStore {
     fn open(config: &LocalConfig, files: Option<Arc<dyn KeyFiles>>) -> Result<Self> {
+        // The key directory is checked before the master secret, and opened after it.
+        let key_dir = match &files {
+            Some(_) => None,
+            None => Some(config.key_dir.clone().ok_or_else(|| KmsError::InvalidConfig {
+                field: "key_dir".into(),
+                message: "KMS key directory is required for local backend".into(),
+            })?),
+        };
         let master = MasterSecret::resolve(config)?;
-        let files = match files {
-            Some(files) => files,
-            None => {
-                let dir = config.key_dir.clone().ok_or_else(|| KmsError::InvalidConfig {
-                    field: "key_dir".into(),
-                    message: "KMS key directory is required for local backend".into(),
-                })?;
-                Arc::new(KeyDir::open(dir)?)
-            }
+        let files = match (files, key_dir) {
+            (Some(files), _) => files,
+            (None, Some(dir)) => Arc::new(KeyDir::open(dir)?),
+            (None, None) => unreachable!("a key directory is required when no key files are given"),
         };
         Ok(Self { files, master, writes: Mutex::new(()) })
     }

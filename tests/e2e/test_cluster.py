@@ -262,3 +262,25 @@ def test_kill_minus_9_of_one_node_during_uploads_loses_no_acknowledged_write(clu
     for key in acknowledged[a.port]:
         assert restarted.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == BODY, key
     assert status(restarted)["status"] == "Running"
+
+
+def test_a_single_node_joining_a_cluster_brings_its_kms_state_and_keeps_its_records(postgres, coffer_factory,
+                                                                                    tmp_path):
+    database = postgres.create_database()
+    url = postgres.url_for(database)
+    single = ["--metadata", "postgres", "--metadata-url", url]
+    node = coffer_factory(args=single)
+    key_id = kms_admin_ok(node, "POST", "/keys", {"key_id": unique_name("kept")})["key_id"]
+    bucket = unique_name("cl-join")
+    node.s3.create_bucket(Bucket=bucket)
+    sse_put(node, bucket, "before", key_id)
+    node.stop_and_check()
+
+    # The data directory's record key becomes the cluster key: its records stay readable, its KMS state moves.
+    key_file = node.data_dir / ".coffer" / "record-mac.key"
+    joined = coffer_factory(args=single + ["--cluster-key-file", str(key_file)], data_dir=node.data_dir)
+    assert "imported this node's KMS configuration into the shared KMS state" in joined.log()
+    assert joined.s3.get_object(Bucket=bucket, Key="before")["Body"].read() == BODY
+    assert kms_admin_ok(joined, "GET", f"/keys/{key_id}")["state"] == "Enabled"
+    rows = postgres.psql("SELECT namespace, name FROM shared_state ORDER BY 1, 2;", database=database).stdout
+    assert "kms|config.json" in rows and f"|{key_id}" in rows, rows

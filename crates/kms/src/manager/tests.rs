@@ -785,12 +785,15 @@ async fn raising_the_minimum_decryption_version_stops_cached_keys_of_retired_ver
     assert_eq!((calls(&status, "set_min_decryption_version"), status.calls.kms_errors["decrypt_data_key"]), (3, 0));
 }
 
+/// Saved bytes and their version, by name (or by store and key id).
+type Versioned<K> = std::sync::Mutex<BTreeMap<K, (Vec<u8>, u64)>>;
+
 /// The state two managers share in the tests of shared state: documents, key files by store and the announced
 /// changes, in memory, versioned like the database's.
 #[derive(Default)]
 struct SharedMemory {
-    documents: std::sync::Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
-    keys: std::sync::Mutex<BTreeMap<(String, String), (Vec<u8>, u64)>>,
+    documents: Versioned<String>,
+    keys: Versioned<(String, String)>,
     announced: std::sync::Mutex<Vec<KmsChange>>,
 }
 

@@ -53,6 +53,7 @@ impl From<KmsError> for ApiError {
             KmsError::KeyNotFound(_) => (StatusCode::NOT_FOUND, "KeyNotFound"),
             KmsError::StoreNotFound(_) => (StatusCode::NOT_FOUND, "StoreNotFound"),
             KmsError::StoreInUse(_) => (StatusCode::CONFLICT, "StoreInUse"),
+            KmsError::Conflict(_) => (StatusCode::CONFLICT, "ConcurrentChange"),
             KmsError::KeyDisabled(_) => (StatusCode::CONFLICT, "KeyDisabled"),
             KmsError::KeyPendingDeletion(_) => (StatusCode::CONFLICT, "KeyPendingDeletion"),
             KmsError::KeyExpired { .. } => (StatusCode::CONFLICT, "KeyExpired"),

@@ -56,9 +56,22 @@ pub trait KmsBackend: Send + Sync {
 
 /// Settings every backend shares: how long one call may take, how often a failed call is retried, and where the
 /// backend may keep small local state (e.g. Vault key lifecycle state that transit itself has no notion of).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BackendOptions {
     pub timeout: std::time::Duration,
     pub retry_attempts: u32,
     pub state_dir: std::path::PathBuf,
+    /// Where that state is kept when the node shares it with others; `None`: files in `state_dir`.
+    pub shared_documents: Option<std::sync::Arc<dyn crate::shared::StateDocuments>>,
+}
+
+impl std::fmt::Debug for BackendOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendOptions")
+            .field("timeout", &self.timeout)
+            .field("retry_attempts", &self.retry_attempts)
+            .field("state_dir", &self.state_dir)
+            .field("shared", &self.shared_documents.is_some())
+            .finish()
+    }
 }

@@ -56,6 +56,9 @@ pub enum KmsError {
     /// The backend answered with an error that fits no other variant.
     #[error("KMS backend error: {0}")]
     Backend(String),
+    /// Another node of the cluster changed the same state meanwhile; the change was not applied.
+    #[error("{0}")]
+    Conflict(String),
     #[error("KMS storage error: {context}: {source}")]
     Io {
         context: String,
@@ -97,7 +100,8 @@ impl KmsError {
             | Self::UnusableKey { .. }
             | Self::InvalidArgument { .. }
             | Self::InvalidCiphertext
-            | Self::WrongState { .. } => false,
+            | Self::WrongState { .. }
+            | Self::Conflict(_) => false,
         }
     }
 
@@ -132,6 +136,7 @@ impl KmsError {
             Self::WrongState { state, action } => Self::WrongState { state: state.clone(), action: action.clone() },
             Self::Unavailable(message) => Self::Unavailable(message.clone()),
             Self::Backend(message) => Self::Backend(message.clone()),
+            Self::Conflict(message) => Self::Conflict(message.clone()),
             Self::Io { context, source } => {
                 Self::io(context.clone(), std::io::Error::new(source.kind(), source.to_string()))
             }

@@ -7,6 +7,9 @@
 //! encryption format of object data or HTTP routing — those belong to `coffer-sse`, the server and `admin-api`.
 //! Plaintext key material never leaves this crate except as [`KeyMaterial`], which zeroizes on drop and cannot be
 //! printed.
+//!
+//! Its persisted state (configuration, key files) goes through seams ([`StateDocuments`], [`KeyFiles`],
+//! [`ChangeFeed`]) so several servers can share it; the crate never knows where a shared state is kept.
 
 mod backend;
 mod cache;
@@ -17,6 +20,7 @@ mod key_id;
 mod key_requests;
 mod local;
 mod manager;
+mod shared;
 mod stats;
 mod stores;
 mod types;
@@ -34,6 +38,7 @@ pub use key_id::{generate_key_id, validate_key_id, MAX_KEY_ID_LEN};
 pub use key_requests::{expiry_to_set, MAX_DESCRIPTION_LEN, PENDING_WINDOW_DAYS};
 pub use local::{LocalBackend, MIN_MASTER_KEY_LEN};
 pub use manager::{KmsManager, KmsStatus, LifecycleState};
+pub use shared::{ChangeFeed, Document, FileDocuments, KeyFiles, KeyFilesFor, KmsChange, SharedKms, StateDocuments};
 pub use stats::{CallStats, LatencyStats};
 pub use stores::{split_key_ref, StoreStatus};
 pub use types::{

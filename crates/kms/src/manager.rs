@@ -15,6 +15,11 @@
 //! a key or scheduling its deletion drops its cached keys at once (new writes and reads go to the backend, which
 //! refuses them), rotating a key drops its bucket keys so new writes use the new version, and raising its minimum
 //! decryption version drops its cached keys so reads of retired versions stop at once.
+//!
+//! Where the configuration is persisted is a seam ([`StateDocuments`]): the state directory for a node alone, the
+//! database for nodes sharing one ([`KmsManager::open_shared`]). A shared node announces each change it makes
+//! ([`KmsChange`]) and applies the others' with [`KmsManager::follow`]: it brings its own stores to the shared
+//! configuration and state without writing them back, and drops the cached keys of a key another node changed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +37,7 @@ use crate::config::{BackendConfig, KmsConfig, LocalConfig};
 use crate::error::{KmsError, Result};
 use crate::fs;
 use crate::local::{create_master_key_file, LocalBackend};
+use crate::shared::{Document, FileDocuments, KeyDir, KeyFiles, KmsChange, SharedKms, StateDocuments};
 use crate::stats::{CallStats, Metered, Stats};
 use crate::stores::{InStore, Slot, Store, StoreStatus, Stores};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyOrigin, KeyPage};
@@ -127,6 +133,12 @@ enum PersistedState {
 /// The KMS of one server, shared (`Arc`) by the object path and the admin API.
 pub struct KmsManager {
     state_dir: PathBuf,
+    documents: Arc<dyn StateDocuments>,
+    /// Set when the state is shared with other nodes.
+    shared: Option<SharedKms>,
+    /// The configuration document as last saved or loaded, and its version: a save that would change nothing is
+    /// skipped, and a save is made only over that version.
+    saved: std::sync::Mutex<Option<Document>>,
     /// Serializes lifecycle changes (configure, start, stop, reconfigure); the object path never takes it.
     transitions: tokio::sync::Mutex<()>,
     current: RwLock<Current>,
@@ -168,32 +180,60 @@ impl KmsManager {
         let state_dir = std::path::absolute(&state_dir)
             .map_err(|err| KmsError::io(format!("resolving {}", state_dir.display()), err))?;
         fs::create_private_dir(&state_dir)?;
+        let documents = FileDocuments::new(state_dir.clone());
+        let loaded = documents.read(CONFIG_FILE);
+        Ok(Self::assemble(state_dir, Arc::new(documents), None, loaded))
+    }
+
+    /// [`Self::open`] for a node sharing its KMS state with others through `shared`. The first node to open a
+    /// database that holds no KMS state brings its own (its `config.json` and its local stores' key files), so a
+    /// node that switches to shared state keeps its keys; it says so in the log.
+    pub async fn open_shared(state_dir: PathBuf, shared: SharedKms) -> Result<Arc<KmsManager>> {
+        let state_dir = std::path::absolute(&state_dir)
+            .map_err(|err| KmsError::io(format!("resolving {}", state_dir.display()), err))?;
+        fs::create_private_dir(&state_dir)?;
+        let documents = Arc::clone(&shared.documents);
+        let mut loaded = documents.load(CONFIG_FILE).await;
+        if matches!(loaded, Ok(None)) {
+            loaded = import_file_state(&state_dir, &shared).await;
+        }
+        Ok(Self::assemble(state_dir, documents, Some(shared), loaded))
+    }
+
+    fn assemble(
+        state_dir: PathBuf,
+        documents: Arc<dyn StateDocuments>,
+        shared: Option<SharedKms>,
+        loaded: Result<Option<Document>>,
+    ) -> Arc<KmsManager> {
         let stats = Arc::new(Stats::default());
-        let current = match load_persisted(&state_dir.join(CONFIG_FILE), &state_dir) {
-            Ok(None) => Current::not_configured(),
-            Ok(Some(persisted)) => {
-                let state = match persisted.state {
-                    PersistedState::Configured | PersistedState::Running => LifecycleState::Configured,
-                    PersistedState::Stopped => LifecycleState::Stopped,
-                };
-                Current { state, config: Some(persisted.config), persisted: Some(persisted.state), active: None }
-            }
+        let origin = documents.describe(CONFIG_FILE);
+        let decoded = loaded.and_then(|document| match document {
+            Some(document) => Ok(Some((decode_persisted(&document.bytes, &origin, &state_dir)?, document))),
+            None => Ok(None),
+        });
+        let (current, saved) = match decoded {
+            Ok(None) => (Current::not_configured(), None),
+            Ok(Some((persisted, document))) => (Current::from_persisted(persisted), Some(document)),
             Err(err) => {
                 let reason = err.to_string();
                 tracing::error!("{reason}");
                 stats.record_error(reason.clone());
-                Current { state: LifecycleState::Error(reason), ..Current::not_configured() }
+                (Current { state: LifecycleState::Error(reason), ..Current::not_configured() }, None)
             }
         };
-        Ok(Arc::new_cyclic(|this| Self {
+        Arc::new_cyclic(|this| Self {
             state_dir,
+            documents,
+            shared,
+            saved: std::sync::Mutex::new(saved),
             transitions: tokio::sync::Mutex::new(()),
             current: RwLock::new(current),
             stats,
             this: this.clone(),
             retrying: AtomicBool::new(false),
             changes: AtomicU64::new(0),
-        }))
+        })
     }
 
     /// Comes back to the persisted state: starts the KMS again if it was running (or failed to start) when the
@@ -345,6 +385,13 @@ impl KmsManager {
 
     /// Drops the cached keys of one store, or of every store: the next request calls the backend.
     pub async fn clear_cache(&self, store: Option<&str>) -> Result<()> {
+        self.clear_local_cache(store).await?;
+        self.announce(KmsChange::ClearCache { store: store.map(str::to_owned) }).await;
+        Ok(())
+    }
+
+    /// [`Self::clear_cache`] on this node only.
+    async fn clear_local_cache(&self, store: Option<&str>) -> Result<()> {
         let Some(stores) = self.snapshot().active else { return Ok(()) };
         match store {
             Some(name) => stores.serving(name)?.cache.clear().await,
@@ -442,7 +489,7 @@ impl KmsManager {
     }
 
     pub async fn describe_key(&self, key_ref: &str) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move { store.backend.describe_key(&key_id).await }).await
+        self.on_key(key_ref, false, |store, key_id| async move { store.backend.describe_key(&key_id).await }).await
     }
 
     /// Keys of one store (the default store when `None`) in id order.
@@ -459,12 +506,12 @@ impl KmsManager {
     }
 
     pub async fn enable_key(&self, key_ref: &str) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move { store.backend.enable_key(&key_id).await }).await
+        self.on_key(key_ref, true, |store, key_id| async move { store.backend.enable_key(&key_id).await }).await
     }
 
     /// Disables the key and drops its cached keys: writes and reads under it stop at once.
     pub async fn disable_key(&self, key_ref: &str) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move {
+        self.on_key(key_ref, true, |store, key_id| async move {
             let metadata = store.backend.disable_key(&key_id).await?;
             store.cache.invalidate_key(&key_id).await;
             Ok(metadata)
@@ -474,7 +521,7 @@ impl KmsManager {
 
     /// Schedules the key's deletion and drops its cached keys: writes under it stop at once.
     pub async fn schedule_deletion(&self, key_ref: &str, pending_window_days: u32) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move {
+        self.on_key(key_ref, true, |store, key_id| async move {
             let metadata = store.backend.schedule_deletion(&key_id, pending_window_days).await?;
             store.cache.invalidate_key(&key_id).await;
             Ok(metadata)
@@ -483,12 +530,12 @@ impl KmsManager {
     }
 
     pub async fn cancel_deletion(&self, key_ref: &str) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move { store.backend.cancel_deletion(&key_id).await }).await
+        self.on_key(key_ref, true, |store, key_id| async move { store.backend.cancel_deletion(&key_id).await }).await
     }
 
     /// Rotates the key and drops its bucket keys, so new writes use the new version at once.
     pub async fn rotate_key(&self, key_ref: &str) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move {
+        self.on_key(key_ref, true, |store, key_id| async move {
             let metadata = store.backend.rotate_key(&key_id).await?;
             store.cache.invalidate_bucket_keys(&key_id).await;
             Ok(metadata)
@@ -639,7 +686,7 @@ impl KmsManager {
     /// Sets (or clears) the time after which the key makes no new data keys, and drops its cached bucket keys so
     /// the new time applies at once. The time must lie in the future.
     pub async fn set_key_expiry(&self, key_ref: &str, expires_at: Option<time::OffsetDateTime>) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move {
+        self.on_key(key_ref, true, |store, key_id| async move {
             let metadata = store.backend.set_expiry(&key_id, expires_at).await?;
             store.cache.invalidate_bucket_keys(&key_id).await;
             Ok(metadata)
@@ -651,7 +698,7 @@ impl KmsManager {
     /// key of a version now retired must not keep serving reads, nor a bucket key of one (an operator may have rotated
     /// the key outside Coffer) new writes.
     pub async fn set_min_decryption_version(&self, key_ref: &str, version: u32) -> Result<KeyMetadata> {
-        self.on_key(key_ref, |store, key_id| async move {
+        self.on_key(key_ref, true, |store, key_id| async move {
             let metadata = store.backend.set_min_decryption_version(&key_id, version).await?;
             store.cache.invalidate_key(&key_id).await;
             Ok(metadata)
@@ -659,8 +706,9 @@ impl KmsManager {
         .await
     }
 
-    /// Runs a key operation in the store `key_ref` names; the answer names the key as the caller does.
-    async fn on_key<F, Fut>(&self, key_ref: &str, operation: F) -> Result<KeyMetadata>
+    /// Runs a key operation in the store `key_ref` names; the answer names the key as the caller does. An operation
+    /// that `changes` the key is announced to the other nodes, which drop its cached keys.
+    async fn on_key<F, Fut>(&self, key_ref: &str, changes: bool, operation: F) -> Result<KeyMetadata>
     where
         F: FnOnce(Arc<Store>, String) -> Fut,
         Fut: std::future::Future<Output = Result<KeyMetadata>>,
@@ -668,6 +716,9 @@ impl KmsManager {
         let stores = self.active()?;
         let (store, key_id) = stores.resolve(key_ref)?;
         let metadata = store.named(operation(Arc::clone(&store), key_id.to_owned()).await)?;
+        if changes {
+            self.announce(KmsChange::Key { store: store.name.clone(), key_id: key_id.to_owned() }).await;
+        }
         Ok(stores.qualify(&store, metadata))
     }
 
@@ -847,11 +898,13 @@ impl KmsManager {
             timeout: Duration::from_secs(config.timeout_seconds),
             retry_attempts: config.retry_attempts,
             state_dir: self.state_dir.clone(),
+            shared_documents: self.shared.as_ref().map(|shared| Arc::clone(&shared.documents)),
         };
         let opened: Arc<dyn KmsBackend> = match backend {
             BackendConfig::Local(local) => {
                 self.warn_if_embedded(local);
-                Arc::new(LocalBackend::open(local).await?)
+                let shared_files = self.shared.as_ref().map(|shared| (shared.key_files)(name));
+                Arc::new(LocalBackend::open_with(local, shared_files).await?)
             }
             BackendConfig::VaultTransit(vault) => Arc::new(VaultTransitBackend::connect(vault, &options).await?),
         };
@@ -892,25 +945,189 @@ impl KmsManager {
         self.stats.record_error(format!("{action}: {err}"));
     }
 
-    /// Saves the configuration and state, unless the file already says exactly that (a restart on a full disk then
-    /// needs no write).
+    /// Saves the configuration and state, unless the saved document already says exactly that (a restart on a full
+    /// disk then needs no write), and tells the other nodes sharing it.
     async fn persist(&self, state: PersistedState, config: &KmsConfig) -> Result<()> {
         let persisted = PersistedConfig { format: CONFIG_FORMAT, state, config: config.clone() };
         let bytes = Zeroizing::new(serde_json::to_vec_pretty(&persisted).expect("the configuration always serializes"));
-        let path = self.state_dir.join(CONFIG_FILE);
-        blocking(move || {
-            if std::fs::read(&path).is_ok_and(|saved| Zeroizing::new(saved).as_slice() == bytes.as_slice()) {
+        let expected = {
+            let saved = self.saved.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match saved.as_ref() {
+                Some(saved) if saved.bytes.as_slice() == bytes.as_slice() => return Ok(()),
+                saved => saved.map(|saved| saved.version),
+            }
+        };
+        let version = self.documents.save(CONFIG_FILE, &bytes, expected).await?;
+        *self.saved.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Document { bytes, version });
+        self.announce(KmsChange::Config).await;
+        Ok(())
+    }
+
+    /// Tells the other nodes sharing the state about a change made here. The change is made already: a failure is
+    /// logged and counted (the other nodes then see a configuration change at their next poll, not a key change).
+    async fn announce(&self, change: KmsChange) {
+        if let Some(shared) = &self.shared {
+            if let Err(err) = shared.feed.announce(&change).await {
+                self.note_failure("announcing a change to the other nodes", &err);
+            }
+        }
+    }
+
+    /// Applies a change another node made (see the module documentation). A configuration change is read from the
+    /// shared state; the lifecycle state it asks for is reached without saving anything back.
+    pub async fn follow(&self, change: &KmsChange) -> Result<()> {
+        match change {
+            KmsChange::Config => self.follow_config().await,
+            KmsChange::Key { store, key_id } => {
+                if let Ok(stores) = self.active() {
+                    if let Ok(store) = stores.serving(store) {
+                        store.cache.invalidate_key(key_id).await;
+                        tracing::info!(store = %store.name, key_id, "dropped the cached keys of a key another node changed");
+                    }
+                }
+                Ok(())
+            }
+            KmsChange::ClearCache { store } => self.clear_local_cache(store.as_deref()).await,
+        }
+    }
+
+    /// Reads the shared configuration and, if it changed since this node last saved or read it, applies it.
+    async fn follow_config(&self) -> Result<()> {
+        let _transition = self.transitions.lock().await;
+        let Some(document) = self.documents.load(CONFIG_FILE).await? else {
+            return Ok(());
+        };
+        {
+            let saved = self.saved.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if saved.as_ref().is_some_and(|saved| saved.version == document.version) {
                 return Ok(());
             }
-            fs::write_atomically(&path, &bytes)
-        })
-        .await
+        }
+        let origin = self.documents.describe(CONFIG_FILE);
+        let persisted = decode_persisted(&document.bytes, &origin, &self.state_dir)?;
+        *self.saved.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(document);
+        let current = self.snapshot();
+        tracing::info!(state = ?persisted.state, "applying the KMS configuration another node saved");
+        match persisted.state {
+            PersistedState::Configured | PersistedState::Stopped => {
+                self.set_current(Current::from_persisted(persisted));
+                Ok(())
+            }
+            PersistedState::Running => {
+                let config = persisted.config;
+                let built = match (&current.active, &current.config) {
+                    (Some(stores), Some(old)) if same_tuning(old, &config) => {
+                        self.follow_stores(stores, old, &config).await
+                    }
+                    _ => self.build(&config).await,
+                };
+                let result = self.record_start(config, built);
+                if result.is_err() {
+                    self.retry_start_in_background();
+                }
+                result
+            }
+        }
     }
+
+    /// `stores` brought to `config`: a store whose settings differ from `old`'s, or that becomes the default, is
+    /// built anew (one that cannot serve is kept as broken, as at start); the others keep their backends and caches.
+    async fn follow_stores(&self, stores: &Stores, old: &KmsConfig, config: &KmsConfig) -> Result<Arc<Stores>> {
+        let mut slots = BTreeMap::new();
+        for (name, backend) in &config.stores {
+            let unchanged = old.stores.get(name).is_some_and(|before| same_backend(before, backend))
+                && (*name != config.default_store || old.default_store == *name);
+            let slot = match stores.slots.get(name) {
+                Some(slot) if unchanged => slot.clone(),
+                _ => match self.build_store(config, name, backend).await {
+                    Ok(store) => Slot::Serving(store),
+                    Err(err) if *name != config.default_store => {
+                        tracing::error!(store = %name, "KMS store could not be set up: {err}");
+                        Slot::Broken { kind: backend.kind(), reason: err.to_string() }
+                    }
+                    Err(err) => return Err(err),
+                },
+            };
+            slots.insert(name.clone(), slot);
+        }
+        Ok(Arc::new(Stores::new(slots, config)))
+    }
+}
+
+/// Whether two configurations differ at most in their stores, default store and bucket keys (what a store change
+/// touches), so the unchanged stores can keep serving with their caches.
+fn same_tuning(a: &KmsConfig, b: &KmsConfig) -> bool {
+    let tuning = |config: &KmsConfig| {
+        let mut config = config.clone();
+        config.stores.clear();
+        config.bucket_keys.clear();
+        config.legacy_stores.clear();
+        config.default_store.clear();
+        Zeroizing::new(serde_json::to_vec(&config).expect("the configuration always serializes"))
+    };
+    tuning(a) == tuning(b)
+}
+
+fn same_backend(a: &BackendConfig, b: &BackendConfig) -> bool {
+    let bytes = |backend| Zeroizing::new(serde_json::to_vec(backend).expect("the configuration always serializes"));
+    bytes(a) == bytes(b)
+}
+
+/// The state of a node that had its KMS state in files, brought to a shared store holding none: the key files of
+/// each local store `config.json` names, the Vault keys' lifecycle records, then `config.json` itself. Returns the
+/// configuration document as saved.
+async fn import_file_state(state_dir: &Path, shared: &SharedKms) -> Result<Option<Document>> {
+    let files = FileDocuments::new(state_dir.to_owned());
+    let Some(document) = files.load(CONFIG_FILE).await? else {
+        return Ok(None);
+    };
+    let persisted = decode_persisted(&document.bytes, &files.describe(CONFIG_FILE), state_dir)?;
+    for (name, backend) in &persisted.config.stores {
+        let BackendConfig::Local(LocalConfig { key_dir: Some(dir), .. }) = backend else {
+            continue;
+        };
+        let (target, dir) = ((shared.key_files)(name), dir.clone());
+        let count = blocking(move || {
+            let source = KeyDir::open(dir)?;
+            let mut count = 0;
+            for key_id in source.list()? {
+                if let Some((bytes, _)) = source.read(&key_id)? {
+                    match target.write(&key_id, &bytes, None) {
+                        Ok(()) => count += 1,
+                        Err(KmsError::KeyExists(_)) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            Ok(count)
+        })
+        .await?;
+        tracing::warn!(store = %name, keys = count, "imported this node's local KMS key files into the shared KMS state");
+    }
+    if let Some(vault_keys) = files.load(crate::vault::LIFECYCLE_DOCUMENT).await? {
+        shared.documents.save(crate::vault::LIFECYCLE_DOCUMENT, &vault_keys.bytes, None).await?;
+        tracing::warn!("imported this node's Vault key lifecycle records into the shared KMS state");
+    }
+    let version = shared.documents.save(CONFIG_FILE, &document.bytes, None).await?;
+    tracing::warn!(
+        file = %files.describe(CONFIG_FILE),
+        "imported this node's KMS configuration into the shared KMS state, which held none; the file is no longer read"
+    );
+    Ok(Some(Document { bytes: document.bytes, version }))
 }
 
 impl Current {
     fn not_configured() -> Self {
         Self { state: LifecycleState::NotConfigured, config: None, persisted: None, active: None }
+    }
+
+    /// A saved configuration, not started yet.
+    fn from_persisted(persisted: PersistedConfig) -> Self {
+        let state = match persisted.state {
+            PersistedState::Configured | PersistedState::Running => LifecycleState::Configured,
+            PersistedState::Stopped => LifecycleState::Stopped,
+        };
+        Current { state, config: Some(persisted.config), persisted: Some(persisted.state), active: None }
     }
 }
 
@@ -929,21 +1146,15 @@ async fn ensure_key(backend: &dyn KmsBackend, key_id: &str) -> Result<()> {
     }
 }
 
-/// Reads the saved configuration. Paths saved relative by earlier versions (the embedded default saved
-/// `./data/.coffer/kms/local/keys`, relative to wherever the server was started) are made absolute: a path inside a
-/// KMS state directory is taken as inside this one, any other from the working directory.
-fn load_persisted(path: &Path, state_dir: &Path) -> Result<Option<PersistedConfig>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => Zeroizing::new(bytes),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(KmsError::io(format!("reading KMS configuration file {}", path.display()), err)),
-    };
-    let mut persisted: PersistedConfig = serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
+/// Reads a saved configuration (`origin` says where it was kept, for messages). Paths saved relative by earlier
+/// versions (the embedded default saved `./data/.coffer/kms/local/keys`, relative to wherever the server was
+/// started) are made absolute: a path inside a KMS state directory is taken as inside this one, any other from the
+/// working directory.
+fn decode_persisted(bytes: &[u8], origin: &str, state_dir: &Path) -> Result<PersistedConfig> {
+    let mut persisted: PersistedConfig = serde_json::from_slice(bytes).map_err(|err| KmsError::InvalidConfig {
         field: "config".into(),
         message: format!(
-            "KMS configuration file {} is unreadable (line {}, column {}); configure the KMS again or restore the \
-             file",
-            path.display(),
+            "KMS configuration {origin} is unreadable (line {}, column {}); configure the KMS again or restore it",
             err.line(),
             err.column()
         ),
@@ -951,7 +1162,7 @@ fn load_persisted(path: &Path, state_dir: &Path) -> Result<Option<PersistedConfi
     if !(1..=CONFIG_FORMAT).contains(&persisted.format) {
         return Err(KmsError::InvalidConfig {
             field: "config".into(),
-            message: format!("KMS configuration file {} has unsupported format {}", path.display(), persisted.format),
+            message: format!("KMS configuration {origin} has unsupported format {}", persisted.format),
         });
     }
     persisted.format = CONFIG_FORMAT;
@@ -961,7 +1172,7 @@ fn load_persisted(path: &Path, state_dir: &Path) -> Result<Option<PersistedConfi
         }
     });
     persisted.config.make_paths_absolute()?;
-    Ok(Some(persisted))
+    Ok(persisted)
 }
 
 /// `…/.coffer/kms/REST` → `state_dir/REST`; any other relative path stays as it is.

@@ -287,7 +287,12 @@ impl Drop for OpenBao {
 // ---------------------------------------------------------------------------------------------------------------
 
 fn options(state_dir: &Path) -> BackendOptions {
-    BackendOptions { timeout: Duration::from_secs(5), retry_attempts: 3, state_dir: state_dir.to_owned() }
+    BackendOptions {
+        timeout: Duration::from_secs(5),
+        retry_attempts: 3,
+        state_dir: state_dir.to_owned(),
+        shared_documents: None,
+    }
 }
 
 fn vault_config(bao: &OpenBao, auth: VaultAuth) -> VaultConfig {

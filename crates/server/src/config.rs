@@ -266,6 +266,12 @@ pub struct ServerArgs {
     /// reads in flight on any node finish: a number with s, m, h or d [default: 15m].
     #[arg(long, env = "COFFER_DATA_RELEASE_GRACE", value_name = "DURATION")]
     pub data_release_grace: Option<String>,
+    /// Makes this server a node of a cluster sharing the `--metadata postgres` database: the file holds the cluster
+    /// key (32 random bytes, `head -c 32 /dev/urandom`, mode 0600), the same on every node. It signs the records and
+    /// seals the KMS state kept in the database (configuration, local key files), which every node then shares
+    /// [default: none, a single node].
+    #[arg(long, env = "COFFER_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -446,6 +452,7 @@ pub struct ServerConfig {
     pub metadata: MetadataEngine,
     pub metadata_url: Option<DatabaseUrl>,
     pub data: DataSettings,
+    pub cluster_key_file: Option<PathBuf>,
     pub kms: KmsArgs,
 }
 
@@ -511,6 +518,7 @@ impl ServerConfig {
             metadata: args.metadata.unwrap_or_default(),
             metadata_url: args.metadata_url,
             data,
+            cluster_key_file: args.cluster_key_file,
             scrub_interval: match args.scrub_interval {
                 Some(text) => parse_interval(&text)
                     .ok_or_else(|| ConfigError::Duration { key: "scrub-interval", value: text.clone() })?,
@@ -602,6 +610,7 @@ impl ServerArgs {
             data_s3_prefix: self.data_s3_prefix.or(lower.data_s3_prefix),
             data_s3_region: self.data_s3_region.or(lower.data_s3_region),
             data_release_grace: self.data_release_grace.or(lower.data_release_grace),
+            cluster_key_file: self.cluster_key_file.or(lower.cluster_key_file),
             kms: self.kms.or(lower.kms),
         }
     }

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use coffer_kms::{BackendConfig, KmsConfig, KmsError, KmsManager, LocalConfig, Secret, VaultAuth, VaultConfig};
+use coffer_kms::{
+    BackendConfig, KmsConfig, KmsError, KmsManager, LocalConfig, Secret, SharedKms, VaultAuth, VaultConfig,
+};
 use tracing::{error, info};
 
 use crate::config::{KmsArgs, KmsBackendKind};
@@ -289,10 +291,29 @@ fn apply_vault_options(vault: &mut VaultConfig, args: &KmsArgs) {
 /// Opens the KMS manager under `state_dir` and brings it to the state the settings and the saved configuration
 /// call for ([`kms_config`]). Settings that cannot work, or that conflict with the saved configuration, are an
 /// error (the server does not start); a KMS that fails to start is logged, and the manager keeps trying to start it.
-pub async fn start_kms(state_dir: PathBuf, args: &KmsArgs, secrets: KmsSecrets) -> Result<Arc<KmsManager>, KmsError> {
-    let kms = KmsManager::open(state_dir)?;
+///
+/// With `shared` (a cluster node) the state is the one the nodes share. Settings that describe exactly the saved
+/// configuration only start the KMS (they do not save a configuration again, which every other node would apply).
+pub async fn start_kms(
+    state_dir: PathBuf,
+    args: &KmsArgs,
+    secrets: KmsSecrets,
+    shared: Option<SharedKms>,
+) -> Result<Arc<KmsManager>, KmsError> {
+    let kms = match shared {
+        Some(shared) => KmsManager::open_shared(state_dir, shared).await?,
+        None => KmsManager::open(state_dir)?,
+    };
+    let saved = kms.saved_config();
+    let unchanged = |config: &KmsConfig| {
+        let bytes = |config: &KmsConfig| zeroize::Zeroizing::new(serde_json::to_vec(config).unwrap_or_default());
+        matches!(&saved, Ok(Some(saved)) if bytes(saved) == bytes(config))
+    };
     let config = kms_config(args, secrets, kms.state_dir(), kms.saved_config())?;
     let started = match config {
+        Some(config) if unchanged(&config) => {
+            kms.start().await.map(|()| info!("KMS running with its saved configuration"))
+        }
         Some(config) => async {
             kms.reconfigure(config).await?;
             kms.start().await

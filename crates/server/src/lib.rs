@@ -13,6 +13,7 @@ pub mod audit_log;
 pub mod authz;
 pub mod body_taps;
 pub mod checksum;
+pub mod cluster;
 pub mod conditions;
 pub mod config;
 pub mod encryption;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use coffer_kms::{KmsError, KmsManager};
 use coffer_sse::SseService;
-use coffer_store::{DataLocation, Store, StoreError};
+use coffer_store::{ClusterKey, DataLocation, SharedState, Store, StoreError};
 use s3s::route::S3Route;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -118,6 +118,32 @@ impl S3Route for BoxedRoute {
     }
 }
 
+/// What a cluster node shares with the others.
+struct ClusterNode {
+    key: ClusterKey,
+    url: String,
+    shared: Arc<SharedState>,
+    /// The last change event when the node started: it follows the ones after.
+    events_seen: i64,
+}
+
+/// With `--cluster-key-file`: reads the key and joins the cluster of the `--metadata postgres` database (refused if
+/// the database belongs to a cluster with another key).
+async fn join_cluster(config: &ServerConfig) -> Result<Option<ClusterNode>, StartError> {
+    let Some(path) = &config.cluster_key_file else {
+        return Ok(None);
+    };
+    let url = match (config.metadata, &config.metadata_url) {
+        (MetadataEngine::Postgres, Some(url)) => url.expose().to_owned(),
+        _ => return Err(StartError::Cluster("--cluster-key-file needs --metadata postgres and --metadata-url".into())),
+    };
+    let key = ClusterKey::read(path)
+        .map_err(|err| StartError::Cluster(format!("cannot read the cluster key file {}: {err}", path.display())))?;
+    let shared = SharedState::open(&url, &key).await.map_err(|err| StartError::Cluster(err.to_string()))?;
+    let events_seen = shared.last_event().await.map_err(|err| StartError::Cluster(err.to_string()))?;
+    Ok(Some(ClusterNode { key, url, shared: Arc::new(shared), events_seen }))
+}
+
 /// Why `coffer server` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -137,6 +163,9 @@ pub enum StartError {
     Store { path: std::path::PathBuf, source: StoreError },
     #[error("cannot listen on {address}: {source}")]
     Bind { address: std::net::SocketAddr, source: std::io::Error },
+    /// The cluster key cannot be read, or is not the cluster's.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The KMS settings cannot work, or its state directory cannot be opened.
     #[error(transparent)]
     Kms(#[from] KmsError),
@@ -175,16 +204,23 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
         DataSettings::Directory => DataLocation::Directory,
         DataSettings::S3(settings) => settings.location(|name| std::env::var(name).ok())?,
     };
-    let store = match config.metadata {
-        MetadataEngine::Directory => Store::open(config.data_dir.clone()).await,
-        MetadataEngine::Sqlite => Store::open_sql(config.data_dir.clone(), None, &data).await,
-        MetadataEngine::Postgres => match &config.metadata_url {
+    let cluster = join_cluster(&config).await?;
+    let store = match (config.metadata, &cluster) {
+        (_, Some(node)) => Store::open_cluster(config.data_dir.clone(), &node.url, &node.key, &data).await,
+        (MetadataEngine::Directory, None) => Store::open(config.data_dir.clone()).await,
+        (MetadataEngine::Sqlite, None) => Store::open_sql(config.data_dir.clone(), None, &data).await,
+        (MetadataEngine::Postgres, None) => match &config.metadata_url {
             Some(url) => Store::open_sql(config.data_dir.clone(), Some(url.expose()), &data).await,
             None => Err(coffer_store::StoreError::InvalidMeta("--metadata postgres needs --metadata-url")),
         },
     }
     .map_err(|source| StartError::Store { path: config.data_dir.clone(), source })?;
-    let kms = start_kms(kms_state_dir(&config.data_dir), &config.kms, KmsSecrets::from_env()).await?;
+    let shared_kms = cluster.as_ref().map(|node| crate::cluster::shared_kms(&node.shared));
+    let kms = start_kms(kms_state_dir(&config.data_dir), &config.kms, KmsSecrets::from_env(), shared_kms).await?;
+    if let Some(node) = cluster {
+        crate::cluster::follow_changes(Arc::clone(&node.shared), Arc::clone(&kms), node.events_seen);
+        info!("cluster node: KMS state shared through the metadata database; changes on other nodes apply within 2 s");
+    }
     let shutdown = shutdown_signal();
     let listener = TcpListener::bind(config.address)
         .await

@@ -97,7 +97,9 @@ impl From<KmsError> for SseError {
             }
             KmsError::NotConfigured => Self::kms_unavailable("no KMS is configured"),
             KmsError::NotRunning => Self::kms_unavailable("the KMS is stopped"),
-            KmsError::WrongState { .. } | KmsError::Unavailable(_) => Self::kms_unavailable(&error),
+            KmsError::WrongState { .. } | KmsError::Unavailable(_) | KmsError::Conflict(_) => {
+                Self::kms_unavailable(&error)
+            }
             KmsError::InvalidArgument { message, .. } => Self::invalid_argument(message),
             KmsError::InvalidCiphertext => {
                 Self::internal("The object's wrapped data key could not be decrypted by the KMS")

@@ -16,11 +16,14 @@
 //!
 //! Where the SQL metadata engine keeps stored bytes is a [`DataLocation`]: the data directory, or a bucket of an
 //! S3-compatible cluster ([`S3Location`]), which it reaches as a client (OpenDAL's S3 service) and never serves.
+//! Clusters: with PostgreSQL, several servers share one database; [`ClusterKey`] is the secret they share (it signs
+//! the records) and [`SharedState`] the sealed, versioned values and change events they share beside the metadata.
 //!
 //! Maintenance: [`Store::scrub_object`] checks an object's record and stored bytes without a KMS, walking
 //! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.
 
 mod chunk_checksums;
+mod cluster;
 mod data_dir;
 mod data_engine;
 mod engine;
@@ -45,6 +48,7 @@ mod staging;
 mod store;
 mod user_policies;
 
+pub use cluster::{ClusterKey, SharedEvent, SharedState, SharedValue, EVENT_RETENTION};
 pub use error::{Result, StoreError};
 pub use garbage::Reclaimed;
 pub use listing::{ListPage, ListQuery, ObjectSummary};

@@ -50,7 +50,7 @@ pub async fn import_directory(
         let root = root.to_owned();
         Arc::new(blocking(move || Engine::open(&root)).await?)
     };
-    let sql = SqlEngine::open_for_import(root, postgres_url, &crate::s3_data::DataLocation::Directory).await?;
+    let sql = SqlEngine::open_for_import(root, postgres_url, &crate::s3_data::DataLocation::Directory, None).await?;
     let mut imported = Imported::default();
     let mut buckets: Vec<String> =
         fs::read_dir(directory.buckets_dir())?.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect();

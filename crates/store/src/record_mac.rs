@@ -70,6 +70,13 @@ impl RecordMac {
         Ok(RecordMac { key: hmac::Key::new(hmac::HMAC_SHA256, &bytes), accepts_unsigned })
     }
 
+    /// Signs and checks with the cluster key of a cluster's nodes instead of a key of this data directory (see
+    /// `cluster.rs`); unsigned records are read as [`RecordMac::open`] decides, by this directory's marker.
+    pub(crate) fn from_cluster(key: &crate::cluster::ClusterKey, coffer_dir: &Path) -> RecordMac {
+        let accepts_unsigned = coffer_dir.join(UNSIGNED_ACCEPTED_FILE).exists();
+        RecordMac { key: hmac::Key::new(hmac::HMAC_SHA256, key.record_mac_key()), accepts_unsigned }
+    }
+
     /// True if records without a MAC (format versions 1 to 3) may be read.
     pub(crate) fn accepts_unsigned(&self) -> bool {
         self.accepts_unsigned

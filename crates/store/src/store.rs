@@ -7,6 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cluster::ClusterKey;
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
 use crate::garbage::Reclaimed;
@@ -62,7 +63,19 @@ impl Store {
     /// range queries, with nothing rebuilt in memory at start. A directory in the directory format is refused, and
     /// so is a data location other than the one the database was created with.
     pub async fn open_sql(root: impl Into<PathBuf>, postgres_url: Option<&str>, data: &DataLocation) -> Result<Store> {
-        let engine = SqlEngine::open(&root.into(), postgres_url, data).await?;
+        let engine = SqlEngine::open(&root.into(), postgres_url, data, None).await?;
+        Ok(Store { backend: Backend::Sql(engine) })
+    }
+
+    /// [`Store::open_sql`] for a node of a cluster sharing the PostgreSQL database at `postgres_url`: records are
+    /// signed with the cluster key every node has, so each reads the others'.
+    pub async fn open_cluster(
+        root: impl Into<PathBuf>,
+        postgres_url: &str,
+        key: &ClusterKey,
+        data: &DataLocation,
+    ) -> Result<Store> {
+        let engine = SqlEngine::open(&root.into(), Some(postgres_url), data, Some(key)).await?;
         Ok(Store { backend: Backend::Sql(engine) })
     }
 

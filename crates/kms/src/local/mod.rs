@@ -3,7 +3,9 @@
 //!
 //! Each operation reads the key's file afresh, so a corrupt or truncated file only fails the operations on that key
 //! (with an error naming the file) and never the others. Changes are written with temp file + fsync + rename +
-//! directory fsync, one at a time. The file format and the cryptography are in [`key_file`].
+//! directory fsync, one at a time. The file format and the cryptography are in [`key_file`]. Where the files are
+//! kept is a seam ([`KeyFiles`]): a directory, or for a cluster the database the nodes share ([`Self::open_with`]),
+//! where a change made from a version another node has replaced meanwhile is refused rather than written over it.
 //!
 //! Key states follow AWS KMS: a disabled key neither makes nor opens data keys; a key pending deletion opens data
 //! keys but makes none, and is deleted for good (file removed) the first time it is touched after its deletion date.
@@ -12,7 +14,7 @@
 mod key_file;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -26,12 +28,12 @@ use crate::error::{KmsError, Result};
 use crate::fs;
 use crate::key_id::validate_key_id;
 use crate::key_requests::{deletion_date, expiry_to_set, key_to_create, refuse_if_expired};
+use crate::shared::{KeyDir, KeyFiles};
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState};
 use crate::wrapped::WrappedKey;
 
 /// The shortest master secret accepted, in bytes (e.g. `openssl rand -hex 32` gives 64).
 pub const MIN_MASTER_KEY_LEN: usize = 32;
-const KEY_FILE_SUFFIX: &str = ".key";
 
 /// A [`KmsBackend`] over a directory of encrypted key files.
 pub struct LocalBackend {
@@ -39,7 +41,7 @@ pub struct LocalBackend {
 }
 
 struct KeyStore {
-    dir: PathBuf,
+    files: Arc<dyn KeyFiles>,
     master: MasterSecret,
     /// Serializes read-modify-write of key files; reads need no lock (files are replaced atomically).
     writes: Mutex<()>,
@@ -50,7 +52,7 @@ pub(crate) struct MasterSecret(Zeroizing<Vec<u8>>);
 
 impl fmt::Debug for LocalBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalBackend").field("key_dir", &self.store.dir).finish_non_exhaustive()
+        f.debug_struct("LocalBackend").field("keys", &self.store.files.describe("*")).finish_non_exhaustive()
     }
 }
 
@@ -126,8 +128,13 @@ pub(crate) fn create_master_key_file(path: &Path) -> Result<()> {
 impl LocalBackend {
     /// Reads the master secret, creates the key directory (0700) if needed and removes temp files a crash left.
     pub async fn open(config: &LocalConfig) -> Result<Self> {
+        Self::open_with(config, None).await
+    }
+
+    /// [`Self::open`] with the key files kept in `files` rather than in the configured key directory.
+    pub(crate) async fn open_with(config: &LocalConfig, files: Option<Arc<dyn KeyFiles>>) -> Result<Self> {
         let config = config.clone();
-        let store = tokio::task::spawn_blocking(move || KeyStore::open(&config))
+        let store = tokio::task::spawn_blocking(move || KeyStore::open(&config, files))
             .await
             .map_err(|err| KmsError::Backend(format!("opening the local key store failed: {err}")))??;
         Ok(Self { store: Arc::new(store) })
@@ -272,7 +279,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn health(&self) -> Health {
-        match self.blocking(|store| fs::probe_writable(&store.dir)).await {
+        match self.blocking(|store| store.files.probe()).await {
             Ok(()) => Health::ok(),
             Err(err) => Health::failing(err.to_string()),
         }
@@ -289,9 +296,9 @@ impl LocalBackend {
         let key_id = key_id.to_owned();
         self.blocking(move |store| {
             let _writing = store.lock_writes();
-            let mut key = store.load_live(&key_id)?;
+            let (mut key, version) = store.load_live(&key_id)?;
             change(&mut key)?;
-            store.save(&key)?;
+            store.save(&key, Some(version))?;
             Ok(key.metadata())
         })
         .await
@@ -299,24 +306,22 @@ impl LocalBackend {
 }
 
 impl KeyStore {
-    fn open(config: &LocalConfig) -> Result<Self> {
-        let dir = config.key_dir.clone().ok_or_else(|| KmsError::InvalidConfig {
-            field: "key_dir".into(),
-            message: "KMS key directory is required for local backend".into(),
-        })?;
-        let master = MasterSecret::resolve(config)?;
-        fs::create_private_dir(&dir)?;
-        if !dir.is_dir() {
-            return Err(KmsError::InvalidConfig {
+    fn open(config: &LocalConfig, files: Option<Arc<dyn KeyFiles>>) -> Result<Self> {
+        // The key directory is checked before the master secret, and opened after it.
+        let key_dir = match &files {
+            Some(_) => None,
+            None => Some(config.key_dir.clone().ok_or_else(|| KmsError::InvalidConfig {
                 field: "key_dir".into(),
-                message: format!("KMS key directory {} is not a directory", dir.display()),
-            });
-        }
-        if fs::is_shared(&dir)? {
-            tracing::warn!(dir = %dir.display(), "KMS key directory is accessible to other users; chmod 700 it");
-        }
-        fs::sweep_temp_files(&dir)?;
-        Ok(Self { dir, master, writes: Mutex::new(()) })
+                message: "KMS key directory is required for local backend".into(),
+            })?),
+        };
+        let master = MasterSecret::resolve(config)?;
+        let files = match (files, key_dir) {
+            (Some(files), _) => files,
+            (None, Some(dir)) => Arc::new(KeyDir::open(dir)?),
+            (None, None) => unreachable!("a key directory is required when no key files are given"),
+        };
+        Ok(Self { files, master, writes: Mutex::new(()) })
     }
 
     fn lock_writes(&self) -> MutexGuard<'_, ()> {
@@ -324,29 +329,21 @@ impl KeyStore {
         self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn path(&self, key_id: &str) -> PathBuf {
-        self.dir.join(format!("{key_id}{KEY_FILE_SUFFIX}"))
-    }
-
-    /// The key, or `None` when its deletion date has passed (the caller finishes the deletion).
-    fn load(&self, key_id: &str) -> Result<Option<StoredKey>> {
-        let path = self.path(key_id);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KmsError::KeyNotFound(key_id.to_owned()));
-            }
-            Err(err) => return Err(KmsError::io(format!("reading key file {}", path.display()), err)),
+    /// The key and the version of its file, or `None` when its deletion date has passed (the caller finishes the
+    /// deletion).
+    fn load(&self, key_id: &str) -> Result<Option<(StoredKey, u64)>> {
+        let Some((bytes, version)) = self.files.read(key_id)? else {
+            return Err(KmsError::KeyNotFound(key_id.to_owned()));
         };
         let key = StoredKey::decode(&bytes, key_id, &self.master)
-            .map_err(|reason| KmsError::Backend(format!("key file {} is unusable: {reason}", path.display())))?;
-        Ok((!key.deletion_due(OffsetDateTime::now_utc())).then_some(key))
+            .map_err(|reason| KmsError::Backend(format!("{} is unusable: {reason}", self.files.describe(key_id))))?;
+        Ok((!key.deletion_due(OffsetDateTime::now_utc())).then_some((key, version)))
     }
 
     /// [`Self::load`] for a caller holding the write lock: a key past its deletion date is deleted now.
-    fn load_live(&self, key_id: &str) -> Result<StoredKey> {
+    fn load_live(&self, key_id: &str) -> Result<(StoredKey, u64)> {
         match self.load(key_id)? {
-            Some(key) => Ok(key),
+            Some(loaded) => Ok(loaded),
             None => {
                 self.delete(key_id)?;
                 Err(KmsError::KeyNotFound(key_id.to_owned()))
@@ -357,50 +354,41 @@ impl KeyStore {
     /// [`Self::load`] for a caller without the write lock.
     fn read(&self, key_id: &str) -> Result<StoredKey> {
         match self.load(key_id)? {
-            Some(key) => Ok(key),
+            Some((key, _)) => Ok(key),
             None => {
                 let _writing = self.lock_writes();
-                self.load_live(key_id)
+                self.load_live(key_id).map(|(key, _)| key)
             }
         }
     }
 
-    fn save(&self, key: &StoredKey) -> Result<()> {
-        fs::write_atomically(&self.path(&key.key_id), &key.encode(&self.master))
+    /// Writes `key`: created when `expected` is `None`, else replacing that version of its file.
+    fn save(&self, key: &StoredKey, expected: Option<u64>) -> Result<()> {
+        self.files.write(&key.key_id, &key.encode(&self.master), expected)
     }
 
     fn delete(&self, key_id: &str) -> Result<()> {
-        fs::remove_durably(&self.path(key_id))?;
+        self.files.remove(key_id)?;
         tracing::info!(key_id, "deleted local KMS key after its pending deletion window");
         Ok(())
     }
 
     fn create(&self, key_id: String, description: Option<String>) -> Result<KeyMetadata> {
         let _writing = self.lock_writes();
-        if self.path(&key_id).exists() {
-            return Err(KmsError::KeyExists(key_id));
-        }
         let key = StoredKey::new(key_id, description, OffsetDateTime::now_utc());
-        self.save(&key)?;
+        self.save(&key, None)?;
         Ok(key.metadata())
     }
 
     /// Keys in id order after `marker`. A key file that cannot be read is logged and skipped, so one bad file never
     /// hides the others.
     fn list(&self, limit: usize, marker: Option<&str>) -> Result<KeyPage> {
-        let mut ids = Vec::new();
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|err| KmsError::io(format!("listing {}", self.dir.display()), err))?;
-        for entry in entries {
-            let entry = entry.map_err(|err| KmsError::io(format!("listing {}", self.dir.display()), err))?;
-            let name = entry.file_name();
-            let Some(key_id) = name.to_str().and_then(|name| name.strip_suffix(KEY_FILE_SUFFIX)) else {
-                continue;
-            };
-            if validate_key_id(key_id).is_ok() && marker.is_none_or(|marker| key_id > marker) {
-                ids.push(key_id.to_owned());
-            }
-        }
+        let mut ids: Vec<String> = self
+            .files
+            .list()?
+            .into_iter()
+            .filter(|key_id| validate_key_id(key_id).is_ok() && marker.is_none_or(|marker| key_id.as_str() > marker))
+            .collect();
         ids.sort_unstable();
         let mut remaining = ids.into_iter().peekable();
         let mut keys = Vec::new();

@@ -262,7 +262,7 @@ async fn a_key_past_its_deletion_date_is_deleted_when_touched() {
     backend.schedule_deletion("gone", 7).await.unwrap();
     let mut key = backend.store.read("gone").unwrap();
     key.deletion_date = Some(OffsetDateTime::now_utc() - time::Duration::seconds(1));
-    backend.store.save(&key).unwrap();
+    backend.store.save(&key, Some(0)).unwrap();
 
     let page = backend.list_keys(10, None).await.unwrap();
     assert_eq!(page.keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["kept"]);

@@ -784,3 +784,133 @@ async fn raising_the_minimum_decryption_version_stops_cached_keys_of_retired_ver
     let status = manager.status().await;
     assert_eq!((calls(&status, "set_min_decryption_version"), status.calls.kms_errors["decrypt_data_key"]), (3, 0));
 }
+
+/// Saved bytes and their version, by name (or by store and key id).
+type Versioned<K> = std::sync::Mutex<BTreeMap<K, (Vec<u8>, u64)>>;
+
+/// The state two managers share in the tests of shared state: documents, key files by store and the announced
+/// changes, in memory, versioned like the database's.
+#[derive(Default)]
+struct SharedMemory {
+    documents: Versioned<String>,
+    keys: Versioned<(String, String)>,
+    announced: std::sync::Mutex<Vec<KmsChange>>,
+}
+
+struct MemoryDocuments(Arc<SharedMemory>);
+struct MemoryKeys(Arc<SharedMemory>, String);
+struct MemoryFeed(Arc<SharedMemory>);
+
+#[async_trait::async_trait]
+impl StateDocuments for MemoryDocuments {
+    async fn load(&self, name: &str) -> Result<Option<Document>> {
+        let documents = self.0.documents.lock().unwrap();
+        Ok(documents
+            .get(name)
+            .map(|(bytes, version)| Document { bytes: Zeroizing::new(bytes.clone()), version: *version }))
+    }
+
+    async fn save(&self, name: &str, bytes: &[u8], expected: Option<u64>) -> Result<u64> {
+        let mut documents = self.0.documents.lock().unwrap();
+        let current = documents.get(name).map(|(_, version)| *version);
+        if current != expected {
+            return Err(KmsError::Conflict(format!("{name} changed")));
+        }
+        let version = current.unwrap_or(0) + 1;
+        documents.insert(name.to_owned(), (bytes.to_vec(), version));
+        Ok(version)
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("memory {name}")
+    }
+}
+
+impl crate::shared::KeyFiles for MemoryKeys {
+    fn read(&self, key_id: &str) -> Result<Option<(Vec<u8>, u64)>> {
+        Ok(self.0.keys.lock().unwrap().get(&(self.1.clone(), key_id.to_owned())).cloned())
+    }
+
+    fn write(&self, key_id: &str, bytes: &[u8], expected: Option<u64>) -> Result<()> {
+        let mut keys = self.0.keys.lock().unwrap();
+        let slot = (self.1.clone(), key_id.to_owned());
+        match (keys.get(&slot).map(|(_, version)| *version), expected) {
+            (Some(_), None) => Err(KmsError::KeyExists(key_id.to_owned())),
+            (current, expected) if current != expected => Err(KmsError::Conflict(key_id.to_owned())),
+            (current, _) => {
+                keys.insert(slot, (bytes.to_vec(), current.unwrap_or(0) + 1));
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(&self, key_id: &str) -> Result<()> {
+        self.0.keys.lock().unwrap().remove(&(self.1.clone(), key_id.to_owned()));
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        let keys = self.0.keys.lock().unwrap();
+        Ok(keys.keys().filter(|(store, _)| *store == self.1).map(|(_, key_id)| key_id.clone()).collect())
+    }
+
+    fn probe(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self, key_id: &str) -> String {
+        format!("memory key {key_id}")
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::shared::ChangeFeed for MemoryFeed {
+    async fn announce(&self, change: &KmsChange) -> Result<()> {
+        self.0.announced.lock().unwrap().push(change.clone());
+        Ok(())
+    }
+}
+
+fn shared(memory: &Arc<SharedMemory>) -> SharedKms {
+    let keys = Arc::clone(memory);
+    SharedKms {
+        documents: Arc::new(MemoryDocuments(Arc::clone(memory))),
+        key_files: Arc::new(move |store: &str| -> Arc<dyn crate::shared::KeyFiles> {
+            Arc::new(MemoryKeys(Arc::clone(&keys), store.to_owned()))
+        }),
+        feed: Arc::new(MemoryFeed(Arc::clone(memory))),
+    }
+}
+
+#[tokio::test]
+async fn managers_sharing_state_follow_each_others_changes_and_never_write_over_them() {
+    let root = tempfile::tempdir().unwrap();
+    let memory = Arc::new(SharedMemory::default());
+    let a = KmsManager::open_shared(root.path().join("a"), shared(&memory)).await.unwrap();
+    a.configure(local_config(&root.path().join("keys-a"))).await.unwrap();
+    a.start().await.unwrap();
+    let key = a.create_key(Some("shared"), None).await.unwrap().key_id;
+    assert!(!root.path().join("keys-a").exists(), "a shared local store keeps no key files of its own");
+
+    // B comes up with what A saved, and uses A's keys.
+    let b = KmsManager::open_shared(root.path().join("b"), shared(&memory)).await.unwrap();
+    b.restore().await.unwrap();
+    assert_eq!(b.status().await.state, LifecycleState::Running);
+    b.bucket_key(&key, "photos", &context("photos")).await.unwrap();
+
+    // A disables the key: the change is announced, and B following it refuses the key it had cached.
+    a.disable_key(&key).await.unwrap();
+    let change = memory.announced.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(change, KmsChange::Key { store: "local".into(), key_id: key.clone() });
+    b.follow(&change).await.unwrap();
+    assert!(matches!(b.bucket_key(&key, "photos", &context("photos")).await, Err(KmsError::KeyDisabled(_))));
+
+    // A stops the KMS; B, not yet told, cannot save over that, and once it follows it is stopped too.
+    a.stop().await.unwrap();
+    assert!(matches!(b.set_bucket_key("photos", "shared").await, Err(KmsError::Conflict(_))));
+    b.follow(&KmsChange::Config).await.unwrap();
+    assert_eq!(b.status().await.state, LifecycleState::Stopped);
+    a.start().await.unwrap();
+    b.follow(&KmsChange::Config).await.unwrap();
+    assert_eq!(b.status().await.state, LifecycleState::Running);
+}

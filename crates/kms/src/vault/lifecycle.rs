@@ -1,22 +1,27 @@
 //! Key lifecycle that transit has no notion of: enabled/disabled, scheduled deletion and a description, kept per
-//! key in a small local file (0600, replaced atomically through [`crate::fs`]) under the backend's state directory.
+//! key in one small document: a local file (0600, replaced atomically through [`crate::fs`]) under the backend's
+//! state directory, or for nodes sharing their KMS state, the shared document every node reads (saved by
+//! compare-and-swap, so two nodes changing keys at once never lose each other's change).
 //!
 //! Records are grouped by the Vault they belong to (address, namespace, mount), so pointing Coffer at another
 //! Vault never applies one server's "disabled" to a same-named key on another. A key without a record is enabled:
 //! keys created in transit by an operator are usable as they are.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::error::{KmsError, Result};
-use crate::fs;
+use crate::shared::StateDocuments;
 use crate::types::KeyState;
 
-const FILE_NAME: &str = "vault-transit-keys.json";
+/// The document's name (a file name in the state directory).
+pub(crate) const FILE_NAME: &str = "vault-transit-keys.json";
+/// How often a save that lost a race with another node is tried again from what that node saved.
+const SAVE_ATTEMPTS: usize = 5;
 
 /// What Coffer remembers about one transit key beyond what transit stores.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,63 +52,66 @@ struct StateFile {
     scopes: BTreeMap<String, BTreeMap<String, KeyRecord>>,
 }
 
-/// Serializes every read-modify-write of state files in this process. Backends are rebuilt on reconfigure and
-/// briefly overlap, and several mounts share one file, so no instance may write from a copy it read earlier.
+/// Serializes every read-modify-write of the state in this process. Backends are rebuilt on reconfigure and
+/// briefly overlap, and several mounts share one document, so no instance may write from a copy it read earlier.
 static WRITES: Mutex<()> = Mutex::const_new(());
 
-/// The lifecycle records of one Vault transit mount. Nothing is cached: every read sees the file as it is.
+/// The lifecycle records of one Vault transit mount. Nothing is cached: every read sees the document as it is.
 pub(super) struct Lifecycle {
-    path: PathBuf,
+    documents: Arc<dyn StateDocuments>,
     scope: String,
 }
 
 impl Lifecycle {
-    /// Opens (without creating) the state file in `state_dir`, failing early if it is unreadable or corrupt.
-    pub async fn open(state_dir: &Path, scope: String) -> Result<Self> {
-        let lifecycle = Self { path: state_dir.join(FILE_NAME), scope };
+    /// Opens (without creating) the state document, failing early if it is unreadable or corrupt.
+    pub async fn open(documents: Arc<dyn StateDocuments>, scope: String) -> Result<Self> {
+        let lifecycle = Self { documents, scope };
         lifecycle.load().await?;
         Ok(lifecycle)
     }
 
     pub async fn get(&self, key_id: &str) -> Result<Option<KeyRecord>> {
-        let mut file = self.load().await?;
+        let (mut file, _) = self.load().await?;
         Ok(file.scopes.get_mut(&self.scope).and_then(|keys| keys.remove(key_id)))
     }
 
-    /// Stores `record` for `key_id` (None forgets the key) and persists the file before returning.
+    /// Stores `record` for `key_id` (None forgets the key) and persists the document before returning.
     pub async fn set(&self, key_id: &str, record: Option<KeyRecord>) -> Result<()> {
         let _writing = WRITES.lock().await;
-        let mut file = self.load().await?;
-        let keys = file.scopes.entry(self.scope.clone()).or_default();
-        match record {
-            Some(record) => {
-                keys.insert(key_id.to_owned(), record);
+        let mut attempt = 1;
+        loop {
+            let (mut file, version) = self.load().await?;
+            let keys = file.scopes.entry(self.scope.clone()).or_default();
+            match &record {
+                Some(record) => {
+                    keys.insert(key_id.to_owned(), record.clone());
+                }
+                None => {
+                    keys.remove(key_id);
+                }
             }
-            None => {
-                keys.remove(key_id);
+            if keys.is_empty() {
+                file.scopes.remove(&self.scope);
+            }
+            let bytes = serde_json::to_vec_pretty(&file).expect("lifecycle state always serializes");
+            match self.documents.save(FILE_NAME, &bytes, version).await {
+                Err(KmsError::Conflict(_)) if attempt < SAVE_ATTEMPTS => attempt += 1,
+                saved => return saved.map(|_| ()),
             }
         }
-        if keys.is_empty() {
-            file.scopes.remove(&self.scope);
-        }
-        let bytes = serde_json::to_vec_pretty(&file).expect("lifecycle state always serializes");
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || fs::write_atomically(&path, &bytes))
-            .await
-            .map_err(|err| KmsError::Backend(format!("writing the Vault key state file failed: {err}")))?
     }
 
-    /// The file's contents; a missing file is empty. A corrupt file is an error, never silently reset: losing it
-    /// would re-enable disabled keys.
-    async fn load(&self) -> Result<StateFile> {
-        match tokio::fs::read(&self.path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| KmsError::InvalidConfig {
-                field: "state_dir".into(),
-                message: format!("Vault key state file {} is corrupt: {err}", self.path.display()),
-            }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
-            Err(err) => Err(KmsError::io(format!("reading {}", self.path.display()), err)),
-        }
+    /// The document's contents and version; a missing document is empty. A corrupt one is an error, never silently
+    /// reset: losing it would re-enable disabled keys.
+    async fn load(&self) -> Result<(StateFile, Option<u64>)> {
+        let Some(document) = self.documents.load(FILE_NAME).await? else {
+            return Ok((StateFile::default(), None));
+        };
+        let file = serde_json::from_slice(&document.bytes).map_err(|err| KmsError::InvalidConfig {
+            field: "state_dir".into(),
+            message: format!("Vault key state {} is corrupt: {err}", self.documents.describe(FILE_NAME)),
+        })?;
+        Ok((file, Some(document.version)))
     }
 }
 
@@ -114,11 +122,16 @@ mod tests {
     use time::Duration;
 
     use super::*;
+    use crate::shared::FileDocuments;
+
+    fn files(dir: &std::path::Path) -> Arc<dyn StateDocuments> {
+        Arc::new(FileDocuments::new(dir.to_owned()))
+    }
 
     #[tokio::test]
     async fn records_persist_per_scope_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
-        let one = Lifecycle::open(dir.path(), "http://a#-#transit".into()).await.unwrap();
+        let one = Lifecycle::open(files(dir.path()), "http://a#-#transit".into()).await.unwrap();
         let mut record = KeyRecord::enabled(Some("orders".into()));
         record.state = KeyState::Disabled;
         one.set("k", Some(record.clone())).await.unwrap();
@@ -126,9 +139,9 @@ mod tests {
         let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
 
-        let reopened = Lifecycle::open(dir.path(), "http://a#-#transit".into()).await.unwrap();
+        let reopened = Lifecycle::open(files(dir.path()), "http://a#-#transit".into()).await.unwrap();
         assert_eq!(reopened.get("k").await.unwrap(), Some(record.clone()));
-        let other_vault = Lifecycle::open(dir.path(), "http://b#-#transit".into()).await.unwrap();
+        let other_vault = Lifecycle::open(files(dir.path()), "http://b#-#transit".into()).await.unwrap();
         assert_eq!(other_vault.get("k").await.unwrap(), None);
 
         // Instances opened earlier never write back stale contents.
@@ -143,7 +156,7 @@ mod tests {
     async fn a_corrupt_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let err = Lifecycle::open(dir.path(), "s".into()).await.err().expect("corrupt file accepted");
+        let err = Lifecycle::open(files(dir.path()), "s".into()).await.err().expect("corrupt file accepted");
         assert!(matches!(err, KmsError::InvalidConfig { .. }), "{err}");
         assert!(err.to_string().contains(FILE_NAME), "{err}");
     }

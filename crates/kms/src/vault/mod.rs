@@ -21,9 +21,12 @@ mod client;
 mod lifecycle;
 mod transit;
 
+/// The name of the document holding the Vault keys' lifecycle records.
+pub(crate) use self::lifecycle::FILE_NAME as LIFECYCLE_DOCUMENT;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64_simd::STANDARD;
@@ -44,6 +47,7 @@ use crate::key_id::validate_key_id;
 use crate::key_requests::{
     check_min_decryption_version, deletion_date, expiry_to_set, key_to_create, refuse_if_expired,
 };
+use crate::shared::FileDocuments;
 use crate::types::{DataKey, EncryptionContext, Health, KeyMaterial, KeyMetadata, KeyPage, KeyState, KeyVersion};
 use crate::wrapped::WrappedKey;
 
@@ -80,7 +84,11 @@ impl VaultTransitBackend {
         let http = Http::new(config)?;
         let auth = Authenticator::new(&config.auth)?;
         let scope = format!("{}#{}#{}", http.address(), config.namespace.as_deref().unwrap_or(""), mount);
-        let lifecycle = Lifecycle::open(&options.state_dir, scope).await?;
+        let documents = match &options.shared_documents {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::new(FileDocuments::new(options.state_dir.clone())),
+        };
+        let lifecycle = Lifecycle::open(documents, scope).await?;
         let transit = Transit::new(http, auth, mount, options.timeout, options.retry_attempts);
         Ok(Self { transit, lifecycle, verified: Mutex::new(HashMap::new()) })
     }
@@ -593,6 +601,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             retry_attempts: 0,
             state_dir: dir.path().to_owned(),
+            shared_documents: None,
         };
         let mut config = VaultConfig {
             address: "http://127.0.0.1:1".into(),

@@ -59,7 +59,7 @@ impl TestServer {
         let root = RootCredentials::resolve(Some(ROOT_KEY.into()), Some(ROOT_SECRET.into()), address).unwrap();
         let users = UserRegistry::load(root, Some(&users_file)).unwrap();
         let store = Store::open(data_dir.clone()).await.unwrap();
-        let kms = start_kms(kms_state_dir(&data_dir), &KmsArgs::default(), KmsSecrets::default()).await.unwrap();
+        let kms = start_kms(kms_state_dir(&data_dir), &KmsArgs::default(), KmsSecrets::default(), None).await.unwrap();
         let settings = ObjectSettings { region: Arc::from("us-east-1"), min_part_size, allow_insecure_sse_c: false };
         let state = AppState::new(store, users, kms.clone(), settings);
         let service = build_service(&state, None);

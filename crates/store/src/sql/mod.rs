@@ -46,6 +46,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Mutex};
 
+use crate::cluster::ClusterKey;
 use crate::data_engine::DataEngine;
 use crate::engine::SQL_ENGINE_MARKER;
 use crate::error::{Result, StoreError};
@@ -135,6 +136,7 @@ impl SqlEngine {
         root: &Path,
         postgres_url: Option<&str>,
         data: &DataLocation,
+        cluster: Option<&ClusterKey>,
     ) -> Result<Arc<SqlEngine>> {
         if root.join("buckets").exists() {
             return Err(StoreError::Io(io::Error::other(format!(
@@ -145,14 +147,16 @@ impl SqlEngine {
                 root.display()
             ))));
         }
-        Self::open_for_import(root, postgres_url, data).await
+        Self::open_for_import(root, postgres_url, data, cluster).await
     }
 
-    /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it).
+    /// [`SqlEngine::open`] without the check for directory-format data (`coffer migrate` imports it). Records are
+    /// signed with the `cluster` key when one is given, else with the data directory's own key.
     pub(crate) async fn open_for_import(
         root: &Path,
         postgres_url: Option<&str>,
         location: &DataLocation,
+        cluster: Option<&ClusterKey>,
     ) -> Result<Arc<SqlEngine>> {
         let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
@@ -174,7 +178,10 @@ impl SqlEngine {
             DataEngine::Directory(dir) => dir.root().to_path_buf(),
             DataEngine::S3(_) => tmp_dir.clone(),
         };
-        let macs = RecordMac::open(&coffer_dir, &data_root, &tmp_dir)?;
+        let macs = match cluster {
+            Some(key) => RecordMac::from_cluster(key, &coffer_dir),
+            None => RecordMac::open(&coffer_dir, &data_root, &tmp_dir)?,
+        };
         sqlx::any::install_default_drivers();
         let (dialect, url) = match postgres_url {
             Some(url) => (Dialect::Postgres, url.to_owned()),

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::FutureExt;
 use sqlx::Row;
 
 use super::{db_error, key_of, nanos, object_place, SqlEngine};
@@ -197,16 +198,22 @@ impl SqlEngine {
             deleted.push(name);
         }
         if !deleted.is_empty() {
-            // A write like any other: with SQLite, under the writer lock.
-            let (_writer, mut tx) = self.write().await?;
-            for name in &deleted {
-                sqlx::query("DELETE FROM released_data_files WHERE name = $1")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
+            // A write like any other: with SQLite, through the committer.
+            let names = deleted.clone();
+            self.transact(move |_, tx| {
+                async move {
+                    for name in &names {
+                        sqlx::query("DELETE FROM released_data_files WHERE name = $1")
+                            .bind(name)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await?;
         }
         Ok(Reclaimed { files: deleted.len() as u64, bytes: 0 })
     }

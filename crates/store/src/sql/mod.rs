@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use sqlx::any::AnyPoolOptions;
@@ -376,6 +377,8 @@ impl BucketCache {
         state.0 += 1;
         state.1.remove(name);
     }
+}
+
 /// Records where the data is in a new database, and refuses another place than the recorded one. A database from
 /// before the record has its data in the directory if it references any data file.
 async fn check_data_location(pool: &AnyPool, location: &DataLocation) -> Result<()> {

@@ -104,17 +104,32 @@ impl std::fmt::Debug for S3SecretKey {
 }
 
 /// The data files in one bucket.
-#[derive(Debug)]
 pub(crate) struct S3Data {
     operator: Operator,
     release_grace: Duration,
 }
 
 /// One data file in the bucket, for reading. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct RemoteFile {
     operator: Operator,
     name: String,
+}
+
+// The operator holds the credentials: debug prints show only the bucket and names.
+impl std::fmt::Debug for S3Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Data")
+            .field("bucket", &self.operator.info().name())
+            .field("release_grace", &self.release_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RemoteFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteFile").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl S3Data {

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::FutureExt;
+use futures::StreamExt;
 use sqlx::Row;
 
 use super::{db_error, key_of, nanos, object_place, SqlEngine};

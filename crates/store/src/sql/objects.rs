@@ -2,7 +2,6 @@
 //! open (pinned to the version read), delete. Each is one change (`commit.rs`); data files are put in place before
 //! it and the ones it stopped naming are removed after it.
 
-
 use base64_simd::STANDARD as BASE64;
 use futures::FutureExt;
 use sqlx::Row;

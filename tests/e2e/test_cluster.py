@@ -1,10 +1,10 @@
-"""Stateless nodes: three `coffer server` processes on loopback over one PostgreSQL database.
+"""Stateless nodes: three `coffer server` processes on loopback over one PostgreSQL database and one SeaweedFS bucket.
 
-Each node has its own data directory and the same cluster key file (`--cluster-key-file`) and KMS master key file.
-The KMS state (configuration, lifecycle state, the local store's sealed keys) lives in the database, and a change
-made on one node is in force on the others within the documented bound (docs/operations.md, "Clusters": about 2 s):
-the tests poll for it, they never sleep and assert. Object data is still kept per node (until the S3 data engine
-lands), so objects are written and read through one node; metadata (buckets, listings) is read across nodes.
+Each node has its own data directory (temp files only) and the same cluster key file (`--cluster-key-file`), KMS
+master key file and data bucket (`--data-engine s3`). The KMS state (configuration, lifecycle state, the local store's
+sealed keys) lives in the database, and a change made on one node is in force on the others within the documented
+bound (docs/operations.md, "Clusters": about 2 s): the tests poll for it, they never sleep and assert. Objects
+written through one node are read, listed, copied and deleted through the others.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from harness import CofferServer, free_port, log_tail, unique_name
-from sse_helpers import kms_admin, kms_admin_ok, vault_store
+from sse_helpers import Sse, kms_admin, kms_admin_ok, vault_store
 
 pytestmark = pytest.mark.postgres
 
@@ -53,11 +53,14 @@ def private_file(path: Path, content: bytes) -> Path:
 
 
 class Cluster:
-    def __init__(self, postgres, coffer_factory, directory: Path):
+    def __init__(self, postgres, seaweedfs, coffer_factory, directory: Path):
         self.postgres = postgres
+        self.seaweedfs = seaweedfs
         self.factory = coffer_factory
         self.database = postgres.create_database()
         self.url = postgres.url_for(self.database)
+        self.data_bucket = unique_name("cl-data")
+        seaweedfs.s3_client().create_bucket(Bucket=self.data_bucket)
         self.cluster_key = secrets.token_bytes(32)
         self.key_file = private_file(directory / "cluster.key", self.cluster_key)
         self.master_key_file = private_file(directory / "kms-master.key", secrets.token_hex(32).encode() + b"\n")
@@ -65,18 +68,24 @@ class Cluster:
 
     def args(self, key_file: Path | None = None) -> list[str]:
         return ["--metadata", "postgres", "--metadata-url", self.url, "--cluster-key-file",
-                str(key_file or self.key_file), "--kms-master-key-file", str(self.master_key_file)]
+                str(key_file or self.key_file), "--kms-master-key-file", str(self.master_key_file),
+                "--data-engine", "s3", "--data-s3-endpoint", self.seaweedfs.endpoint,
+                "--data-s3-bucket", self.data_bucket]
+
+    def env(self) -> dict[str, str]:
+        return {"COFFER_DATA_S3_ACCESS_KEY_ID": self.seaweedfs.credentials.access_key,
+                "COFFER_DATA_S3_SECRET_ACCESS_KEY": self.seaweedfs.credentials.secret_key}
 
     def start(self, data_dir: Path | None = None) -> CofferServer:
-        return self.factory(args=self.args(), data_dir=data_dir)
+        return self.factory(args=self.args(), env=self.env(), data_dir=data_dir)
 
     def sql(self, query: str) -> str:
         return self.postgres.psql(query, database=self.database).stdout
 
 
 @pytest.fixture
-def cluster(postgres, coffer_factory, tmp_path) -> Cluster:
-    return Cluster(postgres, coffer_factory, tmp_path)
+def cluster(postgres, seaweedfs, coffer_factory, tmp_path) -> Cluster:
+    return Cluster(postgres, seaweedfs, coffer_factory, tmp_path)
 
 
 def status(node: CofferServer) -> dict:
@@ -97,6 +106,55 @@ def refused(call) -> str | None:
         return None
     except ClientError as error:
         return error.response["Error"]["Code"]
+
+
+MODES = {"none": Sse.none(), "sse-s3": Sse.s3(), "sse-kms": Sse.kms(), "sse-c": Sse.c()}
+PART = 5 << 20
+
+
+def multipart_put(node: CofferServer, bucket: str, key: str, sse: Sse, body: bytes) -> None:
+    s3 = node.s3
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **sse.write_args())["UploadId"]
+    parts = []
+    for number, start in enumerate(range(0, len(body), PART), start=1):
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number,
+                              Body=body[start:start + PART], **sse.read_args())["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_objects_written_through_one_node_are_read_listed_copied_and_deleted_through_the_others(cluster, mode):
+    a, b, c = cluster.nodes
+    sse = MODES[mode]
+    bucket = unique_name("cl-obj")
+    a.s3.create_bucket(Bucket=bucket)
+    small, large = secrets.token_bytes(3000), secrets.token_bytes(PART + 1_234_567)
+    a.s3.put_object(Bucket=bucket, Key="small", Body=small, **sse.write_args())
+    multipart_put(a, bucket, "large", sse, large)
+
+    # Read (whole and ranged) and listed through B and C.
+    for node in (b, c):
+        assert node.s3.get_object(Bucket=bucket, Key="small", **sse.read_args())["Body"].read() == small
+        ranged = node.s3.get_object(Bucket=bucket, Key="large", Range=f"bytes={PART - 100}-{PART + 99}",
+                                    **sse.read_args())
+        assert ranged["Body"].read() == large[PART - 100:PART + 100]
+        assert node.s3.get_object(Bucket=bucket, Key="large", **sse.read_args())["Body"].read() == large
+        listed = node.s3.list_objects_v2(Bucket=bucket)["Contents"]
+        assert {entry["Key"]: entry["Size"] for entry in listed} == {"small": len(small), "large": len(large)}
+
+    # Copied through B (same encryption), read through C.
+    b.s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "large"},
+                     **sse.write_args(), **sse.copy_source_args())
+    assert c.s3.get_object(Bucket=bucket, Key="copy", **sse.read_args())["Body"].read() == large
+
+    # Overwritten through C, read through A; deleted through A, gone on B.
+    c.s3.put_object(Bucket=bucket, Key="small", Body=b"second", **sse.write_args())
+    assert a.s3.get_object(Bucket=bucket, Key="small", **sse.read_args())["Body"].read() == b"second"
+    for key in ("small", "large", "copy"):
+        a.s3.delete_object(Bucket=bucket, Key=key)
+    assert "Contents" not in b.s3.list_objects_v2(Bucket=bucket)
+    assert refused(lambda: b.s3.get_object(Bucket=bucket, Key="large", **sse.read_args())) == "NoSuchKey"
 
 
 def test_kms_reconfigure_stop_and_start_on_one_node_reach_the_others(cluster):
@@ -205,7 +263,7 @@ def test_a_node_with_another_cluster_key_refuses_to_start(cluster, tmp_path):
     a = cluster.nodes[0]
     wrong = private_file(tmp_path / "wrong.key", secrets.token_bytes(32))
     node = CofferServer(sandbox=tmp_path / "wrong", data_dir=tmp_path / "wrong" / "data", port=free_port(),
-                        root=a.root, extra_args=cluster.args(key_file=wrong))
+                        root=a.root, extra_args=cluster.args(key_file=wrong), extra_env=cluster.env())
     (tmp_path / "wrong").mkdir()
     node.launch()
     code = node.process.wait(timeout=60)
@@ -255,8 +313,9 @@ def test_kill_minus_9_of_one_node_during_uploads_loses_no_acknowledged_write(clu
     for port, keys in acknowledged.items():
         missing = [key for key in keys if key not in listed]
         assert not missing, f"acknowledged writes through {port} missing from the listing: {missing[:5]}"
-    for key in acknowledged[b.port][-3:]:
-        assert b.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == BODY
+    # Every acknowledged write of the killed node is read through another one (the data is in the shared bucket).
+    for key in acknowledged[a.port] + acknowledged[b.port][-3:]:
+        assert c.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == BODY, key
     # A restarted on its data directory serves every write it acknowledged before the kill.
     restarted = cluster.start(data_dir=a.data_dir)
     for key in acknowledged[a.port]:

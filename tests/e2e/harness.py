@@ -324,11 +324,14 @@ class CofferServer:
 
     def metadata_url(self) -> str | None:
         """The PostgreSQL database the server keeps its metadata in (`--metadata-url`, its environment variable, or
-        the suite-wide COFFER_E2E_METADATA=postgres), if any."""
+        the suite-wide COFFER_E2E_METADATA=postgres), if it runs on PostgreSQL."""
+        env = self.server_env()
+        if self._metadata_engine(env) != "postgres":
+            return None
         args = list(self.extra_args)
         if "--metadata-url" in args:
             return args[args.index("--metadata-url") + 1]
-        return self.server_env().get("COFFER_METADATA_URL")
+        return env.get("COFFER_METADATA_URL")
 
     def data_s3_client(self):
         """A boto3 client for the server's data bucket (`--data-engine s3`), with the endpoint and credentials the
@@ -342,14 +345,15 @@ class CofferServer:
             "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=env["COFFER_DATA_S3_ACCESS_KEY_ID"],
             aws_secret_access_key=env["COFFER_DATA_S3_SECRET_ACCESS_KEY"])
 
-    def _sql_metadata(self, env: Mapping[str, str]) -> bool:
-        """Whether the server runs the SQL metadata engine (the default): by its flags, else its extra environment,
-        else `env`."""
+    def _metadata_engine(self, env: Mapping[str, str]) -> str:
+        """The server's metadata engine: by its flags, else its extra environment, else `env`, else the default."""
         args = list(self.extra_args)
         metadata = next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--metadata"), None)
         metadata = metadata or next((arg.split("=", 1)[1] for arg in args if arg.startswith("--metadata=")), None)
-        metadata = metadata or self.extra_env.get("COFFER_METADATA") or env.get("COFFER_METADATA")
-        return metadata != "directory"
+        return metadata or self.extra_env.get("COFFER_METADATA") or env.get("COFFER_METADATA") or "sqlite"
+
+    def _sql_metadata(self, env: Mapping[str, str]) -> bool:
+        return self._metadata_engine(env) != "directory"
 
     def _own_data_engine(self) -> bool:
         return any(arg.startswith("--data-") for arg in self.extra_args) or \

@@ -2,7 +2,8 @@
 5 GiB upload; with `--rewrap`, rewrap jobs instead: their rate for small and large objects and the client traffic
 they slow down; with `--listing`, listings of a large bucket instead (scripts/bench_listing.py): the first pages a
 restarted server answers, warm listings, and the server's RSS; with `--metadata`, the metadata engines' small PUT
-and GET rates side by side (scripts/bench_metadata.py).
+and GET rates side by side (scripts/bench_metadata.py); with `--cluster`, one node against three over PostgreSQL
+and SeaweedFS (scripts/bench_cluster.py).
 
 Run it with `scripts/bench` (which prepares .venv and the release binary). Each row of the throughput table is a
 Scenario: a server, an encryption mode, and the headers its PUTs and GETs carry. `--peers` adds the same rows for
@@ -237,19 +238,22 @@ def thread_cpu_ns(pid: int) -> dict[str, int]:
 
 
 class ServerCpu:
-    """Measures the CPU a server process spends between `start()` and `seconds()`. Threads that end in between
-    lose what they spent in the window; the servers here keep their threads for longer than one measurement."""
+    """Measures the CPU server processes (one, or the nodes of a cluster) spend between `start()` and `seconds()`.
+    Threads that end in between lose what they spent in the window; the servers here keep their threads for longer
+    than one measurement."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(self, *pids: int):
+        self.pids = pids
         self.before: dict[str, int] = {}
 
+    def _threads(self) -> dict[str, int]:
+        return {f"{pid}/{tid}": ns for pid in self.pids for tid, ns in thread_cpu_ns(pid).items()}
+
     def start(self):
-        self.before = thread_cpu_ns(self.pid)
+        self.before = self._threads()
 
     def seconds(self) -> float:
-        after = thread_cpu_ns(self.pid)
-        return sum(ns - self.before.get(tid, 0) for tid, ns in after.items()) / 1e9
+        return sum(ns - self.before.get(thread, 0) for thread, ns in self._threads().items()) / 1e9
 
 
 @dataclass
@@ -305,11 +309,13 @@ def get_big(scenario: Scenario, data: bytes, verify: bool) -> Timed:
 
 
 class Connections:
-    """`count` keep-alive connections to one endpoint and the threads that drive them, kept across batches."""
+    """`count` keep-alive connections and the threads that drive them, kept across batches: to one endpoint, or
+    spread evenly over the nodes of a cluster."""
 
-    def __init__(self, endpoint: Endpoint, count: int):
-        self.endpoint = endpoint
-        self.clients = [Client(endpoint) for _ in range(count)]
+    def __init__(self, endpoint: Endpoint | list[Endpoint], count: int):
+        endpoints = endpoint if isinstance(endpoint, list) else [endpoint]
+        self.pids = [node.pid for node in endpoints]
+        self.clients = [Client(endpoints[number % len(endpoints)]) for number in range(count)]
         self.threads = ThreadPoolExecutor(count)
 
     def close(self):
@@ -321,7 +327,7 @@ class Connections:
 def timed_batch(connections: Connections, numbers: range, one: Callable[[Client, int], None]) -> Timed:
     """Objects/s and server and client CPU-µs per object for one request per number, spread over the connections.
     The client's CPU is the whole bench process's: only these connections' threads work meanwhile."""
-    cpu = ServerCpu(connections.endpoint.pid)
+    cpu = ServerCpu(*connections.pids)
     width = len(connections.clients)
 
     def work(worker: int):
@@ -999,6 +1005,10 @@ def main() -> int:
     parser.add_argument("--metadata-concurrency", action="append", type=int, default=[], metavar="N",
                         help="client connections; repeatable (default: 16 and 64)")
     parser.add_argument("--metadata-cycles", type=int, default=7, help="cycles of each measurement (default 7)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="measure one node against three instead: small PUT and GET rates of each deployment on "
+                             "its own PostgreSQL database and SeaweedFS bucket, clients spread over its nodes (the "
+                             "--metadata-concurrency and --metadata-cycles options, --small-size, --small-block)")
     parser.add_argument("--only", action="append", default=[],
                         help="throughput rows whose label (e.g. 'coffer, SSE-C') contains this; repeatable")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench",
@@ -1020,6 +1030,9 @@ def main() -> int:
     if args.metadata:
         from bench_metadata import run_metadata
         return run_metadata(args)
+    if args.cluster:
+        from bench_cluster import run_cluster
+        return run_cluster(args)
     print(f"client:  Python http.client, SigV4 UNSIGNED-PAYLOAD, no checksums; small objects over "
           f"{sizes.concurrency} keep-alive connections")
     if args.rewrap:

@@ -72,7 +72,9 @@ def run_metadata(args: argparse.Namespace) -> int:
     return 0
 
 
-def metadata_report(cycles: Cycles, engines: list[str], levels: list[int]) -> str:
+def metadata_report(cycles: Cycles, engines: list[str], levels: list[int], what: str = "engine") -> str:
+    """The rates of every row (`engines`, each at every concurrency of `levels`) and their ratios to the first,
+    `what` naming the rows' column."""
     base = engines[0]
     body = []
     for level in levels:
@@ -89,5 +91,5 @@ def metadata_report(cycles: Cycles, engines: list[str], levels: list[int]) -> st
                     cells.append(f"{statistics.median(ratios):.2f}× ({low:.2f}–{high:.2f})")
                 cells.append(f"{cycles.median(label, f'cpu_{metric}'):,.0f}")
             body.append(cells)
-    return table(["engine", "clients", "PUT objects/s", f"PUT ÷ {base}", "server CPU-µs/PUT",
+    return table([what, "clients", "PUT objects/s", f"PUT ÷ {base}", "server CPU-µs/PUT",
                   "GET objects/s", f"GET ÷ {base}", "server CPU-µs/GET"], body)

@@ -15,7 +15,8 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from harness import CofferFactory, Credentials, OpenBao, start_openbao, start_seaweedfs  # noqa: E402
+from harness import (CofferFactory, Credentials, OpenBao, PostgresServer, start_openbao,  # noqa: E402
+                     start_postgres, start_seaweedfs)
 
 
 @dataclass
@@ -77,6 +78,12 @@ class Servers:
         bao = self.openbao()
         return self.coffer(name, ("--kms-backend", "vault", "--kms-vault-address", bao.address, *args),
                            env={"COFFER_KMS_VAULT_TOKEN": bao.token})
+
+    def postgres(self) -> PostgresServer:
+        """A private PostgreSQL server (same launcher as the e2e tests), removed with its data at the end."""
+        server = start_postgres(self.workdir / "postgres")
+        self._stops.append(server.discard)
+        return server
 
     def seaweedfs(self) -> Endpoint:
         """`weed mini` (same launcher as the e2e tests) with its local KMS provider creating keys on demand, so SSE-KMS

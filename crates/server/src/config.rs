@@ -902,12 +902,14 @@ max-connections = 100
     #[test]
     fn the_s3_data_engine_needs_the_sql_engine_an_endpoint_and_a_bucket() {
         let s3 = ["--data-engine", "s3", "--data-s3-endpoint", "http://127.0.0.1:8333", "--data-s3-bucket", "b"];
-        let config = ServerConfig::resolve(parse_flags(&[&["--metadata", "sqlite"], &s3[..]].concat())).unwrap();
+        // The default metadata engine (SQLite) keeps its data anywhere; the directory engine keeps its own.
+        let config = ServerConfig::resolve(parse_flags(&s3)).unwrap();
         let DataSettings::S3(settings) = &config.data else { panic!("{:?}", config.data) };
         assert_eq!(settings.bucket, "b");
         assert_eq!((settings.prefix.as_str(), settings.region.as_str()), ("", DEFAULT_REGION));
         assert_eq!(settings.release_grace, coffer_store::DEFAULT_RELEASE_GRACE);
-        let refused = ServerConfig::resolve(parse_flags(&s3)).unwrap_err();
+        let refused =
+            ServerConfig::resolve(parse_flags(&[&["--metadata", "directory"], &s3[..]].concat())).unwrap_err();
         assert!(matches!(refused, ConfigError::DataEngineNeedsSql), "{refused}");
         let refused = ServerConfig::resolve(parse_flags(&[
             "--metadata",

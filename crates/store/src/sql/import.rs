@@ -86,17 +86,7 @@ impl SqlEngine {
                 .map_err(db_error)?;
                 for (number, data_file, text) in sealed {
                     Self::reference_data_files(tx, std::slice::from_ref(&data_file)).await?;
-                    sqlx::query(
-                        "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
-                    )
-                    .bind(&bucket)
-                    .bind(&upload_id)
-                    .bind(i64::from(number))
-                    .bind(text)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
+                    Self::store_part_row(tx, &bucket, &upload_id, number, text).await?;
                 }
                 Ok(())
             }

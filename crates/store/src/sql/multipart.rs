@@ -157,17 +157,7 @@ impl SqlEngine {
                     let mut record =
                         PartRecord { format_version: FORMAT_VERSION, meta: part, data_file, data_checksums, mac: None };
                     let text = engine.seal(&mut record, &part_place(&bucket, &upload_id, number))?;
-                    sqlx::query(
-                        "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
-                    )
-                    .bind(&bucket)
-                    .bind(&upload_id)
-                    .bind(i64::from(number))
-                    .bind(text)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
+                    Self::store_part_row(tx, &bucket, &upload_id, number, text).await?;
                     engine.forget_data_files(tx, &replaced).await?;
                     Self::reference_data_files(tx, std::slice::from_ref(&record.data_file)).await?;
                     Ok((record.meta, replaced))
@@ -177,6 +167,39 @@ impl SqlEngine {
             .await?;
         self.data.unreferenced(&replaced);
         Ok(meta)
+    }
+
+    /// Writes (or replaces) the sealed row of part `number`.
+    pub(super) async fn store_part_row(
+        tx: &mut Tx,
+        bucket: &str,
+        upload_id: &str,
+        number: u32,
+        text: String,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO parts (bucket, upload_id, number, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (bucket, upload_id, number) DO UPDATE SET record = $4",
+        )
+        .bind(bucket)
+        .bind(upload_id)
+        .bind(i64::from(number))
+        .bind(text)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Deletes the rows of an upload and of its parts (completed or aborted).
+    async fn delete_upload_rows(tx: &mut Tx, bucket: &str, upload_id: &str) -> Result<()> {
+        for statement in [
+            "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
+            "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
+        ] {
+            sqlx::query(statement).bind(bucket).bind(upload_id).execute(&mut **tx).await.map_err(db_error)?;
+        }
+        Ok(())
     }
 
     /// Every part record of an upload, by number (in `tx`'s view when given).
@@ -247,17 +270,7 @@ impl SqlEngine {
                             part.meta
                         })
                         .collect();
-                    for statement in [
-                        "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
-                        "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
-                    ] {
-                        sqlx::query(statement)
-                            .bind(&bucket)
-                            .bind(&upload_id)
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(db_error)?;
-                    }
+                    Self::delete_upload_rows(tx, &bucket, &upload_id).await?;
                     let record = ObjectRecord {
                         format_version: FORMAT_VERSION,
                         meta,
@@ -289,17 +302,7 @@ impl SqlEngine {
                         .into_iter()
                         .map(|record| record.data_file)
                         .collect();
-                    for statement in [
-                        "DELETE FROM parts WHERE bucket = $1 AND upload_id = $2",
-                        "DELETE FROM uploads WHERE bucket = $1 AND upload_id = $2",
-                    ] {
-                        sqlx::query(statement)
-                            .bind(&bucket)
-                            .bind(&upload_id)
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(db_error)?;
-                    }
+                    Self::delete_upload_rows(tx, &bucket, &upload_id).await?;
                     engine.forget_data_files(tx, &files).await?;
                     Ok(files)
                 }

@@ -7,6 +7,8 @@ use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{s3_error, S3Error, S3Result};
 use time::OffsetDateTime;
 
+use crate::object_headers::format_http_date;
+
 /// The four read preconditions of a request.
 #[derive(Debug, Clone, Default)]
 pub struct ReadConditions {
@@ -114,11 +116,8 @@ fn validator_headers(meta: &ObjectMeta) -> HeaderMap {
     if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
         headers.insert(http::header::ETAG, value);
     }
-    let mut date = Vec::new();
-    if Timestamp::from(meta.last_modified).format(s3s::dto::TimestampFormat::HttpDate, &mut date).is_ok() {
-        if let Ok(value) = HeaderValue::from_bytes(&date) {
-            headers.insert(http::header::LAST_MODIFIED, value);
-        }
+    if let Some(value) = format_http_date(&meta.last_modified.into()).and_then(|date| date.parse().ok()) {
+        headers.insert(http::header::LAST_MODIFIED, value);
     }
     headers
 }

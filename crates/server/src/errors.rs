@@ -7,6 +7,8 @@ use coffer_store::StoreError;
 use s3s::{s3_error, S3Error, S3ErrorCode, StdError};
 use tracing::error;
 
+use crate::object_headers::format_http_date;
+
 /// The S3 error for a store failure.
 pub fn store_error(err: StoreError) -> S3Error {
     match err {
@@ -37,9 +39,32 @@ pub fn store_error(err: StoreError) -> S3Error {
             OperationAborted,
             "A conflicting conditional operation is currently in progress against this resource. Please try again."
         ),
+        StoreError::NoSuchVersion => {
+            s3_error!(NoSuchVersion, "The specified version does not exist.")
+        }
+        StoreError::DeleteMarker { version_id, last_modified } => delete_marker_error(version_id.as_deref(), last_modified),
+        StoreError::NotImplemented(what) => S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            format!("{what} is not implemented by this server's metadata engine (--metadata directory)."),
+        ),
         StoreError::Io(err) => io_error(&err),
         other @ StoreError::InvalidMeta(_) => internal(&other),
     }
+}
+
+/// GET or HEAD of a version that is a delete marker: 405 with the marker's headers, as S3 answers.
+fn delete_marker_error(version_id: Option<&str>, last_modified: time::OffsetDateTime) -> S3Error {
+    let mut err = s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    if let Ok(value) = http::HeaderValue::from_str(version_id.unwrap_or("null")) {
+        headers.insert("x-amz-version-id", value);
+    }
+    if let Some(value) = format_http_date(&last_modified.into()).and_then(|date| date.parse().ok()) {
+        headers.insert(http::header::LAST_MODIFIED, value);
+    }
+    err.set_headers(headers);
+    err
 }
 
 /// The S3 error for a failed read or write of the data directory: 507 `XCofferStorageFull` when the disk (or the

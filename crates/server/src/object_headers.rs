@@ -85,7 +85,8 @@ fn without_aws_chunked(encoding: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(","))
 }
 
-fn format_http_date(timestamp: &Timestamp) -> Option<String> {
+/// `timestamp` as an HTTP date (`Last-Modified`, `Expires`).
+pub(crate) fn format_http_date(timestamp: &Timestamp) -> Option<String> {
     let mut out = Vec::new();
     timestamp.format(TimestampFormat::HttpDate, &mut out).ok()?;
     String::from_utf8(out).ok()

@@ -13,8 +13,8 @@ use http::{Extensions, HeaderMap};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::Credentials;
 use s3s::dto::{
-    CompleteMultipartUploadInput, CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput,
-    ListObjectsV2Input, UploadPartCopyInput, UploadPartInput,
+    CompleteMultipartUploadInput, CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectVersionsInput,
+    ListObjectsInput, ListObjectsV2Input, UploadPartCopyInput, UploadPartInput,
 };
 use s3s::path::S3Path;
 use s3s::{s3_error, S3Error, S3Request, S3Result};
@@ -29,7 +29,7 @@ const SSE_KMS_KEY_ID: &str = "x-amz-server-side-encryption-aws-kms-key-id";
 const SSE_C_ALGORITHM: &str = "x-amz-server-side-encryption-customer-algorithm";
 
 /// Operations decided in their own hook (see the module doc).
-const DECIDED_WITH_INPUT: [&str; 7] = [
+const DECIDED_WITH_INPUT: [&str; 8] = [
     "CopyObject",
     "UploadPartCopy",
     "DeleteObjects",
@@ -37,6 +37,7 @@ const DECIDED_WITH_INPUT: [&str; 7] = [
     "CompleteMultipartUpload",
     "ListObjects",
     "ListObjectsV2",
+    "ListObjectVersions",
 ];
 
 /// The access check s3s runs for every S3 operation.
@@ -72,18 +73,19 @@ impl AccessCheck {
         }
     }
 
-    /// ListObjects and ListObjectsV2: `s3:ListBucket`, with the listing's parameters as condition keys.
+    /// ListObjects and ListObjectsV2 (`s3:ListBucket`) and ListObjectVersions (`s3:ListBucketVersions`), with the
+    /// listing's parameters as condition keys.
     async fn check_listing(
         &self,
         credentials: Option<&Credentials>,
         extensions: &Extensions,
-        bucket: &str,
+        (action, bucket): (&'static str, &str),
         (prefix, delimiter, max_keys): (Option<&str>, Option<&str>, Option<i32>),
     ) -> S3Result<()> {
         let access_key = credentials.map(|c| c.access_key.as_str()).ok_or_else(signature_required)?;
         let mut context = request_context(access_key, extensions);
         add_list_parameters(&mut context, prefix, delimiter, max_keys);
-        let request = S3Action { action: "s3:ListBucket", bucket: Some(bucket), key: None };
+        let request = S3Action { action, bucket: Some(bucket), key: None };
         self.authz.check_s3(access_key, &request, &context).await
     }
 
@@ -106,17 +108,18 @@ impl AccessCheck {
         self.authz.check_s3(access_key, &request, &context).await
     }
 
-    /// The copy source must be readable: `s3:GetObject` on it.
+    /// The copy source must be readable: `s3:GetObject` on it (`s3:GetObjectVersion` for a version named by id).
     async fn check_copy_source(
         &self,
         access_key: &str,
         source: &CopySource,
         context: &ConditionContext,
     ) -> S3Result<()> {
-        let CopySource::Bucket { bucket, key, .. } = source else {
+        let CopySource::Bucket { bucket, key, version_id } = source else {
             return Err(s3_error!(NotImplemented, "Access point copy sources are not supported"));
         };
-        let source = S3Action { action: "s3:GetObject", bucket: Some(bucket), key: Some(key) };
+        let action = if version_id.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
+        let source = S3Action { action, bucket: Some(bucket), key: Some(key) };
         self.authz.check_s3(access_key, &source, context).await
     }
 }
@@ -145,7 +148,8 @@ impl S3Access for AccessCheck {
         if matches!(operation, "PutObject" | "CreateMultipartUpload") {
             add_header_encryption(&mut context, cx.headers());
         }
-        let request = S3Action { action: s3_action(operation), bucket: bucket.as_deref(), key: key.as_deref() };
+        let action = s3_action(operation, names_version(cx.uri()));
+        let request = S3Action { action, bucket: bucket.as_deref(), key: key.as_deref() };
         self.authz.check_s3(&access_key, &request, &context).await
     }
 
@@ -180,13 +184,20 @@ impl S3Access for AccessCheck {
     async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {
         let input = &req.input;
         let listing = (input.prefix.as_deref(), input.delimiter.as_deref(), input.max_keys);
-        self.check_listing(req.credentials.as_ref(), &req.extensions, &input.bucket, listing).await
+        self.check_listing(req.credentials.as_ref(), &req.extensions, ("s3:ListBucket", &input.bucket), listing).await
     }
 
     async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
         let input = &req.input;
         let listing = (input.prefix.as_deref(), input.delimiter.as_deref(), input.max_keys);
-        self.check_listing(req.credentials.as_ref(), &req.extensions, &input.bucket, listing).await
+        self.check_listing(req.credentials.as_ref(), &req.extensions, ("s3:ListBucket", &input.bucket), listing).await
+    }
+
+    async fn list_object_versions(&self, req: &mut S3Request<ListObjectVersionsInput>) -> S3Result<()> {
+        let input = &req.input;
+        let listing = (input.prefix.as_deref(), input.delimiter.as_deref(), input.max_keys);
+        let action = ("s3:ListBucketVersions", input.bucket.as_str());
+        self.check_listing(req.credentials.as_ref(), &req.extensions, action, listing).await
     }
 
     /// Every key must be deletable; one refused key refuses the whole request, so nothing is half-applied.
@@ -195,7 +206,8 @@ impl S3Access for AccessCheck {
         let context = request_context(&access_key, &req.extensions);
         let input = &req.input;
         for object in &input.delete.objects {
-            let request = S3Action { action: "s3:DeleteObject", bucket: Some(&input.bucket), key: Some(&object.key) };
+            let action = if object.version_id.is_some() { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" };
+            let request = S3Action { action, bucket: Some(&input.bucket), key: Some(&object.key) };
             self.authz.check_s3(&access_key, &request, &context).await?;
         }
         Ok(())
@@ -211,8 +223,25 @@ fn signature_required() -> S3Error {
     s3_error!(AccessDenied, "Signature is required")
 }
 
-/// The `s3:` action an S3 operation performs, as policies name it.
-fn s3_action(operation: &str) -> &'static str {
+/// Whether the request names an object version (`versionId`), which makes reads and deletes the `...Version`
+/// actions.
+fn names_version(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query.split('&').any(|pair| pair.split_once('=').map_or(pair, |(name, _)| name) == "versionId")
+    })
+}
+
+/// The `s3:` action an S3 operation performs, as policies name it; `versioned` when it names a version by id.
+fn s3_action(operation: &str, versioned: bool) -> &'static str {
+    match (operation, versioned) {
+        ("GetObject" | "HeadObject", true) => "s3:GetObjectVersion",
+        ("DeleteObject", true) => "s3:DeleteObjectVersion",
+        ("GetObjectAttributes", true) => "s3:GetObjectVersionAttributes",
+        _ => s3_operation_action(operation),
+    }
+}
+
+fn s3_operation_action(operation: &str) -> &'static str {
     match operation {
         "AbortMultipartUpload" => "s3:AbortMultipartUpload",
         "CreateBucket" => "s3:CreateBucket",
@@ -225,6 +254,9 @@ fn s3_action(operation: &str) -> &'static str {
         "DeleteObject" => "s3:DeleteObject",
         "GetBucketLocation" => "s3:GetBucketLocation",
         "GetObject" | "HeadObject" => "s3:GetObject",
+        "GetObjectAttributes" => "s3:GetObjectAttributes",
+        "GetBucketVersioning" => "s3:GetBucketVersioning",
+        "PutBucketVersioning" => "s3:PutBucketVersioning",
         "HeadBucket" | "ListObjects" | "ListObjectsV2" => "s3:ListBucket",
         "ListBuckets" => "s3:ListAllMyBuckets",
         "ListMultipartUploads" => "s3:ListBucketMultipartUploads",

@@ -1,5 +1,6 @@
 //! Key impact reports: which stored objects need a key (or one of its versions, or any key of a store) to be read.
-//! Reads every object's record (no KMS call): the wrapped bucket key in it names the store, key and version.
+//! Reads the record of every object version, current or not (no KMS call): the wrapped bucket key in it names the
+//! store, key and version.
 
 use std::collections::BTreeMap;
 
@@ -7,15 +8,16 @@ use coffer_admin_api::api::{ImpactReport, UsageCount, VersionCount};
 use coffer_admin_api::{ImpactScope, ObjectAdminError};
 use coffer_kms::{validate_store_name, KeyOrigin, KmsError};
 use coffer_sse::ObjectEncryption;
-use coffer_store::{ListQuery, StoreError};
+use coffer_store::{StoreError, VersionSummary};
 use futures::{StreamExt, TryStreamExt};
 
+use super::{versions_page, Item, NULL_VERSION};
 use crate::service::AppState;
 
 /// Records read at once while counting.
 const READ_AHEAD: usize = 16;
 
-/// Counts the objects (and bytes) that depend on `scope`, per bucket and, for a key, per version.
+/// Counts the object versions (and bytes) that depend on `scope`, per bucket and, for a key, per key version.
 pub(crate) async fn impact(state: &AppState, scope: &ImpactScope) -> Result<ImpactReport, ObjectAdminError> {
     let (store, key_id) = match scope {
         ImpactScope::Key(key_ref) => {
@@ -42,16 +44,18 @@ pub(crate) async fn impact(state: &AppState, scope: &ImpactScope) -> Result<Impa
     let mut versions: BTreeMap<u32, VersionCount> = BTreeMap::new();
     for bucket in state.store.list_buckets().await.map_err(internal)? {
         let mut usage = UsageCount { bucket: bucket.name.clone(), objects: 0, bytes: 0 };
-        let mut query = ListQuery::default();
+        let mut after = None;
         loop {
-            let page = match state.store.list_objects(&bucket.name, &query).await {
+            let page = match versions_page(state, &bucket.name, "", after.as_ref()).await {
                 Ok(page) => page,
                 Err(StoreError::NoSuchBucket) => break,
                 Err(e) => return Err(internal(e)),
             };
-            let next = page.next_start_after.filter(|_| page.is_truncated);
-            let origins: Vec<Option<(KeyOrigin, u64)>> = futures::stream::iter(page.objects)
-                .map(|object| origin_of(state, bucket.name.clone(), object.key))
+            let next = page.next_key_marker.filter(|_| page.is_truncated);
+            let next_version = page.next_version_id_marker;
+            let stored = page.versions.into_iter().filter(|version| !version.delete_marker);
+            let origins: Vec<Option<(KeyOrigin, u64)>> = futures::stream::iter(stored)
+                .map(|version| origin_of(state, bucket.name.clone(), version))
                 .buffered(READ_AHEAD)
                 .try_collect()
                 .await?;
@@ -65,7 +69,7 @@ pub(crate) async fn impact(state: &AppState, scope: &ImpactScope) -> Result<Impa
                 version.bytes += size;
             }
             match next {
-                Some(next) => query.start_after = Some(next),
+                Some(key) => after = Some(Item { key, version: next_version }),
                 _ => break,
             }
         }
@@ -83,15 +87,22 @@ pub(crate) async fn impact(state: &AppState, scope: &ImpactScope) -> Result<Impa
     })
 }
 
-/// The key origin and size of one object; `None` when it needs no KMS key (plaintext, SSE-C) or is gone.
+/// The key origin and size of one object version; `None` when it needs no KMS key (plaintext, SSE-C) or is gone.
 async fn origin_of(
     state: &AppState,
     bucket: String,
-    key: String,
+    version: VersionSummary,
 ) -> Result<Option<(KeyOrigin, u64)>, ObjectAdminError> {
-    let meta = match state.store.head_object(&bucket, &key).await {
+    let key = version.key;
+    let version_id = version.version_id.as_deref().unwrap_or(NULL_VERSION);
+    let meta = match state.store.head_version(&bucket, &key, version_id).await {
         Ok(meta) => meta,
-        Err(StoreError::NoSuchKey | StoreError::NoSuchBucket) => return Ok(None),
+        Err(
+            StoreError::NoSuchKey
+            | StoreError::NoSuchVersion
+            | StoreError::DeleteMarker { .. }
+            | StoreError::NoSuchBucket,
+        ) => return Ok(None),
         Err(e) => return Err(internal(e)),
     };
     let Some(json) = &meta.encryption else { return Ok(None) };

@@ -2,8 +2,9 @@
 //! (docs/rewrap.md), scrub jobs (docs/operations.md) and key impact reports; and the store's upkeep ([`upkeep`]):
 //! background scrubs and the collection of what crashes leave behind.
 //!
-//! A job walks its buckets in order, one page at a time — a rewrap the keys of the listing, a scrub the stored
-//! objects' directories (so it also meets records that no longer read) — and works on up to `concurrency` objects
+//! A job walks its buckets in order, one page at a time — a rewrap every version of every key (current or not), a
+//! scrub the stored objects' directories (so it also meets records that no longer read) — and works on up to
+//! `concurrency` objects
 //! at once; results are taken in order, so everything up to the job's cursor is done. The record (spec, state,
 //! counters, cursor) is saved through the store at least once a second and at every state change; a job that was
 //! running when the server stopped resumes from its cursor at the next start. Objects a rewrap redoes after a crash
@@ -22,7 +23,7 @@ use coffer_admin_api::api::{
     JobFailure, JobInfo, JobProgress, JobSpec, JobState, RewrapSpec, ScrubSpec, MAX_JOB_FAILURES,
 };
 use coffer_admin_api::{ImpactScope, JobAction, ObjectAdmin, ObjectAdminError};
-use coffer_store::{ListQuery, RawJson, StoreError};
+use coffer_store::{ListQuery, RawJson, StoreError, VersionPage, VersionQuery};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -99,33 +100,33 @@ impl Plan {
         }
     }
 
-    /// The next page of the bucket's objects after `after`, and whether more may follow. `None` if the bucket is
+    /// The next page of the bucket's items after `after`, and whether more may follow. `None` if the bucket is
     /// gone.
     async fn page(
         &self,
         state: &AppState,
         bucket: &str,
         prefix: &str,
-        after: Option<String>,
-    ) -> Result<Option<(Vec<String>, bool)>, StoreError> {
+        after: Option<Item>,
+    ) -> Result<Option<(Vec<Item>, bool)>, StoreError> {
         let page = match self {
-            Plan::Rewrap(_) => {
-                let query = ListQuery {
-                    prefix: prefix.to_owned(),
-                    start_after: after,
-                    max_keys: PAGE_SIZE,
-                    ..ListQuery::default()
-                };
-                state
-                    .store
-                    .list_objects(bucket, &query)
-                    .await
-                    .map(|page| (page.objects.into_iter().map(|object| object.key).collect(), page.is_truncated))
-            }
-            Plan::Scrub(_) => state.store.object_ids(bucket, after.as_deref(), PAGE_SIZE).await.map(|ids| {
-                let more = ids.len() == PAGE_SIZE;
-                (ids, more)
+            Plan::Rewrap(_) => versions_page(state, bucket, prefix, after.as_ref()).await.map(|page| {
+                let items = page
+                    .versions
+                    .into_iter()
+                    .map(|version| Item {
+                        key: version.key,
+                        version: Some(version.version_id.unwrap_or_else(|| NULL_VERSION.to_owned())),
+                    })
+                    .collect();
+                (items, page.is_truncated)
             }),
+            Plan::Scrub(_) => {
+                state.store.object_ids(bucket, after.map(|item| item.key).as_deref(), PAGE_SIZE).await.map(|ids| {
+                    let more = ids.len() == PAGE_SIZE;
+                    (ids.into_iter().map(|id| Item { key: id, version: None }).collect(), more)
+                })
+            }
         };
         match page {
             Ok(page) => Ok(Some(page)),
@@ -134,10 +135,10 @@ impl Plan {
         }
     }
 
-    async fn process(&self, state: &AppState, bucket: &str, item: &str, prefix: &str) -> Outcome {
+    async fn process(&self, state: &AppState, bucket: &str, item: &Item, prefix: &str) -> Outcome {
         match self {
-            Plan::Rewrap(plan) => plan.process(state, bucket, item).await,
-            Plan::Scrub(plan) => plan.process(state, bucket, item, prefix).await,
+            Plan::Rewrap(plan) => plan.process(state, bucket, &item.key, item.version.as_deref()).await,
+            Plan::Scrub(plan) => plan.process(state, bucket, &item.key, prefix).await,
         }
     }
 }
@@ -149,15 +150,47 @@ struct JobRecord {
     info: JobInfo,
     /// The buckets to walk, in order, fixed when the job was created.
     buckets: Vec<String>,
-    /// The last object done: every object before it (in bucket, then key order) is done too.
+    /// The last item done: every item before it (in bucket, then listing order) is done too.
     cursor: Option<Cursor>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cursor {
     bucket: String,
-    /// The last key done; for a scrub, the id of the last stored object done (`Store::object_ids`).
+    #[serde(flatten)]
+    item: Item,
+}
+
+/// S3's name for the version written while a bucket was unversioned or versioning was suspended.
+const NULL_VERSION: &str = "null";
+
+/// One thing a job works on: for a rewrap an object version, for a scrub a stored object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Item {
+    /// The object's key; for a scrub, the id of the stored object (`Store::object_ids`).
     key: String,
+    /// A rewrap's version id (`null` for the null version). Absent from the cursors of records saved before
+    /// versions existed: such a job resumes after every version of `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+}
+
+/// One page of `bucket`'s object versions under `prefix`, after the version `after` names (after every version of
+/// its key when it names none).
+async fn versions_page(
+    state: &AppState,
+    bucket: &str,
+    prefix: &str,
+    after: Option<&Item>,
+) -> Result<VersionPage, StoreError> {
+    let query = VersionQuery {
+        prefix: prefix.to_owned(),
+        delimiter: None,
+        key_marker: after.map(|item| item.key.clone()),
+        version_id_marker: after.and_then(|item| item.version.clone()),
+        max_keys: PAGE_SIZE,
+    };
+    state.store.list_object_versions(bucket, &query).await
 }
 
 /// What an admin asked the runner to do.
@@ -279,8 +312,14 @@ impl Jobs {
         Ok(tokio::spawn(walker.walk(Arc::clone(job), Arc::new(plan))))
     }
 
-    /// The buckets named (all when none), sorted, and how many objects they hold under `prefix`.
-    async fn scope(&self, named: &[String], prefix: Option<&str>) -> Result<(Vec<String>, u64), ObjectAdminError> {
+    /// The buckets named (all when none), sorted, and how many objects they hold under `prefix`: every version of
+    /// them when `versions`, else the current ones.
+    async fn scope(
+        &self,
+        named: &[String],
+        prefix: Option<&str>,
+        versions: bool,
+    ) -> Result<(Vec<String>, u64), ObjectAdminError> {
         let mut buckets = if named.is_empty() {
             self.state.store.list_buckets().await.map_err(internal)?.into_iter().map(|bucket| bucket.name).collect()
         } else {
@@ -290,6 +329,10 @@ impl Jobs {
         buckets.dedup();
         let mut total = 0u64;
         for bucket in &buckets {
+            if versions {
+                total += self.count_versions(bucket, prefix.unwrap_or_default()).await?;
+                continue;
+            }
             let mut query = ListQuery { prefix: prefix.unwrap_or_default().to_owned(), ..ListQuery::default() };
             loop {
                 let page = match self.state.store.list_objects(bucket, &query).await {
@@ -305,6 +348,24 @@ impl Jobs {
             }
         }
         Ok((buckets, total))
+    }
+
+    /// How many object versions (delete markers aside) `bucket` holds under `prefix`.
+    async fn count_versions(&self, bucket: &str, prefix: &str) -> Result<u64, ObjectAdminError> {
+        let mut total = 0;
+        let mut after = None;
+        loop {
+            let page = match versions_page(&self.state, bucket, prefix, after.as_ref()).await {
+                Ok(page) => page,
+                Err(StoreError::NoSuchBucket) => return Ok(total),
+                Err(e) => return Err(internal(e)),
+            };
+            total += page.versions.iter().filter(|version| !version.delete_marker).count() as u64;
+            match page.next_key_marker {
+                Some(key) if page.is_truncated => after = Some(Item { key, version: page.next_version_id_marker }),
+                _ => return Ok(total),
+            }
+        }
     }
 }
 
@@ -353,13 +414,13 @@ impl ObjectAdmin for Jobs {
 
     async fn start_rewrap(&self, spec: RewrapSpec) -> Result<JobInfo, ObjectAdminError> {
         RewrapPlan::check(&self.state, &spec).await?;
-        let (buckets, total) = self.scope(&spec.buckets, spec.prefix.as_deref()).await?;
+        let (buckets, total) = self.scope(&spec.buckets, spec.prefix.as_deref(), true).await?;
         self.start_job(JobSpec::Rewrap(spec), buckets, total).await
     }
 
     async fn start_scrub(&self, spec: ScrubSpec) -> Result<JobInfo, ObjectAdminError> {
         ScrubPlan::check(&self.state, &spec).await?;
-        let (buckets, total) = self.scope(spec.bucket.as_slice(), spec.prefix.as_deref()).await?;
+        let (buckets, total) = self.scope(spec.bucket.as_slice(), spec.prefix.as_deref(), false).await?;
         self.start_job(JobSpec::Scrub(spec), buckets, total).await
     }
 
@@ -438,7 +499,7 @@ impl Walker {
         let first =
             cursor.as_ref().and_then(|cursor| buckets.iter().position(|bucket| *bucket == cursor.bucket)).unwrap_or(0);
         for bucket in &buckets[first..] {
-            let mut after = cursor.as_ref().filter(|cursor| cursor.bucket == *bucket).map(|cursor| cursor.key.clone());
+            let mut after = cursor.as_ref().filter(|cursor| cursor.bucket == *bucket).map(|cursor| cursor.item.clone());
             loop {
                 let (items, more) = match plan.page(state, bucket, &prefix, after.clone()).await {
                     Ok(Some(page)) => page,
@@ -452,7 +513,7 @@ impl Walker {
                 };
                 after = items.last().cloned();
                 let mut items = items.into_iter().peekable();
-                let mut in_flight: VecDeque<(String, JoinHandle<Outcome>)> = VecDeque::new();
+                let mut in_flight: VecDeque<(Item, JoinHandle<Outcome>)> = VecDeque::new();
                 loop {
                     while in_flight.len() < concurrency && items.peek().is_some() && running(&control) {
                         pace.wait(&mut control).await;
@@ -527,7 +588,8 @@ fn running(control: &watch::Receiver<Control>) -> bool {
     *control.borrow() == Control::Run
 }
 
-fn record_outcome(record: &mut JobRecord, bucket: &str, key: String, outcome: Outcome) {
+fn record_outcome(record: &mut JobRecord, bucket: &str, item: Item, outcome: Outcome) {
+    let key = item.key.clone();
     let info = &mut record.info;
     let progress = &mut info.progress;
     let keep = |list: &mut Vec<JobFailure>, key: String, reason: String| {
@@ -547,7 +609,11 @@ fn record_outcome(record: &mut JobRecord, bucket: &str, key: String, outcome: Ou
         Outcome::SkippedSseC => progress.skipped_sse_c += 1,
         Outcome::Failed(reason) => {
             progress.failed += 1;
-            keep(&mut info.failures, key.clone(), reason);
+            let reason = match item.version.as_deref() {
+                Some(version) if version != NULL_VERSION => format!("version {version}: {reason}"),
+                _ => reason,
+            };
+            keep(&mut info.failures, key, reason);
         }
         Outcome::Verified(bytes) => {
             progress.verified += 1;
@@ -567,7 +633,7 @@ fn record_outcome(record: &mut JobRecord, bucket: &str, key: String, outcome: Ou
         }
         Outcome::Skipped => {}
     }
-    record.cursor = Some(Cursor { bucket: bucket.to_owned(), key });
+    record.cursor = Some(Cursor { bucket: bucket.to_owned(), item });
 }
 
 /// Spaces object starts `1 / objects_per_second` apart (no spacing at 0).
@@ -634,6 +700,10 @@ fn internal(err: StoreError) -> ObjectAdminError {
 mod tests {
     use super::*;
 
+    fn item(key: &str) -> Item {
+        Item { key: key.to_owned(), version: None }
+    }
+
     fn record() -> JobRecord {
         let info = JobInfo {
             id: "rewrap-1".into(),
@@ -654,10 +724,10 @@ mod tests {
     #[test]
     fn outcomes_count_and_move_the_cursor() {
         let mut record = record();
-        record_outcome(&mut record, "b", "a".into(), Outcome::Changed(100));
-        record_outcome(&mut record, "b", "b".into(), Outcome::Unchanged);
-        record_outcome(&mut record, "b", "c".into(), Outcome::SkippedSseC);
-        record_outcome(&mut record, "b", "d".into(), Outcome::Failed("KMS.DisabledException: off".into()));
+        record_outcome(&mut record, "b", item("a"), Outcome::Changed(100));
+        record_outcome(&mut record, "b", item("b"), Outcome::Unchanged);
+        record_outcome(&mut record, "b", item("c"), Outcome::SkippedSseC);
+        record_outcome(&mut record, "b", item("d"), Outcome::Failed("KMS.DisabledException: off".into()));
         let progress = &record.info.progress;
         assert_eq!(
             (progress.examined, progress.changed, progress.unchanged, progress.skipped_sse_c, progress.failed),
@@ -669,14 +739,34 @@ mod tests {
             [JobFailure { bucket: "b".into(), key: "d".into(), reason: "KMS.DisabledException: off".into() }]
         );
         let cursor = record.cursor.as_ref().unwrap();
-        assert_eq!((cursor.bucket.as_str(), cursor.key.as_str()), ("b", "d"));
+        assert_eq!((cursor.bucket.as_str(), cursor.item.key.as_str()), ("b", "d"));
+    }
+
+    #[test]
+    fn a_version_is_named_in_its_failure_and_kept_in_the_cursor() {
+        let mut record = record();
+        let version = "0123456789abcdef0123456789abcdef";
+        let failed = Item { key: "k".into(), version: Some(version.into()) };
+        record_outcome(&mut record, "b", failed, Outcome::Failed("KMS.DisabledException: off".into()));
+        let null = Item { key: "k".into(), version: Some(NULL_VERSION.into()) };
+        record_outcome(&mut record, "b", null.clone(), Outcome::Failed("no".into()));
+        let reasons: Vec<&str> = record.info.failures.iter().map(|failure| failure.reason.as_str()).collect();
+        assert_eq!(reasons, [format!("version {version}: KMS.DisabledException: off").as_str(), "no"]);
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["cursor"], serde_json::json!({"bucket": "b", "key": "k", "version": "null"}));
+        assert_eq!(parse_record(&json.to_string()).unwrap().cursor.unwrap().item, null);
+
+        // A cursor saved before versions existed names a key only.
+        let mut old = json;
+        old["cursor"] = serde_json::json!({"bucket": "b", "key": "k"});
+        assert_eq!(parse_record(&old.to_string()).unwrap().cursor.unwrap().item, item("k"));
     }
 
     #[test]
     fn failures_are_counted_past_the_ones_kept() {
         let mut record = record();
         for n in 0..MAX_JOB_FAILURES + 5 {
-            record_outcome(&mut record, "b", format!("k{n:05}"), Outcome::Failed("no".into()));
+            record_outcome(&mut record, "b", item(&format!("k{n:05}")), Outcome::Failed("no".into()));
         }
         assert_eq!(record.info.progress.failed, (MAX_JOB_FAILURES + 5) as u64);
         assert_eq!(record.info.failures.len(), MAX_JOB_FAILURES);
@@ -686,25 +776,25 @@ mod tests {
     #[test]
     fn records_round_trip_through_their_json() {
         let mut record = record();
-        record_outcome(&mut record, "b", "x".into(), Outcome::Changed(7));
+        record_outcome(&mut record, "b", item("x"), Outcome::Changed(7));
         let json = serde_json::to_string(&record).unwrap();
         let back: JobRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back.info, record.info);
-        assert_eq!(back.cursor.unwrap().key, "x");
+        assert_eq!(back.cursor.unwrap().item.key, "x");
     }
 
     #[test]
     fn scrub_findings_count_keep_the_first_damaged_and_skip_what_is_not_in_scope() {
         let mut record = record();
         record.info.spec = JobSpec::Scrub(ScrubSpec::default());
-        record_outcome(&mut record, "b", "id1".into(), Outcome::Verified(10));
-        record_outcome(&mut record, "b", "id2".into(), Outcome::Unverifiable(5));
-        record_outcome(&mut record, "b", "id3".into(), Outcome::Skipped);
+        record_outcome(&mut record, "b", item("id1"), Outcome::Verified(10));
+        record_outcome(&mut record, "b", item("id2"), Outcome::Unverifiable(5));
+        record_outcome(&mut record, "b", item("id3"), Outcome::Skipped);
         for n in 0..MAX_JOB_FAILURES + 2 {
             let (key, reason) = (format!("k{n:05}"), "fails its checksum".to_owned());
-            record_outcome(&mut record, "b", format!("d{n:05}"), Outcome::Damaged { key, reason });
+            record_outcome(&mut record, "b", item(&format!("d{n:05}")), Outcome::Damaged { key, reason });
         }
-        record_outcome(&mut record, "b", "id4".into(), Outcome::Unchecked { key: String::new(), reason: "EIO".into() });
+        record_outcome(&mut record, "b", item("id4"), Outcome::Unchecked { key: String::new(), reason: "EIO".into() });
         let progress = &record.info.progress;
         assert_eq!(
             (progress.examined, progress.verified, progress.unverifiable, progress.damaged, progress.failed),
@@ -717,7 +807,7 @@ mod tests {
             JobFailure { bucket: "b".into(), key: "k00000".into(), reason: "fails its checksum".into() }
         );
         assert_eq!(record.info.failures.len(), 1);
-        assert_eq!(record.cursor.as_ref().unwrap().key, "id4");
+        assert_eq!(record.cursor.as_ref().unwrap().item.key, "id4");
 
         let json = serde_json::to_value(&record).unwrap();
         assert_eq!((json["info"]["kind"].as_str(), json["info"]["spec"]["bucket"].is_null()), (Some("scrub"), true));

@@ -1,5 +1,8 @@
-//! What a rewrap job does to one object: select it by its current encryption, move it onto the target with a
+//! What a rewrap job does to one object version: select it by its encryption, move it onto the target with a
 //! compare-and-swap on the version it read, and say what happened. docs/rewrap.md is the user's side of this.
+//!
+//! Every version is resealed, current or not: an older version must stay readable once its old key is retired.
+//! Plaintext is encrypted in the current version only (its data is rewritten, which a past version never is).
 
 use coffer_admin_api::api::{ObjectMode, RewrapSpec, MAX_JOB_CONCURRENCY};
 use coffer_admin_api::ObjectAdminError;
@@ -97,10 +100,11 @@ impl RewrapPlan {
         })
     }
 
-    /// Moves one object, retrying while clients replace it between the read and the commit.
-    pub(crate) async fn process(&self, state: &AppState, bucket: &str, key: &str) -> Outcome {
+    /// Moves one object version (`None`: the current one), retrying while clients replace it between the read
+    /// and the commit.
+    pub(crate) async fn process(&self, state: &AppState, bucket: &str, key: &str, version: Option<&str>) -> Outcome {
         for _ in 0..MAX_ATTEMPTS {
-            match self.attempt(state, bucket, key).await {
+            match self.attempt(state, bucket, key, version).await {
                 Err(Attempt::Raced) => continue,
                 Err(Attempt::Failed(reason)) => return Outcome::Failed(reason),
                 Ok(outcome) => return outcome,
@@ -109,10 +113,17 @@ impl RewrapPlan {
         Outcome::Failed(format!("the object was replaced {MAX_ATTEMPTS} times while the job tried to change it"))
     }
 
-    async fn attempt(&self, state: &AppState, bucket: &str, key: &str) -> Result<Outcome, Attempt> {
-        let meta = match state.store.head_object(bucket, key).await {
+    async fn attempt(&self, state: &AppState, bucket: &str, key: &str, version: Option<&str>) -> Result<Outcome, Attempt> {
+        let read = match version {
+            Some(version) => state.store.head_version(bucket, key, version).await,
+            None => state.store.head_object(bucket, key).await,
+        };
+        let meta = match read {
             Ok(meta) => meta,
-            Err(StoreError::NoSuchKey | StoreError::NoSuchBucket) => return Ok(Outcome::Unchanged),
+            Err(StoreError::NoSuchKey | StoreError::NoSuchVersion | StoreError::NoSuchBucket) => {
+                return Ok(Outcome::Unchanged)
+            }
+            Err(StoreError::DeleteMarker { .. }) => return Ok(Outcome::Skipped),
             Err(e) => return Err(Attempt::Failed(e.to_string())),
         };
         let stored = meta
@@ -189,14 +200,16 @@ impl RewrapPlan {
             return Ok(Outcome::Unchanged);
         }
         let size = meta.size;
-        if self.dry_run {
-            return Ok(Outcome::Changed(size));
-        }
         let reader = match state.store.open_object(bucket, key).await {
             Ok(reader) if *reader.meta() == meta => reader,
+            // A past version (or one a client replaced since it was listed) keeps its data as written.
+            Ok(reader) if reader.meta().version_id != meta.version_id => return Ok(Outcome::Unchanged),
             Ok(_) | Err(StoreError::NoSuchKey) => return Err(Attempt::Raced),
             Err(e) => return Err(Attempt::Failed(e.to_string())),
         };
+        if self.dry_run {
+            return Ok(Outcome::Changed(size));
+        }
         let new = state.sse.encrypt_plaintext(bucket, key, &self.target).await.map_err(sse_failure)?;
         let origin = state.sse.key_origin(&new.encryption).ok().flatten();
         key_use(&self.requester, KeyAction::GenerateDataKey, bucket, key, origin.as_ref(), None, None);

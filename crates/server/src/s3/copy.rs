@@ -7,11 +7,12 @@
 use std::ops::Range;
 
 use coffer_sse::{authorize_read, CustomerKey, WriteEncryption};
+use coffer_store::{ObjectReader, Versioning};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::multipart::{commit_part, part_number, upload_checksum};
-use super::objects::reject_versions;
+use super::objects::open_version;
 use super::{etag, now};
 use crate::audit_log::Requester;
 use crate::checksum::{set_checksum_fields, ChecksumAlgorithm, ChecksumFields, DeclaredIntegrity};
@@ -25,14 +26,28 @@ use crate::object_headers::object_headers_from;
 use crate::object_io::{receive, restage_object, ObjectBody};
 use crate::service::AppState;
 
-/// The bucket and key named by `x-amz-copy-source`.
-fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
-    match source {
-        CopySource::Bucket { bucket, key, version_id } => {
-            reject_versions(version_id.as_deref())?;
-            Ok((bucket.to_string(), key.to_string()))
+/// The object named by `x-amz-copy-source`.
+struct Source {
+    bucket: String,
+    key: String,
+    /// The `versionId` of the copy source; `None` copies the current version.
+    version_id: Option<String>,
+}
+
+impl Source {
+    fn of(source: &CopySource) -> S3Result<Source> {
+        match source {
+            CopySource::Bucket { bucket, key, version_id } => Ok(Source {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                version_id: version_id.as_deref().map(str::to_owned),
+            }),
+            _ => Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported.")),
         }
-        _ => Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported.")),
+    }
+
+    async fn open(&self, state: &AppState) -> S3Result<ObjectReader> {
+        open_version(state, &self.bucket, &self.key, self.version_id.as_deref()).await
     }
 }
 
@@ -65,9 +80,11 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
     let destination_sse = sse_headers(&req.headers)?;
     let who = Requester::of(&req);
     let mut input = req.input;
-    let (source_bucket, source_key) = copy_source(&input.copy_source)?;
-    let reader = state.store.open_object(&source_bucket, &source_key).await.map_err(store_error)?;
+    let source_object = Source::of(&input.copy_source)?;
+    let reader = source_object.open(state).await?;
+    let Source { bucket: source_bucket, key: source_key, .. } = &source_object;
     let source = reader.meta().clone();
+    let source_version_id = source.version_id.clone();
     ReadConditions {
         if_match: input.copy_source_if_match.take(),
         if_none_match: input.copy_source_if_none_match.take(),
@@ -82,11 +99,14 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
     let replace = metadata_directive_is_replace(input.metadata_directive.as_ref())?;
     let requested = requested_algorithm(input.checksum_algorithm.as_ref())?;
     let source_algorithm = source.checksum.as_ref().and_then(|c| ChecksumAlgorithm::from_name(&c.algorithm));
-    let same_object = source_bucket == input.bucket && source_key == input.key;
-    // Plaintext stays plaintext and encrypted stays encrypted (under a new outer key): the data can stay put.
+    let same_object = *source_bucket == input.bucket && *source_key == input.key;
+    // Plaintext stays plaintext and encrypted stays encrypted (under a new outer key): the data can stay put. In a
+    // versioned bucket the copy is a new version, with data of its own.
     let keeps_data = same_object
         && requested.is_none_or(|algorithm| Some(algorithm) == source_algorithm)
-        && source_encryption.is_some() == !matches!(write, WriteEncryption::None);
+        && source_encryption.is_some() == !matches!(write, WriteEncryption::None)
+        && source_object.version_id.is_none()
+        && state.store.bucket_versioning(&input.bucket).await.map_err(store_error)? == Versioning::Unversioned;
     if keeps_data && !replace && !names_encryption(&destination_sse) {
         return Err(s3_error!(
             InvalidRequest,
@@ -137,7 +157,12 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         ..Default::default()
     };
     set_checksum_fields!(result, ChecksumFields::from_stored(stored.checksum.as_ref()));
-    let mut output = CopyObjectOutput { copy_object_result: Some(result), ..Default::default() };
+    let mut output = CopyObjectOutput {
+        copy_object_result: Some(result),
+        version_id: stored.version_id,
+        copy_source_version_id: source_version_id,
+        ..Default::default()
+    };
     set_sse_fields!(output, encryption.as_ref(), context);
     Ok(S3Response::new(output))
 }
@@ -172,9 +197,11 @@ pub async fn upload_part_copy(
     let number = part_number(input.part_number)?;
     let upload = state.store.upload_meta(&input.bucket, &input.key, &input.upload_id).await.map_err(store_error)?;
     let upload_encryption = stored_encryption(upload.encryption.as_ref())?;
-    let (source_bucket, source_key) = copy_source(&input.copy_source)?;
-    let reader = state.store.open_object(&source_bucket, &source_key).await.map_err(store_error)?;
+    let source_object = Source::of(&input.copy_source)?;
+    let reader = source_object.open(state).await?;
+    let Source { bucket: source_bucket, key: source_key, .. } = &source_object;
     let source = reader.meta();
+    let copy_source_version_id = source.version_id.clone();
     ReadConditions {
         if_match: input.copy_source_if_match.take(),
         if_none_match: input.copy_source_if_none_match.take(),
@@ -212,7 +239,8 @@ pub async fn upload_part_copy(
         ..Default::default()
     };
     set_checksum_fields!(result, ChecksumFields::from_stored(part.checksum.as_ref()));
-    let mut output = UploadPartCopyOutput { copy_part_result: Some(result), ..Default::default() };
+    let mut output =
+        UploadPartCopyOutput { copy_part_result: Some(result), copy_source_version_id, ..Default::default() };
     set_sse_fields!(output, upload_encryption.as_ref());
     Ok(S3Response::new(output))
 }

@@ -3,11 +3,13 @@
 //! The trait impl only dispatches; each operation lives in the submodule for its resource. Operations not listed
 //! here answer `NotImplemented` (s3s's default).
 
+mod attributes;
 mod buckets;
 mod copy;
 mod lists;
 mod multipart;
 mod objects;
+mod versions;
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -123,6 +125,13 @@ impl S3 for CofferS3 {
         objects::delete_objects(&self.state, req).await
     }
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        attributes::get_object_attributes(&self.state, req).await
+    }
+
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         copy::copy_object(&self.state, req).await
     }
@@ -133,6 +142,27 @@ impl S3 for CofferS3 {
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         lists::list_objects_v2(&self.state, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        versions::list_object_versions(&self.state, req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        versions::put_bucket_versioning(&self.state, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        versions::get_bucket_versioning(&self.state, req).await
     }
 
     async fn create_multipart_upload(

@@ -308,6 +308,7 @@ pub async fn complete_multipart_upload(
         key: Some(input.key),
         e_tag: Some(etag(&object.etag)),
         checksum_type: object.checksum.as_ref().map(|c| checksum_type(c.kind)),
+        version_id: object.version_id.clone(),
         ..Default::default()
     };
     set_checksum_fields!(output, ChecksumFields::from_stored(object.checksum.as_ref()));

@@ -1,4 +1,5 @@
-//! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
+//! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects, each on the version a
+//! `versionId` names where S3 takes one.
 //!
 //! PutObject encrypts as the SSE headers or the bucket default say; GetObject and HeadObject check the customer key
 //! of SSE-C objects, and GetObject decrypts only the packages covering the requested range.
@@ -6,12 +7,13 @@
 use std::ops::Range;
 
 use coffer_sse::authorize_read;
-use coffer_store::{ObjectMeta, StoreError};
+use coffer_store::{Deletion, ObjectMeta, ObjectReader, StoreError};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::etag;
+use super::versions::{deleted_object, deletion_output, requested_version};
 use crate::audit_log::Requester;
 use crate::body_taps::{verify_captured_body, CapturedBody};
 use crate::checksum::{
@@ -67,7 +69,8 @@ pub async fn put_object(state: &AppState, mut req: S3Request<PutObjectInput>) ->
     meta.encryption = encryption.as_ref().map(|e| e.to_json().into());
     let stored = state.store.put_object(&input.bucket, &input.key, received.file, meta).await.map_err(store_error)?;
 
-    let mut output = PutObjectOutput { e_tag: Some(etag(&stored.etag)), ..Default::default() };
+    let mut output =
+        PutObjectOutput { e_tag: Some(etag(&stored.etag)), version_id: stored.version_id, ..Default::default() };
     set_checksum_fields!(output, ChecksumFields::from_stored(stored.checksum.as_ref()));
     set_sse_fields!(output, encryption.as_ref(), context);
     Ok(S3Response::new(output))
@@ -224,8 +227,7 @@ pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3R
     let customer_key = sse_headers(&req.headers)?.for_read(&transport(state, &req.extensions)).map_err(sse_error)?;
     let who = Requester::of(&req);
     let input = req.input;
-    reject_versions(input.version_id.as_deref())?;
-    let reader = state.store.open_object(&input.bucket, &input.key).await.map_err(store_error)?;
+    let reader = open_version(state, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let meta = reader.meta().clone();
     let encryption = stored_encryption(meta.encryption.as_ref())?;
     authorize_read(encryption.as_ref(), customer_key.as_ref()).map_err(sse_error)?;
@@ -233,7 +235,7 @@ pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3R
     let cipher =
         read_cipher(state, &who, &input.bucket, &input.key, encryption.as_ref(), customer_key.as_ref()).await?;
     let body = ObjectBody::new(reader, plan.range.clone(), cipher)?.first_chunk_checked().await?.into_blob();
-    let mut output = read_output!(GetObjectOutput, meta, plan, body: Some(body),);
+    let mut output = read_output!(GetObjectOutput, meta, plan, body: Some(body), version_id: meta.version_id.clone(),);
     set_sse_fields!(output, encryption.as_ref());
     Ok(S3Response::new(output))
 }
@@ -241,12 +243,11 @@ pub async fn get_object(state: &AppState, req: S3Request<GetObjectInput>) -> S3R
 pub async fn head_object(state: &AppState, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     let customer_key = sse_headers(&req.headers)?.for_read(&transport(state, &req.extensions)).map_err(sse_error)?;
     let input = req.input;
-    reject_versions(input.version_id.as_deref())?;
-    let meta = state.store.head_object(&input.bucket, &input.key).await.map_err(store_error)?;
+    let meta = head_version(state, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let encryption = stored_encryption(meta.encryption.as_ref())?;
     authorize_read(encryption.as_ref(), customer_key.as_ref()).map_err(sse_error)?;
     let plan = plan_read(&meta, &read_request!(input))?;
-    let mut output = read_output!(HeadObjectOutput, meta, plan,);
+    let mut output = read_output!(HeadObjectOutput, meta, plan, version_id: meta.version_id.clone(),);
     set_sse_fields!(output, encryption.as_ref());
     let partial = output.content_range.is_some();
     let mut response = S3Response::new(output);
@@ -256,21 +257,51 @@ pub async fn head_object(state: &AppState, req: S3Request<HeadObjectInput>) -> S
     Ok(response)
 }
 
-/// Coffer keeps one version per key; `versionId=null` (S3's name for the unversioned object) is accepted.
-pub(super) fn reject_versions(version_id: Option<&str>) -> S3Result<()> {
-    match version_id {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(s3_error!(InvalidArgument, "Object versions are not supported; omit versionId.")),
+/// The metadata of the version `version_id` names (the current one without it).
+pub(super) async fn head_version(
+    state: &AppState,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> S3Result<ObjectMeta> {
+    match requested_version(version_id)? {
+        Some(version) => state.store.head_version(bucket, key, version).await,
+        None => state.store.head_object(bucket, key).await,
     }
+    .map_err(store_error)
+}
+
+/// Opens the version `version_id` names (the current one without it).
+pub(super) async fn open_version(
+    state: &AppState,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> S3Result<ObjectReader> {
+    match requested_version(version_id)? {
+        Some(version) => state.store.open_version(bucket, key, version).await,
+        None => state.store.open_object(bucket, key).await,
+    }
+    .map_err(store_error)
+}
+
+/// Deletes the version `version_id` names, or without it the object (a delete marker in a versioned bucket).
+async fn delete_version(state: &AppState, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<Deletion> {
+    match requested_version(version_id)? {
+        Some(version) => state.store.delete_version(bucket, key, version).await,
+        None => state.store.delete_object(bucket, key).await,
+    }
+    .map_err(store_error)
 }
 
 pub async fn delete_object(
     state: &AppState,
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
-    reject_versions(req.input.version_id.as_deref())?;
-    state.store.delete_object(&req.input.bucket, &req.input.key).await.map_err(store_error)?;
-    Ok(S3Response::new(DeleteObjectOutput::default()))
+    let input = req.input;
+    let deletion = delete_version(state, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let (version_id, delete_marker) = deletion_output(deletion);
+    Ok(S3Response::new(DeleteObjectOutput { version_id, delete_marker, ..Default::default() }))
 }
 
 pub async fn delete_objects(
@@ -297,18 +328,15 @@ pub async fn delete_objects(
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for object in input.delete.objects {
-        let result = match reject_versions(object.version_id.as_deref()) {
-            Ok(()) => state.store.delete_object(&input.bucket, &object.key).await.map_err(store_error),
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(()) if quiet => {}
-            Ok(()) => deleted.push(DeletedObject { key: Some(object.key), ..Default::default() }),
+        let requested = object.version_id.as_deref();
+        match delete_version(state, &input.bucket, &object.key, requested).await {
+            Ok(_) if quiet => {}
+            Ok(deletion) => deleted.push(deleted_object(object.key, requested, deletion)),
             Err(err) => errors.push(Error {
                 code: Some(err.code().as_str().to_owned()),
                 key: Some(object.key),
                 message: err.message().map(str::to_owned),
-                version_id: None,
+                version_id: object.version_id,
             }),
         }
     }

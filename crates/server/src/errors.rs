@@ -37,6 +37,15 @@ pub fn store_error(err: StoreError) -> S3Error {
             OperationAborted,
             "A conflicting conditional operation is currently in progress against this resource. Please try again."
         ),
+        StoreError::NoSuchVersion => {
+            s3_error!(NoSuchVersion, "The version ID specified in the request does not match an existing version.")
+        }
+        StoreError::DeleteMarker { .. } => {
+            s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.")
+        }
+        StoreError::NotImplemented(what) => {
+            S3Error::with_message(S3ErrorCode::NotImplemented, format!("Not implemented: {what}."))
+        }
         StoreError::Io(err) => io_error(&err),
         other @ StoreError::InvalidMeta(_) => internal(&other),
     }

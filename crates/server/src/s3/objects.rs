@@ -298,7 +298,7 @@ pub async fn delete_objects(
     let mut errors = Vec::new();
     for object in input.delete.objects {
         let result = match reject_versions(object.version_id.as_deref()) {
-            Ok(()) => state.store.delete_object(&input.bucket, &object.key).await.map_err(store_error),
+            Ok(()) => state.store.delete_object(&input.bucket, &object.key).await.map(|_| ()).map_err(store_error),
             Err(err) => Err(err),
         };
         match result {

@@ -18,7 +18,7 @@ use crate::garbage::Reclaimed;
 use crate::layout::{load, sign, BucketRecord, ObjectRecord, Record, BUCKET_FILE, FORMAT_VERSION, OBJECT_FILE};
 use crate::listing::{list_page, IndexEntry, IndexEtag, KeyIndex, ListPage, ListQuery};
 use crate::locks::LockStripes;
-use crate::meta::{BucketInfo, RawJson};
+use crate::meta::{BucketInfo, RawJson, Versioning};
 use crate::names::{object_dir_name, validate_bucket_name};
 use crate::record_mac::RecordMac;
 
@@ -262,6 +262,7 @@ impl Engine {
             encryption: None,
             owner: owner.map(str::to_owned),
             policy: None,
+            versioning: Versioning::Unversioned,
             mac: None,
         };
         self.sign_record(&mut record, &dest.join(BUCKET_FILE))?;

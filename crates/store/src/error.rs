@@ -2,6 +2,8 @@
 
 use std::io;
 
+use time::OffsetDateTime;
+
 /// Everything a store operation can fail with. The server maps each variant to an S3 error code.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +42,15 @@ pub enum StoreError {
     /// caller read the version it expected.
     #[error("the object changed since it was read")]
     Changed,
+    /// No version of the key has this id (S3 `NoSuchVersion`, 404); also for malformed ids.
+    #[error("the specified version does not exist")]
+    NoSuchVersion,
+    /// The version asked for by id is a delete marker (S3: 405 MethodNotAllowed with `x-amz-delete-marker: true`).
+    #[error("the specified version is a delete marker")]
+    DeleteMarker { version_id: Option<String>, last_modified: OffsetDateTime },
+    /// The engine does not implement this (the directory engine and versioning): S3 `NotImplemented`, 501.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     /// A filesystem error, or a corrupt / unsupported metadata file.
     #[error("storage i/o error: {0}")]
     Io(#[from] io::Error),

@@ -23,12 +23,14 @@
 //! are RFC 3339 strings. Unknown fields are ignored, so later versions may add fields without a version bump as
 //! long as old readers stay correct without them. `encryption` fields are opaque JSON owned by the SSE layer.
 //!
-//! * `bucket.json`: `{format_version, name, created, encryption, mac}` — `encryption` is the bucket's default
-//!   encryption configuration or `null`.
+//! * `bucket.json`: `{format_version, name, created, encryption, owner, policy, versioning, mac}` — `encryption` is
+//!   the bucket's default encryption configuration or `null`; `owner`, `policy` and `versioning` (`"Enabled"` or
+//!   `"Suspended"`, SQL engine only) are absent when unset.
 //! * `meta.json`: `{format_version, meta: object, data_files: [name], inline_data, data_checksums, completed_upload,
 //!   mac}`, where an
 //!   object is `{key,
-//!   size, etag, last_modified, headers, checksum, parts: [part], encryption}` and `headers` is `{content_type,
+//!   size, etag, last_modified, headers, checksum, parts: [part], encryption, version_id}` (`version_id`, SQL
+//!   engine only, absent for the null version) and `headers` is `{content_type,
 //!   content_encoding, content_disposition, content_language, cache_control, expires, user_metadata: {name:
 //!   value}}`. `data_files[i]` holds the stored bytes of `parts[i]`, except for an object of one part of at most
 //!   64 KiB stored: `data_files` is empty and `inline_data` holds the bytes (base64); the field is absent
@@ -92,7 +94,7 @@ use time::OffsetDateTime;
 
 use crate::chunk_checksums::ChunkChecksums;
 use crate::fsio::read_file;
-use crate::meta::{ObjectMeta, PartMeta, RawJson, UploadMeta};
+use crate::meta::{ObjectMeta, PartMeta, RawJson, UploadMeta, Versioning};
 use crate::names::is_data_file_name;
 use crate::record_mac::RecordMac;
 
@@ -249,6 +251,10 @@ pub(crate) struct BucketRecord {
     /// The bucket policy (PutBucketPolicy) as submitted; opaque to the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The versioning state (the SQL engine's; the directory engine keeps buckets unversioned). Absent while
+    /// unversioned, so records written before versioning read back, and verify, the same.
+    #[serde(default, skip_serializing_if = "Versioning::is_unversioned")]
+    pub versioning: Versioning,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
 }

@@ -38,6 +38,7 @@ mod meta;
 mod migrate;
 mod multipart;
 mod names;
+mod null_versions;
 mod objects;
 mod reader;
 mod record_mac;
@@ -51,9 +52,10 @@ mod user_policies;
 pub use cluster::{ClusterKey, SharedEvent, SharedState, SharedValue, EVENT_RETENTION};
 pub use error::{Result, StoreError};
 pub use garbage::Reclaimed;
-pub use listing::{ListPage, ListQuery, ObjectSummary};
+pub use listing::{ListPage, ListQuery, ObjectSummary, VersionPage, VersionQuery, VersionSummary};
 pub use meta::{
-    BucketInfo, Checksum, ChecksumKind, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
+    BucketInfo, Checksum, ChecksumKind, Deletion, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
+    Versioning,
 };
 pub use migrate::{import_directory, Imported};
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};

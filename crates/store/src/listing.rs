@@ -1,4 +1,5 @@
-//! Object listing: the query/page types and the page walk over a bucket's in-memory key index.
+//! Object listing: the query/page types (of objects, and of versions) and the page walk over a bucket's in-memory
+//! key index.
 //!
 //! Each bucket's index is a `BTreeMap` from key to [`ObjectSummary`], loaded from disk on the first listing of the
 //! bucket and kept current by every commit. `String` ordering is UTF-8 byte ordering, which is S3's list order.
@@ -48,6 +49,64 @@ pub struct ListPage {
     pub is_truncated: bool,
     /// When truncated: the last key or common prefix returned; pass it as `start_after` to get the next page.
     pub next_start_after: Option<String>,
+}
+
+/// Parameters of a `list_object_versions` call (S3 ListObjectVersions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionQuery {
+    /// Only keys starting with this (empty: all keys).
+    pub prefix: String,
+    /// Keys containing this after the prefix are rolled up into one common prefix (`None` or empty: no roll-up).
+    pub delimiter: Option<String>,
+    /// Start after this key (`key-marker`); with `version_id_marker`, after that version of this key instead.
+    pub key_marker: Option<String>,
+    /// `version-id-marker` ("null" names the null version).
+    pub version_id_marker: Option<String>,
+    /// Maximum number of versions (delete markers included) plus common prefixes in the page (S3 default 1000).
+    pub max_keys: usize,
+}
+
+impl Default for VersionQuery {
+    fn default() -> Self {
+        VersionQuery {
+            prefix: String::new(),
+            delimiter: None,
+            key_marker: None,
+            version_id_marker: None,
+            max_keys: 1000,
+        }
+    }
+}
+
+/// One version (or delete marker) in a version listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    pub key: String,
+    /// `None` for the null version.
+    pub version_id: Option<String>,
+    /// Whether this is the key's current version (a delete marker may be).
+    pub is_latest: bool,
+    pub delete_marker: bool,
+    /// Client-visible size; 0 for delete markers.
+    pub size: u64,
+    /// Unquoted ETag; empty for delete markers.
+    pub etag: String,
+    pub last_modified: OffsetDateTime,
+}
+
+/// One page of a version listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionPage {
+    /// Versions and delete markers: keys ascending, each key's versions newest first.
+    pub versions: Vec<VersionSummary>,
+    /// Rolled-up prefixes, each ending with the delimiter, in order.
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    /// When truncated: the key (or common prefix) of the last entry returned; pass it back as `key_marker`.
+    pub next_key_marker: Option<String>,
+    /// When truncated after a version: its id ("null" for the null version), to pass back as
+    /// `version_id_marker`; `None` after a common prefix.
+    pub next_version_id_marker: Option<String>,
 }
 
 /// A bucket's key index: every key, held once (as the map's key), with what a listing shows of it.
@@ -163,9 +222,7 @@ impl<'q> ListWalk<'q> {
         if !object.key.starts_with(prefix) {
             return;
         }
-        let key = object.key.as_str();
-        let common_prefix =
-            self.delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]));
+        let common_prefix = common_prefix(&object.key, prefix, self.delimiter);
         let full = self.page.objects.len() + self.page.common_prefixes.len() == self.query.max_keys;
         match common_prefix {
             Some(common) => {
@@ -202,6 +259,11 @@ impl<'q> ListWalk<'q> {
         }
         self.page
     }
+}
+
+/// The common prefix `key` (which starts with `prefix`) rolls up into: up to the first `delimiter` after `prefix`.
+pub(crate) fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k str> {
+    delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| &key[..prefix.len() + at + d.len()]))
 }
 
 /// The smallest string greater than every string starting with `prefix`, if one exists.

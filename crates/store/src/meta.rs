@@ -125,6 +125,10 @@ pub struct ObjectMeta {
     pub parts: Vec<PartMeta>,
     /// Object-level encryption metadata, opaque to the store.
     pub encryption: Option<RawJson>,
+    /// The version id the store gave this version when it was committed; `None` for the null version (written
+    /// while the bucket was unversioned or suspended). Callers leave it `None`; the store sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 impl ObjectMeta {
@@ -139,8 +143,39 @@ impl ObjectMeta {
             checksum: None,
             parts: Vec::new(),
             encryption: None,
+            version_id: None,
         }
     }
+}
+
+/// A bucket's versioning state (S3 PutBucketVersioning). `Unversioned` until first set; it never returns to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Never versioned: a write replaces the key's only version, the null version.
+    #[default]
+    Unversioned,
+    /// Every write and delete adds a version with an id of its own; none is replaced.
+    Enabled,
+    /// Writes and deletes replace the null version; the versions with ids stay.
+    Suspended,
+}
+
+impl Versioning {
+    /// Whether this is the state of a bucket never versioned (records leave it out: they read back the same).
+    pub(crate) fn is_unversioned(&self) -> bool {
+        *self == Versioning::Unversioned
+    }
+}
+
+/// What a delete did (S3 DeleteObject's `x-amz-version-id` and `x-amz-delete-marker`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deletion {
+    /// The version the delete created (a delete marker) or removed; `None` when nothing was versioned (an
+    /// unversioned bucket, or a null version, which S3 reports as "null": the server prints `None` as "null"
+    /// only when the bucket is versioned or suspended).
+    pub version_id: Option<String>,
+    /// Whether a delete marker was created, or the removed version was a delete marker.
+    pub delete_marker: bool,
 }
 
 /// What `create_upload` records about a multipart upload; the server copies it into the final [`ObjectMeta`].

@@ -70,14 +70,28 @@ pub(crate) fn validate_part_number(number: u32) -> Result<()> {
     }
 }
 
+/// True if `id` is `len` lowercase hex characters.
+fn is_lower_hex(id: &str, len: usize) -> bool {
+    id.len() == len && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// True if `id` has the shape of an id made by `create_upload` (32 lowercase hex characters).
 pub(crate) fn is_upload_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_lower_hex(id, 32)
+}
+
+/// How S3 names the null version (the one written while a bucket was unversioned or suspended) in requests and
+/// listings; never a version id the store gives.
+pub(crate) const NULL_VERSION: &str = "null";
+
+/// True if `id` has the shape of a version id the store gives (32 lowercase hex characters; never "null").
+pub(crate) fn is_version_id(id: &str) -> bool {
+    is_lower_hex(id, 32)
 }
 
 /// True if `name` has the shape of an object directory name (64 lowercase hex characters).
 pub(crate) fn is_object_dir_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_lower_hex(name, 64)
 }
 
 /// The directory name of the object `key`: lowercase hex SHA-256 of its UTF-8 bytes.

@@ -12,7 +12,7 @@ use crate::engine::{index_entry, Engine};
 use crate::error::{Result, StoreError};
 use crate::fsio::{create_private_dir, fsync_dir, parent, remove_any, unique_id};
 use crate::layout::{ObjectRecord, FORMAT_VERSION, OBJECT_FILE};
-use crate::meta::{ObjectMeta, PartMeta};
+use crate::meta::{Deletion, ObjectMeta, PartMeta};
 use crate::names::validate_key;
 use crate::reader::{ObjectReader, StoredPart};
 use crate::staging::StagedFile;
@@ -181,7 +181,8 @@ impl Engine {
         Ok(ObjectReader::new(record.meta, parts))
     }
 
-    pub(crate) fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+    /// Deletes the object; nothing is versioned here, so the deletion names no version.
+    pub(crate) fn delete_object(&self, bucket: &str, key: &str) -> Result<Deletion> {
         validate_key(key)?;
         let _namespace = self.namespace_read();
         self.bucket_record(bucket)?;
@@ -192,7 +193,7 @@ impl Engine {
             Err(StoreError::NoSuchKey) if dir.exists() && !dir.join(OBJECT_FILE).exists() => {
                 // An uncommitted directory left by a crash: nothing visible to delete, but clear it out.
             }
-            Err(StoreError::NoSuchKey) => return Ok(()),
+            Err(StoreError::NoSuchKey) => return Ok(Deletion::default()),
             Err(e) => return Err(e),
         }
         // Renaming the directory away makes the delete a single atomic step; open readers keep their handles.
@@ -203,7 +204,7 @@ impl Engine {
             keys.remove(key);
         });
         drop(trash);
-        Ok(())
+        Ok(Deletion::default())
     }
 
     /// Makes `record` the object's current version, removes every other data file in `dir`, and updates the
@@ -217,6 +218,8 @@ impl Engine {
         changes: DirChanges,
         mut record: ObjectRecord,
     ) -> Result<ObjectMeta> {
+        // Every version here is the null version, whatever the caller passed.
+        record.meta.version_id = None;
         let durable_first: &[&Path] = if changes.data_files_added { &[dir] } else { &[] };
         self.write_record(&dir.join(OBJECT_FILE), &mut record, durable_first)?;
         if changes.created {

@@ -11,8 +11,8 @@ use crate::cluster::ClusterKey;
 use crate::engine::Engine;
 use crate::error::{Result, StoreError};
 use crate::garbage::Reclaimed;
-use crate::listing::{ListPage, ListQuery};
-use crate::meta::{BucketInfo, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta};
+use crate::listing::{ListPage, ListQuery, VersionPage, VersionQuery};
+use crate::meta::{BucketInfo, Deletion, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta, Versioning};
 use crate::reader::ObjectReader;
 use crate::s3_data::DataLocation;
 use crate::scrub::ScrubFinding;
@@ -91,7 +91,8 @@ impl Store {
         }
     }
 
-    /// Deletes an empty bucket together with its in-progress uploads. `BucketNotEmpty` if it holds objects.
+    /// Deletes an empty bucket together with its in-progress uploads. `BucketNotEmpty` if it holds objects, or
+    /// any version or delete marker.
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         match &self.backend {
             Backend::Directory(_) => {
@@ -154,6 +155,29 @@ impl Store {
         }
     }
 
+    /// The bucket's versioning state; `NoSuchBucket`. The directory engine's buckets are always `Unversioned`.
+    pub async fn bucket_versioning(&self, bucket: &str) -> Result<Versioning> {
+        match &self.backend {
+            Backend::Directory(_) => {
+                let bucket = bucket.to_owned();
+                self.run(move |e| e.bucket_versioning(&bucket)).await
+            }
+            Backend::Sql(sql) => sql.bucket_versioning(bucket).await,
+        }
+    }
+
+    /// Sets the bucket's versioning state to `Enabled` or `Suspended` (a bucket never returns to `Unversioned`:
+    /// `InvalidMeta`). The directory engine keeps one version per key: `NotImplemented`.
+    pub async fn set_bucket_versioning(&self, bucket: &str, state: Versioning) -> Result<()> {
+        match &self.backend {
+            Backend::Directory(_) => {
+                let bucket = bucket.to_owned();
+                self.run(move |e| e.set_bucket_versioning(&bucket)).await
+            }
+            Backend::Sql(sql) => sql.set_bucket_versioning(bucket, state).await,
+        }
+    }
+
     /// Starts receiving data for `put_object` / `put_part` (in memory, then a temp file). No I/O happens here: the
     /// bucket is checked when the data is committed, so callers check it first if the body should not be read
     /// into a missing bucket.
@@ -165,7 +189,11 @@ impl Store {
         StagedWrite::new(tmp_dir.to_owned())
     }
 
-    /// Commits `data` as the object `key`, replacing any previous version, and returns the stored metadata.
+    /// Commits `data` as the object `key` and returns the stored metadata. What becomes of the key's current
+    /// version depends on the bucket's versioning state at the commit: unversioned, it is replaced (its data
+    /// released); enabled, it becomes noncurrent and the new version gets an id (`version_id`); suspended, the new
+    /// version is the null version, which replaces the previous null version wherever it is, while a current
+    /// version with an id becomes noncurrent.
     ///
     /// The data becomes part 1: `meta.parts` may be empty (the store builds the part from `meta`: size, etag,
     /// checksum) or hold exactly one part (kept, e.g. for per-part encryption metadata). The store sets
@@ -182,7 +210,8 @@ impl Store {
 
     /// `put_object`, committed only if the stored version is still `expected` (as `head_object` or a reader
     /// returned it); else `Changed`, and nothing is stored. A rewrite of an object's data never overwrites a
-    /// version written (or a delete made) after the caller read it.
+    /// version written (or a delete made) after the caller read it. It rewrites that version in place, keeping its
+    /// version id, whatever the bucket's versioning state.
     pub async fn replace_object(
         &self,
         bucket: &str,
@@ -220,7 +249,8 @@ impl Store {
         }
     }
 
-    /// The object's metadata. `NoSuchKey` / `NoSuchBucket`.
+    /// The current version's metadata. `NoSuchKey` (also when the current version is a delete marker) /
+    /// `NoSuchBucket`.
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
         match &self.backend {
             Backend::Directory(_) => {
@@ -242,8 +272,36 @@ impl Store {
         }
     }
 
-    /// Deletes the object. A missing key is not an error (S3 semantics); a missing bucket is.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+    /// The metadata of one version of the key, current or not (`"null"` names the null version). `NoSuchVersion`
+    /// if the key has no such version (or the id is malformed); `DeleteMarker` if that version is a delete marker.
+    pub async fn head_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<ObjectMeta> {
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.to_owned());
+                self.run(move |e| e.head_version(&bucket, &key, &version_id)).await
+            }
+            Backend::Sql(sql) => sql.head_version(bucket, key, version_id).await,
+        }
+    }
+
+    /// Opens one version of the key for reading, as [`Store::head_version`] finds it; later changes of the key do
+    /// not affect the returned reader.
+    pub async fn open_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<ObjectReader> {
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.to_owned());
+                self.run(move |e| e.open_version(&bucket, &key, &version_id)).await
+            }
+            Backend::Sql(sql) => sql.open_version(bucket, key, version_id).await,
+        }
+    }
+
+    /// Deletes the object as the bucket's versioning state says: unversioned, it is removed; enabled, a delete
+    /// marker with a new version id becomes the current version (even of a key without versions) and the current
+    /// version becomes noncurrent; suspended, a null delete marker becomes current, replacing the null version,
+    /// while a current version with an id becomes noncurrent. A missing key is not an error (S3 semantics); a
+    /// missing bucket is.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Deletion> {
         match &self.backend {
             Backend::Directory(_) => {
                 let (bucket, key) = (bucket.to_owned(), key.to_owned());
@@ -253,7 +311,33 @@ impl Store {
         }
     }
 
-    /// One page of the bucket's objects in UTF-8 byte order.
+    /// Removes exactly one version of the key (an object or a delete marker; `"null"` names the null version) and
+    /// releases its data. A missing version is not an error (S3 semantics): it reports the given id and no
+    /// marker; a malformed id is `NoSuchVersion`. When it was the current version, the newest remaining one
+    /// becomes current (a delete marker then leaves the key without a current object).
+    pub async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<Deletion> {
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.to_owned());
+                self.run(move |e| e.delete_version(&bucket, &key, &version_id)).await
+            }
+            Backend::Sql(sql) => sql.delete_version(bucket, key, version_id).await,
+        }
+    }
+
+    /// One page of the bucket's versions and delete markers: keys in UTF-8 byte order, each key's versions newest
+    /// first. The directory engine lists its objects as null versions.
+    pub async fn list_object_versions(&self, bucket: &str, query: &VersionQuery) -> Result<VersionPage> {
+        match &self.backend {
+            Backend::Directory(_) => {
+                let (bucket, query) = (bucket.to_owned(), query.clone());
+                self.run(move |e| e.list_object_versions(&bucket, &query)).await
+            }
+            Backend::Sql(sql) => sql.list_object_versions(bucket, query).await,
+        }
+    }
+
+    /// One page of the bucket's current objects (never delete markers) in UTF-8 byte order.
     pub async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
         match &self.backend {
             Backend::Directory(_) => {

@@ -10,7 +10,7 @@ use super::{bucket_place, db_error, SqlEngine};
 use crate::error::{Result, StoreError};
 use crate::jobs::validate_job_id;
 use crate::layout::{BucketRecord, FORMAT_VERSION};
-use crate::meta::{BucketInfo, RawJson};
+use crate::meta::{BucketInfo, RawJson, Versioning};
 use crate::names::validate_bucket_name;
 use crate::user_policies::UserPolicyRecord;
 
@@ -28,6 +28,7 @@ impl SqlEngine {
             encryption: None,
             owner: owner.map(str::to_owned),
             policy: None,
+            versioning: Versioning::Unversioned,
             mac: None,
         };
         let text = self.seal(&mut record, &bucket_place(name))?;
@@ -132,7 +133,11 @@ impl SqlEngine {
         self.change_bucket(name, |record| record.policy = policy).await
     }
 
-    async fn change_bucket(&self, bucket: &str, change: impl FnOnce(&mut BucketRecord) + Send + 'static) -> Result<()> {
+    pub(super) async fn change_bucket(
+        &self,
+        bucket: &str,
+        change: impl FnOnce(&mut BucketRecord) + Send + 'static,
+    ) -> Result<()> {
         let name = bucket.to_owned();
         let changed = self
             .transact(move |engine, tx| {

@@ -34,6 +34,7 @@ mod listing;
 mod maintenance;
 mod multipart;
 mod objects;
+mod versions;
 
 use std::collections::HashMap;
 use std::fmt::Display;

@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::{db_error, nanos, object_place, to_i64, SqlEngine, Tx};
 use crate::error::{Result, StoreError};
 use crate::layout::{ObjectRecord, FORMAT_VERSION};
-use crate::meta::ObjectMeta;
+use crate::meta::{Deletion, ObjectMeta};
 use crate::names::validate_key;
 use crate::objects::single_part_meta;
 use crate::reader::{ObjectReader, StoredPart};
@@ -305,7 +305,7 @@ impl SqlEngine {
         Ok(ObjectReader::new(record.meta, parts))
     }
 
-    pub(crate) async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+    pub(crate) async fn delete_object(&self, bucket: &str, key: &str) -> Result<Deletion> {
         validate_key(key)?;
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let removed = self
@@ -326,7 +326,7 @@ impl SqlEngine {
             })
             .await?;
         self.data.unreferenced(&removed);
-        Ok(())
+        Ok(Deletion::default())
     }
 }
 

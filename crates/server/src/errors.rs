@@ -42,7 +42,9 @@ pub fn store_error(err: StoreError) -> S3Error {
         StoreError::NoSuchVersion => {
             s3_error!(NoSuchVersion, "The specified version does not exist.")
         }
-        StoreError::DeleteMarker { version_id, last_modified } => delete_marker_error(version_id.as_deref(), last_modified),
+        StoreError::DeleteMarker { version_id, last_modified } => {
+            delete_marker_error(version_id.as_deref(), last_modified)
+        }
         StoreError::NotImplemented(what) => S3Error::with_message(
             S3ErrorCode::NotImplemented,
             format!("{what} is not implemented by this server's metadata engine (--metadata directory)."),

@@ -113,7 +113,13 @@ impl RewrapPlan {
         Outcome::Failed(format!("the object was replaced {MAX_ATTEMPTS} times while the job tried to change it"))
     }
 
-    async fn attempt(&self, state: &AppState, bucket: &str, key: &str, version: Option<&str>) -> Result<Outcome, Attempt> {
+    async fn attempt(
+        &self,
+        state: &AppState,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Outcome, Attempt> {
         let read = match version {
             Some(version) => state.store.head_version(bucket, key, version).await,
             None => state.store.head_object(bucket, key).await,

@@ -21,7 +21,10 @@ pub async fn get_object_attributes(
     let input = req.input;
     let wanted = |name: &str| input.object_attributes.iter().any(|attribute| attribute.as_str() == name);
     if input.object_attributes.is_empty() {
-        return Err(s3_error!(InvalidArgument, "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty"
+        ));
     }
     let meta = head_version(state, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let encryption = stored_encryption(meta.encryption.as_ref())?;
@@ -70,8 +73,11 @@ fn object_parts(
     let mut parts = Vec::new();
     while parts.len() < max_parts {
         let Some(part) = after_marker.next() else { break };
-        let mut entry =
-            ObjectPart { part_number: i32::try_from(part.number).ok(), size: i64::try_from(part.size).ok(), ..Default::default() };
+        let mut entry = ObjectPart {
+            part_number: i32::try_from(part.number).ok(),
+            size: i64::try_from(part.size).ok(),
+            ..Default::default()
+        };
         set_checksum_fields!(entry, ChecksumFields::from_stored(part.checksum.as_ref()));
         parts.push(entry);
     }

@@ -92,10 +92,7 @@ pub async fn list_object_versions(
     let version_id_marker = input.version_id_marker.clone().filter(|marker| !marker.is_empty());
     if version_id_marker.is_some() {
         if key_marker.is_none() {
-            return Err(s3_error!(
-                InvalidArgument,
-                "A version-id marker cannot be specified without a key marker."
-            ));
+            return Err(s3_error!(InvalidArgument, "A version-id marker cannot be specified without a key marker."));
         }
         requested_version(version_id_marker.as_deref())?;
     }
@@ -173,7 +170,10 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef".to_owned();
         let marker = Deletion { version_id: Some(id.clone()), delete_marker: true };
         let entry = deleted_object("k".into(), None, marker);
-        assert_eq!((entry.delete_marker, entry.delete_marker_version_id, entry.version_id), (Some(true), Some(id.clone()), None));
+        assert_eq!(
+            (entry.delete_marker, entry.delete_marker_version_id, entry.version_id),
+            (Some(true), Some(id.clone()), None)
+        );
 
         let suspended = Deletion { version_id: None, delete_marker: true };
         assert_eq!(deletion_output(suspended), (Some("null".to_owned()), Some(true)));

@@ -429,7 +429,7 @@ class SqlStorage(Storage):
         old row versions and WAL are outside what Coffer erases, see docs/rewrap.md)."""
         yield from super().stored_contents()
         if isinstance(self.database, PostgresRows):
-            for table in ("buckets", "objects", "uploads", "parts", "jobs"):
+            for table in ("buckets", "objects", "versions", "uploads", "parts", "jobs"):
                 for (record,) in self.rows(f"SELECT record FROM {table}"):
                     yield f"postgres table {table}", iter([record.encode()])
 
@@ -440,6 +440,13 @@ class SqlStorage(Storage):
         # Keys are stored as bytes (BLOB): they may hold NUL, and sort as S3 lists them.
         found = self.rows("SELECT record FROM objects WHERE bucket = ? AND key = ?", bucket, key.encode())
         return found[0][0] if found else None
+
+    def version_record(self, bucket: str, key: str, version: str) -> dict:
+        """The record of one version of `key`: its `objects` row while it is current, else its `versions` row."""
+        found = [row for table in ("objects", "versions") for row in self.rows(
+            f"SELECT record FROM {table} WHERE bucket = ? AND key = ? AND version_id = ?", bucket, key.encode(), version)]
+        assert len(found) == 1 and found[0][0], f"{bucket}/{key} version {version}: {len(found)} rows"
+        return json.loads(found[0][0])
 
     def write_object_text(self, bucket: str, key: str, text: str) -> None:
         with self.database.transaction(writes=True) as connection:

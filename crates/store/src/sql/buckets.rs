@@ -60,11 +60,15 @@ impl SqlEngine {
                 async move {
                     engine.lock(tx, &format!("bucket/{name}"), true).await?;
                     Self::bucket_exists(tx, &name).await?;
-                    let object = sqlx::query("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
-                        .bind(&name)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(db_error)?;
+                    // Noncurrent versions and delete markers keep a bucket from being empty too.
+                    let object = sqlx::query(
+                        "SELECT 1 FROM objects WHERE bucket = $1 \
+                         UNION ALL SELECT 1 FROM versions WHERE bucket = $1 LIMIT 1",
+                    )
+                    .bind(&name)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
                     if object.is_some() {
                         return Err(StoreError::BucketNotEmpty);
                     }

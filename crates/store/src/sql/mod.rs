@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Rows keep the same signed records as the directory engine (`layout.rs`): each record's MAC is bound to its
-//! place (`db/objects/<bucket>/<key>`, …), so an edited or moved row fails closed. Every change of an object is one
+//! place (`db/objects/<bucket>/<key>`, `db/versions/<bucket>/<key>/<version>`, …), so an edited or moved row fails
+//! closed. `objects` holds each key's current version when it is an object; the noncurrent versions and the delete
+//! markers of versioned buckets are rows of `versions` (`versions.rs`). Every change of an object is one
 //! atomic change (`commit.rs`: its own transaction, or with SQLite a savepoint in a group commit), which also keeps
 //! the `data_files` table of referenced data files; a listing is a range query on `(bucket, key)`: no index in
 //! memory, no per-key RAM, the first page right after a start. With the S3 data engine that change also records the
@@ -34,6 +36,7 @@ mod listing;
 mod maintenance;
 mod multipart;
 mod objects;
+mod version_listing;
 mod versions;
 
 use std::collections::HashMap;
@@ -62,7 +65,12 @@ const SQLITE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL, key BLOB NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL,
-    record TEXT NOT NULL, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+    record TEXT NOT NULL, version_id TEXT, PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions (
+    bucket TEXT NOT NULL, key BLOB NOT NULL, rank INTEGER NOT NULL, version_id TEXT NOT NULL,
+    delete_marker INTEGER NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, modified INTEGER NOT NULL, record TEXT,
+    PRIMARY KEY (bucket, key, rank)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, version_id);
 CREATE TABLE IF NOT EXISTS uploads (
     bucket TEXT NOT NULL, upload_id TEXT NOT NULL, key BLOB NOT NULL, initiated INTEGER NOT NULL,
     record TEXT NOT NULL, PRIMARY KEY (bucket, upload_id));
@@ -83,7 +91,12 @@ const POSTGRES_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS buckets (name TEXT COLLATE "C" PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT COLLATE "C" NOT NULL, key BYTEA NOT NULL, size BIGINT NOT NULL, etag TEXT NOT NULL,
-    modified BIGINT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bucket, key));
+    modified BIGINT NOT NULL, record TEXT NOT NULL, version_id TEXT, PRIMARY KEY (bucket, key));
+CREATE TABLE IF NOT EXISTS versions (
+    bucket TEXT COLLATE "C" NOT NULL, key BYTEA NOT NULL, rank BIGINT NOT NULL, version_id TEXT NOT NULL,
+    delete_marker BIGINT NOT NULL, size BIGINT NOT NULL, etag TEXT NOT NULL, modified BIGINT NOT NULL, record TEXT,
+    PRIMARY KEY (bucket, key, rank));
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, version_id);
 CREATE TABLE IF NOT EXISTS uploads (
     bucket TEXT COLLATE "C" NOT NULL, upload_id TEXT NOT NULL, key BYTEA NOT NULL,
     initiated BIGINT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bucket, upload_id));
@@ -222,6 +235,7 @@ impl SqlEngine {
             Dialect::Postgres => POSTGRES_SCHEMA,
         };
         sqlx::raw_sql(schema).execute(&pool).await.map_err(db_error)?;
+        add_objects_version_column(&pool, dialect).await?;
         check_data_location(&pool, location).await?;
         Ok(Arc::new_cyclic(|engine| {
             let changes = (dialect == Dialect::Sqlite).then(|| {
@@ -380,6 +394,28 @@ impl BucketCache {
     }
 }
 
+/// Gives the `objects` table of a database created before versioning its `version_id` column (null there: every
+/// object then was its key's null version). New tables have it from the schema.
+async fn add_objects_version_column(pool: &AnyPool, dialect: Dialect) -> Result<()> {
+    let (find, add) = match dialect {
+        Dialect::Sqlite => (
+            "SELECT COUNT(*) FROM pragma_table_info('objects') WHERE name = 'version_id'",
+            "ALTER TABLE objects ADD COLUMN version_id TEXT",
+        ),
+        // Nodes of a cluster may start together: the second one's addition is then a no-op.
+        Dialect::Postgres => (
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = 'objects' AND column_name = 'version_id'",
+            "ALTER TABLE objects ADD COLUMN IF NOT EXISTS version_id TEXT",
+        ),
+    };
+    let found: i64 = sqlx::query(find).fetch_one(pool).await.map_err(db_error)?.get(0);
+    if found == 0 {
+        sqlx::query(add).execute(pool).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
 /// Records where the data is in a new database, and refuses another place than the recorded one. A database from
 /// before the record has its data in the directory if it references any data file.
 async fn check_data_location(pool: &AnyPool, location: &DataLocation) -> Result<()> {
@@ -408,6 +444,12 @@ fn bucket_place(name: &str) -> String {
 
 fn object_place(bucket: &str, key: &str) -> String {
     format!("db/objects/{bucket}/{key}")
+}
+
+/// The place of a noncurrent version's record (`version`: its id, or "null"): a row moved to another key or
+/// version fails its check.
+fn version_place(bucket: &str, key: &str, version: &str) -> String {
+    format!("db/versions/{bucket}/{key}/{version}")
 }
 
 fn upload_place(bucket: &str, upload_id: &str) -> String {

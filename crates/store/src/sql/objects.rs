@@ -2,6 +2,8 @@
 //! open (pinned to the version read), delete. Each is one change (`commit.rs`); data files are put in place before
 //! it and the ones it stopped naming are removed after it.
 
+use std::future::Future;
+
 use base64_simd::STANDARD as BASE64;
 use futures::FutureExt;
 use sqlx::Row;
@@ -9,7 +11,7 @@ use sqlx::Row;
 use super::{db_error, nanos, object_place, to_i64, SqlEngine, Tx};
 use crate::error::{Result, StoreError};
 use crate::layout::{ObjectRecord, FORMAT_VERSION};
-use crate::meta::{Deletion, ObjectMeta};
+use crate::meta::{Deletion, ObjectMeta, Versioning};
 use crate::names::validate_key;
 use crate::objects::single_part_meta;
 use crate::reader::{ObjectReader, StoredPart};
@@ -79,6 +81,7 @@ impl SqlEngine {
                     return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
                 }
                 meta.key = key.clone();
+                meta.version_id = current.meta.version_id.clone();
                 let record = ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..current };
                 engine.write_object_row(tx, &bucket, &key, record).await
             }
@@ -111,33 +114,41 @@ impl SqlEngine {
     }
 
     /// The commit of [`SqlEngine::commit_object`] inside `tx`, which also forgets `also_unreferenced` (an upload's
-    /// unused parts). Returns the committed metadata and the data files to remove once `tx` commits.
+    /// unused parts). Without `expected`, the new version takes the key's current place as the bucket's versioning
+    /// state says ([`SqlEngine::make_way`]); with it, it rewrites that version in place, keeping its version id.
+    /// Returns the committed metadata and the data files to remove once `tx` commits.
     pub(super) async fn commit_object_in(
         &self,
         tx: &mut Tx,
         bucket: &str,
         key: &str,
-        record: ObjectRecord,
+        mut record: ObjectRecord,
         expected: Option<&ObjectMeta>,
         also_unreferenced: &[String],
     ) -> Result<(ObjectMeta, Vec<String>)> {
         let new_files = record.data_files.clone();
-        let replaced = match expected {
-            Some(expected) => Some(self.current(tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?),
-            None => match Self::current_text(tx, bucket, key).await? {
-                Some(text) => self.read_record(&text, &object_place(bucket, key)).map_or_else(
-                    |e| {
+        let mut unreferenced = match expected {
+            Some(expected) => {
+                let replaced = self.current(tx, bucket, key, Some(expected)).await?.ok_or(StoreError::Changed)?;
+                record.meta.version_id = replaced.meta.version_id;
+                replaced.data_files
+            }
+            None => {
+                let (versioning, current) = self.key_state(tx, bucket, key).await?;
+                let current = current.and_then(|text| match self.read_record(&text, &object_place(bucket, key)) {
+                    Ok(record) => Some(record),
+                    Err(e) => {
                         // An unreadable old version is replaced all the same; its files are left to garbage
                         // collection.
                         tracing::warn!(bucket, error = %e, "replacing an unreadable object record");
                         None
-                    },
-                    Some,
-                ),
-                None => None,
-            },
+                    }
+                });
+                let (version_id, released) = self.make_way(tx, bucket, key, versioning, current).await?;
+                record.meta.version_id = version_id;
+                released
+            }
         };
-        let mut unreferenced: Vec<String> = replaced.map(|old| old.data_files).unwrap_or_default();
         unreferenced.extend_from_slice(also_unreferenced);
         unreferenced.retain(|file| !new_files.contains(file));
         self.forget_data_files(tx, &unreferenced).await?;
@@ -156,8 +167,9 @@ impl SqlEngine {
         let text = self.seal(&mut record, &object_place(bucket, key))?;
         let meta = &record.meta;
         sqlx::query(
-            "INSERT INTO objects (bucket, key, size, etag, modified, record) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (bucket, key) DO UPDATE SET size = $3, etag = $4, modified = $5, record = $6",
+            "INSERT INTO objects (bucket, key, size, etag, modified, record, version_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (bucket, key) DO UPDATE SET size = $3, etag = $4, modified = $5, record = $6, version_id = $7",
         )
         .bind(bucket)
         .bind(key.as_bytes())
@@ -165,6 +177,7 @@ impl SqlEngine {
         .bind(&meta.etag)
         .bind(nanos(meta.last_modified))
         .bind(text)
+        .bind(meta.version_id.as_deref())
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;
@@ -173,7 +186,7 @@ impl SqlEngine {
 
     /// The committed record of `key` in the transaction's view; with `expected`, `None` unless it is that version.
     /// `NoSuchBucket` if the bucket does not exist.
-    async fn current(
+    pub(super) async fn current(
         &self,
         tx: &mut Tx,
         bucket: &str,
@@ -256,13 +269,20 @@ impl SqlEngine {
         Ok(self.object_record(bucket, key).await?.meta)
     }
 
-    /// Reads the record and opens its data files. An overwrite that commits in between removes the files the
-    /// record names: then the read starts again with the newer record.
     pub(crate) async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        self.open_found(|| self.object_record(bucket, key)).await
+    }
+
+    /// Reads a record with `find` and opens its data files. An overwrite or a delete that commits in between
+    /// removes the files the record names: then the read starts again with what `find` reads now.
+    pub(super) async fn open_found<F: Future<Output = Result<ObjectRecord>>>(
+        &self,
+        find: impl Fn() -> F,
+    ) -> Result<ObjectReader> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let record = self.object_record(bucket, key).await?;
+            let record = find().await?;
             match self.pin(record).await {
                 Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && attempt < OPEN_ATTEMPTS => {
                     continue
@@ -305,28 +325,37 @@ impl SqlEngine {
         Ok(ObjectReader::new(record.meta, parts))
     }
 
+    /// Deletes the current version as the bucket's versioning state says: unversioned, the object goes; else a
+    /// delete marker takes its place ([`SqlEngine::make_way`]).
     pub(crate) async fn delete_object(&self, bucket: &str, key: &str) -> Result<Deletion> {
         validate_key(key)?;
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let removed = self
+        let (deletion, removed) = self
             .transact(move |engine, tx| {
                 async move {
                     engine.lock_object(tx, &bucket, &key).await?;
-                    let Some(old) = engine.current(tx, &bucket, &key, None).await? else { return Ok(Vec::new()) };
+                    let (versioning, current) = engine.key_state(tx, &bucket, &key).await?;
+                    let current =
+                        current.map(|text| engine.read_record(&text, &object_place(&bucket, &key))).transpose()?;
+                    let (version_id, released) = engine.make_way(tx, &bucket, &key, versioning, current).await?;
                     sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
                         .bind(&bucket)
                         .bind(key.as_bytes())
                         .execute(&mut **tx)
                         .await
                         .map_err(db_error)?;
-                    engine.forget_data_files(tx, &old.data_files).await?;
-                    Ok(old.data_files)
+                    let delete_marker = versioning != Versioning::Unversioned;
+                    if delete_marker {
+                        engine.add_delete_marker(tx, &bucket, &key, version_id.as_deref()).await?;
+                    }
+                    engine.forget_data_files(tx, &released).await?;
+                    Ok((Deletion { version_id, delete_marker }, released))
                 }
                 .boxed()
             })
             .await?;
         self.data.unreferenced(&removed);
-        Ok(Deletion::default())
+        Ok(deletion)
     }
 }
 

@@ -92,6 +92,28 @@ impl Fixture {
         fixture
     }
 
+    /// A store with bucket `name` on the SQL engine `COFFER_TEST_ENGINE` names, or on SQLite when it names the
+    /// directory engine, which keeps no versions: for tests of versioning.
+    pub async fn versioning_with_bucket(name: &str) -> Fixture {
+        let engine = match Engine::from_env().await {
+            Engine::Directory => Engine::Sqlite(DataLocation::Directory),
+            sql => sql,
+        };
+        let fixture = Fixture::on(engine).await;
+        fixture.store.create_bucket(name, None).await.unwrap();
+        fixture
+    }
+
+    /// The data files of the SQL engine's data directory, or `None` when its data is in an S3 bucket.
+    pub fn local_data_files(&self) -> Option<Vec<PathBuf>> {
+        match &self.engine {
+            Engine::Sqlite(DataLocation::Directory) | Engine::Postgres(_, DataLocation::Directory) => {
+                Some(files_under(&self.data_dir().join("data")))
+            }
+            _ => None,
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }

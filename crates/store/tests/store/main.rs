@@ -10,4 +10,5 @@ mod maintenance;
 mod multipart;
 mod objects;
 mod sql_rows;
+mod versions;
 mod writable;

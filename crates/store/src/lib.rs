@@ -19,6 +19,9 @@
 //! Clusters: with PostgreSQL, several servers share one database; [`ClusterKey`] is the secret they share (it signs
 //! the records) and [`SharedState`] the sealed, versioned values and change events they share beside the metadata.
 //!
+//! Versioning ([`Versioning`], S3 semantics: version ids, the null version, delete markers) is kept by the SQL engine;
+//! the directory engine keeps one version per key and shows its objects as null versions.
+//!
 //! Maintenance: [`Store::scrub_object`] checks an object's record and stored bytes without a KMS, walking
 //! [`Store::object_ids`]; [`Store::collect_garbage`] removes what crashes left that no record references.
 

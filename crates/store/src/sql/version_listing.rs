@@ -29,7 +29,7 @@ struct Entry {
 
 /// Where a table's rows are read next.
 #[derive(Clone)]
-enum From {
+enum Position {
     /// The first row of the first key at or after the bound.
     Key(Bound<String>),
     /// The next `versions` row of this key after this rank, then the keys after it.
@@ -49,7 +49,7 @@ struct Rows {
     /// Fetched rows not yet taken, in order.
     fetched: VecDeque<Entry>,
     /// Where the rows after `fetched` begin; `None` when there are none.
-    next: Option<From>,
+    next: Option<Position>,
 }
 
 /// What a page's queries share: the connection, the bucket, the end of the prefix's range and the batch size.
@@ -61,7 +61,7 @@ struct Source<'a> {
 }
 
 impl Rows {
-    fn new(table: Table, from: From) -> Rows {
+    fn new(table: Table, from: Position) -> Rows {
         Rows { table, fetched: VecDeque::new(), next: Some(from) }
     }
 
@@ -72,11 +72,11 @@ impl Rows {
             let rows = fetch(source, self.table, &from).await?;
             self.next = match (rows.len() < source.batch, from) {
                 // The rest of that key's versions came; the keys after it are next.
-                (true, From::AfterRank(key, _)) => Some(From::Key(Bound::Excluded(key))),
-                (true, From::Key(_)) => None,
+                (true, Position::AfterRank(key, _)) => Some(Position::Key(Bound::Excluded(key))),
+                (true, Position::Key(_)) => None,
                 (false, _) => rows.back().map(|last| match last.rank {
-                    Some(rank) if self.table == Table::Versions => From::AfterRank(last.summary.key.clone(), rank),
-                    _ => From::Key(Bound::Excluded(last.summary.key.clone())),
+                    Some(rank) if self.table == Table::Versions => Position::AfterRank(last.summary.key.clone(), rank),
+                    _ => Position::Key(Bound::Excluded(last.summary.key.clone())),
                 }),
             };
             self.fetched = rows;
@@ -91,7 +91,7 @@ impl Rows {
         }
         if self.fetched.is_empty() && self.next.is_some() {
             // Every row fetched lay before the bound, so the rows not fetched yet begin before it too.
-            self.next = Some(From::Key(Bound::Included(bound.to_owned())));
+            self.next = Some(Position::Key(Bound::Included(bound.to_owned())));
         }
     }
 
@@ -124,14 +124,14 @@ impl SqlEngine {
         // its key is not its key's latest.
         let mut last_key: Option<String> = None;
         let (mut objects, mut versions) = if key_marker >= prefix && query.key_marker.is_some() {
-            let after_key = From::Key(Bound::Excluded(key_marker.to_owned()));
+            let after_key = Position::Key(Bound::Excluded(key_marker.to_owned()));
             let versions_from = match query.version_id_marker.as_deref() {
                 Some(marker) => match marker_rank(&mut source, key_marker, marker).await? {
                     Some(found) => {
                         last_key = Some(key_marker.to_owned());
                         match found {
-                            None => From::Key(Bound::Included(key_marker.to_owned())),
-                            Some(rank) => From::AfterRank(key_marker.to_owned(), rank),
+                            None => Position::Key(Bound::Included(key_marker.to_owned())),
+                            Some(rank) => Position::AfterRank(key_marker.to_owned(), rank),
                         }
                     }
                     // Removed since: the listing goes on with the next key.
@@ -141,7 +141,7 @@ impl SqlEngine {
             };
             (Rows::new(Table::Objects, after_key), Rows::new(Table::Versions, versions_from))
         } else {
-            let from = From::Key(Bound::Included(prefix.to_owned()));
+            let from = Position::Key(Bound::Included(prefix.to_owned()));
             (Rows::new(Table::Objects, from.clone()), Rows::new(Table::Versions, from))
         };
         // What the page returned last: a version (its key and name) or a common prefix.
@@ -220,10 +220,10 @@ async fn marker_rank(source: &mut Source<'_>, key: &str, marker: &str) -> Result
 }
 
 /// Up to a batch of `table`'s rows from `from` on, below the end of the prefix's range.
-async fn fetch(source: &mut Source<'_>, table: Table, from: &From) -> Result<VecDeque<Entry>> {
+async fn fetch(source: &mut Source<'_>, table: Table, from: &Position) -> Result<VecDeque<Entry>> {
     let limit = i64::try_from(source.batch).unwrap_or(i64::MAX);
     let query = match (table, from) {
-        (_, From::AfterRank(key, rank)) => sqlx::query(
+        (_, Position::AfterRank(key, rank)) => sqlx::query(
             "SELECT key, rank, version_id, delete_marker, size, etag, modified FROM versions \
              WHERE bucket = $1 AND key = $2 AND rank > $3 ORDER BY rank LIMIT $4",
         )
@@ -231,7 +231,7 @@ async fn fetch(source: &mut Source<'_>, table: Table, from: &From) -> Result<Vec
         .bind(key.as_bytes())
         .bind(*rank)
         .bind(limit),
-        (table, From::Key(bound)) => {
+        (table, Position::Key(bound)) => {
             let (comparison, bound) = match bound {
                 Bound::Included(key) => (">=", key.as_str()),
                 Bound::Excluded(key) => (">", key.as_str()),

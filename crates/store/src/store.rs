@@ -229,8 +229,9 @@ impl Store {
         }
     }
 
-    /// Rewrites the metadata of the stored version `expected` without touching its data; `Changed` (nothing
-    /// written) if the object was overwritten or deleted since the caller read `expected`. `meta.parts` must list
+    /// Rewrites the metadata of the stored version `expected` without touching its data, whether it is the current
+    /// version or (named by `expected.version_id`) a past one; `Changed` (nothing written) if that version was
+    /// overwritten or deleted since the caller read `expected`. `meta.parts` must list
     /// the same parts (numbers and stored sizes, in order), else `InvalidMeta`; everything else, including
     /// `last_modified` and each part's `encryption`, is stored as given.
     pub async fn update_object_meta(

@@ -19,13 +19,8 @@ pub async fn get_object_attributes(
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let customer_key = sse_headers(&req.headers)?.for_read(&transport(state, &req.extensions)).map_err(sse_error)?;
     let input = req.input;
-    let wanted = |name: &str| input.object_attributes.iter().any(|attribute| attribute.as_str() == name);
-    if input.object_attributes.is_empty() {
-        return Err(s3_error!(
-            InvalidArgument,
-            "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty"
-        ));
-    }
+    let names = requested_attributes(&input.object_attributes)?;
+    let wanted = |name: &str| names.contains(&name);
     let meta = head_version(state, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let encryption = stored_encryption(meta.encryption.as_ref())?;
     authorize_read(encryption.as_ref(), customer_key.as_ref()).map_err(sse_error)?;
@@ -55,6 +50,33 @@ pub async fn get_object_attributes(
         output.object_parts = object_parts(&meta, input.part_number_marker, input.max_parts)?;
     }
     Ok(S3Response::new(output))
+}
+
+/// The attribute names of `x-amz-object-attributes`: one comma-separated header (as SDKs send it) or several.
+fn requested_attributes(list: &[ObjectAttributes]) -> S3Result<Vec<&str>> {
+    const KNOWN: [&str; 5] = [
+        ObjectAttributes::ETAG,
+        ObjectAttributes::CHECKSUM,
+        ObjectAttributes::OBJECT_PARTS,
+        ObjectAttributes::STORAGE_CLASS,
+        ObjectAttributes::OBJECT_SIZE,
+    ];
+    let names: Vec<&str> = list
+        .iter()
+        .flat_map(|value| value.as_str().split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty"
+        ));
+    }
+    match names.iter().find(|name| !KNOWN.contains(name)) {
+        Some(unknown) => Err(s3_error!(InvalidArgument, "Invalid attribute name specified: {unknown}")),
+        None => Ok(names),
+    }
 }
 
 /// The parts of a multipart object after `marker`, at most `max_parts` (S3 reports none for a single PUT).
@@ -90,4 +112,19 @@ fn object_parts(
         is_truncated: Some(is_truncated),
         parts: Some(parts),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_names_come_comma_separated_or_one_per_header() {
+        let one = [ObjectAttributes::from("ETag, ObjectSize".to_owned())];
+        assert_eq!(requested_attributes(&one).unwrap(), ["ETag", "ObjectSize"]);
+        let several = [ObjectAttributes::from("Checksum".to_owned()), ObjectAttributes::from("ObjectParts".to_owned())];
+        assert_eq!(requested_attributes(&several).unwrap(), ["Checksum", "ObjectParts"]);
+        assert!(requested_attributes(&[ObjectAttributes::from(" , ".to_owned())]).is_err());
+        assert!(requested_attributes(&[ObjectAttributes::from("ETag,Owner".to_owned())]).is_err());
+    }
 }

@@ -300,7 +300,7 @@ pub async fn delete_object(
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
     let deletion = delete_version(state, &input.bucket, &input.key, input.version_id.as_deref()).await?;
-    let (version_id, delete_marker) = deletion_output(deletion);
+    let (version_id, delete_marker) = deletion_output(input.version_id.as_deref(), deletion);
     Ok(S3Response::new(DeleteObjectOutput { version_id, delete_marker, ..Default::default() }))
 }
 

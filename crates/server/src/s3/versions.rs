@@ -32,17 +32,20 @@ fn is_version_id(id: &str) -> bool {
         || (id.len() == VERSION_ID_LEN && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
-/// What a delete reports: the version it created or removed, and whether that is a delete marker. A delete marker
-/// made while versioning is suspended is the null version.
-pub(super) fn deletion_output(deletion: Deletion) -> (Option<String>, Option<bool>) {
-    let version_id = deletion.version_id.or_else(|| deletion.delete_marker.then(|| NULL_VERSION.to_owned()));
+/// What a delete reports: the version it removed (the one the request named) or the delete marker it created, and
+/// whether that is a delete marker. A delete marker made while versioning is suspended is the null version.
+pub(super) fn deletion_output(requested: Option<&str>, deletion: Deletion) -> (Option<String>, Option<bool>) {
+    let version_id = match requested {
+        Some(version) => Some(version.to_owned()),
+        None => deletion.version_id.or_else(|| deletion.delete_marker.then(|| NULL_VERSION.to_owned())),
+    };
     (version_id, deletion.delete_marker.then_some(true))
 }
 
-/// A DeleteObjects result entry for `key`. S3 names a delete marker the request created in `DeleteMarkerVersionId`,
-/// and the version the request named in `VersionId`.
+/// A DeleteObjects result entry for `key`. S3 names a delete marker the request created or removed in
+/// `DeleteMarkerVersionId`, and the version the request named in `VersionId`.
 pub(super) fn deleted_object(key: String, requested: Option<&str>, deletion: Deletion) -> DeletedObject {
-    let (version_id, delete_marker) = deletion_output(deletion);
+    let (version_id, delete_marker) = deletion_output(requested, deletion);
     DeletedObject {
         key: Some(key),
         delete_marker_version_id: delete_marker.and(version_id.clone()),
@@ -176,13 +179,15 @@ mod tests {
         );
 
         let suspended = Deletion { version_id: None, delete_marker: true };
-        assert_eq!(deletion_output(suspended), (Some("null".to_owned()), Some(true)));
+        assert_eq!(deletion_output(None, suspended), (Some("null".to_owned()), Some(true)));
+        let null_removed = Deletion { version_id: None, delete_marker: false };
+        assert_eq!(deletion_output(Some("null"), null_removed), (Some("null".to_owned()), None));
 
         let removed = Deletion { version_id: Some(id.clone()), delete_marker: false };
         let entry = deleted_object("k".into(), Some(&id), removed);
         assert_eq!((entry.delete_marker, entry.delete_marker_version_id, entry.version_id), (None, None, Some(id)));
 
         let unversioned = Deletion { version_id: None, delete_marker: false };
-        assert_eq!(deletion_output(unversioned), (None, None));
+        assert_eq!(deletion_output(None, unversioned), (None, None));
     }
 }

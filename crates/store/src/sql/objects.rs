@@ -63,27 +63,21 @@ impl SqlEngine {
         bucket: &str,
         key: &str,
         expected: &ObjectMeta,
-        mut meta: ObjectMeta,
+        meta: ObjectMeta,
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
         let (bucket, key, expected) = (bucket.to_owned(), key.to_owned(), expected.clone());
         self.transact(move |engine, tx| {
             async move {
                 engine.lock_object(tx, &bucket, &key).await?;
-                let current = engine.current(tx, &bucket, &key, Some(&expected)).await?.ok_or(StoreError::Changed)?;
-                let same_data = meta.parts.len() == current.meta.parts.len()
-                    && meta
-                        .parts
-                        .iter()
-                        .zip(&current.meta.parts)
-                        .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
-                if !same_data {
-                    return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
+                match engine.current(tx, &bucket, &key, Some(&expected)).await? {
+                    Some(current) => {
+                        let record = with_meta(current, meta)?;
+                        engine.write_object_row(tx, &bucket, &key, record).await
+                    }
+                    // A past version (a rewrap reseals every version) is rewritten where it is.
+                    None => engine.update_noncurrent_meta(tx, &bucket, &key, &expected, meta).await,
                 }
-                meta.key = key.clone();
-                meta.version_id = current.meta.version_id.clone();
-                let record = ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..current };
-                engine.write_object_row(tx, &bucket, &key, record).await
             }
             .boxed()
         })
@@ -357,6 +351,23 @@ impl SqlEngine {
         self.data.unreferenced(&removed);
         Ok(deletion)
     }
+}
+
+/// `stored` with the metadata `meta`, which must describe the same stored parts (numbers and stored sizes, in
+/// order); it keeps the stored version's key and version id.
+pub(super) fn with_meta(stored: ObjectRecord, mut meta: ObjectMeta) -> Result<ObjectRecord> {
+    let same_data = meta.parts.len() == stored.meta.parts.len()
+        && meta
+            .parts
+            .iter()
+            .zip(&stored.meta.parts)
+            .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
+    if !same_data {
+        return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
+    }
+    meta.key = stored.meta.key.clone();
+    meta.version_id = stored.meta.version_id.clone();
+    Ok(ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..stored })
 }
 
 fn corrupt(why: String) -> StoreError {

@@ -18,6 +18,7 @@ use futures::FutureExt;
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use super::objects::with_meta;
 use super::{bucket_place, db_error, from_nanos, nanos, object_place, to_i64, version_place, SqlEngine, Tx};
 use crate::error::{Result, StoreError};
 use crate::fsio::unique_id;
@@ -172,6 +173,50 @@ impl SqlEngine {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    /// Rewrites the metadata of `key`'s noncurrent version that `expected` names, its data unchanged (see
+    /// [`with_meta`]); `Changed` unless that version is still as `expected` says.
+    pub(super) async fn update_noncurrent_meta(
+        &self,
+        tx: &mut Tx,
+        bucket: &str,
+        key: &str,
+        expected: &ObjectMeta,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        let name = version_name(expected.version_id.as_deref());
+        let row = sqlx::query(
+            "SELECT record FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3 AND delete_marker = 0",
+        )
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::Changed)?;
+        let stored = self.version_record(row.get(0), bucket, key, name)?;
+        if stored.meta != *expected {
+            return Err(StoreError::Changed);
+        }
+        let mut record = with_meta(stored, meta)?;
+        let text = self.seal(&mut record, &version_place(bucket, key, name))?;
+        sqlx::query(
+            "UPDATE versions SET size = $4, etag = $5, modified = $6, record = $7 \
+             WHERE bucket = $1 AND key = $2 AND version_id = $3",
+        )
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .bind(name)
+        .bind(to_i64(record.meta.size))
+        .bind(&record.meta.etag)
+        .bind(nanos(record.meta.last_modified))
+        .bind(text)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Ok(record.meta)
     }
 
     /// Reads the record of `key`'s noncurrent version `name` from its `versions` row.

@@ -108,3 +108,154 @@ async fn an_uncommitted_object_directory_is_not_listed() {
     // Not an object, so the bucket counts as empty.
     reopened.delete_bucket("lst").await.unwrap();
 }
+
+/// Every entry (key or common prefix) of a listing, in order, the slow obvious way.
+fn reference(keys: &[&str], prefix: &str, delimiter: Option<&str>) -> Vec<String> {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    let mut entries: Vec<String> = Vec::new();
+    for key in sorted.into_iter().filter(|key| key.starts_with(prefix)) {
+        let entry = match delimiter.and_then(|d| key[prefix.len()..].find(d).map(|at| prefix.len() + at + d.len())) {
+            Some(end) => key[..end].to_owned(),
+            None => key.to_owned(),
+        };
+        if entries.last() != Some(&entry) {
+            entries.push(entry);
+        }
+    }
+    entries
+}
+
+/// Pages through a listing `max_keys` entries at a time, checking each page's count, truncation and marker, and
+/// returns every entry in order.
+async fn paged(store: &Store, prefix: &str, delimiter: Option<&str>, max_keys: usize) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = list(store, prefix, delimiter, start_after.as_deref(), max_keys).await;
+        let context = format!("prefix {prefix:?} delimiter {delimiter:?} max_keys {max_keys} after {start_after:?}");
+        assert!(page.objects.len() + page.common_prefixes.len() <= max_keys, "{context}");
+        let mut page_entries: Vec<String> =
+            page.objects.iter().map(|o| o.key.clone()).chain(page.common_prefixes.iter().cloned()).collect();
+        page_entries.sort_unstable();
+        if !page.is_truncated {
+            assert_eq!(page.next_start_after, None, "{context}");
+            entries.extend(page_entries);
+            return entries;
+        }
+        assert_eq!(page_entries.len(), max_keys, "{context}: a truncated page is full");
+        assert_eq!(page.next_start_after.as_ref(), page_entries.last(), "{context}: the marker is the last entry");
+        start_after = page.next_start_after.clone();
+        entries.extend(page_entries);
+    }
+}
+
+/// Keys for the edge cases of delimiter listings: multi-byte delimiters and keys, the highest code point
+/// (U+10FFFF, whose UTF-8 ends in 0xBF), NUL bytes right after a key, keys equal to a common prefix, and groups next
+/// to keys that sort inside their range but lack the delimiter.
+const EDGE_KEYS: &[&str] = &[
+    "a",
+    "a\0",
+    "a\0/x",
+    "a/",
+    "a//",
+    "a/b",
+    "a/b/c",
+    "a0",
+    "aé",
+    "aéb",
+    "aéé",
+    "aééc",
+    "a→1→2",
+    "a→3",
+    "a\u{10FFFF}",
+    "a\u{10FFFF}x\u{10FFFF}y",
+    "a\u{10FFFF}x\u{10FFFF}z",
+    "a\u{10FFFF}\u{10FFFF}",
+    "b",
+    "é/1",
+    "é/2",
+    "\u{10FFFF}/1",
+    "\u{10FFFF}\u{10FFFF}/2",
+];
+
+#[tokio::test]
+async fn delimiter_listings_page_exactly_at_every_page_size() {
+    let f = Fixture::with_bucket("lst").await;
+    for key in EDGE_KEYS {
+        put(&f.store, "lst", key, key.as_bytes()).await;
+    }
+    let cases: &[(&str, Option<&str>)] = &[
+        ("", None),
+        ("", Some("/")),
+        ("a", Some("/")),
+        ("a", Some("é")),
+        ("a", Some("éé")),
+        ("a", Some("→")),
+        ("a", Some("\u{10FFFF}")),
+        ("a\u{10FFFF}", Some("\u{10FFFF}")),
+        ("a", Some("\0")),
+        ("\u{10FFFF}", Some("/")),
+        ("\u{10FFFF}", None),
+        ("é", Some("/")),
+        ("", Some("x")),
+    ];
+    for &(prefix, delimiter) in cases {
+        let expected = reference(EDGE_KEYS, prefix, delimiter);
+        for max_keys in 1..=expected.len() + 1 {
+            let entries = paged(&f.store, prefix, delimiter, max_keys).await;
+            assert_eq!(entries, expected, "prefix {prefix:?} delimiter {delimiter:?} max_keys {max_keys}");
+        }
+    }
+    // Every entry's object rows carry their own size.
+    let page = list(&f.store, "a", Some("é"), None, 1000).await;
+    assert_eq!(page.common_prefixes, ["aé"]);
+    assert!(page.objects.iter().all(|o| o.size == o.key.len() as u64));
+}
+
+#[tokio::test]
+async fn a_common_prefix_at_a_page_boundary() {
+    let f = Fixture::with_bucket("lst").await;
+    for key in ["d/1", "d/2", "e", "f/1", "f/2/3", "g"] {
+        put(&f.store, "lst", key, b"x").await;
+    }
+    // The page ends on a common prefix: the next page starts past every key of its group.
+    let first = list(&f.store, "", Some("/"), None, 1).await;
+    assert_eq!((first.common_prefixes.as_slice(), first.is_truncated), (["d/".to_owned()].as_slice(), true));
+    assert_eq!(first.next_start_after.as_deref(), Some("d/"));
+    let second = list(&f.store, "", Some("/"), Some("d/"), 2).await;
+    assert_eq!(keys(&second), ["e"]);
+    assert_eq!(second.common_prefixes, ["f/"]);
+    assert_eq!(second.next_start_after.as_deref(), Some("f/"));
+    // The entry after a full page is a common prefix: the page is truncated and names its own last entry.
+    let page = list(&f.store, "", Some("/"), Some("d/"), 1).await;
+    assert_eq!((keys(&page), page.is_truncated), (vec!["e"], true));
+    assert_eq!(page.next_start_after.as_deref(), Some("e"));
+    // start_after inside a group, or a key of it: the group was listed before.
+    let page = list(&f.store, "", Some("/"), Some("f/1"), 1).await;
+    assert_eq!((keys(&page), page.is_truncated), (vec!["g"], false));
+    assert!(page.common_prefixes.is_empty());
+    // The last entry is a common prefix and fills the page exactly.
+    let page = list(&f.store, "f", Some("/"), None, 1).await;
+    assert_eq!((page.common_prefixes.as_slice(), page.is_truncated), (["f/".to_owned()].as_slice(), false));
+}
+
+/// More common prefixes than one statement fetches, with `start_after` inside the first group: the page still holds
+/// `max_keys` entries and names the right one to continue after.
+#[tokio::test]
+async fn a_full_page_of_common_prefixes_after_a_group_start_after_lies_in() {
+    let f = Fixture::with_bucket("lst").await;
+    let keys: Vec<String> = (0..1003).map(|i| format!("g{i:04}/x")).collect();
+    for chunk in keys.chunks(64) {
+        futures::future::join_all(chunk.iter().map(|key| put(&f.store, "lst", key, b""))).await;
+    }
+    let page = list(&f.store, "", Some("/"), Some("g0000/x"), 1000).await;
+    assert!(page.objects.is_empty());
+    assert_eq!(page.common_prefixes.len(), 1000);
+    assert_eq!((page.common_prefixes[0].as_str(), page.common_prefixes[999].as_str()), ("g0001/", "g1000/"));
+    assert!(page.is_truncated);
+    assert_eq!(page.next_start_after.as_deref(), Some("g1000/"));
+    let rest = list(&f.store, "", Some("/"), page.next_start_after.as_deref(), 1000).await;
+    assert_eq!(rest.common_prefixes, ["g1001/", "g1002/"]);
+    assert!(!rest.is_truncated);
+}

@@ -137,8 +137,8 @@ pub async fn copy_object(state: &AppState, req: S3Request<CopyObjectInput>) -> S
         let cipher = read_cipher(
             state,
             &who,
-            &source_bucket,
-            &source_key,
+            source_bucket,
+            source_key,
             source_encryption.as_ref(),
             source_key_material.as_ref(),
         )
@@ -215,7 +215,7 @@ pub async fn upload_part_copy(
     };
     let source_encryption = stored_encryption(source.encryption.as_ref())?;
     let cipher =
-        read_cipher(state, &who, &source_bucket, &source_key, source_encryption.as_ref(), source_key_material.as_ref())
+        read_cipher(state, &who, source_bucket, source_key, source_encryption.as_ref(), source_key_material.as_ref())
             .await?;
     let encryptor = part_encryptor(
         state,

@@ -22,6 +22,26 @@ pub(crate) fn new_data_file_name() -> std::io::Result<String> {
     Ok(format!("data-{}", unique_id()?))
 }
 
+/// `stored` with the metadata `meta` (`update_object_meta`), which must describe the same stored parts (numbers and
+/// stored sizes, in order); it keeps the stored version's key, version id and data.
+pub(crate) fn with_meta(stored: ObjectRecord, mut meta: ObjectMeta) -> Result<ObjectRecord> {
+    let same_data = meta.parts.len() == stored.meta.parts.len()
+        && meta
+            .parts
+            .iter()
+            .zip(&stored.meta.parts)
+            .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
+    if !same_data {
+        return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
+    }
+    meta.key = stored.meta.key;
+    meta.version_id = stored.meta.version_id;
+    // Records of versions 1 to 3 kept no checksums: their files have none.
+    let mut data_checksums = stored.data_checksums;
+    data_checksums.resize(stored.data_files.len(), None);
+    Ok(ObjectRecord { format_version: FORMAT_VERSION, meta, data_checksums, mac: None, ..stored })
+}
+
 /// The metadata of a single PUT of `key` whose data takes `stored_size` bytes: the store makes `meta` an object of
 /// one part (built from `meta` when it has none) and stamps the commit time.
 pub(crate) fn single_part_meta(key: &str, mut meta: ObjectMeta, stored_size: u64) -> Result<ObjectMeta> {
@@ -96,7 +116,7 @@ impl Engine {
         bucket: &str,
         key: &str,
         expected: &ObjectMeta,
-        mut meta: ObjectMeta,
+        meta: ObjectMeta,
     ) -> Result<ObjectMeta> {
         validate_key(key)?;
         let _namespace = self.namespace_read();
@@ -104,28 +124,7 @@ impl Engine {
         let dir = self.object_dir(bucket, key);
         let _object = self.lock_object(&dir);
         let current = self.check_current(&dir, key, expected)?;
-        let same_data = meta.parts.len() == current.meta.parts.len()
-            && meta
-                .parts
-                .iter()
-                .zip(&current.meta.parts)
-                .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
-        if !same_data {
-            return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
-        }
-        meta.key = key.to_owned();
-        // Records of versions 1 to 3 kept no checksums: their files have none.
-        let mut data_checksums = current.data_checksums;
-        data_checksums.resize(current.data_files.len(), None);
-        let record = ObjectRecord {
-            format_version: FORMAT_VERSION,
-            meta,
-            data_files: current.data_files,
-            inline_data: current.inline_data,
-            data_checksums,
-            completed_upload: current.completed_upload,
-            mac: None,
-        };
+        let record = with_meta(current, meta)?;
         self.commit_object(bucket, &dir, DirChanges { created: false, data_files_added: false }, record)
     }
 

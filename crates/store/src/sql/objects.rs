@@ -13,7 +13,7 @@ use crate::error::{Result, StoreError};
 use crate::layout::{ObjectRecord, FORMAT_VERSION};
 use crate::meta::{Deletion, ObjectMeta, Versioning};
 use crate::names::validate_key;
-use crate::objects::single_part_meta;
+use crate::objects::{single_part_meta, with_meta};
 use crate::reader::{ObjectReader, StoredPart};
 use crate::staging::StagedFile;
 
@@ -351,23 +351,6 @@ impl SqlEngine {
         self.data.unreferenced(&removed);
         Ok(deletion)
     }
-}
-
-/// `stored` with the metadata `meta`, which must describe the same stored parts (numbers and stored sizes, in
-/// order); it keeps the stored version's key and version id.
-pub(super) fn with_meta(stored: ObjectRecord, mut meta: ObjectMeta) -> Result<ObjectRecord> {
-    let same_data = meta.parts.len() == stored.meta.parts.len()
-        && meta
-            .parts
-            .iter()
-            .zip(&stored.meta.parts)
-            .all(|(new, old)| new.number == old.number && new.stored_size == old.stored_size);
-    if !same_data {
-        return Err(StoreError::InvalidMeta("the parts differ from the stored object's parts"));
-    }
-    meta.key = stored.meta.key.clone();
-    meta.version_id = stored.meta.version_id.clone();
-    Ok(ObjectRecord { format_version: FORMAT_VERSION, meta, mac: None, ..stored })
 }
 
 fn corrupt(why: String) -> StoreError {

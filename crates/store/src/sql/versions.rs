@@ -18,13 +18,13 @@ use futures::FutureExt;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::objects::with_meta;
 use super::{bucket_place, db_error, from_nanos, nanos, object_place, to_i64, version_place, SqlEngine, Tx};
 use crate::error::{Result, StoreError};
 use crate::fsio::unique_id;
 use crate::layout::{BucketRecord, ObjectRecord};
 use crate::meta::{Deletion, ObjectMeta, Versioning};
 use crate::names::{is_version_id, validate_key, NULL_VERSION};
+use crate::objects::with_meta;
 use crate::reader::ObjectReader;
 
 /// A version's name in `versions.version_id` and in requests: its id, or "null".

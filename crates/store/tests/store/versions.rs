@@ -587,3 +587,32 @@ async fn the_directory_engine_keeps_one_null_version_per_key() {
     assert!(matches!(f.store.head_object("bkt", "a").await, Err(StoreError::NoSuchKey)));
     assert_eq!(f.store.delete_object("bkt", "c").await.unwrap(), Deletion::default());
 }
+
+#[tokio::test]
+async fn a_past_version_s_metadata_is_rewritten_where_it_is() {
+    let f = versioned(Versioning::Enabled).await;
+    let old = put(&f.store, "bkt", "k", &pattern(FILE_SIZED, 7)).await;
+    let current = put(&f.store, "bkt", "k", b"newer").await;
+    let mut changed = old.clone();
+    changed.headers.content_type = Some("text/rewritten".into());
+    let stored = f.store.update_object_meta("bkt", "k", old.clone(), changed).await.unwrap();
+    assert_eq!(
+        (stored.version_id.as_deref(), stored.headers.content_type.as_deref()),
+        (Some(id_of(&old)), Some("text/rewritten"))
+    );
+    // The past version changed in place, with its data; the current one did not move.
+    let reread = f.store.head_version("bkt", "k", id_of(&old)).await.unwrap();
+    assert_eq!(reread, stored);
+    assert_eq!(get_version(&f.store, "k", id_of(&old)).await, pattern(FILE_SIZED, 7));
+    assert_eq!(f.store.head_object("bkt", "k").await.unwrap(), current);
+    assert_eq!(
+        all_versions(&f.store).await,
+        [entry("k", id_of(&current), true, false), entry("k", id_of(&old), false, false)]
+    );
+    // Only over the version as it was read.
+    let again = f.store.update_object_meta("bkt", "k", old.clone(), old.clone()).await;
+    assert!(matches!(again, Err(StoreError::Changed)), "{again:?}");
+    f.store.delete_version("bkt", "k", id_of(&old)).await.unwrap();
+    let gone = f.store.update_object_meta("bkt", "k", stored.clone(), stored).await;
+    assert!(matches!(gone, Err(StoreError::Changed)), "{gone:?}");
+}

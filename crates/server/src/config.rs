@@ -86,6 +86,16 @@ pub struct S3DataSettings {
 pub const DATA_S3_ACCESS_KEY_ENV: &str = "COFFER_DATA_S3_ACCESS_KEY_ID";
 pub const DATA_S3_SECRET_KEY_ENV: &str = "COFFER_DATA_S3_SECRET_ACCESS_KEY";
 
+impl DataSettings {
+    /// The store's data location, with the data bucket's credentials from `env` (the process environment).
+    pub fn location(&self, env: impl Fn(&str) -> Option<String>) -> Result<coffer_store::DataLocation, ConfigError> {
+        match self {
+            DataSettings::Directory => Ok(coffer_store::DataLocation::Directory),
+            DataSettings::S3(settings) => settings.location(env),
+        }
+    }
+}
+
 impl S3DataSettings {
     /// The store's data location, with the credentials `env` (the process environment in the server) holds.
     pub fn location(&self, env: impl Fn(&str) -> Option<String>) -> Result<coffer_store::DataLocation, ConfigError> {
@@ -240,6 +250,27 @@ pub struct ServerArgs {
     #[arg(long, env = "COFFER_METADATA_URL", value_name = "URL", hide_env_values = true)]
     pub metadata_url: Option<DatabaseUrl>,
 
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data_location: DataArgs,
+
+    /// Makes this server a node of a cluster sharing the `--metadata postgres` database: the file holds the cluster
+    /// key (32 random bytes, `head -c 32 /dev/urandom`, mode 0600), the same on every node. It signs the records and
+    /// seals the KMS state kept in the database (configuration, local key files), which every node then shares
+    /// [default: none, a single node].
+    #[arg(long, env = "COFFER_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kms: KmsArgs,
+}
+
+/// Where the SQL metadata engine keeps stored bytes: flags of `coffer server` and of `coffer migrate` (which imports
+/// into the same places).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DataArgs {
     /// Where the SQL metadata engine (`--metadata sqlite|postgres`) keeps stored bytes: `directory` (the data
     /// directory) or `s3` (a bucket of any S3-compatible cluster, see --data-s3-*) [default: directory].
     #[arg(long, env = "COFFER_DATA_ENGINE", value_name = "ENGINE")]
@@ -266,16 +297,6 @@ pub struct ServerArgs {
     /// reads in flight on any node finish: a number with s, m, h or d [default: 15m].
     #[arg(long, env = "COFFER_DATA_RELEASE_GRACE", value_name = "DURATION")]
     pub data_release_grace: Option<String>,
-    /// Makes this server a node of a cluster sharing the `--metadata postgres` database: the file holds the cluster
-    /// key (32 random bytes, `head -c 32 /dev/urandom`, mode 0600), the same on every node. It signs the records and
-    /// seals the KMS state kept in the database (configuration, local key files), which every node then shares
-    /// [default: none, a single node].
-    #[arg(long, env = "COFFER_CLUSTER_KEY_FILE", value_name = "FILE")]
-    pub cluster_key_file: Option<PathBuf>,
-
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub kms: KmsArgs,
 }
 
 /// KMS backend selectable with `--kms-backend`.
@@ -477,7 +498,7 @@ impl ServerConfig {
 
     /// Applies defaults to fully merged arguments.
     pub fn resolve(args: ServerArgs) -> Result<Self, ConfigError> {
-        let data = data_settings(&args)?;
+        let data = args.data_location.settings(args.metadata)?;
         let tls = match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -529,39 +550,53 @@ impl ServerConfig {
     }
 }
 
-/// The data engine's settings, checked: `s3` needs the SQL metadata engine, an endpoint and a bucket, and the S3
-/// settings mean nothing without it.
-fn data_settings(args: &ServerArgs) -> Result<DataSettings, ConfigError> {
-    let release_grace = match &args.data_release_grace {
-        Some(text) => parse_interval(text)
-            .flatten()
-            .ok_or_else(|| ConfigError::Duration { key: "data-release-grace", value: text.clone() })?,
-        None => coffer_store::DEFAULT_RELEASE_GRACE,
-    };
-    if args.data_engine.unwrap_or_default() == DataEngineKind::Directory {
-        let given = [
-            ("data-s3-endpoint", args.data_s3_endpoint.is_some()),
-            ("data-s3-bucket", args.data_s3_bucket.is_some()),
-            ("data-s3-prefix", args.data_s3_prefix.is_some()),
-            ("data-s3-region", args.data_s3_region.is_some()),
-            ("data-release-grace", args.data_release_grace.is_some()),
-        ];
-        return match given.into_iter().find(|(_, given)| *given) {
-            Some((key, _)) => Err(ConfigError::DataS3Unused { key }),
-            None => Ok(DataSettings::Directory),
+impl DataArgs {
+    /// The data engine's settings, checked: `s3` needs the SQL metadata engine, an endpoint and a bucket, and the S3
+    /// settings mean nothing without it.
+    pub fn settings(&self, metadata: Option<MetadataEngine>) -> Result<DataSettings, ConfigError> {
+        let release_grace = match &self.data_release_grace {
+            Some(text) => parse_interval(text)
+                .flatten()
+                .ok_or_else(|| ConfigError::Duration { key: "data-release-grace", value: text.clone() })?,
+            None => coffer_store::DEFAULT_RELEASE_GRACE,
         };
+        if self.data_engine.unwrap_or_default() == DataEngineKind::Directory {
+            let given = [
+                ("data-s3-endpoint", self.data_s3_endpoint.is_some()),
+                ("data-s3-bucket", self.data_s3_bucket.is_some()),
+                ("data-s3-prefix", self.data_s3_prefix.is_some()),
+                ("data-s3-region", self.data_s3_region.is_some()),
+                ("data-release-grace", self.data_release_grace.is_some()),
+            ];
+            return match given.into_iter().find(|(_, given)| *given) {
+                Some((key, _)) => Err(ConfigError::DataS3Unused { key }),
+                None => Ok(DataSettings::Directory),
+            };
+        }
+        if metadata.unwrap_or_default() == MetadataEngine::Directory {
+            return Err(ConfigError::DataEngineNeedsSql);
+        }
+        let required = |value: &Option<String>, key| value.clone().ok_or(ConfigError::DataS3Missing { key });
+        Ok(DataSettings::S3(S3DataSettings {
+            endpoint: required(&self.data_s3_endpoint, "data-s3-endpoint")?,
+            bucket: required(&self.data_s3_bucket, "data-s3-bucket")?,
+            prefix: self.data_s3_prefix.clone().unwrap_or_default(),
+            region: self.data_s3_region.clone().unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+            release_grace,
+        }))
     }
-    if args.metadata.unwrap_or_default() == MetadataEngine::Directory {
-        return Err(ConfigError::DataEngineNeedsSql);
+
+    /// Field-wise `self.or(lower)`: values set here win.
+    fn or(self, lower: DataArgs) -> DataArgs {
+        DataArgs {
+            data_engine: self.data_engine.or(lower.data_engine),
+            data_s3_endpoint: self.data_s3_endpoint.or(lower.data_s3_endpoint),
+            data_s3_bucket: self.data_s3_bucket.or(lower.data_s3_bucket),
+            data_s3_prefix: self.data_s3_prefix.or(lower.data_s3_prefix),
+            data_s3_region: self.data_s3_region.or(lower.data_s3_region),
+            data_release_grace: self.data_release_grace.or(lower.data_release_grace),
+        }
     }
-    let required = |value: &Option<String>, key| value.clone().ok_or(ConfigError::DataS3Missing { key });
-    Ok(DataSettings::S3(S3DataSettings {
-        endpoint: required(&args.data_s3_endpoint, "data-s3-endpoint")?,
-        bucket: required(&args.data_s3_bucket, "data-s3-bucket")?,
-        prefix: args.data_s3_prefix.clone().unwrap_or_default(),
-        region: args.data_s3_region.clone().unwrap_or_else(|| DEFAULT_REGION.to_owned()),
-        release_grace,
-    }))
 }
 
 /// The data directory as an absolute path: everything saved under it (the KMS configuration's paths among them)
@@ -604,12 +639,7 @@ impl ServerArgs {
             scrub_interval: self.scrub_interval.or(lower.scrub_interval),
             metadata: self.metadata.or(lower.metadata),
             metadata_url: self.metadata_url.or(lower.metadata_url),
-            data_engine: self.data_engine.or(lower.data_engine),
-            data_s3_endpoint: self.data_s3_endpoint.or(lower.data_s3_endpoint),
-            data_s3_bucket: self.data_s3_bucket.or(lower.data_s3_bucket),
-            data_s3_prefix: self.data_s3_prefix.or(lower.data_s3_prefix),
-            data_s3_region: self.data_s3_region.or(lower.data_s3_region),
-            data_release_grace: self.data_release_grace.or(lower.data_release_grace),
+            data_location: self.data_location.or(lower.data_location),
             cluster_key_file: self.cluster_key_file.or(lower.cluster_key_file),
             kms: self.kms.or(lower.kms),
         }
@@ -924,8 +954,8 @@ max-connections = 100
         let refused = ServerConfig::resolve(parse_flags(&["--data-s3-bucket", "b"])).unwrap_err();
         assert!(matches!(refused, ConfigError::DataS3Unused { key: "data-s3-bucket" }), "{refused}");
         let file = parse_config(Path::new("c.toml"), "data-engine = \"s3\"\ndata-release-grace = \"30s\"\n").unwrap();
-        assert_eq!(file.data_engine, Some(DataEngineKind::S3));
-        assert_eq!(file.data_release_grace.as_deref(), Some("30s"));
+        assert_eq!(file.data_location.data_engine, Some(DataEngineKind::S3));
+        assert_eq!(file.data_location.data_release_grace.as_deref(), Some("30s"));
     }
 
     #[test]

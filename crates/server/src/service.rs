@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use coffer_kms::{KmsError, KmsManager};
 use coffer_sse::SseService;
-use coffer_store::{ClusterKey, DataLocation, SharedState, Store, StoreError};
+use coffer_store::{ClusterKey, SharedState, Store, StoreError};
 use s3s::route::S3Route;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{Body, S3Request, S3Response, S3Result};
@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::audit_log::AuditFile;
 use crate::authz::{AccessCheck, Authorizer};
-use crate::config::{DataSettings, MetadataEngine, ServerArgs, ServerConfig};
+use crate::config::{MetadataEngine, ServerArgs, ServerConfig};
 use crate::health::Health;
 use crate::http_server::{serve, shutdown_signal, LocalEndpoints};
 use crate::jobs::Jobs;
@@ -200,10 +200,7 @@ pub async fn run(args: ServerArgs, config: ServerConfig, log: LogFilter) -> Resu
         }
         None => (None, None),
     };
-    let data = match &config.data {
-        DataSettings::Directory => DataLocation::Directory,
-        DataSettings::S3(settings) => settings.location(|name| std::env::var(name).ok())?,
-    };
+    let data = config.data.location(|name| std::env::var(name).ok())?;
     let cluster = join_cluster(&config).await?;
     let store = match (config.metadata, &cluster) {
         (_, Some(node)) => Store::open_cluster(config.data_dir.clone(), &node.url, &node.key, &data).await,

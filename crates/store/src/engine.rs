@@ -58,15 +58,21 @@ impl Engine {
     /// Creates the layout under `root`, empties the temp directory (nothing can be in flight at open) and removes
     /// uploads whose completion was committed before a crash.
     pub(crate) fn open(root: &Path) -> Result<Engine> {
-        let buckets_dir = root.join("buckets");
-        let coffer_dir = root.join(".coffer");
-        if coffer_dir.join(SQL_ENGINE_MARKER).exists() {
+        if root.join(".coffer").join(SQL_ENGINE_MARKER).exists() {
             // Its buckets are rows now: opened as a directory it would look empty.
             return Err(StoreError::Io(io::Error::other(format!(
                 "{} holds the data of the SQL metadata engine: start with --metadata sqlite or postgres",
                 root.display()
             ))));
         }
+        Self::open_for_import(root)
+    }
+
+    /// [`Engine::open`] without the check for the SQL engine's marker: `coffer migrate` writes the marker as it
+    /// starts, and an interrupted import opens the directory form again.
+    pub(crate) fn open_for_import(root: &Path) -> Result<Engine> {
+        let buckets_dir = root.join("buckets");
+        let coffer_dir = root.join(".coffer");
         let tmp_dir = coffer_dir.join("tmp");
         let jobs_dir = coffer_dir.join("jobs");
         create_private_dir_all(&buckets_dir)?;

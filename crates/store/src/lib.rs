@@ -60,7 +60,7 @@ pub use meta::{
     BucketInfo, Checksum, ChecksumKind, Deletion, ObjectHeaders, ObjectMeta, PartMeta, RawJson, UploadInfo, UploadMeta,
     Versioning,
 };
-pub use migrate::{import_directory, Imported};
+pub use migrate::{import_directory, ImportTarget, Imported};
 pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
 pub use s3_data::{DataLocation, S3Location, S3SecretKey, DEFAULT_RELEASE_GRACE};

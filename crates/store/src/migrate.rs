@@ -1,9 +1,14 @@
-//! `coffer migrate`: imports a data directory of the directory engine into the SQL engine, in place.
+//! `coffer migrate`: imports a data directory of the directory engine into the SQL engine (SQLite in the directory,
+//! or PostgreSQL), with its stored bytes kept in the data directory or in a data bucket.
 //!
 //! Every record is read and checked as a read would (its MAC, its contents), then written as a row signed for its new
-//! place; every data file gets a second name under `DATA/data/` (a hard link: no data is copied, and the directory
-//! form stays intact until the end). Rows are upserts and links of existing names are accepted, so an interrupted
-//! import simply runs again. Once every bucket is imported and each bucket's object count checked against the rows,
+//! place — with the data directory's own record key, or with the cluster key of the nodes that will share a
+//! PostgreSQL database. Every data file keeps its name (`data-<id>`, 128 random bits): it gets a second name under
+//! `DATA/data/` (a hard link: no data is copied), or is uploaded under that name to the data bucket; the directory
+//! form stays intact until the end. Rows are upserts, existing links are accepted and a file the bucket holds whole
+//! already is not uploaded again, so an interrupted import simply runs again, and no file is ever named twice. (An
+//! upload the interruption cut short never completed, so it left no file; one that completed before its row
+//! committed is named by the row the next run writes.) Once every bucket is imported and each bucket's object count checked against the rows,
 //! `DATA/buckets` and `DATA/.coffer/jobs` are moved to `DATA/.coffer/imported-<time>/`, which the operator deletes
 //! after checking the store; the SQL engine opens the directory from then on. A record that fails its check stops
 //! the import, naming it: nothing is silently left behind.
@@ -19,7 +24,9 @@ use crate::fsio::{create_private_dir_all, fsync_dir};
 use crate::layout::{part_file_name, ObjectRecord, PartRecord, UploadRecord, OBJECT_FILE, UPLOAD_FILE};
 use crate::meta::RawJson;
 use crate::names::{is_object_dir_name, is_upload_id};
+use crate::s3_data::DataLocation;
 use crate::sql::SqlEngine;
+use crate::ClusterKey;
 
 /// How far an import got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,16 +35,28 @@ pub struct Imported {
     pub objects: u64,
     pub uploads: u64,
     pub parts: u64,
-    /// Stored bytes now also named under `DATA/data/` (hard links: no space used).
+    /// Stored bytes now also in the SQL engine's data: hard-linked under `DATA/data/` (no space used), or in the data
+    /// bucket.
     pub stored_bytes: u64,
 }
 
-/// Imports the directory-format data directory `root` into the SQL engine (SQLite in `root`, or the PostgreSQL
-/// database at `postgres_url`), calling `progress` after each bucket. Returns what was imported and where the
-/// directory form was moved.
+/// Where an import goes.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportTarget<'a> {
+    /// The PostgreSQL database; `None`: SQLite in the data directory.
+    pub postgres_url: Option<&'a str>,
+    /// Where the SQL engine keeps stored bytes.
+    pub data: &'a DataLocation,
+    /// The key of the cluster whose nodes share the PostgreSQL database (`coffer server --cluster-key-file`): it
+    /// signs the records. `None`: the data directory's own record key.
+    pub cluster: Option<&'a ClusterKey>,
+}
+
+/// Imports the directory-format data directory `root` into the SQL engine of `target`, calling `progress` after each
+/// bucket. Returns what was imported and where the directory form was moved.
 pub async fn import_directory(
     root: &Path,
-    postgres_url: Option<&str>,
+    target: ImportTarget<'_>,
     mut progress: impl FnMut(&str, &Imported),
 ) -> Result<(Imported, PathBuf)> {
     if !root.join("buckets").is_dir() {
@@ -48,9 +67,9 @@ pub async fn import_directory(
     }
     let directory = {
         let root = root.to_owned();
-        Arc::new(blocking(move || Engine::open(&root)).await?)
+        Arc::new(blocking(move || Engine::open_for_import(&root)).await?)
     };
-    let sql = SqlEngine::open_for_import(root, postgres_url, &crate::s3_data::DataLocation::Directory, None).await?;
+    let sql = SqlEngine::open_for_import(root, target.postgres_url, target.data, target.cluster).await?;
     let mut imported = Imported::default();
     let mut buckets: Vec<String> =
         fs::read_dir(directory.buckets_dir())?.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect();
@@ -100,7 +119,10 @@ async fn import_objects(
         let Some(record) = directory.load_record::<ObjectRecord>(&dir.join(OBJECT_FILE))? else {
             continue; // a directory a crash left before its first commit: no object
         };
-        imported.stored_bytes += link_data_files(sql, &dir, &record.data_files)?;
+        if sql.data_is_remote() && record.data_checksums.iter().flatten().count() != record.data_files.len() {
+            return Err(unreadable_remotely(&dir));
+        }
+        imported.stored_bytes += place_data_files(sql, &dir, &record.data_files).await?;
         sql.import_object(bucket, record).await?;
         imported.objects += 1;
         count += 1;
@@ -126,7 +148,10 @@ async fn import_uploads(directory: &Arc<Engine>, sql: &SqlEngine, bucket: &str, 
                 continue;
             };
             if let Some(part) = directory.load_record::<PartRecord>(&dir.join(part_file_name(number)))? {
-                imported.stored_bytes += link_data_files(sql, &dir, std::slice::from_ref(&part.data_file))?;
+                if sql.data_is_remote() && part.data_checksums.is_none() {
+                    return Err(unreadable_remotely(&dir));
+                }
+                imported.stored_bytes += place_data_files(sql, &dir, std::slice::from_ref(&part.data_file)).await?;
                 parts.push(part);
             }
         }
@@ -137,15 +162,25 @@ async fn import_uploads(directory: &Arc<Engine>, sql: &SqlEngine, bucket: &str, 
     Ok(())
 }
 
-/// Names each data file of `dir` under the SQL engine's data directory too, durably; returns their size.
-fn link_data_files(sql: &SqlEngine, dir: &Path, names: &[String]) -> Result<u64> {
+/// Puts each data file of `dir` in the SQL engine's data too, under its name, durably; returns their size.
+async fn place_data_files(sql: &SqlEngine, dir: &Path, names: &[String]) -> Result<u64> {
     let mut bytes = 0;
     for name in names {
         let from = dir.join(name);
         bytes += fs::metadata(&from)?.len();
-        sql.link_data_file(&from, name)?;
+        sql.place_data_file(&from, name).await?;
     }
     Ok(bytes)
+}
+
+/// A data file of `dir` has no chunk checksums (it was stored before they were kept): read from a data bucket,
+/// whose reads check every chunk, it could not be served.
+fn unreadable_remotely(dir: &Path) -> StoreError {
+    StoreError::Io(io::Error::other(format!(
+        "{}: a data file stored before chunk checksums were kept, which a data bucket cannot serve: import with \
+         --data-engine directory (the default), or copy the object onto itself first",
+        dir.display()
+    )))
 }
 
 /// The job records of the directory engine, with their ids (their file names).

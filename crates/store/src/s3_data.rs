@@ -19,6 +19,7 @@
 
 use std::io;
 use std::ops::Range;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -103,6 +104,12 @@ impl std::fmt::Debug for S3SecretKey {
     }
 }
 
+/// What an upload sends: staged bytes, or a local file streamed.
+enum Upload<'a> {
+    Bytes(Vec<u8>),
+    File(&'a Path),
+}
+
 /// The data files in one bucket.
 pub(crate) struct S3Data {
     operator: Operator,
@@ -166,12 +173,39 @@ impl S3Data {
     /// Uploads `data` under a new name and returns the name once the upload completed.
     pub(crate) async fn persist(&self, data: StagedFile) -> io::Result<String> {
         let name = format!("data-{}", unique_id()?);
-        let mut writer = self.operator.writer_with(&name).chunk(UPLOAD_CHUNK).await.map_err(backend_error)?;
+        match data.into_staged() {
+            Staged::InMemory(bytes) => self.upload(&name, Upload::Bytes(bytes)).await?,
+            Staged::OnDisk(temp) => self.upload(&name, Upload::File(temp.path())).await?,
+        }
+        Ok(name)
+    }
+
+    /// Uploads the local file at `path` as `name` (a data file name), unless the bucket holds a file of that name
+    /// and length already: `coffer migrate` gives imported files their names, and an interrupted import runs again.
+    /// An upload never completed is not a file of the bucket, so a file found there is whole.
+    pub(crate) async fn put_file(&self, path: &Path, name: &str) -> io::Result<()> {
+        if !is_data_file_name(name) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("invalid data file name {name:?}")));
+        }
+        let len = tokio::fs::metadata(path).await?.len();
+        match self.operator.stat(name).await {
+            Ok(found) if found.content_length() == len => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(backend_error(e)),
+        }
+        self.upload(name, Upload::File(path)).await
+    }
+
+    /// Uploads `body` as `name`, in [`UPLOAD_CHUNK`] pieces (a file is read [`READ_CHUNK`] at a time); a failed
+    /// upload is aborted.
+    async fn upload(&self, name: &str, body: Upload<'_>) -> io::Result<()> {
+        let mut writer = self.operator.writer_with(name).chunk(UPLOAD_CHUNK).await.map_err(backend_error)?;
         let written = async {
-            match data.into_staged() {
-                Staged::InMemory(bytes) => writer.write(bytes).await.map_err(backend_error)?,
-                Staged::OnDisk(temp) => {
-                    let mut file = tokio::fs::File::open(temp.path()).await?;
+            match body {
+                Upload::Bytes(bytes) => writer.write(bytes).await.map_err(backend_error)?,
+                Upload::File(path) => {
+                    let mut file = tokio::fs::File::open(path).await?;
                     loop {
                         let mut buffer = BytesMut::with_capacity(READ_CHUNK);
                         while buffer.len() < READ_CHUNK {
@@ -196,7 +230,7 @@ impl S3Data {
             }
             return Err(e);
         }
-        Ok(name)
+        Ok(())
     }
 
     pub(crate) fn file(&self, name: &str) -> RemoteFile {

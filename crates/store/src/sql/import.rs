@@ -1,5 +1,6 @@
 //! What `coffer migrate` (`migrate.rs`) writes: the directory engine's checked records as rows signed for their new
-//! places, and second names for their data files. Every write is an upsert, so an import runs again after an
+//! places, and their data files under the same names in the engine's data (hard links, or uploads to the data
+//! bucket). Every write is an upsert, so an import runs again after an
 //! interruption.
 
 use std::path::Path;
@@ -9,7 +10,7 @@ use sqlx::Row;
 
 use super::{bucket_place, db_error, nanos, part_place, upload_place, SqlEngine};
 use crate::data_engine::DataEngine;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::layout::{BucketRecord, ObjectRecord, PartRecord, UploadRecord, FORMAT_VERSION};
 
 impl SqlEngine {
@@ -104,13 +105,17 @@ impl SqlEngine {
         Ok(u64::try_from(row.get::<i64, _>(0)).unwrap_or_default())
     }
 
-    /// Gives the data file at `from` its name `name` in the data directory too (a hard link), durably.
-    pub(crate) fn link_data_file(&self, from: &Path, name: &str) -> Result<()> {
+    /// Gives the data file at `from` its name `name` in the engine's data too, durably: a hard link in the data
+    /// directory, or an upload to the data bucket (skipped when an interrupted import uploaded it whole already).
+    pub(crate) async fn place_data_file(&self, from: &Path, name: &str) -> Result<()> {
         match &self.data {
             DataEngine::Directory(dir) => Ok(dir.link(from, name)?),
-            DataEngine::S3(_) => Err(StoreError::Io(std::io::Error::other(
-                "coffer migrate imports into the data directory only, not into a data bucket",
-            ))),
+            DataEngine::S3(s3) => Ok(s3.put_file(from, name).await?),
         }
+    }
+
+    /// Whether stored bytes are kept in a data bucket, whose files are read only with their chunk checksums.
+    pub(crate) fn data_is_remote(&self) -> bool {
+        matches!(self.data, DataEngine::S3(_))
     }
 }

@@ -307,15 +307,16 @@ class CofferServer:
         data_dir = self.sandbox / "cwd" / self.data_dir
         if metadata == "postgres":
             env["COFFER_METADATA_URL"] = postgres_database_of(os.environ["COFFER_E2E_POSTGRES_URL"], data_dir)
-        # COFFER_E2E_DATA=s3 keeps the SQL engine's data on SeaweedFS (one cluster per test process), in a bucket of
-        # each data directory's own, released data deleted after E2E_RELEASE_GRACE; servers a test starts on the
-        # directory engine or another data engine, or on a database that keeps its data in the directory (`coffer
-        # migrate` imports there), keep theirs.
+        # COFFER_E2E_DATA=s3 keeps the SQL engine's data on SeaweedFS (one cluster per test process), in one bucket
+        # under a prefix of each data directory's own, released data deleted after E2E_RELEASE_GRACE; servers a test
+        # starts on the directory engine or another data engine, or on a database that keeps its data in the
+        # directory (`coffer migrate` imports there), keep theirs.
         if os.environ.get("COFFER_E2E_DATA") == "s3" and self._sql_metadata(env) and not self._own_data_engine() \
                 and not data_kept_in_directory(data_dir):
             cluster = e2e_data_cluster()
             env.update(COFFER_DATA_ENGINE="s3", COFFER_DATA_S3_ENDPOINT=cluster.endpoint,
-                       COFFER_DATA_S3_BUCKET=data_bucket_of(cluster, data_dir),
+                       COFFER_DATA_S3_BUCKET=data_bucket_of(cluster),
+                       COFFER_DATA_S3_PREFIX=data_prefix_of(data_dir),
                        COFFER_DATA_S3_ACCESS_KEY_ID=cluster.credentials.access_key,
                        COFFER_DATA_S3_SECRET_ACCESS_KEY=cluster.credentials.secret_key,
                        COFFER_DATA_RELEASE_GRACE=E2E_RELEASE_GRACE)
@@ -1143,18 +1144,27 @@ def data_kept_in_directory(data_dir: Path) -> bool:
     return bool(found) and found[0][0] == "directory"
 
 
-def data_bucket_of(cluster: SeaweedFs, data_dir: Path) -> str:
-    """The bucket on `cluster` of one data directory, created the first time (a server restarted on the same
-    directory finds its data again)."""
+# The one bucket of each e2e data cluster: SeaweedFS gives every bucket volumes of its own, and mini counts its free
+# volumes from the free disk (one per GiB), so a bucket per server runs out of them on a small disk.
+E2E_DATA_BUCKET = "e2e-data"
+
+
+def data_bucket_of(cluster: SeaweedFs) -> str:
+    """The bucket on `cluster` that keeps every server's data, each under its own prefix; created the first time."""
     import botocore.exceptions
 
-    name = "e2e-data-" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
     try:
-        cluster.s3_client().create_bucket(Bucket=name)
+        cluster.s3_client().create_bucket(Bucket=E2E_DATA_BUCKET)
     except botocore.exceptions.ClientError as error:
         if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
-    return name
+    return E2E_DATA_BUCKET
+
+
+def data_prefix_of(data_dir: Path) -> str:
+    """The prefix of one data directory in the data bucket (a server restarted on the same directory finds its data
+    again)."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20] + "/"
 
 
 # One root identity per test session, never the documented admin/admin default.

@@ -3,7 +3,7 @@
 //!
 //! Internal details (paths, OS errors) are logged and replaced by a generic `InternalError` message.
 
-use coffer_store::StoreError;
+use coffer_store::{StoreError, NULL_VERSION};
 use s3s::{s3_error, S3Error, S3ErrorCode, StdError};
 use tracing::error;
 
@@ -59,7 +59,7 @@ fn delete_marker_error(version_id: Option<&str>, last_modified: time::OffsetDate
     let mut err = s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.");
     let mut headers = http::HeaderMap::new();
     headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
-    if let Ok(value) = http::HeaderValue::from_str(version_id.unwrap_or("null")) {
+    if let Ok(value) = http::HeaderValue::from_str(version_id.unwrap_or(NULL_VERSION)) {
         headers.insert("x-amz-version-id", value);
     }
     if let Some(value) = format_http_date(&last_modified.into()).and_then(|date| date.parse().ok()) {

@@ -61,7 +61,7 @@ pub use meta::{
     Versioning,
 };
 pub use migrate::{import_directory, ImportTarget, Imported};
-pub use names::{MAX_KEY_LEN, MAX_PART_NUMBER};
+pub use names::{is_version_id, MAX_KEY_LEN, MAX_PART_NUMBER, NULL_VERSION};
 pub use reader::{ObjectReader, PartStream, READ_CHUNK};
 pub use s3_data::{DataLocation, S3Location, S3SecretKey, DEFAULT_RELEASE_GRACE};
 pub use scrub::ScrubFinding;

@@ -82,10 +82,10 @@ pub(crate) fn is_upload_id(id: &str) -> bool {
 
 /// How S3 names the null version (the one written while a bucket was unversioned or suspended) in requests and
 /// listings; never a version id the store gives.
-pub(crate) const NULL_VERSION: &str = "null";
+pub const NULL_VERSION: &str = "null";
 
 /// True if `id` has the shape of a version id the store gives (32 lowercase hex characters; never "null").
-pub(crate) fn is_version_id(id: &str) -> bool {
+pub fn is_version_id(id: &str) -> bool {
     is_lower_hex(id, 32)
 }
 

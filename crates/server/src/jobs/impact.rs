@@ -8,10 +8,10 @@ use coffer_admin_api::api::{ImpactReport, UsageCount, VersionCount};
 use coffer_admin_api::{ImpactScope, ObjectAdminError};
 use coffer_kms::{validate_store_name, KeyOrigin, KmsError};
 use coffer_sse::ObjectEncryption;
-use coffer_store::{StoreError, VersionSummary};
+use coffer_store::{StoreError, VersionSummary, NULL_VERSION};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{versions_page, Item, NULL_VERSION};
+use super::{versions_page, Item};
 use crate::service::AppState;
 
 /// Records read at once while counting.

@@ -23,7 +23,7 @@ use coffer_admin_api::api::{
     JobFailure, JobInfo, JobProgress, JobSpec, JobState, RewrapSpec, ScrubSpec, MAX_JOB_FAILURES,
 };
 use coffer_admin_api::{ImpactScope, JobAction, ObjectAdmin, ObjectAdminError};
-use coffer_store::{ListQuery, RawJson, StoreError, VersionPage, VersionQuery};
+use coffer_store::{ListQuery, RawJson, StoreError, VersionPage, VersionQuery, NULL_VERSION};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -160,9 +160,6 @@ struct Cursor {
     #[serde(flatten)]
     item: Item,
 }
-
-/// S3's name for the version written while a bucket was unversioned or versioning was suspended.
-const NULL_VERSION: &str = "null";
 
 /// One thing a job works on: for a rewrap an object version, for a scrub a stored object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

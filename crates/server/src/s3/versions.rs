@@ -4,7 +4,7 @@
 //! The store keeps the versions (SQL metadata engine only) and decides per its bucket's state whether a write makes
 //! a new version, replaces the null version or replaces the object; this module only translates.
 
-use coffer_store::{Deletion, VersionPage, VersionQuery, VersionSummary, Versioning};
+use coffer_store::{is_version_id, Deletion, VersionPage, VersionQuery, VersionSummary, Versioning, NULL_VERSION};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
@@ -13,23 +13,13 @@ use crate::errors::store_error;
 use crate::listing::{page_size, NameEncoding};
 use crate::service::AppState;
 
-/// S3's name for the version written while a bucket was unversioned or suspended.
-const NULL_VERSION: &str = "null";
-/// Length of the version ids the store makes (lowercase hex).
-const VERSION_ID_LEN: usize = 32;
-
 /// The version a request's `versionId` names, checked for form: `None` means the current version.
 pub(super) fn requested_version(version_id: Option<&str>) -> S3Result<Option<&str>> {
     match version_id {
         None => Ok(None),
-        Some(id) if is_version_id(id) => Ok(Some(id)),
+        Some(id) if id == NULL_VERSION || is_version_id(id) => Ok(Some(id)),
         Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
     }
-}
-
-fn is_version_id(id: &str) -> bool {
-    id == NULL_VERSION
-        || (id.len() == VERSION_ID_LEN && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// What a delete reports: the version it removed (the one the request named) or the delete marker it created, and

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use coffer_store::{
-    Deletion, ListQuery, ObjectMeta, PartMeta, Store, StoreError, UploadMeta, VersionPage, VersionQuery, Versioning,
+    is_version_id, Deletion, ListQuery, ObjectMeta, PartMeta, Store, StoreError, UploadMeta, VersionPage, VersionQuery,
+    Versioning,
 };
 use sqlx::{AnyConnection, Connection, Row};
 
@@ -26,10 +27,6 @@ async fn get_version(store: &Store, key: &str, version_id: &str) -> Vec<u8> {
 
 fn id_of(meta: &ObjectMeta) -> &str {
     meta.version_id.as_deref().expect("a version id")
-}
-
-fn is_version_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 async fn versions(store: &Store, query: VersionQuery) -> VersionPage {

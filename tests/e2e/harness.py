@@ -1046,8 +1046,8 @@ class SeaweedFs:
 def start_seaweedfs(directory: Path, s3_config: Mapping[str, object] | None = None) -> SeaweedFs:
     """A cluster on free loopback ports, its data in `directory`, with fresh S3 credentials.
 
-    Mini's own defaults are kept where they suit a small machine (volumes sized from the free disk and created one at
-    a time as buckets fill, a 1 s filer drain at stop); the components no test uses (WebDAV, the admin UI, the Iceberg
+    Mini's own defaults are kept where they suit a small machine (volumes created one at a time as buckets fill, a
+    1 s filer drain at stop); the components no test uses (WebDAV, the admin UI, the Iceberg
     and Lance catalogs) are off. `s3_config` adds sections to the S3 config file beside the identities (the bench adds
     a local KMS provider)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -1081,6 +1081,10 @@ def start_seaweedfs(directory: Path, s3_config: Mapping[str, object] | None = No
              "-master.telemetry=false",  # it would report to the SeaweedFS project over the internet
              # a stopping volume server waits this long for clients to move elsewhere; here there is nowhere: 1 s less
              "-volume.preStopSeconds=0",
+             # mini allows one volume per GiB of free disk, and every bucket takes volumes of its own: a machine with
+             # little free disk would refuse writes to new buckets. Volumes grow as they fill, so a fixed count
+             # costs nothing until it is used.
+             "-volume.max=300",
              # mini's HTTP sockets default to /tmp/seaweedfs-*-PORT.sock (its gRPC ones stay there: see stop())
              f"-filer.localSocket={directory / 'filer.sock'}", f"-s3.localSocket={directory / 's3.sock'}"],
             env=env, cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -1144,8 +1148,8 @@ def data_kept_in_directory(data_dir: Path) -> bool:
     return bool(found) and found[0][0] == "directory"
 
 
-# The one bucket of each e2e data cluster: SeaweedFS gives every bucket volumes of its own, and mini counts its free
-# volumes from the free disk (one per GiB), so a bucket per server runs out of them on a small disk.
+# The one bucket of each e2e data cluster: SeaweedFS gives every bucket volumes of its own, and a bucket per server
+# would take hundreds of them in one run.
 E2E_DATA_BUCKET = "e2e-data"
 
 

@@ -28,6 +28,8 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+// An import releases no data file, so the grace period of released ones has nothing to say here.
+#[command(mut_arg("data_release_grace", |arg| arg.hide(true)))]
 struct MigrateArgs {
     /// The data directory to import.
     #[arg(long, env = "COFFER_DATA", value_name = "DIR")]

@@ -245,6 +245,18 @@ impl S3Data {
         self.operator.delete(name).await.map_err(backend_error)
     }
 
+    /// Deletes a released file and returns the bytes that frees: a HEAD first, since releases keep no sizes. A file
+    /// already gone (an earlier deletion whose row removal did not commit) frees nothing.
+    pub(crate) async fn delete_released(&self, name: &str) -> io::Result<u64> {
+        let bytes = match self.operator.stat(name).await {
+            Ok(found) => found.content_length(),
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(backend_error(e)),
+        };
+        self.delete(name).await?;
+        Ok(bytes)
+    }
+
     /// Deletes files that were never committed (a failed commit); failures are logged and the files left to
     /// garbage collection.
     pub(crate) async fn discard(&self, names: &[String]) {

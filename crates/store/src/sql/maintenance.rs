@@ -182,8 +182,7 @@ impl SqlEngine {
         }
     }
 
-    /// Deletes the remote data files released longer ago than the grace period (their bytes are not counted: the
-    /// release does not keep sizes).
+    /// Deletes the remote data files released longer ago than the grace period.
     async fn delete_released(&self, s3: &S3Data) -> Result<Reclaimed> {
         let cutoff = time::OffsetDateTime::now_utc() - s3.release_grace();
         let rows = sqlx::query("SELECT name FROM released_data_files WHERE released <= $1")
@@ -192,9 +191,10 @@ impl SqlEngine {
             .await
             .map_err(db_error)?;
         let mut deleted = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
         for row in rows {
             let name: String = row.get(0);
-            s3.delete(&name).await?;
+            bytes += s3.delete_released(&name).await?;
             deleted.push(name);
         }
         if !deleted.is_empty() {
@@ -215,7 +215,7 @@ impl SqlEngine {
             })
             .await?;
         }
-        Ok(Reclaimed { files: deleted.len() as u64, bytes: 0 })
+        Ok(Reclaimed { files: deleted.len() as u64, bytes })
     }
 
     /// Deletes remote data files older than `min_age` that no row names or releases.

@@ -114,6 +114,11 @@ impl Fixture {
         }
     }
 
+    /// Whether the fixture keeps its data in an S3 bucket (`COFFER_TEST_DATA_S3`).
+    pub fn data_in_bucket(&self) -> bool {
+        matches!(&self.engine, Engine::Sqlite(DataLocation::S3(_)) | Engine::Postgres(_, DataLocation::S3(_)))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }

@@ -244,3 +244,21 @@ async fn an_upload_completed_just_before_a_crash_is_not_listed_after_it() {
     assert_eq!(get(&store, "bkt", "done").await, data);
     assert_eq!(get(&store, "bkt", "later").await, data);
 }
+
+/// On a data bucket an overwrite releases the old data file, and deleting it after the grace period (none in these
+/// tests) counts the bytes that frees. Local data files go with the overwrite itself: nothing waits for release.
+#[tokio::test]
+async fn deleting_released_data_counts_the_bytes_it_frees() {
+    let f = Fixture::with_bucket("bkt").await;
+    put(&f.store, "bkt", "k", &pattern(300_000, 4)).await;
+    put(&f.store, "bkt", "k", &pattern(200_000, 5)).await;
+    let reclaimed = f.store.delete_released_data().await.unwrap();
+    if f.data_in_bucket() {
+        assert_eq!(reclaimed.files, 1, "{reclaimed:?}");
+        assert!((300_000..310_000).contains(&reclaimed.bytes), "{reclaimed:?}");
+    } else {
+        assert_eq!(reclaimed, Default::default());
+    }
+    assert_eq!(f.store.delete_released_data().await.unwrap(), Default::default());
+    assert_eq!(get(&f.store, "bkt", "k").await, pattern(200_000, 5));
+}

@@ -1,7 +1,7 @@
 """Object versioning with boto3 and the aws CLI at their default settings: bucket versioning states, version ids on
 PUT, GET, HEAD, DELETE, copy and multipart uploads in every SSE mode, delete markers, the null version of suspended
-buckets, ListObjectVersions with its markers, GetObjectAttributes, the `...Version` policy actions, and the
-directory metadata engine, which keeps one version per key."""
+buckets, ListObjectVersions with its markers, GetObjectAttributes, the `...Version` policy actions, scrubs of past
+versions, and the directory metadata engine, which keeps one version per key."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import secrets
 import zlib
 
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 from harness import User, unique_name
 from sse_helpers import (MiB, Sse, create_kms_key, expect_error, job_when_ended, kms_admin_ok, multipart_put,
                          random_bytes)
-from storage import storage
+from storage import flip_byte, storage
 
 MODES = ["none", "sse-s3", "sse-kms", "sse-c"]
 
@@ -397,3 +398,43 @@ def test_a_rewrap_moves_every_version_off_the_old_key(coffer):
     for version, (key, body) in bodies.items():
         reply = s3.get_object(Bucket=bucket, Key=key, VersionId=version)
         assert reply["Body"].read() == body and reply["SSEKMSKeyId"] == new_key
+
+
+def test_a_scrub_checks_past_versions_and_keys_behind_delete_markers(coffer):
+    """A scrub reads every stored version, not only the current ones: a flipped bit in a past version is reported
+    under its key, the reason naming the version, and a GET of that version refuses it."""
+    s3 = coffer.s3
+    bucket = versioned_bucket(s3)
+    sse = Sse.kms()
+    bodies = [random_bytes(300_000 + n, seed=n) for n in range(3)]
+    old = s3.put_object(Bucket=bucket, Key="doc", Body=bodies[0], **sse.write_args())["VersionId"]
+    s3.put_object(Bucket=bucket, Key="doc", Body=bodies[1], **sse.write_args())
+    s3.put_object(Bucket=bucket, Key="gone", Body=bodies[2], **sse.write_args())
+    s3.delete_object(Bucket=bucket, Key="gone")
+
+    def scrub() -> tuple[int, dict]:
+        result = coffer.admin_cli("scrub", "--wait", "--bucket", bucket, check=False)
+        return result.returncode, json.loads(result.stdout)
+
+    status, clean = scrub()
+    progress = clean["progress"]
+    assert (status, progress["examined"], progress["verified"], progress["damaged"]) == (0, 2, 2, 0), clean
+    assert progress["bytes"] >= sum(map(len, bodies)), progress
+
+    stored = storage(coffer)
+    damaged_file = stored.data_file_at(stored.version_record(bucket, "doc", old)["data_files"][0])
+    original = flip_byte(damaged_file, 100_000)
+    try:
+        status, found = scrub()
+        assert (status, found["progress"]["verified"], found["progress"]["damaged"]) == (1, 1, 1), found
+        [damage] = found["damaged"]
+        assert (damage["bucket"], damage["key"]) == (bucket, "doc"), damage
+        assert damage["reason"].startswith(f"version {old}: ") and "checksum" in damage["reason"], damage
+        no_retry = coffer.s3_client(retries={"max_attempts": 1, "mode": "standard"},
+                                    response_checksum_validation="when_required")
+        with pytest.raises((ClientError, BotoCoreError)):
+            no_retry.get_object(Bucket=bucket, Key="doc", VersionId=old)["Body"].read()
+        assert no_retry.get_object(Bucket=bucket, Key="doc")["Body"].read() == bodies[1]
+    finally:
+        damaged_file.write_bytes(original)
+    assert s3.get_object(Bucket=bucket, Key="doc", VersionId=old)["Body"].read() == bodies[0]

@@ -533,8 +533,9 @@ impl Store {
         }
     }
 
-    /// Ids of the bucket's stored objects (the names of their directories, see [`crate::layout`]) after `after`, in
-    /// order, at most `limit`: what a scrub walks. Every directory is listed, whether or not its record reads.
+    /// Ids of the bucket's stored objects after `after`, in order, at most `limit`: what a scrub walks. The directory
+    /// engine lists every object directory (see [`crate::layout`]), whether or not its record reads; the SQL engine
+    /// lists every key with a current object or a past version.
     pub async fn object_ids(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         match &self.backend {
             Backend::Directory(_) => {
@@ -546,7 +547,8 @@ impl Store {
     }
 
     /// Checks the stored object `id` of `bucket` (from [`Store::object_ids`]) if its key starts with `prefix`:
-    /// its record, and every stored byte against the checksums kept for it. Reads everything, changes nothing.
+    /// its record, and every stored byte against the checksums kept for it; on the SQL engine, every stored version
+    /// of the key. Reads everything, changes nothing.
     /// `Err` only when it could not be checked (an I/O error other than damage).
     pub async fn scrub_object(&self, bucket: &str, id: &str, prefix: &str) -> Result<ScrubFinding> {
         match &self.backend {

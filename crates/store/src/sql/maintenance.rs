@@ -11,50 +11,107 @@ use futures::FutureExt;
 use futures::StreamExt;
 use sqlx::Row;
 
+use super::versions::version_name;
 use super::{db_error, key_of, nanos, object_place, SqlEngine};
 use crate::data_engine::{blocking, DataEngine};
 use crate::error::{Result, StoreError};
 use crate::garbage::{sweep_temp_dir, Reclaimed};
 use crate::layout::ObjectRecord;
+use crate::meta::ObjectMeta;
 use crate::reader::StoredPart;
 use crate::s3_data::S3Data;
 use crate::scrub::{finding, ScrubFinding};
 
 impl SqlEngine {
+    /// The keys after `after` that have a current object or a past version (a key whose current version is a delete
+    /// marker has only past ones).
     pub(crate) async fn object_ids(&self, bucket: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.bucket_record(None, bucket).await?;
-        let rows =
-            sqlx::query("SELECT key FROM objects WHERE bucket = $1 AND ($2 IS NULL OR key > $2) ORDER BY key LIMIT $3")
-                .bind(bucket)
-                .bind(after.map(str::as_bytes))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+        // Each side is one index range from `after` that stops after `limit` keys, so a page costs the same anywhere
+        // in the bucket. Keys are never empty: "after nothing" is after the empty key.
+        let rows = sqlx::query(
+            "SELECT key FROM (SELECT key FROM objects WHERE bucket = $1 AND key > $2 ORDER BY key LIMIT $3) \
+             AS current_keys \
+             UNION SELECT key FROM (SELECT DISTINCT key FROM versions WHERE bucket = $1 AND key > $2 \
+             ORDER BY key LIMIT $3) AS past_keys \
+             ORDER BY key LIMIT $3",
+        )
+        .bind(bucket)
+        .bind(after.unwrap_or_default().as_bytes())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         rows.iter().map(|row| key_of(row.get(0))).collect()
     }
 
+    /// Checks every stored version of `key`, current and past (delete markers store nothing): the first damage
+    /// found is the finding, else the stored bytes of all of them.
     pub(crate) async fn scrub_object(&self, bucket: &str, key: &str, prefix: &str) -> Result<ScrubFinding> {
         if !key.starts_with(prefix) {
             return Ok(ScrubFinding::OutOfScope);
         }
-        let row = sqlx::query("SELECT record FROM objects WHERE bucket = $1 AND key = $2")
-            .bind(bucket)
-            .bind(key.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else {
+        let rows = sqlx::query(
+            "SELECT CAST(-1 AS BIGINT), CAST(NULL AS TEXT), record FROM objects WHERE bucket = $1 AND key = $2 \
+             UNION ALL SELECT rank, version_id, record FROM versions \
+             WHERE bucket = $1 AND key = $2 AND delete_marker = 0 ORDER BY 1",
+        )
+        .bind(bucket)
+        .bind(key.as_bytes())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if rows.is_empty() {
             self.bucket_record(None, bucket).await?;
-            return Ok(ScrubFinding::Absent);
-        };
-        let record: ObjectRecord = match self.read_record(row.get(0), &object_place(bucket, key)) {
-            Ok(record) => record,
-            Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Ok(ScrubFinding::Damaged { key: Some(key.to_owned()), reason: format!("object record: {e}") })
+        }
+        let (mut found, mut stored_bytes, mut unverifiable) = (false, 0, None);
+        for row in rows {
+            let past: Option<&str> = row.get(1);
+            let text: &str = row.get(2);
+            let read = match past {
+                None => self.read_record(text, &object_place(bucket, key)),
+                Some(name) => self.version_record(Some(text), bucket, key, name),
+            };
+            let finding = match read {
+                Ok(record) => self.scrub_record(bucket, record).await?,
+                Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    ScrubFinding::Damaged { key: Some(key.to_owned()), reason: format!("object record: {e}") }
+                }
+                Err(StoreError::InvalidMeta(what)) if past.is_some() => {
+                    ScrubFinding::Damaged { key: Some(key.to_owned()), reason: format!("object record: {what}") }
+                }
+                Err(e) => return Err(e),
+            };
+            match finding {
+                ScrubFinding::Intact { stored_bytes: bytes, .. } => {
+                    (found, stored_bytes) = (true, stored_bytes + bytes)
+                }
+                ScrubFinding::Unverifiable { stored_bytes: bytes, reason, .. } => {
+                    (found, stored_bytes) = (true, stored_bytes + bytes);
+                    unverifiable.get_or_insert(reason);
+                }
+                ScrubFinding::Damaged { key, reason } => {
+                    let reason = match past {
+                        Some(name) => format!("version {name}: {reason}"),
+                        None => reason,
+                    };
+                    return Ok(ScrubFinding::Damaged { key, reason });
+                }
+                // Removed since the rows were read.
+                ScrubFinding::Absent | ScrubFinding::OutOfScope => {}
             }
-            Err(e) => return Err(e),
-        };
+        }
+        let key = key.to_owned();
+        Ok(match (found, unverifiable) {
+            (false, _) => ScrubFinding::Absent,
+            (true, None) => ScrubFinding::Intact { key, stored_bytes },
+            (true, Some(reason)) => ScrubFinding::Unverifiable { key, stored_bytes, reason },
+        })
+    }
+
+    /// Checks one version's record and data.
+    async fn scrub_record(&self, bucket: &str, record: ObjectRecord) -> Result<ScrubFinding> {
+        let key = record.meta.key.clone();
         let dir = match &self.data {
             DataEngine::Directory(dir) => dir.clone(),
             DataEngine::S3(_) => return self.scrub_remote(bucket, record).await,
@@ -66,11 +123,9 @@ impl SqlEngine {
             match file {
                 Ok(file) => files.push(file),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // An overwrite may have removed it since the record was read: only a current record counts.
-                    let current = self.object_record(bucket, key).await.ok();
-                    if current.is_some_and(|current| current.meta == record.meta) {
+                    if self.still_stored(bucket, &record.meta).await {
                         let reason = format!("the data file of part {} is missing", part.number);
-                        return Ok(ScrubFinding::Damaged { key: Some(key.to_owned()), reason });
+                        return Ok(ScrubFinding::Damaged { key: Some(key), reason });
                     }
                     return Ok(ScrubFinding::Absent);
                 }
@@ -104,8 +159,7 @@ impl SqlEngine {
                     return Ok(ScrubFinding::Damaged { key: Some(key), reason });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let current = self.object_record(bucket, &key).await.ok();
-                    if !current.is_some_and(|current| current.meta == *reader.meta()) {
+                    if !self.still_stored(bucket, reader.meta()).await {
                         return Ok(ScrubFinding::Absent);
                     }
                     let reason = format!("the data file of part {number} is missing");
@@ -116,11 +170,8 @@ impl SqlEngine {
             let mut chunks = reader.read_part(index, 0, part.stored_size);
             while let Some(chunk) = chunks.next().await {
                 if let Err(e) = chunk {
-                    // Released longer ago than the grace period by an overwrite since: only a current record counts.
-                    let current = self.object_record(bucket, &key).await.ok();
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        && !current.is_some_and(|current| current.meta == *reader.meta())
-                    {
+                    // Released longer ago than the grace period by an overwrite or delete since.
+                    if e.kind() == std::io::ErrorKind::NotFound && !self.still_stored(bucket, reader.meta()).await {
                         return Ok(ScrubFinding::Absent);
                     }
                     let reason = format!("the data of part {}: {e}", part.number);
@@ -129,6 +180,13 @@ impl SqlEngine {
             }
         }
         Ok(ScrubFinding::Intact { key, stored_bytes })
+    }
+
+    /// Whether the version `meta` describes is still stored as a scrub read it: a data file missing under a version
+    /// overwritten, deleted or rewritten since is no damage.
+    async fn still_stored(&self, bucket: &str, meta: &ObjectMeta) -> bool {
+        let name = version_name(meta.version_id.as_deref());
+        self.version(bucket, &meta.key, name).await.is_ok_and(|record| record.meta == *meta)
     }
 
     /// Removes temp files older than `min_age` and data files of that age that no row names; with a remote data

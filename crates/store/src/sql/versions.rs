@@ -220,7 +220,13 @@ impl SqlEngine {
     }
 
     /// Reads the record of `key`'s noncurrent version `name` from its `versions` row.
-    fn version_record(&self, text: Option<&str>, bucket: &str, key: &str, name: &str) -> Result<ObjectRecord> {
+    pub(super) fn version_record(
+        &self,
+        text: Option<&str>,
+        bucket: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<ObjectRecord> {
         let text = text.ok_or(StoreError::InvalidMeta("a version row without a record that is no delete marker"))?;
         let record: ObjectRecord = self.read_record(text, &version_place(bucket, key, name))?;
         if record.meta.key != key || version_name(record.meta.version_id.as_deref()) != name {
@@ -305,7 +311,7 @@ impl SqlEngine {
 
     /// The record of `key`'s version `name`, current or not, read (outside any transaction) in one query, so a
     /// version that moves between the tables meanwhile is found all the same.
-    async fn version(&self, bucket: &str, key: &str, name: &str) -> Result<ObjectRecord> {
+    pub(super) async fn version(&self, bucket: &str, key: &str, name: &str) -> Result<ObjectRecord> {
         let row = sqlx::query(
             "SELECT CAST(1 AS BIGINT), CAST(0 AS BIGINT), modified, record FROM objects \
              WHERE bucket = $1 AND key = $2 AND COALESCE(version_id, $4) = $3 \

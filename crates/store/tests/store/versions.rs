@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use coffer_store::{
-    is_version_id, Deletion, ListQuery, ObjectMeta, PartMeta, Store, StoreError, UploadMeta, VersionPage, VersionQuery,
-    Versioning,
+    is_version_id, Deletion, ListQuery, ObjectMeta, PartMeta, ScrubFinding, Store, StoreError, UploadMeta, VersionPage,
+    VersionQuery, Versioning,
 };
 use sqlx::{AnyConnection, Connection, Row};
 
@@ -616,4 +616,55 @@ async fn a_past_version_s_metadata_is_rewritten_where_it_is() {
     f.store.delete_version("bkt", "k", id_of(&old)).await.unwrap();
     let gone = f.store.update_object_meta("bkt", "k", stored.clone(), stored).await;
     assert!(matches!(gone, Err(StoreError::Changed)), "{gone:?}");
+}
+
+fn scrubbed(key: &str, stored_bytes: u64) -> ScrubFinding {
+    ScrubFinding::Intact { key: key.to_owned(), stored_bytes }
+}
+
+#[tokio::test]
+async fn a_scrub_walks_every_key_with_versions_and_checks_each_stored_version() {
+    let f = versioned(Versioning::Enabled).await;
+    put(&f.store, "bkt", "k", &pattern(300_000, 1)).await;
+    put(&f.store, "bkt", "k", &pattern(200_000, 2)).await;
+    put(&f.store, "bkt", "marked", &pattern(FILE_SIZED, 3)).await;
+    f.store.delete_object("bkt", "marked").await.unwrap();
+    f.store.delete_object("bkt", "only-a-marker").await.unwrap();
+    // Keys whose current version is a delete marker are walked too, in order, page by page.
+    assert_eq!(f.store.object_ids("bkt", None, 10).await.unwrap(), ["k", "marked", "only-a-marker"]);
+    assert_eq!(f.store.object_ids("bkt", None, 2).await.unwrap(), ["k", "marked"]);
+    assert_eq!(f.store.object_ids("bkt", Some("k"), 1).await.unwrap(), ["marked"]);
+    assert_eq!(f.store.object_ids("bkt", Some("only-a-marker"), 10).await.unwrap(), Vec::<String>::new());
+    // Every stored version is read; delete markers store nothing.
+    assert_eq!(f.store.scrub_object("bkt", "k", "").await.unwrap(), scrubbed("k", 500_000));
+    assert_eq!(f.store.scrub_object("bkt", "marked", "").await.unwrap(), scrubbed("marked", FILE_SIZED as u64));
+    assert_eq!(f.store.scrub_object("bkt", "only-a-marker", "").await.unwrap(), ScrubFinding::Absent);
+}
+
+#[tokio::test]
+async fn a_scrub_names_the_damaged_past_version() {
+    let f = Fixture::sqlite_with_bucket("bkt").await;
+    f.store.set_bucket_versioning("bkt", Versioning::Enabled).await.unwrap();
+    let old = put(&f.store, "bkt", "k", &pattern(300_000, 1)).await;
+    put(&f.store, "bkt", "k", &pattern(200_000, 2)).await;
+    let mut db = database(&f).await;
+    let record: String = sqlx::query("SELECT record FROM versions WHERE key = $1")
+        .bind("k".as_bytes())
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let name = record["data_files"][0].as_str().unwrap();
+    let path = f.data_dir().join("data").join(&name["data-".len().."data-".len() + 2]).join(name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let ScrubFinding::Damaged { key, reason } = f.store.scrub_object("bkt", "k", "").await.unwrap() else {
+        panic!("the flipped bit of the past version is found")
+    };
+    assert_eq!(key.as_deref(), Some("k"));
+    assert!(reason.starts_with(&format!("version {}: ", id_of(&old))), "{reason}");
+    // The current version still reads: the damage is the past version's alone.
+    assert_eq!(get(&f.store, "bkt", "k").await, pattern(200_000, 2));
 }

@@ -98,7 +98,7 @@ done
 # shellcheck disable=SC2086  # E2E_ARGS is a list of words on purpose
 COFFER_E2E_METADATA=directory .venv/bin/python -m pytest "${directory_engine_files[@]}" "${parallel[@]}" ${E2E_ARGS:-}
 
-section "end-to-end tests on PostgreSQL (a database per server) with the data on SeaweedFS (a bucket per server)"
+section "end-to-end tests on PostgreSQL (a database per server) with the data on SeaweedFS (a prefix per server in one bucket)"
 # shellcheck disable=SC2086
 COFFER_E2E_METADATA=postgres COFFER_E2E_POSTGRES_URL="$postgres_url" COFFER_E2E_DATA=s3 \
     .venv/bin/python -m pytest tests/e2e "${parallel[@]}" ${E2E_ARGS:-}

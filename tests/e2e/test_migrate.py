@@ -54,6 +54,17 @@ def write_every_mode(s3, bucket: str) -> dict[str, tuple[bytes, Sse, bytes]]:
     return objects
 
 
+def stopped_directory_store_of_every_mode(coffer_factory, name: str) -> tuple[Path, str, dict]:
+    """A directory-engine server's data directory holding one bucket of `write_every_mode`'s objects, the server
+    stopped (as an import needs): (data directory, bucket, objects)."""
+    server = coffer_factory(env=DIRECTORY)
+    bucket = unique_name(name)
+    server.s3.create_bucket(Bucket=bucket)
+    objects = write_every_mode(server.s3, bucket)
+    server.stop_and_check()
+    return server.data_dir, bucket, objects
+
+
 def read_back(s3, bucket: str, objects: dict[str, tuple[bytes, Sse, bytes]]) -> None:
     for key, (body, sse, _) in objects.items():
         assert s3.get_object(Bucket=bucket, Key=key, **sse.read_args())["Body"].read() == body, key
@@ -140,12 +151,7 @@ def test_the_sql_engine_names_the_import_for_a_directory_store(coffer_factory):
 
 @pytest.mark.seaweedfs
 def test_an_import_into_a_data_bucket_reads_back_whole_and_stores_only_ciphertext(coffer_factory, seaweedfs):
-    first = coffer_factory(env=DIRECTORY)
-    bucket = unique_name("migrate-s3")
-    first.s3.create_bucket(Bucket=bucket)
-    objects = write_every_mode(first.s3, bucket)
-    data_dir = first.data_dir
-    first.stop_and_check()
+    data_dir, bucket, objects = stopped_directory_store_of_every_mode(coffer_factory, "migrate-s3")
 
     data_bucket = new_data_bucket(seaweedfs)
     done = migrate(data_dir, *data_bucket_args(seaweedfs, data_bucket), env=s3_data_env(seaweedfs))
@@ -211,12 +217,7 @@ def test_an_import_stopped_partway_finishes_when_run_again_with_no_file_twice(co
 @pytest.mark.seaweedfs
 def test_an_import_into_a_cluster_database_is_read_by_every_node_holding_the_key(coffer_factory, seaweedfs,
                                                                                  postgres, tmp_path):
-    first = coffer_factory(env=DIRECTORY)
-    bucket = unique_name("migrate-cl")
-    first.s3.create_bucket(Bucket=bucket)
-    objects = write_every_mode(first.s3, bucket)
-    data_dir = first.data_dir
-    first.stop_and_check()
+    data_dir, bucket, objects = stopped_directory_store_of_every_mode(coffer_factory, "migrate-cl")
 
     key_file = tmp_path / "cluster.key"
     key_file.write_bytes(secrets.token_bytes(32))

@@ -8,10 +8,10 @@
 //! form stays intact until the end. Rows are upserts, existing links are accepted and a file the bucket holds whole
 //! already is not uploaded again, so an interrupted import simply runs again, and no file is ever named twice. (An
 //! upload the interruption cut short never completed, so it left no file; one that completed before its row
-//! committed is named by the row the next run writes.) Once every bucket is imported and each bucket's object count checked against the rows,
-//! `DATA/buckets` and `DATA/.coffer/jobs` are moved to `DATA/.coffer/imported-<time>/`, which the operator deletes
-//! after checking the store; the SQL engine opens the directory from then on. A record that fails its check stops
-//! the import, naming it: nothing is silently left behind.
+//! committed is named by the row the next run writes.) Once every bucket is imported and each bucket's object count
+//! checked against the rows, `DATA/buckets` and `DATA/.coffer/jobs` are moved to `DATA/.coffer/imported-<time>/`,
+//! which the operator deletes after checking the store; the SQL engine opens the directory from then on. A record
+//! that fails its check stops the import, naming it: nothing is silently left behind.
 
 use std::fs;
 use std::io;

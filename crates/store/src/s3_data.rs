@@ -188,13 +188,19 @@ impl S3Data {
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("invalid data file name {name:?}")));
         }
         let len = tokio::fs::metadata(path).await?.len();
-        match self.operator.stat(name).await {
-            Ok(found) if found.content_length() == len => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(backend_error(e)),
+        if self.stored_len(name).await? == Some(len) {
+            return Ok(());
         }
         self.upload(name, Upload::File(path)).await
+    }
+
+    /// The length of the file `name` in the bucket (one HEAD request); `None` if there is none.
+    async fn stored_len(&self, name: &str) -> io::Result<Option<u64>> {
+        match self.operator.stat(name).await {
+            Ok(found) => Ok(Some(found.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend_error(e)),
+        }
     }
 
     /// Uploads `body` as `name`, in [`UPLOAD_CHUNK`] pieces (a file is read [`READ_CHUNK`] at a time); a failed
@@ -248,11 +254,7 @@ impl S3Data {
     /// Deletes a released file and returns the bytes that frees: a HEAD first, since releases keep no sizes. A file
     /// already gone (an earlier deletion whose row removal did not commit) frees nothing.
     pub(crate) async fn delete_released(&self, name: &str) -> io::Result<u64> {
-        let bytes = match self.operator.stat(name).await {
-            Ok(found) => found.content_length(),
-            Err(e) if e.kind() == ErrorKind::NotFound => 0,
-            Err(e) => return Err(backend_error(e)),
-        };
+        let bytes = self.stored_len(name).await?.unwrap_or(0);
         self.delete(name).await?;
         Ok(bytes)
     }

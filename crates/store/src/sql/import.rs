@@ -1,7 +1,6 @@
 //! What `coffer migrate` (`migrate.rs`) writes: the directory engine's checked records as rows signed for their new
 //! places, and their data files under the same names in the engine's data (hard links, or uploads to the data
-//! bucket). Every write is an upsert, so an import runs again after an
-//! interruption.
+//! bucket). Every write is an upsert, so an import runs again after an interruption.
 
 use std::path::Path;
 

@@ -119,6 +119,18 @@ impl Fixture {
         matches!(&self.engine, Engine::Sqlite(DataLocation::S3(_)) | Engine::Postgres(_, DataLocation::S3(_)))
     }
 
+    /// Flips one bit of the first data file `record` (a record's JSON text) names, in the data directory of the SQL
+    /// engine: damage only a check of its checksums finds. Returns the file's path.
+    pub fn flip_first_data_file_bit(&self, record: &str, offset: usize) -> PathBuf {
+        let record: serde_json::Value = serde_json::from_str(record).unwrap();
+        let name = record["data_files"][0].as_str().unwrap();
+        let path = self.data_dir().join("data").join(&name["data-".len().."data-".len() + 2]).join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        path
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }

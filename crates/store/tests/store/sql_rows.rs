@@ -134,12 +134,7 @@ async fn scrub_finds_damaged_and_missing_data() {
         .await
         .unwrap()
         .get(0);
-    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
-    let name = record["data_files"][0].as_str().unwrap();
-    let path = f.data_dir().join("data").join(&name["data-".len().."data-".len() + 2]).join(name);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[1000] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    let path = f.flip_first_data_file_bit(&record, 1000);
     assert!(matches!(f.store.scrub_object("bkt", "flipped", "").await.unwrap(), ScrubFinding::Damaged { .. }));
     assert!(matches!(f.store.scrub_object("bkt", "intact", "").await.unwrap(), ScrubFinding::Intact { .. }));
     assert_eq!(f.store.scrub_object("bkt", "intact", "x").await.unwrap(), ScrubFinding::OutOfScope);

@@ -654,12 +654,7 @@ async fn a_scrub_names_the_damaged_past_version() {
         .await
         .unwrap()
         .get(0);
-    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
-    let name = record["data_files"][0].as_str().unwrap();
-    let path = f.data_dir().join("data").join(&name["data-".len().."data-".len() + 2]).join(name);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[1000] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    f.flip_first_data_file_bit(&record, 1000);
     let ScrubFinding::Damaged { key, reason } = f.store.scrub_object("bkt", "k", "").await.unwrap() else {
         panic!("the flipped bit of the past version is found")
     };
